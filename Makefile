@@ -1,0 +1,32 @@
+# The two commands a fresh clone needs: `make dev` and `make test` (see README.md).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY_SRC := core db devstack workflows activities api agent worker.py bench tests
+
+.PHONY: dev test setup web lint typecheck pytest bench clean-devstack
+
+setup:  ## uv, the locked environment, and the web assets
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	uv sync --frozen
+	@if [ -f web/package.json ]; then $(MAKE) --no-print-directory web; fi
+
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+dev: setup  ## run the whole call center on this machine until Ctrl-C
+	uv run python -m devstack up
+
+lint:
+	uv run ruff check $(wildcard $(PY_SRC))
+	uv run ruff format --check $(wildcard $(PY_SRC))
+
+typecheck:
+	uv run mypy core workflows activities
+
+pytest:
+	uv run pytest
+
+test: setup lint typecheck pytest  ## set up and run the whole test suite
+
+clean-devstack:  ## forget every call, recording and setting of the local stack
+	rm -rf .devstack

@@ -1,0 +1,1 @@
+"""Code shared by the API, the worker, the agent and the tests: settings and boundary data."""

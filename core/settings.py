@@ -1,0 +1,220 @@
+"""One settings object for every process, read from the environment, `.env` and `.devstack/env`.
+
+`load_settings()` validates everything at start-up and raises `SettingsError` whose message
+names each missing or malformed variable and what it expects. Secret values are `SecretStr`
+and never appear in a message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVSTACK_ENV = ROOT / ".devstack" / "env"
+
+ROLES = ("supervisor", "ops", "admin")
+
+
+class RecordingConsent(StrEnum):
+    ANNOUNCE = "announce"
+    ASK = "ask"
+    OFF = "off"
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a runnable configuration."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the product. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=(str(DEVSTACK_ENV), ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+        hide_input_in_errors=True,
+    )
+
+    # Temporal
+    TEMPORAL_ADDRESS: str = Field("localhost:7233", description="host:port of Temporal's frontend")
+    TEMPORAL_NAMESPACE: str = "default"
+    TEMPORAL_TASK_QUEUE: str = "callcenter"
+    # PostgreSQL
+    DATABASE_URL: SecretStr = Field(
+        description="postgresql://user:pass@host:port/db (or ?host=<socket dir>)"
+    )
+    # Object storage
+    MINIO_ENDPOINT: str = Field(description="host:port of the S3 endpoint, no scheme")
+    MINIO_ACCESS_KEY: SecretStr
+    MINIO_SECRET_KEY: SecretStr
+    MINIO_SECURE: bool = False
+    RECORDINGS_BUCKET: str = "recordings"
+    RECORDING_RETENTION_DAYS: int = Field(365, ge=1)
+    # LiveKit
+    LIVEKIT_URL: str = Field(description="http(s):// or ws(s):// URL of the LiveKit server")
+    LIVEKIT_API_KEY: SecretStr
+    LIVEKIT_API_SECRET: SecretStr
+    AGENT_NAME: str = "sarah-cme"
+    # Agent's cloud services (checked by the agent at its own start-up)
+    DEEPGRAM_API_KEY: SecretStr | None = None
+    OPENAI_API_KEY: SecretStr | None = None
+    OPENAI_BASE_URL: str | None = None
+    OPENAI_MODEL: str = "gpt-4o-mini"
+    CARTESIA_API_KEY: SecretStr | None = None
+    CARTESIA_VOICE: str = "a0e99841-438c-4a64-b679-ae501e7d6091"
+    # API
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = Field(8000, ge=1, le=65535)
+    API_TOKENS: SecretStr = Field(
+        description="comma-separated token:role pairs, roles supervisor|ops|admin"
+    )
+    RATE_LIMIT_PER_MINUTE: int = Field(30, ge=1)
+    PAYLOAD_KEYS: SecretStr | None = Field(
+        None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
+    )
+    # Call policy (seconds)
+    AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
+    MAX_CALL_DURATION_S: float = Field(7200, gt=0)
+    EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
+    SILENCE_ALERT_S: float = Field(30, gt=0)
+    RECORDING_RETRY_FOR_S: float = Field(24 * 3600, gt=0)
+    RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
+    KEYWORD_ALERTS: str = "manager,lawyer,cancel"
+
+    @field_validator("LIVEKIT_URL")
+    @classmethod
+    def _livekit_scheme(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must start with http://, https://, ws:// or wss://")
+        return v
+
+    @field_validator("MINIO_ENDPOINT")
+    @classmethod
+    def _no_scheme(cls, v: str) -> str:
+        if "://" in v or not v:
+            raise ValueError("must be host:port without a scheme")
+        return v
+
+    @field_validator("TEMPORAL_ADDRESS")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("must be host:port")
+        return v
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _pg_url(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return v
+
+    @field_validator("API_TOKENS")
+    @classmethod
+    def _tokens(cls, v: SecretStr) -> SecretStr:
+        parse_api_tokens(v.get_secret_value())
+        return v
+
+    @field_validator("PAYLOAD_KEYS")
+    @classmethod
+    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value().strip():
+            parse_payload_keys(v.get_secret_value())
+        return v
+
+    # Derived views -------------------------------------------------------------------------
+    @property
+    def api_tokens(self) -> dict[str, str]:
+        """token -> role."""
+        return parse_api_tokens(self.API_TOKENS.get_secret_value())
+
+    @property
+    def payload_keys(self) -> list[tuple[str, bytes]]:
+        """(key_id, 32-byte key), newest first; empty when encryption is off."""
+        if self.PAYLOAD_KEYS is None or not self.PAYLOAD_KEYS.get_secret_value().strip():
+            return []
+        return parse_payload_keys(self.PAYLOAD_KEYS.get_secret_value())
+
+    @property
+    def keywords(self) -> list[str]:
+        return [k.strip().lower() for k in self.KEYWORD_ALERTS.split(",") if k.strip()]
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL.get_secret_value()
+
+
+def parse_api_tokens(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, pair in enumerate(p.strip() for p in raw.split(",") if p.strip()):
+        token, sep, role = pair.rpartition(":")
+        if not sep or not token:
+            raise ValueError(f"entry {i + 1} is not token:role")
+        if role not in ROLES:
+            raise ValueError(f"entry {i + 1} has role {role!r}; roles are {', '.join(ROLES)}")
+        if len(token) < 16:
+            raise ValueError(f"entry {i + 1} has a token shorter than 16 characters")
+        out[token] = role
+    if not out:
+        raise ValueError("needs at least one token:role pair")
+    return out
+
+
+def parse_payload_keys(raw: str) -> list[tuple[str, bytes]]:
+    keys: list[tuple[str, bytes]] = []
+    for i, pair in enumerate(p.strip() for p in raw.split(",") if p.strip()):
+        kid, sep, b64 = pair.partition(":")
+        if not sep or not kid:
+            raise ValueError(f"entry {i + 1} is not key_id:base64key")
+        try:
+            key = base64.b64decode(b64, validate=True)
+        except ValueError:
+            raise ValueError(f"entry {i + 1} ({kid}) is not valid base64") from None
+        if len(key) != 32:
+            raise ValueError(f"entry {i + 1} ({kid}) must decode to 32 bytes, got {len(key)}")
+        keys.append((kid, key))
+    return keys
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; raise `SettingsError` naming every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            field = Settings.model_fields.get(name)
+            if err["type"] == "missing":
+                what = field.description if field and field.description else "a value"
+                lines.append(f"{name} is not set: expected {what}")
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+                lines.append(f"{name} is malformed: {msg}")
+        raise SettingsError(
+            "invalid settings (environment, .env or .devstack/env):\n  " + "\n  ".join(lines)
+        ) from None
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """For process entry points: print the problem and exit 2 instead of a traceback."""
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        import sys
+
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,5 @@
+import sys
+
+from .up import main
+
+sys.exit(main())

