@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
-DEVSTACK_ENV = ROOT / ".devstack" / "env"
+DEVSTACK_ENV = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "env"
 
 ROLES = ("supervisor", "ops", "admin")
 

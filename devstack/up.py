@@ -31,7 +31,8 @@ from .services import (
     wait_port,
 )
 
-STATE = ROOT / ".devstack"
+# DEVSTACK_DIR lets tests run a second stack beside a developer's own.
+STATE = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack")
 ENV_FILE = STATE / "env"
 
 

@@ -1,0 +1,53 @@
+"""`python -m devstack up` starts the stack, writes its settings, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from core.settings import ROOT
+from devstack.services import free_port
+from devstack.up import read_env_file
+
+
+def _descendants_alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+
+
+def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    state = tmp_path / "stack"
+    ports = {name: free_port() for name in ("api", "temporal", "ui", "lk", "s3", "pg")}
+    argv = [
+        sys.executable, "-m", "devstack", "up", "--infra-only",
+        "--api-port", str(ports["api"]), "--temporal-port", str(ports["temporal"]),
+        "--temporal-ui-port", str(ports["ui"]), "--livekit-port", str(ports["lk"]),
+        "--s3-port", str(ports["s3"]), "--postgres-port", str(ports["pg"]),
+    ]  # fmt: skip
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "DEVSTACK_DIR": str(state)})  # fmt: skip
+        deadline = time.monotonic() + 150
+        while "Ctrl-C stops everything" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        text = log.read_text()
+        assert "Ctrl-C stops everything" in text, text
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        assert len(children) >= 3  # temporal, postgres (+ its workers), s3
+        assert f"http://127.0.0.1:{ports['ui']}" in text and "Temporal UI" in text
+        env = read_env_file(state / "env")
+        assert env["TEMPORAL_ADDRESS"] == f"127.0.0.1:{ports['temporal']}"
+        assert env["API_TOKENS"] == f"{env['DEVSTACK_ADMIN_TOKEN']}:admin"
+        assert env["DEVSTACK_ADMIN_TOKEN"] not in text  # the token is in the file, never printed
+        assert oct((state / "env").stat().st_mode & 0o777) == "0o600"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, log.read_text()
+    assert "stopped temporal" in log.read_text()
+    assert _descendants_alive(children) == []
