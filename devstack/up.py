@@ -97,6 +97,8 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "LIVEKIT_API_SECRET": keep("LIVEKIT_API_SECRET", lambda: secrets.token_urlsafe(32)),
         "LIVEKIT_EMULATOR_PORT": str(ports.livekit),
         "LIVEKIT_WEBHOOK_URL": f"http://127.0.0.1:{ports.api}/webhooks/livekit",
+        # recordings outlive an emulator restart, so a retried download still finds them
+        "LIVEKIT_EMULATOR_RECORDINGS_DIR": str(STATE / "recordings"),
         "API_HOST": "127.0.0.1",
         "API_PORT": str(ports.api),
         "API_URL": f"http://127.0.0.1:{ports.api}",

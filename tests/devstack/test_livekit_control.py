@@ -1,0 +1,145 @@
+"""The control API: participants of each kind, auto agent switches, state, and its access rule."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from livekit import api
+from livekit.protocol import models
+from livekit.protocol import room as room_pb
+
+from devstack.livekit.control import EMULATOR, control_middleware
+from tests.fixtures.livekit import LiveKitEmulator, WebhookSink
+
+
+def room_name() -> str:
+    return f"call-{uuid.uuid4().hex[:10]}"
+
+
+async def test_kinds_map_to_participant_info(livekit_emulator: LiveKitEmulator):
+    room = room_name()
+    customer = await livekit_emulator.join(room, "customer-1", "customer", attributes={"a": "b"})
+    agent = await livekit_emulator.join(room, "agent-1", "agent")
+    supervisor = await livekit_emulator.join(room, "sup-1", "supervisor")
+    assert customer.get("kind", "STANDARD") == "STANDARD" and customer["attributes"] == {"a": "b"}
+    assert agent["kind"] == "AGENT" and agent["permission"]["agent"]
+    assert supervisor["permission"]["hidden"] and not supervisor["permission"].get("canPublish")
+    err = await livekit_emulator.control(
+        "POST", f"rooms/{room}/participants/sup-1/tracks", {}, expect=403
+    )
+    assert err["error"]["field"] == "identity"
+    async with livekit_emulator.api() as lk:
+        (r,) = (await lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))).rooms
+        assert r.num_participants == 2  # the hidden supervisor is not counted
+        track = await livekit_emulator.publish(room, "customer-1", type="audio")
+        assert track["source"] == "MICROPHONE"
+        (r,) = (await lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))).rooms
+        assert r.num_publishers == 1
+    # The customer leaves but the supervisor (not an agent) is still there: the room stays.
+    assert (await livekit_emulator.leave(room, "customer-1"))["room_open"] is True
+    assert (await livekit_emulator.leave(room, "sup-1"))["room_open"] is False
+
+
+async def test_duplicate_identity_replaces_the_old_participant(
+    livekit_emulator: LiveKitEmulator, livekit_webhooks: WebhookSink
+):
+    room = room_name()
+    first = await livekit_emulator.join(room, "c", "customer")
+    second = await livekit_emulator.join(room, "c", "customer")
+    assert first["sid"] != second["sid"]
+    left = await livekit_webhooks.wait_for("participant_left", room)
+    assert left.participant.sid == first["sid"]
+    assert left.participant.disconnect_reason == models.DUPLICATE_IDENTITY
+    await livekit_emulator.end_room(room)
+
+
+async def test_bad_control_requests_are_4xx_naming_the_field(livekit_emulator: LiveKitEmulator):
+    room = room_name()
+    cases = [
+        ("POST", f"rooms/{room}/participants", {"identity": "x", "kind": "robot"}, 400, "kind"),
+        ("POST", f"rooms/{room}/participants", {"kind": "customer"}, 400, "identity"),
+        ("POST", f"rooms/{room}/participants", {"identity": "x", "kind": "customer", "attributes": {"a": 1}}, 400, "attributes"),
+        ("POST", "webhook", {"url": "ftp://x"}, 400, "url"),
+        ("POST", "auto-agent", {"delay_s": -1}, 400, "delay_s"),
+        ("DELETE", f"rooms/{room}/participants/nobody", None, 404, ""),
+    ]  # fmt: skip
+    for method, path, body, status, field in cases:
+        err = await livekit_emulator.control(method, path, body, expect=status)
+        assert err["error"].get("field", "") == field or not field, err
+    async with livekit_emulator.session.post(
+        f"{livekit_emulator.control_url}/faults", data=b"{not json"
+    ) as r:
+        assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_json"
+
+
+async def test_auto_agent_can_be_switched_off_and_on(livekit_emulator: LiveKitEmulator):
+    off, on = room_name(), room_name()
+    await livekit_emulator.set_auto_agent(enabled=False)
+    await livekit_emulator.set_auto_agent(enabled=True, room=on)
+    try:
+        async with livekit_emulator.api() as lk:
+            for room in (off, on):
+                await lk.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(agent_name="sarah-cme", room=room)
+                )
+            await livekit_emulator.wait_idle()
+            state = {r["name"]: r for r in (await livekit_emulator.state())["rooms"]}
+            assert state[off]["participants"] == [] and state[off]["auto_agent"] is False
+            (agent,) = state[on]["participants"]
+            assert agent["role"] == "agent" and agent["info"]["kind"] == "AGENT"
+            (d,) = state[on]["dispatches"]
+            assert d["state"]["jobs"][0]["state"]["participantIdentity"] == agent["identity"]
+            for room in (off, on):
+                await lk.room.delete_room(room_pb.DeleteRoomRequest(room=room))
+    finally:
+        await livekit_emulator.set_auto_agent(enabled=True)
+
+
+async def test_state_lists_everything(livekit_emulator: LiveKitEmulator):
+    room = room_name()
+    await livekit_emulator.join(room, "c", "customer")
+    state = await livekit_emulator.state()
+    assert {"rooms", "egresses", "webhooks", "faults", "auto_agent", "idle"} <= set(state)
+    (r,) = [x for x in state["rooms"] if x["name"] == room]
+    assert r["sid"].startswith("RM_") and r["participants"][0]["identity"] == "c"
+    await livekit_emulator.end_room(room)
+    err = await livekit_emulator.control("POST", f"rooms/{room}/end", expect=404)
+    assert err["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("remote", "auth", "status"),
+    [("127.0.0.1", None, 200), ("::1", None, 200), ("10.1.2.3", None, 401),
+     ("10.1.2.3", "Bearer nope", 401), ("10.1.2.3", "good", 200)],
+)  # fmt: skip
+async def test_control_api_is_open_on_loopback_only(
+    livekit_emulator: LiveKitEmulator, remote: str, auth: str | None, status: int
+):
+    if auth == "good":
+        tok = api.AccessToken(livekit_emulator.api_key, livekit_emulator.api_secret).to_jwt()
+        auth = f"Bearer {tok}"
+    emulator = livekit_emulator.handle.emulator  # the middleware finds it on the app
+    request = make_mocked_request(
+        "GET", "/_emulator/state", headers={"Authorization": auth} if auth else {},
+        app={EMULATOR: emulator}, transport=_Transport(remote),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    resp = await control_middleware(request, ok)
+    assert resp.status == status
+
+
+class _Transport:
+    def __init__(self, host: str):
+        self._host = host
+
+    def get_extra_info(self, name: str, default=None):
+        return (self._host, 1234) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
