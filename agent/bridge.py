@@ -1,0 +1,326 @@
+"""The agent's side of the call's workflow: session events in, Temporal signals out.
+
+    AgentSession events ──CallBridge──▶ SignalQueue ──signal──▶ CallWorkflow(call-<id>)
+                           └─interim──▶ InterimPoster ──POST──▶ API live path (never history)
+
+- `SignalQueue` (agent/signals.py) delivers signals to one workflow in the order they were
+  sent, each at least once (every signal carries an id; the workflow ignores an id it has
+  seen). While Temporal is unreachable it keeps them (bounded) and retries with backoff.
+- `InterimPoster` forwards the newest interim customer line to the API and tolerates it failing.
+- `CallBridge` turns the session's events into `core.models` signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unicodedata
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from livekit import api as lkapi
+from livekit.agents import (
+    AgentSession,
+    CloseEvent,
+    CloseReason,
+    ConversationItemAddedEvent,
+    UserInputTranscribedEvent,
+    UserStateChangedEvent,
+)
+from livekit.agents.llm import ChatMessage
+
+from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
+from core.log import get_logger
+from core.models import (
+    SIGNAL_AGENT_JOINED,
+    SIGNAL_PARTICIPANT_LEFT,
+    SIGNAL_SILENCE,
+    SIGNAL_TRANSCRIPT,
+    AgentJoined,
+    AgentMetrics,
+    ParticipantLeft,
+    SilenceSignal,
+    TranscriptLine,
+)
+
+log = get_logger(__name__)
+
+INTERIM_MAX_CHARS = 1000  # the API's limit (it NOTIFYs the line through PostgreSQL)
+
+
+class InterimPoster:
+    """Sends the newest interim customer line to the API's live path.
+
+    Only the latest line matters (each interim supersedes the last), so while one POST is in
+    flight newer lines replace each other and the next POST carries the newest. Failures are
+    counted and logged, never raised: the live view is best-effort; finals go through Temporal.
+
+    Contract (the API's `POST /internal/calls/{call_id}/interim`): bearer token = a LiveKit JWT
+    signed with our API key/secret granting `roomAdmin` on the call's room (`token()` supplies
+    it); JSON `{"speaker": "customer", "text": str (<= 1000 chars), "id": str}`; 2xx = success.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        token: Callable[[], str],
+        *,
+        call_id: str,
+        timeout_s: float = 2.0,
+    ) -> None:
+        self.url = f"{api_url.rstrip('/')}/internal/calls/{call_id}/interim"
+        self.call_id = call_id
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+        self._latest: dict[str, Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self.sent = 0
+        self.failures = 0
+
+    def post(self, text: str, *, speaker: str = "customer") -> None:
+        self._seq += 1
+        self._latest = {
+            "speaker": speaker,
+            "text": text[:INTERIM_MAX_CHARS],
+            "id": f"interim-{self._seq}",
+        }
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"interim:{self.call_id}")
+
+    async def _run(self) -> None:
+        while self._latest is not None:
+            body, self._latest = self._latest, None
+            if self._http is None:
+                self._http = aiohttp.ClientSession(timeout=self._timeout)
+            headers = {"Authorization": f"Bearer {self._token()}"}
+            try:
+                async with self._http.post(self.url, json=body, headers=headers) as resp:
+                    if resp.status >= 300:
+                        self._failed(f"HTTP {resp.status}")
+                        continue
+                self.sent += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._failed(type(exc).__name__)
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        if self.failures == 1 or self.failures % 50 == 0:
+            log.warning(
+                "interim_post_failed", call_id=self.call_id, failures=self.failures, error=why
+            )
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=2.0)
+            if not self._task.done():
+                self._task.cancel()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+def room_admin_token(
+    api_key: str, api_secret: str, *, room: str, identity: str, ttl_s: float = 900
+) -> Callable[[], str]:
+    """A source of LiveKit JWTs granting `roomAdmin` on `room`, minted anew before they expire.
+    The API accepts these on its internal endpoints for that room's call."""
+    cached: tuple[str, float] | None = None
+
+    def token() -> str:
+        nonlocal cached
+        now = time.monotonic()
+        if cached is None or now > cached[1]:
+            jwt = (
+                lkapi.AccessToken(api_key, api_secret)
+                .with_identity(identity)
+                .with_grants(lkapi.VideoGrants(room_admin=True, room=room))
+                .with_ttl(timedelta(seconds=ttl_s))
+                .to_jwt()
+            )
+            cached = (jwt, now + ttl_s * 0.75)
+        return cached[0]
+
+    return token
+
+
+def _norm(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+class FinalTranscripts:
+    """Confidence of the STT's final transcripts, noted by the agent's `stt_node` and taken by
+    the bridge when the session reports the same line (the session event carries none)."""
+
+    def __init__(self, maxlen: int = 64) -> None:
+        self._seen: deque[tuple[str, float]] = deque(maxlen=maxlen)
+
+    def note(self, text: str, confidence: float) -> None:
+        self._seen.append((_norm(text), confidence))
+
+    def take(self, text: str) -> float | None:
+        key = _norm(text)
+        while self._seen:
+            seen, confidence = self._seen.popleft()
+            if seen == key:
+                return confidence
+        return None
+
+
+class CallBridge:
+    """Turns one call's session events into signals for its workflow (and interims for the API).
+
+    It is also the `SignalSink` the agent's tools use, so everything the call sends to its
+    workflow goes through the same ordered queue.
+    """
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        customer_identity: str,
+        signals: SignalQueue | SignalSink,
+        interim: InterimPoster | None = None,
+        finals: FinalTranscripts | None = None,
+        away_after_s: float = 30.0,
+    ) -> None:
+        self.call_id = call_id
+        self.customer_identity = customer_identity
+        self._signals = signals
+        self._interim = interim
+        self.finals = finals or FinalTranscripts()
+        self._away_after_s = away_after_s
+        self.supervisor_active = False  # a supervisor has taken over: silence is theirs
+        self._speech_started_at: float | None = None
+        self._last_line_end: float = 0.0
+        self._user_eou_delay: float | None = None
+        self._left_sent = False
+
+    # SignalSink ----------------------------------------------------------------------------
+    def send(self, name: str, payload: Any) -> None:
+        self._signals.send(name, payload)
+
+    # lifecycle -----------------------------------------------------------------------------
+    def attach(self, session: AgentSession) -> None:
+        session.on("user_state_changed", self.on_user_state_changed)
+        session.on("user_input_transcribed", self.on_user_input_transcribed)
+        session.on("conversation_item_added", self.on_conversation_item_added)
+        session.on("close", self.on_close)
+
+    def agent_joined(self, identity: str) -> None:
+        """Call when the agent is in the room, before it speaks (the workflow starts egress)."""
+        self.send(
+            SIGNAL_AGENT_JOINED,
+            AgentJoined(id=new_signal_id("joined"), identity=identity, at=utc_now()),
+        )
+
+    async def aclose(self, timeout: float) -> bool:
+        """Flush every queued signal (the call's last line included) within `timeout` seconds."""
+        if self._interim is not None:
+            await self._interim.aclose()
+        if isinstance(self._signals, SignalQueue):
+            return await self._signals.aclose(timeout)
+        return True
+
+    # session events ------------------------------------------------------------------------
+    def on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
+        if ev.new_state == "speaking":
+            self._speech_started_at = ev.created_at
+        elif ev.new_state == "away" and not self.supervisor_active:
+            self.send(
+                SIGNAL_SILENCE,
+                SilenceSignal(
+                    id=new_signal_id("silence"),
+                    speaker="customer",
+                    duration_s=self._away_after_s,
+                    at=iso(ev.created_at),
+                ),
+            )
+
+    def on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
+        text = ev.transcript.strip()
+        if not text:
+            return
+        if not ev.is_final:
+            if self._interim is not None:
+                self._interim.post(text)
+            return
+        confidence = self.finals.take(text)
+        started = self._speech_started_at or ev.created_at
+        started = min(max(started, self._last_line_end), ev.created_at)
+        self._last_line_end = ev.created_at
+        self.send(
+            SIGNAL_TRANSCRIPT,
+            TranscriptLine(
+                id=new_signal_id("line"),
+                speaker="customer",
+                text=text,
+                confidence=round(confidence, 4) if confidence is not None else 1.0,
+                started_at=iso(started),
+                ended_at=iso(ev.created_at),
+            ),
+        )
+
+    def on_conversation_item_added(self, ev: ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if not isinstance(item, ChatMessage):
+            return
+        if item.role == "user":
+            self._user_eou_delay = item.metrics.get("end_of_turn_delay")
+            return
+        if item.role != "assistant":
+            return
+        text = (item.text_content or "").strip()
+        if not text:
+            return
+        started = item.metrics.get("started_speaking_at") or item.created_at
+        ended = item.metrics.get("stopped_speaking_at") or ev.created_at
+        ttft = item.metrics.get("llm_node_ttft")
+        ttfa = item.metrics.get("tts_node_ttfb")
+        eou, self._user_eou_delay = self._user_eou_delay, None
+        metrics = None
+        if ttft is not None or ttfa is not None or eou is not None:
+            # rides on the line: one signal per turn instead of two in the call's history
+            metrics = AgentMetrics(
+                id=f"metrics-{item.id}",
+                end_of_utterance_delay_s=_round(eou),
+                time_to_first_token_s=_round(ttft),
+                time_to_first_audio_s=_round(ttfa),
+                at=iso(ev.created_at),
+            )
+        self.send(
+            SIGNAL_TRANSCRIPT,
+            TranscriptLine(
+                id=f"line-{item.id}",
+                speaker="assistant",
+                text=text,
+                confidence=1.0,
+                started_at=iso(started),
+                ended_at=iso(max(ended, started)),
+                interrupted=item.interrupted,
+                metrics=metrics,
+            ),
+        )
+
+    def on_close(self, ev: CloseEvent) -> None:
+        # The session emits its last lines before `close`, so they are queued ahead of this.
+        if ev.reason == CloseReason.PARTICIPANT_DISCONNECTED and not self._left_sent:
+            self._left_sent = True
+            self.send(
+                SIGNAL_PARTICIPANT_LEFT,
+                ParticipantLeft(
+                    id=f"left-{self.customer_identity}",
+                    identity=self.customer_identity,
+                    kind="customer",
+                    at=iso(ev.created_at),
+                ),
+            )
+        log.info("session_closed", call_id=self.call_id, reason=ev.reason.value)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -1,0 +1,244 @@
+"""Sarah of CME Auto Sales: the `Agent` whose instructions live in prompts/sarah.md and whose
+tools are the dealership's inventory, test-drive bookings and a hand-off to a human.
+
+Sarah never talks to Temporal herself: alerts and consent go to a `SignalSink` (the bridge),
+which queues them for the call's workflow.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterable
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from livekit import rtc
+from livekit.agents import (
+    Agent,
+    ModelSettings,
+    RunContext,
+    ToolError,
+    function_tool,
+    stt,
+)
+
+from agent.bridge import FinalTranscripts
+from agent.dealership import Dealership, DealershipError
+from agent.signals import SignalSink, new_signal_id, utc_now
+from core.log import get_logger
+from core.models import (
+    SIGNAL_AGENT_ALERT,
+    SIGNAL_RECORDING_CONSENT,
+    AgentAlert,
+    EventKind,
+    RecordingConsentSignal,
+)
+from core.settings import RecordingConsent
+
+log = get_logger(__name__)
+
+PROMPTS = Path(__file__).parent / "prompts"
+OPENING_HOURS = (time(9, 0), time(18, 0))  # Monday to Saturday, dealership time
+BOOKING_HORIZON = timedelta(days=60)
+
+
+@cache
+def _greetings() -> dict[str, str]:
+    return tomllib.loads((PROMPTS / "greetings.toml").read_text())
+
+
+def greeting(policy: RecordingConsent) -> str:
+    """The first thing Sarah says; carries the recording disclosure or question per policy."""
+    return _greetings()[policy.value]
+
+
+def instructions(policy: RecordingConsent, today: date) -> str:
+    text = (PROMPTS / "sarah.md").read_text()
+    text += f"\n## Today\nToday is {today:%A, %B %d, %Y} at the dealership.\n"
+    if policy is RecordingConsent.ASK:
+        text += "\n## Recording consent\n" + _greetings()["ask_instructions"] + "\n"
+    return text
+
+
+@function_tool
+async def recording_consent(context: RunContext, granted: bool) -> str:
+    """Record the customer's answer to whether this call may be recorded.
+
+    Args:
+        granted: true if the customer agreed to the recording, false if they declined.
+    """
+    agent = context.session.current_agent
+    assert isinstance(agent, Sarah)
+    agent.signals.send(
+        SIGNAL_RECORDING_CONSENT,
+        RecordingConsentSignal(id=new_signal_id("consent"), granted=granted, at=utc_now()),
+    )
+    log.info("recording_consent", call_id=agent.call_id, granted=granted)
+    if granted:
+        return "Consent recorded. Thank the customer and ask how you can help."
+    return "Recording will be stopped. Reassure the customer, then ask how you can help."
+
+
+class Sarah(Agent):
+    """The dealership's voice agent for one call."""
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        dealership: Dealership,
+        signals: SignalSink,
+        consent_policy: RecordingConsent,
+        timezone: ZoneInfo,
+        finals: FinalTranscripts | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.dealership = dealership
+        self.signals = signals
+        self.consent_policy = consent_policy
+        self.timezone = timezone
+        self.finals = finals
+        self._handoff_requested = False
+        super().__init__(
+            instructions=instructions(consent_policy, datetime.now(timezone).date()),
+            tools=[recording_consent] if consent_policy is RecordingConsent.ASK else [],
+        )
+
+    async def on_enter(self) -> None:
+        # Not interruptible: the recording disclosure must be heard in full.
+        self.session.say(greeting(self.consent_policy), allow_interruptions=False)
+
+    async def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
+    ) -> AsyncIterable[stt.SpeechEvent]:
+        # The session's transcript event has no confidence; note it here for the bridge.
+        async for ev in Agent.default.stt_node(self, audio, model_settings):
+            if (
+                self.finals is not None
+                and isinstance(ev, stt.SpeechEvent)
+                and ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+                and ev.alternatives
+            ):
+                self.finals.note(ev.alternatives[0].text, ev.alternatives[0].confidence)
+            yield ev
+
+    @function_tool
+    async def search_inventory(
+        self,
+        context: RunContext,
+        make: str | None = None,
+        model: str | None = None,
+        year: int | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+    ) -> str:
+        """Search the cars currently for sale on our lot. Use it before naming any car, price,
+        mileage or availability; pass only the filters the customer gave.
+
+        Args:
+            make: manufacturer, e.g. "Toyota".
+            model: model name, e.g. "Camry" or "F-150".
+            year: exact model year, e.g. 2022.
+            min_price: lowest price in US dollars.
+            max_price: highest price in US dollars (the customer's budget).
+        """
+        if min_price is not None and max_price is not None and min_price > max_price:
+            min_price, max_price = max_price, min_price
+        try:
+            found = await self.dealership.search(
+                make=make, model=model, year=year, min_price=min_price, max_price=max_price
+            )
+        except DealershipError as exc:
+            raise ToolError(f"{exc} Apologise and offer to have a colleague call back.") from exc
+        log.info("inventory_searched", call_id=self.call_id, results=len(found))
+        if not found:
+            return "No matching cars are in stock. Offer to widen the search."
+        lines = "\n".join(v.describe() for v in found)
+        return f"{len(found)} matching car(s) in stock, cheapest first:\n{lines}"
+
+    @function_tool
+    async def book_test_drive(
+        self,
+        context: RunContext,
+        stock_number: str,
+        customer_name: str,
+        phone: str,
+        date: str,
+        time: str,
+    ) -> str:
+        """Book a test drive once the customer has chosen a car and confirmed their details.
+
+        Args:
+            stock_number: the car's stock number from search_inventory, e.g. "CME24101".
+            customer_name: the customer's full name.
+            phone: the customer's phone number, digits as spoken.
+            date: the day of the test drive, as YYYY-MM-DD.
+            time: the start time, 24-hour HH:MM in dealership time, e.g. "14:30".
+        """
+        scheduled_at = self._parse_slot(date, time)
+        digits = "".join(c for c in phone if c.isdigit() or c == "+")
+        if len(digits.lstrip("+")) < 7:
+            raise ToolError("That phone number looks incomplete; ask the customer to repeat it.")
+        if not customer_name.strip():
+            raise ToolError("Ask the customer for their name first.")
+        try:
+            booking = await self.dealership.book_test_drive(
+                call_id=self.call_id,
+                stock_number=stock_number,
+                scheduled_at=scheduled_at,
+                customer_name=customer_name.strip(),
+                customer_phone=digits,
+            )
+        except DealershipError as exc:
+            raise ToolError(str(exc)) from exc
+        when = booking.scheduled_at.astimezone(self.timezone)
+        return (
+            f"Booked: {booking.vehicle.title} (stock {booking.vehicle.stock_number}) for "
+            f"{booking.customer_name} on {when:%A, %B %d at %I:%M %p}. "
+            f"Reference {booking.reference}. Read the booking back to the customer."
+        )
+
+    @function_tool
+    async def request_human(self, context: RunContext, reason: str) -> str:
+        """Ask a human colleague to join the call: when the customer asks for a person or a
+        manager, is upset, or needs something you cannot do.
+
+        Args:
+            reason: a few words on why, e.g. "customer asked for a manager".
+        """
+        if self._handoff_requested:
+            return "A colleague was already asked to join; tell the customer they are on the way."
+        self._handoff_requested = True
+        self.signals.send(
+            SIGNAL_AGENT_ALERT,
+            AgentAlert(
+                id=new_signal_id("alert"),
+                kind=EventKind.HANDOFF_REQUESTED.value,
+                detail=reason[:500],
+                at=utc_now(),
+            ),
+        )
+        log.info("handoff_requested", call_id=self.call_id)
+        return (
+            "A colleague has been alerted and will join this call shortly. Tell the customer "
+            "someone is coming and offer to keep helping until they arrive."
+        )
+
+    def _parse_slot(self, day: str, at: str) -> datetime:
+        try:
+            slot = datetime.combine(date.fromisoformat(day.strip()), time.fromisoformat(at.strip()))
+        except ValueError as exc:
+            raise ToolError(
+                "Confirm the date and time with the customer (date YYYY-MM-DD, time HH:MM)."
+            ) from exc
+        local = slot.replace(tzinfo=self.timezone)
+        now = datetime.now(self.timezone)
+        if local <= now:
+            raise ToolError("That time has already passed; ask for a later one.")
+        if local - now > BOOKING_HORIZON:
+            raise ToolError("We book test drives up to 60 days ahead; ask for an earlier date.")
+        if local.weekday() == 6 or not (OPENING_HOURS[0] <= local.time() < OPENING_HOURS[1]):
+            raise ToolError("We are open Monday to Saturday, 9 AM to 6 PM; ask for a time then.")
+        return local

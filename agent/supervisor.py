@@ -1,0 +1,229 @@
+"""Supervisor commands to a live agent: whisper an instruction, take over the call, release it.
+
+One contract, two ways in (see agent/README.md). The name is the action:
+`supervisor.whisper`, `supervisor.takeover`, `supervisor.release`.
+- a LiveKit data packet whose topic is that name, sent by the server API
+  (`RoomService.SendData`, destination the agent's identity). Only packets without a sender
+  participant (i.e. from the server) are accepted; one from a participant is ignored.
+- a participant RPC to the agent with that method name, from an identity starting with
+  `supervisor-`; it answers JSON `{"ok": true, "id": ..., "state": "agent"|"supervisor"}`.
+
+Payload: JSON `{"text": str (whisper only, <= 1000 chars), "by": str?, "id": str?}`. With an
+`id`, a repeated command is acknowledged and changes nothing.
+
+Besides the commands, a supervisor who barges in (a `supervisor-` participant publishing audio)
+takes over by itself, and releases when that audio or participant goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession
+
+from agent.bridge import CallBridge
+from core.log import get_logger
+
+log = get_logger(__name__)
+
+COMMANDS = {
+    "supervisor.whisper": "whisper",
+    "supervisor.takeover": "takeover",
+    "supervisor.release": "release",
+}
+SUPERVISOR_IDENTITY_PREFIX = "supervisor-"
+MAX_WHISPER_CHARS = 1000
+
+Action = Literal["whisper", "takeover", "release"]
+
+
+class CommandError(ValueError):
+    """A malformed command; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SupervisorCommand:
+    id: str
+    action: Action
+    by: str = ""
+    text: str = ""
+
+    @classmethod
+    def parse(cls, raw: str | bytes, *, action: str) -> SupervisorCommand:
+        try:
+            data = json.loads(raw or "{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CommandError("payload is not JSON") from exc
+        if not isinstance(data, dict):
+            raise CommandError("payload must be a JSON object")
+        if action not in ("whisper", "takeover", "release"):
+            raise CommandError("action must be whisper, takeover or release")
+        act = action
+        cid = data.get("id", f"anon-{uuid.uuid4().hex[:16]}")
+        if not isinstance(cid, str) or not cid or len(cid) > 128:
+            raise CommandError("id must be a non-empty string of at most 128 characters")
+        text = data.get("text", "")
+        if not isinstance(text, str):
+            raise CommandError("text must be a string")
+        text = text.strip()
+        if act == "whisper" and not text:
+            raise CommandError("text is required for whisper")
+        if len(text) > MAX_WHISPER_CHARS:
+            raise CommandError(f"text must be at most {MAX_WHISPER_CHARS} characters")
+        by = data.get("by", "")
+        return cls(id=cid, action=cast(Action, act), by=str(by)[:128], text=text)
+
+
+class SupervisorChannel:
+    """Applies supervisor commands to one call's session and agent."""
+
+    def __init__(
+        self,
+        session: AgentSession,
+        agent: Agent,
+        *,
+        call_id: str,
+        bridge: CallBridge | None = None,
+    ) -> None:
+        self._session = session
+        self._agent = agent
+        self._bridge = bridge
+        self.call_id = call_id
+        self.taken_over = False
+        self._seen: deque[str] = deque(maxlen=256)
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._barging: set[str] = set()  # supervisors publishing audio right now
+
+    @property
+    def state(self) -> str:
+        return "supervisor" if self.taken_over else "agent"
+
+    async def handle(self, cmd: SupervisorCommand) -> dict[str, object]:
+        async with self._lock:
+            if cmd.id in self._seen:
+                return {"ok": True, "id": cmd.id, "state": self.state, "duplicate": True}
+            if cmd.action == "whisper":
+                await self._whisper(cmd)
+            elif cmd.action == "takeover":
+                self._set_taken_over(True)
+            else:
+                self._set_taken_over(False)
+            self._seen.append(cmd.id)
+            log.info("supervisor_command", call_id=self.call_id, action=cmd.action, by=cmd.by)
+            return {"ok": True, "id": cmd.id, "state": self.state}
+
+    async def _whisper(self, cmd: SupervisorCommand) -> None:
+        # Lands in the agent's context; the next reply follows it. Never spoken, never a line.
+        ctx = self._agent.chat_ctx.copy()
+        ctx.add_message(
+            role="system",
+            content=f"Supervisor instruction (not from the customer; follow it, do not read it aloud): {cmd.text}",
+            id=f"whisper-{cmd.id}",
+        )
+        await self._agent.update_chat_ctx(ctx)
+
+    def _set_taken_over(self, on: bool) -> None:
+        if on == self.taken_over:
+            return
+        self.taken_over = on
+        if self._bridge is not None:
+            self._bridge.supervisor_active = on
+        if on:
+            # the supervisor speaks now: stop talking and stop listening
+            try:
+                self._session.interrupt(force=True)
+            except RuntimeError:
+                log.info("supervisor_takeover_nothing_to_interrupt", call_id=self.call_id)
+        self._session.input.set_audio_enabled(not on)
+        self._session.output.set_audio_enabled(not on)
+
+    # transports ------------------------------------------------------------------------------
+    def attach(self, room: rtc.Room) -> None:
+        for name, action in COMMANDS.items():
+            room.local_participant.register_rpc_method(name, self._rpc_handler(action))
+        room.on("data_received", self._on_data)
+        room.on("track_published", self._on_track_published)
+        room.on("track_unpublished", self._on_track_unpublished)
+        room.on("participant_disconnected", self._on_participant_disconnected)
+
+    def _rpc_handler(self, action: str):  # type: ignore[no-untyped-def]
+        async def handler(data: rtc.RpcInvocationData) -> str:
+            if not data.caller_identity.startswith(SUPERVISOR_IDENTITY_PREFIX):
+                log.warning("supervisor_rpc_refused", call_id=self.call_id, method=data.method)
+                raise rtc.RpcError(4003, "only a supervisor may send this")
+            try:
+                cmd = SupervisorCommand.parse(data.payload, action=action)
+            except CommandError as exc:
+                raise rtc.RpcError(4000, str(exc)) from exc
+            return json.dumps(await self.handle(cmd))
+
+        return handler
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        action = COMMANDS.get(packet.topic or "")
+        if action is None:
+            return
+        if packet.participant is not None:
+            # only the server API may send these; a participant (the customer) may not
+            log.warning("supervisor_data_refused", call_id=self.call_id, topic=packet.topic)
+            return
+        try:
+            cmd = SupervisorCommand.parse(packet.data, action=action)
+        except CommandError as exc:
+            log.warning("supervisor_data_malformed", call_id=self.call_id, error=str(exc))
+            return
+        self._spawn(cmd)
+
+    # a supervisor who barges in takes over; when their audio goes, the agent resumes
+    def _on_track_published(
+        self, pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if _is_supervisor_audio(pub, participant):
+            self._barging.add(participant.identity)
+            self._spawn(
+                SupervisorCommand(id=f"barge-{pub.sid}", action="takeover", by=participant.identity)
+            )
+
+    def _on_track_unpublished(
+        self, pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if _is_supervisor_audio(pub, participant):
+            self._barge_ended(participant.identity, f"unbarge-{pub.sid}")
+
+    def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        self._barge_ended(
+            participant.identity, f"left-{participant.identity}-{uuid.uuid4().hex[:8]}"
+        )
+
+    def _barge_ended(self, identity: str, cid: str) -> None:
+        if identity in self._barging:
+            self._barging.discard(identity)
+            if not self._barging:
+                self._spawn(SupervisorCommand(id=cid, action="release", by=identity))
+
+    def _spawn(self, cmd: SupervisorCommand) -> None:
+        task = asyncio.create_task(self.handle(cmd))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _is_supervisor_audio(
+    pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+) -> bool:
+    return (
+        participant.identity.startswith(SUPERVISOR_IDENTITY_PREFIX)
+        and pub.kind == rtc.TrackKind.KIND_AUDIO
+    )
+
+
+def _log_failure(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("supervisor_command_failed", error=repr(task.exception()))

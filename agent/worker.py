@@ -1,0 +1,189 @@
+"""The LiveKit Agents worker: explicit dispatch under AGENT_NAME, one `entrypoint` per call.
+
+The entrypoint and prewarm are module-level functions because job processes import them by
+name; each process reads its configuration from the same environment (`process_config()`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from livekit.agents import (
+    AgentServer,
+    AgentSession,
+    AutoSubscribe,
+    JobContext,
+    JobProcess,
+    room_io,
+)
+from livekit.protocol import agent as agent_proto
+from temporalio.client import Client
+
+from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin_token
+from agent.config import AgentConfig, process_config
+from agent.dealership import Dealership
+from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
+from agent.sarah import Sarah
+from agent.signals import ClientFactory, LoggedSignals, SignalQueue
+from agent.supervisor import SupervisorChannel
+from core.log import get_logger
+from core.models import (
+    call_id_from_room,
+    call_workflow_id,
+    customer_identity,
+    is_call_id,
+    room_name_for,
+)
+from core.settings import Settings
+
+log = get_logger(__name__)
+
+
+def temporal_connector(settings: Settings) -> ClientFactory:
+    """How the bridge reaches Temporal: the shared client factory, with the payload codec."""
+
+    async def connect() -> Client:
+        try:
+            from core.temporal import connect_temporal
+        except ImportError:  # core.temporal is being written; without a codec until it lands
+            return await Client.connect(
+                settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE
+            )
+        return await connect_temporal(settings)
+
+    return connect
+
+
+def call_id_for_job(job: agent_proto.Job) -> str | None:
+    """The call this job serves: `call_id` in the dispatch or room metadata (JSON), else the
+    room name `call-<id>`. The room name wins when they disagree: it is where we are."""
+    from_room = call_id_from_room(job.room.name)
+    for raw in (job.metadata, job.room.metadata):
+        try:
+            data = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            continue
+        value = data.get("call_id") if isinstance(data, dict) else None
+        if isinstance(value, str) and is_call_id(value):
+            if from_room is not None and value != from_room:
+                log.warning("call_id_mismatch", call_id=from_room, metadata_call_id=value)
+                return from_room
+            return value
+    return from_room
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Once per process, before any call: load the models that run locally."""
+    cfg = process_config()
+    proc.userdata["vad"] = load_vad()
+    if cfg.env.AGENT_TURN_DETECTION == "local":
+        from livekit.local_inference import init_eot
+
+        init_eot()
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    cfg = process_config()
+    console = ctx.is_fake_job()  # `python -m agent console`: no call, no workflow
+    call_id = f"console{ctx.job.id[-12:].lower()}" if console else call_id_for_job(ctx.job)
+    if call_id is None:
+        log.error("job_without_call", room=ctx.job.room.name)
+        ctx.shutdown(reason="room is not a call room")
+        return
+    ctx.log_context_fields = {"call_id": call_id}
+
+    finals = FinalTranscripts()
+    queue: SignalQueue | LoggedSignals
+    if console:
+        queue = LoggedSignals(call_id)
+    else:
+        queue = SignalQueue(
+            call_workflow_id(call_id),
+            temporal_connector(cfg.settings),
+            call_id=call_id,
+            max_pending=cfg.env.AGENT_SIGNAL_QUEUE_MAX,
+        )
+        queue.start()
+    interim = None
+    if not console:
+        token = room_admin_token(
+            cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
+            cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
+            room=room_name_for(call_id),
+            identity=f"agent-{cfg.agent_name}",
+        )
+        interim = InterimPoster(cfg.api_url, token, call_id=call_id)
+    bridge = CallBridge(
+        call_id=call_id,
+        customer_identity=customer_identity(call_id),
+        signals=queue,
+        interim=interim,
+        finals=finals,
+        away_after_s=cfg.silence_after_s,
+    )
+    dealership = Dealership(cfg.settings.database_url)
+
+    async def finish(reason: str) -> None:
+        delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S)
+        await dealership.aclose()
+        log.info("call_finished", call_id=call_id, reason=reason, all_signals=delivered_all)
+
+    ctx.add_shutdown_callback(finish)
+
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    session = new_session(cfg, vad=ctx.proc.userdata["vad"])
+    bridge.attach(session)
+    sarah = Sarah(
+        call_id=call_id,
+        dealership=dealership,
+        signals=bridge,
+        consent_policy=cfg.recording_consent,
+        timezone=cfg.timezone,
+        finals=finals,
+    )
+    SupervisorChannel(session, sarah, call_id=call_id, bridge=bridge).attach(ctx.room)
+    session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
+
+    # Before the greeting: the call is in progress from here (the workflow then records per
+    # its consent policy, e.g. once the disclosure has been said).
+    bridge.agent_joined(ctx.room.local_participant.identity)
+    log.info("call_started", call_id=call_id, interim_to=interim.url if interim else None)
+    await session.start(
+        agent=sarah,
+        room=ctx.room,
+        room_options=room_io.RoomOptions(
+            participant_identity=customer_identity(call_id),  # not a supervisor who joins
+            text_input=False,  # every customer line is speech, so every line is transcribed
+            close_on_disconnect=True,
+        ),
+    )
+
+
+def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
+    """The call's session, built in plain sight from the configured models."""
+    return AgentSession(
+        stt=build_stt(cfg),
+        llm=build_llm(cfg),
+        tts=build_tts(cfg),
+        vad=vad,  # type: ignore[arg-type]
+        turn_handling=build_turn_handling(cfg),
+        user_away_timeout=cfg.silence_after_s,
+        max_tool_steps=4,
+    )
+
+
+def build_server(cfg: AgentConfig) -> AgentServer:
+    """The worker, registered for explicit dispatch under `AGENT_NAME`."""
+    settings = cfg.settings
+    server = AgentServer(
+        setup_fnc=prewarm,
+        ws_url=settings.LIVEKIT_URL,
+        api_key=settings.LIVEKIT_API_KEY.get_secret_value(),
+        api_secret=settings.LIVEKIT_API_SECRET.get_secret_value(),
+        port=cfg.env.AGENT_HTTP_PORT,
+        initialize_process_timeout=30.0,
+        # a job's last step is flushing its signals; give it the time that takes
+        shutdown_process_timeout=cfg.env.AGENT_FLUSH_TIMEOUT_S + 15.0,
+    )
+    server.rtc_session(entrypoint, agent_name=cfg.agent_name)
+    return server

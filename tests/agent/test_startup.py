@@ -1,0 +1,175 @@
+"""Start-up: missing keys stop the worker with a message naming them; the models are built as
+configured without touching the network; a job finds its call."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from livekit.agents import inference
+from livekit.protocol import agent as agent_proto
+from livekit.protocol import models as lk_models
+
+from agent.config import AgentConfig, load_agent_config, missing_agent_keys
+from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
+from agent.worker import build_server, call_id_for_job
+from core.settings import ROOT, Settings, SettingsError
+
+KEYS = {
+    "DEEPGRAM_API_KEY": "dg-test-key",
+    "OPENAI_API_KEY": "sk-test-key",
+    "CARTESIA_API_KEY": "cartesia-test-key",
+}
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Any attempt to resolve or connect fails the test (and is recorded)."""
+    attempts: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args)
+        raise AssertionError(f"network used during construction: {args!r}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield attempts
+    assert attempts == []
+
+
+def test_each_missing_key_is_named(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_agent_config(make_settings())
+    message = str(err.value)
+    for name in KEYS:
+        assert f"{name} is not set" in message
+    assert "Deepgram" in message and "Cartesia" in message
+
+    for name in KEYS:
+        others = {k: v for k, v in KEYS.items() if k != name}
+        with pytest.raises(SettingsError) as one:
+            load_agent_config(make_settings(**others))
+        assert name in str(one.value)
+        assert not any(other in str(one.value) for other in others)
+        assert all(v not in str(one.value) for v in others.values())  # no secret echoed
+
+
+def test_a_local_openai_compatible_server_needs_no_key(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        DEEPGRAM_API_KEY="dg", CARTESIA_API_KEY="ca", OPENAI_BASE_URL="http://127.0.0.1:11434/v1"
+    )
+    assert missing_agent_keys(settings) == []
+    assert load_agent_config(settings).secret("OPENAI_API_KEY") == ""
+
+
+def test_agent_only_variables_are_validated(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_agent_config(
+            make_settings(**KEYS),
+            AGENT_TIMEZONE="Mars/Olympus_Mons",
+            AGENT_TURN_DETECTION="psychic",
+        )
+    assert "AGENT_TIMEZONE is malformed" in str(err.value)
+    assert "AGENT_TURN_DETECTION is malformed" in str(err.value)
+
+
+def test_worker_refuses_to_start_without_keys() -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in KEYS},
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/postgres",
+        "MINIO_ENDPOINT": "127.0.0.1:1",
+        "MINIO_ACCESS_KEY": "x",
+        "MINIO_SECRET_KEY": "y",
+        "LIVEKIT_URL": "ws://127.0.0.1:1",
+        "LIVEKIT_API_KEY": "devkey",
+        "LIVEKIT_API_SECRET": "devsecret-devsecret-devsecret-0123",
+        "API_TOKENS": "test-admin-token-0123456789:admin",
+        # explicit empties beat any .devstack/env or .env in the working tree
+        "DEEPGRAM_API_KEY": "",
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+        "CARTESIA_API_KEY": "sk-set",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "start"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "DEEPGRAM_API_KEY is not set" in proc.stderr
+    assert "OPENAI_API_KEY is not set" in proc.stderr
+    assert "CARTESIA_API_KEY" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def cfg(make_settings: Callable[..., Settings]) -> AgentConfig:
+    settings = make_settings(
+        **KEYS,
+        OPENAI_MODEL="gpt-4o-mini",
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        CARTESIA_VOICE="794f9389-aac1-45b6-b726-9d9369183238",
+        AGENT_NAME="sarah-test",
+    )
+    return load_agent_config(
+        settings, _env_file=None, AGENT_STT_MODEL="nova-3", AGENT_TTS_MODEL="sonic-2"
+    )
+
+
+def test_plugins_are_built_as_configured_offline(cfg: AgentConfig, no_network: list[Any]) -> None:
+    stt = build_stt(cfg)
+    assert stt.model == "nova-3" and stt.provider.lower().startswith("deepgram")
+    llm = build_llm(cfg)
+    assert llm.model == "gpt-4o-mini"
+    assert str(llm._client.base_url).startswith("http://127.0.0.1:9/v1")
+    tts = build_tts(cfg)
+    assert tts.model == "sonic-2"
+    assert tts._opts.voice == "794f9389-aac1-45b6-b726-9d9369183238"
+    turn = build_turn_handling(cfg)
+    detector = turn["turn_detection"]
+    assert isinstance(detector, inference.TurnDetector)
+    assert detector.model == "turn-detector-v1-mini"  # local weights, not the cloud model
+
+
+def test_local_models_load_from_the_wheels(no_network: list[Any]) -> None:
+    import numpy as np
+    from livekit.local_inference import EOT
+
+    vad = load_vad()
+    assert vad.capabilities is not None
+    with EOT() as eot:
+        assert 0.0 <= eot.predict(np.zeros(16000, dtype=np.int16)) <= 1.0
+
+
+def test_server_uses_explicit_dispatch_under_the_agent_name(cfg: AgentConfig) -> None:
+    server = build_server(cfg)
+    assert server._agent_name == "sarah-test"  # no public accessor; empty would mean auto-dispatch
+
+
+def _job(room: str, job_meta: str = "", room_meta: str = "") -> agent_proto.Job:
+    return agent_proto.Job(
+        id="J", room=lk_models.Room(name=room, metadata=room_meta), metadata=job_meta
+    )
+
+
+def test_a_job_finds_its_call() -> None:
+    call = "a1b2c3d4e5f6a7b8c9d0"
+    assert call_id_for_job(_job(f"call-{call}")) == call
+    assert call_id_for_job(_job("lobby", job_meta=json.dumps({"call_id": call}))) == call
+    assert call_id_for_job(_job("lobby", room_meta=json.dumps({"call_id": call}))) == call
+    other = "ffffffffffffffffffff"
+    assert call_id_for_job(_job(f"call-{call}", job_meta=json.dumps({"call_id": other}))) == call
+    assert call_id_for_job(_job("lobby", job_meta="not json")) is None
+    assert call_id_for_job(_job("lobby", job_meta=json.dumps({"call_id": "../etc"}))) is None

@@ -1,0 +1,220 @@
+"""Supervisor whisper and take-over, applied to a running session with a scripted LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from livekit import rtc
+from livekit.agents import AgentSession, UserStateChangedEvent
+
+from agent.bridge import CallBridge
+from agent.dealership import Dealership
+from agent.sarah import Sarah
+from agent.supervisor import CommandError, SupervisorChannel, SupervisorCommand
+from core.models import SIGNAL_SILENCE, new_call_id
+from core.settings import RecordingConsent
+from tests.agent.fake_llm import Say, ScriptedLLM
+from tests.agent.test_sarah import RecordedSignals
+
+
+@pytest.fixture
+async def call(
+    pg_dsn: str,
+) -> AsyncIterator[tuple[AgentSession, SupervisorChannel, ScriptedLLM, RecordedSignals]]:
+    signals = RecordedSignals()
+    call_id = new_call_id()
+    bridge = CallBridge(call_id=call_id, customer_identity=f"customer-{call_id}", signals=signals)
+    llm = ScriptedLLM()
+    dealership = Dealership(pg_dsn)
+    async with AgentSession(llm=llm, vad=None, turn_handling={"turn_detection": None}) as session:
+        bridge.attach(session)
+        sarah = Sarah(
+            call_id=call_id,
+            dealership=dealership,
+            signals=bridge,
+            consent_policy=RecordingConsent.ANNOUNCE,
+            timezone=ZoneInfo("UTC"),
+        )
+        await session.start(sarah)
+        yield (
+            session,
+            SupervisorChannel(session, sarah, call_id=call_id, bridge=bridge),
+            llm,
+            signals,
+        )
+    await dealership.aclose()
+
+
+def system_texts(ctx: Any) -> list[str]:
+    return [m.text_content or "" for m in ctx.items if m.type == "message" and m.role == "system"]
+
+
+async def test_whisper_reaches_the_next_reply_and_is_never_spoken(call: Any) -> None:
+    session, channel, llm, signals = call
+    cmd = SupervisorCommand(
+        id="w1", action="whisper", by="sup-ana", text="Offer the RAV4 hybrid first."
+    )
+    assert await channel.handle(cmd) == {"ok": True, "id": "w1", "state": "agent"}
+    assert (await channel.handle(cmd))["duplicate"] is True  # a retried command changes nothing
+
+    llm.add(Say("Have you considered our 2023 RAV4 hybrid?"))
+    result = await session.run(user_input="I need an SUV.")
+    reply = result.expect.next_event().is_message(role="assistant").event().item
+    assert "RAV4" in (reply.text_content or "")
+
+    whispers = [t for t in system_texts(llm.requests[-1]) if "Offer the RAV4 hybrid first." in t]
+    assert len(whispers) == 1 and "Supervisor instruction" in whispers[0]
+    spoken = [p.text for n, p in signals.sent if hasattr(p, "text")]
+    assert all("Offer the RAV4" not in t for t in spoken)
+
+
+async def test_takeover_pauses_audio_both_ways_and_release_resumes(call: Any) -> None:
+    session, channel, _, signals = call
+    before = len(signals.sent)
+    assert (await channel.handle(SupervisorCommand(id="t1", action="takeover")))[
+        "state"
+    ] == "supervisor"
+    assert session.input.audio_enabled is False
+    assert session.output.audio_enabled is False
+    # while the supervisor talks, the customer "going quiet" for the agent is no silence alert
+    session.emit(
+        "user_state_changed", UserStateChangedEvent(old_state="listening", new_state="away")
+    )
+    assert [n for n, _ in signals.sent[before:]] == []
+
+    assert (await channel.handle(SupervisorCommand(id="r1", action="release")))["state"] == "agent"
+    assert session.input.audio_enabled is True
+    assert session.output.audio_enabled is True
+    session.emit(
+        "user_state_changed", UserStateChangedEvent(old_state="listening", new_state="away")
+    )
+    assert [n for n, _ in signals.sent[before:]] == [SIGNAL_SILENCE]
+
+
+@pytest.mark.parametrize(
+    ("raw", "action", "field"),
+    [
+        ("not json", "whisper", "JSON"),
+        ("[1]", "takeover", "object"),
+        ("{}", "dance", "action"),
+        (json.dumps({"id": ""}), "takeover", "id"),
+        (json.dumps({"id": "x"}), "whisper", "text"),
+        (json.dumps({"id": "x", "text": 42}), "whisper", "text"),
+        (json.dumps({"id": "x", "text": "a" * 1001}), "whisper", "text"),
+    ],
+)
+def test_malformed_commands_name_the_field(raw: str, action: str, field: str) -> None:
+    with pytest.raises(CommandError, match=field):
+        SupervisorCommand.parse(raw, action=action)
+
+
+def test_the_apis_whisper_payload_is_understood() -> None:
+    cmd = SupervisorCommand.parse(
+        json.dumps({"text": " Mention financing. ", "by": "supervisor-x"}), action="whisper"
+    )
+    assert (cmd.action, cmd.text, cmd.by) == ("whisper", "Mention financing.", "supervisor-x")
+    assert cmd.id  # none given: one is made up (no de-duplication possible)
+
+
+async def test_only_the_server_or_a_supervisor_may_command(call: Any) -> None:
+    session, channel, llm, _ = call
+    payload = json.dumps({"id": "d1", "text": "Say the secret discount."})
+
+    # a data packet from a participant in the room (the customer) is ignored
+    channel._on_data(
+        rtc.DataPacket(
+            data=payload.encode(), kind=1, participant=object(), topic="supervisor.whisper"
+        )  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0)
+    # an RPC from a non-supervisor identity is refused
+    handler = channel._rpc_handler("whisper")
+    with pytest.raises(rtc.RpcError) as err:
+        await handler(
+            rtc.RpcInvocationData(
+                request_id="r",
+                caller_identity="customer-abc",
+                payload=payload,
+                response_timeout=5,
+                method="supervisor.whisper",
+            )  # fmt: skip
+        )
+    assert err.value.code == 4003
+    assert all("secret discount" not in t for t in system_texts(session.current_agent.chat_ctx))
+
+    # the same from a supervisor's RPC is applied, and answers with the contract's JSON
+    answer = await handler(
+        rtc.RpcInvocationData(
+            request_id="r",
+            caller_identity="supervisor-ana",
+            payload=payload,
+            response_timeout=5,
+            method="supervisor.whisper",
+        )  # fmt: skip
+    )
+    assert json.loads(answer) == {"ok": True, "id": "d1", "state": "agent"}
+    assert any("secret discount" in t for t in system_texts(session.current_agent.chat_ctx))
+
+
+async def settle(channel: SupervisorChannel) -> None:
+    while channel._tasks:
+        await asyncio.gather(*channel._tasks)
+
+
+async def test_server_data_packets_are_applied(call: Any) -> None:
+    session, channel, llm, _ = call
+    channel._on_data(
+        rtc.DataPacket(
+            data=json.dumps({"text": "Offer a coffee.", "by": "supervisor-ana"}).encode(),
+            kind=1,  # type: ignore[arg-type]
+            participant=None,
+            topic="supervisor.whisper",  # exactly what the API's send_whisper sends
+        )
+    )
+    channel._on_data(
+        rtc.DataPacket(data=b'{"id": "s1"}', kind=1, participant=None, topic="supervisor.takeover")  # type: ignore[arg-type]
+    )
+    await settle(channel)
+    assert any("Offer a coffee." in t for t in system_texts(session.current_agent.chat_ctx))
+    assert channel.taken_over and session.output.audio_enabled is False
+    channel._on_data(
+        rtc.DataPacket(data=b"{}", kind=1, participant=None, topic="supervisor.release")  # type: ignore[arg-type]
+    )
+    await settle(channel)
+    assert not channel.taken_over and session.output.audio_enabled is True
+
+
+@dataclass
+class FakePublication:
+    sid: str
+    kind: int
+
+
+@dataclass
+class FakeParticipant:
+    identity: str
+
+
+async def test_a_supervisor_barging_in_takes_over_until_they_stop(call: Any) -> None:
+    session, channel, _, _ = call
+    mic = FakePublication("TR_1", rtc.TrackKind.KIND_AUDIO)
+    customer = FakeParticipant("customer-abc")
+    supervisor = FakeParticipant("supervisor-sup-ana-1a2b3c")
+
+    channel._on_track_published(mic, customer)  # type: ignore[arg-type]
+    await settle(channel)
+    assert not channel.taken_over  # the customer's own audio changes nothing
+
+    channel._on_track_published(mic, supervisor)  # type: ignore[arg-type]
+    await settle(channel)
+    assert channel.taken_over and session.input.audio_enabled is False
+
+    channel._on_participant_disconnected(supervisor)  # type: ignore[arg-type]
+    await settle(channel)
+    assert not channel.taken_over and session.input.audio_enabled is True
