@@ -22,6 +22,7 @@ lint:
 
 typecheck:
 	uv run mypy core workflows activities
+	@if [ -f web/package.json ]; then cd web && npm run typecheck; fi
 
 pytest:
 	uv run pytest

@@ -1,0 +1,177 @@
+/**
+ * The supervisor dashboard: sign in with an API token, watch the call list live, open a call
+ * (`#/calls/<id>`) to follow its transcript, alerts and recording, and act on it.
+ */
+
+import "./dashboard.css";
+
+import { ApiError, apiRequest, isRecord, wsUrl, type CallList, type CallSummary } from "../shared/api";
+import { byId, clear, h } from "../shared/dom";
+import { LiveSocket } from "../shared/live";
+import { CallView } from "./detail";
+import { CallListView } from "./list";
+import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
+import { setLive } from "./ui";
+
+const signin = byId("signin");
+const signinForm = byId<HTMLFormElement>("signin-form");
+const tokenInput = byId<HTMLInputElement>("token-input");
+const signinError = byId("signin-error");
+const signinButton = byId<HTMLButtonElement>("signin-button");
+const app = byId("app");
+const main = byId("main");
+const listLive = byId("list-live");
+
+let listSocket: LiveSocket | null = null;
+let view: CallView | null = null;
+let list: CallListView | null = null;
+
+function showSignin(message?: string): void {
+  listSocket?.stop();
+  listSocket = null;
+  view?.destroy();
+  view = null;
+  app.hidden = true;
+  signin.hidden = false;
+  signinError.hidden = !message;
+  signinError.textContent = message ?? "";
+  tokenInput.value = "";
+  tokenInput.focus();
+}
+
+signinForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const candidate = tokenInput.value.trim();
+  if (!candidate) {
+    signinError.textContent = "Enter your API token.";
+    signinError.hidden = false;
+    return;
+  }
+  signinButton.disabled = true;
+  signinError.hidden = true;
+  try {
+    // Any read the supervisor roles may do proves the token: 401 unknown, 403 wrong role.
+    await apiRequest<CallList>("GET", "/api/calls?status=active&limit=1", { token: candidate });
+    saveToken(candidate);
+    startApp();
+  } catch (err) {
+    const text =
+      err instanceof ApiError && err.status === 401
+        ? "That token is not valid."
+        : err instanceof ApiError && err.status === 403
+          ? `This token may not watch calls: ${err.message}`
+          : `Sign-in failed: ${err instanceof ApiError ? err.message : String(err)}`;
+    signinError.textContent = text;
+    signinError.hidden = false;
+  } finally {
+    signinButton.disabled = false;
+  }
+});
+
+byId("signout-button").addEventListener("click", () => {
+  forgetToken();
+  window.location.hash = "";
+  showSignin();
+});
+
+whenExpired((message) => {
+  forgetToken();
+  showSignin(`Signed out: ${message}`);
+});
+
+function startApp(): void {
+  signin.hidden = true;
+  app.hidden = false;
+  const temporal = byId<HTMLAnchorElement>("temporal-link");
+  temporal.href = `${temporalUiBase()}/namespaces/default/workflows`;
+  list ??= new CallListView(
+    {
+      list: byId<HTMLUListElement>("call-list"),
+      error: byId("list-error"),
+      more: byId<HTMLButtonElement>("load-more"),
+      tabs: byId("status-tabs"),
+      activeCount: byId("active-count"),
+      filter: byId<HTMLInputElement>("call-filter"),
+    },
+    (callId) => {
+      window.location.hash = `#/calls/${callId}`;
+    },
+  );
+  void list.load(false);
+  listSocket?.stop();
+  listSocket = new LiveSocket({
+    url: () => wsUrl("/ws/calls", { token: token() ?? "" }),
+    onMessage: (msg) => {
+      if (msg.type === "snapshot" && Array.isArray(msg.calls)) {
+        list?.applySnapshot(msg.calls as CallSummary[]);
+        renderOverview();
+      } else if (msg.type === "call_updated" && isRecord(msg.call)) {
+        list?.applyUpdate(msg.call as unknown as CallSummary);
+        renderOverview();
+      }
+    },
+    onState: (state, detail) => {
+      setLive(listLive, state, detail);
+      if (state === "refused") showSignin(`Signed out: ${detail ?? "the server refused the token"}`);
+    },
+  });
+  listSocket.start();
+  route();
+}
+
+function route(): void {
+  const match = /^#\/calls\/([a-z0-9]+)$/.exec(window.location.hash);
+  const callId = match?.[1] ?? null;
+  list?.select(callId);
+  if (view && view.callId === callId) return;
+  view?.destroy();
+  view = null;
+  if (callId) {
+    view = new CallView(callId, main, list?.get(callId), (call) => list?.applyUpdate(call));
+  } else {
+    renderOverview();
+  }
+}
+
+/** The landing panel when no call is open: live numbers for the floor. */
+function renderOverview(): void {
+  if (view || !list) return;
+  const live = list.live();
+  const count = (pred: (c: CallSummary) => boolean) => live.filter(pred).length;
+  const card = (label: string, value: number, tone: string, id: string) =>
+    h("div", { class: `stat big ${tone}` }, h("span", { class: "stat-label" }, label), h("strong", { class: "stat-value", id }, String(value)));
+  clear(main);
+  main.append(
+    h(
+      "section",
+      { class: "overview" },
+      h("h1", {}, "Floor overview"),
+      h("p", { class: "muted" }, "Live numbers across the calls in the list. Pick a call to follow its transcript and act on it."),
+      h(
+        "div",
+        { class: "stats" },
+        card("Live calls", live.length, "", "ov-live"),
+        card("Waiting for Sarah", count((c) => c.status === "waiting_for_agent"), "stat-amber", "ov-waiting"),
+        card("Silence alerts", live.reduce((n, c) => n + c.silence_alerts, 0), "stat-amber", "ov-silence"),
+        card("Keyword alerts", live.reduce((n, c) => n + c.keyword_alerts, 0), "stat-red", "ov-keyword"),
+      ),
+      h(
+        "div",
+        { class: "panel empty-detail" },
+        h("h2", {}, live.length ? "Select a call on the left" : "It's quiet right now"),
+        h(
+          "p",
+          { class: "muted" },
+          live.length
+            ? "The transcript streams live; silence and keyword alerts show as they happen."
+            : "New calls appear on the left the moment a customer presses Call.",
+        ),
+      ),
+    ),
+  );
+}
+
+window.addEventListener("hashchange", route);
+
+if (currentToken()) startApp();
+else showSignin();
