@@ -13,7 +13,10 @@ CREATE TABLE calls (
     end_reason       text,
     silence_alerts   int NOT NULL DEFAULT 0,
     keyword_alerts   int NOT NULL DEFAULT 0,
-    last_seq         bigint NOT NULL DEFAULT 0,
+    last_seq         bigint NOT NULL DEFAULT 0,       -- the newest event this row reflects
+    line_count       int NOT NULL DEFAULT 0,
+    egress_id        text,
+    recording_error  text,                            -- why the recording failed, if it did
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX calls_status_idx ON calls (status, created_at DESC);
@@ -27,6 +30,7 @@ CREATE TABLE call_events (
     PRIMARY KEY (call_id, seq)
 );
 
+-- One row per stored recording (a failed pipeline leaves none: see calls.recording_error).
 CREATE TABLE recordings (
     call_id     text PRIMARY KEY,
     bucket      text NOT NULL,

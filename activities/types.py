@@ -1,0 +1,142 @@
+"""Activity names and the dataclasses they take and return.
+
+Deliberately free of heavy imports (no livekit, minio, asyncpg): the workflows import this
+module inside Temporal's sandbox and call activities by these names, and tests register
+stand-ins under the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# LiveKit (activities/livekit.py)
+CREATE_ROOM = "create_room"
+MINT_CUSTOMER_TOKEN = "mint_customer_token"
+START_EGRESS = "start_egress"
+STOP_EGRESS = "stop_egress"
+GET_EGRESS = "get_egress"
+DELETE_ROOM = "delete_room"
+# Storage (activities/storage.py)
+DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
+# PostgreSQL (activities/database.py)
+APPEND_CALL_EVENTS = "append_call_events"
+RECORD_RECORDING = "record_recording"
+
+# ApplicationError types the activities raise; the non-retryable ones name input that can never
+# succeed (retrying it would only delay the inevitable).
+ERR_INVALID_INPUT = "InvalidInput"
+ERR_LIVEKIT_REJECTED = "LiveKitRejected"
+ERR_LIVEKIT_UNAVAILABLE = "LiveKitUnavailable"
+ERR_SOURCE_UNUSABLE = "RecordingSourceUnusable"
+ERR_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
+ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
+ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
+ERR_DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+NON_RETRYABLE_ERRORS = [ERR_INVALID_INPUT, ERR_LIVEKIT_REJECTED, ERR_SOURCE_UNUSABLE]
+
+
+@dataclass
+class CreateRoomInput:
+    call_id: str
+    room_name: str
+    agent_name: str
+    customer_name: str | None = None
+    empty_timeout_s: int = 300  # LiveKit closes the room this long after everyone left
+    max_participants: int = 6  # customer, agent, egress, a few supervisors
+
+
+@dataclass
+class RoomInfo:
+    room_name: str
+    sid: str
+    dispatched_agent: str
+
+
+@dataclass
+class MintTokenInput:
+    call_id: str
+    room_name: str
+    identity: str
+    name: str
+    ttl_s: float
+    livekit_url: str = ""  # URL handed to the client; the activity's own URL when empty
+
+
+@dataclass
+class StartEgressInput:
+    call_id: str
+    room_name: str
+    filepath: str  # where egress writes the file, e.g. conversations/<call_id>.ogg
+
+
+@dataclass
+class EgressRef:
+    call_id: str
+    egress_id: str
+
+
+@dataclass
+class RoomRef:
+    call_id: str
+    room_name: str
+
+
+@dataclass
+class CallEvent:
+    seq: int
+    kind: str  # core.models.EventKind value
+    at: str  # ISO 8601 UTC
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallRow:
+    """The `calls` row as of the batch it travels with (upserted, never older over newer)."""
+
+    call_id: str
+    room_name: str
+    customer_name: str | None
+    status: str
+    recording_status: str
+    created_at: str
+    agent_joined_at: str = ""
+    ended_at: str = ""
+    end_reason: str = ""
+    silence_alerts: int = 0
+    keyword_alerts: int = 0
+    last_seq: int = 0
+    line_count: int = 0
+    egress_id: str = ""
+
+
+@dataclass
+class EventBatch:
+    call_id: str
+    events: list[CallEvent] = field(default_factory=list)
+    call: CallRow | None = None
+
+
+@dataclass
+class AppendResult:
+    inserted: int  # events written now (a retried batch writes 0)
+
+
+@dataclass
+class RecordingRow:
+    """What `record_recording` writes: the stored recording (or the pipeline's failure)."""
+
+    call_id: str
+    status: str  # stored | failed
+    bucket: str = ""
+    object_key: str = ""
+    egress_id: str = ""
+    size_bytes: int = 0
+    duration_s: float = 0.0
+    sha256: str = ""
+    incomplete: bool = False
+    error: str = ""
+    # Set only for an ops retry after the call's workflow finished: also append the call's
+    # `recording` event (sequence number allocated by the database, once per run_id).
+    append_event_for_run: str = ""
+    at: str = ""

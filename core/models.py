@@ -1,0 +1,480 @@
+"""The data that crosses a boundary: workflow inputs, signals, updates, queries, statuses, ids.
+
+Imported by the API, the worker, the agent and the tests; nothing here is written twice
+"for this side". Everything is a plain dataclass so that fields can be added later without
+breaking running workflows (add fields with defaults only).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class CallStatus(StrEnum):
+    WAITING_FOR_AGENT = "waiting_for_agent"
+    IN_PROGRESS = "in_progress"
+    ENDING = "ending"
+    COMPLETED = "completed"
+    NO_AGENT = "no_agent"
+    FAILED = "failed"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (CallStatus.WAITING_FOR_AGENT, CallStatus.IN_PROGRESS, CallStatus.ENDING)
+
+
+class RecordingStatus(StrEnum):
+    NONE = "none"
+    RECORDING = "recording"
+    STOPPING = "stopping"
+    UPLOADING = "uploading"
+    STORED = "stored"
+    FAILED = "failed"
+
+
+class EventKind(StrEnum):
+    """Kinds of rows in `call_events`; also the WebSocket message `type`s of the dashboard."""
+
+    FINAL_TRANSCRIPT = "final_transcript"
+    INTERIM_TRANSCRIPT = "interim_transcript"  # live path only, never in history or the table
+    SILENCE_ALERT = "silence_alert"
+    KEYWORD_ALERT = "keyword_alert"
+    HANDOFF_REQUESTED = "handoff_requested"
+    STATUS = "status"
+    RECORDING = "recording"
+    SUPERVISOR_ACTION = "supervisor_action"
+    AGENT_METRICS = "agent_metrics"
+    AGENT_ALERT = "agent_alert"  # any agent alert other than a handoff request
+    RECORDING_INCOMPLETE = "recording_incomplete"  # stored, but much shorter than the call
+
+
+# --- ids and names --------------------------------------------------------------------------
+
+CALL_ID_RE = re.compile(r"^[a-z0-9]{12,40}$")
+TASK_QUEUE_DEFAULT = "callcenter"
+
+
+def new_call_id() -> str:
+    """Server-generated opaque call id (a client never chooses one)."""
+    return secrets.token_hex(10)
+
+
+def is_call_id(value: str) -> bool:
+    return bool(CALL_ID_RE.match(value))
+
+
+def call_workflow_id(call_id: str) -> str:
+    return f"call-{call_id}"
+
+
+def recording_workflow_id(call_id: str) -> str:
+    return f"recording-{call_id}"
+
+
+def room_name_for(call_id: str) -> str:
+    return f"call-{call_id}"
+
+
+def call_id_from_room(room_name: str) -> str | None:
+    """Inverse of `room_name_for`; None for rooms that are not ours."""
+    if room_name.startswith("call-") and is_call_id(room_name[5:]):
+        return room_name[5:]
+    return None
+
+
+def customer_identity(call_id: str) -> str:
+    return f"customer-{call_id}"
+
+
+def recording_object_key(call_id: str) -> str:
+    return f"conversations/{call_id}.ogg"
+
+
+# Workflow handler names, used by the API and the agent instead of string literals.
+UPDATE_ISSUE_TOKEN = "issue_token"
+UPDATE_END_CALL = "end_call"
+SIGNAL_AGENT_JOINED = "agent_joined"
+SIGNAL_TRANSCRIPT = "transcript"
+SIGNAL_TRANSCRIPT_BATCH = "transcript_batch"
+SIGNAL_SILENCE = "silence"
+SIGNAL_PARTICIPANT_JOINED = "participant_joined"
+SIGNAL_PARTICIPANT_LEFT = "participant_left"
+SIGNAL_EGRESS_UPDATED = "egress_updated"
+SIGNAL_EGRESS_ENDED = "egress_ended"
+SIGNAL_RECORDING_CONSENT = "recording_consent"
+SIGNAL_AGENT_METRICS = "agent_metrics"
+SIGNAL_AGENT_ALERT = "agent_alert"
+SIGNAL_SUPERVISOR_ACTION = "supervisor_action"
+QUERY_GET_STATE = "get_state"
+QUERY_GET_TRANSCRIPT = "get_transcript"
+
+# Workflow type names (for starting or listing them by name).
+WORKFLOW_CALL = "CallWorkflow"
+WORKFLOW_RECORDING = "RecordingWorkflow"
+
+# Custom search attributes (registered on every Temporal server; typed keys in workflows/search.py).
+SA_CALL_STATUS = "CallStatus"
+SA_RECORDING_STATUS = "RecordingStatus"
+SA_ROOM_NAME = "RoomName"
+SA_CUSTOMER_NAME = "CustomerName"
+SA_SILENCE_ALERTS = "SilenceAlerts"
+
+
+# --- workflow inputs ------------------------------------------------------------------------
+
+
+@dataclass
+class CallConfig:
+    """Per-call policy, taken from settings by whoever starts the call (the API)."""
+
+    livekit_url: str = ""
+    agent_name: str = "sarah-cme"
+    agent_join_timeout_s: float = 60
+    max_duration_s: float = 7200
+    egress_end_timeout_s: float = 600
+    silence_alert_s: float = 30
+    recording_consent: str = "announce"  # announce | ask | off
+    keywords: list[str] = field(default_factory=lambda: ["manager", "lawyer", "cancel"])
+    recording_retry_for_s: float = 24 * 3600
+    token_ttl_s: float = 900  # the customer's token only has to last until they join
+    egress_retry_delay_s: float = 10  # a failed egress start is retried once, after this
+    # Continue-as-new once a run's history reaches this many events (the server suggests 4,096).
+    continue_as_new_after_events: int = 2000
+    # Lines a run carries into the next (~300 bytes each; Temporal refuses payloads over 2 MB).
+    # Older ones stay in `call_events`; `get_transcript` then says `truncated`.
+    carry_max_lines: int = 3000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> CallConfig:
+        """The per-call policy from a `core.settings.Settings` (what the API passes at start)."""
+        return cls(
+            livekit_url=settings.LIVEKIT_URL,
+            agent_name=settings.AGENT_NAME,
+            agent_join_timeout_s=settings.AGENT_JOIN_TIMEOUT_S,
+            max_duration_s=settings.MAX_CALL_DURATION_S,
+            egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
+            silence_alert_s=settings.SILENCE_ALERT_S,
+            recording_consent=str(settings.RECORDING_CONSENT),
+            keywords=list(settings.keywords),
+            recording_retry_for_s=settings.RECORDING_RETRY_FOR_S,
+        )
+
+
+@dataclass
+class CallInput:
+    """`CallWorkflow.run`'s argument. The API sets call_id, customer_name and config only."""
+
+    call_id: str
+    customer_name: str | None = None
+    config: CallConfig = field(default_factory=CallConfig)
+    # Set only when the workflow continues as new: the state it carries.
+    carried: CallCarry | None = None
+
+
+@dataclass
+class IssueTokenRequest:
+    customer_name: str | None = None
+
+
+@dataclass
+class TokenGrant:
+    call_id: str
+    room_name: str
+    token: str
+    livekit_url: str
+    participant_identity: str
+    expires_at: str  # ISO 8601 UTC
+
+
+# --- signals (every one carries an id; a duplicate id changes nothing) ----------------------
+
+
+@dataclass
+class AgentJoined:
+    id: str
+    identity: str
+    at: str = ""
+
+
+@dataclass
+class ParticipantJoined:
+    id: str
+    identity: str
+    kind: str  # customer | agent | supervisor | egress | other
+    at: str = ""
+
+
+@dataclass
+class ParticipantLeft:
+    id: str
+    identity: str
+    kind: str
+    at: str = ""
+
+
+@dataclass
+class AgentMetrics:
+    id: str
+    end_of_utterance_delay_s: float | None = None
+    time_to_first_token_s: float | None = None
+    time_to_first_audio_s: float | None = None
+    at: str = ""
+
+
+@dataclass
+class TranscriptLine:
+    id: str
+    speaker: str  # customer | assistant
+    text: str
+    confidence: float = 1.0
+    started_at: str = ""
+    ended_at: str = ""
+    interrupted: bool = False
+    # Per-turn latency figures may ride on the assistant's line instead of their own signal
+    # (one signal fewer per turn in the workflow's history).
+    metrics: AgentMetrics | None = None
+
+
+@dataclass
+class TranscriptBatch:
+    """Several final lines in one signal (each line keeps its own id for de-duplication).
+
+    Optional: a sender that can hold a line back briefly (e.g. a whole turn) halves the
+    history the call costs; single `transcript` signals are the default.
+    """
+
+    id: str
+    lines: list[TranscriptLine] = field(default_factory=list)
+
+
+@dataclass
+class SilenceSignal:
+    id: str
+    speaker: str
+    duration_s: float
+    at: str = ""
+
+
+@dataclass
+class RecordingFile:
+    filename: str
+    location: str
+    size: int
+    duration_s: float
+
+
+@dataclass
+class EgressUpdate:
+    id: str
+    egress_id: str
+    status: str  # LiveKit EgressStatus name, e.g. EGRESS_ACTIVE, EGRESS_COMPLETE
+    error: str = ""
+    file: RecordingFile | None = None
+
+
+@dataclass
+class RecordingConsentSignal:
+    id: str
+    granted: bool
+    at: str = ""
+
+
+@dataclass
+class AgentAlert:
+    """Raised by the agent, e.g. `handoff_requested` when the customer asks for a human."""
+
+    id: str
+    kind: str
+    detail: str = ""
+    at: str = ""
+
+
+@dataclass
+class SupervisorAction:
+    """monitor | whisper | barge | end | erase, recorded on the call by the API."""
+
+    id: str
+    action: str
+    by: str
+    detail: str = ""
+    at: str = ""
+
+
+@dataclass
+class EndCallRequest:
+    """`end_call` update argument. Refused (update fails, call untouched) when the call has
+    already ended or is ending, or when `reason` is empty or longer than 500 characters."""
+
+    reason: str
+    by: str = "supervisor"  # supervisor | agent | system | ops (free text, recorded)
+
+
+@dataclass
+class EndCallResult:
+    call_id: str
+    status: str  # the call's status when the update returns: "ending" (or later)
+    reason: str
+
+
+# --- recording pipeline ---------------------------------------------------------------------
+
+
+@dataclass
+class RecordingInput:
+    """`RecordingWorkflow.run`'s argument (built by CallWorkflow from egress's file report)."""
+
+    call_id: str
+    room_name: str
+    egress_id: str
+    location: str  # http(s) URL of the egress file
+    expected_size: int  # bytes, as egress reported (0: unknown)
+    expected_duration_s: float  # as egress reported (0: unknown)
+    call_duration_s: float  # how long the call was being recorded (egress start -> call end)
+    retry_for_s: float = 24 * 3600
+    # True for a run started by ops after the call's workflow finished: the recording workflow
+    # then also appends the `recording` event to the call's log itself.
+    report_to_call: bool = False
+
+
+@dataclass
+class RecordingResult:
+    call_id: str
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    duration_s: float
+    incomplete: bool = False
+    egress_id: str = ""
+    already_stored: bool = False  # the key already held these bytes; nothing was written
+
+
+# --- queries and results --------------------------------------------------------------------
+
+
+@dataclass
+class TranscriptEntry:
+    """A final line as the call keeps it: the line plus its event sequence number."""
+
+    seq: int
+    id: str
+    speaker: str
+    text: str
+    confidence: float = 1.0
+    started_at: str = ""
+    ended_at: str = ""
+    interrupted: bool = False
+    at: str = ""  # when the workflow received it (ISO 8601 UTC)
+
+
+@dataclass
+class TranscriptPage:
+    """`get_transcript(after_seq)` result: lines with seq > after_seq, oldest first."""
+
+    call_id: str
+    lines: list[TranscriptEntry] = field(default_factory=list)
+    last_seq: int = 0  # the call's latest event seq (any kind)
+    more: bool = False  # more lines exist beyond this page: ask again with the last line's seq
+    # Lines before this page exist but the workflow no longer holds them (a very long call):
+    # read them from the `call_events` table.
+    truncated: bool = False
+
+
+@dataclass
+class ParticipantState:
+    identity: str
+    kind: str  # customer | agent | supervisor | egress | other
+    joined_at: str = ""
+    left_at: str = ""
+
+
+@dataclass
+class EgressState:
+    egress_id: str
+    status: str  # LiveKit EgressStatus name
+    error: str = ""
+    file: RecordingFile | None = None
+    started_at: str = ""
+
+
+@dataclass
+class CallState:
+    """`get_state` result. Times are ISO 8601 UTC strings ("" when not yet)."""
+
+    call_id: str
+    room_name: str
+    customer_name: str | None
+    status: str
+    recording_status: str
+    end_reason: str = ""
+    ended_by: str = ""
+    created_at: str = ""
+    agent_joined_at: str = ""
+    ended_at: str = ""
+    agent_identity: str = ""
+    participants: list[ParticipantState] = field(default_factory=list)
+    egress: EgressState | None = None
+    egress_attempts: int = 0
+    recording: RecordingResult | None = None
+    recording_error: str = ""
+    consent: str = ""  # "" | granted | refused (policy "ask" only)
+    silence_alerts: int = 0
+    keyword_alerts: int = 0
+    line_count: int = 0
+    last_seq: int = 0
+    last_lines: list[TranscriptEntry] = field(default_factory=list)  # the latest 10
+    runs: int = 1  # 1 + how many times the call continued as new
+
+
+@dataclass
+class CallResult:
+    """`CallWorkflow.run`'s result."""
+
+    call_id: str
+    status: str
+    recording_status: str
+    end_reason: str
+    line_count: int
+    recording: RecordingResult | None = None
+
+
+@dataclass
+class CallCarry:
+    """Everything a call carries into its next run when it continues as new. Internal."""
+
+    status: str
+    recording_status: str
+    created_at: float  # epoch seconds (workflow time)
+    room_ready: bool = False
+    agent_joined_at: float = 0.0
+    agent_identity: str = ""
+    greeted: bool = False
+    consent: str = ""
+    participants: list[ParticipantState] = field(default_factory=list)
+    egress: EgressState | None = None
+    egress_attempts: int = 0
+    egress_started_at: float = 0.0
+    recording: RecordingResult | None = None
+    recording_error: str = ""
+    end_reason: str = ""
+    ended_by: str = ""
+    ended_at: float = 0.0
+    silence_alerts: int = 0
+    keyword_alerts: int = 0
+    last_heard_at: float = 0.0
+    silence_alerted: bool = False
+    seq: int = 0
+    lines: list[TranscriptEntry] = field(default_factory=list)  # the live list (not carried)
+    # `lines` packed as rows when carried: decoding thousands of dataclasses is slow enough to
+    # trip the workflow deadlock detector, and rows are a third smaller.
+    line_rows: list[list[Any]] = field(default_factory=list)
+    lines_dropped: int = 0  # oldest lines not carried (see CallConfig.carry_max_lines)
+    seen_ids: list[str] = field(default_factory=list)  # signal ids other than kept lines'
+    # Events not yet confirmed written when the run continued as new; the next run writes
+    # them first (a batch written twice is a no-op: the key is (call_id, seq)).
+    unflushed: list[dict[str, Any]] = field(default_factory=list)
+    runs: int = 1

@@ -1,0 +1,174 @@
+"""Stand-in activities registered under the real names, to test the workflows alone.
+
+One `StandIns` object per test: it records every call, keeps an in-memory "database" with the
+same natural keys as the real one (so a retried batch is visibly a no-op), and can be told to
+fail in the ways the tests need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import types as act
+from core import models as m
+
+
+def egress_file(call_id: str, duration_s: float = 60.0, size: int = 480_000) -> m.RecordingFile:
+    return m.RecordingFile(
+        filename=f"{call_id}.ogg",
+        location=f"http://egress.invalid/conversations/{call_id}.ogg",
+        size=size,
+        duration_s=duration_s,
+    )
+
+
+@dataclass
+class StandIns:
+    # behaviour knobs
+    egress_start_failures: int = 0  # fail this many start_egress calls
+    stop_reports: str = "EGRESS_ENDING"  # status stop_egress answers with
+    get_reports: str = "EGRESS_COMPLETE"  # status get_egress answers with (with a file)
+    download_failures: int = 0  # fail this many downloads, then succeed
+    download_incomplete: bool = False
+    room_fails: bool = False
+    egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
+    # records
+    calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
+    event_writes: int = 0
+    call_rows: list[act.CallRow] = field(default_factory=list)
+    recording_rows: list[act.RecordingRow] = field(default_factory=list)
+
+    def count(self, name: str) -> int:
+        return len(self.calls[name])
+
+    def activities(self) -> list[Callable]:
+        return [
+            self.create_room,
+            self.mint_customer_token,
+            self.start_egress,
+            self.stop_egress,
+            self.get_egress,
+            self.delete_room,
+            self.download_and_store_recording,
+            self.append_call_events,
+            self.record_recording,
+        ]
+
+    def kinds(self) -> list[str]:
+        return [self.events[s].kind for s in sorted(self.events)]
+
+    def of_kind(self, kind: str) -> list[act.CallEvent]:
+        return [self.events[s] for s in sorted(self.events) if self.events[s].kind == kind]
+
+    # --- LiveKit ----------------------------------------------------------------------------
+
+    @activity.defn(name=act.CREATE_ROOM)
+    async def create_room(self, inp: act.CreateRoomInput) -> act.RoomInfo:
+        self.calls[act.CREATE_ROOM].append(inp)
+        if self.room_fails:
+            raise ApplicationError(
+                "LiveKit said no", type=act.ERR_LIVEKIT_REJECTED, non_retryable=True
+            )
+        return act.RoomInfo(inp.room_name, "RM_test", inp.agent_name)
+
+    @activity.defn(name=act.MINT_CUSTOMER_TOKEN)
+    async def mint_customer_token(self, inp: act.MintTokenInput) -> m.TokenGrant:
+        self.calls[act.MINT_CUSTOMER_TOKEN].append(inp)
+        return m.TokenGrant(
+            call_id=inp.call_id,
+            room_name=inp.room_name,
+            token=f"jwt-for-{inp.identity}",
+            livekit_url=inp.livekit_url or "ws://livekit.invalid",
+            participant_identity=inp.identity,
+            expires_at="2030-01-01T00:00:00+00:00",
+        )
+
+    @activity.defn(name=act.START_EGRESS)
+    async def start_egress(self, inp: act.StartEgressInput) -> m.EgressState:
+        self.calls[act.START_EGRESS].append(inp)
+        if self.count(act.START_EGRESS) <= self.egress_start_failures:
+            raise ApplicationError("egress service unavailable", type=act.ERR_LIVEKIT_UNAVAILABLE)
+        n = self.count(act.START_EGRESS)
+        if self.egress_gate is not None:
+            await self.egress_gate.wait()
+        return m.EgressState(f"EG_{n}", "EGRESS_STARTING")
+
+    @activity.defn(name=act.STOP_EGRESS)
+    async def stop_egress(self, ref: act.EgressRef) -> m.EgressState:
+        self.calls[act.STOP_EGRESS].append(ref)
+        file = egress_file(ref.call_id) if self.stop_reports == "EGRESS_COMPLETE" else None
+        return m.EgressState(ref.egress_id, self.stop_reports, file=file)
+
+    @activity.defn(name=act.GET_EGRESS)
+    async def get_egress(self, ref: act.EgressRef) -> m.EgressState:
+        self.calls[act.GET_EGRESS].append(ref)
+        if self.get_reports == "UNKNOWN":
+            raise ApplicationError(
+                f"egress {ref.egress_id} is unknown",
+                type=act.ERR_LIVEKIT_REJECTED,
+                non_retryable=True,
+            )
+        file = egress_file(ref.call_id) if self.get_reports == "EGRESS_COMPLETE" else None
+        return m.EgressState(ref.egress_id, self.get_reports, file=file)
+
+    @activity.defn(name=act.DELETE_ROOM)
+    async def delete_room(self, ref: act.RoomRef) -> None:
+        self.calls[act.DELETE_ROOM].append(ref)
+
+    # --- storage ----------------------------------------------------------------------------
+
+    @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
+    async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
+        self.calls[act.DOWNLOAD_AND_STORE_RECORDING].append((inp, time.monotonic()))
+        if self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
+            raise ApplicationError("connection reset", type=act.ERR_SOURCE_UNAVAILABLE)
+        duration = inp.call_duration_s / 4 if self.download_incomplete else inp.expected_duration_s
+        return m.RecordingResult(
+            call_id=inp.call_id,
+            bucket="recordings",
+            key=m.recording_object_key(inp.call_id),
+            size=inp.expected_size,
+            sha256="ab" * 32,
+            duration_s=duration,
+            incomplete=self.download_incomplete,
+            egress_id=inp.egress_id,
+        )
+
+    # --- database ---------------------------------------------------------------------------
+
+    @activity.defn(name=act.APPEND_CALL_EVENTS)
+    async def append_call_events(self, batch: act.EventBatch) -> act.AppendResult:
+        inserted = 0
+        for ev in batch.events:
+            if ev.seq not in self.events:  # ON CONFLICT (call_id, seq) DO NOTHING
+                self.events[ev.seq] = ev
+                inserted += 1
+        self.event_writes += 1
+        if batch.call is not None:
+            self.call_rows.append(batch.call)
+        return act.AppendResult(inserted)
+
+    @activity.defn(name=act.RECORD_RECORDING)
+    async def record_recording(self, row: act.RecordingRow) -> None:
+        self.recording_rows.append(row)
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll (real time) until `check()` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,377 @@
+"""CallWorkflow's lifecycle on the time-skipping test server, with stand-in activities."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from activities import types as act
+from core import models as m
+from tests.workflows.conftest import AGENT, CUSTOMER, Harness
+from tests.workflows.standins import egress_file, until
+from workflows import search as sa
+from workflows.call import CallWorkflow
+
+S = m.CallStatus
+R = m.RecordingStatus
+
+
+def assert_contiguous(h: Harness) -> None:
+    seqs = sorted(h.fakes.events)
+    assert seqs == list(range(1, len(seqs) + 1)), "event seqs must be 1..N without gaps"
+
+
+async def test_happy_path_end_to_end(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, grant = await h.start()
+    call_id = handle.id.removeprefix("call-")
+    assert grant.call_id == call_id
+    assert grant.room_name == f"call-{call_id}"
+    assert grant.participant_identity == f"customer-{call_id}"
+    assert grant.token and grant.livekit_url == "ws://livekit.test" and grant.expires_at
+    room = f.calls[act.CREATE_ROOM][0]
+    assert room.agent_name == "sarah-cme" and room.room_name == grant.room_name
+
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hi, I'm Sarah from CME Auto Sales. This call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1, what="egress start")
+    assert f.calls[act.START_EGRESS][0].filepath == f"conversations/{call_id}.ogg"
+    await h.env.sleep(5)
+    await h.say(handle, "customer", "I'd like to test drive a Camry.")
+    await h.say(handle, "assistant", "Sure, what day suits you?")
+
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.recording_status == R.RECORDING
+    assert state.agent_identity == AGENT and state.customer_name == CUSTOMER
+    assert state.egress and state.egress.egress_id == "EG_1"
+    assert [e.speaker for e in state.last_lines] == ["assistant", "customer", "assistant"]
+
+    await h.env.sleep(20)
+    await h.customer_leaves(handle)
+    await until(lambda: f.count(act.STOP_EGRESS) == 1, what="egress stop")
+    await handle.signal(
+        CallWorkflow.egress_ended,
+        m.EgressUpdate(h.sid("ee"), "EG_1", "EGRESS_COMPLETE", file=egress_file(call_id, 25)),
+    )
+    result = await handle.result()
+
+    assert result.status == S.COMPLETED and result.end_reason == "customer_left"
+    assert result.recording_status == R.STORED and result.line_count == 3
+    assert result.recording and result.recording.key == f"conversations/{call_id}.ogg"
+    assert f.count(act.DELETE_ROOM) == 1 and f.count(act.GET_EGRESS) == 0
+    rec_in, _ = f.calls[act.DOWNLOAD_AND_STORE_RECORDING][0]
+    assert rec_in.egress_id == "EG_1" and rec_in.expected_duration_s == 25
+    assert rec_in.call_duration_s >= 25  # recorded from the greeting to the hang-up
+    assert f.recording_rows[-1].status == "stored"
+
+    assert_contiguous(h)
+    statuses = [e.data["status"] for e in f.of_kind("status")]
+    assert statuses == ["waiting_for_agent", "in_progress", "ending", "completed"]
+    recording = [e.data["status"] for e in f.of_kind("recording")]
+    assert recording == ["recording", "stopping", "uploading", "stored"]
+    assert [e.data["speaker"] for e in f.of_kind("final_transcript")] == [
+        "assistant",
+        "customer",
+        "assistant",
+    ]
+    final_row = f.call_rows[-1]
+    assert final_row.status == "completed" and final_row.recording_status == "stored"
+    assert final_row.last_seq == max(f.events) and final_row.line_count == 3
+
+    desc = await handle.describe()
+    attrs = desc.typed_search_attributes
+    assert attrs.get(sa.CALL_STATUS) == "completed"
+    assert attrs.get(sa.RECORDING_STATUS) == "stored"
+    assert attrs.get(sa.ROOM_NAME) == grant.room_name
+    assert attrs.get(sa.CUSTOMER_NAME) == CUSTOMER
+    assert attrs.get(sa.SILENCE_ALERTS) == 0
+
+    page = await handle.query(CallWorkflow.get_transcript, 0)
+    assert [ln.text for ln in page.lines][1] == "I'd like to test drive a Camry."
+    later = await handle.query(CallWorkflow.get_transcript, page.lines[0].seq)
+    assert len(later.lines) == 2 and not later.more
+
+
+async def test_agent_never_joins(harness: Harness) -> None:
+    handle, _ = await harness.start(agent_join_timeout_s=60)
+    result = await handle.result()
+    assert result.status == S.NO_AGENT and result.end_reason == "no_agent_in_time"
+    assert harness.fakes.count(act.DELETE_ROOM) == 1
+    assert harness.fakes.count(act.START_EGRESS) == 0
+    assert harness.fakes.call_rows[-1].status == "no_agent"
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(sa.CALL_STATUS) == "no_agent"
+
+
+async def test_customer_hangs_up_before_the_agent(harness: Harness) -> None:
+    handle, _ = await harness.start()
+    await harness.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "customer_left"
+    assert result.recording_status == R.NONE
+    assert harness.fakes.count(act.DELETE_ROOM) == 1
+    # A late agent changes nothing.
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.agent_joined_at == ""
+
+
+async def test_supervisor_ends_the_call(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start()
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    ended = await handle.execute_update(
+        CallWorkflow.end_call, m.EndCallRequest("abusive caller", by="supervisor")
+    )
+    assert ended.status in ("ending", "completed") and ended.reason == "abusive caller"
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(CallWorkflow.end_call, m.EndCallRequest("again"))
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "abusive caller"
+    assert result.recording_status == R.STORED  # stop answered COMPLETE: no wait for a webhook
+    actions = f.of_kind("supervisor_action")
+    assert len(actions) == 1 and actions[0].data["reason"] == "abusive caller"
+    assert f.count(act.GET_EGRESS) == 0
+
+
+async def test_end_call_validation(harness: Harness) -> None:
+    handle, _ = await harness.start()
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(CallWorkflow.end_call, m.EndCallRequest("   "))
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.WAITING_FOR_AGENT  # a refused update touched nothing
+
+
+async def test_agent_ends_the_call(harness: Harness) -> None:
+    handle, _ = await harness.start(recording_consent="off")
+    await harness.agent_joins(handle)
+    await handle.signal(
+        CallWorkflow.participant_left, m.ParticipantLeft(harness.sid("pl"), AGENT, "agent")
+    )
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "agent_left"
+    assert harness.fakes.count(act.START_EGRESS) == 0
+
+
+async def test_max_duration_reached(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(max_duration_s=3600)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    result = await handle.result()  # time skips to the max-duration timer
+    assert result.status == S.COMPLETED and result.end_reason == "max_duration"
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.ended_by == "system"
+
+
+async def test_silence_alert_after_quiet(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello?")
+    await h.env.sleep(29)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 0
+    await h.env.sleep(2)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.silence_alerts == 1
+    await h.env.sleep(120)  # still quiet: one alert per quiet period, not one per 30 s
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 1
+    await h.say(handle, "customer", "Sorry, I'm back.")
+    await h.env.sleep(31)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 2
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(sa.SILENCE_ALERTS) == 2
+    alerts = f.of_kind("silence_alert")
+    assert [a.data["source"] for a in alerts] == ["workflow", "workflow"]
+
+
+async def test_no_silence_alert_while_lines_keep_coming(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30)
+    await h.agent_joins(handle)
+    for i in range(24):  # four minutes, a line every 10 s
+        await h.say(handle, "customer" if i % 2 else "assistant", f"line {i}")
+        await h.env.sleep(10)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.silence_alerts == 0 and state.line_count == 24
+
+
+async def test_agent_reported_silence_counts_once_per_quiet_period(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello?")
+    await h.env.sleep(10)
+    sig = m.SilenceSignal(h.sid("si"), "customer", 10.0)
+    await handle.signal(CallWorkflow.silence, sig)
+    await handle.signal(CallWorkflow.silence, sig)  # duplicate
+    await h.env.sleep(40)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.silence_alerts == 1  # the agent's; the workflow's timer does not double it
+    assert [a.data["source"] for a in h.fakes.of_kind("silence_alert")] == ["agent"]
+
+
+async def test_keyword_alert(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(keywords=["manager", "cancel my order"], recording_consent="off")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Would you like to speak to a manager?")  # not the customer
+    await h.say(handle, "customer", "Yes, get me your MANAGER. I want to cancel my order.")
+    await h.say(handle, "customer", "Managerial skills are rare.")  # not the whole word
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.keyword_alerts == 1
+    [alert] = h.fakes.of_kind("keyword_alert")
+    assert alert.data["keywords"] == ["manager", "cancel my order"]
+
+
+@pytest.mark.parametrize("answer", [True, False, None])
+async def test_consent_ask(harness: Harness, answer: bool | None) -> None:
+    h, f = harness, harness.fakes
+    f.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(recording_consent="ask")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "May I record this call?")
+    await h.env.sleep(5)
+    assert f.count(act.START_EGRESS) == 0  # the greeting alone is not consent
+    if answer is not None:
+        await handle.signal(
+            CallWorkflow.recording_consent, m.RecordingConsentSignal(h.sid("rc"), answer)
+        )
+        # the first answer is final
+        await handle.signal(
+            CallWorkflow.recording_consent, m.RecordingConsentSignal(h.sid("rc"), not answer)
+        )
+    await h.say(handle, "customer", "Okay.")
+    await h.env.sleep(5)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert f.count(act.START_EGRESS) == (1 if answer else 0)
+    assert result.recording_status == (R.STORED if answer else R.NONE)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.consent == {True: "granted", False: "refused", None: ""}[answer]
+
+
+async def test_consent_off_never_records(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(recording_consent="off")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello!")
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.recording_status == R.NONE and h.fakes.count(act.START_EGRESS) == 0
+
+
+async def test_egress_fails_to_start(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.egress_start_failures = 10
+    handle, _ = await h.start(egress_retry_delay_s=10)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and "unavailable" in state.recording_error
+    await h.env.sleep(11)
+    await until(lambda: f.count(act.START_EGRESS) == 2, what="one retry")
+    await h.say(handle, "customer", "Still there?")
+    await h.env.sleep(60)
+    assert f.count(act.START_EGRESS) == 2  # retried once, not more
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.line_count == 2  # the call went on
+    assert result.recording_status == R.FAILED
+    failures = [e for e in f.of_kind("recording") if e.data["status"] == "egress_start_failed"]
+    assert [e.data["will_retry"] for e in failures] == [True, False]
+
+
+async def test_egress_start_succeeds_on_the_retry(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.egress_start_failures = 1
+    f.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(egress_retry_delay_s=10)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await h.env.sleep(15)
+    await until(lambda: f.count(act.START_EGRESS) == 2)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.recording_status == R.STORED
+
+
+async def test_egress_ended_never_arrives(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.stop_reports = "EGRESS_ENDING"
+    f.get_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(egress_end_timeout_s=600)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    result = await handle.result()  # skips the 10 minutes; then the workflow asks LiveKit
+    assert f.count(act.GET_EGRESS) == 1
+    assert result.recording_status == R.STORED
+
+
+async def test_egress_still_ending_is_polled_until_it_ends(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.get_reports = "EGRESS_ENDING"
+    handle, _ = await h.start(egress_end_timeout_s=600)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await h.env.sleep(600 + 1)
+    await until(lambda: f.count(act.GET_EGRESS) >= 1)
+    f.get_reports = "EGRESS_COMPLETE"
+    result = await handle.result()
+    assert f.count(act.GET_EGRESS) == 2 and result.recording_status == R.STORED
+
+
+async def test_egress_lost_by_livekit_fails_the_recording_not_the_call(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.get_reports = "UNKNOWN"
+    handle, _ = await h.start(egress_end_timeout_s=600)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.recording_status == R.FAILED
+    state = await handle.query(CallWorkflow.get_state)
+    assert "unknown" in state.recording_error
+    assert f.count(act.DOWNLOAD_AND_STORE_RECORDING) == 0
+
+
+async def test_egress_failing_mid_call_is_retried_once(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(egress_retry_delay_s=5)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await handle.signal(
+        CallWorkflow.egress_ended,
+        m.EgressUpdate(h.sid("ee"), "EG_1", "EGRESS_FAILED", error="pipeline crashed"),
+    )
+    await h.env.sleep(6)
+    await until(lambda: f.count(act.START_EGRESS) == 2)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.recording_status == R.STORED
+    rec_in, _ = f.calls[act.DOWNLOAD_AND_STORE_RECORDING][0]
+    assert rec_in.egress_id == "EG_2"
+
+
+async def test_room_creation_failure_fails_the_update_and_the_call(harness: Harness) -> None:
+    h = harness
+    h.fakes.room_fails = True
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await h.start()
+    assert "room" in str(info.value.cause).lower()
+    # The call itself settles as failed.
+    [inp] = [c for c in h.fakes.calls[act.CREATE_ROOM]]
+    handle = h.client.get_workflow_handle(m.call_workflow_id(inp.call_id))
+    result = await handle.result()
+    assert result["status"] == "failed"

@@ -1,0 +1,1 @@
+"""Temporal workflows of the call center: deterministic orchestration only, no I/O."""

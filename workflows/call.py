@@ -1,0 +1,520 @@
+"""CallWorkflow (`call-<call_id>`): one customer call, from the first token to the stored recording.
+
+Life of a call: `issue_token` (update-with-start by the API) creates the room with the agent
+dispatched and returns the customer's token -> the agent joins (`agent_joined` signal, or a
+`participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> lines,
+alerts and metrics arrive as signals and go to PostgreSQL in batches -> recording starts once
+policy allows -> the customer leaves, a supervisor or the agent ends it (`end_call`), or the
+max-duration timer fires -> egress stopped, room deleted, `completed` -> the child
+`RecordingWorkflow` stores the file.
+
+Recording policy (`CallConfig.recording_consent`): `announce` starts egress right after the
+agent's first assistant line (the greeting says the call is recorded, so nothing before that is
+recorded); `ask` only after a `recording_consent` signal with `granted: true` (the first answer
+is final); `off` never.
+
+History budget: a line costs one signal and one workflow task plus its share of one local
+activity marker; the silence timer is never reset per line (it fires, re-checks and sleeps
+the remainder). The run continues as new after `continue_as_new_after_events` events (or when
+the server suggests it), carrying everything in `CallCarry`. State changes and the event log
+live in `workflows.ledger.CallLedger`; this class orchestrates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    import activities.types as act
+    import core.models as m
+    import workflows.search as sa
+    from workflows.common import (
+        EGRESS_TERMINAL,
+        FOREVER_RETRY,
+        QUICK_RETRY,
+        cause,
+        egress_failed_without_file,
+        iso,
+        merge_egress,
+    )
+    from workflows.ledger import CallLedger, metrics_data, now
+    from workflows.recording import RecordingWorkflow
+
+S = m.CallStatus
+R = m.RecordingStatus
+K = m.EventKind
+
+
+@workflow.defn(name=m.WORKFLOW_CALL)
+class CallWorkflow:
+    @workflow.init
+    def __init__(self, inp: m.CallInput) -> None:
+        self.call_id = inp.call_id
+        self.cfg = inp.config
+        self.book = CallLedger(inp)
+        self.s = self.book.s
+        self._flushing = False
+        self._room_creating = False
+        self._room_failed = ""
+        self._egress_busy = False
+        self._tasks: list[asyncio.Task] = []
+
+    # --- run ------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: m.CallInput) -> m.CallResult:
+        self._tasks = [asyncio.create_task(self._flush_loop())]
+        if inp.carried is None:
+            workflow.upsert_search_attributes(
+                [sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
+                + ([sa.CUSTOMER_NAME.value_set(inp.customer_name)] if inp.customer_name else [])
+            )
+            self.book.emit(K.STATUS, {"status": self.s.status})
+        self.book.publish()
+
+        if self.s.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
+            return await self._close()
+        if self.s.status == S.IN_PROGRESS:
+            watcher = asyncio.create_task(self._silence_watch())
+            self._tasks += [watcher, asyncio.create_task(self._recorder())]
+            await self._converse()
+            watcher.cancel()
+            await self._hang_up()
+        await self._store_recording()
+        return await self._close()
+
+    async def _wait_for_agent(self) -> bool:
+        """True once the agent is in; otherwise settles the call (no_agent, failed or ended)."""
+        deadline = self.s.created_at + self.cfg.agent_join_timeout_s
+        await _wait(
+            lambda: bool(self.s.agent_joined_at or self.book.end or self._room_failed),
+            deadline - now(),
+        )
+        if self.s.agent_joined_at:
+            self.s.last_heard_at = now()
+            self.book.set_status(S.IN_PROGRESS)
+            return True
+        if self._room_failed:
+            self.book.finish(S.FAILED, "room_unavailable", "system")
+        elif self.book.end is not None:
+            self.book.finish(S.COMPLETED, *self.book.end)
+        else:
+            self.book.finish(S.NO_AGENT, "no_agent_in_time", "system")
+        await self._delete_room()
+        return False
+
+    async def _converse(self) -> None:
+        """Until the call should end; continues as new when the history grows large."""
+        deadline = self.s.created_at + self.cfg.max_duration_s
+        while self.book.end is None:
+            in_time = await _wait(
+                lambda: self.book.end is not None or self._history_large(), deadline - now()
+            )
+            if not in_time:
+                self.book.request_end("max_duration", "system")
+            elif self.book.end is None:
+                await self._continue_as_new()
+
+    async def _continue_as_new(self) -> None:
+        # Not waiting for the event queue to drain: under a steady stream of lines it never
+        # does. Unwritten (and in-flight) events travel with the state instead.
+        await workflow.wait_condition(
+            lambda: not self._egress_busy and workflow.all_handlers_finished()
+        )
+        if self.book.end is not None:
+            return  # an end request came in meanwhile: end here instead
+        workflow.continue_as_new(
+            m.CallInput(self.call_id, self.book.customer_name, self.cfg, carried=self.book.carry())
+        )
+
+    async def _hang_up(self) -> None:
+        """Stop recording, close the room, mark the call completed."""
+        reason, by = self.book.end or ("unknown", "system")
+        self.s.ended_at = now()
+        self.book.set_status(S.ENDING, reason)
+        await workflow.wait_condition(lambda: not self._egress_busy)
+        eg = self.s.egress
+        if eg is not None and eg.status not in EGRESS_TERMINAL:
+            self.book.set_recording(R.STOPPING)
+            try:
+                info = await workflow.execute_activity(
+                    act.STOP_EGRESS,
+                    act.EgressRef(self.call_id, eg.egress_id),
+                    result_type=m.EgressState,
+                    start_to_close_timeout=timedelta(seconds=15),
+                    retry_policy=QUICK_RETRY,
+                )
+                self.s.egress = merge_egress(eg, info)
+            except ActivityError as err:
+                # Deleting the room ends the egress too; the wait below still finds its file.
+                self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
+        await self._delete_room()
+        self.book.finish(S.COMPLETED, reason, by)
+
+    async def _close(self) -> m.CallResult:
+        """Everything flushed and every handler done, then the result."""
+        await workflow.wait_condition(lambda: self._quiet() and workflow.all_handlers_finished())
+        return m.CallResult(
+            call_id=self.call_id,
+            status=self.s.status,
+            recording_status=self.s.recording_status,
+            end_reason=self.s.end_reason,
+            line_count=self.s.lines_dropped + len(self.s.lines),
+            recording=self.s.recording,
+        )
+
+    # --- recording ------------------------------------------------------------------------
+
+    def _recording_wanted(self) -> bool:
+        policy = self.cfg.recording_consent
+        allowed = self.s.greeted if policy == "announce" else self.s.consent == "granted"
+        return allowed and (self.s.egress is None or egress_failed_without_file(self.s.egress))
+
+    async def _recorder(self) -> None:
+        """Starts egress once policy allows; a failed start is recorded and retried once."""
+        if self.cfg.recording_consent not in ("announce", "ask"):
+            return
+        while True:
+            await workflow.wait_condition(
+                lambda: self.book.end is not None or self._recording_wanted()
+            )
+            if self.book.end is not None or self.s.egress_attempts >= 2:
+                return
+            if self.s.egress_attempts == 1:
+                await _wait(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
+                if self.book.end is not None:
+                    return
+            self.s.egress_attempts += 1
+            self._egress_busy = True
+            try:
+                info = await workflow.execute_activity(
+                    act.START_EGRESS,
+                    act.StartEgressInput(
+                        self.call_id,
+                        m.room_name_for(self.call_id),
+                        m.recording_object_key(self.call_id),
+                    ),
+                    result_type=m.EgressState,
+                    start_to_close_timeout=timedelta(seconds=20),
+                    retry_policy=RetryPolicy(maximum_attempts=1),  # the retry is ours, once
+                )
+                self.book.egress_started(info)
+            except ActivityError as err:
+                self.book.egress_start_failed(cause(err))
+            finally:
+                self._egress_busy = False
+
+    async def _await_egress_end(self) -> m.RecordingFile | None:
+        """The egress's file once it has ended: from the webhook, else asked of LiveKit."""
+        eg = self.s.egress
+        assert eg is not None
+
+        def ended() -> bool:
+            return self.s.egress is not None and self.s.egress.status in EGRESS_TERMINAL
+
+        if not await _wait(ended, self.cfg.egress_end_timeout_s):
+            # A missed webhook never loses a recording: ask, then keep asking now and then.
+            for pause in (0, 30, 60, 120, 300, 600):
+                if pause and await _wait(ended, pause):
+                    break
+                try:
+                    info = await workflow.execute_activity(
+                        act.GET_EGRESS,
+                        act.EgressRef(self.call_id, eg.egress_id),
+                        result_type=m.EgressState,
+                        start_to_close_timeout=timedelta(seconds=15),
+                        retry_policy=QUICK_RETRY,
+                    )
+                except ActivityError as err:  # e.g. LiveKit no longer knows the egress
+                    self.s.recording_error = cause(err)
+                    self.book.emit(K.RECORDING, {"status": "egress_lost", "error": cause(err)})
+                    return None
+                self.s.egress = merge_egress(self.s.egress or eg, info)
+                self.book.emit(
+                    K.RECORDING, {"status": "egress_polled", "egress": self.s.egress.status}
+                )
+                if ended():
+                    break
+        final = self.s.egress or eg
+        return final.file if final.file and final.file.location else None
+
+    async def _store_recording(self) -> None:
+        if self.s.egress is None:
+            return
+        file = await self._await_egress_end()
+        if file is None:
+            eg = self.s.egress
+            self.s.recording_error = (
+                self.s.recording_error or eg.error or f"egress ended as {eg.status} without a file"
+            )
+            self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            return
+        self.book.set_recording(R.UPLOADING, egress_id=self.s.egress.egress_id)
+        recorded_for = max(0.0, self.s.ended_at - self.s.egress_started_at)
+        try:
+            result = await workflow.execute_child_workflow(
+                RecordingWorkflow.run,
+                m.RecordingInput(
+                    call_id=self.call_id,
+                    room_name=m.room_name_for(self.call_id),
+                    egress_id=self.s.egress.egress_id,
+                    location=file.location,
+                    expected_size=file.size,
+                    expected_duration_s=file.duration_s,
+                    call_duration_s=recorded_for,
+                    retry_for_s=self.cfg.recording_retry_for_s,
+                ),
+                id=m.recording_workflow_id(self.call_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
+            )
+        except ChildWorkflowError as err:
+            self.s.recording_error = cause(err)
+            self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            return
+        self.s.recording = result
+        self.book.set_recording(R.STORED, key=result.key, size=result.size, sha256=result.sha256,
+                                duration_s=result.duration_s, incomplete=result.incomplete)  # fmt: skip
+        if result.incomplete:
+            data = {"duration_s": result.duration_s, "recorded_for_s": recorded_for}
+            self.book.emit(K.RECORDING_INCOMPLETE, data)
+
+    # --- the room -------------------------------------------------------------------------
+
+    async def _ensure_room(self) -> None:
+        if self.s.room_ready:
+            return
+        if self._room_creating:
+            await workflow.wait_condition(lambda: self.s.room_ready or bool(self._room_failed))
+        else:
+            self._room_creating = True
+            try:
+                await workflow.execute_activity(
+                    act.CREATE_ROOM,
+                    act.CreateRoomInput(
+                        call_id=self.call_id,
+                        room_name=m.room_name_for(self.call_id),
+                        agent_name=self.cfg.agent_name,
+                        customer_name=self.book.customer_name,
+                    ),
+                    result_type=act.RoomInfo,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=QUICK_RETRY,
+                )
+                self.s.room_ready = True
+            except ActivityError as err:
+                self._room_failed = cause(err)
+            finally:
+                self._room_creating = False
+        if not self.s.room_ready:
+            raise ApplicationError(
+                f"could not create the call's room: {self._room_failed}", type="RoomUnavailable"
+            )
+
+    async def _delete_room(self) -> None:
+        try:
+            await workflow.execute_activity(
+                act.DELETE_ROOM,
+                act.RoomRef(self.call_id, m.room_name_for(self.call_id)),
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=QUICK_RETRY,
+            )
+        except ActivityError as err:
+            # LiveKit closes an empty room by itself (empty_timeout); note it and move on.
+            self.book.emit(K.STATUS, {"status": self.s.status, "room_delete_failed": cause(err)})
+
+    # --- updates --------------------------------------------------------------------------
+
+    @workflow.update(name=m.UPDATE_ISSUE_TOKEN)
+    async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
+        """Creates the room (once) with the agent dispatched; returns a fresh customer token."""
+        await self._ensure_room()
+        return await workflow.execute_activity(
+            act.MINT_CUSTOMER_TOKEN,
+            act.MintTokenInput(
+                call_id=self.call_id,
+                room_name=m.room_name_for(self.call_id),
+                identity=m.customer_identity(self.call_id),
+                name=req.customer_name or self.book.customer_name or "Customer",
+                ttl_s=self.cfg.token_ttl_s,
+                livekit_url=self.cfg.livekit_url,
+            ),
+            result_type=m.TokenGrant,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK_RETRY,
+        )
+
+    @issue_token.validator
+    def _check_issue_token(self, req: m.IssueTokenRequest) -> None:
+        if self.book.end is not None or not S(self.s.status).is_active:
+            raise ApplicationError("the call has ended", type="CallEnded")
+
+    @workflow.update(name=m.UPDATE_END_CALL)
+    async def end_call(self, req: m.EndCallRequest) -> m.EndCallResult:
+        """Ends a live call (supervisor, agent or ops); returns once the call is ending."""
+        self.book.request_end(req.reason.strip(), req.by)
+        if req.by != "agent":
+            data = {"action": "end", "by": req.by, "reason": req.reason}
+            self.book.emit(K.SUPERVISOR_ACTION, data)
+        await workflow.wait_condition(
+            lambda: self.s.status not in (S.WAITING_FOR_AGENT, S.IN_PROGRESS)
+        )
+        return m.EndCallResult(
+            self.call_id, self.s.status, self.book.end[0] if self.book.end else ""
+        )
+
+    @end_call.validator
+    def _check_end_call(self, req: m.EndCallRequest) -> None:
+        if not req.reason.strip() or len(req.reason) > 500:
+            raise ApplicationError("reason must be 1 to 500 characters", type="InvalidReason")
+        if self.book.end is not None or self.s.status not in (S.WAITING_FOR_AGENT, S.IN_PROGRESS):
+            raise ApplicationError("the call has already ended", type="CallEnded")
+
+    # --- signals (each carries an id; a duplicate changes nothing) ------------------------
+
+    @workflow.signal(name=m.SIGNAL_AGENT_JOINED)
+    def agent_joined(self, sig: m.AgentJoined) -> None:
+        if self.book.first(sig.id):
+            self.book.agent_in(sig.identity)
+
+    @workflow.signal(name=m.SIGNAL_PARTICIPANT_JOINED)
+    def participant_joined(self, sig: m.ParticipantJoined) -> None:
+        if self.book.first(sig.id):
+            self.book.participant_joined(sig)
+
+    @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
+    def participant_left(self, sig: m.ParticipantLeft) -> None:
+        if self.book.first(sig.id):
+            self.book.participant_left(sig)
+
+    @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
+    def transcript(self, line: m.TranscriptLine) -> None:
+        self.book.add_line(line)  # de-duplicated by the line's id
+
+    @workflow.signal(name=m.SIGNAL_TRANSCRIPT_BATCH)
+    def transcript_batch(self, batch: m.TranscriptBatch) -> None:
+        if self.book.first(batch.id):
+            for line in batch.lines:
+                self.book.add_line(line)
+
+    @workflow.signal(name=m.SIGNAL_SILENCE)
+    def silence(self, sig: m.SilenceSignal) -> None:
+        if self.book.first(sig.id):
+            self.book.silence_alert({"id": sig.id, "source": "agent", "speaker": sig.speaker,
+                                     "duration_s": sig.duration_s, "at": sig.at})  # fmt: skip
+
+    @workflow.signal(name=m.SIGNAL_EGRESS_UPDATED)
+    def egress_updated(self, upd: m.EgressUpdate) -> None:
+        if self.book.first(upd.id):
+            self.book.egress_report(upd)
+
+    @workflow.signal(name=m.SIGNAL_EGRESS_ENDED)
+    def egress_ended(self, upd: m.EgressUpdate) -> None:
+        if self.book.first(upd.id):
+            self.book.egress_report(upd)
+
+    @workflow.signal(name=m.SIGNAL_RECORDING_CONSENT)
+    def recording_consent(self, sig: m.RecordingConsentSignal) -> None:
+        if self.book.first(sig.id):
+            self.book.consent(sig)
+
+    @workflow.signal(name=m.SIGNAL_AGENT_METRICS)
+    def agent_metrics(self, sig: m.AgentMetrics) -> None:
+        if self.book.first(sig.id):
+            self.book.emit(K.AGENT_METRICS, metrics_data(sig))
+
+    @workflow.signal(name=m.SIGNAL_AGENT_ALERT)
+    def agent_alert(self, sig: m.AgentAlert) -> None:
+        if self.book.first(sig.id):
+            kind = K.HANDOFF_REQUESTED if sig.kind == K.HANDOFF_REQUESTED else K.AGENT_ALERT
+            data = {"id": sig.id, "kind": sig.kind, "detail": sig.detail, "at": sig.at}
+            self.book.emit(kind, data)
+
+    @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
+    def supervisor_action(self, sig: m.SupervisorAction) -> None:
+        if self.book.first(sig.id):
+            data = {"id": sig.id, "action": sig.action, "by": sig.by, "detail": sig.detail,
+                    "at": sig.at}  # fmt: skip
+            self.book.emit(K.SUPERVISOR_ACTION, data)
+
+    # --- queries --------------------------------------------------------------------------
+
+    @workflow.query(name=m.QUERY_GET_STATE)
+    def get_state(self) -> m.CallState:
+        return self.book.state()
+
+    @workflow.query(name=m.QUERY_GET_TRANSCRIPT)
+    def get_transcript(self, after_seq: int = 0) -> m.TranscriptPage:
+        """Lines with seq > after_seq, oldest first, at most 500 (`more` says there are more)."""
+        return self.book.transcript(after_seq)
+
+    # --- background -----------------------------------------------------------------------
+
+    async def _silence_watch(self) -> None:
+        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer)."""
+        limit = self.cfg.silence_alert_s
+        while self.book.end is None:
+            if self.s.silence_alerted:
+                await workflow.wait_condition(
+                    lambda: not self.s.silence_alerted or self.book.end is not None
+                )
+                continue
+            due = self.s.last_heard_at + limit
+            if now() < due:
+                # Not reset per line: fires, re-checks, sleeps the rest (history stays small).
+                await workflow.sleep(due - now(), summary="silence check")
+                continue
+            data = {"source": "workflow", "quiet_s": limit, "since": iso(self.s.last_heard_at)}
+            self.book.silence_alert(data)
+
+    async def _flush_loop(self) -> None:
+        """Appends queued events (and the call's row) to PostgreSQL, a batch per local activity.
+
+        Everything queued while a batch is being written goes in the next one.
+        """
+        while True:
+            await workflow.wait_condition(lambda: bool(self.book.pending))
+            batch, self.book.pending = self.book.pending, []
+            self._flushing, self.book.inflight = True, batch
+            try:
+                await workflow.execute_local_activity(
+                    act.APPEND_CALL_EVENTS,
+                    act.EventBatch(self.call_id, batch, self.book.row()),
+                    result_type=act.AppendResult,
+                    start_to_close_timeout=timedelta(seconds=15),
+                    retry_policy=FOREVER_RETRY,  # gives up only on a batch that can never fit
+                )
+            except ActivityError as err:
+                seqs = f"{batch[0].seq}..{batch[-1].seq}"
+                workflow.logger.error(f"call {self.call_id}: events {seqs} rejected: {cause(err)}")
+            finally:
+                self._flushing, self.book.inflight = False, []
+
+    def _quiet(self) -> bool:
+        return not self.book.pending and not self._flushing
+
+    def _history_large(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self.cfg.continue_as_new_after_events
+        )
+
+
+async def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Wait for `condition` up to `timeout_s`; False when the time ran out."""
+    if timeout_s <= 0:
+        return condition()
+    try:
+        await workflow.wait_condition(condition, timeout=timeout_s)
+        return True
+    except TimeoutError:
+        return False

@@ -1,0 +1,181 @@
+"""Pure helpers of the call workflows: deterministic, no I/O, no clock (callers pass times)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from temporalio.common import RetryPolicy
+
+from activities import types as act
+from core import models as m
+
+# LiveKit EgressStatus names by how far along they are; a status never moves backwards.
+_EGRESS_RANK = {
+    "EGRESS_STARTING": 0,
+    "EGRESS_ACTIVE": 1,
+    "EGRESS_ENDING": 2,
+    "EGRESS_COMPLETE": 3,
+    "EGRESS_FAILED": 3,
+    "EGRESS_ABORTED": 3,
+    "EGRESS_LIMIT_REACHED": 3,
+}
+EGRESS_TERMINAL = frozenset(k for k, v in _EGRESS_RANK.items() if v == 3)
+
+# Retry policies, declared once beside the calls that use them.
+QUICK_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=5,
+    non_retryable_error_types=act.NON_RETRYABLE_ERRORS,
+)
+# A database outage must not lose an event: keep trying, slowly.
+FOREVER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=[act.ERR_INVALID_INPUT],
+)
+
+
+def cause(err: BaseException) -> str:
+    """The innermost failure's message (what actually went wrong), for the call's record."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err) or type(err).__name__
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds (workflow time) -> ISO 8601 UTC; "" for 0 (not yet)."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat() if ts else ""
+
+
+def egress_rank(status: str) -> int:
+    return _EGRESS_RANK.get(status, -1)
+
+
+def merge_egress(current: m.EgressState, update: m.EgressState) -> m.EgressState:
+    """Fold a later report about the same egress into what we know; never go backwards."""
+    status = current.status
+    if egress_rank(update.status) > egress_rank(current.status):
+        status = update.status
+    return m.EgressState(
+        egress_id=current.egress_id,
+        status=status,
+        error=update.error or current.error,
+        file=update.file or current.file,
+        started_at=current.started_at or update.started_at,
+    )
+
+
+def egress_failed_without_file(eg: m.EgressState | None) -> bool:
+    return (
+        eg is not None
+        and eg.status in EGRESS_TERMINAL
+        and eg.status != "EGRESS_COMPLETE"
+        and (eg.file is None or not eg.file.location)
+    )
+
+
+def matched_keywords(text: str, phrases: list[str]) -> list[str]:
+    """Configured phrases found in a line, as whole words, case-insensitively."""
+    low = text.lower()
+    return [p for p in phrases if p and re.search(rf"(?<!\w){re.escape(p.lower())}(?!\w)", low)]
+
+
+def line_entry(line: m.TranscriptLine, seq: int, at: str) -> m.TranscriptEntry:
+    return m.TranscriptEntry(
+        seq=seq,
+        id=line.id,
+        speaker=line.speaker,
+        text=line.text,
+        confidence=line.confidence,
+        started_at=line.started_at,
+        ended_at=line.ended_at,
+        interrupted=line.interrupted,
+        at=at,
+    )
+
+
+_ROW_FIELDS = ("seq", "id", "speaker", "text", "confidence", "started_at", "ended_at",
+               "interrupted", "at")  # fmt: skip
+
+
+def pack_lines(lines: list[m.TranscriptEntry]) -> list[list]:
+    return [[getattr(e, f) for f in _ROW_FIELDS] for e in lines]
+
+
+def unpack_lines(rows: list[list]) -> list[m.TranscriptEntry]:
+    return [m.TranscriptEntry(*row) for row in rows]
+
+
+def entry_data(entry: m.TranscriptEntry) -> dict:
+    """A line as it goes into `call_events.data` (everything but the seq, which is the key)."""
+    data = asdict(entry)
+    data.pop("seq")
+    return data
+
+
+def details_line(call_id: str, s: m.CallCarry) -> str:
+    """The Web UI's current-details line: no customer data (names, words) in it."""
+    parts = [f"**{s.status}**", f"call `{call_id}`"]
+    if s.agent_identity:
+        parts.append(f"agent `{s.agent_identity}`")
+    parts.append(f"{s.lines_dropped + len(s.lines)} lines")
+    parts.append(f"recording: {s.recording_status}")
+    if s.silence_alerts or s.keyword_alerts:
+        parts.append(f"alerts: {s.silence_alerts} silence, {s.keyword_alerts} keyword")
+    if s.end_reason:
+        parts.append(f"ended: {s.end_reason} ({s.ended_by})")
+    if s.runs > 1:
+        parts.append(f"run {s.runs}")
+    return " · ".join(parts)
+
+
+def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.CallState:
+    return m.CallState(
+        call_id=call_id,
+        room_name=m.room_name_for(call_id),
+        customer_name=customer_name,
+        status=s.status,
+        recording_status=s.recording_status,
+        end_reason=s.end_reason,
+        ended_by=s.ended_by,
+        created_at=iso(s.created_at),
+        agent_joined_at=iso(s.agent_joined_at),
+        ended_at=iso(s.ended_at),
+        agent_identity=s.agent_identity,
+        participants=list(s.participants),
+        egress=s.egress,
+        egress_attempts=s.egress_attempts,
+        recording=s.recording,
+        recording_error=s.recording_error,
+        consent=s.consent,
+        silence_alerts=s.silence_alerts,
+        keyword_alerts=s.keyword_alerts,
+        line_count=s.lines_dropped + len(s.lines),
+        last_seq=s.seq,
+        last_lines=s.lines[-10:],
+        runs=s.runs,
+    )
+
+
+def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.CallRow:
+    return act.CallRow(
+        call_id=call_id,
+        room_name=m.room_name_for(call_id),
+        customer_name=customer_name,
+        status=s.status,
+        recording_status=s.recording_status,
+        created_at=iso(s.created_at),
+        agent_joined_at=iso(s.agent_joined_at),
+        ended_at=iso(s.ended_at),
+        end_reason=s.end_reason,
+        silence_alerts=s.silence_alerts,
+        keyword_alerts=s.keyword_alerts,
+        last_seq=s.seq,
+        line_count=s.lines_dropped + len(s.lines),
+        egress_id=s.egress.egress_id if s.egress else "",
+    )

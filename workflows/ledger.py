@@ -1,0 +1,262 @@
+"""CallLedger: a call's state and its event log, as CallWorkflow keeps them (workflow code).
+
+Every change of the call goes through here: it updates `CallCarry`, appends an event with the
+next per-call sequence number to the queue that the workflow's flusher writes to PostgreSQL,
+and keeps the search attributes and the Web UI's details line current. No I/O, no awaits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+
+with workflow.unsafe.imports_passed_through():
+    import activities.types as act
+    import core.models as m
+    import workflows.search as sa
+    from workflows.common import (
+        call_row,
+        call_state,
+        details_line,
+        egress_failed_without_file,
+        entry_data,
+        iso,
+        line_entry,
+        matched_keywords,
+        merge_egress,
+        pack_lines,
+        unpack_lines,
+    )
+
+S = m.CallStatus
+R = m.RecordingStatus
+K = m.EventKind
+TRANSCRIPT_PAGE = 500
+
+
+def now() -> float:
+    return workflow.now().timestamp()
+
+
+class CallLedger:
+    def __init__(self, inp: m.CallInput) -> None:
+        self.call_id = inp.call_id
+        self.customer_name = inp.customer_name
+        self.cfg = inp.config
+        self.s = inp.carried or m.CallCarry(
+            status=S.WAITING_FOR_AGENT, recording_status=R.NONE, created_at=now()
+        )
+        if self.s.line_rows:
+            self.s.lines, self.s.line_rows = unpack_lines(self.s.line_rows), []
+        self.line_ids = {e.id for e in self.s.lines}  # (ids of dropped lines are in `seen`)
+        self.seen = set(self.s.seen_ids)
+        self.pending = [act.CallEvent(**e) for e in self.s.unflushed]
+        self.inflight: list[act.CallEvent] = []  # the batch being written
+        self.s.unflushed = []
+        self.end: tuple[str, str] | None = None  # (reason, by): the first end request wins
+        self.early_egress: dict[str, m.EgressState] = {}  # reports that beat start_egress
+        self._sa_sent: tuple[str, str, int] | None = None
+
+    # --- signals ------------------------------------------------------------------------
+
+    def first(self, signal_id: str) -> bool:
+        """True the first time a signal id is seen (a duplicate must change nothing)."""
+        if signal_id in self.seen:
+            return False
+        self.seen.add(signal_id)
+        return True
+
+    def agent_in(self, identity: str) -> None:
+        if self.s.agent_joined_at and not self.s.agent_identity and identity:
+            self.s.agent_identity = identity  # joined was inferred from a line; now we know who
+            return
+        if self.s.agent_joined_at or self.end is not None or not S(self.s.status).is_active:
+            return  # the first report wins; a late one changes nothing
+        self.s.agent_joined_at = now()
+        self.s.agent_identity = identity
+        if identity:
+            self.s.participants.append(m.ParticipantState(identity, "agent", iso(now())))
+
+    def participant_joined(self, sig: m.ParticipantJoined) -> None:
+        if sig.kind == "agent":
+            self.agent_in(sig.identity)
+        elif not any(p.identity == sig.identity and not p.left_at for p in self.s.participants):
+            self.s.participants.append(m.ParticipantState(sig.identity, sig.kind, iso(now())))
+
+    def participant_left(self, sig: m.ParticipantLeft) -> None:
+        for p in self.s.participants:
+            if p.identity == sig.identity and not p.left_at:
+                p.left_at = iso(now())
+        if sig.kind == "customer":
+            self.request_end("customer_left", "customer")
+        elif sig.kind == "agent" and sig.identity == self.s.agent_identity:
+            self.request_end("agent_left", "agent")
+
+    def add_line(self, line: m.TranscriptLine) -> None:
+        if line.id in self.line_ids or line.id in self.seen:
+            return
+        self.line_ids.add(line.id)
+        if line.speaker == "assistant":
+            self.agent_in(self.s.agent_identity)  # a line of the agent says it is in
+            self.s.greeted = True
+        self.s.seq += 1
+        entry = line_entry(line, self.s.seq, iso(now()))
+        self.s.lines.append(entry)
+        self._queue(self.s.seq, K.FINAL_TRANSCRIPT, entry_data(entry))
+        self.s.last_heard_at = now()
+        self.s.silence_alerted = False
+        if line.metrics is not None:
+            self.emit(K.AGENT_METRICS, metrics_data(line.metrics))
+        if line.speaker == "customer":
+            found = matched_keywords(line.text, self.cfg.keywords)
+            if found:
+                self.s.keyword_alerts += 1
+                data = {"line_id": line.id, "line_seq": entry.seq, "keywords": found}
+                self.emit(K.KEYWORD_ALERT, data)
+
+    def silence_alert(self, data: dict) -> None:
+        self.s.silence_alerts += 1
+        self.s.silence_alerted = True
+        self.emit(K.SILENCE_ALERT, data)
+        self.publish()
+
+    def consent(self, sig: m.RecordingConsentSignal) -> None:
+        if not self.s.consent:  # the first answer is final
+            self.s.consent = "granted" if sig.granted else "refused"
+            self.emit(K.RECORDING, {"consent": self.s.consent, "at": sig.at})
+
+    def egress_report(self, upd: m.EgressUpdate) -> None:
+        report = m.EgressState(upd.egress_id, upd.status, upd.error, upd.file)
+        eg = self.s.egress
+        if eg is None or eg.egress_id != upd.egress_id:
+            # Out of order (before start_egress's result) or an older egress: keep for later.
+            prev = self.early_egress.get(upd.egress_id)
+            self.early_egress[upd.egress_id] = merge_egress(prev, report) if prev else report
+            return
+        was_failed = egress_failed_without_file(eg)
+        self.s.egress = merge_egress(eg, report)
+        if not was_failed and egress_failed_without_file(self.s.egress):
+            self.egress_failed()
+
+    # --- egress -------------------------------------------------------------------------
+
+    def egress_started(self, info: m.EgressState) -> None:
+        early = self.early_egress.pop(info.egress_id, None)
+        self.s.egress = merge_egress(info, early) if early else info
+        self.s.egress_started_at = now()
+        self.s.recording_error = ""
+        self.set_recording(R.RECORDING, egress_id=info.egress_id)
+        if egress_failed_without_file(self.s.egress):
+            self.egress_failed()
+
+    def egress_start_failed(self, error: str) -> None:
+        self.s.recording_error = error
+        last = self.s.egress_attempts >= 2
+        data = {"status": "egress_start_failed", "attempt": self.s.egress_attempts,
+                "will_retry": not last, "error": error}  # fmt: skip
+        self.emit(K.RECORDING, data)
+        if last:
+            self.set_recording(R.FAILED)
+
+    def egress_failed(self) -> None:
+        eg = self.s.egress
+        assert eg is not None
+        self.s.recording_error = eg.error or eg.status
+        will_retry = self.s.egress_attempts < 2 and self.end is None
+        data = {"status": "egress_failed", "egress_id": eg.egress_id,
+                "error": self.s.recording_error, "will_retry": will_retry}  # fmt: skip
+        self.emit(K.RECORDING, data)
+        if not will_retry:
+            self.set_recording(R.FAILED)
+
+    # --- status -------------------------------------------------------------------------
+
+    def request_end(self, reason: str, by: str) -> None:
+        if self.end is None and self.s.status in (S.WAITING_FOR_AGENT, S.IN_PROGRESS):
+            self.end = (reason, by)
+
+    def finish(self, status: S, reason: str, by: str) -> None:
+        self.s.end_reason, self.s.ended_by = reason, by
+        self.s.ended_at = self.s.ended_at or now()
+        self.set_status(status, reason)
+
+    def set_status(self, status: S, reason: str = "") -> None:
+        if self.s.status != status:
+            self.s.status = status
+            data = {"status": status, "reason": reason} if reason else {"status": status}
+            self.emit(K.STATUS, data)
+            self.publish()
+
+    def set_recording(self, status: R, **data: object) -> None:
+        if self.s.recording_status != status:
+            self.s.recording_status = status
+            self.emit(K.RECORDING, {"status": status, **data})
+            self.publish()
+
+    def emit(self, kind: K, data: dict) -> None:
+        self.s.seq += 1
+        self._queue(self.s.seq, kind, data)
+
+    def _queue(self, seq: int, kind: K, data: dict) -> None:
+        self.pending.append(act.CallEvent(seq, kind.value, iso(now()), data))
+        workflow.set_current_details(details_line(self.call_id, self.s))
+
+    def publish(self) -> None:
+        """Search attributes (only when they changed: each upsert is a history event)."""
+        values = (self.s.status, self.s.recording_status, self.s.silence_alerts)
+        if values != self._sa_sent:
+            self._sa_sent = values
+            updates: list[SearchAttributeUpdate[Any]] = [
+                sa.CALL_STATUS.value_set(self.s.status),
+                sa.RECORDING_STATUS.value_set(self.s.recording_status),
+                sa.SILENCE_ALERTS.value_set(self.s.silence_alerts),
+            ]
+            workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(details_line(self.call_id, self.s))
+
+    # --- views --------------------------------------------------------------------------
+
+    def state(self) -> m.CallState:
+        return call_state(self.call_id, self.customer_name, self.s)
+
+    def row(self) -> act.CallRow:
+        return call_row(self.call_id, self.customer_name, self.s)
+
+    def transcript(self, after_seq: int) -> m.TranscriptPage:
+        lines = self.s.lines
+        lo, hi = 0, len(lines)
+        while lo < hi:  # the first line with seq > after_seq (lines are in seq order)
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if lines[mid].seq <= after_seq else (lo, mid)
+        page = lines[lo : lo + TRANSCRIPT_PAGE]
+        truncated = (
+            lo == 0 and self.s.lines_dropped > 0 and (not lines or after_seq < lines[0].seq - 1)
+        )
+        return m.TranscriptPage(
+            self.call_id, page, self.s.seq, lo + len(page) < len(lines), truncated
+        )
+
+    def carry(self) -> m.CallCarry:
+        """The state for the next run: a copy, so this run stays intact if the server refuses
+        the continue-as-new (a signal came in meanwhile) and the run goes on. Events not yet
+        written travel along (writing a batch twice is a no-op)."""
+        keep = self.s.lines[-self.cfg.carry_max_lines :] if self.cfg.carry_max_lines else []
+        dropped = self.s.lines[: len(self.s.lines) - len(keep)]
+        return dataclasses.replace(
+            self.s,
+            lines=[],
+            line_rows=pack_lines(keep),
+            lines_dropped=self.s.lines_dropped + len(dropped),
+            seen_ids=sorted(self.seen | {e.id for e in dropped}),  # still de-duplicated
+            runs=self.s.runs + 1,
+            unflushed=[dataclasses.asdict(e) for e in self.inflight + self.pending],
+        )
+
+
+def metrics_data(sig: m.AgentMetrics) -> dict:
+    return {"id": sig.id, "end_of_utterance_delay_s": sig.end_of_utterance_delay_s,
+            "time_to_first_token_s": sig.time_to_first_token_s,
+            "time_to_first_audio_s": sig.time_to_first_audio_s, "at": sig.at}  # fmt: skip

@@ -1,0 +1,126 @@
+"""What the API and ops call from outside the workflows (client side, not workflow code).
+
+- `start_call`: update-with-start of `CallWorkflow` + `issue_token` (what `POST /api/calls` does).
+- `end_call`: the `end_call` update.
+- `retry_recording`: replay a failed recording pipeline (`POST /api/recordings/{id}/retry`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from core import models as m
+from workflows.call import CallWorkflow
+from workflows.recording import RecordingWorkflow
+
+
+class RecordingRetryRefused(Exception):
+    """The pipeline cannot be replayed now; `code` says why (for a 404/409 answer)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # not_found | still_running | already_stored | call_still_running
+
+
+@dataclass
+class RecordingRetry:
+    workflow_id: str
+    run_id: str
+    previous_run_id: str
+    previous_status: str
+
+
+async def start_call(
+    client: Client,
+    call_id: str,
+    customer_name: str | None,
+    config: m.CallConfig,
+    *,
+    task_queue: str,
+) -> m.TokenGrant:
+    """Start `call-<call_id>` and get the customer's token in one round trip.
+
+    Raises `temporalio.client.WorkflowUpdateFailedError` when the room cannot be created
+    (the call then ends `failed` by itself) and `WorkflowAlreadyStartedError` if the id is taken.
+    """
+    start = WithStartWorkflowOperation(
+        CallWorkflow.run,
+        m.CallInput(call_id=call_id, customer_name=customer_name, config=config),
+        id=m.call_workflow_id(call_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+    return await client.execute_update_with_start_workflow(
+        m.UPDATE_ISSUE_TOKEN,
+        m.IssueTokenRequest(customer_name=customer_name),
+        start_workflow_operation=start,
+        result_type=m.TokenGrant,
+    )
+
+
+async def end_call(client: Client, call_id: str, reason: str, by: str) -> m.EndCallResult:
+    """End a live call. `WorkflowUpdateFailedError` (cause ApplicationError type `CallEnded` or
+    `InvalidReason`) when refused; `RPCError` NOT_FOUND for an unknown or finished call."""
+    handle = client.get_workflow_handle(m.call_workflow_id(call_id))
+    return await handle.execute_update(
+        m.UPDATE_END_CALL, m.EndCallRequest(reason, by), result_type=m.EndCallResult
+    )
+
+
+async def retry_recording(
+    client: Client, call_id: str, *, retry_for_s: float | None = None
+) -> RecordingRetry:
+    """Start a new run of `recording-<call_id>` with the failed run's input.
+
+    Allowed only when the latest run failed, timed out, was cancelled or terminated and the
+    call's own workflow has finished. The new run writes the outcome to PostgreSQL itself
+    (recording row, the call's recording_status, and a `recording` event with the next seq).
+    Raises `RecordingRetryRefused` otherwise.
+    """
+    handle = client.get_workflow_handle(m.recording_workflow_id(call_id))
+    try:
+        desc = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise RecordingRetryRefused(
+                "not_found", "no recording pipeline for this call"
+            ) from None
+        raise
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        raise RecordingRetryRefused("still_running", "the recording pipeline is still running")
+    if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+        raise RecordingRetryRefused("already_stored", "the recording is already stored")
+    try:
+        call = await client.get_workflow_handle(m.call_workflow_id(call_id)).describe()
+        if call.status == WorkflowExecutionStatus.RUNNING:
+            raise RecordingRetryRefused("call_still_running", "the call is still finishing")
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    [inp] = await client.data_converter.decode(started.input.payloads, [m.RecordingInput])
+    inp.report_to_call = True
+    if retry_for_s is not None:
+        inp.retry_for_s = retry_for_s
+    new = await client.start_workflow(
+        RecordingWorkflow.run,
+        inp,
+        id=m.recording_workflow_id(call_id),
+        task_queue=desc.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    )
+    return RecordingRetry(
+        workflow_id=new.id,
+        run_id=new.result_run_id or "",
+        previous_run_id=desc.run_id,
+        previous_status=desc.status.name if desc.status else "",
+    )
