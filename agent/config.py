@@ -44,6 +44,8 @@ class AgentEnv(BaseSettings):
     AGENT_TIMEZONE: str = "America/New_York"
     AGENT_SIGNAL_QUEUE_MAX: int = Field(5000, ge=10)
     AGENT_FLUSH_TIMEOUT_S: float = Field(45.0, gt=0)
+    # How long a customer's final line waits for the assistant's reply to share its signal.
+    AGENT_TURN_COALESCE_S: float = Field(6.0, ge=0)
     AGENT_HTTP_PORT: int = Field(8081, ge=0, le=65535)
 
     @field_validator("AGENT_TIMEZONE")

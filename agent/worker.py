@@ -102,6 +102,7 @@ async def entrypoint(ctx: JobContext) -> None:
             temporal_connector(cfg.settings),
             call_id=call_id,
             max_pending=cfg.env.AGENT_SIGNAL_QUEUE_MAX,
+            coalesce_s=cfg.env.AGENT_TURN_COALESCE_S,
         )
         queue.start()
     interim = None

@@ -465,3 +465,36 @@ async def test_temporal_restart_loses_nothing_and_duplicates_nothing(tmp_path: P
         assert queue.dropped == 0
     finally:
         await env.shutdown()
+
+
+async def test_a_turn_travels_as_one_signal_when_coalescing(
+    live_call: tuple[str, WorkflowHandle[Any, Any], StandIns],
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    """The customer's line waits for Sarah's reply: one `transcript_batch` carries the turn;
+    a customer line with no reply within the window still goes, alone, once the window ends."""
+    call_id, handle, _ = live_call
+
+    async def connect() -> Client:
+        return temporal_dev_env.client
+
+    queue = fast_queue(handle.id, connect, call_id=call_id, coalesce_s=1.5)
+    queue.start()
+    line = lambda i, who: m.TranscriptLine(id=f"l{i}", speaker=who, text=f"line {i}")  # noqa: E731
+    queue.send(SIGNAL_TRANSCRIPT, line(1, "customer"))
+    await asyncio.sleep(0.3)
+    assert queue.pending == 1  # held back for the reply
+    queue.send(SIGNAL_TRANSCRIPT, line(2, "assistant"))
+    assert await queue.drain(5)
+    started = time.monotonic()
+    queue.send(SIGNAL_TRANSCRIPT, line(3, "customer"))  # nobody answers
+    assert await queue.drain(5)
+    waited = time.monotonic() - started
+    await queue.aclose(5)
+    assert [p["id"] for _, p in await settled_signals(handle, 3)] == ["l1", "l2", "l3"]
+    signals = await history_signals(handle)  # as sent, batches not opened up
+    assert [n for n, _ in signals] == [SIGNAL_TRANSCRIPT_BATCH, SIGNAL_TRANSCRIPT]
+    assert [ln["id"] for ln in signals[0][1]["lines"]] == ["l1", "l2"]
+    assert signals[1][1]["id"] == "l3" and 1.2 <= waited < 4
+    page = await handle.query(CallWorkflow.get_transcript, 0)
+    assert [e.text for e in page.lines] == ["line 1", "line 2", "line 3"]
