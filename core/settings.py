@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     MINIO_ACCESS_KEY: SecretStr
     MINIO_SECRET_KEY: SecretStr
     MINIO_SECURE: bool = False
+    MINIO_REGION: str = "us-east-1"  # fixed, so presigning URLs needs no round trip
     RECORDINGS_BUCKET: str = "recordings"
+    RECORDING_URL_TTL_S: int = Field(900, ge=1, le=900)
     RECORDING_RETENTION_DAYS: int = Field(365, ge=1)
     # LiveKit
     LIVEKIT_URL: str = Field(description="http(s):// or ws(s):// URL of the LiveKit server")
@@ -77,6 +79,8 @@ class Settings(BaseSettings):
         description="comma-separated token:role pairs, roles supervisor|ops|admin"
     )
     RATE_LIMIT_PER_MINUTE: int = Field(30, ge=1)
+    WS_QUEUE_SIZE: int = Field(256, ge=8)
+    CODEC_CORS_ORIGINS: str = "http://localhost:8233,http://127.0.0.1:8233"
     PAYLOAD_KEYS: SecretStr | None = Field(
         None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
     )

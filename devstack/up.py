@@ -102,6 +102,7 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "API_HOST": "127.0.0.1",
         "API_PORT": str(ports.api),
         "API_URL": f"http://127.0.0.1:{ports.api}",
+        "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{ports.temporal_ui},http://localhost:{ports.temporal_ui}",
         "DEVSTACK_ADMIN_TOKEN": admin,
         "API_TOKENS": f"{admin}:admin",
         "PAYLOAD_KEYS": keep(
@@ -182,7 +183,14 @@ async def up(args: argparse.Namespace) -> int:
     code = 0
     try:
         STATE.mkdir(exist_ok=True)
-        await start(temporal_dev_server(STATE, ports.temporal, ports.temporal_ui))
+        await start(
+            temporal_dev_server(
+                STATE,
+                ports.temporal,
+                ports.temporal_ui,
+                codec_endpoint=values["API_URL"] + "/codec",
+            )
+        )
         await start(postgres_server(STATE / "pgdata", ports.postgres, log_dir=logs))
         from db.migrate import migrate
 

@@ -1,0 +1,1 @@
+"""The Sanic API: the product's one front door."""

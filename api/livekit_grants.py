@@ -1,0 +1,71 @@
+"""LiveKit tokens the API mints itself (supervisors), and the whisper message to the agent.
+
+A supervisor token is for one room only. `monitor` is hidden and subscribe-only (it cannot
+publish audio or data); `barge` may publish and is visible. Identities start with `supervisor-`
+so the webhook mapping classifies them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from livekit import api as lkapi
+from livekit.protocol.models import DataPacket, ParticipantInfo
+
+from core.settings import Settings
+
+SUPERVISOR_PREFIX = "supervisor-"
+WHISPER_TOPIC = "supervisor.whisper"
+SUPERVISOR_TOKEN_TTL = timedelta(hours=1)
+
+
+def supervisor_token(
+    settings: Settings, room_name: str, principal_id: str, *, can_publish: bool
+) -> tuple[str, str, str]:
+    """Return (jwt, identity, expires_at ISO) for a supervisor in `room_name`."""
+    identity = f"{SUPERVISOR_PREFIX}{principal_id}-{secrets.token_hex(3)}"
+    expires = datetime.now(UTC) + SUPERVISOR_TOKEN_TTL
+    grants = lkapi.VideoGrants(
+        room_join=True,
+        room=room_name,
+        can_subscribe=True,
+        can_publish=can_publish,
+        can_publish_data=can_publish,
+        hidden=not can_publish,
+    )
+    token = (
+        lkapi.AccessToken(
+            settings.LIVEKIT_API_KEY.get_secret_value(),
+            settings.LIVEKIT_API_SECRET.get_secret_value(),
+        )
+        .with_identity(identity)
+        .with_name("Supervisor")
+        .with_kind("standard")
+        .with_grants(grants)
+        .with_ttl(SUPERVISOR_TOKEN_TTL)
+        .to_jwt()
+    )
+    return token, identity, expires.isoformat()
+
+
+async def agent_identities(lk: lkapi.LiveKitAPI, room_name: str) -> list[str]:
+    """Identities of the agent participants in the room (LiveKit marks them kind AGENT)."""
+    resp = await lk.room.list_participants(lkapi.ListParticipantsRequest(room=room_name))
+    return [p.identity for p in resp.participants if p.kind == ParticipantInfo.Kind.AGENT]
+
+
+async def send_whisper(
+    lk: lkapi.LiveKitAPI, room_name: str, destinations: list[str], text: str, by: str
+) -> None:
+    """Deliver `{"text", "by"}` on topic `supervisor.whisper` to the agent only (not the customer)."""
+    await lk.room.send_data(
+        lkapi.SendDataRequest(
+            room=room_name,
+            data=json.dumps({"text": text, "by": by}).encode(),
+            kind=DataPacket.Kind.RELIABLE,
+            destination_identities=destinations,
+            topic=WHISPER_TOPIC,
+        )
+    )

@@ -1,0 +1,150 @@
+"""The API's connections to the outside, opened in the server's listeners and kept on `app.ctx.res`.
+
+The API starts even when a dependency is down (so `/healthz` and `/readyz` can say so): the
+Temporal client connects in the background and is retried; the PostgreSQL pool connects on first
+use. A handler that needs something not reachable yet gets a 503 naming it, not a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from livekit import api as lkapi
+from minio import Minio
+from temporalio.client import Client
+
+from api import store
+from api.errors import Unavailable
+from api.fanout import LiveHub
+from core.codec import codec_from_settings
+from core.log import get_logger
+from core.settings import Settings
+from core.temporal import connect_temporal
+
+log = get_logger("api.resources")
+
+
+class Resources:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: asyncpg.Pool | None = None
+        self.hub: LiveHub | None = None
+        self.livekit: lkapi.LiveKitAPI | None = None
+        self.token_verifier = lkapi.TokenVerifier(
+            settings.LIVEKIT_API_KEY.get_secret_value(),
+            settings.LIVEKIT_API_SECRET.get_secret_value(),
+        )
+        self.webhooks = lkapi.WebhookReceiver(self.token_verifier)
+        self.minio = Minio(
+            settings.MINIO_ENDPOINT,
+            access_key=settings.MINIO_ACCESS_KEY.get_secret_value(),
+            secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
+            secure=settings.MINIO_SECURE,
+            # A fixed region keeps presigning offline (no GetBucketLocation round trip).
+            region=settings.MINIO_REGION,
+        )
+        self.codec = codec_from_settings(settings)  # None when encryption is off
+        self._temporal: Client | None = None
+        self._temporal_error = "not connected yet"
+        self._temporal_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        self.pool = await store.open_pool(self.settings.database_url, min_size=0, max_size=20)
+        self.hub = LiveHub(
+            self.settings.database_url,
+            self.pool,
+            queue_size=self.settings.WS_QUEUE_SIZE,
+        )
+        self.livekit = lkapi.LiveKitAPI(
+            _http_url(self.settings.LIVEKIT_URL),
+            self.settings.LIVEKIT_API_KEY.get_secret_value(),
+            self.settings.LIVEKIT_API_SECRET.get_secret_value(),
+        )
+        self._tasks = [
+            asyncio.create_task(self._connect_temporal(), name="connect-temporal"),
+            asyncio.create_task(self._start_hub(), name="start-livehub"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("resource_task_failed", error=f"{type(outcome).__name__}: {outcome}")
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.livekit is not None:
+            await self.livekit.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _connect_temporal(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._temporal = await connect_temporal(self.settings)
+                self._temporal_ready.set()
+                log.info("temporal_connected", address=self.settings.TEMPORAL_ADDRESS)
+                return
+            except (RuntimeError, OSError) as exc:
+                self._temporal_error = f"{type(exc).__name__}: {exc}"
+                log.warning("temporal_connect_failed", error=self._temporal_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _start_hub(self) -> None:
+        assert self.hub is not None
+        delay = 0.5
+        while True:
+            try:
+                await self.hub.start()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("livehub_start_failed", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    @property
+    def temporal(self) -> Client:
+        if self._temporal is None:
+            raise Unavailable(
+                f"temporal is not reachable ({self._temporal_error})", code="temporal_unavailable"
+            )
+        return self._temporal
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        assert self.pool is not None, "resources not opened"
+        return self.pool
+
+    @property
+    def live(self) -> LiveHub:
+        assert self.hub is not None, "resources not opened"
+        return self.hub
+
+    @property
+    def lk(self) -> lkapi.LiveKitAPI:
+        assert self.livekit is not None, "resources not opened"
+        return self.livekit
+
+    async def wait_temporal(self, timeout: float) -> Client:
+        """For start-up paths (tests, benchmarks): wait until the client is connected."""
+        async with asyncio.timeout(timeout):
+            await self._temporal_ready.wait()
+        assert self._temporal is not None
+        return self._temporal
+
+    def status(self) -> dict[str, Any]:
+        return {"temporal_connected": self._temporal is not None}
+
+
+def _http_url(url: str) -> str:
+    """The server API speaks HTTP; LIVEKIT_URL may be the ws(s):// URL clients use."""
+    if url.startswith("ws://"):
+        return "http://" + url[5:]
+    if url.startswith("wss://"):
+        return "https://" + url[6:]
+    return url

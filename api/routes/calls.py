@@ -1,0 +1,303 @@
+"""Supervisor endpoints on calls: list, detail, transcript, end, monitor, whisper, barge.
+
+Closed calls are answered from PostgreSQL; live ones from the workflow's query. Every
+supervisor action is recorded on the call itself (signal `supervisor_action`), so it shows in
+the call's event log, its dashboard stream and its Temporal history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from livekit.api import TwirpError
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+
+from api import store
+from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
+from api.docs import Integer, String, call_id_param, endpoint, query_param
+from api.errors import Conflict, NotFound, Unavailable
+from api.livekit_grants import agent_identities, send_whisper, supervisor_token
+from api.schemas import (
+    Accepted,
+    AfterQuery,
+    CallDetail,
+    CallList,
+    Empty,
+    EndCallRequest,
+    ListCallsQuery,
+    LiveKitGrant,
+    Transcript,
+    WhisperRequest,
+)
+from api.validation import check_call_id, parse_body, parse_query
+from api.workflows_client import CallsClient
+from core.log import get_logger
+from core.models import (
+    SIGNAL_SUPERVISOR_ACTION,
+    CallStatus,
+    SupervisorAction,
+    call_workflow_id,
+    room_name_for,
+)
+
+log = get_logger("api.calls")
+bp = Blueprint("calls")
+
+_FROM_STATE = (
+    "customer_name",
+    "status",
+    "recording_status",
+    "created_at",
+    "agent_joined_at",
+    "ended_at",
+    "end_reason",
+    "silence_alerts",
+    "keyword_alerts",
+    "last_seq",
+)
+
+
+def _calls(request: Request) -> CallsClient:
+    return CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+
+
+def _principal(request: Request) -> Principal:
+    return request.ctx.principal  # type: ignore[no-any-return]
+
+
+async def live_call(request: Request, call_id: str) -> dict[str, Any]:
+    """The call's row if it is live; 404 when there is no such call, 409 when it has ended."""
+    row = await store.get_call(request.app.ctx.res.db, call_id)
+    if row is not None:
+        if not row["live"]:
+            raise Conflict(f"call {call_id} has ended ({row['status']})", code="call_ended")
+        return row
+    if await store.get_erasure(request.app.ctx.res.db, call_id) is not None:
+        raise NotFound(f"call {call_id} was erased", code="call_erased", field="call_id")
+    # The workflow writes the row in its first step: a call seconds old may not have one yet.
+    running = await _calls(request).is_running(call_workflow_id(call_id))
+    if running is None:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    if not running:
+        raise Conflict(f"call {call_id} has ended", code="call_ended")
+    return {"call_id": call_id, "room_name": room_name_for(call_id), "status": "unknown"}
+
+
+async def record_action(request: Request, call_id: str, action: str, detail: str = "") -> None:
+    """Record a supervisor action on the call (signal); 409 if the call ended meanwhile."""
+    principal = _principal(request)
+    try:
+        await _calls(request).signal(
+            call_id,
+            SIGNAL_SUPERVISOR_ACTION,
+            SupervisorAction(
+                id=f"sa-{uuid.uuid4().hex}",
+                action=action,
+                by=principal.id,
+                detail=detail,
+                at=datetime.now(UTC).isoformat(),
+            ),
+        )
+    except NotFound as exc:
+        raise Conflict(f"call {call_id} has ended", code="call_ended") from exc
+    log.info("supervisor_action", call_id=call_id, action=action, by=principal.id)
+
+
+@bp.get("/api/calls")
+@endpoint("List calls", tag="supervisor", response=CallList, errors=(422,), secured=True)
+@query_param("status", String(enum=["active", "ended", "all"]), "default active")
+@query_param("limit", Integer(minimum=1, maximum=200), "page size, default 50")
+@query_param("cursor", String(minLength=1, maxLength=200), "next_cursor of the previous page")
+@require(READ_CALLS)
+async def list_calls(request: Request) -> HTTPResponse:
+    q = parse_query(request, ListCallsQuery)
+    calls, next_cursor = await store.list_calls(request.app.ctx.res.db, q.status, q.limit, q.cursor)
+    return json({"calls": calls, "next_cursor": next_cursor})
+
+
+@bp.get("/api/calls/<call_id:str>")
+@endpoint("One call", tag="supervisor", response=CallDetail, errors=(404, 422), secured=True)
+@call_id_param()
+@require(READ_CALLS)
+async def get_call(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    parse_query(request, Empty)
+    row = await store.get_call(request.app.ctx.res.db, call_id)
+    if row is not None and not row["live"]:
+        return json({**row, "source": "database", "state": None})
+    if row is None and await store.get_erasure(request.app.ctx.res.db, call_id) is not None:
+        # Temporal deletes an erased call's history asynchronously: never answer from it.
+        raise NotFound(f"call {call_id} was erased", code="call_erased", field="call_id")
+    state = await _calls(request).state(call_id)
+    if state is None:
+        if row is None:
+            raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+        return json({**row, "source": "database", "state": None})
+    base = row or {
+        "call_id": call_id,
+        "room_name": room_name_for(call_id),
+        "customer_name": None,
+        "status": CallStatus.WAITING_FOR_AGENT.value,
+        "recording_status": "none",
+        "created_at": None,
+    }
+    # The workflow is fresher than its row (rows are written in batches): prefer its values.
+    for key in _FROM_STATE:
+        value = state.get(key)
+        if value not in (None, ""):
+            base[key] = value
+    base["live"] = base["status"] in store.ACTIVE_STATUSES
+    return json({**base, "source": "workflow", "state": state}, default=str)
+
+
+@bp.get("/api/calls/<call_id:str>/transcript")
+@endpoint(
+    "Final transcript lines after a sequence number",
+    tag="supervisor",
+    response=Transcript,
+    errors=(404, 422),
+    secured=True,
+)
+@call_id_param()
+@query_param("after", Integer(minimum=0), "only lines with seq > after (default 0)")
+@require(READ_CALLS)
+async def transcript(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    q = parse_query(request, AfterQuery)
+    db = request.app.ctx.res.db
+    row = await store.get_call(db, call_id)
+    if row is None:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    lines = [
+        {
+            "seq": e["seq"],
+            "at": e["at"],
+            "speaker": e["data"].get("speaker") if isinstance(e["data"], dict) else None,
+            "text": e["data"].get("text") if isinstance(e["data"], dict) else None,
+            "data": e["data"],
+        }
+        for e in await store.transcript_after(db, call_id, q.after)
+    ]
+    return json({"call_id": call_id, "lines": lines, "last_seq": row["last_seq"]})
+
+
+@bp.post("/api/calls/<call_id:str>/end")
+@endpoint(
+    "End a live call",
+    tag="supervisor",
+    body=EndCallRequest,
+    body_required=False,
+    response=Accepted,
+    errors=(404, 409),
+    secured=True,
+)
+@call_id_param()
+@require(ACT_ON_CALLS)
+async def end_call(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    body = parse_body(request, EndCallRequest, allow_empty=True)
+    await live_call(request, call_id)
+    try:
+        status = await _calls(request).end(
+            call_id, body.reason or "ended by supervisor", _principal(request).id
+        )
+    except NotFound as exc:
+        # It existed a moment ago (live_call): it finished in between.
+        raise Conflict(f"call {call_id} has ended", code="call_ended") from exc
+    log.info("call_end_requested", call_id=call_id, by=_principal(request).id)
+    return json({"call_id": call_id, "action": "end", "status": status})
+
+
+async def _grant(request: Request, call_id: str, *, can_publish: bool) -> HTTPResponse:
+    check_call_id(call_id)
+    parse_body(request, Empty, allow_empty=True)
+    row = await live_call(request, call_id)
+    settings = request.app.ctx.settings
+    token, identity, expires_at = supervisor_token(
+        settings, row["room_name"], _principal(request).id, can_publish=can_publish
+    )
+    action = "barge" if can_publish else "monitor"
+    await record_action(request, call_id, action, detail=identity)
+    return json(
+        {
+            "call_id": call_id,
+            "room_name": row["room_name"],
+            "token": token,
+            "livekit_url": settings.LIVEKIT_URL,
+            "participant_identity": identity,
+            "expires_at": expires_at,
+            "can_publish": can_publish,
+            "hidden": not can_publish,
+        },
+        status=201,
+    )
+
+
+@bp.post("/api/calls/<call_id:str>/monitor")
+@endpoint(
+    "Listen to a live call (hidden, subscribe-only token)",
+    tag="supervisor",
+    ok=201,
+    response=LiveKitGrant,
+    errors=(404, 409),
+    secured=True,
+)
+@call_id_param()
+@require(ACT_ON_CALLS)
+async def monitor(request: Request, call_id: str) -> HTTPResponse:
+    return await _grant(request, call_id, can_publish=False)
+
+
+@bp.post("/api/calls/<call_id:str>/barge")
+@endpoint(
+    "Join a live call and speak (token that may publish)",
+    tag="supervisor",
+    ok=201,
+    response=LiveKitGrant,
+    errors=(404, 409),
+    secured=True,
+)
+@call_id_param()
+@require(ACT_ON_CALLS)
+async def barge(request: Request, call_id: str) -> HTTPResponse:
+    return await _grant(request, call_id, can_publish=True)
+
+
+@bp.post("/api/calls/<call_id:str>/whisper")
+@endpoint(
+    "Pass an instruction to the AI agent (the customer does not receive it)",
+    tag="supervisor",
+    ok=202,
+    body=WhisperRequest,
+    response=Accepted,
+    errors=(404, 409, 503),
+    secured=True,
+)
+@call_id_param()
+@require(ACT_ON_CALLS)
+async def whisper(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    body = parse_body(request, WhisperRequest)
+    row = await live_call(request, call_id)
+    lk = request.app.ctx.res.lk
+    by = _principal(request).id
+    try:
+        agents = await agent_identities(lk, row["room_name"])
+        if not agents:
+            raise Conflict(f"no agent is in call {call_id}'s room", code="agent_not_in_room")
+        # Audit first: a whisper must never reach the agent without being on the record.
+        await record_action(request, call_id, "whisper", detail=body.text)
+        await send_whisper(lk, row["room_name"], agents, body.text, by)
+    except TwirpError as exc:
+        if exc.status == 404:
+            raise Conflict(f"call {call_id}'s room is not open", code="room_not_open") from exc
+        raise Unavailable(
+            f"livekit refused the whisper ({exc.code})", code="livekit_unavailable"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise Unavailable("livekit is not reachable", code="livekit_unavailable") from exc
+    return json({"call_id": call_id, "action": "whisper", "status": "sent"}, status=202)

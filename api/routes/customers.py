@@ -1,0 +1,88 @@
+"""Customer endpoints: no login, rate-limited per client address.
+
+Both start a `CallWorkflow` by update-with-start and answer with the token the workflow issued;
+`/api/get-token` keeps the seed widget's request and response shape.
+"""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+
+from api import ratelimit
+from api.docs import endpoint
+from api.metrics import CALLS_STARTED
+from api.schemas import CallCreated, CreateCallRequest, GetTokenRequest, SeedTokenResponse
+from api.validation import parse_body
+from api.workflows_client import CallsClient
+from core.log import get_logger
+from core.models import TokenGrant, new_call_id
+
+log = get_logger("api.customers")
+bp = Blueprint("customers")
+
+
+async def _start_call(request: Request, customer_name: str | None) -> TokenGrant:
+    res = request.app.ctx.res
+    call_id = new_call_id()
+    grant = await CallsClient(res.temporal, request.app.ctx.settings).issue_token(
+        call_id, customer_name
+    )
+    CALLS_STARTED.inc()
+    log.info("call_started", call_id=call_id)
+    return grant
+
+
+@bp.post("/api/calls")
+@endpoint(
+    "Start a call",
+    tag="customer",
+    ok=201,
+    body=CreateCallRequest,
+    body_required=False,
+    response=CallCreated,
+    errors=(429, 503),
+    description="Starts the call's workflow and returns the LiveKit token it issued.",
+)
+async def create_call(request: Request) -> HTTPResponse:
+    ratelimit.enforce(request)
+    body = parse_body(request, CreateCallRequest, allow_empty=True)
+    grant = await _start_call(request, body.customer_name)
+    return json(
+        CallCreated(
+            call_id=grant.call_id,
+            room_name=grant.room_name,
+            token=grant.token,
+            livekit_url=grant.livekit_url,
+            participant_identity=grant.participant_identity,
+            expires_at=grant.expires_at,
+        ).model_dump(),
+        status=201,
+    )
+
+
+@bp.post("/api/get-token")
+@endpoint(
+    "Start a call (seed widget contract)",
+    tag="customer",
+    body=GetTokenRequest,
+    body_required=False,
+    response=SeedTokenResponse,
+    errors=(429, 503),
+    description="The seed widget's request. `roomName` is checked but the server chooses the room.",
+)
+async def get_token(request: Request) -> HTTPResponse:
+    ratelimit.enforce(request)
+    body = parse_body(request, GetTokenRequest, allow_empty=True)
+    grant = await _start_call(request, body.participantName)
+    return json(
+        SeedTokenResponse(
+            token=grant.token,
+            roomName=grant.room_name,
+            room_name=grant.room_name,
+            participant_identity=grant.participant_identity,
+            call_id=grant.call_id,
+            livekit_url=grant.livekit_url,
+            expires_at=grant.expires_at,
+        ).model_dump()
+    )

@@ -1,0 +1,96 @@
+"""`DELETE /api/calls/{call_id}` (admin): erase a finished call through `EraseCallWorkflow`.
+
+Idempotent: erasing an erased call answers 200 again. A live call, or one whose recording
+pipeline still runs, is 409 (end it first / let the pipeline finish or fail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+from temporalio.client import WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from activities.erase import EraseCallInput, EraseCallResult
+from api import store
+from api.auth import ERASE, require
+from api.docs import call_id_param, endpoint
+from api.errors import Conflict, NotFound
+from api.schemas import Empty, ErasureResult
+from api.validation import check_call_id, parse_body, parse_query
+from api.workflows_client import ERASE_WORKFLOW, CallsClient, erase_workflow_id, temporal_error
+from core.log import get_logger
+from core.models import call_workflow_id, recording_workflow_id
+
+log = get_logger("api.erasure")
+bp = Blueprint("erasure")
+
+WAIT_FOR_ERASURE = timedelta(seconds=20)
+
+
+@bp.delete("/api/calls/<call_id:str>")
+@endpoint(
+    "Erase a finished call (recording, rows, workflow histories); admin only",
+    tag="admin",
+    response=ErasureResult,
+    errors=(404, 409, 422),
+    secured=True,
+    description="200 when erased (also when it already was); 202 while it is still in progress.",
+)
+@call_id_param()
+@require(ERASE)
+async def erase_call(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    parse_query(request, Empty)
+    parse_body(request, Empty, allow_empty=True)
+    res = request.app.ctx.res
+    wid = erase_workflow_id(call_id)
+    if await store.get_erasure(res.db, call_id) is not None:
+        return json({"call_id": call_id, "erasure_workflow_id": wid, "status": "erased"})
+    calls = CallsClient(res.temporal, request.app.ctx.settings)
+    row = await store.get_call(res.db, call_id)
+    call_running = await calls.is_running(call_workflow_id(call_id))
+    if row is None and call_running is None:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    if call_running or (row is not None and row["live"]):
+        raise Conflict(f"call {call_id} is live; end it before erasing", code="call_live")
+    if await calls.is_running(recording_workflow_id(call_id)):
+        raise Conflict(
+            f"the recording pipeline of call {call_id} is running; erase after it ends",
+            code="recording_running",
+        )
+    principal = request.ctx.principal
+    try:
+        handle = await res.temporal.start_workflow(
+            ERASE_WORKFLOW,
+            EraseCallInput(
+                call_id=call_id,
+                requested_by=principal.id,
+                requested_at=datetime.now(UTC).isoformat(),
+            ),
+            id=wid,
+            task_queue=request.app.ctx.settings.TEMPORAL_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            result_type=EraseCallResult,
+        )
+    except RPCError as exc:
+        raise temporal_error(exc, call_id) from exc
+    log.info("erasure_started", call_id=call_id, by=principal.id)
+    try:
+        async with asyncio.timeout(WAIT_FOR_ERASURE.total_seconds()):
+            await handle.result()
+    except TimeoutError:
+        return json(
+            {"call_id": call_id, "erasure_workflow_id": wid, "status": "in_progress"}, status=202
+        )
+    except WorkflowFailureError as exc:
+        raise Conflict(
+            f"erasure of call {call_id} failed: {exc.cause}", code="erasure_failed"
+        ) from exc
+    log.info("call_erased", call_id=call_id, by=principal.id)
+    return json({"call_id": call_id, "erasure_workflow_id": wid, "status": "erased"})

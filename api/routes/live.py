@@ -1,0 +1,231 @@
+"""Live WebSockets for dashboards, and the agent's interim-transcript entry point.
+
+`WS /ws/calls/{call_id}?after=<seq>`: first a `snapshot` (the call), then every event with
+`seq > after` from the table, then live events as they are appended. Each event message is
+`{"type", "call_id", "seq", "at", "data"}`; `type` is a `core.models.EventKind` value
+(`final_transcript`, `silence_alert`, `keyword_alert`, `status`, `recording`, `supervisor_action`,
+...). `interim_transcript` messages have `seq: null` (they are never stored). A `resync` message
+means the server caught this client up from the table after it fell behind; nothing is lost.
+A client that reconnects with `?after=<last seq it saw>` misses nothing.
+
+`WS /ws/calls`: a `snapshot` of live calls, then `call_updated` messages.
+
+WebSockets authenticate with `Authorization: Bearer`, `?token=`, or the subprotocol pair
+`bearer, <token>`. A refused socket gets an `error` frame and close code 4000 + the HTTP status
+(4401 no/invalid token, 4403 wrong role, 4404 no such call, 4422 bad `after` or id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.exceptions import ConnectionClosed
+
+from api import store
+from api.auth import READ_CALLS, WS_SUBPROTOCOL, authenticate
+from api.docs import call_id_param, endpoint
+from api.errors import ApiError, NotFound, Unauthorized
+from api.fanout import RESYNC, Subscription, publish_interim
+from api.schemas import AfterQuery, Empty, InterimRequest
+from api.validation import check_call_id, parse_body, parse_query
+from api.workflows_client import CallsClient
+from core.log import get_logger
+from core.models import EventKind, call_workflow_id, room_name_for
+
+log = get_logger("api.live")
+bp = Blueprint("live")
+internal = Blueprint("internal")
+
+_PAGE = 1000
+
+
+def _admit(request: Request) -> int:
+    """Authenticate and validate a WebSocket request; return its `after`."""
+    authenticate(request, READ_CALLS, websocket=True)
+    if "call_id" in request.match_info:
+        check_call_id(request.match_info["call_id"])
+    return parse_query(request, AfterQuery, ignore=frozenset({"token"})).after
+
+
+async def _refuse(ws: WebsocketImplProtocol, err: ApiError) -> None:
+    """Browsers cannot read the status of a failed upgrade, so refusals happen after it: an
+    error frame, then close code 4000 + HTTP status (4401, 4403, 4404, 4422)."""
+    await _send(ws, err.body() | {"type": "error"})
+    await ws.close(code=4000 + err.status, reason=err.message[:120])
+
+
+async def _send(ws: WebsocketImplProtocol, message: dict[str, Any] | str) -> None:
+    await ws.send(message if isinstance(message, str) else json.dumps(message, default=str))
+
+
+async def _replay(ws: WebsocketImplProtocol, call_id: str, after: int, pool: Any) -> int:
+    """Send every stored event with seq > after; return the last seq sent."""
+    while True:
+        events = await store.events_after(pool, call_id, after, limit=_PAGE)
+        for event in events:
+            await _send(ws, event)
+            after = event["seq"]
+        if len(events) < _PAGE:
+            return after
+
+
+async def _pump_call(
+    ws: WebsocketImplProtocol, sub: Subscription, call_id: str, after: int, pool: Any
+) -> None:
+    last = await _replay(ws, call_id, after, pool)
+    while True:
+        item = await sub.get()
+        if item is RESYNC:
+            await _send(ws, {"type": "resync", "call_id": call_id, "after": last})
+            last = await _replay(ws, call_id, last, pool)
+            continue
+        seq, text = item
+        if seq is not None:
+            if seq <= last:
+                continue
+            if seq > last + 1:
+                # A notification was lost or arrived out of order: the table has the truth.
+                last = await _replay(ws, call_id, last, pool)
+                if seq <= last:
+                    continue
+            last = seq
+        await _send(ws, text)
+
+
+async def _pump_list(ws: WebsocketImplProtocol, sub: Subscription, pool: Any) -> None:
+    while True:
+        item = await sub.get()
+        if item is RESYNC:
+            calls, _ = await store.list_calls(pool, "active", 200, None)
+            await _send(ws, {"type": "snapshot", "calls": calls})
+            continue
+        await _send(ws, item[1])
+
+
+async def _serve(ws: WebsocketImplProtocol, pump: asyncio.Task[None]) -> None:
+    """Run the pump until the client goes away (or the pump ends); never leak the task."""
+    try:
+        while not pump.done():
+            recv = asyncio.ensure_future(ws.recv())
+            done, _ = await asyncio.wait({recv, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if recv in done:
+                if recv.exception() is not None or recv.result() is None:
+                    break
+            else:
+                recv.cancel()
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await pump
+
+
+@bp.websocket("/ws/calls", subprotocols=[WS_SUBPROTOCOL])
+async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
+    res = request.app.ctx.res
+    try:
+        _admit(request)
+    except ApiError as err:
+        await _refuse(ws, err)
+        return
+    sub = res.live.subscribe(None)
+    try:
+        calls, _ = await store.list_calls(res.db, "active", 200, None)
+        await _send(ws, {"type": "snapshot", "calls": calls})
+        await _serve(ws, asyncio.create_task(_pump_list(ws, sub, res.db)))
+    except ConnectionClosed:
+        pass
+    finally:
+        res.live.unsubscribe(sub)
+
+
+@bp.websocket("/ws/calls/<call_id:str>", subprotocols=[WS_SUBPROTOCOL])
+async def ws_call(request: Request, ws: WebsocketImplProtocol, call_id: str) -> None:
+    res = request.app.ctx.res
+    try:
+        after = _admit(request)
+        call = await store.get_call(res.db, call_id)
+        if call is None and not await _workflow_exists(request, call_id):
+            raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    except ApiError as err:
+        await _refuse(ws, err)
+        return
+    sub = res.live.subscribe(call_id)  # before the snapshot: nothing appended from now is missed
+    try:
+        call = await store.get_call(res.db, call_id) or {
+            "call_id": call_id,
+            "room_name": room_name_for(call_id),
+            "live": True,
+        }
+        await _send(ws, {"type": "snapshot", "call": call, "after": after})
+        await _serve(ws, asyncio.create_task(_pump_call(ws, sub, call_id, after, res.db)))
+    except ConnectionClosed:
+        pass
+    finally:
+        res.live.unsubscribe(sub)
+
+
+async def _workflow_exists(request: Request, call_id: str) -> bool:
+    if await store.get_erasure(request.app.ctx.res.db, call_id) is not None:
+        return False  # its history may linger in Temporal for a minute; the call is gone
+    calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+    return await calls.is_running(call_workflow_id(call_id)) is not None
+
+
+# --- the agent's interim transcripts --------------------------------------------------------
+
+
+def authenticate_agent(request: Request, call_id: str) -> str:
+    """The agent proves itself with a LiveKit JWT signed by our API key/secret whose video grant
+    is `roomAdmin` for this call's room (customers' tokens never carry roomAdmin)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a LiveKit bearer token is required")
+    try:
+        claims = request.app.ctx.res.token_verifier.verify(token.strip())
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("the LiveKit token is not valid") from exc
+    video = claims.video
+    if video is None or not video.room_admin or video.room != room_name_for(call_id):
+        raise Unauthorized(f"the token does not grant roomAdmin on {room_name_for(call_id)}")
+    return claims.identity or "agent"
+
+
+@internal.post("/internal/calls/<call_id:str>/interim")
+@endpoint(
+    "Interim transcript from the agent (fanned out live, never stored)",
+    tag="internal",
+    ok=202,
+    body=InterimRequest,
+    errors=(401, 404),
+    description="Authenticated with a LiveKit JWT (API key/secret) granting roomAdmin on the call's room.",
+)
+@call_id_param()
+async def interim(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    by = authenticate_agent(request, call_id)
+    parse_query(request, Empty)
+    body = parse_body(request, InterimRequest)
+    message = {
+        "type": EventKind.INTERIM_TRANSCRIPT.value,
+        "call_id": call_id,
+        "seq": None,
+        "at": datetime.now(UTC).isoformat(),
+        "data": {
+            "speaker": body.speaker,
+            "text": body.text,
+            "confidence": body.confidence,
+            "id": body.id,
+            "by": by,
+        },
+    }
+    await publish_interim(request.app.ctx.res.db, message)
+    return HTTPResponse(status=202)

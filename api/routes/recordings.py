@@ -1,0 +1,84 @@
+"""Recordings: a short-lived download link for a stored recording; replay of a failed pipeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+
+from api import store
+from api.auth import RECORDINGS_READ, RECORDINGS_RETRY, require
+from api.docs import call_id_param, endpoint
+from api.errors import Conflict, NotFound
+from api.schemas import Accepted, Empty, RecordingLink
+from api.validation import check_call_id, parse_body, parse_query
+from api.workflows_client import CallsClient
+from core.log import get_logger
+
+log = get_logger("api.recordings")
+bp = Blueprint("recordings")
+
+MAX_URL_TTL = timedelta(minutes=15)
+
+
+@bp.get("/api/calls/<call_id:str>/recording")
+@endpoint(
+    "Download link for the call's recording (valid at most 15 minutes)",
+    tag="recordings",
+    response=RecordingLink,
+    errors=(404, 409, 422),
+    secured=True,
+)
+@call_id_param()
+@require(RECORDINGS_READ)
+async def recording(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    parse_query(request, Empty)
+    res = request.app.ctx.res
+    call = await store.get_call(res.db, call_id)
+    if call is None:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    rec = await store.get_recording(res.db, call_id)
+    if rec is None:
+        raise Conflict(
+            f"the recording of call {call_id} is not stored yet ({call['recording_status']})",
+            code="recording_not_stored",
+        )
+    ttl_s = request.app.ctx.settings.RECORDING_URL_TTL_S  # validated <= 900
+    ttl = min(timedelta(seconds=ttl_s), MAX_URL_TTL)
+    # Presigning is local computation (the client has a fixed region): no I/O on the loop.
+    url = res.minio.presigned_get_object(rec["bucket"], rec["object_key"], expires=ttl)
+    log.info("recording_link_issued", call_id=call_id, by=request.ctx.principal.id)
+    return json(
+        {
+            "call_id": call_id,
+            "url": url,
+            "expires_at": (datetime.now(UTC) + ttl).isoformat(),
+            "size_bytes": rec["size_bytes"],
+            "duration_s": rec["duration_s"],
+            "sha256": rec["sha256"],
+            "incomplete": rec["incomplete"],
+        }
+    )
+
+
+@bp.post("/api/recordings/<call_id:str>/retry")
+@endpoint(
+    "Replay a failed recording pipeline",
+    tag="recordings",
+    ok=202,
+    response=Accepted,
+    errors=(404, 409, 422),
+    secured=True,
+)
+@call_id_param()
+@require(RECORDINGS_RETRY)
+async def retry(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    parse_body(request, Empty, allow_empty=True)
+    run_id = await CallsClient(
+        request.app.ctx.res.temporal, request.app.ctx.settings
+    ).retry_recording(call_id)
+    log.info("recording_retried", call_id=call_id, run_id=run_id, by=request.ctx.principal.id)
+    return json({"call_id": call_id, "action": "retry_recording", "status": "started"}, status=202)

@@ -1,0 +1,152 @@
+"""Read access to the call tables in PostgreSQL (the workflow writes them; the API only reads,
+except for erasure, which runs as a workflow).
+
+Rows come back as plain dicts with timestamps in ISO 8601 so handlers can return them as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from api.errors import ValidationFailed
+from core.models import CallStatus, EventKind
+
+ACTIVE_STATUSES = [s.value for s in CallStatus if s.is_active]
+ENDED_STATUSES = [s.value for s in CallStatus if not s.is_active]
+
+_CALL_COLUMNS = """call_id, room_name, customer_name, status, recording_status, created_at,
+    agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq"""
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Decode jsonb columns to Python values on every pooled connection."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection
+    )
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def call_row(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("created_at", "agent_joined_at", "ended_at"):
+        out[key] = iso(out.get(key))
+    out["live"] = out["status"] in ACTIVE_STATUSES
+    return out
+
+
+def event_row(row: asyncpg.Record) -> dict[str, Any]:
+    """One `call_events` row as the dashboard message `{"type", "call_id", "seq", "at", "data"}`."""
+    return {
+        "type": row["kind"],
+        "call_id": row["call_id"],
+        "seq": row["seq"],
+        "at": iso(row["at"]),
+        "data": row["data"],
+    }
+
+
+async def get_call(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)
+    return call_row(row) if row else None
+
+
+async def get_calls(pool: asyncpg.Pool, call_ids: list[str]) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ANY($1::text[])", call_ids
+    )
+    return [call_row(r) for r in rows]
+
+
+def encode_cursor(created_at: datetime, call_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), call_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, call_id = json.loads(raw)
+        return datetime.fromisoformat(at), str(call_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("cursor: is not a cursor from this API", field="cursor") from None
+
+
+async def list_calls(
+    pool: asyncpg.Pool, status: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; `status` is active | ended | all. Returns the page and the next cursor."""
+    statuses = {"active": ACTIVE_STATUSES, "ended": ENDED_STATUSES}.get(status)
+    args: list[Any] = [statuses, limit + 1]
+    where = "($1::text[] IS NULL OR status = ANY($1::text[]))"
+    if cursor:
+        at, cid = decode_cursor(cursor)
+        where += " AND (created_at, call_id) < ($3, $4)"
+        args += [at, cid]
+    rows = await pool.fetch(
+        f"SELECT {_CALL_COLUMNS} FROM calls WHERE {where} "
+        "ORDER BY created_at DESC, call_id DESC LIMIT $2",
+        *args,
+    )
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1]["created_at"], page[-1]["call_id"]) if len(rows) > limit else None
+    )
+    return [call_row(r) for r in page], next_cursor
+
+
+async def events_after(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    call_id: str,
+    after: int,
+    *,
+    upto: int | None = None,
+    kinds: list[str] | None = None,
+    limit: int = 10_000,
+) -> list[dict[str, Any]]:
+    """Events of a call with `after < seq <= upto`, oldest first."""
+    rows = await pool.fetch(
+        "SELECT call_id, seq, kind, at, data FROM call_events "
+        "WHERE call_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq <= $3) "
+        "AND ($4::text[] IS NULL OR kind = ANY($4::text[])) ORDER BY seq LIMIT $5",
+        call_id,
+        after,
+        upto,
+        kinds,
+        limit,
+    )
+    return [event_row(r) for r in rows]
+
+
+async def transcript_after(pool: asyncpg.Pool, call_id: str, after: int) -> list[dict[str, Any]]:
+    return await events_after(pool, call_id, after, kinds=[EventKind.FINAL_TRANSCRIPT.value])
+
+
+async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        "SELECT call_id, bucket, object_key, egress_id, size_bytes, duration_s, sha256, "
+        "incomplete, stored_at FROM recordings WHERE call_id = $1",
+        call_id,
+    )
+    return dict(row) if row else None
+
+
+async def get_erasure(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        "SELECT call_id, requested_by, requested_at, completed_at FROM erasures WHERE call_id = $1",
+        call_id,
+    )
+    return dict(row) if row else None

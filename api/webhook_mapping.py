@@ -1,0 +1,106 @@
+"""LiveKit webhook event -> the call workflow's signal (name, argument), and nothing else.
+
+The signal id is derived from the webhook's own id (`lk-<event id>`), so a resent or replayed
+webhook carries the same id and the workflow's de-duplication makes it change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from livekit.protocol.egress import EgressInfo, EgressStatus
+from livekit.protocol.models import ParticipantInfo
+from livekit.protocol.webhook import WebhookEvent
+
+from core.models import (
+    SIGNAL_EGRESS_ENDED,
+    SIGNAL_EGRESS_UPDATED,
+    SIGNAL_PARTICIPANT_JOINED,
+    SIGNAL_PARTICIPANT_LEFT,
+    EgressUpdate,
+    ParticipantJoined,
+    ParticipantLeft,
+    RecordingFile,
+    call_id_from_room,
+)
+
+SUPERVISOR_PREFIX = "supervisor-"
+CUSTOMER_PREFIX = "customer-"
+
+
+@dataclass(frozen=True)
+class Routed:
+    call_id: str
+    signal: str
+    arg: Any
+
+
+def participant_kind(p: ParticipantInfo) -> str:
+    """customer | agent | supervisor | egress | other."""
+    if p.kind == ParticipantInfo.Kind.AGENT:
+        return "agent"
+    if p.kind == ParticipantInfo.Kind.EGRESS:
+        return "egress"
+    if p.identity.startswith(CUSTOMER_PREFIX):
+        return "customer"
+    if p.identity.startswith(SUPERVISOR_PREFIX):
+        return "supervisor"
+    return "other"
+
+
+def egress_update(signal_id: str, info: EgressInfo) -> EgressUpdate:
+    """The workflow's view of an EgressInfo (also usable by an activity that polls LiveKit)."""
+    files = list(info.file_results) or ([info.file] if info.HasField("file") else [])
+    file = None
+    if files and (files[0].location or files[0].filename):
+        f = files[0]
+        file = RecordingFile(
+            filename=f.filename, location=f.location, size=int(f.size), duration_s=f.duration / 1e9
+        )
+    return EgressUpdate(
+        id=signal_id,
+        egress_id=info.egress_id,
+        status=EgressStatus.Name(info.status),
+        error=info.error,
+        file=file,
+    )
+
+
+def signal_id(event: WebhookEvent, body: bytes) -> str:
+    return f"lk-{event.id}" if event.id else f"lk-body-{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def _at(event: WebhookEvent) -> str:
+    ts = event.created_at or 0
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else ""
+
+
+def route(event: WebhookEvent, body: bytes) -> tuple[str | None, Routed | None]:
+    """Return (room name, routed signal); routed is None for events calls do not act on or
+    rooms that are not calls."""
+    sid = signal_id(event, body)
+    kind = event.event
+    if kind in ("participant_joined", "participant_left"):
+        room = event.room.name
+        call_id = call_id_from_room(room)
+        if call_id is None:
+            return room, None
+        p = event.participant
+        if kind == "participant_joined":
+            arg: Any = ParticipantJoined(
+                id=sid, identity=p.identity, kind=participant_kind(p), at=_at(event)
+            )
+            return room, Routed(call_id, SIGNAL_PARTICIPANT_JOINED, arg)
+        arg = ParticipantLeft(id=sid, identity=p.identity, kind=participant_kind(p), at=_at(event))
+        return room, Routed(call_id, SIGNAL_PARTICIPANT_LEFT, arg)
+    if kind in ("egress_started", "egress_updated", "egress_ended"):
+        room = event.egress_info.room_name
+        call_id = call_id_from_room(room)
+        if call_id is None:
+            return room, None
+        name = SIGNAL_EGRESS_ENDED if kind == "egress_ended" else SIGNAL_EGRESS_UPDATED
+        return room, Routed(call_id, name, egress_update(sid, event.egress_info))
+    return event.room.name or None, None

@@ -1,0 +1,146 @@
+"""What the API asks of Temporal: start a call (update-with-start), query, update, signal,
+replay a failed recording pipeline. The client-side calls themselves live with the workflows
+(`workflows/ops.py`); Temporal's errors become API errors here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from core.models import (
+    QUERY_GET_STATE,
+    CallConfig,
+    CallState,
+    TokenGrant,
+    call_workflow_id,
+)
+from core.settings import Settings
+from workflows import ops
+
+ERASE_WORKFLOW = "EraseCallWorkflow"
+
+
+def erase_workflow_id(call_id: str) -> str:
+    return f"erase-{call_id}"
+
+
+def _application_error(exc: BaseException) -> ApplicationError | None:
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return cause
+
+
+def temporal_error(exc: Exception, call_id: str) -> Exception:
+    """Map a Temporal client error to what the API answers (others propagate unchanged)."""
+    if isinstance(exc, RPCError):
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return NotFound(f"no live workflow for call {call_id}", code="call_not_live")
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return Unavailable("temporal is not reachable", code="temporal_unavailable")
+        if exc.status == RPCStatusCode.FAILED_PRECONDITION:
+            return Conflict(f"call {call_id} cannot take this now: {exc.message}")
+    if isinstance(exc, WorkflowUpdateFailedError):
+        app = _application_error(exc)
+        if app is not None and app.type == "InvalidReason":
+            return ValidationFailed(f"reason: {app.message}", field="reason")
+        msg = app.message if app is not None else "the call refused it"
+        return Conflict(f"call {call_id}: {msg}", code="call_refused")
+    if isinstance(exc, WorkflowQueryFailedError):
+        return Conflict(f"call {call_id}: state not available ({exc.message})")
+    return exc
+
+
+class CallsClient:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def issue_token(self, call_id: str, customer_name: str | None) -> TokenGrant:
+        """Start `CallWorkflow(call-<id>)` and run its `issue_token` update in one round trip.
+
+        A refused update means LiveKit could not create the room (the call ends `failed` by
+        itself): 503, the customer may try again.
+        """
+        try:
+            return await ops.start_call(
+                self.client,
+                call_id,
+                customer_name,
+                CallConfig.from_settings(self.settings),
+                task_queue=self.settings.TEMPORAL_TASK_QUEUE,
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise Unavailable(
+                "the call could not be set up right now; try again", code="call_setup_failed"
+            ) from exc
+        except RPCError as exc:
+            raise temporal_error(exc, call_id) from exc
+
+    async def state(self, call_id: str) -> dict[str, Any] | None:
+        """The live workflow's state (query); None when no workflow of that id exists."""
+        handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        try:
+            result = await handle.query(
+                QUERY_GET_STATE, result_type=CallState, rpc_timeout=timedelta(seconds=10)
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise temporal_error(exc, call_id) from exc
+        except WorkflowQueryFailedError as exc:
+            raise temporal_error(exc, call_id) from exc
+        return dataclasses.asdict(result)
+
+    async def end(self, call_id: str, reason: str, by: str) -> str:
+        """End a live call; returns the call's status after the update ("ending" or later)."""
+        try:
+            result = await ops.end_call(self.client, call_id, reason, by)
+        except (RPCError, WorkflowUpdateFailedError) as exc:
+            raise temporal_error(exc, call_id) from exc
+        return result.status
+
+    async def signal(self, call_id: str, name: str, arg: Any) -> None:
+        handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        try:
+            await handle.signal(name, arg, rpc_timeout=timedelta(seconds=10))
+        except RPCError as exc:
+            raise temporal_error(exc, call_id) from exc
+
+    async def is_running(self, workflow_id: str) -> bool | None:
+        """True running, False closed, None no such workflow."""
+        try:
+            desc = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise temporal_error(exc, workflow_id) from exc
+        return desc.status == WorkflowExecutionStatus.RUNNING
+
+    async def retry_recording(self, call_id: str) -> str:
+        """Start a new run of a failed `recording-<id>`; 404 without one, 409 unless failed."""
+        try:
+            retry = await ops.retry_recording(self.client, call_id)
+        except ops.RecordingRetryRefused as exc:
+            if exc.code == "not_found":
+                raise NotFound(str(exc), code="recording_not_found", field="call_id") from exc
+            raise Conflict(str(exc), code=f"recording_{exc.code}") from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.ALREADY_EXISTS:
+                raise Conflict(
+                    "the recording pipeline was restarted already", code="recording_still_running"
+                ) from exc
+            raise temporal_error(exc, call_id) from exc
+        return retry.run_id

@@ -1,0 +1,95 @@
+"""A whole call-center stack for a benchmark: `python -m devstack up --no-agent` in a scratch
+directory on free ports (Temporal dev server, PostgreSQL, S3, LiveKit emulator, worker, API as
+separate processes), torn down afterwards. Shared by the API benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from core.settings import ROOT, Settings, load_settings
+from devstack.services import free_port
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    api_url: str
+    admin_token: str
+    directory: Path
+
+
+@contextlib.asynccontextmanager
+async def running_stack(**env: str) -> AsyncIterator[Stack]:
+    """Start the stack; `env` adds settings for every process (e.g. RATE_LIMIT_PER_MINUTE)."""
+    directory = Path(tempfile.mkdtemp(prefix="callcenter-bench-"))
+    ports = {name: free_port() for name in ("api", "temporal", "ui", "livekit", "s3", "pg")}
+    argv = [
+        sys.executable, "-m", "devstack", "up", "--no-agent",
+        "--api-port", str(ports["api"]), "--temporal-port", str(ports["temporal"]),
+        "--temporal-ui-port", str(ports["ui"]), "--livekit-port", str(ports["livekit"]),
+        "--s3-port", str(ports["s3"]), "--postgres-port", str(ports["pg"]),
+    ]  # fmt: skip
+    log = open(directory / "devstack.log", "wb")  # noqa: SIM115 - closed below
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=ROOT,
+        env={**os.environ, **env, "DEVSTACK_DIR": str(directory), "PYTHONUNBUFFERED": "1"},
+        stdout=log,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api_url = f"http://127.0.0.1:{ports['api']}"
+    try:
+        await _wait_ready(api_url, proc, directory / "devstack.log")
+        settings = load_settings(_env_file=str(directory / "env"), **_env_overrides(env))
+        admin = next(t for t, role in settings.api_tokens.items() if role == "admin")
+        yield Stack(settings, api_url, admin, directory)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        log.close()
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, str]:
+    from core.settings import Settings
+
+    return {k: v for k, v in env.items() if k in Settings.model_fields}
+
+
+async def _wait_ready(api_url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError(f"devstack exited ({proc.returncode}); see {log}")
+            try:
+                async with session.get(f"{api_url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the stack did not become ready in 180 s; see {log}")
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]

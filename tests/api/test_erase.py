@@ -1,0 +1,171 @@
+"""EraseCallWorkflow with its real activities on the dev server, PostgreSQL and S3: everything a
+call left behind goes, the erasure is recorded without content, a second run is a no-op, and a
+call that still runs is refused with nothing touched."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.erase import (
+    ERR_CALL_STILL_RUNNING,
+    EraseActivities,
+    EraseCallInput,
+    EraseCallResult,
+)
+from api.store import init_connection
+from core.models import call_workflow_id, new_call_id, recording_object_key, recording_workflow_id
+from workflows.erase import EraseCallWorkflow
+
+
+@workflow.defn(name="EraseTestStandIn", sandboxed=False)
+class StandIn:
+    """Stands in for a call's workflows: only their ids and histories matter here."""
+
+    @workflow.run
+    async def run(self, hold_s: float) -> str:
+        await workflow.sleep(timedelta(seconds=hold_s))
+        return "done"
+
+
+@pytest.fixture
+async def erase_worker(temporal_dev_env: WorkflowEnvironment, pg_dsn: str, s3: Any) -> Any:
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=init_connection)
+    queue = f"erase-{uuid.uuid4().hex[:8]}"
+    acts = EraseActivities(pool, s3.client, temporal_dev_env.client, s3.bucket)
+    async with Worker(
+        temporal_dev_env.client,
+        task_queue=queue,
+        workflows=[EraseCallWorkflow, StandIn],
+        activities=[
+            acts.erase_workflow_executions,
+            acts.erase_recording_object,
+            acts.erase_call_rows,
+        ],
+    ):
+        yield queue
+    await pool.close()
+
+
+async def _seed_call(db: asyncpg.Connection, s3: Any, call_id: str) -> None:
+    await db.execute(
+        "INSERT INTO calls (call_id, room_name, customer_name, status, recording_status) "
+        "VALUES ($1, $2, 'Ana Customer', 'completed', 'stored')",
+        call_id,
+        f"call-{call_id}",
+    )
+    await db.execute(
+        "INSERT INTO call_events (call_id, seq, kind, at, data) VALUES "
+        "($1, 1, 'final_transcript', now(), $2::jsonb), ($1, 2, 'status', now(), '{}'::jsonb)",
+        call_id,
+        json.dumps({"speaker": "customer", "text": "my phone is 555-0100"}),
+    )
+    key = recording_object_key(call_id)
+    s3.client.put_object(s3.bucket, key, io.BytesIO(b"OggS-audio"), 10)
+    await db.execute(
+        "INSERT INTO recordings (call_id, bucket, object_key, egress_id, size_bytes, duration_s, sha256) "
+        "VALUES ($1, $2, $3, 'EG_x', 10, 1.0, 'abc')",
+        call_id,
+        s3.bucket,
+        key,
+    )
+    vin = await db.fetchval("SELECT vin FROM inventory LIMIT 1")
+    await db.execute(
+        "INSERT INTO test_drives (vin, scheduled_at, call_id, customer_name, customer_phone, reference) "
+        "VALUES ($1, now() + ($2 || ' days')::interval, $3, 'Ana Customer', '555-0100', $4)",
+        vin,
+        str(abs(hash(call_id)) % 3000 + 10),
+        call_id,
+        f"TD-{call_id}",
+    )
+
+
+async def _counts(db: asyncpg.Connection, call_id: str) -> list[int]:
+    return [
+        await db.fetchval(f"SELECT count(*) FROM {t} WHERE call_id = $1", call_id)
+        for t in ("calls", "call_events", "recordings", "test_drives")
+    ]
+
+
+async def _exists(client: Client, wid: str) -> bool:
+    """True while Temporal still has an execution with this id."""
+    try:
+        await client.get_workflow_handle(wid).describe()
+        return True
+    except RPCError:
+        return False
+
+
+async def test_erasure_removes_everything_and_records_only_who_and_when(
+    temporal_dev_env: WorkflowEnvironment, erase_worker: str, db: asyncpg.Connection, s3: Any
+) -> None:
+    client = temporal_dev_env.client
+    call_id = new_call_id()
+    await _seed_call(db, s3, call_id)
+    for wid in (call_workflow_id(call_id), recording_workflow_id(call_id)):
+        await client.execute_workflow(StandIn.run, 0.0, id=wid, task_queue=erase_worker)
+    assert await _counts(db, call_id) == [1, 2, 1, 1]
+
+    req = EraseCallInput(call_id, "admin-0123456789", datetime.now(UTC).isoformat())
+    result = await client.execute_workflow(
+        EraseCallWorkflow.run, req, id=f"erase-{call_id}", task_queue=erase_worker
+    )
+    assert result == EraseCallResult(
+        call_id, executions_deleted=2, object_deleted=True, rows_deleted=5
+    )
+    assert await _counts(db, call_id) == [0, 0, 0, 0]
+    assert not [o for o in s3.client.list_objects(s3.bucket, prefix=recording_object_key(call_id))]
+    # Temporal accepted both deletions; the server completes them asynchronously (about a
+    # minute on the dev server), so their disappearance is not waited for here.
+    record = dict(await db.fetchrow("SELECT * FROM erasures WHERE call_id = $1", call_id))
+    assert record["requested_by"] == "admin-0123456789"
+    assert (record["rows_deleted"], record["object_deleted"], record["executions_deleted"]) == (
+        5,
+        True,
+        2,
+    )
+    assert "Ana" not in str(record) and "555" not in str(record)
+
+    # running it again (a retried or repeated erasure) changes nothing and reports the first run
+    again = await client.execute_workflow(
+        EraseCallWorkflow.run, req, id=f"erase-again-{call_id}", task_queue=erase_worker
+    )
+    assert (again.object_deleted, again.rows_deleted) == (False, 5)
+    assert await db.fetchval("SELECT count(*) FROM erasures WHERE call_id = $1", call_id) == 1
+
+
+async def test_erasure_refuses_a_call_that_still_runs_and_touches_nothing(
+    temporal_dev_env: WorkflowEnvironment, erase_worker: str, db: asyncpg.Connection, s3: Any
+) -> None:
+    client = temporal_dev_env.client
+    call_id = new_call_id()
+    await _seed_call(db, s3, call_id)
+    running = await client.start_workflow(
+        StandIn.run, 600.0, id=call_workflow_id(call_id), task_queue=erase_worker
+    )
+    try:
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.execute_workflow(
+                EraseCallWorkflow.run,
+                EraseCallInput(call_id, "admin-x", datetime.now(UTC).isoformat()),
+                id=f"erase-{call_id}",
+                task_queue=erase_worker,
+            )
+        assert failed.value.cause.cause.type == ERR_CALL_STILL_RUNNING  # type: ignore[union-attr]
+        assert await _counts(db, call_id) == [1, 2, 1, 1]
+        assert s3.client.stat_object(s3.bucket, recording_object_key(call_id)).size == 10
+        assert await _exists(client, call_workflow_id(call_id))
+        assert await db.fetchval("SELECT count(*) FROM erasures WHERE call_id = $1", call_id) == 0
+    finally:
+        await running.terminate("test over")

@@ -1,0 +1,122 @@
+"""Pure pieces of the API: rate limiter, token table, input rules, webhook mapping."""
+
+from __future__ import annotations
+
+import pytest
+from livekit.protocol.egress import EgressInfo, EgressStatus, FileInfo
+from livekit.protocol.models import ParticipantInfo, Room
+from livekit.protocol.webhook import WebhookEvent
+from pydantic import ValidationError
+
+from api.auth import TokenTable
+from api.ratelimit import RateLimiter
+from api.schemas import CreateCallRequest, GetTokenRequest, check_person_name
+from api.webhook_mapping import route
+from core.models import (
+    SIGNAL_EGRESS_ENDED,
+    SIGNAL_PARTICIPANT_JOINED,
+    EgressUpdate,
+    ParticipantJoined,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_allows_a_burst_then_refuses_with_the_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=3, clock=clock)
+    assert [limiter.check("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter.check("a")
+    assert 19.0 < wait <= 20.0  # one token every 20 s
+    assert limiter.check("b") == 0.0  # other addresses are not affected
+    clock.now += 20.0
+    assert limiter.check("a") == 0.0
+    assert limiter.check("a") > 0
+
+
+def test_token_table_finds_roles_and_never_the_token_itself() -> None:
+    table = TokenTable({"s" * 20: "supervisor", "a" * 20: "admin"})
+    sup = table.lookup("s" * 20)
+    assert sup is not None and sup.role == "supervisor"
+    assert "s" * 20 not in sup.id and sup.id.startswith("supervisor-")
+    assert table.lookup("s" * 19) is None
+    assert table.lookup("") is None
+    assert table.lookup("a" * 20).role == "admin"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "name", ["Ana", "José Ñúñez", "O'Brien-Smith Jr.", "李小龍", "  Ana   Lee "]
+)
+def test_person_names_accepted(name: str) -> None:
+    assert check_person_name(name) == " ".join(name.split())
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", "<script>", "a\nb", "x" * 65, "123", "Ana; DROP", "a\u200bb", "☎ Bob"]
+)
+def test_person_names_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        check_person_name(name)
+
+
+def test_request_models_refuse_unknown_fields_and_wrong_types() -> None:
+    with pytest.raises(ValidationError) as e:
+        CreateCallRequest.model_validate({"customer_name": "Ana", "call_id": "x"})
+    assert e.value.errors()[0]["loc"] == ("call_id",)
+    with pytest.raises(ValidationError):
+        CreateCallRequest.model_validate({"customer_name": 5})
+    with pytest.raises(ValidationError):
+        GetTokenRequest.model_validate({"roomName": "../etc"})
+    assert GetTokenRequest.model_validate({"roomName": "room_1", "participantName": "Bo"})
+
+
+def _event(**kw: object) -> WebhookEvent:
+    return WebhookEvent(**kw)  # type: ignore[arg-type]
+
+
+def test_webhook_participant_joined_maps_to_a_signal_with_a_stable_id() -> None:
+    ev = _event(
+        event="participant_joined",
+        id="EV_1",
+        created_at=1_700_000_000,
+        room=Room(name="call-" + "a" * 20),
+        participant=ParticipantInfo(identity="agent-1", kind=ParticipantInfo.Kind.AGENT),
+    )
+    room, routed = route(ev, b"{}")
+    assert room == "call-" + "a" * 20
+    assert routed is not None and routed.call_id == "a" * 20
+    assert routed.signal == SIGNAL_PARTICIPANT_JOINED
+    assert routed.arg == ParticipantJoined(
+        id="lk-EV_1", identity="agent-1", kind="agent", at="2023-11-14T22:13:20+00:00"
+    )
+    # the same event resent maps to the same signal id
+    assert route(ev, b"other body")[1].arg.id == "lk-EV_1"  # type: ignore[union-attr]
+
+
+def test_webhook_egress_ended_carries_the_file() -> None:
+    info = EgressInfo(
+        egress_id="EG_1",
+        room_name="call-" + "b" * 20,
+        status=EgressStatus.EGRESS_COMPLETE,
+        file_results=[
+            FileInfo(filename="x.ogg", location="http://h/x.ogg", size=1234, duration=2_500_000_000)
+        ],
+    )
+    _, routed = route(_event(event="egress_ended", id="EV_2", egress_info=info), b"")
+    assert routed is not None and routed.signal == SIGNAL_EGRESS_ENDED
+    arg = routed.arg
+    assert isinstance(arg, EgressUpdate)
+    assert (arg.id, arg.egress_id, arg.status) == ("lk-EV_2", "EG_1", "EGRESS_COMPLETE")
+    assert arg.file is not None and (arg.file.size, arg.file.duration_s) == (1234, 2.5)
+
+
+def test_webhook_for_a_room_that_is_not_a_call_is_not_routed() -> None:
+    ev = _event(event="participant_joined", id="EV_3", room=Room(name="lobby"))
+    assert route(ev, b"") == ("lobby", None)
+    assert route(_event(event="room_started", room=Room(name="call-" + "c" * 20)), b"")[1] is None
