@@ -35,6 +35,7 @@ from core.models import (
     room_name_for,
 )
 from core.settings import Settings
+from core.temporal import connect_temporal
 
 log = get_logger(__name__)
 
@@ -43,12 +44,6 @@ def temporal_connector(settings: Settings) -> ClientFactory:
     """How the bridge reaches Temporal: the shared client factory, with the payload codec."""
 
     async def connect() -> Client:
-        try:
-            from core.temporal import connect_temporal
-        except ImportError:  # core.temporal is being written; without a codec until it lands
-            return await Client.connect(
-                settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE
-            )
         return await connect_temporal(settings)
 
     return connect

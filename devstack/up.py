@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--infra-only", action="store_true",
                     help="only Temporal, PostgreSQL, S3 and the LiveKit emulator")  # fmt: skip
     up.add_argument("--no-agent", action="store_true", help="never start the voice agent")
+    up.add_argument("--no-standin", action="store_true",
+                    help="without the agent, leave calls silent (no scripted conversation)")  # fmt: skip
     sub.add_parser("env", help="print the path of the settings file the processes read")
     return p.parse_args(argv)
 
@@ -123,7 +125,7 @@ def write_env_file(values: dict[str, str]) -> None:
 
 
 def product_processes(
-    env: dict[str, str], ports: Ports, logs: Path, agent: bool
+    env: dict[str, str], ports: Ports, logs: Path, agent: bool, standin: bool
 ) -> list[ManagedProcess]:
     """The product's own processes that exist in this checkout."""
     py = sys.executable
@@ -138,6 +140,9 @@ def product_processes(
                                 env=env, cwd=ROOT))  # fmt: skip
     if agent and (ROOT / "agent" / "__main__.py").exists():
         procs.append(ManagedProcess("agent", [py, "-m", "agent", "dev"], logs / "agent.log",
+                                    env=env, cwd=ROOT, ready=_started))  # fmt: skip
+    elif standin:
+        procs.append(ManagedProcess("standin", [py, "-m", "devstack.standin"], logs / "standin.log",
                                     env=env, cwd=ROOT, ready=_started))  # fmt: skip
     return procs
 
@@ -201,7 +206,7 @@ async def up(args: argparse.Namespace) -> int:
                       values["MINIO_SECRET_KEY"], values["RECORDINGS_BUCKET"])  # fmt: skip
         if not args.infra_only:
             want_agent = not args.no_agent and agent_keys_present(env)
-            for proc in product_processes(env, ports, logs, want_agent):
+            for proc in product_processes(env, ports, logs, want_agent, not args.no_standin):
                 await start(proc)
         rows = [
             ("Dashboard", f"http://127.0.0.1:{ports.api}/dashboard", "supervisor view"),
@@ -223,7 +228,9 @@ async def up(args: argparse.Namespace) -> int:
         print(f"admin token: see DEVSTACK_ADMIN_TOKEN in {ENV_FILE}", flush=True)
         if not args.infra_only and not agent_keys_present(env):
             print("agent: not started (DEEPGRAM_API_KEY, OPENAI_API_KEY, CARTESIA_API_KEY unset); "
-                  "the LiveKit emulator joins a stand-in agent to each call", flush=True)  # fmt: skip
+                  "the LiveKit emulator joins a stand-in agent to each call"
+                  + ("" if args.no_standin else " and devstack.standin scripts its conversation"),
+                  flush=True)  # fmt: skip
         print("running; Ctrl-C stops everything", flush=True)
         while not stop.is_set():
             dead = [p for p in running if not p.running]

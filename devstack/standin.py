@@ -1,0 +1,139 @@
+"""A scripted customer and Sarah for devstack calls when the real agent cannot run (no keys).
+
+The LiveKit emulator already joins a stand-in agent participant to each dispatched room; this
+process gives that call a conversation, through the product's own paths, so `make dev` shows a
+whole call: the customer joins (emulator control API -> signed webhook), lines are spoken
+(interim lines to the API's live path, final lines as signals through the agent's own
+`SignalQueue`), the greeting's recording disclosure starts egress, a keyword raises an alert,
+and the customer hangs up (webhook) so the recording is stored.
+
+    python -m devstack.standin     # devstack up starts it when the agent is not started
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import tomllib
+from pathlib import Path
+
+import aiohttp
+
+from agent.bridge import InterimPoster, room_admin_token
+from agent.signals import SignalQueue, new_signal_id, utc_now
+from core.log import get_logger, setup_logging
+from core.models import (
+    SIGNAL_TRANSCRIPT,
+    TranscriptLine,
+    call_id_from_room,
+    call_workflow_id,
+    customer_identity,
+)
+from core.settings import Settings, settings_or_exit
+from core.temporal import connect_temporal
+
+log = get_logger("devstack.standin")
+GREETINGS = Path(__file__).resolve().parent.parent / "agent" / "prompts" / "greetings.toml"
+
+SCRIPT: list[tuple[str, str]] = [
+    ("customer", "Hi Sarah, I'm looking for a used pickup truck under thirty thousand dollars."),
+    (
+        "assistant",
+        "Great choice! We have a 2021 Ford F-150 XLT at 28,900 and a 2020 Ram 1500 at 27,500.",
+    ),
+    ("customer", "The Ford sounds good. Can I speak to a manager about financing?"),
+    ("assistant", "Of course. I've let our finance manager know, and someone will join shortly."),
+    ("customer", "Thanks, that's all for now. Bye!"),
+    ("assistant", "Thank you for calling CME Auto Sales. Have a wonderful day!"),
+]
+
+
+async def converse(settings: Settings, control: str, room: str, pace_s: float) -> None:
+    """One call's conversation, then the customer hangs up."""
+    call_id = call_id_from_room(room)
+    assert call_id is not None
+    queue = SignalQueue(
+        call_workflow_id(call_id), lambda: connect_temporal(settings), call_id=call_id
+    )
+    queue.start()
+    key, secret = (
+        settings.LIVEKIT_API_KEY.get_secret_value(),
+        settings.LIVEKIT_API_SECRET.get_secret_value(),
+    )
+    interim = InterimPoster(
+        f"http://{settings.API_HOST}:{settings.API_PORT}",
+        room_admin_token(key, secret, room=room, identity="agent-standin"),
+        call_id=call_id,
+    )
+    greeting = tomllib.loads(GREETINGS.read_text())[settings.RECORDING_CONSENT.value]
+    ident = customer_identity(call_id)
+    async with aiohttp.ClientSession() as http:
+        await http.post(f"{control}/rooms/{room}/participants",
+                        json={"identity": ident, "kind": "customer", "publish_audio": True})  # fmt: skip
+        log.info("standin_call_started", call_id=call_id)
+        for speaker, text in [("assistant", greeting), *SCRIPT]:
+            started = utc_now()
+            if speaker == "customer":
+                words = text.split()
+                for cut in (len(words) // 3, 2 * len(words) // 3):
+                    interim.post(" ".join(words[:cut]))
+                    await asyncio.sleep(pace_s / 3)
+            else:
+                await asyncio.sleep(pace_s)
+            line = TranscriptLine(id=new_signal_id("line"), speaker=speaker, text=text,
+                                  confidence=0.95, started_at=started, ended_at=utc_now())  # fmt: skip
+            queue.send(SIGNAL_TRANSCRIPT, line)
+        await queue.drain(30)
+        await http.delete(f"{control}/rooms/{room}/participants/{ident}")
+    await interim.aclose()
+    await queue.aclose(10)
+    log.info("standin_call_finished", call_id=call_id)
+
+
+async def run(settings: Settings, emulator: str, pace_s: float) -> None:
+    control = f"{emulator.rstrip('/')}/_emulator"
+    handled: set[str] = set()
+    tasks: set[asyncio.Task[None]] = set()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    log.info("standin_ready", emulator=emulator)
+    async with aiohttp.ClientSession() as http:
+        while not stop.is_set():
+            try:
+                async with http.get(f"{control}/state") as resp:
+                    state = await resp.json()
+            except aiohttp.ClientError as exc:
+                log.warning("emulator_unreachable", error=str(exc))
+                state = {"rooms": []}
+            for room in state.get("rooms", []):
+                name = room["name"]
+                has_agent = any(p["role"] == "agent" for p in room.get("participants", []))
+                if has_agent and name not in handled and call_id_from_room(name):
+                    handled.add(name)
+                    task = asyncio.create_task(converse(settings, control, name, pace_s))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except TimeoutError:
+                pass
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m devstack.standin", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--pace", type=float, default=4.0, help="seconds between lines (default 4)")
+    args = p.parse_args()
+    setup_logging()
+    settings = settings_or_exit()
+    asyncio.run(run(settings, settings.LIVEKIT_URL.replace("ws", "http", 1), args.pace))
+
+
+if __name__ == "__main__":
+    main()
