@@ -1,0 +1,167 @@
+"""Activities of `EraseCallWorkflow`: remove everything a call left behind, idempotently.
+
+- `erase_workflow_executions`: delete the closed `call-<id>` and `recording-<id>` executions
+  (every run, continue-as-new included) from Temporal; refuses (non-retryable) while one runs.
+- `erase_recording_object`: delete the recording from the bucket (a missing object is fine).
+- `erase_call_rows`: in one transaction, delete the call's rows from every table that has a
+  `call_id` column and record the erasure (who, when, how much) in `erasures`.
+
+Each can run again after a crash and do no harm: deleting what is gone is a no-op, and the
+erasure record is written once (ON CONFLICT DO NOTHING) in the same transaction as the deletes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
+ERASE_RECORDING_OBJECT = "erase_recording_object"
+ERASE_CALL_ROWS = "erase_call_rows"
+
+ERR_CALL_STILL_RUNNING = "CallStillRunning"
+
+
+@dataclass
+class EraseCallInput:
+    call_id: str
+    requested_by: str  # principal id of the admin, never a token
+    requested_at: str  # ISO 8601 UTC
+
+
+@dataclass
+class EraseCallResult:
+    call_id: str
+    executions_deleted: int = 0
+    object_deleted: bool = False
+    rows_deleted: int = 0
+
+
+@dataclass
+class EraseRowsInput:
+    request: EraseCallInput
+    executions_deleted: int
+    object_deleted: bool
+
+
+class EraseActivities:
+    """Built once by the worker with its connection pool, S3 client and Temporal client."""
+
+    def __init__(self, pool, minio, client, bucket: str) -> None:  # type: ignore[no-untyped-def]
+        self.pool = pool
+        self.minio = minio
+        self.client = client
+        self.bucket = bucket
+
+    @activity.defn(name=ERASE_WORKFLOW_EXECUTIONS)
+    async def erase_workflow_executions(self, req: EraseCallInput) -> int:
+        from temporalio.api.common.v1 import WorkflowExecution
+        from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+        from temporalio.client import WorkflowExecutionStatus
+        from temporalio.service import RPCError, RPCStatusCode
+
+        from core.models import call_workflow_id, recording_workflow_id
+
+        ids = [call_workflow_id(req.call_id), recording_workflow_id(req.call_id)]
+        query = " OR ".join(f"WorkflowId = '{wid}'" for wid in ids)
+        runs = [(e.id, e.run_id, e.status) async for e in self.client.list_workflows(query)]
+        # Visibility can lag behind: also ask for the latest run of each id directly.
+        for wid in ids:
+            try:
+                desc = await self.client.get_workflow_handle(wid).describe()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                continue
+            if (wid, desc.run_id, desc.status) not in runs:
+                runs.append((wid, desc.run_id, desc.status))
+        running = [wid for wid, _, status in runs if status == WorkflowExecutionStatus.RUNNING]
+        if running:
+            raise ApplicationError(
+                f"still running: {', '.join(sorted(set(running)))}",
+                type=ERR_CALL_STILL_RUNNING,
+                non_retryable=True,
+            )
+        deleted = 0
+        for wid, run_id, _ in runs:
+            activity.heartbeat(wid)
+            try:
+                await self.client.workflow_service.delete_workflow_execution(
+                    DeleteWorkflowExecutionRequest(
+                        namespace=self.client.namespace,
+                        workflow_execution=WorkflowExecution(workflow_id=wid, run_id=run_id or ""),
+                    )
+                )
+                deleted += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        activity.logger.info(
+            "erase_workflow_executions call_id=%s deleted=%d", req.call_id, deleted
+        )
+        return deleted
+
+    @activity.defn(name=ERASE_RECORDING_OBJECT)
+    async def erase_recording_object(self, req: EraseCallInput) -> bool:
+        from minio.error import S3Error
+
+        from core.models import recording_object_key
+
+        row = await self.pool.fetchrow(
+            "SELECT bucket, object_key FROM recordings WHERE call_id = $1", req.call_id
+        )
+        bucket, key = (
+            (row["bucket"], row["object_key"])
+            if row
+            else (self.bucket, recording_object_key(req.call_id))
+        )
+
+        def delete() -> bool:
+            try:
+                self.minio.stat_object(bucket, key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"):
+                    return False
+                raise
+            self.minio.remove_object(bucket, key)
+            return True
+
+        existed = await asyncio.to_thread(delete)
+        activity.logger.info("erase_recording_object call_id=%s existed=%s", req.call_id, existed)
+        return existed
+
+    @activity.defn(name=ERASE_CALL_ROWS)
+    async def erase_call_rows(self, inp: EraseRowsInput) -> int:
+        req = inp.request
+        async with self.pool.acquire() as conn, conn.transaction():
+            tables = await conn.fetch(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND column_name = 'call_id' "
+                "AND table_name <> 'erasures' ORDER BY table_name = 'calls', table_name"
+            )
+            deleted = 0
+            for t in tables:
+                status = await conn.execute(
+                    f'DELETE FROM "{t["table_name"]}" WHERE call_id = $1', req.call_id
+                )
+                deleted += int(status.split()[-1])
+            await conn.execute(
+                "INSERT INTO erasures (call_id, requested_by, requested_at, rows_deleted, "
+                "object_deleted, executions_deleted) VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6) "
+                "ON CONFLICT (call_id) DO NOTHING",
+                req.call_id,
+                req.requested_by,
+                req.requested_at,
+                deleted,
+                inp.object_deleted,
+                inp.executions_deleted,
+            )
+            # A retried run deletes nothing; report what the first run recorded.
+            deleted = await conn.fetchval(
+                "SELECT rows_deleted FROM erasures WHERE call_id = $1", req.call_id
+            )
+        activity.logger.info("erase_call_rows call_id=%s rows=%d", req.call_id, deleted)
+        return deleted

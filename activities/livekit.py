@@ -1,0 +1,251 @@
+"""LiveKit server API activities: the call's room, the customer's token, the room's egress.
+
+Every one is idempotent: creating an existing room returns it, starting egress first looks for
+an active egress of the room, stopping an ended egress or deleting a gone room is not an error.
+Errors become `ApplicationError`s typed as in `activities.types`: a request LiveKit will never
+accept (4xx, bad credentials) is `LiveKitRejected` (non-retryable); an outage (5xx, timeout,
+refused connection) is `LiveKitUnavailable`, which Temporal retries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import aiohttp
+from livekit import api
+from livekit.protocol.egress import EgressInfo, EgressStatus
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import types as act
+from core import models as m
+from core.log import get_logger
+
+log = get_logger("activities.livekit")
+
+T = TypeVar("T")
+
+# Twirp codes that may succeed when asked again (the rest of the 4xx never will).
+_RETRYABLE_CODES = frozenset({"canceled", "deadline_exceeded", "aborted", "resource_exhausted"})
+_RETRYABLE_4XX = frozenset({408, 409, 429})
+# An egress that is still going (and so the one to reuse instead of starting another).
+_LIVE_EGRESS = frozenset({EgressStatus.EGRESS_STARTING, EgressStatus.EGRESS_ACTIVE})
+
+
+def livekit_error(exc: BaseException, what: str) -> ApplicationError:
+    """The ApplicationError for a failed LiveKit call (no secrets: only code, status, message)."""
+    if isinstance(exc, api.ServerError):
+        detail = f"{what}: LiveKit answered {exc.status} {exc.code}: {exc.message}".rstrip(": ")
+        if exc.status in (401, 403):
+            # A real LiveKit answers 401 in plain text (code "unknown"): judge by the status.
+            return ApplicationError(
+                f"{detail} (check LIVEKIT_API_KEY / LIVEKIT_API_SECRET)",
+                type=act.ERR_LIVEKIT_REJECTED,
+                non_retryable=True,
+            )
+        if exc.status >= 500 and exc.status != 501:
+            return ApplicationError(detail, type=act.ERR_LIVEKIT_UNAVAILABLE)
+        if exc.status in _RETRYABLE_4XX or exc.code in _RETRYABLE_CODES:
+            return ApplicationError(detail, type=act.ERR_LIVEKIT_UNAVAILABLE)
+        return ApplicationError(detail, type=act.ERR_LIVEKIT_REJECTED, non_retryable=True)
+    return ApplicationError(
+        f"{what}: LiveKit unreachable ({type(exc).__name__}: {exc})",
+        type=act.ERR_LIVEKIT_UNAVAILABLE,
+    )
+
+
+def _ns_iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat() if ns else ""
+
+
+def egress_state(info: EgressInfo) -> m.EgressState:
+    """The workflow's view of an EgressInfo (status name, error, the first file's report)."""
+    files = list(info.file_results) or ([info.file] if info.HasField("file") else [])
+    file = None
+    if files and (files[0].location or files[0].filename):
+        f = files[0]
+        file = m.RecordingFile(
+            filename=f.filename, location=f.location, size=int(f.size), duration_s=f.duration / 1e9
+        )
+    return m.EgressState(
+        egress_id=info.egress_id,
+        status=EgressStatus.Name(info.status),
+        error=info.error,
+        file=file,
+        started_at=_ns_iso(info.started_at),
+    )
+
+
+class LiveKitActivities:
+    """Built once per worker with a `LiveKitAPI` client (closed by whoever opened it).
+
+    `api_key`/`api_secret` sign customer tokens; `livekit_url` is the URL handed to clients
+    when the workflow does not name one.
+    """
+
+    def __init__(self, lk: api.LiveKitAPI, api_key: str, api_secret: str, livekit_url: str) -> None:
+        self.lk = lk
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self.livekit_url = livekit_url
+
+    async def _call(self, what: str, call_id: str, request: Awaitable[T]) -> T:
+        try:
+            return await request
+        except (api.ServerError, aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed(what, call_id, exc) from exc
+
+    @activity.defn(name=act.CREATE_ROOM)
+    async def create_room(self, inp: act.CreateRoomInput) -> act.RoomInfo:
+        """Create the call's room with the agent explicitly dispatched (returns it if it exists)."""
+        meta = json.dumps({"call_id": inp.call_id})
+        room = await self._call(
+            "create_room",
+            inp.call_id,
+            self.lk.room.create_room(
+                api.CreateRoomRequest(
+                    name=inp.room_name,
+                    empty_timeout=inp.empty_timeout_s,
+                    max_participants=inp.max_participants,
+                    metadata=meta,
+                    agents=[api.RoomAgentDispatch(agent_name=inp.agent_name, metadata=meta)],
+                )
+            ),
+        )
+        log.info("room_created", call_id=inp.call_id, room=room.name, sid=room.sid)
+        return act.RoomInfo(room_name=room.name, sid=room.sid, dispatched_agent=inp.agent_name)
+
+    @activity.defn(name=act.MINT_CUSTOMER_TOKEN)
+    async def mint_customer_token(self, inp: act.MintTokenInput) -> m.TokenGrant:
+        """A join token for this room only, valid `ttl_s` (local computation, no LiveKit call)."""
+        if inp.ttl_s <= 0 or not inp.identity or not inp.room_name:
+            raise ApplicationError(
+                "mint_customer_token needs a room, an identity and a positive ttl",
+                type=act.ERR_INVALID_INPUT,
+                non_retryable=True,
+            )
+        ttl = timedelta(seconds=inp.ttl_s)
+        expires = datetime.now(UTC).replace(microsecond=0) + ttl
+        token = (
+            api.AccessToken(self._api_key, self._api_secret)
+            .with_identity(inp.identity)
+            .with_name(inp.name)
+            .with_ttl(ttl)
+            .with_grants(
+                api.VideoGrants(
+                    room_join=True,
+                    room=inp.room_name,
+                    can_publish=True,
+                    can_subscribe=True,
+                    can_publish_data=True,
+                )
+            )
+            .to_jwt()
+        )
+        return m.TokenGrant(
+            call_id=inp.call_id,
+            room_name=inp.room_name,
+            token=token,
+            livekit_url=inp.livekit_url or self.livekit_url,
+            participant_identity=inp.identity,
+            expires_at=expires.isoformat(),
+        )
+
+    @activity.defn(name=act.START_EGRESS)
+    async def start_egress(self, inp: act.StartEgressInput) -> m.EgressState:
+        """Audio-only, dual-channel (agent left, customer right) Ogg recording of the room.
+
+        Reuses the room's active egress when there is one, so a retried start records once.
+        """
+        active = await self._call(
+            "list_egress",
+            inp.call_id,
+            self.lk.egress.list_egress(api.ListEgressRequest(room_name=inp.room_name, active=True)),
+        )
+        for info in active.items:
+            if info.room_name == inp.room_name and info.status in _LIVE_EGRESS:
+                log.info("egress_reused", call_id=inp.call_id, egress_id=info.egress_id)
+                return egress_state(info)
+        info = await self._call(
+            "start_egress",
+            inp.call_id,
+            self.lk.egress.start_room_composite_egress(
+                api.RoomCompositeEgressRequest(
+                    room_name=inp.room_name,
+                    audio_only=True,
+                    audio_mixing=api.AudioMixing.DUAL_CHANNEL_AGENT,
+                    file_outputs=[
+                        api.EncodedFileOutput(
+                            file_type=api.EncodedFileType.OGG, filepath=inp.filepath
+                        )
+                    ],
+                )
+            ),
+        )
+        log.info("egress_started", call_id=inp.call_id, egress_id=info.egress_id)
+        return egress_state(info)
+
+    @activity.defn(name=act.STOP_EGRESS)
+    async def stop_egress(self, ref: act.EgressRef) -> m.EgressState:
+        """Stop the egress; one that already ended (or is unknown) is reported, not an error."""
+        try:
+            info = await self.lk.egress.stop_egress(api.StopEgressRequest(egress_id=ref.egress_id))
+        except api.ServerError as exc:
+            if exc.code not in ("failed_precondition", "not_found"):
+                raise self._failed("stop_egress", ref.call_id, exc) from exc
+            found = await self._find_egress(ref)
+            if found is None:
+                # Unknown to LiveKit now: say "ending" and let the webhook or a poll settle it.
+                log.warning("egress_unknown_on_stop", call_id=ref.call_id, egress_id=ref.egress_id)
+                return m.EgressState(ref.egress_id, "EGRESS_ENDING", error="unknown to LiveKit")
+            log.info("egress_already_ended", call_id=ref.call_id, egress_id=ref.egress_id)
+            return egress_state(found)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed("stop_egress", ref.call_id, exc) from exc
+        log.info("egress_stopping", call_id=ref.call_id, egress_id=ref.egress_id)
+        return egress_state(info)
+
+    @activity.defn(name=act.GET_EGRESS)
+    async def get_egress(self, ref: act.EgressRef) -> m.EgressState:
+        """The egress as LiveKit knows it now (with its file once complete)."""
+        found = await self._find_egress(ref)
+        if found is None:
+            raise ApplicationError(
+                f"egress {ref.egress_id} is unknown to LiveKit",
+                type=act.ERR_LIVEKIT_REJECTED,
+                non_retryable=True,
+            )
+        return egress_state(found)
+
+    @activity.defn(name=act.DELETE_ROOM)
+    async def delete_room(self, ref: act.RoomRef) -> None:
+        """Delete the room (disconnecting everyone); a room that is already gone is fine."""
+        try:
+            await self.lk.room.delete_room(api.DeleteRoomRequest(room=ref.room_name))
+        except api.ServerError as exc:
+            if exc.code != "not_found":
+                raise self._failed("delete_room", ref.call_id, exc) from exc
+            log.info("room_already_gone", call_id=ref.call_id, room=ref.room_name)
+            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed("delete_room", ref.call_id, exc) from exc
+        log.info("room_deleted", call_id=ref.call_id, room=ref.room_name)
+
+    async def _find_egress(self, ref: act.EgressRef) -> EgressInfo | None:
+        found = await self._call(
+            "list_egress",
+            ref.call_id,
+            self.lk.egress.list_egress(api.ListEgressRequest(egress_id=ref.egress_id)),
+        )
+        return next((i for i in found.items if i.egress_id == ref.egress_id), None)
+
+    @staticmethod
+    def _failed(what: str, call_id: str, exc: BaseException) -> ApplicationError:
+        err = livekit_error(exc, what)
+        log.warning(
+            "livekit_call_failed", call_id=call_id, op=what, type=err.type, error=err.message
+        )
+        return err

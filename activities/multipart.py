@@ -1,0 +1,182 @@
+"""S3 multipart upload fed from asyncio: parts filled in a fixed pool of reusable buffers and
+uploaded by the (synchronous) minio client in threads, a bounded number at a time.
+
+Uses minio's low-level multipart calls (`_create_multipart_upload`, `_upload_part`,
+`_complete_multipart_upload`, `_abort_multipart_upload`; minio as locked, covered by the tests) because
+`put_object` cannot be told to abandon an upload at the end, which the "same bytes: no second
+write" rule of the recordings needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from minio import Minio
+from minio.datatypes import Part
+from minio.error import MinioException, S3Error
+from temporalio.exceptions import ApplicationError
+
+from activities import types as act
+
+MiB = 1024 * 1024
+MAX_IN_FLIGHT = 2  # parts being uploaded while the next one fills
+
+T = TypeVar("T")
+
+
+def storage_unavailable(what: str, exc: BaseException) -> ApplicationError:
+    return ApplicationError(
+        f"{what}: object storage failed ({type(exc).__name__}: {exc})",
+        type=act.ERR_STORAGE_UNAVAILABLE,
+    )
+
+
+def s3_call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a (blocking) minio call; its failures become retryable StorageUnavailable."""
+    try:
+        return fn(*args, **kwargs)
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise storage_unavailable(what, exc) from exc
+
+
+class MultipartSink:
+    """Parts to an S3 multipart upload, `MAX_IN_FLIGHT` at a time, uploaded in threads.
+
+    Parts are filled into a fixed pool of `MAX_IN_FLIGHT + 1` reusable buffers (allocated once:
+    no per-part allocation for the allocator to keep). A file smaller than one part is written
+    with one PUT at the end instead (with its final metadata). Nothing is visible in the bucket
+    before `complete`; `abort` discards the parts.
+    """
+
+    def __init__(
+        self,
+        minio: Minio,
+        bucket: str,
+        key: str,
+        part_size: int,
+        metadata: dict[str, str],
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        self.minio, self.bucket, self.key, self.part_size = minio, bucket, key, part_size
+        self.headers = {"Content-Type": content_type}
+        self.headers.update({f"x-amz-meta-{k}": v for k, v in metadata.items()})
+        self.upload_id = ""
+        self.parts: list[Part] = []
+        self._next_part = 1
+        self._buf: bytearray | None = None  # the part being filled
+        self._filled = 0
+        self._free: list[bytearray] = []
+        self._allocated = 0
+        self._in_flight: dict[asyncio.Future[Part], bytearray] = {}
+
+    async def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self._buf is None:
+                self._buf, self._filled = await self._take(), 0
+            n = min(len(view), self.part_size - self._filled)
+            self._buf[self._filled : self._filled + n] = view[:n]
+            self._filled += n
+            view = view[n:]
+            if self._filled == self.part_size:
+                buf, self._buf = self._buf, None
+                await self._send(buf, self.part_size)
+
+    async def _take(self) -> bytearray:
+        while not self._free and self._allocated > MAX_IN_FLIGHT:
+            await self._reap(asyncio.FIRST_COMPLETED)
+        if self._free:
+            return self._free.pop()
+        self._allocated += 1
+        return bytearray(self.part_size)
+
+    async def _send(self, buf: bytearray, length: int) -> None:
+        if not self.upload_id:
+            self.upload_id = await asyncio.to_thread(
+                s3_call,
+                "create multipart upload",
+                self.minio._create_multipart_upload,
+                self.bucket,
+                self.key,
+                dict(self.headers),
+            )
+        number, self._next_part = self._next_part, self._next_part + 1
+        data = buf if length == len(buf) else memoryview(buf)[:length]
+        fut = asyncio.ensure_future(asyncio.to_thread(self._upload, number, data))
+        self._in_flight[fut] = buf
+
+    def _upload(self, number: int, data: bytearray | memoryview) -> Part:
+        etag = s3_call(
+            f"upload part {number}",
+            self.minio._upload_part,
+            self.bucket,
+            self.key,
+            data,
+            None,
+            self.upload_id,
+            number,
+        )
+        return Part(number, etag)
+
+    async def _reap(self, when: str) -> None:
+        done, _ = await asyncio.wait(self._in_flight, return_when=when)
+        failed = None
+        for fut in done:
+            self._free.append(self._in_flight.pop(fut))
+            if fut.exception() is not None:
+                failed = failed or fut.exception()
+            else:
+                self.parts.append(fut.result())
+        if failed is not None:
+            raise failed
+
+    async def finish(self) -> bytes | None:
+        """Upload the rest; returns the whole file instead when it never filled a part."""
+        buf, filled, self._buf = self._buf, self._filled, None
+        if not self.upload_id:
+            return bytes(buf[:filled]) if buf is not None else b""
+        if buf is not None and filled:
+            await self._send(buf, filled)
+        if self._in_flight:
+            await self._reap(asyncio.ALL_COMPLETED)
+        return None
+
+    async def complete(self) -> None:
+        parts = sorted(self.parts, key=lambda p: p.part_number)
+        await asyncio.to_thread(
+            s3_call,
+            "complete multipart upload",
+            self.minio._complete_multipart_upload,
+            self.bucket,
+            self.key,
+            self.upload_id,
+            parts,
+        )
+        self.upload_id = ""
+
+    async def abort(self) -> None:
+        """Discard everything written (safe to call at any time, more than once)."""
+        for fut in self._in_flight:
+            fut.cancel()
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+        # Buffers a cancelled upload thread may still read are dropped, not reused.
+        self._in_flight, self._free, self._allocated, self._buf = {}, [], 0, None
+        self.parts, self._next_part = [], 1
+        upload_id, self.upload_id = self.upload_id, ""
+        if upload_id:
+            await asyncio.to_thread(abort_upload, self.minio, self.bucket, self.key, upload_id)
+
+
+def abort_upload(minio: Minio, bucket: str, key: str, upload_id: str) -> None:
+    """Abort a multipart upload; one already gone is fine (the lifecycle rule is the backstop)."""
+    try:
+        minio._abort_multipart_upload(bucket, key, upload_id)
+    except S3Error as exc:
+        if exc.code != "NoSuchUpload":
+            raise storage_unavailable("abort multipart upload", exc) from exc
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise storage_unavailable("abort multipart upload", exc) from exc

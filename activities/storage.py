@@ -1,0 +1,425 @@
+"""Recording storage: stream an egress file into the recordings bucket, verified, idempotently.
+
+`download_and_store_recording` never holds a whole file: it downloads with aiohttp, hashes
+(SHA-256) on the fly and hands fixed-size parts to an S3 multipart upload running in threads
+(the minio client is synchronous, see `activities.multipart`), a bounded number at a time, so
+memory stays near `(MAX_IN_FLIGHT + 1) * PART_SIZE` (24 MiB) whatever the file's size. A connection cut mid-file is
+resumed with a Range request (or the transfer restarts cleanly when the source cannot resume);
+nothing is visible in the bucket until the upload completes. The object carries its call id,
+room and egress id as metadata (known when the upload starts) and its SHA-256 and duration as
+object tags (known only at the end: S3 metadata cannot change without rewriting the object,
+tags can); a key that already holds the same bytes is left untouched (no second write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import urllib3
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter, Tags
+from minio.error import MinioException, S3Error
+from minio.lifecycleconfig import (
+    AbortIncompleteMultipartUpload,
+    Expiration,
+    LifecycleConfig,
+    Rule,
+)
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import types as act
+from activities.multipart import (
+    MiB,
+    MultipartSink,
+    abort_upload,
+    s3_call,
+    storage_unavailable,
+)
+from core import models as m
+from core.log import get_logger
+
+log = get_logger("activities.storage")
+
+PART_SIZE = 8 * MiB  # S3 parts are >= 5 MiB (but the last); 10,000 parts -> files up to 80 GB
+CHUNK = 256 * 1024
+MAX_RESUMES = 8  # cut connections survived within one attempt (then Temporal retries)
+HEARTBEAT_EVERY_S = 1.0
+MAX_URL_TTL = timedelta(minutes=15)
+RETENTION_RULE_ID = "recordings-retention"
+CONTENT_TYPE = "audio/ogg"
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header + segment table + body: the longest Ogg page
+_NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
+_UNUSABLE_STATUS = frozenset({400, 401, 403, 404, 410})
+
+
+def incomplete_recording(duration_s: float, call_duration_s: float) -> bool:
+    """True when the recording is much shorter than the call it recorded (more than 10% or 5 s,
+    whichever is larger, missing); never for a call of unknown length."""
+    if call_duration_s <= 0:
+        return False
+    return call_duration_s - duration_s > max(5.0, 0.1 * call_duration_s)
+
+
+def ogg_opus_duration(head: bytes, tail: bytes) -> float | None:
+    """Duration of an Ogg/Opus file from its first bytes (OpusHead's pre-skip) and its last
+    bytes (the final page's granule position, 48 kHz); None when it cannot be told."""
+    i = head.find(b"OpusHead")
+    if i < 0 or len(head) < i + 12:
+        return None
+    pre_skip = int.from_bytes(head[i + 10 : i + 12], "little")
+    pos = len(tail)
+    while (pos := tail.rfind(b"OggS", 0, pos)) >= 0:
+        if pos + 27 > len(tail) or tail[pos + 4] != 0:
+            continue
+        nseg = tail[pos + 26]
+        if pos + 27 + nseg > len(tail):
+            continue
+        # The final page is the one that ends exactly where the file does.
+        if pos + 27 + nseg + sum(tail[pos + 27 : pos + 27 + nseg]) != len(tail):
+            continue
+        granule = int.from_bytes(tail[pos + 6 : pos + 14], "little", signed=True)
+        return max(0, granule - pre_skip) / 48000 if granule >= 0 else None
+    return None
+
+
+@dataclass
+class StoredObject:
+    size: int
+    sha256: str
+    egress_id: str
+    duration_s: float
+
+
+@dataclass
+class _Download:
+    """What the transfer has seen so far (reset when it restarts from byte 0)."""
+
+    size: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+    head: bytes = b""
+    tail: deque[bytes] = field(default_factory=deque)
+    tail_len: int = 0
+    total: int = 0  # what the source says the whole file is (0: unknown)
+    etag: str = ""
+
+    def feed(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+        if len(self.head) < 512:
+            self.head += chunk[: 512 - len(self.head)]
+        self.tail.append(chunk)
+        self.tail_len += len(chunk)
+        while self.tail_len - len(self.tail[0]) >= _OGG_MAX_PAGE:
+            self.tail_len -= len(self.tail.popleft())
+
+    def duration(self) -> float | None:
+        return ogg_opus_duration(self.head, b"".join(self.tail))
+
+
+class StorageActivities:
+    """Built once per worker with a minio client and the recordings bucket.
+
+    `http_session_factory` makes the aiohttp session a download uses (tests pass their own);
+    `retention_days` is the bucket's lifecycle expiration for recordings.
+    """
+
+    def __init__(
+        self,
+        minio: Minio,
+        bucket: str,
+        http_session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+        retention_days: int = 365,
+        *,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        if part_size < 5 * MiB:
+            raise ValueError("part_size must be at least 5 MiB (S3's minimum part size)")
+        self.minio = minio
+        self.bucket = bucket
+        self.retention_days = retention_days
+        self.part_size = part_size
+        self._session_factory = http_session_factory or _default_session
+
+    # --- bucket and links (plain methods, for the worker's start-up and the API) -------------
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if missing and set its retention rule (blocking; run in a thread).
+
+        Rules of other ids are kept. Incomplete multipart uploads are cleaned after a day.
+        """
+        if not self.minio.bucket_exists(self.bucket):
+            try:
+                self.minio.make_bucket(self.bucket)
+            except S3Error as exc:  # another worker created it meanwhile
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        current = self.minio.get_bucket_lifecycle(self.bucket)
+        others = [r for r in (current.rules if current else []) if r.rule_id != RETENTION_RULE_ID]
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix="conversations/"),
+            rule_id=RETENTION_RULE_ID,
+            expiration=Expiration(days=self.retention_days),
+            abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
+                days_after_initiation=1
+            ),
+        )
+        self.minio.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, rule]))
+        log.info("bucket_ready", bucket=self.bucket, retention_days=self.retention_days)
+
+    def presigned_recording_url(self, key: str, expires: timedelta = MAX_URL_TTL) -> str:
+        """A GET link to `key` valid for `expires` (at most 15 minutes; local computation)."""
+        if not timedelta(0) < expires <= MAX_URL_TTL:
+            raise ValueError("expires must be more than 0 and at most 15 minutes")
+        return self.minio.presigned_get_object(self.bucket, key, expires=expires)
+
+    def stored_object(self, key: str) -> StoredObject | None:
+        """What the bucket holds at `key` (None: nothing). Blocking."""
+        try:
+            stat = self.minio.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND:
+                return None
+            raise storage_unavailable("stat object", exc) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise storage_unavailable("stat object", exc) from exc
+        tags: dict[str, str] = dict(
+            s3_call("get object tags", self.minio.get_object_tags, self.bucket, key) or {}
+        )
+        try:
+            duration = float(tags.get("duration-s") or 0)
+        except ValueError:
+            duration = 0.0
+        return StoredObject(
+            size=int(stat.size or 0),
+            sha256=tags.get("sha256", ""),
+            egress_id=(stat.metadata or {}).get("x-amz-meta-egress-id", ""),
+            duration_s=duration,
+        )
+
+    # --- the activity ---------------------------------------------------------------------
+
+    @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
+    async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
+        """Stream the egress file at `inp.location` to `conversations/<call_id>.ogg`.
+
+        Errors: RecordingSourceUnusable (non-retryable: 4xx such as 404, not an Ogg file),
+        RecordingSourceUnavailable (5xx, connection trouble beyond `MAX_RESUMES` resumes),
+        RecordingSizeMismatch (the bytes do not add up to `expected_size`: the source may have
+        been cut), StorageUnavailable (the bucket). All but the first are retried by Temporal.
+        """
+        if not inp.location.startswith(("http://", "https://")) or not m.is_call_id(inp.call_id):
+            raise ApplicationError(
+                "download_and_store_recording needs a call id and an http(s) location",
+                type=act.ERR_INVALID_INPUT,
+                non_retryable=True,
+            )
+        key = m.recording_object_key(inp.call_id)
+        await self._abort_previous_attempt(key)
+        existing = await asyncio.to_thread(self.stored_object, key)
+        if (
+            existing is not None
+            and existing.sha256
+            and existing.egress_id == inp.egress_id
+            and (not inp.expected_size or existing.size == inp.expected_size)
+        ):
+            log.info("recording_already_stored", call_id=inp.call_id, key=key, checked="metadata")
+            return self._result(inp, key, existing.size, existing.sha256, existing.duration_s, True)
+
+        metadata = {"call-id": inp.call_id, "room": inp.room_name, "egress-id": inp.egress_id}
+        sink = MultipartSink(self.minio, self.bucket, key, self.part_size, metadata, CONTENT_TYPE)
+        started = time.monotonic()
+        try:
+            async with self._session_factory() as http:
+                got = await self._transfer(http, inp, sink)
+            if inp.expected_size and got.size != inp.expected_size:
+                raise ApplicationError(
+                    f"recording of call {inp.call_id}: got {got.size} bytes, egress reported "
+                    f"{inp.expected_size}",
+                    type=act.ERR_SIZE_MISMATCH,
+                )
+            whole = await sink.finish()
+            sha256 = got.hasher.hexdigest()
+            duration = got.duration()
+            if duration is None:
+                duration = inp.expected_duration_s
+            if existing is not None and existing.sha256 == sha256 and existing.size == got.size:
+                await sink.abort()
+                log.info("recording_already_stored", call_id=inp.call_id, key=key, checked="sha256")
+                return self._result(inp, key, got.size, sha256, duration, True)
+            tags = Tags.new_object_tags()
+            tags.update({"sha256": sha256, "duration-s": f"{duration:.3f}"})
+            await self._write(key, sink, whole, metadata, tags)
+        except BaseException:
+            await asyncio.shield(sink.abort())
+            raise
+        elapsed = time.monotonic() - started
+        log.info(
+            "recording_stored",
+            call_id=inp.call_id,
+            key=key,
+            bytes=got.size,
+            duration_s=round(duration, 3),
+            seconds=round(elapsed, 2),
+        )
+        return self._result(inp, key, got.size, sha256, duration, False)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _result(
+        self, inp: m.RecordingInput, key: str, size: int, sha: str, duration: float, already: bool
+    ) -> m.RecordingResult:
+        return m.RecordingResult(
+            call_id=inp.call_id,
+            bucket=self.bucket,
+            key=key,
+            size=size,
+            sha256=sha,
+            duration_s=duration,
+            incomplete=incomplete_recording(duration, inp.call_duration_s),
+            egress_id=inp.egress_id,
+            already_stored=already,
+        )
+
+    async def _abort_previous_attempt(self, key: str) -> None:
+        """A crashed or timed-out attempt left its upload id in its last heartbeat: discard it."""
+        details = activity.info().heartbeat_details if activity.in_activity() else []
+        upload_id = details[0].get("upload_id") if details and isinstance(details[0], dict) else ""
+        if upload_id:
+            await asyncio.to_thread(abort_upload, self.minio, self.bucket, key, upload_id)
+
+    async def _write(
+        self,
+        key: str,
+        sink: MultipartSink,
+        whole: bytes | None,
+        metadata: dict[str, str],
+        tags: Tags,
+    ) -> None:
+        if whole is not None:
+            await asyncio.to_thread(
+                s3_call,
+                "put object",
+                self.minio.put_object,
+                self.bucket,
+                key,
+                io.BytesIO(whole),
+                len(whole),
+                content_type=CONTENT_TYPE,
+                metadata=metadata,  # type: ignore[arg-type]
+                tags=tags,
+            )
+            return
+        await sink.complete()
+        # Tagged last: an object without its sha256 tag counts as not stored (a crash right
+        # here makes the next attempt write it again).
+        await asyncio.to_thread(
+            s3_call, "set object tags", self.minio.set_object_tags, self.bucket, key, tags
+        )
+
+    async def _transfer(
+        self, http: aiohttp.ClientSession, inp: m.RecordingInput, sink: MultipartSink
+    ) -> _Download:
+        got = _Download()
+        resumes = 0
+        last_beat, beat_at = 0.0, 0  # a heartbeat every second or every part, whichever first
+        while True:
+            headers = {"Accept-Encoding": "identity"}
+            if got.size:
+                headers["Range"] = f"bytes={got.size}-"
+                if got.etag:
+                    headers["If-Range"] = got.etag
+            try:
+                async with http.get(inp.location, headers=headers) as resp:
+                    if got.size and not _resumes_at(resp, got.size):
+                        # The source cannot continue where we are: start again from byte 0.
+                        log.warning(
+                            "recording_download_restart", call_id=inp.call_id, status=resp.status
+                        )
+                        await sink.abort()
+                        got = _Download()
+                        if resp.status != 200:
+                            resumes += 1
+                            continue
+                    self._check_status(inp, resp.status)
+                    if not got.size:
+                        got.total = resp.content_length or 0
+                        got.etag = resp.headers.get("ETag", "")
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        if got.size < 4 and len(got.head) + len(chunk) >= 4:
+                            if (got.head + chunk)[:4] != b"OggS":
+                                raise ApplicationError(
+                                    f"recording of call {inp.call_id} is not an Ogg file",
+                                    type=act.ERR_SOURCE_UNUSABLE,
+                                    non_retryable=True,
+                                )
+                        got.feed(chunk)
+                        await sink.write(chunk)
+                        now = time.monotonic()
+                        if now - last_beat >= HEARTBEAT_EVERY_S or got.size >= beat_at:
+                            last_beat, beat_at = now, got.size + sink.part_size
+                            self._beat(got, sink)
+                    self._beat(got, sink)
+                    return got
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+                resumes += 1
+                if resumes > MAX_RESUMES:
+                    raise ApplicationError(
+                        f"recording of call {inp.call_id}: download kept failing after "
+                        f"{got.size} bytes ({type(exc).__name__}: {exc})",
+                        type=act.ERR_SOURCE_UNAVAILABLE,
+                    ) from exc
+                log.warning(
+                    "recording_download_interrupted",
+                    call_id=inp.call_id,
+                    at_bytes=got.size,
+                    resume=resumes,
+                    error=type(exc).__name__,
+                )
+                await asyncio.sleep(min(0.1 * 2**resumes, 5.0))
+
+    @staticmethod
+    def _check_status(inp: m.RecordingInput, status: int) -> None:
+        if status < 300:
+            return
+        what = f"recording of call {inp.call_id}: the source answered HTTP {status}"
+        if status in _UNUSABLE_STATUS:
+            raise ApplicationError(what, type=act.ERR_SOURCE_UNUSABLE, non_retryable=True)
+        raise ApplicationError(what, type=act.ERR_SOURCE_UNAVAILABLE)
+
+    @staticmethod
+    def _beat(got: _Download, sink: MultipartSink) -> None:
+        if not activity.in_activity():
+            return
+        percent = round(100.0 * got.size / got.total, 1) if got.total else None
+        activity.heartbeat({"bytes": got.size, "percent": percent, "upload_id": sink.upload_id})
+
+
+def _resumes_at(resp: aiohttp.ClientResponse, offset: int) -> bool:
+    """True when a ranged response continues exactly at `offset` (206 with that start)."""
+    if resp.status != 206:
+        return False
+    content_range = resp.headers.get("Content-Range", "")  # "bytes 123-999/1000"
+    try:
+        start = int(content_range.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return False
+    return start == offset
+
+
+def _default_session() -> aiohttp.ClientSession:
+    # No total timeout (files can be large); a stalled read is a cut connection.
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60),
+        auto_decompress=False,
+    )

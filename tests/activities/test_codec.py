@@ -1,0 +1,137 @@
+"""The payload codec: AES-GCM with key rotation, and nothing readable left in Temporal."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+
+import pytest
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from core import models as m
+from core.codec import ENCODING, KEY_ID_META, EncryptionCodec, PayloadDecryptError
+from core.temporal import connect_temporal, data_converter
+from tests.workflows.standins import StandIns
+from workflows.call import CallWorkflow
+from workflows.recording import RecordingWorkflow
+
+OLD = ("k-old", os.urandom(32))
+NEW = ("k-new", os.urandom(32))
+SECRET = b'"Zelda Plaintextova, 221B Baker Street"'
+
+
+def plain(data: bytes) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=data)
+
+
+async def test_round_trip_restores_the_payload_exactly() -> None:
+    codec = EncryptionCodec([NEW])
+    original = [plain(SECRET), plain(b"42"), Payload(metadata={"encoding": b"binary/null"})]
+    encoded = await codec.encode(original)
+    assert all(p.metadata["encoding"] == ENCODING for p in encoded)
+    assert await codec.decode(encoded) == original
+
+
+async def test_encrypted_bytes_do_not_contain_the_plaintext() -> None:
+    [enc] = await EncryptionCodec([NEW]).encode([plain(SECRET)])
+    blob = enc.SerializeToString()
+    assert b"Zelda" not in blob and b"json/plain" not in blob
+    # A fresh nonce each time: the same value never encrypts to the same bytes.
+    [again] = await EncryptionCodec([NEW]).encode([plain(SECRET)])
+    assert again.data != enc.data
+
+
+async def test_newest_key_encrypts_and_old_keys_still_decrypt() -> None:
+    [by_old] = await EncryptionCodec([OLD]).encode([plain(SECRET)])
+    rotated = EncryptionCodec([NEW, OLD])
+    [by_new] = await rotated.encode([plain(SECRET)])
+    assert by_new.metadata[KEY_ID_META] == b"k-new"
+    assert by_old.metadata[KEY_ID_META] == b"k-old"
+    assert [p.data for p in await rotated.decode([by_old, by_new])] == [SECRET, SECRET]
+
+
+async def test_unknown_key_id_is_a_clear_error() -> None:
+    [enc] = await EncryptionCodec([OLD]).encode([plain(SECRET)])
+    with pytest.raises(PayloadDecryptError, match="key id 'k-old'.*not among.*k-new"):
+        await EncryptionCodec([NEW]).decode([enc])
+
+
+async def test_tampered_payload_is_refused() -> None:
+    [enc] = await EncryptionCodec([NEW]).encode([plain(SECRET)])
+    enc.data = enc.data[:-1] + bytes([enc.data[-1] ^ 1])
+    with pytest.raises(PayloadDecryptError, match="failed authentication"):
+        await EncryptionCodec([NEW]).decode([enc])
+
+
+async def test_unencrypted_payloads_pass_through_decode() -> None:
+    p = plain(b'"not secret"')
+    assert await EncryptionCodec([NEW]).decode([p]) == [p]
+
+
+def test_a_key_of_the_wrong_length_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be 32 bytes"):
+        EncryptionCodec([("short", b"x" * 16)])
+
+
+def test_data_converter_encrypts_only_when_keys_are_set(make_settings) -> None:  # type: ignore[no-untyped-def]
+    assert data_converter(make_settings()).payload_codec is None
+    key = base64.b64encode(NEW[1]).decode()
+    conv = data_converter(make_settings(PAYLOAD_KEYS=f"k-new:{key}"))
+    assert isinstance(conv.payload_codec, EncryptionCodec)
+    assert conv.payload_codec.key_id == "k-new"
+
+
+async def test_connect_names_temporal_address_when_unreachable(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from core.temporal import TemporalUnavailable
+    from devstack.services import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(TemporalUnavailable, match=f"TEMPORAL_ADDRESS={address}"):
+        await connect_temporal(make_settings(TEMPORAL_ADDRESS=address))
+
+
+async def test_a_call_leaves_no_customer_name_in_temporal_payloads(
+    temporal_dev_env: WorkflowEnvironment, make_settings
+) -> None:  # type: ignore[no-untyped-def]
+    name = "Zelda Plaintextova"
+    address = temporal_dev_env.client.service_client.config.target_host
+    key = base64.b64encode(NEW[1]).decode()
+    settings = make_settings(TEMPORAL_ADDRESS=address, PAYLOAD_KEYS=f"k-new:{key}")
+    client = await connect_temporal(settings)
+    raw: Client = temporal_dev_env.client  # the same server, without the codec
+    queue = f"codec-{uuid.uuid4().hex[:8]}"
+    fakes = StandIns()
+    call_id = m.new_call_id()
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[CallWorkflow, RecordingWorkflow],
+        activities=fakes.activities(),
+    ):
+        handle = await client.start_workflow(
+            CallWorkflow.run,
+            m.CallInput(call_id, customer_name=name, config=m.CallConfig(livekit_url="ws://x")),
+            id=m.call_workflow_id(call_id),
+            task_queue=queue,
+        )
+        grant = await handle.execute_update(CallWorkflow.issue_token, m.IssueTokenRequest(name))
+        assert grant.room_name == m.room_name_for(call_id)
+        await handle.execute_update(CallWorkflow.end_call, m.EndCallRequest("test over", "ops"))
+        result = await handle.result()
+        assert result.status == m.CallStatus.COMPLETED
+        # The encrypting client reads everything back.
+        assert (await handle.query(CallWorkflow.get_state)).customer_name == name
+
+    history = await raw.get_workflow_handle(handle.id).fetch_history()
+    assert fakes.calls["mint_customer_token"][0].name == name  # the name did travel through
+    for event in history.events:
+        # Search attributes are indexed, never encoded: CustomerName is in them by design.
+        event.workflow_execution_started_event_attributes.ClearField("search_attributes")
+        event.upsert_workflow_search_attributes_event_attributes.ClearField("search_attributes")
+        blob = event.SerializeToString()
+        assert name.encode() not in blob, f"plaintext name in {event.event_type} of the history"
+        assert b"json/plain" not in blob, f"unencrypted payload in {event.event_type}"

@@ -1,0 +1,255 @@
+"""Database activities on a real PostgreSQL: natural keys, ordering, NOTIFY, never backwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from activities import types as act
+from activities.database import DatabaseActivities
+from core import models as m
+from tests.activities.conftest import Run, app_error
+
+T0 = "2030-01-01T10:00:00+00:00"
+
+
+@pytest.fixture
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def dba(pool: asyncpg.Pool) -> DatabaseActivities:
+    return DatabaseActivities(pool)
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, _c: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.got.append(json.loads(payload))
+        self.changed.set()
+
+    async def wait(self, n: int, call_id: str) -> list[dict[str, Any]]:
+        async with asyncio.timeout(5):
+            while len(self.of(call_id)) < n:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.of(call_id)
+
+    def of(self, call_id: str) -> list[dict[str, Any]]:
+        return [n for n in self.got if n["call_id"] == call_id]
+
+
+@pytest.fixture
+async def listener(pg_dsn: str) -> AsyncIterator[Listener]:
+    conn = await asyncpg.connect(pg_dsn)
+    lis = Listener()
+    await conn.add_listener("call_events", lis)  # api/fanout.py EVENTS_CHANNEL
+    yield lis
+    await conn.close()
+
+
+def row(call_id: str, status: str = "in_progress", last_seq: int = 0, **kw: Any) -> act.CallRow:
+    return act.CallRow(
+        call_id=call_id,
+        room_name=m.room_name_for(call_id),
+        customer_name=kw.pop("customer_name", "Ada"),
+        status=status,
+        recording_status=kw.pop("recording_status", "none"),
+        created_at=T0,
+        last_seq=last_seq,
+        **kw,
+    )
+
+
+def ev(seq: int, kind: str = "final_transcript", **data: Any) -> act.CallEvent:
+    return act.CallEvent(
+        seq, kind, f"2030-01-01T10:00:{seq:02d}+00:00", data or {"text": f"l{seq}"}
+    )
+
+
+async def test_a_retried_batch_inserts_once_and_notifies_once(
+    dba: DatabaseActivities, pool: asyncpg.Pool, listener: Listener
+) -> None:
+    call_id = m.new_call_id()
+    batch = act.EventBatch(call_id, [ev(2), ev(1, "status", status="in_progress"), ev(3)],
+                           row(call_id, last_seq=3))  # fmt: skip
+    assert (await Run()(dba.append_call_events, batch)).inserted == 3
+    assert (await Run()(dba.append_call_events, batch)).inserted == 0
+    rows = await pool.fetch(
+        "SELECT seq, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
+    )
+    assert [(r["seq"], r["kind"]) for r in rows] == [
+        (1, "status"), (2, "final_transcript"), (3, "final_transcript")
+    ]  # fmt: skip
+    assert json.loads(rows[1]["data"]) == {"text": "l2"}
+    notes = await listener.wait(3, call_id)
+    assert notes == [{"call_id": call_id, "seq": s, "kind": k}
+                     for s, k in [(1, "status"), (2, "final_transcript"), (3, "final_transcript")]]  # fmt: skip
+    await asyncio.sleep(0.2)
+    assert len(listener.of(call_id)) == 3  # the retried batch announced nothing
+
+
+async def test_overlapping_batches_keep_the_first_write(
+    dba: DatabaseActivities, pool: asyncpg.Pool
+) -> None:
+    call_id = m.new_call_id()
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(1, text="first")]))
+    result = await Run()(
+        dba.append_call_events, act.EventBatch(call_id, [ev(1, text="changed"), ev(2)])
+    )
+    assert result.inserted == 1
+    data = await pool.fetchval(
+        "SELECT data->>'text' FROM call_events WHERE call_id = $1 AND seq = 1", call_id
+    )
+    assert data == "first"
+
+
+async def test_the_call_row_never_goes_backwards(
+    dba: DatabaseActivities, pool: asyncpg.Pool
+) -> None:
+    call_id = m.new_call_id()
+    newer = row(call_id, "completed", last_seq=9, ended_at=T0, end_reason="customer_left",
+                line_count=4, egress_id="EG_1", recording_status="stored")  # fmt: skip
+    older = row(call_id, "in_progress", last_seq=5, line_count=2, recording_status="recording")
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(9, "status")], newer))
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(5)], older))  # late
+    got = await pool.fetchrow("SELECT * FROM calls WHERE call_id = $1", call_id)
+    assert got["status"] == "completed" and got["last_seq"] == 9 and got["line_count"] == 4
+    assert got["recording_status"] == "stored" and got["egress_id"] == "EG_1"
+    assert got["end_reason"] == "customer_left" and got["ended_at"] is not None
+    # A finished call never becomes active again, even if a row claims to be newer.
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [], row(call_id, last_seq=10)))
+    assert (
+        await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id) == "completed"
+    )
+    # A newer row of a live call does update.
+    live = m.new_call_id()
+    for seq, status in [(1, "waiting_for_agent"), (2, "in_progress")]:
+        await Run()(dba.append_call_events,
+                    act.EventBatch(live, [ev(seq, "status")], row(live, status, last_seq=seq)))  # fmt: skip
+    got = await pool.fetchrow(
+        "SELECT status, last_seq, created_at FROM calls WHERE call_id = $1", live
+    )
+    assert (got["status"], got["last_seq"]) == ("in_progress", 2)
+    assert got["created_at"].isoformat() == T0
+
+
+async def test_invalid_input_is_not_retried(dba: DatabaseActivities) -> None:
+    call_id = m.new_call_id()
+    bad_time = act.EventBatch(call_id, [act.CallEvent(1, "status", "yesterday-ish", {})])
+    err = await app_error(Run()(dba.append_call_events, bad_time))
+    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
+    err = await app_error(Run()(dba.append_call_events, act.EventBatch("NOT A CALL", [ev(1)])))
+    assert err.type == act.ERR_INVALID_INPUT
+    other = act.EventBatch(call_id, [ev(1)], row(m.new_call_id()))
+    assert (await app_error(Run()(dba.append_call_events, other))).type == act.ERR_INVALID_INPUT
+
+
+async def test_an_unreachable_database_is_retryable() -> None:
+    from devstack.services import free_port
+
+    dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    dead = await asyncpg.create_pool(dsn, min_size=0, max_size=1)  # connects on first use
+    try:
+        batch = act.EventBatch(m.new_call_id(), [ev(1)])
+        err = await app_error(Run()(DatabaseActivities(dead).append_call_events, batch))
+    finally:
+        await dead.close()
+    assert err.type == act.ERR_DATABASE_UNAVAILABLE and not err.non_retryable
+
+
+def stored(call_id: str, **kw: Any) -> act.RecordingRow:
+    values: dict[str, Any] = dict(
+        call_id=call_id, status="stored", bucket="recordings",
+        object_key=m.recording_object_key(call_id), egress_id="EG_1", size_bytes=1234,
+        duration_s=61.5, sha256="ab" * 32, at=T0,
+    )  # fmt: skip
+    values.update(kw)
+    return act.RecordingRow(**values)
+
+
+async def test_record_recording_upserts_the_stored_recording(
+    dba: DatabaseActivities, pool: asyncpg.Pool
+) -> None:
+    call_id = m.new_call_id()
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(1)], row(call_id, last_seq=1)))
+    await Run()(dba.record_recording, act.RecordingRow(call_id, "failed", error="egress lost"))
+    assert (
+        await pool.fetchval("SELECT recording_error FROM calls WHERE call_id = $1", call_id)
+        == "egress lost"
+    )
+    assert await pool.fetchval("SELECT count(*) FROM recordings WHERE call_id = $1", call_id) == 0
+    await Run()(dba.record_recording, stored(call_id))
+    await Run()(dba.record_recording, stored(call_id, at="2030-02-02T00:00:00+00:00"))  # retried
+    rec = await pool.fetchrow("SELECT * FROM recordings WHERE call_id = $1", call_id)
+    assert (rec["size_bytes"], rec["duration_s"], rec["sha256"]) == (1234, 61.5, "ab" * 32)
+    assert rec["stored_at"].isoformat() == T0  # the same bytes keep their first time
+    assert (
+        await pool.fetchval("SELECT recording_error FROM calls WHERE call_id = $1", call_id) is None
+    )
+    # A failure reported after the store is stale and changes nothing.
+    await Run()(dba.record_recording, act.RecordingRow(call_id, "failed", error="late"))
+    assert (
+        await pool.fetchval("SELECT recording_error FROM calls WHERE call_id = $1", call_id) is None
+    )
+    # No event is appended outside an ops retry (the call's workflow reports it).
+    assert await pool.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", call_id) == 1
+    bad = act.RecordingRow(call_id, "uploading")
+    assert (await app_error(Run()(dba.record_recording, bad))).type == act.ERR_INVALID_INPUT
+
+
+async def test_an_ops_retry_appends_one_event_per_run(
+    dba: DatabaseActivities, pool: asyncpg.Pool, listener: Listener
+) -> None:
+    call_id = m.new_call_id()
+    final = row(call_id, "completed", last_seq=7, recording_status="failed")
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(7, "recording")], final))
+    first = act.RecordingRow(
+        call_id, "failed", error="source 503", append_event_for_run="run-1", at=T0
+    )
+    await Run()(dba.record_recording, first)
+    await Run()(dba.record_recording, first)  # retried: still one event for run-1
+    ok = stored(call_id, append_event_for_run="run-2")
+    await Run()(dba.record_recording, ok)
+    await Run()(dba.record_recording, ok)
+    events = await pool.fetch(
+        "SELECT seq, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
+    )
+    assert [(e["seq"], e["kind"]) for e in events] == [(7, "recording"), (8, "recording"),
+                                                       (9, "recording")]  # fmt: skip
+    assert json.loads(events[1]["data"])["status"] == "failed"
+    last = json.loads(events[2]["data"])
+    assert last["status"] == "stored" and last["sha256"] == "ab" * 32 and last["run_id"] == "run-2"
+    call = await pool.fetchrow(
+        "SELECT recording_status, last_seq FROM calls WHERE call_id = $1", call_id
+    )
+    assert (call["recording_status"], call["last_seq"]) == ("stored", 9)
+    notes = await listener.wait(3, call_id)
+    assert [n["seq"] for n in notes] == [7, 8, 9]
+
+
+async def test_nul_characters_do_not_block_the_log(
+    dba: DatabaseActivities, pool: asyncpg.Pool
+) -> None:
+    call_id = m.new_call_id()
+    batch = act.EventBatch(
+        call_id, [ev(1, text="a\x00b", nested=["\x00"])], row(call_id, customer_name="Ad\x00a")
+    )
+    assert (await Run()(dba.append_call_events, batch)).inserted == 1
+    data = json.loads(
+        await pool.fetchval("SELECT data FROM call_events WHERE call_id = $1", call_id)
+    )
+    assert data == {"text": "a\ufffdb", "nested": ["\ufffd"]}
+    name = await pool.fetchval("SELECT customer_name FROM calls WHERE call_id = $1", call_id)
+    assert name == "Ad\ufffda"

@@ -1,0 +1,255 @@
+"""LiveKit activities against the emulator (livekit-api's real client, real Twirp, real JWTs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from livekit import api
+from livekit.protocol import models
+from livekit.protocol import room as room_pb
+
+from activities import types as act
+from activities.livekit import LiveKitActivities, livekit_error
+from core import models as m
+from devstack.services import free_port
+from tests.activities.conftest import Run, app_error
+from tests.fixtures.livekit import LiveKitEmulator
+
+WRONG_SECRET = "wrong-secret-0123456789abcdef-0123456789"
+SECRET32 = "s" * 32
+
+
+@pytest.fixture
+async def lka(livekit_emulator: LiveKitEmulator) -> AsyncIterator[LiveKitActivities]:
+    async with livekit_emulator.api() as lk:
+        yield LiveKitActivities(
+            lk, livekit_emulator.api_key, livekit_emulator.api_secret, livekit_emulator.url
+        )
+    await livekit_emulator.clear_faults()
+
+
+def new_call() -> tuple[str, str]:
+    call_id = m.new_call_id()
+    return call_id, m.room_name_for(call_id)
+
+
+async def participants(lk: api.LiveKitAPI, room: str, n: int) -> list[models.ParticipantInfo]:
+    for _ in range(250):
+        res = await lk.room.list_participants(room_pb.ListParticipantsRequest(room=room))
+        if len(res.participants) >= n:
+            return list(res.participants)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{room} never had {n} participants")
+
+
+async def in_progress_room(lka: LiveKitActivities, lk: LiveKitEmulator) -> tuple[str, str]:
+    """A room with the dispatched agent and a customer in it."""
+    call_id, room = new_call()
+    await Run()(lka.create_room, act.CreateRoomInput(call_id, room, "sarah-cme"))
+    await participants(lka.lk, room, 1)
+    await lk.join(room, m.customer_identity(call_id), kind="customer")
+    return call_id, room
+
+
+async def test_create_room_dispatches_the_agent_explicitly(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = new_call()
+    inp = act.CreateRoomInput(call_id, room, "sarah-cme", customer_name="Ada", empty_timeout_s=120)
+    info = await Run()(lka.create_room, inp)
+    assert info.room_name == room and info.sid.startswith("RM_")
+    assert info.dispatched_agent == "sarah-cme"
+    again = await Run()(lka.create_room, inp)
+    assert again.sid == info.sid  # a retried create finds the same room
+
+    (agent,) = await participants(lka.lk, room, 1)
+    assert agent.kind == models.ParticipantInfo.AGENT and agent.name == "sarah-cme"
+    (dispatch,) = await lka.lk.agent_dispatch.list_dispatch(room)
+    assert dispatch.agent_name == "sarah-cme"
+    assert json.loads(dispatch.metadata) == {"call_id": call_id}
+    (listed,) = (await lka.lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))).rooms
+    assert json.loads(listed.metadata) == {"call_id": call_id}
+    assert listed.empty_timeout == 120 and listed.max_participants == 6
+
+
+async def test_customer_token_grants_joining_that_room_only(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = new_call()
+    identity = m.customer_identity(call_id)
+    grant = await Run()(
+        lka.mint_customer_token, act.MintTokenInput(call_id, room, identity, "Ada", ttl_s=600)
+    )
+    assert grant.livekit_url == livekit_emulator.url and grant.participant_identity == identity
+    claims = api.TokenVerifier(livekit_emulator.api_key, livekit_emulator.api_secret).verify(
+        grant.token
+    )
+    assert claims.identity == identity and claims.name == "Ada"
+    video = claims.video
+    assert video is not None and video.room_join and video.room == room
+    assert not (video.room_admin or video.room_create or video.room_list or video.room_record)
+    exp = json.loads(_jwt_body(grant.token))["exp"]
+    assert abs(exp - (time.time() + 600)) < 5
+    assert abs(m_iso_epoch(grant.expires_at) - exp) < 2
+    # The URL the workflow names wins over the activity's own.
+    other = await Run()(
+        lka.mint_customer_token,
+        act.MintTokenInput(
+            call_id, room, identity, "Ada", ttl_s=60, livekit_url="wss://lk.example"
+        ),
+    )
+    assert other.livekit_url == "wss://lk.example"
+    err = await app_error(
+        Run()(lka.mint_customer_token, act.MintTokenInput(call_id, room, identity, "Ada", 0))
+    )
+    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
+
+
+def _jwt_body(token: str) -> str:
+    import base64
+
+    body = token.split(".")[1]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+
+
+def m_iso_epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+async def test_egress_lifecycle_is_idempotent_end_to_end(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    start = act.StartEgressInput(call_id, room, m.recording_object_key(call_id))
+    first = await Run()(lka.start_egress, start)
+    assert first.status in ("EGRESS_STARTING", "EGRESS_ACTIVE") and first.egress_id
+    second = await Run()(lka.start_egress, start)
+    assert second.egress_id == first.egress_id  # a retried start records once
+    state = await livekit_emulator.state()
+    mine = [e for e in state["egresses"] if e["info"]["roomName"] == room]
+    assert len(mine) == 1
+    request = mine[0]["info"]["roomComposite"]
+    assert request["audioOnly"] is True and request["audioMixing"] == "DUAL_CHANNEL_AGENT"
+    for _ in range(100):  # STARTING -> ACTIVE
+        got = await Run()(lka.get_egress, act.EgressRef(call_id, first.egress_id))
+        if got.status == "EGRESS_ACTIVE":
+            break
+        await asyncio.sleep(0.02)
+    await livekit_emulator.advance(first.egress_id, 30)
+
+    ref = act.EgressRef(call_id, first.egress_id)
+    stopped = await Run()(lka.stop_egress, ref)
+    assert stopped.status in ("EGRESS_ENDING", "EGRESS_COMPLETE")
+    for _ in range(250):
+        done = await Run()(lka.get_egress, ref)
+        if done.status == "EGRESS_COMPLETE":
+            break
+        await asyncio.sleep(0.02)
+    assert done.file is not None and done.file.location.endswith(f"{first.egress_id}.ogg")
+    assert done.file.filename == m.recording_object_key(call_id)
+    assert done.file.size > 0 and done.file.duration_s >= 30
+    again = await Run()(lka.stop_egress, ref)  # already ended: reported, not an error
+    assert again.status == "EGRESS_COMPLETE" and again.file == done.file
+
+    await Run()(lka.delete_room, act.RoomRef(call_id, room))
+    await Run()(lka.delete_room, act.RoomRef(call_id, room))  # already gone: fine
+    rooms = await lka.lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))
+    assert list(rooms.rooms) == []
+
+
+async def test_unknown_egress(lka: LiveKitActivities) -> None:
+    call_id, _ = new_call()
+    ref = act.EgressRef(call_id, "EG_doesnotexist")
+    err = await app_error(Run()(lka.get_egress, ref))
+    assert err.type == act.ERR_LIVEKIT_REJECTED and err.non_retryable
+    stopped = await Run()(lka.stop_egress, ref)
+    assert stopped.status == "EGRESS_ENDING" and stopped.egress_id == ref.egress_id
+
+
+async def test_a_503_is_retryable(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = new_call()
+    await livekit_emulator.set_fault("twirp_unavailable", method="CreateRoom")
+    err = await app_error(Run()(lka.create_room, act.CreateRoomInput(call_id, room, "sarah-cme")))
+    assert err.type == act.ERR_LIVEKIT_UNAVAILABLE and not err.non_retryable
+    assert "503" in err.message
+    info = await Run()(lka.create_room, act.CreateRoomInput(call_id, room, "sarah-cme"))
+    assert info.room_name == room  # the fault fired once; the retry succeeds
+
+
+async def test_egress_start_refused_is_not_retried(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    await livekit_emulator.set_fault("egress_start_fail", code="invalid_argument", room=room)
+    err = await app_error(
+        Run()(lka.start_egress, act.StartEgressInput(call_id, room, "conversations/x.ogg"))
+    )
+    assert err.type == act.ERR_LIVEKIT_REJECTED and err.non_retryable
+
+
+async def test_bad_credentials_are_not_retried(livekit_emulator: LiveKitEmulator) -> None:
+    call_id, room = new_call()
+    async with api.LiveKitAPI(livekit_emulator.url, livekit_emulator.api_key, WRONG_SECRET) as lk:
+        acts = LiveKitActivities(lk, livekit_emulator.api_key, WRONG_SECRET, livekit_emulator.url)
+        err = await app_error(Run()(acts.create_room, act.CreateRoomInput(call_id, room, "a")))
+    assert err.type == act.ERR_LIVEKIT_REJECTED and err.non_retryable
+    assert "401" in err.message and WRONG_SECRET not in err.message
+
+
+async def test_plain_text_401_is_not_retried() -> None:
+    """A real livekit-server answers a bad token with a plain-text 401, not Twirp JSON."""
+
+    async def deny(_: web.Request) -> web.Response:
+        return web.Response(status=401, text="invalid token: signature is invalid\n")
+
+    app = web.Application()
+    app.router.add_post("/twirp/{tail:.*}", deny)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with api.LiveKitAPI(f"http://127.0.0.1:{port}", "k", SECRET32) as lk:
+            acts = LiveKitActivities(lk, "k", SECRET32, "http://x")
+            call_id, room = new_call()
+            err = await app_error(Run()(acts.delete_room, act.RoomRef(call_id, room)))
+    finally:
+        await runner.cleanup()
+    assert err.type == act.ERR_LIVEKIT_REJECTED and err.non_retryable
+
+
+async def test_unreachable_livekit_is_retryable() -> None:
+    async with api.LiveKitAPI(f"http://127.0.0.1:{free_port()}", "k", SECRET32) as lk:
+        acts = LiveKitActivities(lk, "k", SECRET32, "http://x")
+        call_id, room = new_call()
+        err = await app_error(Run()(acts.create_room, act.CreateRoomInput(call_id, room, "a")))
+    assert err.type == act.ERR_LIVEKIT_UNAVAILABLE and not err.non_retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [
+        (400, "invalid_argument", False),
+        (404, "not_found", False),
+        (412, "failed_precondition", False),
+        (403, "permission_denied", False),
+        (429, "resource_exhausted", True),
+        (408, "deadline_exceeded", True),
+        (500, "internal", True),
+        (501, "unimplemented", False),
+        (503, "unavailable", True),
+    ],
+)
+def test_error_mapping_follows_the_http_status(status: int, code: str, retryable: bool) -> None:
+    err = livekit_error(api.ServerError(code, "nope", status=status), "op")
+    assert err.non_retryable is not retryable
+    assert err.type == (act.ERR_LIVEKIT_UNAVAILABLE if retryable else act.ERR_LIVEKIT_REJECTED)

@@ -1,0 +1,96 @@
+"""The Temporal worker: runs the call workflows and every activity on TEMPORAL_TASK_QUEUE.
+
+    python worker.py            # settings from the environment, .env and .devstack/env
+
+Start-up applies pending database migrations, creates the recordings bucket (with its
+retention rule) if missing, then polls until SIGINT/SIGTERM; running activities get
+`--drain-s` seconds to finish before the worker stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from activities import open_activities
+from core.log import get_logger, setup_logging
+from core.settings import Settings, settings_or_exit
+from core.temporal import TemporalUnavailable, connect_temporal
+from workflows.call import CallWorkflow
+from workflows.erase import EraseCallWorkflow
+from workflows.recording import RecordingWorkflow
+
+WORKFLOWS = [CallWorkflow, RecordingWorkflow, EraseCallWorkflow]
+
+log = get_logger("worker")
+
+
+async def run(settings: Settings, drain_s: float) -> int:
+    try:
+        client = await connect_temporal(settings)
+    except TemporalUnavailable as exc:
+        log.error("worker_cannot_start", error=str(exc))
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_activities(settings, client) as activities:
+        worker = Worker(
+            client,
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
+            workflows=WORKFLOWS,
+            activities=activities,
+            graceful_shutdown_timeout=timedelta(seconds=drain_s),
+        )
+        async with worker:
+            log.info(
+                "worker_started",
+                task_queue=settings.TEMPORAL_TASK_QUEUE,
+                namespace=settings.TEMPORAL_NAMESPACE,
+                temporal=settings.TEMPORAL_ADDRESS,
+                workflows=len(WORKFLOWS),
+                activities=len(activities),
+                encryption="on" if settings.payload_keys else "off",
+            )
+            await stop.wait()
+            log.info("worker_stopping", task_queue=settings.TEMPORAL_TASK_QUEUE)
+    log.info("worker_stopped", task_queue=settings.TEMPORAL_TASK_QUEUE)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="worker.py",
+        description="Temporal worker of the call center: CallWorkflow, RecordingWorkflow, "
+        "EraseCallWorkflow and their activities on TEMPORAL_TASK_QUEUE. Settings come from "
+        "the environment, .env and .devstack/env (TEMPORAL_ADDRESS, DATABASE_URL, MINIO_*, "
+        "LIVEKIT_*, PAYLOAD_KEYS, ...).",
+    )
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=30.0,
+        help="on SIGINT/SIGTERM, seconds running activities get to finish (default 30)",
+    )
+    args = parser.parse_args(argv)
+    settings = settings_or_exit()
+    setup_logging()
+    return asyncio.run(run(settings, args.drain_s))
+
+
+if __name__ == "__main__":
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal core's Tokio threads can abort a finalizing
+    # interpreter (SIGABRT, "PyGILState_Release"; temporalio/sdk-python#300).
+    os._exit(code)
