@@ -421,6 +421,7 @@ class CallState:
     egress_attempts: int = 0
     recording: RecordingResult | None = None
     recording_error: str = ""
+    event_log_error: str = ""  # a batch of events PostgreSQL rejected for good, and why
     consent: str = ""  # "" | granted | refused (policy "ask" only)
     silence_alerts: int = 0
     keyword_alerts: int = 0
@@ -460,6 +461,7 @@ class CallCarry:
     egress_started_at: float = 0.0
     recording: RecordingResult | None = None
     recording_error: str = ""
+    event_log_error: str = ""  # a batch of events PostgreSQL rejected for good, and why
     end_reason: str = ""
     ended_by: str = ""
     ended_at: float = 0.0

@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 S = m.CallStatus
 R = m.RecordingStatus
 K = m.EventKind
+# Runs from before it gave up on the egress at the first failed ask of LiveKit.
+PATCH_EGRESS_POLL_RETRIES = "egress-poll-retries"
 
 
 @workflow.defn(name=m.WORKFLOW_CALL)
@@ -160,7 +162,12 @@ class CallWorkflow:
 
     async def _close(self) -> m.CallResult:
         """Everything flushed and every handler done, then the result."""
-        await workflow.wait_condition(lambda: self._quiet() and workflow.all_handlers_finished())
+        flusher = self._tasks[0]
+        await workflow.wait_condition(
+            lambda: (self._quiet() or flusher.done()) and workflow.all_handlers_finished()
+        )
+        if flusher.done():
+            flusher.result()  # the flusher died (a bug): fail the task loudly, never hang
         return m.CallResult(
             call_id=self.call_id,
             status=self.s.status,
@@ -219,6 +226,7 @@ class CallWorkflow:
         def ended() -> bool:
             return self.s.egress is not None and self.s.egress.status in EGRESS_TERMINAL
 
+        poll_error = ""
         if not await _wait(ended, self.cfg.egress_end_timeout_s):
             # A missed webhook never loses a recording: ask, then keep asking now and then.
             for pause in (0, 30, 60, 120, 300, 600):
@@ -232,10 +240,20 @@ class CallWorkflow:
                         start_to_close_timeout=timedelta(seconds=15),
                         retry_policy=QUICK_RETRY,
                     )
-                except ActivityError as err:  # e.g. LiveKit no longer knows the egress
-                    self.s.recording_error = cause(err)
-                    self.book.emit(K.RECORDING, {"status": "egress_lost", "error": cause(err)})
-                    return None
+                except ActivityError as err:
+                    # Rejected (LiveKit no longer knows the egress): no file will ever come.
+                    if err.retry_state == RetryState.NON_RETRYABLE_FAILURE or not workflow.patched(
+                        PATCH_EGRESS_POLL_RETRIES
+                    ):
+                        self.s.recording_error = cause(err)
+                        self.book.emit(K.RECORDING, {"status": "egress_lost", "error": cause(err)})
+                        return None
+                    # LiveKit unreachable for now: the file may well be there, ask again later.
+                    poll_error = cause(err)
+                    self.book.emit(
+                        K.RECORDING, {"status": "egress_poll_failed", "error": poll_error}
+                    )
+                    continue
                 self.s.egress = merge_egress(self.s.egress or eg, info)
                 self.book.emit(
                     K.RECORDING, {"status": "egress_polled", "egress": self.s.egress.status}
@@ -243,6 +261,8 @@ class CallWorkflow:
                 if ended():
                     break
         final = self.s.egress or eg
+        if poll_error and not ended():
+            self.s.recording_error = poll_error  # every ask failed: the call's record says why
         return final.file if final.file and final.file.location else None
 
     async def _store_recording(self) -> None:
@@ -492,9 +512,11 @@ class CallWorkflow:
                     start_to_close_timeout=timedelta(seconds=15),
                     retry_policy=FOREVER_RETRY,  # gives up only on a batch that can never fit
                 )
-            except ActivityError as err:
-                seqs = f"{batch[0].seq}..{batch[-1].seq}"
-                workflow.logger.error(f"call {self.call_id}: events {seqs} rejected: {cause(err)}")
+            except (ActivityError, ApplicationError) as err:
+                # Only a batch that can never be written gets here (the policy retries anything
+                # else forever): drop it, say so, and keep writing the events that follow. A
+                # local activity's non-retryable error arrives bare, not in an ActivityError.
+                self.book.events_rejected(batch, cause(err))
             finally:
                 self._flushing, self.book.inflight = False, []
 

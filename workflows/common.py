@@ -152,6 +152,7 @@ def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.Cal
         egress_attempts=s.egress_attempts,
         recording=s.recording,
         recording_error=s.recording_error,
+        event_log_error=s.event_log_error,
         consent=s.consent,
         silence_alerts=s.silence_alerts,
         keyword_alerts=s.keyword_alerts,

@@ -172,6 +172,18 @@ class CallLedger:
         if not will_retry:
             self.set_recording(R.FAILED)
 
+    # --- the event log ------------------------------------------------------------------
+
+    def events_rejected(self, batch: list[act.CallEvent], error: str) -> None:
+        """A batch the database can never take was dropped: logged every time, and noted once
+        in the event log itself (more notes could loop if the call's row is what fails)."""
+        seqs = f"{batch[0].seq}..{batch[-1].seq}"
+        workflow.logger.error(f"call {self.call_id}: events {seqs} dropped, rejected: {error}")
+        first = not self.s.event_log_error
+        self.s.event_log_error = f"events {seqs} not written: {error}"
+        if first:
+            self.emit(K.STATUS, {"status": self.s.status, "events_rejected": seqs, "error": error})
+
     # --- status -------------------------------------------------------------------------
 
     def request_end(self, reason: str, by: str) -> None:

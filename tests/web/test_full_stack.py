@@ -52,6 +52,8 @@ async def test_dashboard_ends_a_real_call(stack_page: Page, api_stack: ApiStack)
     await page.goto("/dashboard")
     await page.get_by_label("API token").fill(SUPERVISOR)
     await page.get_by_role("button", name="Sign in").click()
+    # sign-in checks the token with the API before keeping it: navigate only once it is in
+    await expect(page.locator("#app")).to_be_visible()
     await page.goto(f"/dashboard#/calls/{call_id}")
     await expect(page.locator("section.detail .live-pill")).to_have_attribute(
         "data-state", "open", timeout=10_000

@@ -40,10 +40,15 @@ class StandIns:
     download_incomplete: bool = False
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
+    get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
+    append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
+    append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
     # records
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
     event_writes: int = 0
+    append_attempts: int = 0  # every append_call_events call, failed ones included
+    written_batches: list[list[int]] = field(default_factory=list)  # seqs of each written batch
     call_rows: list[act.CallRow] = field(default_factory=list)
     recording_rows: list[act.RecordingRow] = field(default_factory=list)
 
@@ -111,6 +116,8 @@ class StandIns:
     @activity.defn(name=act.GET_EGRESS)
     async def get_egress(self, ref: act.EgressRef) -> m.EgressState:
         self.calls[act.GET_EGRESS].append(ref)
+        if self.count(act.GET_EGRESS) <= self.get_failures:
+            raise ApplicationError("LiveKit unreachable", type=act.ERR_LIVEKIT_UNAVAILABLE)
         if self.get_reports == "UNKNOWN":
             raise ApplicationError(
                 f"egress {ref.egress_id} is unknown",
@@ -147,7 +154,15 @@ class StandIns:
 
     @activity.defn(name=act.APPEND_CALL_EVENTS)
     async def append_call_events(self, batch: act.EventBatch) -> act.AppendResult:
+        self.append_attempts += 1
+        if self.append_attempts <= self.append_failures:
+            raise ApplicationError("database unavailable", type=act.ERR_DATABASE_UNAVAILABLE)
+        if self.append_attempts in self.append_rejects:
+            raise ApplicationError(
+                "batch can never be written", type=act.ERR_INVALID_INPUT, non_retryable=True
+            )
         inserted = 0
+        self.written_batches.append([ev.seq for ev in batch.events])
         for ev in batch.events:
             if ev.seq not in self.events:  # ON CONFLICT (call_id, seq) DO NOTHING
                 self.events[ev.seq] = ev

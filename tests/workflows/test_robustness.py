@@ -1,0 +1,102 @@
+"""A call never fails, and never loses events silently, because LiveKit or PostgreSQL failed."""
+
+from __future__ import annotations
+
+from temporalio.client import WorkflowHandle
+
+from activities import types as act
+from core import models as m
+from tests.workflows.conftest import Harness
+from tests.workflows.standins import until
+from workflows.call import CallWorkflow
+
+S = m.CallStatus
+R = m.RecordingStatus
+
+
+async def recorded_call_whose_egress_end_is_missed(h: Harness) -> WorkflowHandle:
+    """A recorded call that the customer leaves; no `egress_ended` webhook ever comes."""
+    handle, _ = await h.start(egress_end_timeout_s=600)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1, what="egress start")
+    await h.customer_leaves(handle)
+    return handle
+
+
+async def test_livekit_unreachable_for_every_ask_fails_the_recording_not_the_call(
+    harness: Harness,
+) -> None:
+    h, f = harness, harness.fakes
+    f.get_failures = 10_000
+    handle = await recorded_call_whose_egress_end_is_missed(h)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "customer_left"
+    assert result.recording_status == R.FAILED
+    state = await handle.query(CallWorkflow.get_state)
+    assert "unreachable" in state.recording_error
+    asks = f.of_kind("recording")
+    assert [e.data["status"] for e in asks].count("egress_poll_failed") == 6  # bounded
+    assert f.count(act.GET_EGRESS) == 6 * 5  # each ask retried by QUICK_RETRY, then given up
+    [failed] = [e for e in asks if e.data["status"] == "failed"]
+    assert "unreachable" in failed.data["error"]
+    assert f.count(act.DOWNLOAD_AND_STORE_RECORDING) == 0
+    assert f.call_rows[-1].status == "completed" and f.call_rows[-1].recording_status == "failed"
+
+
+async def test_livekit_unreachable_once_is_asked_again_and_the_recording_stored(
+    harness: Harness,
+) -> None:
+    h, f = harness, harness.fakes
+    f.get_failures = 5  # the first ask's every attempt
+    handle = await recorded_call_whose_egress_end_is_missed(h)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.recording_status == R.STORED
+    assert f.count(act.GET_EGRESS) == 6
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.recording_error == ""
+    statuses = [e.data["status"] for e in f.of_kind("recording")]
+    assert statuses.count("egress_poll_failed") == 1 and "egress_lost" not in statuses
+
+
+async def test_database_down_for_a_while_loses_and_doubles_no_event(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.append_failures = 3  # the local activity retries in the worker: 1 + 2 + 4 s
+    handle, _ = await h.start()
+    await h.agent_joins(handle)
+    for i in range(5):
+        await h.say(handle, "customer" if i % 2 else "assistant", f"line {i}")
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.line_count == 5
+    assert f.append_attempts > f.append_failures
+    written = [seq for batch in f.written_batches for seq in batch]
+    assert written == list(range(1, len(written) + 1)), "each event once, in order"
+    assert f.call_rows[-1].last_seq == len(written) == max(f.events)
+    texts = [e.data["text"] for e in f.of_kind("final_transcript")]
+    assert texts == [f"line {i}" for i in range(5)]
+
+
+async def test_a_batch_rejected_for_good_is_dropped_and_noted_and_later_events_written(
+    harness: Harness,
+) -> None:
+    h, f = harness, harness.fakes
+    f.append_rejects = frozenset({2})
+    handle, _ = await h.start()
+    await h.agent_joins(handle)
+    await until(lambda: f.append_attempts >= 2, what="the rejected batch")
+    for i in range(3):
+        await h.say(handle, "assistant", f"after {i}")
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.line_count == 3
+
+    state = await handle.query(CallWorkflow.get_state)
+    missing = sorted(set(range(1, state.last_seq + 1)) - set(f.events))
+    assert missing, "the rejected batch is not in the database"
+    assert f"events {missing[0]}..{missing[-1]} not written" in state.event_log_error
+    assert all(seq > max(missing) for seq in (e.seq for e in f.of_kind("final_transcript")))
+    [note] = [e for e in f.of_kind("status") if "events_rejected" in e.data]
+    assert note.data["events_rejected"] == f"{missing[0]}..{missing[-1]}"
+    assert "can never be written" in note.data["error"]
+    assert f.call_rows[-1].status == "completed" and f.call_rows[-1].last_seq == state.last_seq
