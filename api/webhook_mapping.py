@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from livekit.protocol.egress import EgressInfo, EgressStatus
+from livekit.protocol.egress import EgressInfo
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
+from activities.livekit import egress_state
 from core.models import (
     SIGNAL_EGRESS_ENDED,
     SIGNAL_EGRESS_UPDATED,
@@ -23,7 +24,6 @@ from core.models import (
     EgressUpdate,
     ParticipantJoined,
     ParticipantLeft,
-    RecordingFile,
     call_id_from_room,
 )
 
@@ -52,21 +52,12 @@ def participant_kind(p: ParticipantInfo) -> str:
 
 
 def egress_update(signal_id: str, info: EgressInfo) -> EgressUpdate:
-    """The workflow's view of an EgressInfo (also usable by an activity that polls LiveKit)."""
-    files = list(info.file_results) or ([info.file] if info.HasField("file") else [])
-    file = None
-    if files and (files[0].location or files[0].filename):
-        f = files[0]
-        file = RecordingFile(
-            filename=f.filename, location=f.location, size=int(f.size), duration_s=f.duration / 1e9
-        )
+    """The workflow's view of an EgressInfo, as the signal a webhook becomes."""
+    state = egress_state(info)  # one mapping for webhooks and for the activity that polls
     return EgressUpdate(
-        id=signal_id,
-        egress_id=info.egress_id,
-        status=EgressStatus.Name(info.status),
-        error=info.error,
-        file=file,
-    )
+        id=signal_id, egress_id=state.egress_id, status=state.status, error=state.error,
+        file=state.file,
+    )  # fmt: skip
 
 
 def signal_id(event: WebhookEvent, body: bytes) -> str:

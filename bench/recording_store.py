@@ -23,11 +23,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.memory import PeakRSS  # noqa: E402
 
 MiB = 1024 * 1024
 TARGET_RSS_MB = 64
@@ -57,33 +58,6 @@ def serve(directory: str, port: int) -> None:
     app = web.Application()
     app.router.add_static("/files", directory)  # FileResponse: sendfile, Range, ETag
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-class PeakRSS:
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.base = self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> PeakRSS:
-        self.base = self.peak = self.proc.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.base) / MiB
 
 
 async def wait_port(port: int, timeout: float = 60) -> None:

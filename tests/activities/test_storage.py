@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import hashlib
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import urllib3
 from aiohttp import web
@@ -31,6 +29,7 @@ from activities.storage import (
     incomplete_recording,
     ogg_opus_duration,
 )
+from bench.memory import PeakRSS
 from core import models as m
 from tests.activities.conftest import Run, app_error
 
@@ -151,33 +150,6 @@ def object_sha256(s3: Any, key: str) -> tuple[str, int]:
         resp.close()
         resp.release_conn()
     return digest.hexdigest(), n
-
-
-class PeakRSS:
-    """Samples this process's RSS in a thread while the block runs."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
-        self.base = self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> PeakRSS:
-        self.base = self.peak = self.proc.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.base) / MiB
 
 
 @pytest.fixture(scope="module")
