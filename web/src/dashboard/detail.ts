@@ -256,7 +256,7 @@ export class CallView {
     clear(this.badges);
     this.badges.append(statusBadge(c.status), recordingBadge(c.recording_status));
     const live = c.live && (ACTIVE.has(c.status) || c.status === "unknown");
-    this.endButton.disabled = !live;
+    this.endButton.disabled = !live || c.status === "ending"; // the workflow refuses a second end
     this.monitorButton.disabled = !live;
     this.whisperButton.disabled = !live;
     if (!live) {
