@@ -134,6 +134,8 @@ class CallConfig:
     livekit_url: str = ""
     agent_name: str = "sarah-cme"
     agent_join_timeout_s: float = 60
+    # A call whose customer never connects (closed the tab) ends after this, from the token.
+    customer_join_timeout_s: float = 120
     max_duration_s: float = 7200
     egress_end_timeout_s: float = 600
     silence_alert_s: float = 30
@@ -155,6 +157,7 @@ class CallConfig:
             livekit_url=settings.LIVEKIT_URL,
             agent_name=settings.AGENT_NAME,
             agent_join_timeout_s=settings.AGENT_JOIN_TIMEOUT_S,
+            customer_join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
             max_duration_s=settings.MAX_CALL_DURATION_S,
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
             silence_alert_s=settings.SILENCE_ALERT_S,

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     )
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
+    CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
     MAX_CALL_DURATION_S: float = Field(7200, gt=0)
     EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)

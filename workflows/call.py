@@ -2,7 +2,9 @@
 
 Life of a call: `issue_token` (update-with-start by the API) creates the room with the agent
 dispatched and returns the customer's token -> the agent joins (`agent_joined` signal, or a
-`participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> lines,
+`participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> if no
+customer has joined (or spoken) `customer_join_timeout_s` after the first token, the call ends
+`customer_never_joined` -> lines,
 alerts and metrics arrive as signals and go to PostgreSQL in batches -> recording starts once
 policy allows -> the customer leaves, a supervisor or the agent ends it (`end_call`), or the
 max-duration timer fires -> egress stopped, room deleted, `completed` -> the child
@@ -52,6 +54,8 @@ R = m.RecordingStatus
 K = m.EventKind
 # Runs from before it gave up on the egress at the first failed ask of LiveKit.
 PATCH_EGRESS_POLL_RETRIES = "egress-poll-retries"
+# Runs from before a customer who never joined ended the call.
+PATCH_CUSTOMER_JOIN_TIMEOUT = "customer-join-timeout"
 
 
 @workflow.defn(name=m.WORKFLOW_CALL)
@@ -67,6 +71,8 @@ class CallWorkflow:
         self._room_failed = ""
         self._egress_busy = False
         self._tasks: list[asyncio.Task] = []
+        # When the first token was issued; a carried run's first token came at the start.
+        self._token_issued_at = 0.0 if inp.carried is None else self.s.created_at
 
     # --- run ------------------------------------------------------------------------------
 
@@ -86,6 +92,8 @@ class CallWorkflow:
         if self.s.status == S.IN_PROGRESS:
             watcher = asyncio.create_task(self._silence_watch())
             self._tasks += [watcher, asyncio.create_task(self._recorder())]
+            if not self.book.customer_seen and workflow.patched(PATCH_CUSTOMER_JOIN_TIMEOUT):
+                self._tasks.append(asyncio.create_task(self._customer_join_watch()))
             await self._converse()
             watcher.cancel()
             await self._hang_up()
@@ -356,7 +364,7 @@ class CallWorkflow:
     async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
         """Creates the room (once) with the agent dispatched; returns a fresh customer token."""
         await self._ensure_room()
-        return await workflow.execute_activity(
+        grant = await workflow.execute_activity(
             act.MINT_CUSTOMER_TOKEN,
             act.MintTokenInput(
                 call_id=self.call_id,
@@ -371,6 +379,8 @@ class CallWorkflow:
             schedule_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK_RETRY,
         )
+        self._token_issued_at = self._token_issued_at or now()
+        return grant
 
     @issue_token.validator
     def _check_issue_token(self, req: m.IssueTokenRequest) -> None:
@@ -494,6 +504,18 @@ class CallWorkflow:
                 continue
             data = {"source": "workflow", "quiet_s": limit, "since": iso(self.s.last_heard_at)}
             self.book.silence_alert(data)
+
+    async def _customer_join_watch(self) -> None:
+        """Ends the call `customer_never_joined` when no customer has joined (or spoken)
+        `customer_join_timeout_s` after the first token: one durable timer, never reset."""
+
+        def gone() -> bool:
+            return self.book.customer_seen or self.book.end is not None
+
+        await workflow.wait_condition(lambda: bool(self._token_issued_at) or gone())
+        deadline = self._token_issued_at + self.cfg.customer_join_timeout_s
+        if not gone() and not await _wait(gone, deadline - now()):
+            self.book.request_end("customer_never_joined", "system")
 
     async def _flush_loop(self) -> None:
         """Appends queued events (and the call's row) to PostgreSQL, a batch per local activity.

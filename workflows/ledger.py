@@ -59,6 +59,13 @@ class CallLedger:
         self.end: tuple[str, str] | None = None  # (reason, by): the first end request wins
         self.early_egress: dict[str, m.EgressState] = {}  # reports that beat start_egress
         self._sa_sent: tuple[str, str, int] | None = None
+        # Derived, not carried: a carried participant or line of the customer says the same
+        # (and a run that dropped lines has had a long call, not an absent customer).
+        self.customer_seen = (
+            self.s.lines_dropped > 0
+            or any(p.kind == "customer" for p in self.s.participants)
+            or any(e.speaker == "customer" for e in self.s.lines)
+        )
 
     # --- signals ------------------------------------------------------------------------
 
@@ -83,7 +90,10 @@ class CallLedger:
     def participant_joined(self, sig: m.ParticipantJoined) -> None:
         if sig.kind == "agent":
             self.agent_in(sig.identity)
-        elif not any(p.identity == sig.identity and not p.left_at for p in self.s.participants):
+            return
+        if sig.kind == "customer":
+            self.customer_seen = True
+        if not any(p.identity == sig.identity and not p.left_at for p in self.s.participants):
             self.s.participants.append(m.ParticipantState(sig.identity, sig.kind, iso(now())))
 
     def participant_left(self, sig: m.ParticipantLeft) -> None:
@@ -111,6 +121,7 @@ class CallLedger:
         if line.metrics is not None:
             self.emit(K.AGENT_METRICS, metrics_data(line.metrics))
         if line.speaker == "customer":
+            self.customer_seen = True  # a line of the customer says they are in
             found = matched_keywords(line.text, self.cfg.keywords)
             if found:
                 self.s.keyword_alerts += 1

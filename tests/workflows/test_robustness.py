@@ -100,3 +100,47 @@ async def test_a_batch_rejected_for_good_is_dropped_and_noted_and_later_events_w
     assert note.data["events_rejected"] == f"{missing[0]}..{missing[-1]}"
     assert "can never be written" in note.data["error"]
     assert f.call_rows[-1].status == "completed" and f.call_rows[-1].last_seq == state.last_seq
+
+
+async def test_a_customer_who_never_joins_ends_the_call_after_the_timeout(
+    harness: Harness,
+) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(customer_join_timeout_s=120, silence_alert_s=10_000)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await h.env.sleep(110)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.end_reason == ""
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "customer_never_joined"
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.ended_by == "system"
+    assert f.count(act.DELETE_ROOM) == 1 and f.count(act.STOP_EGRESS) == 1
+    assert f.call_rows[-1].status == "completed"
+    assert f.call_rows[-1].end_reason == "customer_never_joined"
+
+
+async def test_a_customer_who_joins_keeps_the_call_past_the_timeout(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(customer_join_timeout_s=120, silence_alert_s=10_000)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    joined = m.ParticipantJoined(h.sid("pj"), m.customer_identity(call_id), "customer")
+    await handle.signal(CallWorkflow.participant_joined, joined)
+    await h.env.sleep(300)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.end_reason == ""
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "customer_left"
+
+
+async def test_a_customer_line_counts_as_joined(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(customer_join_timeout_s=120, silence_alert_s=10_000)
+    await h.agent_joins(handle)
+    await h.say(handle, "customer", "Hello?")
+    await h.env.sleep(300)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.end_reason == ""
