@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from temporalio.client import (
@@ -58,12 +60,19 @@ async def start_call(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
     )
-    return await client.execute_update_with_start_workflow(
-        m.UPDATE_ISSUE_TOKEN,
-        m.IssueTokenRequest(customer_name=customer_name),
-        start_workflow_operation=start,
-        result_type=m.TokenGrant,
-    )
+    try:
+        return await client.execute_update_with_start_workflow(
+            m.UPDATE_ISSUE_TOKEN,
+            m.IssueTokenRequest(customer_name=customer_name),
+            start_workflow_operation=start,
+            result_type=m.TokenGrant,
+        )
+    except Exception:
+        # The start operation holds the same error in a future of its own: read it, or asyncio
+        # reports "Future exception was never retrieved" when the operation is collected.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(start.workflow_handle(), timeout=0.1)
+        raise
 
 
 async def end_call(client: Client, call_id: str, reason: str, by: str) -> m.EndCallResult:
