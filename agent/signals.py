@@ -240,10 +240,14 @@ class SignalQueue:
         except (OSError, TimeoutError) as exc:
             await self._back_off(name, f"{type(exc).__name__}: {str(exc)[:200]}")
             return False
-        except Exception:  # noqa: BLE001 - e.g. a payload the converter cannot encode
+        except (TypeError, ValueError):  # the converter cannot encode it: it never will
             self.dropped += count
             log.exception("signal_unencodable", call_id=self.call_id, signal=name)
             return True
+        except Exception as exc:  # noqa: BLE001 - unknown failure: keep the line and retry, never drop
+            log.exception("signal_failed", call_id=self.call_id, signal=name)
+            await self._back_off(name, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return False
         if self._failures:
             log.info(
                 "temporal_reachable_again",

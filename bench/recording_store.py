@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -28,27 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.memory import PeakRSS  # noqa: E402
+from bench.fixtures import PeakRSS, write_ogg_like  # noqa: E402
 
 MiB = 1024 * 1024
 TARGET_RSS_MB = 64
 TARGET_RATIO = 0.8
-
-
-def write_file(path: Path, size: int) -> str:
-    """An Ogg-looking file of pseudo-random bytes, written 1 MiB at a time; its sha256."""
-    rnd = random.Random(42)
-    digest = hashlib.sha256()
-    with path.open("wb") as fh:
-        done = 0
-        while done < size:
-            block = rnd.randbytes(min(MiB, size - done))
-            if done == 0:
-                block = b"OggS" + block[4:]
-            fh.write(block)
-            digest.update(block)
-            done += len(block)
-    return digest.hexdigest()
 
 
 def serve(directory: str, port: int) -> None:
@@ -88,7 +70,7 @@ async def main(size_mb: int, rounds: int) -> int:
         size = size_mb * MiB
         path = scratch / "recording.ogg"
         t = time.monotonic()
-        sha = write_file(path, size)
+        sha = write_ogg_like(path, size)
         print(f"file: {size_mb} MiB written in {time.monotonic() - t:.1f} s", flush=True)
 
         s3_port, http_port = free_port(), free_port()

@@ -67,7 +67,7 @@ async def start_call(
             start_workflow_operation=start,
             result_type=m.TokenGrant,
         )
-    except Exception:
+    except Exception:  # re-raised below; only the duplicate copy of it is read here
         # The start operation holds the same error in a future of its own: read it, or asyncio
         # reports "Future exception was never retrieved" when the operation is collected.
         with contextlib.suppress(Exception):

@@ -29,7 +29,7 @@ from activities.storage import (
     incomplete_recording,
     ogg_opus_duration,
 )
-from bench.memory import PeakRSS
+from bench.fixtures import PeakRSS, write_ogg_like
 from core import models as m
 from tests.activities.conftest import Run, app_error
 
@@ -109,22 +109,6 @@ async def source() -> AsyncIterator[Source]:
     await runner.cleanup()
 
 
-def ogg_like(path: Path, size: int, seed: int = 1) -> str:
-    """Write an Ogg-looking file of `size` bytes, streamed (1 MiB at a time); its sha256."""
-    rnd = random.Random(seed)
-    digest = hashlib.sha256()
-    with path.open("wb") as fh:
-        written = 0
-        while written < size:
-            block = rnd.randbytes(min(BLOCK, size - written))
-            if written == 0:
-                block = b"OggS" + block[4:]
-            fh.write(block)
-            digest.update(block)
-            written += len(block)
-    return digest.hexdigest()
-
-
 @pytest.fixture
 def storage(s3: Any) -> StorageActivities:
     return StorageActivities(s3.client, s3.bucket, retention_days=30)
@@ -155,7 +139,7 @@ def object_sha256(s3: Any, key: str) -> tuple[str, int]:
 @pytest.fixture(scope="module")
 def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     path = tmp_path_factory.mktemp("big") / "big.ogg"
-    sha = ogg_like(path, 200 * MiB, seed=7)
+    sha = write_ogg_like(path, 200 * MiB, seed=7)
     yield path, sha
     path.unlink()
 
@@ -195,7 +179,7 @@ async def test_a_cut_connection_resumes_with_a_range_request(
     storage: StorageActivities, source: Source, s3: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "cut.ogg"
-    sha = ogg_like(path, 20 * MiB + 123)
+    sha = write_ogg_like(path, 20 * MiB + 123)
     source.cut_after[path.name] = [5 * MiB + 17, 13 * MiB]  # cut twice
     call_id = m.new_call_id()
     inp = rec_input(call_id, source.add(path), path.stat().st_size)
@@ -209,7 +193,7 @@ async def test_a_source_that_cannot_resume_restarts_cleanly(
     storage: StorageActivities, source: Source, s3: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "norange.ogg"
-    sha = ogg_like(path, 18 * MiB)
+    sha = write_ogg_like(path, 18 * MiB)
     source.cut_after[path.name] = [11 * MiB]  # after a part went up
     source.ignore_range.add(path.name)
     inp = rec_input(m.new_call_id(), source.add(path), path.stat().st_size)
@@ -222,7 +206,7 @@ async def test_the_same_bytes_twice_write_nothing(
     storage: StorageActivities, source: Source, s3: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "twice.ogg"
-    sha = ogg_like(path, 12 * MiB)
+    sha = write_ogg_like(path, 12 * MiB)
     call_id = m.new_call_id()
     inp = rec_input(call_id, source.add(path), path.stat().st_size)
     first = await Run()(storage.download_and_store_recording, inp)
@@ -246,8 +230,8 @@ async def test_different_bytes_replace_the_object(
 ) -> None:
     call_id = m.new_call_id()
     a, b = tmp_path / "a.ogg", tmp_path / "b.ogg"
-    ogg_like(a, 100_000, seed=1)
-    sha_b = ogg_like(b, 120_000, seed=2)  # small: one PUT with its metadata
+    write_ogg_like(a, 100_000, seed=1)
+    sha_b = write_ogg_like(b, 120_000, seed=2)  # small: one PUT with its metadata
     await Run()(storage.download_and_store_recording,
                 rec_input(call_id, source.add(a), 100_000, egress_id="EG_a"))  # fmt: skip
     result = await Run()(storage.download_and_store_recording,
@@ -268,7 +252,7 @@ async def test_a_cancelled_download_leaves_no_parts_behind(
     storage: StorageActivities, source: Source, s3: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "stall.ogg"
-    ogg_like(path, 30 * MiB)
+    write_ogg_like(path, 30 * MiB)
     source.stall_after[path.name] = 20 * MiB  # two parts up, then the source hangs
     inp = rec_input(m.new_call_id(), source.add(path), 30 * MiB)
     key = m.recording_object_key(inp.call_id)
@@ -290,7 +274,7 @@ async def test_the_next_attempt_discards_a_crashed_attempts_upload(
     storage: StorageActivities, source: Source, s3: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "crash.ogg"
-    sha = ogg_like(path, 6 * MiB)
+    sha = write_ogg_like(path, 6 * MiB)
     inp = rec_input(m.new_call_id(), source.add(path), 6 * MiB)
     key = m.recording_object_key(inp.call_id)
     orphan = s3.client._create_multipart_upload(s3.bucket, key, {})
@@ -307,7 +291,7 @@ async def test_size_mismatch_is_retryable_and_stores_nothing(
     storage: StorageActivities, source: Source, s3: Any, tmp_path: Path
 ) -> None:
     path = tmp_path / "short.ogg"
-    ogg_like(path, 9 * MiB)
+    write_ogg_like(path, 9 * MiB)
     inp = rec_input(m.new_call_id(), source.add(path), 9 * MiB + 1)
     err = await app_error(Run()(storage.download_and_store_recording, inp))
     assert err.type == act.ERR_SIZE_MISMATCH and not err.non_retryable
@@ -352,7 +336,7 @@ async def test_an_unreachable_store_is_retryable(source: Source, tmp_path: Path)
     no_retries = urllib3.PoolManager(retries=urllib3.Retry(total=0))  # minio retries ~6 s
     dead = Minio(f"127.0.0.1:{free_port()}", "a", "b", secure=False, http_client=no_retries)
     path = tmp_path / "s.ogg"
-    ogg_like(path, 1000)
+    write_ogg_like(path, 1000)
     inp = rec_input(m.new_call_id(), source.add(path), 1000)
     err = await app_error(
         Run()(StorageActivities(dead, "recordings").download_and_store_recording, inp)

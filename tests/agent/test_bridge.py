@@ -372,6 +372,41 @@ async def test_undeliverable_signal_is_skipped_not_blocking(
     assert queue.dropped == 1 and queue.delivered == 0
 
 
+async def test_an_unencodable_signal_is_dropped_and_an_unknown_failure_retried(
+    live_call: tuple[str, WorkflowHandle[Any, Any], StandIns],
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    """Only a payload that can never be encoded is dropped; any other failure keeps the line."""
+    call_id, handle, _ = live_call
+    real = temporal_dev_env.client
+    failures = {"left": 1}
+
+    class FlakyClient:  # the real client, but its first signal fails in an unforeseen way
+        def get_workflow_handle(self, workflow_id: str) -> Any:
+            inner = real.get_workflow_handle(workflow_id)
+
+            class Handle:
+                async def signal(self, *args: Any, **kw: Any) -> None:
+                    if failures["left"]:
+                        failures["left"] -= 1
+                        raise RuntimeError("something nobody foresaw")
+                    await inner.signal(*args, **kw)
+
+            return Handle()
+
+    async def connect() -> Any:
+        return FlakyClient()
+
+    queue = fast_queue(handle.id, connect, call_id=call_id)
+    queue.start()
+    queue.send(SIGNAL_TRANSCRIPT, m.TranscriptLine(id="kept", speaker="customer", text="hello"))
+    queue.send(SIGNAL_AGENT_ALERT, AgentAlert(id="bad", kind="x", detail=object()))  # type: ignore[arg-type]
+    queue.send(SIGNAL_TRANSCRIPT, m.TranscriptLine(id="after", speaker="customer", text="bye"))
+    assert await queue.aclose(timeout=10)
+    assert failures["left"] == 0 and queue.dropped == 1
+    assert [p["id"] for _, p in await settled_signals(handle, 2)] == ["kept", "after"]
+
+
 async def test_a_full_queue_refuses_new_signals_and_says_so() -> None:
     async def never() -> Client:
         raise RuntimeError("not started")

@@ -1,12 +1,31 @@
-"""Peak resident memory of this process while a block runs (used by benches and tests)."""
+"""Helpers shared by the storage bench and its test: a large Ogg-like file and peak RSS."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import threading
+from pathlib import Path
 
 import psutil
 
 MiB = 1024 * 1024
+
+
+def write_ogg_like(path: Path, size: int, seed: int = 42) -> str:
+    """Write an Ogg-looking file of `size` pseudo-random bytes, 1 MiB at a time; its sha256."""
+    rnd = random.Random(seed)
+    digest = hashlib.sha256()
+    with path.open("wb") as fh:
+        written = 0
+        while written < size:
+            block = rnd.randbytes(min(MiB, size - written))
+            if written == 0:
+                block = b"OggS" + block[4:]
+            fh.write(block)
+            digest.update(block)
+            written += len(block)
+    return digest.hexdigest()
 
 
 class PeakRSS:
