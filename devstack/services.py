@@ -79,9 +79,33 @@ class ManagedProcess:
     user: str | None = None
     ready: Callable[[], Awaitable[bool]] | None = None
     ready_timeout: float = 60.0
+    # Seconds it must stay alive after the probe passes (a server can pass, then die).
+    settle_s: float = 0.0
+    # Starts to retry when the child lost a race for a port it chose itself (its log says so).
+    port_race_retries: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
+        """Start and wait until ready; `ServiceError` says which process failed and why."""
+        for attempt in range(self.port_race_retries + 1):
+            log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                await self._start_once()
+                return
+            except ServiceError:
+                lost_race = "address already in use" in self._log_since(log_size)
+                if attempt == self.port_race_retries or not lost_race:
+                    raise
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    async def _start_once(self) -> None:
         for port in self.ports:
             if not port_is_free(port):
                 raise ServiceError(
@@ -107,6 +131,12 @@ class ManagedProcess:
             await self.stop()
             raise ServiceError(
                 f"{self.name} did not become ready; see {self.log_path}:\n{self.tail()}"
+            )
+        await asyncio.sleep(self.settle_s)
+        if not self.running:
+            await self.stop()
+            raise ServiceError(
+                f"{self.name} exited right after starting; see {self.log_path}:\n{self.tail()}"
             )
 
     async def _race(self, probe: Callable[[], Awaitable[bool]]) -> bool:
@@ -173,12 +203,16 @@ def temporal_dev_server(
         argv += ["--ui-codec-endpoint", codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
+    # The dev server picks its internal service ports itself: on a busy machine it can lose one
+    # to another process and die just after its frontend answers, so it must settle and retries.
     return ManagedProcess(
         "temporal",
         argv,
         state_dir / "logs" / "temporal.log",
         ports=[port, ui_port],
         ready_timeout=90,
+        settle_s=2.0,
+        port_race_retries=2,
     )
 
 

@@ -124,3 +124,37 @@ async def test_a_process_that_dies_while_starting_is_reported(tmp_path: Path) ->
     )  # fmt: skip
     with pytest.raises(ServiceError, match=r"broken exited with code 3(.|\n)*cannot open config"):
         await proc.start()
+
+
+async def test_a_server_that_dies_right_after_its_probe_passes_is_reported(tmp_path: Path) -> None:
+    port = free_port()
+    script = f"python3 -m http.server {port} --bind 127.0.0.1 & sleep 0.5; echo worker panicked; kill $!; exit 2"
+    proc = ManagedProcess(
+        "flaky", ["sh", "-c", script], tmp_path / "f.log", ports=[port], settle_s=1.5
+    )
+    with pytest.raises(
+        ServiceError, match=r"flaky exited right after starting(.|\n)*worker panicked"
+    ):
+        await proc.start()
+
+
+async def test_a_lost_race_for_a_self_chosen_port_is_retried(tmp_path: Path) -> None:
+    port = free_port()
+    marker = tmp_path / "tried"
+    # First start: loses a port race and exits; second start: serves.
+    script = (
+        f"if [ ! -e {marker} ]; then touch {marker}; echo 'bind: address already in use'; exit 1; fi; "
+        f"exec python3 -m http.server {port} --bind 127.0.0.1"
+    )
+    proc = ManagedProcess("racer", ["sh", "-c", script], tmp_path / "r.log", ports=[port],
+                          port_race_retries=1)  # fmt: skip
+    await proc.start()
+    try:
+        assert proc.running and marker.exists()
+    finally:
+        await proc.stop()
+    # Without a retry left, the same loss is reported, not hidden.
+    marker.unlink()
+    once = ManagedProcess("racer", ["sh", "-c", script], tmp_path / "r2.log", ports=[free_port()])
+    with pytest.raises(ServiceError, match="address already in use"):
+        await once.start()
