@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from minio import Minio
     from temporalio.client import Client
 
+    from activities.livekit import EgressUpload
+    from activities.storage import StorageActivities
     from core.settings import Settings
 
 
@@ -53,6 +55,44 @@ def livekit_client(settings: Settings) -> LiveKitAPI:
     )
 
 
+def egress_upload(settings: Settings) -> EgressUpload | None:
+    """The S3 target egress requests carry (None: EGRESS_UPLOAD_IN_REQUEST=false)."""
+    from activities.livekit import EgressUpload
+
+    if not settings.EGRESS_UPLOAD_IN_REQUEST:
+        return None
+    access = settings.EGRESS_S3_ACCESS_KEY or settings.MINIO_ACCESS_KEY
+    secret = settings.EGRESS_S3_SECRET_KEY or settings.MINIO_SECRET_KEY
+    return EgressUpload(
+        bucket=settings.EGRESS_BUCKET,
+        endpoint=settings.egress_s3_endpoint,
+        region=settings.MINIO_REGION,
+        force_path_style=settings.EGRESS_S3_FORCE_PATH_STYLE,
+        access_key=access.get_secret_value(),
+        secret=secret.get_secret_value(),
+    )
+
+
+def storage_activities(
+    settings: Settings,
+    minio: Minio,
+    http_session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+) -> StorageActivities:
+    """The storage activities for these settings (recordings and staging buckets)."""
+    from activities.storage import StorageActivities
+
+    return StorageActivities(
+        minio,
+        settings.RECORDINGS_BUCKET,
+        http_session_factory,
+        retention_days=settings.RECORDING_RETENTION_DAYS,
+        staging_bucket=settings.EGRESS_BUCKET,
+        s3_endpoints=(settings.MINIO_ENDPOINT, settings.egress_s3_endpoint),
+        source_hosts=settings.recording_source_hosts,
+        staging_keep_days=settings.EGRESS_STAGING_KEEP_DAYS,
+    )
+
+
 def build_activities(
     settings: Settings,
     *,
@@ -72,7 +112,6 @@ def build_activities(
     """
     from activities.database import DatabaseActivities
     from activities.livekit import LiveKitActivities
-    from activities.storage import StorageActivities
 
     lk = lk or livekit_client(settings)
     minio = minio or minio_client(settings)
@@ -81,13 +120,9 @@ def build_activities(
         settings.LIVEKIT_API_KEY.get_secret_value(),
         settings.LIVEKIT_API_SECRET.get_secret_value(),
         settings.LIVEKIT_URL,
+        egress_upload(settings),
     )
-    storage = StorageActivities(
-        minio,
-        settings.RECORDINGS_BUCKET,
-        http_session_factory,
-        retention_days=settings.RECORDING_RETENTION_DAYS,
-    )
+    storage = storage_activities(settings, minio, http_session_factory)
     db = DatabaseActivities(pool)
     acts: list[Callable[..., Any]] = [
         live.create_room,
@@ -103,7 +138,9 @@ def build_activities(
     if client is not None:
         from activities.erase import EraseActivities
 
-        erase = EraseActivities(pool, minio, client, settings.RECORDINGS_BUCKET)
+        erase = EraseActivities(
+            pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
+        )
         acts += [
             erase.erase_workflow_executions,
             erase.erase_recording_object,
@@ -122,17 +159,14 @@ async def open_activities(
 
     import asyncpg
 
-    from activities.storage import StorageActivities
     from db.migrate import migrate as apply_migrations
 
     if migrate:
         await apply_migrations(settings.database_url)
     minio = minio_client(settings)
-    await asyncio.to_thread(
-        StorageActivities(
-            minio, settings.RECORDINGS_BUCKET, retention_days=settings.RECORDING_RETENTION_DAYS
-        ).ensure_bucket
-    )
+    storage = storage_activities(settings, minio)
+    await asyncio.to_thread(storage.ensure_bucket)
+    await asyncio.to_thread(storage.ensure_staging_bucket)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
     lk = livekit_client(settings)
     try:

@@ -2,7 +2,8 @@
 
 - `erase_workflow_executions`: delete the closed `call-<id>` and `recording-<id>` executions
   (every run, continue-as-new included) from Temporal; refuses (non-retryable) while one runs.
-- `erase_recording_object`: delete the recording from the bucket (a missing object is fine).
+- `erase_recording_object`: delete every copy of the recording, stored and staging, every
+  segment (a missing object is fine).
 - `erase_call_rows`: in one transaction, delete the call's rows from every table that has a
   `call_id` column and record the erasure (who, when, how much) in `erasures`.
 
@@ -50,11 +51,12 @@ class EraseRowsInput:
 class EraseActivities:
     """Built once by the worker with its connection pool, S3 client and Temporal client."""
 
-    def __init__(self, pool, minio, client, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, pool, minio, client, bucket: str, staging_bucket: str = "egress") -> None:  # type: ignore[no-untyped-def]
         self.pool = pool
         self.minio = minio
         self.client = client
         self.bucket = bucket
+        self.staging_bucket = staging_bucket
 
     @activity.defn(name=ERASE_WORKFLOW_EXECUTIONS)
     async def erase_workflow_executions(self, req: EraseCallInput) -> int:
@@ -106,6 +108,12 @@ class EraseActivities:
 
     @activity.defn(name=ERASE_RECORDING_OBJECT)
     async def erase_recording_object(self, req: EraseCallInput) -> bool:
+        """Delete every copy of the call's recording: stored and staging, every segment.
+
+        In each bucket (recordings, the egress staging bucket, and the bucket its row names):
+        every object under `conversations/<call_id>/` and the single key
+        `conversations/<call_id>.ogg`. True when anything existed.
+        """
         from minio.error import S3Error
 
         from core.models import recording_object_key
@@ -113,25 +121,40 @@ class EraseActivities:
         row = await self.pool.fetchrow(
             "SELECT bucket, object_key FROM recordings WHERE call_id = $1", req.call_id
         )
-        bucket, key = (
-            (row["bucket"], row["object_key"])
-            if row
-            else (self.bucket, recording_object_key(req.call_id))
+        targets: dict[str, set[str]] = {}
+        for bucket in (self.bucket, self.staging_bucket):
+            targets.setdefault(bucket, set()).add(recording_object_key(req.call_id))
+        if row and row["bucket"] and row["object_key"]:
+            targets.setdefault(row["bucket"], set()).add(row["object_key"])
+        prefix = f"conversations/{req.call_id}/"
+        missing = ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound")
+
+        def delete() -> int:
+            deleted = 0
+            for bucket, keys in targets.items():
+                try:
+                    listed = {o.object_name for o in self.minio.list_objects(
+                        bucket, prefix=prefix, recursive=True)}  # fmt: skip
+                except S3Error as exc:
+                    if exc.code != "NoSuchBucket":
+                        raise
+                    continue
+                for key in sorted(keys | {k for k in listed if k}):
+                    try:
+                        self.minio.stat_object(bucket, key)
+                    except S3Error as exc:
+                        if exc.code in missing:
+                            continue
+                        raise
+                    self.minio.remove_object(bucket, key)
+                    deleted += 1
+            return deleted
+
+        deleted = await asyncio.to_thread(delete)
+        activity.logger.info(
+            "erase_recording_object call_id=%s objects_deleted=%d", req.call_id, deleted
         )
-
-        def delete() -> bool:
-            try:
-                self.minio.stat_object(bucket, key)
-            except S3Error as exc:
-                if exc.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"):
-                    return False
-                raise
-            self.minio.remove_object(bucket, key)
-            return True
-
-        existed = await asyncio.to_thread(delete)
-        activity.logger.info("erase_recording_object call_id=%s existed=%s", req.call_id, existed)
-        return existed
+        return deleted > 0
 
     @activity.defn(name=ERASE_CALL_ROWS)
     async def erase_call_rows(self, inp: EraseRowsInput) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -79,18 +80,55 @@ def egress_state(info: EgressInfo) -> m.EgressState:
     )
 
 
+@dataclass(frozen=True)
+class EgressUpload:
+    """The S3 target every egress request carries (Egress uploads each file there).
+
+    Sent in the request rather than left to Egress's own `storage:` config so that the staging
+    bucket and its credentials live in our settings alone, and LiveKit Cloud's Egress (which
+    has no config file of ours) uploads to the same place. Credentials are never logged, and
+    LiveKit redacts them from the EgressInfo it returns.
+    """
+
+    bucket: str
+    endpoint: str  # URL Egress can reach; "" for AWS itself
+    region: str
+    force_path_style: bool
+    access_key: str = field(repr=False)
+    secret: str = field(repr=False)
+
+    def s3(self) -> api.S3Upload:
+        return api.S3Upload(
+            access_key=self.access_key,
+            secret=self.secret,
+            region=self.region,
+            endpoint=self.endpoint,
+            bucket=self.bucket,
+            force_path_style=self.force_path_style,
+        )
+
+
 class LiveKitActivities:
     """Built once per worker with a `LiveKitAPI` client (closed by whoever opened it).
 
     `api_key`/`api_secret` sign customer tokens; `livekit_url` is the URL handed to clients
-    when the workflow does not name one.
+    when the workflow does not name one. `egress_upload` is the S3 target sent with every
+    egress request; None leaves the upload to Egress's own storage configuration.
     """
 
-    def __init__(self, lk: api.LiveKitAPI, api_key: str, api_secret: str, livekit_url: str) -> None:
+    def __init__(
+        self,
+        lk: api.LiveKitAPI,
+        api_key: str,
+        api_secret: str,
+        livekit_url: str,
+        egress_upload: EgressUpload | None = None,
+    ) -> None:
         self.lk = lk
         self._api_key = api_key
         self._api_secret = api_secret
         self.livekit_url = livekit_url
+        self.egress_upload = egress_upload
 
     async def _call(self, what: str, call_id: str, request: Awaitable[T]) -> T:
         try:
@@ -179,13 +217,21 @@ class LiveKitActivities:
                     audio_mixing=api.AudioMixing.DUAL_CHANNEL_AGENT,
                     file_outputs=[
                         api.EncodedFileOutput(
-                            file_type=api.EncodedFileType.OGG, filepath=inp.filepath
+                            file_type=api.EncodedFileType.OGG,
+                            filepath=inp.filepath,
+                            s3=self.egress_upload.s3() if self.egress_upload else None,
                         )
                     ],
                 )
             ),
         )
-        log.info("egress_started", call_id=inp.call_id, egress_id=info.egress_id)
+        log.info(
+            "egress_started",
+            call_id=inp.call_id,
+            egress_id=info.egress_id,
+            filepath=inp.filepath,
+            bucket=self.egress_upload.bucket if self.egress_upload else "(egress config)",
+        )
         return egress_state(info)
 
     @activity.defn(name=act.STOP_EGRESS)

@@ -9,6 +9,13 @@ nothing is visible in the bucket until the upload completes. The object carries 
 room and egress id as metadata (known when the upload starts) and its SHA-256 and duration as
 object tags (known only at the end: S3 metadata cannot change without rewriting the object,
 tags can); a key that already holds the same bytes is left untouched (no second write).
+
+The source is read by bucket and key with the worker's S3 credentials (a presigned GET it signs
+itself) when the egress location names an S3 endpoint the product knows (see
+`activities.egress_location`), or `inp.object_key` in the staging bucket when set; any other
+http(s) location is fetched only from a host in `source_hosts` (RECORDING_SOURCE_HOSTS). Once
+the stored copy is verified (size and SHA-256 tag), the staging object is deleted, unless
+`staging_keep_days` leaves it to the staging bucket's lifecycle rule.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
+from activities.egress_location import LocationError, endpoint_host, parse_egress_location
 from activities.multipart import (
     MiB,
     MultipartSink,
@@ -56,6 +64,8 @@ MAX_RESUMES = 8  # cut connections survived within one attempt (then Temporal re
 HEARTBEAT_EVERY_S = 1.0
 MAX_URL_TTL = timedelta(minutes=15)
 RETENTION_RULE_ID = "recordings-retention"
+STAGING_RULE_ID = "egress-staging-expiry"
+SOURCE_URL_TTL = timedelta(hours=1)  # a presigned read of the staging object, per attempt
 CONTENT_TYPE = "audio/ogg"
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header + segment table + body: the longest Ogg page
 _NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
@@ -126,11 +136,23 @@ class _Download:
         return ogg_opus_duration(self.head, b"".join(self.tail))
 
 
+@dataclass(frozen=True)
+class RecordingSource:
+    """Where one attempt reads the egress file: `staging` (bucket, key) when it is an object
+    of our own S3 (deleted once stored), else only an allowed http(s) URL."""
+
+    url: str
+    staging: tuple[str, str] | None
+
+
 class StorageActivities:
     """Built once per worker with a minio client and the recordings bucket.
 
     `http_session_factory` makes the aiohttp session a download uses (tests pass their own);
-    `retention_days` is the bucket's lifecycle expiration for recordings.
+    `retention_days` is the bucket's lifecycle expiration for recordings. `staging_bucket`
+    is where Egress uploads (EGRESS_BUCKET); `s3_endpoints` are other host[:port] names of
+    the same S3 (e.g. the one Egress was told); `source_hosts` may serve http(s) locations;
+    `staging_keep_days` > 0 keeps staging objects for a lifecycle rule to expire.
     """
 
     def __init__(
@@ -141,6 +163,10 @@ class StorageActivities:
         retention_days: int = 365,
         *,
         part_size: int = PART_SIZE,
+        staging_bucket: str = "egress",
+        s3_endpoints: tuple[str, ...] = (),
+        source_hosts: frozenset[str] = frozenset(),
+        staging_keep_days: int = 0,
     ) -> None:
         if part_size < 5 * MiB:
             raise ValueError("part_size must be at least 5 MiB (S3's minimum part size)")
@@ -148,6 +174,10 @@ class StorageActivities:
         self.bucket = bucket
         self.retention_days = retention_days
         self.part_size = part_size
+        self.staging_bucket = staging_bucket
+        self.s3_endpoints = tuple(e for e in s3_endpoints if e)
+        self.source_hosts = frozenset(h.lower() for h in source_hosts)
+        self.staging_keep_days = staging_keep_days
         self._session_factory = http_session_factory or _default_session
 
     # --- bucket and links (plain methods, for the worker's start-up and the API) -------------
@@ -157,25 +187,36 @@ class StorageActivities:
 
         Rules of other ids are kept. Incomplete multipart uploads are cleaned after a day.
         """
-        if not self.minio.bucket_exists(self.bucket):
+        self._ensure_rule(self.bucket, RETENTION_RULE_ID, self.retention_days)
+        log.info("bucket_ready", bucket=self.bucket, retention_days=self.retention_days)
+
+    def ensure_staging_bucket(self) -> None:
+        """Create the staging bucket Egress uploads to (blocking). With `staging_keep_days`,
+        its objects expire after that many days (kept for inspection instead of deleted)."""
+        self._ensure_rule(self.staging_bucket, STAGING_RULE_ID, self.staging_keep_days or None)
+        log.info(
+            "staging_bucket_ready", bucket=self.staging_bucket, keep_days=self.staging_keep_days
+        )
+
+    def _ensure_rule(self, bucket: str, rule_id: str, days: int | None) -> None:
+        if not self.minio.bucket_exists(bucket):
             try:
-                self.minio.make_bucket(self.bucket)
+                self.minio.make_bucket(bucket)
             except S3Error as exc:  # another worker created it meanwhile
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
-        current = self.minio.get_bucket_lifecycle(self.bucket)
-        others = [r for r in (current.rules if current else []) if r.rule_id != RETENTION_RULE_ID]
+        current = self.minio.get_bucket_lifecycle(bucket)
+        others = [r for r in (current.rules if current else []) if r.rule_id != rule_id]
         rule = Rule(
             ENABLED,
             rule_filter=Filter(prefix="conversations/"),
-            rule_id=RETENTION_RULE_ID,
-            expiration=Expiration(days=self.retention_days),
+            rule_id=rule_id,
+            expiration=Expiration(days=days) if days else None,
             abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
                 days_after_initiation=1
             ),
         )
-        self.minio.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, rule]))
-        log.info("bucket_ready", bucket=self.bucket, retention_days=self.retention_days)
+        self.minio.set_bucket_lifecycle(bucket, LifecycleConfig([*others, rule]))
 
     def presigned_recording_url(self, key: str, expires: timedelta = MAX_URL_TTL) -> str:
         """A GET link to `key` valid for `expires` (at most 15 minutes; local computation)."""
@@ -211,20 +252,22 @@ class StorageActivities:
 
     @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
-        """Stream the egress file at `inp.location` to `conversations/<call_id>.ogg`.
+        """Stream the egress file (see `recording_source`) to `stored_key(inp)`
+        (`conversations/<call_id>.ogg` when no object_key), then delete the staging copy.
 
         Errors: RecordingSourceUnusable (non-retryable: 4xx such as 404, not an Ogg file),
         RecordingSourceUnavailable (5xx, connection trouble beyond `MAX_RESUMES` resumes),
         RecordingSizeMismatch (the bytes do not add up to `expected_size`: the source may have
         been cut), StorageUnavailable (the bucket). All but the first are retried by Temporal.
         """
-        if not inp.location.startswith(("http://", "https://")) or not m.is_call_id(inp.call_id):
+        if not m.is_call_id(inp.call_id) or not (inp.location or inp.object_key):
             raise ApplicationError(
-                "download_and_store_recording needs a call id and an http(s) location",
+                "download_and_store_recording needs a call id and a location or object_key",
                 type=act.ERR_INVALID_INPUT,
                 non_retryable=True,
             )
-        key = m.recording_object_key(inp.call_id)
+        key = self.stored_key(inp)
+        source = self.recording_source(inp)
         await self._abort_previous_attempt(key)
         existing = await asyncio.to_thread(self.stored_object, key)
         if (
@@ -234,6 +277,7 @@ class StorageActivities:
             and (not inp.expected_size or existing.size == inp.expected_size)
         ):
             log.info("recording_already_stored", call_id=inp.call_id, key=key, checked="metadata")
+            await self._drop_staging(inp, source, key)
             return self._result(inp, key, existing.size, existing.sha256, existing.duration_s, True)
 
         metadata = {"call-id": inp.call_id, "room": inp.room_name, "egress-id": inp.egress_id}
@@ -241,7 +285,7 @@ class StorageActivities:
         started = time.monotonic()
         try:
             async with self._session_factory() as http:
-                got = await self._transfer(http, inp, sink)
+                got = await self._transfer(http, inp, source.url, sink)
             if inp.expected_size and got.size != inp.expected_size:
                 raise ApplicationError(
                     f"recording of call {inp.call_id}: got {got.size} bytes, egress reported "
@@ -256,6 +300,7 @@ class StorageActivities:
             if existing is not None and existing.sha256 == sha256 and existing.size == got.size:
                 await sink.abort()
                 log.info("recording_already_stored", call_id=inp.call_id, key=key, checked="sha256")
+                await self._drop_staging(inp, source, key)
                 return self._result(inp, key, got.size, sha256, duration, True)
             tags = Tags.new_object_tags()
             tags.update({"sha256": sha256, "duration-s": f"{duration:.3f}"})
@@ -263,6 +308,8 @@ class StorageActivities:
         except BaseException:
             await asyncio.shield(sink.abort())
             raise
+        await self._verify_stored(inp, key, got.size, sha256)
+        await self._drop_staging(inp, source, key)
         elapsed = time.monotonic() - started
         log.info(
             "recording_stored",
@@ -273,6 +320,86 @@ class StorageActivities:
             seconds=round(elapsed, 2),
         )
         return self._result(inp, key, got.size, sha256, duration, False)
+
+    # --- the source and the staging copy ---------------------------------------------------
+
+    def stored_key(self, inp: m.RecordingInput) -> str:
+        """The recordings-bucket key: `inp.object_key` (a segment's own key) when set."""
+        if not inp.object_key:
+            return m.recording_object_key(inp.call_id)
+        if not inp.object_key.startswith(f"conversations/{inp.call_id}") or ".." in inp.object_key:
+            raise ApplicationError(
+                f"object_key of call {inp.call_id} must be under conversations/{inp.call_id}",
+                type=act.ERR_INVALID_INPUT,
+                non_retryable=True,
+            )
+        return inp.object_key
+
+    def recording_source(self, inp: m.RecordingInput) -> RecordingSource:
+        """Where this attempt reads the file (the URL is presigned here, never logged).
+
+        An S3 location on our own endpoint wins (it says where Egress really wrote, a storage
+        prefix or backup bucket included); else `object_key` in the staging bucket; else an
+        http(s) location whose host is allowed. Raises a non-retryable ApplicationError.
+        """
+        obj = None
+        if inp.location:
+            try:
+                obj = parse_egress_location(inp.location, endpoints=self.s3_endpoints)
+            except LocationError as exc:
+                if not inp.object_key:
+                    raise ApplicationError(
+                        f"recording of call {inp.call_id}: {exc}",
+                        type=act.ERR_SOURCE_UNUSABLE,
+                        non_retryable=True,
+                    ) from None
+        if obj is not None and obj.bucket and self._is_own_s3(obj.host):
+            return self._staging_source(obj.bucket, obj.key)
+        if inp.object_key:
+            return self._staging_source(self.staging_bucket, inp.object_key)
+        assert obj is not None
+        if obj.host in self.source_hosts:
+            return RecordingSource(inp.location, None)
+        log.warning("recording_source_refused", call_id=inp.call_id, host=obj.host)
+        raise ApplicationError(
+            f"recording of call {inp.call_id}: host {obj.host} is neither our S3 endpoint nor "
+            "in RECORDING_SOURCE_HOSTS",
+            type=act.ERR_SOURCE_UNUSABLE,
+            non_retryable=True,
+        )
+
+    def _is_own_s3(self, host: str) -> bool:
+        own = {endpoint_host(e) for e in self.s3_endpoints}
+        if host in own:
+            return True
+        aws = host.endswith("amazonaws.com")
+        return aws and any(h.endswith("amazonaws.com") for h in own)
+
+    def _staging_source(self, bucket: str, key: str) -> RecordingSource:
+        url = self.minio.presigned_get_object(bucket, key, expires=SOURCE_URL_TTL)
+        return RecordingSource(url, (bucket, key))
+
+    async def _verify_stored(self, inp: m.RecordingInput, key: str, size: int, sha: str) -> None:
+        """The object now at `key` has the bytes read (size, SHA-256 tag) before staging goes."""
+        stored = await asyncio.to_thread(self.stored_object, key)
+        if stored is None or stored.size != size or stored.sha256 != sha:
+            raise ApplicationError(
+                f"recording of call {inp.call_id}: the stored object at {key} does not match "
+                "what was read",
+                type=act.ERR_STORAGE_UNAVAILABLE,
+            )
+
+    async def _drop_staging(self, inp: m.RecordingInput, source: RecordingSource, key: str) -> None:
+        """Delete the staging copy once stored (unless kept for its lifecycle rule)."""
+        if source.staging is None or self.staging_keep_days:
+            return
+        bucket, skey = source.staging
+        if (bucket, skey) == (self.bucket, key):  # staging is the stored object itself
+            return
+        await asyncio.to_thread(
+            s3_call, "remove staging object", self.minio.remove_object, bucket, skey
+        )
+        log.info("staging_object_deleted", call_id=inp.call_id, bucket=bucket, key=skey)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -328,7 +455,7 @@ class StorageActivities:
         )
 
     async def _transfer(
-        self, http: aiohttp.ClientSession, inp: m.RecordingInput, sink: MultipartSink
+        self, http: aiohttp.ClientSession, inp: m.RecordingInput, url: str, sink: MultipartSink
     ) -> _Download:
         got = _Download()
         resumes = 0
@@ -340,7 +467,7 @@ class StorageActivities:
                 if got.etag:
                     headers["If-Range"] = got.etag
             try:
-                async with http.get(inp.location, headers=headers) as resp:
+                async with http.get(url, headers=headers) as resp:
                     if got.size and not _resumes_at(resp, got.size):
                         # The source cannot continue where we are: start again from byte 0.
                         log.warning(

@@ -341,6 +341,8 @@ class RecordingInput:
     # True for a run started by ops after the call's workflow finished: the recording workflow
     # then also appends the `recording` event to the call's log itself.
     report_to_call: bool = False
+    # Staging key the egress was told to write (also the stored key); "" -> parse `location`.
+    object_key: str = ""
 
 
 @dataclass

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     TEMPORAL_ADDRESS: str = Field("localhost:7233", description="host:port of Temporal's frontend")
     TEMPORAL_NAMESPACE: str = "default"
     TEMPORAL_TASK_QUEUE: str = "callcenter"
+    TEMPORAL_TLS_CERT: str = ""  # client certificate (PEM file path) for mTLS
+    TEMPORAL_TLS_KEY: SecretStr | None = None  # its private key (PEM file path)
+    TEMPORAL_TLS_CA: str = ""  # server CA (PEM file path); TLS with system roots when only this
+    TEMPORAL_TLS: bool = False  # TLS with system roots and no client certificate
+    TEMPORAL_API_KEY: SecretStr | None = None  # Temporal Cloud API key (implies TLS)
     # PostgreSQL
     DATABASE_URL: SecretStr = Field(
         description="postgresql://user:pass@host:port/db (or ?host=<socket dir>)"
@@ -60,6 +65,19 @@ class Settings(BaseSettings):
     RECORDINGS_BUCKET: str = "recordings"
     RECORDING_URL_TTL_S: int = Field(900, ge=1, le=900)
     RECORDING_RETENTION_DAYS: int = Field(365, ge=1)
+    # Egress staging: where LiveKit Egress uploads each file before the worker stores it
+    EGRESS_BUCKET: str = "egress"
+    EGRESS_S3_ENDPOINT: str = Field(
+        "", description="URL Egress uploads to (default http(s)://MINIO_ENDPOINT; AWS: empty)"
+    )
+    EGRESS_S3_FORCE_PATH_STYLE: bool = True
+    EGRESS_S3_ACCESS_KEY: SecretStr | None = None  # default: MINIO_ACCESS_KEY
+    EGRESS_S3_SECRET_KEY: SecretStr | None = None  # default: MINIO_SECRET_KEY
+    EGRESS_UPLOAD_IN_REQUEST: bool = True  # false: Egress's own `storage:` config decides
+    EGRESS_STAGING_KEEP_DAYS: int = Field(0, ge=0)  # 0: delete once stored; N: expire after N
+    RECORDING_SOURCE_HOSTS: str = Field(
+        "", description="comma-separated host[:port] an http(s) egress location may be read from"
+    )
     # LiveKit
     LIVEKIT_URL: str = Field(description="http(s):// or ws(s):// URL of the LiveKit server")
     LIVEKIT_API_KEY: SecretStr
@@ -148,6 +166,22 @@ class Settings(BaseSettings):
         if self.PAYLOAD_KEYS is None or not self.PAYLOAD_KEYS.get_secret_value().strip():
             return []
         return parse_payload_keys(self.PAYLOAD_KEYS.get_secret_value())
+
+    @property
+    def recording_source_hosts(self) -> frozenset[str]:
+        """Lower-case host[:port] entries an http(s) egress location may be fetched from."""
+        return frozenset(
+            h.strip().lower() for h in self.RECORDING_SOURCE_HOSTS.split(",") if h.strip()
+        )
+
+    @property
+    def egress_s3_endpoint(self) -> str:
+        """The endpoint URL Egress is told to upload to ("" for AWS's own)."""
+        if self.EGRESS_S3_ENDPOINT:
+            return self.EGRESS_S3_ENDPOINT.rstrip("/")
+        if self.MINIO_ENDPOINT.endswith("amazonaws.com"):
+            return ""
+        return f"{'https' if self.MINIO_SECURE else 'http'}://{self.MINIO_ENDPOINT}"
 
     @property
     def keywords(self) -> list[str]:

@@ -29,6 +29,9 @@ from core.models import call_workflow_id, new_call_id, recording_object_key, rec
 from workflows.erase import EraseCallWorkflow
 
 
+STAGING = "egress-erase-test"
+
+
 @workflow.defn(name="EraseTestStandIn", sandboxed=False)
 class StandIn:
     """Stands in for a call's workflows: only their ids and histories matter here."""
@@ -43,7 +46,9 @@ class StandIn:
 async def erase_worker(temporal_dev_env: WorkflowEnvironment, pg_dsn: str, s3: Any) -> Any:
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=init_connection)
     queue = f"erase-{uuid.uuid4().hex[:8]}"
-    acts = EraseActivities(pool, s3.client, temporal_dev_env.client, s3.bucket)
+    if not s3.client.bucket_exists(STAGING):
+        s3.client.make_bucket(STAGING)
+    acts = EraseActivities(pool, s3.client, temporal_dev_env.client, s3.bucket, STAGING)
     async with Worker(
         temporal_dev_env.client,
         task_queue=queue,
@@ -73,6 +78,11 @@ async def _seed_call(db: asyncpg.Connection, s3: Any, call_id: str) -> None:
     )
     key = recording_object_key(call_id)
     s3.client.put_object(s3.bucket, key, io.BytesIO(b"OggS-audio"), 10)
+    # Every copy a call can leave: segments stored and staged, the old single key staged.
+    for bucket in (s3.bucket, STAGING):
+        for n in (1, 2):
+            s3.client.put_object(bucket, f"conversations/{call_id}/{n}.ogg", io.BytesIO(b"OggS"), 4)
+    s3.client.put_object(STAGING, key, io.BytesIO(b"OggS-audio"), 10)
     await db.execute(
         "INSERT INTO recordings (call_id, bucket, object_key, egress_id, size_bytes, duration_s, sha256) "
         "VALUES ($1, $2, $3, 'EG_x', 10, 1.0, 'abc')",
@@ -113,6 +123,8 @@ async def test_erasure_removes_everything_and_records_only_who_and_when(
     client = temporal_dev_env.client
     call_id = new_call_id()
     await _seed_call(db, s3, call_id)
+    bystander = f"conversations/{new_call_id()}/1.ogg"  # another call's segment stays
+    s3.client.put_object(STAGING, bystander, io.BytesIO(b"OggS"), 4)
     for wid in (call_workflow_id(call_id), recording_workflow_id(call_id)):
         await client.execute_workflow(StandIn.run, 0.0, id=wid, task_queue=erase_worker)
     assert await _counts(db, call_id) == [1, 2, 1, 1]
@@ -125,7 +137,10 @@ async def test_erasure_removes_everything_and_records_only_who_and_when(
         call_id, executions_deleted=2, object_deleted=True, rows_deleted=5
     )
     assert await _counts(db, call_id) == [0, 0, 0, 0]
-    assert not [o for o in s3.client.list_objects(s3.bucket, prefix=recording_object_key(call_id))]
+    for bucket in s3.client.list_buckets():  # no object of the call is left anywhere
+        left = s3.client.list_objects(bucket.name, prefix=f"conversations/{call_id}", recursive=True)
+        assert not [o.object_name for o in left], bucket.name
+    assert s3.client.stat_object(STAGING, bystander).size == 4
     # Temporal accepted both deletions; the server completes them asynchronously (about a
     # minute on the dev server), so their disappearance is not waited for here.
     record = dict(await db.fetchrow("SELECT * FROM erasures WHERE call_id = $1", call_id))
