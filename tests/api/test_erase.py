@@ -28,7 +28,6 @@ from api.store import init_connection
 from core.models import call_workflow_id, new_call_id, recording_object_key, recording_workflow_id
 from workflows.erase import EraseCallWorkflow
 
-
 STAGING = "egress-erase-test"
 
 
@@ -138,7 +137,9 @@ async def test_erasure_removes_everything_and_records_only_who_and_when(
     )
     assert await _counts(db, call_id) == [0, 0, 0, 0]
     for bucket in s3.client.list_buckets():  # no object of the call is left anywhere
-        left = s3.client.list_objects(bucket.name, prefix=f"conversations/{call_id}", recursive=True)
+        left = s3.client.list_objects(
+            bucket.name, prefix=f"conversations/{call_id}", recursive=True
+        )
         assert not [o.object_name for o in left], bucket.name
     assert s3.client.stat_object(STAGING, bystander).size == 4
     # Temporal accepted both deletions; the server completes them asynchronously (about a
