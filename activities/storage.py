@@ -266,8 +266,8 @@ class StorageActivities:
                 type=act.ERR_INVALID_INPUT,
                 non_retryable=True,
             )
-        key = self.stored_key(inp)
         source = self.recording_source(inp)
+        key = self.stored_key(inp, source)
         await self._abort_previous_attempt(key)
         existing = await asyncio.to_thread(self.stored_object, key)
         if (
@@ -323,17 +323,20 @@ class StorageActivities:
 
     # --- the source and the staging copy ---------------------------------------------------
 
-    def stored_key(self, inp: m.RecordingInput) -> str:
-        """The recordings-bucket key: `inp.object_key` (a segment's own key) when set."""
-        if not inp.object_key:
-            return m.recording_object_key(inp.call_id)
-        if not inp.object_key.startswith(f"conversations/{inp.call_id}") or ".." in inp.object_key:
-            raise ApplicationError(
-                f"object_key of call {inp.call_id} must be under conversations/{inp.call_id}",
-                type=act.ERR_INVALID_INPUT,
-                non_retryable=True,
-            )
-        return inp.object_key
+    def stored_key(self, inp: m.RecordingInput, source: RecordingSource | None = None) -> str:
+        """The recordings-bucket key: `inp.object_key` (a segment's own key) when set, else
+        the staging key when it is one of this call's, else `conversations/<call_id>.ogg`."""
+        if inp.object_key:
+            if not _is_call_key(inp.call_id, inp.object_key):
+                raise ApplicationError(
+                    f"object_key of call {inp.call_id} must be under conversations/{inp.call_id}/",
+                    type=act.ERR_INVALID_INPUT,
+                    non_retryable=True,
+                )
+            return inp.object_key
+        if source is not None and source.staging and _is_call_key(inp.call_id, source.staging[1]):
+            return source.staging[1]
+        return m.recording_object_key(inp.call_id)
 
     def recording_source(self, inp: m.RecordingInput) -> RecordingSource:
         """Where this attempt reads the file (the URL is presigned here, never logged).
@@ -350,7 +353,7 @@ class StorageActivities:
                 if not inp.object_key:
                     raise ApplicationError(
                         f"recording of call {inp.call_id}: {exc}",
-                        type=act.ERR_SOURCE_UNUSABLE,
+                        type=act.ERR_INVALID_INPUT,
                         non_retryable=True,
                     ) from None
         if obj is not None and obj.bucket and self._is_own_s3(obj.host):
@@ -530,6 +533,14 @@ class StorageActivities:
             return
         percent = round(100.0 * got.size / got.total, 1) if got.total else None
         activity.heartbeat({"bytes": got.size, "percent": percent, "upload_id": sink.upload_id})
+
+
+def _is_call_key(call_id: str, key: str) -> bool:
+    """`conversations/<call_id>.ogg` or `conversations/<call_id>/<name>` (no `..`)."""
+    if key == m.recording_object_key(call_id):
+        return True
+    prefix = f"conversations/{call_id}/"
+    return key.startswith(prefix) and len(key) > len(prefix) and ".." not in key.split("/")
 
 
 def _resumes_at(resp: aiohttp.ClientResponse, offset: int) -> bool:

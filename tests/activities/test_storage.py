@@ -23,6 +23,7 @@ from aiohttp import web
 from minio.error import S3Error
 
 from activities import types as act
+from activities.egress_location import endpoint_host
 from activities.storage import (
     MiB,
     StorageActivities,
@@ -110,8 +111,14 @@ async def source() -> AsyncIterator[Source]:
 
 
 @pytest.fixture
-def storage(s3: Any) -> StorageActivities:
-    return StorageActivities(s3.client, s3.bucket, retention_days=30)
+def storage(s3: Any, source: Source) -> StorageActivities:
+    return StorageActivities(
+        s3.client, s3.bucket, retention_days=30, source_hosts=frozenset({host_of(source.url)})
+    )
+
+
+def host_of(url: str) -> str:
+    return endpoint_host(url)
 
 
 def rec_input(call_id: str, location: str, size: int, **kw: Any) -> m.RecordingInput:
@@ -338,9 +345,8 @@ async def test_an_unreachable_store_is_retryable(source: Source, tmp_path: Path)
     path = tmp_path / "s.ogg"
     write_ogg_like(path, 1000)
     inp = rec_input(m.new_call_id(), source.add(path), 1000)
-    err = await app_error(
-        Run()(StorageActivities(dead, "recordings").download_and_store_recording, inp)
-    )
+    acts = StorageActivities(dead, "recordings", source_hosts=frozenset({host_of(source.url)}))
+    err = await app_error(Run()(acts.download_and_store_recording, inp))
     assert err.type == act.ERR_STORAGE_UNAVAILABLE and not err.non_retryable
 
 
