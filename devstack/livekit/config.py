@@ -26,6 +26,13 @@ class EmulatorConfig:
     bound to all interfaces). `webhook_url` empty disables webhooks; it can also be changed at
     run time through `POST /_emulator/webhook`. `recordings_dir` empty means a temporary
     directory removed on stop.
+
+    Uploads are Egress's: to the request's `S3Upload`, else to the default storage `s3_*` (as
+    egress.yaml's `storage.s3`), else the file stays local (location = its path, as Egress's
+    local storage reports). `backup_bucket` is Egress's backup storage (same endpoint and
+    credentials) used when the primary upload fails. `serve_recordings` is a debug flag: the
+    emulator then also serves each file over its own HTTP and reports that URL when no storage
+    is configured (what the emulator did before it uploaded).
     """
 
     api_key: str
@@ -42,6 +49,14 @@ class EmulatorConfig:
     webhook_retries: int = 3
     webhook_backoff_s: float = 0.5
     webhook_timeout_s: float = 5.0
+    serve_recordings: bool = False
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_access_key: str = ""
+    s3_secret: str = ""
+    s3_region: str = "us-east-1"
+    s3_force_path_style: bool = True
+    backup_bucket: str = ""
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -60,7 +75,8 @@ class EmulatorConfig:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> EmulatorConfig:
         """Read LIVEKIT_API_KEY, LIVEKIT_API_SECRET, LIVEKIT_WEBHOOK_URL and the
         LIVEKIT_EMULATOR_* variables (HOST, PORT, PUBLIC_URL, AUTO_AGENT, AUTO_AGENT_DELAY,
-        RECORDINGS_DIR); keyword overrides (field names) win over the environment."""
+        RECORDINGS_DIR, SERVE_RECORDINGS, S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET,
+        S3_REGION, BACKUP_BUCKET); keyword overrides (field names) win over the environment."""
         e = os.environ if env is None else env
         values: dict[str, object] = {
             "api_key": e.get("LIVEKIT_API_KEY", ""),
@@ -72,6 +88,13 @@ class EmulatorConfig:
             "auto_agent_delay_s": _float(e, "LIVEKIT_EMULATOR_AUTO_AGENT_DELAY", 0.5),
             "public_url": e.get("LIVEKIT_EMULATOR_PUBLIC_URL", ""),
             "recordings_dir": e.get("LIVEKIT_EMULATOR_RECORDINGS_DIR", ""),
+            "serve_recordings": _bool(e, "LIVEKIT_EMULATOR_SERVE_RECORDINGS", False),
+            "s3_endpoint": e.get("LIVEKIT_EMULATOR_S3_ENDPOINT", ""),
+            "s3_bucket": e.get("LIVEKIT_EMULATOR_S3_BUCKET", ""),
+            "s3_access_key": e.get("LIVEKIT_EMULATOR_S3_ACCESS_KEY", ""),
+            "s3_secret": e.get("LIVEKIT_EMULATOR_S3_SECRET", ""),
+            "s3_region": e.get("LIVEKIT_EMULATOR_S3_REGION", "us-east-1"),
+            "backup_bucket": e.get("LIVEKIT_EMULATOR_BACKUP_BUCKET", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

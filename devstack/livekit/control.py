@@ -295,8 +295,15 @@ async def advance(request: web.Request) -> web.Response:
 async def recording(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
     egress_id = request.match_info["egress_id"]
+    if not emu.config.serve_recordings:  # Egress serves nothing: the file is in storage
+        raise ControlError(
+            404,
+            "not_found",
+            "recordings are served only with serve_recordings (debug)",
+            "egress_id",
+        )
     eg = emu.egresses.get(egress_id)
-    if eg is None or eg.recording is None:
+    if eg is None or eg.recording is None or not eg.recording.path.exists():
         raise ControlError(404, "not_found", "no recording for this egress (yet)", "egress_id")
     return await serve_recording(request, eg.recording, egress_id, emu.faults)
 

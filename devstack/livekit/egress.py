@@ -2,8 +2,11 @@
 
 StartRoomCompositeEgress answers EGRESS_STARTING (egress_started); the egress becomes ACTIVE
 shortly after (egress_updated). StopEgress, or the room closing, makes it ENDING
-(egress_updated); the Ogg/Opus file is then encoded in a worker thread and egress_ended
-carries EGRESS_COMPLETE with `file_results`. `egress_end` faults end it otherwise.
+(egress_updated); the Ogg/Opus file is then encoded in a worker thread, uploaded as Egress
+uploads it (see `upload`: the request's S3Upload, else the emulator's default storage, with
+its backup), and egress_ended carries EGRESS_COMPLETE with `file_results` (location as Egress
+reports it). A failed upload ends it EGRESS_FAILED with Egress's error text. `egress_end`
+faults end it otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .faults import Faults
 from .ids import new_id, now_ns
 from .recording import RecordingCancelled, RecordingFile, write_recording
 from .twirp import TwirpError
+from .upload import S3Target, UploadFailed, upload_with_backup
 
 if TYPE_CHECKING:
     from .emulator import Room
@@ -46,6 +50,7 @@ class Egress:
     planned_status: int | None = None  # an egress_end fault: end with this instead of COMPLETE
     planned_error: str = ""
     recording: RecordingFile | None = None
+    upload: S3Target | None = None  # where the file goes (credentials kept out of `info`)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -122,7 +127,11 @@ class EgressMixin:
             updated_at=now,
             room_composite=request,
         )
-        eg = Egress(info, dual_channel=req.audio_mixing == egress_pb.DUAL_CHANNEL_AGENT)
+        eg = Egress(
+            info,
+            dual_channel=req.audio_mixing == egress_pb.DUAL_CHANNEL_AGENT,
+            upload=S3Target.from_request(out.s3) if out.HasField("s3") else self._default_storage(),
+        )
         self.egresses[eg.id] = eg
         log.info("egress_started", room=room.name, egress_id=eg.id)
         self._emit("egress_started", egress_info=info)
@@ -132,6 +141,36 @@ class EgressMixin:
         else:
             self._spawn(self._activate(eg), eg.tasks)
         return _copy(info)
+
+    def _default_storage(self) -> S3Target | None:
+        """egress.yaml's `storage.s3`, when the emulator was given one."""
+        c = self.config
+        if not c.s3_endpoint or not c.s3_bucket:
+            return None
+        return S3Target(c.s3_endpoint, c.s3_bucket, c.s3_region, c.s3_force_path_style,
+                        c.s3_access_key, c.s3_secret)  # fmt: skip
+
+    async def _upload(self, eg: Egress, filename: str) -> tuple[str, bool]:
+        """Store the finished file as Egress would: (location, backup_storage_used)."""
+        assert eg.recording is not None
+        path = eg.recording.path
+        if eg.upload is None:
+            if self.config.serve_recordings:
+                return f"{self.base_url}/_emulator/recordings/{eg.id}.ogg", False
+            return str(path), False  # Egress's local storage reports the file's path
+        backup = None
+        if self.config.backup_bucket:
+            backup = (self._default_storage() or eg.upload).with_bucket(self.config.backup_bucket)
+        fault = self.faults.take("egress_upload_fail", egress_id=eg.id, room=eg.info.room_name)
+        primary_error = fault.params["error"] if fault else ""
+        backup_error = fault.params["backup_error"] if fault else ""
+        job = self._executor.submit(
+            upload_with_backup, eg.upload, backup, path, filename, primary_error, backup_error
+        )
+        location, backup_used = await asyncio.wrap_future(job)
+        if not self.config.serve_recordings:
+            path.unlink(missing_ok=True)  # Egress removes its local copy once uploaded
+        return location, backup_used
 
     async def _fail_start(self, eg: Egress) -> None:
         await asyncio.sleep(self.config.egress_start_delay_s)
@@ -210,6 +249,15 @@ class EgressMixin:
             except Exception as e:  # an encode failure is what a real egress reports as FAILED
                 log.exception("recording_failed", egress_id=eg.id)
                 status, error, with_file = egress_pb.EGRESS_FAILED, f"recording failed: {e}", False
+        location, backup_used = "", False
+        if with_file and eg.recording is not None:
+            try:
+                location, backup_used = await self._upload(
+                    eg, _filename(self._output(eg).filepath, info)
+                )
+            except UploadFailed as e:
+                log.warning("egress_upload_failed", egress_id=eg.id, error=str(e))
+                status, error, with_file = egress_pb.EGRESS_FAILED, str(e), False
         end = now_ns()
         info.status = status  # type: ignore[assignment]
         info.error = error
@@ -219,25 +267,26 @@ class EgressMixin:
         else:
             info.ended_at = end
         if with_file and eg.recording is not None:
-            out = (
-                info.room_composite.file
-                if info.room_composite.HasField("file")
-                else info.room_composite.file_outputs[0]
-            )
             result = egress_pb.FileInfo(
-                filename=_filename(out.filepath, info),
+                filename=_filename(self._output(eg).filepath, info),
                 started_at=info.started_at,
                 ended_at=info.ended_at,
                 duration=round(eg.recording.duration_s * 1e9),
                 size=eg.recording.size,
-                location=f"{self.base_url}/_emulator/recordings/{eg.id}.ogg",
+                location=location,
             )
             info.file_results.append(result)
             info.file.CopyFrom(result)  # the deprecated single-file result, still filled in
+            info.backup_storage_used = backup_used
         log.info("egress_ended", egress_id=eg.id, room=info.room_name,
                  status=egress_pb.EgressStatus.Name(status),
                  duration_s=round(eg.duration_s or 0.0, 3))  # fmt: skip
         self._emit("egress_ended", egress_info=info)
+
+    @staticmethod
+    def _output(eg: Egress) -> egress_pb.EncodedFileOutput:
+        rc = eg.info.room_composite
+        return rc.file if rc.HasField("file") else rc.file_outputs[0]
 
     def advance_egress(self, egress_id: str, seconds: float) -> float:
         """Add `seconds` to what an active egress will have recorded; returns the new total."""

@@ -12,6 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+UPLOAD_DENIED = (
+    "operation error S3: PutObject, https response error StatusCode: 403, "
+    "api error AccessDenied: Access Denied"
+)
 EGRESS_END_STATUSES = ("EGRESS_FAILED", "EGRESS_LIMIT_REACHED", "EGRESS_ABORTED")
 
 
@@ -47,7 +51,13 @@ KINDS: dict[str, Kind] = {
         ("egress_id", "room"),
         {"status": EGRESS_END_STATUSES},
     ),
-    # Recording downloads: throttled, cut after `after_bytes` (default half), or an HTTP error.
+    # The finished file's upload fails with `error` (Egress's text follows "S3 upload
+    # failed: "). With a backup bucket configured the file goes there (backup_storage_used)
+    # unless `backup_error` is set too; otherwise the egress ends EGRESS_FAILED.
+    "egress_upload_fail": Kind(
+        {"error": (str, UPLOAD_DENIED), "backup_error": (str, "")}, ("egress_id", "room")
+    ),
+    # Recording downloads (the debug-served copy): throttled, cut after `after_bytes` (default half), or an HTTP error.
     "recording_slow": Kind({"bytes_per_s": (int, 65536)}, _RECORDING),
     "recording_cut": Kind({"after_bytes": (int, None)}, _RECORDING),
     "recording_error": Kind({"status": (int, 503)}, _RECORDING),

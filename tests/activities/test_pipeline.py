@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities import types as act
-from activities.livekit import LiveKitActivities
+from activities.livekit import EgressUpload, LiveKitActivities
 from activities.storage import StorageActivities
 from core import models as m
 from core.temporal import connect_temporal
@@ -53,7 +53,9 @@ async def test_an_emulator_recording_is_stored_with_its_duration(
     call_id = m.new_call_id()
     room = m.room_name_for(call_id)
     async with lk.api() as client:
-        live = LiveKitActivities(client, lk.api_key, lk.api_secret, lk.url)
+        upload = EgressUpload("egress", f"http://{s3.endpoint}", "us-east-1", True,
+                              s3.access_key, s3.secret_key)  # fmt: skip
+        live = LiveKitActivities(client, lk.api_key, lk.api_secret, lk.url, upload)
         await Run()(live.create_room, act.CreateRoomInput(call_id, room, "sarah-cme"))
         await lk.join(room, m.customer_identity(call_id), kind="customer")
         ref = act.EgressRef(call_id, "")
@@ -75,20 +77,25 @@ async def test_an_emulator_recording_is_stored_with_its_duration(
 
         done = await until(complete)
     assert done.file is not None
+    key = m.recording_object_key(call_id)
+    # Egress uploaded to staging and reported it as Egress does (path style, custom endpoint).
+    assert done.file.location == f"http://{s3.endpoint}/egress/{key}"
+    assert done.file.filename == key
+    assert s3.client.stat_object("egress", key).size == done.file.size
+    storage = StorageActivities(s3.client, s3.bucket, s3_endpoints=(s3.endpoint,))
     inp = m.RecordingInput(
         call_id=call_id, room_name=room, egress_id=ref.egress_id, location=done.file.location,
         expected_size=done.file.size, expected_duration_s=done.file.duration_s, call_duration_s=96,
     )  # fmt: skip
-    result = await Run()(StorageActivities(s3.client, s3.bucket).download_and_store_recording, inp)
+    result = await Run()(storage.download_and_store_recording, inp)
     assert result.size == done.file.size and not result.already_stored
     # Measured from the Ogg pages themselves, it agrees with what egress reported.
     assert abs(result.duration_s - done.file.duration_s) < 0.1, (result, done.file)
     assert not result.incomplete
     assert stored_sha256(s3, result.key) == result.sha256
+    assert not list(s3.client.list_objects("egress", prefix=key))  # staging copy removed
     shorter = m.RecordingInput(**{**inp.__dict__, "call_duration_s": 400.0})
-    again = await Run()(
-        StorageActivities(s3.client, s3.bucket).download_and_store_recording, shorter
-    )
+    again = await Run()(storage.download_and_store_recording, shorter)
     assert again.already_stored and again.incomplete  # 95 s of a 400 s call
 
 
@@ -169,6 +176,7 @@ async def test_a_whole_call_on_the_real_activities(
     rec = result.recording
     assert rec is not None and rec.egress_id == egress.egress_id and rec.duration_s >= 60
     assert stored_sha256(s3, rec.key) == rec.sha256
+    assert not list(s3.client.list_objects("egress", prefix=f"conversations/{call_id}"))
 
     conn = await asyncpg.connect(pg_dsn)
     try:
