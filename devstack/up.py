@@ -94,6 +94,7 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "MINIO_SECRET_KEY": keep("MINIO_SECRET_KEY", lambda: secrets.token_urlsafe(24)),
         "MINIO_SECURE": "false",
         "RECORDINGS_BUCKET": "recordings",
+        "EGRESS_BUCKET": "egress",  # the emulator uploads here, as Egress to its S3Upload
         "LIVEKIT_URL": f"http://127.0.0.1:{ports.livekit}",
         "LIVEKIT_API_KEY": keep("LIVEKIT_API_KEY", lambda: "devkey"),
         "LIVEKIT_API_SECRET": keep("LIVEKIT_API_SECRET", lambda: secrets.token_urlsafe(32)),
@@ -202,8 +203,9 @@ async def up(args: argparse.Namespace) -> int:
         applied = await migrate(values["DATABASE_URL"])
         print(f"database migrated: {', '.join(applied) or 'up to date'}", flush=True)
         await start(s3_server(logs, ports.s3))
-        ensure_bucket(values["MINIO_ENDPOINT"], values["MINIO_ACCESS_KEY"],
-                      values["MINIO_SECRET_KEY"], values["RECORDINGS_BUCKET"])  # fmt: skip
+        for bucket in (values["RECORDINGS_BUCKET"], values["EGRESS_BUCKET"]):
+            ensure_bucket(values["MINIO_ENDPOINT"], values["MINIO_ACCESS_KEY"],
+                          values["MINIO_SECRET_KEY"], bucket)  # fmt: skip
         if not args.infra_only:
             want_agent = not args.no_agent and agent_keys_present(env)
             for proc in product_processes(env, ports, logs, want_agent, not args.no_standin):
@@ -219,7 +221,7 @@ async def up(args: argparse.Namespace) -> int:
                 "gRPC, namespace default, queue callcenter",
             ),
             ("LiveKit emu", f"http://127.0.0.1:{ports.livekit}", "Twirp API + /_emulator/"),
-            ("S3", f"http://127.0.0.1:{ports.s3}", "bucket recordings (moto)"),
+            ("S3", f"http://127.0.0.1:{ports.s3}", "buckets recordings, egress (moto)"),
             ("PostgreSQL", values["DATABASE_URL"], "data in .devstack/pgdata"),
             ("Settings", str(ENV_FILE), "read by every process"),
             ("Logs", str(logs), "one file per process"),

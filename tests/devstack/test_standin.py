@@ -1,6 +1,7 @@
 """devstack's scripted conversation drives a real call through the product's own paths:
 the customer joins (webhook), lines arrive as signals, a keyword alert fires, the customer
-hangs up (webhook) and the recording is stored."""
+hangs up (webhook) and the recording is stored: the emulator uploaded the file to the staging
+bucket as Egress does, the worker read it from there with credentials, and removed it."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
 
     rec = await api_stack.api.http("GET", f"/api/calls/{call_id}/recording", token=SUPERVISOR)
     assert rec.status == 200 and rec.body["size_bytes"] > 0, rec.body
+
+    settings = api_stack.settings
+    egresses = [
+        e.info
+        for e in api_stack.livekit.handle.emulator.egresses.values()
+        if e.info.room_name == room
+    ]
+    (info,) = egresses
+    staged = f"http://{settings.MINIO_ENDPOINT}/{settings.EGRESS_BUCKET}/"
+    assert info.file_results[0].location.startswith(staged), info.file_results[0].location
+    from activities import minio_client
+
+    left = minio_client(settings).list_objects(
+        settings.EGRESS_BUCKET, prefix=f"conversations/{call_id}", recursive=True
+    )
+    assert [o.object_name for o in left] == []  # the staging copy is gone once stored

@@ -47,6 +47,11 @@ def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_pat
         assert env["API_TOKENS"] == f"{env['DEVSTACK_ADMIN_TOKEN']}:admin"
         assert env["DEVSTACK_ADMIN_TOKEN"] not in text  # the token is in the file, never printed
         assert oct((state / "env").stat().st_mode & 0o777) == "0o600"
+        from activities import minio_client
+        from core.settings import load_settings
+
+        s3 = minio_client(load_settings(**{k: v for k, v in env.items() if k.isupper()}))
+        assert s3.bucket_exists(env["RECORDINGS_BUCKET"]) and s3.bucket_exists(env["EGRESS_BUCKET"])
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()
     assert "stopped temporal" in log.read_text()
