@@ -7,6 +7,7 @@ errors into 422 responses that name the field. Response models exist for the Ope
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from typing import Any, Literal
 
@@ -16,7 +17,17 @@ NAME_MAX = 64
 _NAME_PUNCT = frozenset(" '-.")
 ROOM_NAME_MAX = 64
 TEXT_MAX = 500
-INTERIM_TEXT_MAX = 1000  # pg NOTIFY payloads must stay under 8000 bytes
+INTERIM_TEXT_MAX = 1000  # characters
+# pg_notify refuses a payload of 8000 bytes or more, and bytes are what count: the interim
+# message is published as UTF-8 JSON (`json_utf8_size`), where a character costs 1-4 bytes and
+# a control character 6 once escaped. 1000 emoji are 4000 bytes; the envelope stays under 1000.
+INTERIM_TEXT_MAX_BYTES = 6000
+NOTIFY_MAX_BYTES = 7999
+
+
+def json_utf8_size(value: object) -> int:
+    """Bytes of `value` as the UTF-8 JSON the API publishes (`ensure_ascii=False`)."""
+    return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def check_person_name(value: str) -> str:
@@ -97,6 +108,13 @@ class InterimRequest(Strict):
     text: str = Field(max_length=INTERIM_TEXT_MAX)
     confidence: float | None = Field(None, ge=0.0, le=1.0)
     id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @field_validator("text")
+    @classmethod
+    def _fits_a_notification(cls, v: str) -> str:
+        if json_utf8_size(v) > INTERIM_TEXT_MAX_BYTES:
+            raise ValueError(f"must be at most {INTERIM_TEXT_MAX_BYTES} bytes as UTF-8 JSON")
+        return v
 
 
 class CodecPayload(BaseModel):

@@ -150,3 +150,15 @@ async def get_erasure(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None
         call_id,
     )
     return dict(row) if row else None
+
+
+async def ended_calls(pool: asyncpg.Pool, call_ids: list[str]) -> set[str]:
+    """Those of `call_ids` whose row says the call has ended (no row yet: not ended)."""
+    if not call_ids:
+        return set()
+    rows = await pool.fetch(
+        "SELECT call_id FROM calls WHERE call_id = ANY($1::text[]) AND NOT status = ANY($2::text[])",
+        call_ids,
+        ACTIVE_STATUSES,
+    )
+    return {r["call_id"] for r in rows}

@@ -10,8 +10,8 @@ A client that reconnects with `?after=<last seq it saw>` misses nothing.
 
 `WS /ws/calls`: a `snapshot` of live calls, then `call_updated` messages.
 
-WebSockets authenticate with `Authorization: Bearer`, `?token=`, or the subprotocol pair
-`bearer, <token>`. A refused socket gets an `error` frame and close code 4000 + the HTTP status
+WebSockets authenticate with `Authorization: Bearer` or the subprotocol pair `bearer, <token>`
+(what browsers can send); a `?token=` in the URL is refused (4401), as URLs end up in logs. A refused socket gets an `error` frame and close code 4000 + the HTTP status
 (4401 no/invalid token, 4403 wrong role, 4404 no such call, 4422 bad `after` or id).
 """
 
@@ -52,7 +52,7 @@ def _admit(request: Request) -> int:
     authenticate(request, READ_CALLS, websocket=True)
     if "call_id" in request.match_info:
         check_call_id(request.match_info["call_id"])
-    return parse_query(request, AfterQuery, ignore=frozenset({"token"})).after
+    return parse_query(request, AfterQuery).after
 
 
 async def _refuse(ws: WebsocketImplProtocol, err: ApiError) -> None:
@@ -196,7 +196,7 @@ def authenticate_agent(request: Request, call_id: str) -> str:
     video = claims.video
     if video is None or not video.room_admin or video.room != room_name_for(call_id):
         raise Unauthorized(f"the token does not grant roomAdmin on {room_name_for(call_id)}")
-    return claims.identity or "agent"
+    return (claims.identity or "agent")[:128]  # bounded: it travels in a pg_notify payload
 
 
 @internal.post("/internal/calls/<call_id:str>/interim")

@@ -100,7 +100,8 @@ function startApp(): void {
   void list.load(false);
   listSocket?.stop();
   listSocket = new LiveSocket({
-    url: () => wsUrl("/ws/calls", { token: token() ?? "" }),
+    url: () => wsUrl("/ws/calls", {}),
+    protocols: () => ["bearer", token() ?? ""],
     onMessage: (msg) => {
       if (msg.type === "snapshot" && Array.isArray(msg.calls)) {
         list?.applySnapshot(msg.calls as CallSummary[]);
