@@ -112,7 +112,7 @@ class InterimRequest(Strict):
     @field_validator("text")
     @classmethod
     def _fits_a_notification(cls, v: str) -> str:
-        if json_utf8_size(v) > INTERIM_TEXT_MAX_BYTES:
+        if json_utf8_size(v) - 2 > INTERIM_TEXT_MAX_BYTES:  # not counting its quotes
             raise ValueError(f"must be at most {INTERIM_TEXT_MAX_BYTES} bytes as UTF-8 JSON")
         return v
 

@@ -18,6 +18,7 @@ from api.admission import Admission
 from api.errors import RateLimited, Unavailable
 from api.livekit_grants import supervisor_token
 from api.ratelimit import RateLimiter, client_key
+from api.schemas import INTERIM_TEXT_MAX, NOTIFY_MAX_BYTES, InterimRequest, json_utf8_size
 from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, api_settings, run_api
 
 
@@ -257,3 +258,18 @@ async def test_readyz_is_one_bounded_probe_on_its_own_connection(api_stack: ApiS
         assert {r.status for r in replies} == {200}
         assert res.probe_pool.get_max_size() == 1
         assert res.probe_pool.get_size() <= 1
+
+
+@pytest.mark.parametrize("ch", ["\x01", "\U0001f600", "\u2028", '"', "\\", "é"])
+def test_interim_byte_accounting_covers_the_costliest_characters(ch: str) -> None:
+    text = ch * INTERIM_TEXT_MAX
+    assert InterimRequest(speaker="customer", text=text).text == text
+    envelope = {
+        "type": "interim_transcript",
+        "call_id": "x" * 40,
+        "seq": None,
+        "at": datetime.now(UTC).isoformat(),
+        "data": {"speaker": "assistant", "text": text, "confidence": 0.123456789, "id": "i" * 64},
+    }
+    envelope["data"]["by"] = "b" * 128  # type: ignore[index]
+    assert json_utf8_size(envelope) <= NOTIFY_MAX_BYTES
