@@ -139,6 +139,14 @@ class AfterQuery(Strict):
     after: int = Field(0, ge=0, le=2**62)
 
 
+TRANSCRIPT_PAGE = 1000
+TRANSCRIPT_PAGE_MAX = 5000
+
+
+class TranscriptQuery(AfterQuery):
+    limit: int = Field(TRANSCRIPT_PAGE, ge=1, le=TRANSCRIPT_PAGE_MAX)
+
+
 # --- responses --------------------------------------------------------------------------------
 
 
@@ -211,6 +219,9 @@ class Transcript(BaseModel):
     call_id: str
     lines: list[TranscriptEvent]
     last_seq: int
+    next_after: int | None = Field(
+        description="more lines follow: ask again with `after=next_after`; null on the last page"
+    )
 
 
 class LiveKitGrant(BaseModel):

@@ -131,8 +131,12 @@ async def events_after(
     return [event_row(r) for r in rows]
 
 
-async def transcript_after(pool: asyncpg.Pool, call_id: str, after: int) -> list[dict[str, Any]]:
-    return await events_after(pool, call_id, after, kinds=[EventKind.FINAL_TRANSCRIPT.value])
+async def transcript_after(
+    pool: asyncpg.Pool, call_id: str, after: int, limit: int = 10_000
+) -> list[dict[str, Any]]:
+    return await events_after(
+        pool, call_id, after, kinds=[EventKind.FINAL_TRANSCRIPT.value], limit=limit
+    )
 
 
 async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@
 means the server caught this client up from the table after it fell behind; nothing is lost.
 A client that reconnects with `?after=<last seq it saw>` misses nothing.
 
-`WS /ws/calls`: a `snapshot` of live calls, then `call_updated` messages.
+`WS /ws/calls`: a `snapshot` of live calls (the first `LIST_PAGE`; further pages follow as
+`snapshot_more` messages, each with `more` saying whether another follows), then `call_updated`.
 
 WebSockets authenticate with `Authorization: Bearer` or the subprotocol pair `bearer, <token>`
 (what browsers can send); a `?token=` in the URL is refused (4401), as URLs end up in logs. A refused socket gets an `error` frame and close code 4000 + the HTTP status
@@ -45,6 +46,7 @@ bp = Blueprint("live")
 internal = Blueprint("internal")
 
 _PAGE = 1000
+LIST_PAGE = 200  # active calls a list snapshot message carries
 
 
 def _admit(request: Request) -> int:
@@ -100,12 +102,21 @@ async def _pump_call(
         await _send(ws, text)
 
 
+async def _send_list_snapshot(ws: WebsocketImplProtocol, pool: Any) -> None:
+    """Every active call, `LIST_PAGE` a message: `snapshot` (replaces what the client had),
+    then `snapshot_more` pages (added to it); `more` says whether another page follows."""
+    calls, cursor = await store.list_calls(pool, "active", LIST_PAGE, None)
+    await _send(ws, {"type": "snapshot", "calls": calls, "more": cursor is not None})
+    while cursor is not None:
+        calls, cursor = await store.list_calls(pool, "active", LIST_PAGE, cursor)
+        await _send(ws, {"type": "snapshot_more", "calls": calls, "more": cursor is not None})
+
+
 async def _pump_list(ws: WebsocketImplProtocol, sub: Subscription, pool: Any) -> None:
     while True:
         item = await sub.get()
         if item is RESYNC:
-            calls, _ = await store.list_calls(pool, "active", 200, None)
-            await _send(ws, {"type": "snapshot", "calls": calls})
+            await _send_list_snapshot(ws, pool)
             continue
         await _send(ws, item[1])
 
@@ -137,8 +148,7 @@ async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
         return
     sub = res.live.subscribe(None)
     try:
-        calls, _ = await store.list_calls(res.db, "active", 200, None)
-        await _send(ws, {"type": "snapshot", "calls": calls})
+        await _send_list_snapshot(ws, res.db)
         await _serve(ws, asyncio.create_task(_pump_list(ws, sub, res.db)))
     except ConnectionClosed:
         pass

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from livekit import api as lkapi
 
@@ -19,7 +21,8 @@ from api.errors import RateLimited, Unavailable
 from api.livekit_grants import supervisor_token
 from api.ratelimit import RateLimiter, client_key
 from api.schemas import INTERIM_TEXT_MAX, NOTIFY_MAX_BYTES, InterimRequest, json_utf8_size
-from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, api_settings, run_api
+from core.models import new_call_id, room_name_for
+from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, RunningApi, api_settings, run_api
 
 
 class Clock:
@@ -273,3 +276,80 @@ def test_interim_byte_accounting_covers_the_costliest_characters(ch: str) -> Non
     }
     envelope["data"]["by"] = "b" * 128  # type: ignore[index]
     assert json_utf8_size(envelope) <= NOTIFY_MAX_BYTES
+
+
+# --- no silent truncation -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def pg_api(pg_dsn: str, s3: Any) -> AsyncIterator[RunningApi]:
+    """The API with PostgreSQL only (Temporal unreachable): enough for tables and sockets."""
+    settings = api_settings(pg_dsn=pg_dsn, s3=s3, temporal_address="127.0.0.1:1", livekit=None)
+    async with run_api(settings, wait_temporal=False) as running:
+        yield running
+
+
+async def test_the_transcript_pages_instead_of_stopping(
+    pg_api: RunningApi, db: asyncpg.Connection
+) -> None:
+    call_id = new_call_id()
+    await db.execute(
+        "INSERT INTO calls (call_id, room_name, status, last_seq) VALUES ($1, $2, 'completed', $3)",
+        call_id,
+        room_name_for(call_id),
+        2 * 2_600,
+    )
+    # final lines interleaved with other events: pages count lines, `after` counts seqs
+    await db.executemany(
+        "INSERT INTO call_events (call_id, seq, kind, at, data) "
+        "VALUES ($1, $2, $3, now(), $4::text::jsonb)",
+        [
+            (call_id, seq, kind, json.dumps({"speaker": "customer", "text": f"line {seq}"}))
+            for seq in range(1, 2 * 2_600 + 1)
+            for kind in ["final_transcript" if seq % 2 else "agent_metrics"]
+        ],
+    )
+    got: list[int] = []
+    after, pages = 0, 0
+    while True:
+        r = await pg_api.http(
+            "GET", f"/api/calls/{call_id}/transcript?after={after}&limit=1000", token=SUPERVISOR
+        )
+        assert r.status == 200, r.body
+        pages += 1
+        got += [line["seq"] for line in r.body["lines"]]
+        assert r.body["last_seq"] == 5_200
+        if r.body["next_after"] is None:
+            break
+        assert len(r.body["lines"]) == 1000 and r.body["next_after"] == got[-1]
+        after = r.body["next_after"]
+    assert got == list(range(1, 5_200, 2)) and pages == 3  # all 2,600, none twice
+    r = await pg_api.http("GET", f"/api/calls/{call_id}/transcript", token=SUPERVISOR)
+    assert len(r.body["lines"]) == 1000 and r.body["next_after"] == 1999  # default page
+    r = await pg_api.http("GET", f"/api/calls/{call_id}/transcript?limit=5001", token=SUPERVISOR)
+    assert r.status == 422 and r.error["field"] == "limit"
+
+
+async def test_the_live_list_snapshot_carries_every_active_call(
+    pg_api: RunningApi, db: asyncpg.Connection
+) -> None:
+    mine = [new_call_id() for _ in range(450)]
+    await db.executemany(
+        "INSERT INTO calls (call_id, room_name, status) VALUES ($1, $2, 'in_progress')",
+        [(c, room_name_for(c)) for c in mine],
+    )
+    try:
+        async with pg_api.ws("/ws/calls", token=SUPERVISOR) as ws:
+            first = json.loads((await ws.receive(timeout=10)).data)
+            assert first["type"] == "snapshot" and first["more"] is True
+            assert len(first["calls"]) == 200
+            seen = [c["call_id"] for c in first["calls"]]
+            more = True
+            while more:
+                page = json.loads((await ws.receive(timeout=10)).data)
+                assert page["type"] == "snapshot_more", page
+                seen += [c["call_id"] for c in page["calls"]]
+                more = page["more"]
+        assert set(mine) <= set(seen) and len(seen) == len(set(seen))
+    finally:
+        await db.execute("DELETE FROM calls WHERE call_id = ANY($1::text[])", mine)

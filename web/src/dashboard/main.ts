@@ -106,6 +106,9 @@ function startApp(): void {
       if (msg.type === "snapshot" && Array.isArray(msg.calls)) {
         list?.applySnapshot(msg.calls as CallSummary[]);
         renderOverview();
+      } else if (msg.type === "snapshot_more" && Array.isArray(msg.calls)) {
+        for (const call of msg.calls as CallSummary[]) list?.applyUpdate(call);
+        renderOverview();
       } else if (msg.type === "call_updated" && isRecord(msg.call)) {
         list?.applyUpdate(msg.call as unknown as CallSummary);
         renderOverview();
