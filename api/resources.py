@@ -48,7 +48,9 @@ class Resources:
             # A fixed region keeps presigning offline (no GetBucketLocation round trip).
             region=settings.MINIO_REGION,
         )
-        self.codec = codec_from_settings(settings)  # None when encryption is off
+        # For the Web UI's codec endpoint (None when encryption is off). It shows what history
+        # holds, plaintext included; refusing unencrypted input is the workers' and clients' job.
+        self.codec = codec_from_settings(settings, require_encryption=False)
         self._temporal: Client | None = None
         self._temporal_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     PAYLOAD_KEYS: SecretStr | None = Field(
         None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
     )
+    # None: on exactly when PAYLOAD_KEYS is set (see `require_encryption`)
+    PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
@@ -153,6 +155,14 @@ class Settings(BaseSettings):
             parse_payload_keys(v.get_secret_value())
         return v
 
+    @field_validator("PAYLOAD_REQUIRE_ENCRYPTION")
+    @classmethod
+    def _require_needs_keys(cls, v: bool | None, info: ValidationInfo) -> bool | None:
+        keys = info.data.get("PAYLOAD_KEYS")
+        if v and (keys is None or not keys.get_secret_value().strip()):
+            raise ValueError("is true but PAYLOAD_KEYS is not set: nothing could be decrypted")
+        return v
+
     # Derived views -------------------------------------------------------------------------
     @property
     def api_tokens(self) -> dict[str, str]:
@@ -170,6 +180,13 @@ class Settings(BaseSettings):
         if self.PAYLOAD_KEYS is None or not self.PAYLOAD_KEYS.get_secret_value().strip():
             return []
         return parse_payload_keys(self.PAYLOAD_KEYS.get_secret_value())
+
+    @property
+    def require_encryption(self) -> bool:
+        """Whether the codec refuses unencrypted payloads: on by default when keys are set."""
+        if self.PAYLOAD_REQUIRE_ENCRYPTION is None:
+            return bool(self.payload_keys)
+        return self.PAYLOAD_REQUIRE_ENCRYPTION
 
     @property
     def keywords(self) -> list[str]:
