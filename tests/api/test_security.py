@@ -353,3 +353,58 @@ async def test_the_live_list_snapshot_carries_every_active_call(
         assert set(mine) <= set(seen) and len(seen) == len(set(seen))
     finally:
         await db.execute("DELETE FROM calls WHERE call_id = ANY($1::text[])", mine)
+
+
+# --- anonymous cost: caps on what calls hold ----------------------------------------------------
+
+
+async def test_post_calls_is_capped_by_waiting_calls_and_calls_per_address(
+    api_stack: ApiStack,
+) -> None:
+    settings = api_stack.settings.model_copy(
+        update={"MAX_WAITING_CALLS": 1, "MAX_CALLS_PER_CLIENT": 2}
+    )
+    lk = api_stack.livekit
+    started: list[dict[str, Any]] = []
+    async with run_api(settings) as api:
+        await lk.set_webhook_url(f"{api.url}/webhooks/livekit")
+        admission = api.app.ctx.admission
+
+        async def eventually(check: Any) -> None:
+            for _ in range(100):
+                if check():
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the webhook never freed the place")
+
+        try:
+            r = await api.http("POST", "/api/calls", json_body={})
+            assert r.status == 201, r.body
+            started.append(r.body)
+            # one call waits for its customer: the next is 503, with when to come back
+            for path in ("/api/calls", "/api/get-token"):
+                busy = await api.http("POST", path, json_body={})
+                assert busy.status == 503 and busy.error["code"] == "busy", busy.body
+                assert 1 <= int(busy.headers["Retry-After"]) <= settings.CUSTOMER_JOIN_TIMEOUT_S
+            # its customer joins (webhook): it no longer waits, and a new call is admitted
+            await lk.join(started[0]["room_name"], started[0]["participant_identity"])
+            await eventually(lambda: not admission.waiting())
+            r = await api.http("POST", "/api/calls", json_body={})
+            assert r.status == 201, r.body
+            started.append(r.body)
+            await lk.join(started[1]["room_name"], started[1]["participant_identity"])
+            await eventually(lambda: not admission.waiting())
+            # two live calls from this address: a third is 429 whatever the waiting cap
+            r = await api.http("POST", "/api/calls", json_body={})
+            assert r.status == 429 and r.error["code"] == "too_many_calls", r.body
+            assert r.headers["Retry-After"]
+            # a customer hangs up (webhook): the address has a place again
+            await lk.leave(started[0]["room_name"], started[0]["participant_identity"])
+            await eventually(lambda: len(admission.of_client("127.0.0.1")) == 1)
+            r = await api.http("POST", "/api/calls", json_body={})
+            assert r.status == 201, r.body
+            started.append(r.body)
+        finally:
+            await lk.set_webhook_url(f"{api_stack.api.url}/webhooks/livekit")
+            for call in started:
+                await api_stack.api.http("POST", f"/api/calls/{call['call_id']}/end", token=ADMIN)
