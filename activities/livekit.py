@@ -173,12 +173,16 @@ class LiveKitActivities:
             .with_name(inp.name)
             .with_ttl(ttl)
             .with_grants(
+                # The customer speaks and listens, nothing more: no camera or screen share, no
+                # data packets (so no RPC to the agent and nothing forged on its topics).
                 api.VideoGrants(
                     room_join=True,
                     room=inp.room_name,
                     can_publish=True,
+                    can_publish_sources=["microphone"],
                     can_subscribe=True,
-                    can_publish_data=True,
+                    can_publish_data=False,
+                    can_update_own_metadata=False,
                 )
             )
             .to_jwt()

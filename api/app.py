@@ -13,6 +13,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
+from api.admission import Admission
 from api.auth import TokenTable
 from api.errors import render_error
 from api.metrics import observe_request
@@ -64,8 +65,14 @@ def create_app(
     app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer")
 
     app.ctx.settings = settings
-    app.ctx.tokens = TokenTable(settings.api_tokens)
+    app.ctx.tokens = TokenTable(settings.api_token_entries)
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    app.ctx.admission = Admission(
+        max_waiting=settings.MAX_WAITING_CALLS,
+        max_per_client=settings.MAX_CALLS_PER_CLIENT,
+        join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
+        max_call_s=settings.MAX_CALL_DURATION_S,
+    )
     app.ctx.res = Resources(settings)
 
     for bp in BLUEPRINTS:

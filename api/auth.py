@@ -1,13 +1,14 @@
 """Bearer-token authentication for supervisors, ops and admins.
 
-Tokens and their roles come from `settings.api_tokens` (token -> role). A presented token is
-compared with every configured token in constant time, so neither timing nor an early exit tells
-which prefix matched. A request is identified by a `Principal`: its role and a stable,
-non-secret id (`<role>-<sha256(token)[:10]>`) that goes into audit records instead of the token.
+Tokens and their roles come from `settings.api_token_entries`. A presented token is compared
+with every configured token in constant time, so neither timing nor an early exit tells which
+prefix matched. A request is identified by a `Principal`: its role and a stable, non-secret id
+that goes into audit records instead of the token: the entry's name (`name:token:role`), or
+`<role>-<sha256(token)[:10]>` for an entry without one.
 
 Browsers cannot set headers on a WebSocket, so WebSockets may also present the token as the
-`token` query parameter or as the subprotocol pair `bearer, <token>` (the server answers with
-the subprotocol `bearer`).
+subprotocol pair `bearer, <token>` (the server answers with the subprotocol `bearer`). A token
+in the URL (`?token=`) is refused: proxies and access logs keep URLs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from sanic import Request
 
 from api.errors import Forbidden, Unauthorized
+from core.settings import ApiToken
 
 # Who may do what. Supervisors watch and act on live calls; ops own the recording pipeline;
 # admins may do everything, including erasure.
@@ -44,10 +46,19 @@ class Principal:
 class TokenTable:
     """The configured tokens, kept as SHA-256 digests so comparisons are fixed-length."""
 
-    def __init__(self, tokens: dict[str, str]) -> None:
+    def __init__(self, tokens: Iterable[ApiToken] | dict[str, str]) -> None:
+        entries = (
+            [ApiToken(None, t, role) for t, role in tokens.items()]
+            if isinstance(tokens, dict)
+            else list(tokens)
+        )
         self._entries = [
-            (hashlib.sha256(t.encode()).digest(), role, f"{role}-{_fingerprint(t)}")
-            for t, role in tokens.items()
+            (
+                hashlib.sha256(e.token.encode()).digest(),
+                e.role,
+                e.name or f"{e.role}-{_fingerprint(e.token)}",
+            )
+            for e in entries
         ]
 
     def lookup(self, presented: str) -> Principal | None:
@@ -73,11 +84,15 @@ def bearer_from_header(request: Request) -> str | None:
 
 
 def token_from_websocket(request: Request) -> str | None:
-    """Header first, then `?token=`, then the subprotocol pair `bearer, <token>`."""
+    """Header first, then the subprotocol pair `bearer, <token>`; never the URL."""
+    if "token" in request.args:
+        raise Unauthorized(
+            "a token in the URL is not accepted (URLs are logged): send the subprotocol pair "
+            "`bearer, <token>` or an Authorization header",
+            code="token_in_url",
+            field="token",
+        )
     token = bearer_from_header(request)
-    if token:
-        return token
-    token = request.args.get("token")
     if token:
         return token
     offered = [p.strip() for p in request.headers.get("sec-websocket-protocol", "").split(",")]

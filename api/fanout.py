@@ -24,6 +24,8 @@ import asyncpg
 from prometheus_client import Counter, Gauge
 
 from api import store
+from api.errors import ValidationFailed
+from api.schemas import NOTIFY_MAX_BYTES
 from core.log import get_logger
 from core.models import EventKind
 
@@ -275,5 +277,13 @@ def _parse(payload: str) -> dict[str, Any]:
 
 
 async def publish_interim(pool: asyncpg.Pool, message: dict[str, Any]) -> None:
-    """NOTIFY an interim transcript to every API instance (never stored)."""
-    await pool.execute("SELECT pg_notify($1, $2)", INTERIM_CHANNEL, json.dumps(message))
+    """NOTIFY an interim transcript to every API instance (never stored).
+
+    UTF-8 JSON, not ASCII escapes (an emoji is 4 bytes, not 12), so that what
+    `api.schemas.InterimRequest` accounted for is what pg_notify gets; a message that still
+    would not fit is a 422 naming `text`, never a 500 from the server.
+    """
+    payload = json.dumps(message, ensure_ascii=False)
+    if len(payload.encode()) > NOTIFY_MAX_BYTES:
+        raise ValidationFailed("text: is too long for a live message", field="text")
+    await pool.execute("SELECT pg_notify($1, $2)", INTERIM_CHANNEL, payload)

@@ -1,8 +1,10 @@
 """LiveKit tokens the API mints itself (supervisors), and the whisper message to the agent.
 
-A supervisor token is for one room only. `monitor` is hidden and subscribe-only (it cannot
-publish audio or data); `barge` may publish and is visible. Identities start with `supervisor-`
-so the webhook mapping classifies them.
+A supervisor token is for one room only and lives 15 minutes (a leaked one is soon worthless;
+the dashboard asks for a new one to listen again). `monitor` is hidden and subscribe-only;
+`barge` is visible and may publish its microphone only. Neither may publish data, so neither
+can call the agent's RPCs or forge its topics: a whisper goes through the audited API.
+Identities start with `supervisor-` so the webhook mapping classifies them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from core.settings import Settings
 
 SUPERVISOR_PREFIX = "supervisor-"
 WHISPER_TOPIC = "supervisor.whisper"
-SUPERVISOR_TOKEN_TTL = timedelta(hours=1)
+SUPERVISOR_TOKEN_TTL = timedelta(minutes=15)
 
 
 def supervisor_token(
@@ -32,7 +34,9 @@ def supervisor_token(
         room=room_name,
         can_subscribe=True,
         can_publish=can_publish,
-        can_publish_data=can_publish,
+        can_publish_sources=["microphone"] if can_publish else None,
+        can_publish_data=False,
+        can_update_own_metadata=False,
         hidden=not can_publish,
     )
     token = (

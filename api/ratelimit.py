@@ -1,14 +1,20 @@
-"""Per-client-address rate limit for the customer endpoints (token bucket, in process memory).
+"""Per-client rate limit for the customer endpoints (token bucket, in process memory).
 
-Each address may burst up to `per_minute` requests and then gets one more every 60/per_minute
-seconds. The limit is per API instance: with N instances behind a balancer a client may reach
-N times the limit, which is acceptable for abuse protection (not for billing).
+A client is its address, except that an IPv6 client is its /64 (`client_key`): one subscriber
+line or host holds a whole /64, and would otherwise have 2**64 fresh buckets. Each client may
+burst up to `per_minute` requests and then gets one more every 60/per_minute seconds. The
+buckets are bounded (`max_clients`): the least recently used one is dropped for a new client,
+so an address-spraying client evicts only stale buckets and never resets everyone's limit.
+The limit is per API instance: with N instances behind a balancer a client may reach N times
+the limit, which is acceptable for abuse protection (not for billing).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from sanic import Request
@@ -19,11 +25,21 @@ _MAX_CLIENTS = 100_000  # bounds memory under an address-spraying client
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = _MAX_CLIENTS,
+    ) -> None:
         self.capacity = float(per_minute)
         self.refill_per_s = per_minute / 60.0
+        self.max_clients = max_clients
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated_at)
+        # key -> (tokens, updated_at), least recently used first
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def check(self, key: str) -> float:
         """Take one token for `key`; return 0 if allowed, else seconds until the next token."""
@@ -37,18 +53,11 @@ class RateLimiter:
         return (1.0 - tokens) / self.refill_per_s
 
     def _store(self, key: str, tokens: float, now: float) -> None:
-        if key not in self._buckets and len(self._buckets) >= _MAX_CLIENTS:
-            self._evict_full(now)
+        if key in self._buckets:
+            self._buckets.move_to_end(key)
+        elif len(self._buckets) >= self.max_clients:
+            self._buckets.popitem(last=False)
         self._buckets[key] = (tokens, now)
-
-    def _evict_full(self, now: float) -> None:
-        # A bucket that has refilled completely carries no information: drop those first.
-        full_after = self.capacity / self.refill_per_s
-        stale = [k for k, (_, at) in self._buckets.items() if now - at >= full_after]
-        for k in stale:
-            del self._buckets[k]
-        if len(self._buckets) >= _MAX_CLIENTS:
-            self._buckets.clear()
 
 
 def client_address(request: Request) -> str:
@@ -57,10 +66,24 @@ def client_address(request: Request) -> str:
     return request.remote_addr or request.ip or "unknown"
 
 
+def client_key(address: str) -> str:
+    """What limits count by: an IPv4 address as is, an IPv6 address by its /64 (an IPv4-mapped
+    one as its IPv4 address); anything unparsable as it came."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def enforce(request: Request) -> None:
     """Raise 429 with `Retry-After` when the caller's address is over the limit."""
     limiter: RateLimiter = request.app.ctx.rate_limiter
-    wait = limiter.check(client_address(request))
+    wait = limiter.check(client_key(client_address(request)))
     if wait > 0:
         retry_after = str(max(1, math.ceil(wait)))
         raise RateLimited(

@@ -30,6 +30,9 @@ class Resources:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
+        # Readiness probes get one connection of their own: a flood of /readyz can neither
+        # take the requests' connections nor be starved by them.
+        self.probe_pool: asyncpg.Pool | None = None
         self.hub: LiveHub | None = None
         self.livekit: lkapi.LiveKitAPI | None = None
         self.token_verifier = lkapi.TokenVerifier(
@@ -45,14 +48,16 @@ class Resources:
             # A fixed region keeps presigning offline (no GetBucketLocation round trip).
             region=settings.MINIO_REGION,
         )
-        self.codec = codec_from_settings(settings)  # None when encryption is off
+        # For the Web UI's codec endpoint (None when encryption is off). It shows what history
+        # holds, plaintext included; refusing unencrypted input is the workers' and clients' job.
+        self.codec = codec_from_settings(settings, require_encryption=False)
         self._temporal: Client | None = None
-        self._temporal_error = "not connected yet"
         self._temporal_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
         self.pool = await store.open_pool(self.settings.database_url, min_size=0, max_size=20)
+        self.probe_pool = await store.open_pool(self.settings.database_url, min_size=0, max_size=1)
         self.hub = LiveHub(
             self.settings.database_url,
             self.pool,
@@ -80,6 +85,8 @@ class Resources:
             await self.livekit.aclose()
         if self.pool is not None:
             await self.pool.close()
+        if self.probe_pool is not None:
+            await self.probe_pool.close()
 
     async def _connect_temporal(self) -> None:
         delay = 0.5
@@ -90,8 +97,7 @@ class Resources:
                 log.info("temporal_connected", address=self.settings.TEMPORAL_ADDRESS)
                 return
             except (RuntimeError, OSError) as exc:
-                self._temporal_error = f"{type(exc).__name__}: {exc}"
-                log.warning("temporal_connect_failed", error=self._temporal_error)
+                log.warning("temporal_connect_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -110,9 +116,8 @@ class Resources:
     @property
     def temporal(self) -> Client:
         if self._temporal is None:
-            raise Unavailable(
-                f"temporal is not reachable ({self._temporal_error})", code="temporal_unavailable"
-            )
+            # The reason (address, namespace, transport error) is in the log, not the answer.
+            raise Unavailable("temporal is not reachable", code="temporal_unavailable")
         return self._temporal
 
     @property

@@ -7,6 +7,7 @@ errors into 422 responses that name the field. Response models exist for the Ope
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from typing import Any, Literal
 
@@ -16,7 +17,17 @@ NAME_MAX = 64
 _NAME_PUNCT = frozenset(" '-.")
 ROOM_NAME_MAX = 64
 TEXT_MAX = 500
-INTERIM_TEXT_MAX = 1000  # pg NOTIFY payloads must stay under 8000 bytes
+INTERIM_TEXT_MAX = 1000  # characters
+# pg_notify refuses a payload of 8000 bytes or more, and bytes are what count: the interim
+# message is published as UTF-8 JSON (`json_utf8_size`), where a character costs 1-4 bytes and
+# a control character 6 once escaped. 1000 emoji are 4000 bytes; the envelope stays under 1000.
+INTERIM_TEXT_MAX_BYTES = 6000
+NOTIFY_MAX_BYTES = 7999
+
+
+def json_utf8_size(value: object) -> int:
+    """Bytes of `value` as the UTF-8 JSON the API publishes (`ensure_ascii=False`)."""
+    return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def check_person_name(value: str) -> str:
@@ -98,6 +109,13 @@ class InterimRequest(Strict):
     confidence: float | None = Field(None, ge=0.0, le=1.0)
     id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
+    @field_validator("text")
+    @classmethod
+    def _fits_a_notification(cls, v: str) -> str:
+        if json_utf8_size(v) - 2 > INTERIM_TEXT_MAX_BYTES:  # not counting its quotes
+            raise ValueError(f"must be at most {INTERIM_TEXT_MAX_BYTES} bytes as UTF-8 JSON")
+        return v
+
 
 class CodecPayload(BaseModel):
     """Temporal's JSON form of a Payload: metadata values and data are base64."""
@@ -119,6 +137,14 @@ class ListCallsQuery(Strict):
 
 class AfterQuery(Strict):
     after: int = Field(0, ge=0, le=2**62)
+
+
+TRANSCRIPT_PAGE = 1000
+TRANSCRIPT_PAGE_MAX = 5000
+
+
+class TranscriptQuery(AfterQuery):
+    limit: int = Field(TRANSCRIPT_PAGE, ge=1, le=TRANSCRIPT_PAGE_MAX)
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -193,6 +219,9 @@ class Transcript(BaseModel):
     call_id: str
     lines: list[TranscriptEvent]
     last_seq: int
+    next_after: int | None = Field(
+        description="more lines follow: ask again with `after=next_after`; null on the last page"
+    )
 
 
 class LiveKitGrant(BaseModel):

@@ -131,8 +131,12 @@ async def events_after(
     return [event_row(r) for r in rows]
 
 
-async def transcript_after(pool: asyncpg.Pool, call_id: str, after: int) -> list[dict[str, Any]]:
-    return await events_after(pool, call_id, after, kinds=[EventKind.FINAL_TRANSCRIPT.value])
+async def transcript_after(
+    pool: asyncpg.Pool, call_id: str, after: int, limit: int = 10_000
+) -> list[dict[str, Any]]:
+    return await events_after(
+        pool, call_id, after, kinds=[EventKind.FINAL_TRANSCRIPT.value], limit=limit
+    )
 
 
 async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
@@ -150,3 +154,15 @@ async def get_erasure(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None
         call_id,
     )
     return dict(row) if row else None
+
+
+async def ended_calls(pool: asyncpg.Pool, call_ids: list[str]) -> set[str]:
+    """Those of `call_ids` whose row says the call has ended (no row yet: not ended)."""
+    if not call_ids:
+        return set()
+    rows = await pool.fetch(
+        "SELECT call_id FROM calls WHERE call_id = ANY($1::text[]) AND NOT status = ANY($2::text[])",
+        call_ids,
+        ACTIVE_STATUSES,
+    )
+    return {r["call_id"] for r in rows}

@@ -39,13 +39,26 @@ def parse_body(request: Request, model: type[M], *, allow_empty: bool = False) -
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ValidationFailed("body: is not valid JSON", field="body") from None
+        except RecursionError:
+            # `"[" * 200000` exhausts the decoder's recursion: hostile input, not a server fault.
+            raise ValidationFailed("body: is nested too deeply", field="body") from None
     if not isinstance(data, dict):
         raise ValidationFailed("body: must be a JSON object", field="body")
+    try:
+        # JSON may spell an unpaired surrogate (`"\\ud800"`), which no UTF-8 consumer
+        # (PostgreSQL, Temporal, pg_notify) can take: refuse it here, not with a 500 later.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValidationFailed("body: contains an unpaired surrogate", field="body") from None
+    except RecursionError:
+        raise ValidationFailed("body: is nested too deeply", field="body") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         _raise_from(exc)
         raise  # unreachable: _raise_from always raises
+    except RecursionError:
+        raise ValidationFailed("body: is nested too deeply", field="body") from None
 
 
 def parse_query(request: Request, model: type[M], *, ignore: frozenset[str] = frozenset()) -> M:

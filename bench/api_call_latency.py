@@ -24,7 +24,12 @@ from workflows import ops
 
 
 async def main(n: int, warmup: int) -> None:
-    async with running_stack(RATE_LIMIT_PER_MINUTE="1000000", AGENT_JOIN_TIMEOUT_S="3600") as stack:
+    async with running_stack(
+        RATE_LIMIT_PER_MINUTE="1000000",
+        MAX_WAITING_CALLS="1000000",  # one address starts every call
+        MAX_CALLS_PER_CLIENT="1000000",
+        AGENT_JOIN_TIMEOUT_S="3600",
+    ) as stack:
         client = await connect_temporal(stack.settings)
         config = CallConfig.from_settings(stack.settings)
         api_ms: list[float] = []

@@ -5,6 +5,11 @@ Keys are `[(key_id, 32 bytes)]`, newest first: the newest encrypts, every one de
 is rotated by prepending a new one and dropping the old one only once nothing it encrypted is
 still needed. Each encrypted payload carries its key id and a marker encoding in its metadata;
 the data is `nonce (12 bytes) || ciphertext+tag` of the whole original `Payload` message.
+
+With `require_encryption` (`PAYLOAD_REQUIRE_ENCRYPTION`, on by default when keys are set) a
+payload that is not encrypted is refused, naming its position and encoding: a plaintext signal
+or input injected by someone who can reach Temporal but has no key never reaches a workflow.
+Turn it off only while histories written before the keys were set are still running.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ class PayloadDecryptError(ValueError):
 class EncryptionCodec(PayloadCodec):
     """Encrypts every payload with the newest key; decrypts with the key its metadata names."""
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(
+        self, keys: Sequence[tuple[str, bytes]], *, require_encryption: bool = False
+    ) -> None:
+        self.require_encryption = require_encryption
         if not keys:
             raise ValueError("EncryptionCodec needs at least one (key_id, key) pair")
         for kid, key in keys:
@@ -63,13 +71,21 @@ class EncryptionCodec(PayloadCodec):
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Decrypt; payloads that are not encrypted pass through unchanged.
+        """Decrypt; payloads that are not encrypted pass through unchanged unless
+        `require_encryption`.
 
-        Raises `PayloadDecryptError` for an unknown key id or data that fails authentication.
+        Raises `PayloadDecryptError` for an unknown key id, data that fails authentication, or
+        (with `require_encryption`) a payload that is not encrypted.
         """
         out = []
-        for p in payloads:
+        for i, p in enumerate(payloads):
             if p.metadata.get("encoding") != ENCODING:
+                if self.require_encryption:
+                    encoding = p.metadata.get("encoding", b"").decode(errors="replace")[:64]
+                    raise PayloadDecryptError(
+                        f"payload {i + 1} of {len(payloads)} is not encrypted (encoding "
+                        f"{encoding or 'none'!r}) and PAYLOAD_REQUIRE_ENCRYPTION refuses it"
+                    )
                 out.append(p)
                 continue
             kid = p.metadata.get(KEY_ID_META, b"").decode(errors="replace")
@@ -92,7 +108,14 @@ class EncryptionCodec(PayloadCodec):
         return out
 
 
-def codec_from_settings(settings: Any) -> EncryptionCodec | None:
-    """The codec for `settings.payload_keys`, or None when encryption is off (no keys)."""
+def codec_from_settings(
+    settings: Any, *, require_encryption: bool | None = None
+) -> EncryptionCodec | None:
+    """The codec for `settings.payload_keys`, or None when encryption is off (no keys).
+    `require_encryption` defaults to `settings.require_encryption`."""
     keys = settings.payload_keys
-    return EncryptionCodec(keys) if keys else None
+    if not keys:
+        return None
+    if require_encryption is None:
+        require_encryption = settings.require_encryption
+    return EncryptionCodec(keys, require_encryption=require_encryption)

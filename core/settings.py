@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVSTACK_ENV = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "env"
 
 ROLES = ("supervisor", "ops", "admin")
+# RFC 7230 `tchar`: the dashboard sends its token as a WebSocket subprotocol, which allows no more.
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One `API_TOKENS` entry; `name` (optional) is who the audit log says acted."""
+
+    name: str | None
+    token: str
+    role: str
 
 
 class RecordingConsent(StrEnum):
@@ -94,14 +108,19 @@ class Settings(BaseSettings):
     API_HOST: str = "127.0.0.1"
     API_PORT: int = Field(8000, ge=1, le=65535)
     API_TOKENS: SecretStr = Field(
-        description="comma-separated token:role pairs, roles supervisor|ops|admin"
+        description="comma-separated token:role or name:token:role entries, "
+        "roles supervisor|ops|admin"
     )
     RATE_LIMIT_PER_MINUTE: int = Field(30, ge=1)
+    MAX_WAITING_CALLS: int = Field(50, ge=1, description="calls waiting for their customer")
+    MAX_CALLS_PER_CLIENT: int = Field(3, ge=1, description="live calls of one address (IPv6 /64)")
     WS_QUEUE_SIZE: int = Field(256, ge=8)
     CODEC_CORS_ORIGINS: str = "http://localhost:8233,http://127.0.0.1:8233"
     PAYLOAD_KEYS: SecretStr | None = Field(
         None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
     )
+    # None: on exactly when PAYLOAD_KEYS is set (see `require_encryption`)
+    PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
@@ -144,7 +163,7 @@ class Settings(BaseSettings):
     @field_validator("API_TOKENS")
     @classmethod
     def _tokens(cls, v: SecretStr) -> SecretStr:
-        parse_api_tokens(v.get_secret_value())
+        parse_api_token_entries(v.get_secret_value())
         return v
 
     @field_validator("PAYLOAD_KEYS")
@@ -154,11 +173,24 @@ class Settings(BaseSettings):
             parse_payload_keys(v.get_secret_value())
         return v
 
+    @field_validator("PAYLOAD_REQUIRE_ENCRYPTION")
+    @classmethod
+    def _require_needs_keys(cls, v: bool | None, info: ValidationInfo) -> bool | None:
+        keys = info.data.get("PAYLOAD_KEYS")
+        if v and (keys is None or not keys.get_secret_value().strip()):
+            raise ValueError("is true but PAYLOAD_KEYS is not set: nothing could be decrypted")
+        return v
+
     # Derived views -------------------------------------------------------------------------
     @property
     def api_tokens(self) -> dict[str, str]:
         """token -> role."""
         return parse_api_tokens(self.API_TOKENS.get_secret_value())
+
+    @property
+    def api_token_entries(self) -> list[ApiToken]:
+        """Every entry with its name (None when the entry has none)."""
+        return parse_api_token_entries(self.API_TOKENS.get_secret_value())
 
     @property
     def payload_keys(self) -> list[tuple[str, bytes]]:
@@ -182,6 +214,11 @@ class Settings(BaseSettings):
         if self.MINIO_ENDPOINT.endswith("amazonaws.com"):
             return ""
         return f"{'https' if self.MINIO_SECURE else 'http'}://{self.MINIO_ENDPOINT}"
+    def require_encryption(self) -> bool:
+        """Whether the codec refuses unencrypted payloads: on by default when keys are set."""
+        if self.PAYLOAD_REQUIRE_ENCRYPTION is None:
+            return bool(self.payload_keys)
+        return self.PAYLOAD_REQUIRE_ENCRYPTION
 
     @property
     def keywords(self) -> list[str]:
@@ -192,20 +229,48 @@ class Settings(BaseSettings):
         return self.DATABASE_URL.get_secret_value()
 
 
-def parse_api_tokens(raw: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for i, pair in enumerate(p.strip() for p in raw.split(",") if p.strip()):
-        token, sep, role = pair.rpartition(":")
-        if not sep or not token:
-            raise ValueError(f"entry {i + 1} is not token:role")
+def parse_api_token_entries(raw: str) -> list[ApiToken]:
+    """`token:role` or `name:token:role` entries, comma-separated. Messages never quote a token."""
+    entries: list[ApiToken] = []
+    names: set[str] = set()
+    tokens: set[str] = set()
+    for i, entry in enumerate(p.strip() for p in raw.split(",") if p.strip()):
+        parts = entry.split(":")
+        if len(parts) == 2:
+            name, (token, role) = None, parts
+        elif len(parts) == 3:
+            name, token, role = parts
+        else:
+            raise ValueError(f"entry {i + 1} is not token:role or name:token:role")
         if role not in ROLES:
             raise ValueError(f"entry {i + 1} has role {role!r}; roles are {', '.join(ROLES)}")
         if len(token) < 16:
             raise ValueError(f"entry {i + 1} has a token shorter than 16 characters")
-        out[token] = role
-    if not out:
+        if not _TOKEN_CHARS.match(token):
+            raise ValueError(
+                f"entry {i + 1} has a token with a character a WebSocket subprotocol cannot carry "
+                "(use letters, digits and -._~+)"
+            )
+        if name is not None:
+            if not _TOKEN_NAME.match(name):
+                raise ValueError(
+                    f"entry {i + 1} has a name that is not 1-64 of letters, digits and _.@-"
+                )
+            if name in names:
+                raise ValueError(f"entry {i + 1} repeats the name {name!r}")
+            names.add(name)
+        if token in tokens:
+            raise ValueError(f"entry {i + 1} repeats the token of an earlier entry")
+        tokens.add(token)
+        entries.append(ApiToken(name, token, role))
+    if not entries:
         raise ValueError("needs at least one token:role pair")
-    return out
+    return entries
+
+
+def parse_api_tokens(raw: str) -> dict[str, str]:
+    """token -> role (see `parse_api_token_entries`)."""
+    return {e.token: e.role for e in parse_api_token_entries(raw)}
 
 
 def parse_payload_keys(raw: str) -> list[tuple[str, bytes]]:

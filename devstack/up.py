@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -107,7 +108,7 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "API_URL": f"http://127.0.0.1:{ports.api}",
         "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{ports.temporal_ui},http://localhost:{ports.temporal_ui}",
         "DEVSTACK_ADMIN_TOKEN": admin,
-        "API_TOKENS": f"{admin}:admin",
+        "API_TOKENS": f"devstack-admin:{admin}:admin",  # the name is what audit records show
         "PAYLOAD_KEYS": keep(
             "PAYLOAD_KEYS", lambda: "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         ),
@@ -121,8 +122,26 @@ def write_env_file(values: dict[str, str]) -> None:
     extra = {k: v for k, v in read_env_file(ENV_FILE).items() if k not in values}
     body = "# written by `python -m devstack up`; every process of the product reads it\n"
     body += "".join(f"{k}={v}\n" for k, v in {**values, **extra}.items())
-    ENV_FILE.write_text(body)
-    ENV_FILE.chmod(0o600)
+    write_private(ENV_FILE, body)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only from the first byte: the file is
+    created 0600 (never written first and chmodded after) and renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover of a crash; O_EXCL below must create a fresh file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def product_processes(

@@ -22,8 +22,9 @@ from api.docs import Integer, String, call_id_param, endpoint, query_param
 from api.errors import Conflict, NotFound, Unavailable
 from api.livekit_grants import agent_identities, send_whisper, supervisor_token
 from api.schemas import (
+    TRANSCRIPT_PAGE,
+    TRANSCRIPT_PAGE_MAX,
     Accepted,
-    AfterQuery,
     CallDetail,
     CallList,
     Empty,
@@ -31,6 +32,7 @@ from api.schemas import (
     ListCallsQuery,
     LiveKitGrant,
     Transcript,
+    TranscriptQuery,
     WhisperRequest,
 )
 from api.validation import check_call_id, parse_body, parse_query
@@ -164,14 +166,23 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
 )
 @call_id_param()
 @query_param("after", Integer(minimum=0), "only lines with seq > after (default 0)")
+@query_param(
+    "limit",
+    Integer(minimum=1, maximum=TRANSCRIPT_PAGE_MAX),
+    f"page size, default {TRANSCRIPT_PAGE}; `next_after` says where the next page starts",
+)
 @require(READ_CALLS)
 async def transcript(request: Request, call_id: str) -> HTTPResponse:
     check_call_id(call_id)
-    q = parse_query(request, AfterQuery)
+    q = parse_query(request, TranscriptQuery)
     db = request.app.ctx.res.db
     row = await store.get_call(db, call_id)
     if row is None:
         raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    # One more than asked tells whether another page follows, without a count.
+    events = await store.transcript_after(db, call_id, q.after, limit=q.limit + 1)
+    page = events[: q.limit]
+    next_after = page[-1]["seq"] if len(events) > q.limit else None
     lines = [
         {
             "seq": e["seq"],
@@ -180,9 +191,11 @@ async def transcript(request: Request, call_id: str) -> HTTPResponse:
             "text": e["data"].get("text") if isinstance(e["data"], dict) else None,
             "data": e["data"],
         }
-        for e in await store.transcript_after(db, call_id, q.after)
+        for e in page
     ]
-    return json({"call_id": call_id, "lines": lines, "last_seq": row["last_seq"]})
+    return json(
+        {"call_id": call_id, "lines": lines, "last_seq": row["last_seq"], "next_after": next_after}
+    )
 
 
 @bp.post("/api/calls/<call_id:str>/end")

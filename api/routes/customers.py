@@ -1,4 +1,5 @@
-"""Customer endpoints: no login, rate-limited per client address.
+"""Customer endpoints: no login, rate-limited per client address, admitted within the caps of
+`api.admission` (calls waiting for their customer; live calls per client).
 
 Both start a `CallWorkflow` by update-with-start and answer with the token the workflow issued;
 `/api/get-token` keeps the seed widget's request and response shape.
@@ -9,7 +10,8 @@ from __future__ import annotations
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import ratelimit
+from api import ratelimit, store
+from api.admission import Admission
 from api.docs import endpoint
 from api.metrics import CALLS_STARTED
 from api.schemas import CallCreated, CreateCallRequest, GetTokenRequest, SeedTokenResponse
@@ -25,9 +27,19 @@ bp = Blueprint("customers")
 async def _start_call(request: Request, customer_name: str | None) -> TokenGrant:
     res = request.app.ctx.res
     call_id = new_call_id()
-    grant = await CallsClient(res.temporal, request.app.ctx.settings).issue_token(
-        call_id, customer_name
+    admission: Admission = request.app.ctx.admission
+    await admission.admit(
+        ratelimit.client_key(ratelimit.client_address(request)),
+        call_id,
+        lambda ids: store.ended_calls(res.db, ids),
     )
+    try:
+        grant = await CallsClient(res.temporal, request.app.ctx.settings).issue_token(
+            call_id, customer_name
+        )
+    except BaseException:
+        admission.release(call_id)  # no agent was dispatched for it (or the call already failed)
+        raise
     CALLS_STARTED.inc()
     log.info("call_started", call_id=call_id)
     return grant

@@ -8,10 +8,11 @@
 means the server caught this client up from the table after it fell behind; nothing is lost.
 A client that reconnects with `?after=<last seq it saw>` misses nothing.
 
-`WS /ws/calls`: a `snapshot` of live calls, then `call_updated` messages.
+`WS /ws/calls`: a `snapshot` of live calls (the first `LIST_PAGE`; further pages follow as
+`snapshot_more` messages, each with `more` saying whether another follows), then `call_updated`.
 
-WebSockets authenticate with `Authorization: Bearer`, `?token=`, or the subprotocol pair
-`bearer, <token>`. A refused socket gets an `error` frame and close code 4000 + the HTTP status
+WebSockets authenticate with `Authorization: Bearer` or the subprotocol pair `bearer, <token>`
+(what browsers can send); a `?token=` in the URL is refused (4401), as URLs end up in logs. A refused socket gets an `error` frame and close code 4000 + the HTTP status
 (4401 no/invalid token, 4403 wrong role, 4404 no such call, 4422 bad `after` or id).
 """
 
@@ -45,6 +46,7 @@ bp = Blueprint("live")
 internal = Blueprint("internal")
 
 _PAGE = 1000
+LIST_PAGE = 200  # active calls a list snapshot message carries
 
 
 def _admit(request: Request) -> int:
@@ -52,7 +54,7 @@ def _admit(request: Request) -> int:
     authenticate(request, READ_CALLS, websocket=True)
     if "call_id" in request.match_info:
         check_call_id(request.match_info["call_id"])
-    return parse_query(request, AfterQuery, ignore=frozenset({"token"})).after
+    return parse_query(request, AfterQuery).after
 
 
 async def _refuse(ws: WebsocketImplProtocol, err: ApiError) -> None:
@@ -100,12 +102,21 @@ async def _pump_call(
         await _send(ws, text)
 
 
+async def _send_list_snapshot(ws: WebsocketImplProtocol, pool: Any) -> None:
+    """Every active call, `LIST_PAGE` a message: `snapshot` (replaces what the client had),
+    then `snapshot_more` pages (added to it); `more` says whether another page follows."""
+    calls, cursor = await store.list_calls(pool, "active", LIST_PAGE, None)
+    await _send(ws, {"type": "snapshot", "calls": calls, "more": cursor is not None})
+    while cursor is not None:
+        calls, cursor = await store.list_calls(pool, "active", LIST_PAGE, cursor)
+        await _send(ws, {"type": "snapshot_more", "calls": calls, "more": cursor is not None})
+
+
 async def _pump_list(ws: WebsocketImplProtocol, sub: Subscription, pool: Any) -> None:
     while True:
         item = await sub.get()
         if item is RESYNC:
-            calls, _ = await store.list_calls(pool, "active", 200, None)
-            await _send(ws, {"type": "snapshot", "calls": calls})
+            await _send_list_snapshot(ws, pool)
             continue
         await _send(ws, item[1])
 
@@ -137,8 +148,7 @@ async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
         return
     sub = res.live.subscribe(None)
     try:
-        calls, _ = await store.list_calls(res.db, "active", 200, None)
-        await _send(ws, {"type": "snapshot", "calls": calls})
+        await _send_list_snapshot(ws, res.db)
         await _serve(ws, asyncio.create_task(_pump_list(ws, sub, res.db)))
     except ConnectionClosed:
         pass
@@ -196,7 +206,7 @@ def authenticate_agent(request: Request, call_id: str) -> str:
     video = claims.video
     if video is None or not video.room_admin or video.room != room_name_for(call_id):
         raise Unauthorized(f"the token does not grant roomAdmin on {room_name_for(call_id)}")
-    return claims.identity or "agent"
+    return (claims.identity or "agent")[:128]  # bounded: it travels in a pg_notify payload
 
 
 @internal.post("/internal/calls/<call_id:str>/interim")

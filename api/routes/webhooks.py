@@ -17,12 +17,14 @@ from livekit.protocol.webhook import WebhookEvent
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
+from api.admission import Admission
 from api.docs import endpoint
 from api.errors import NotFound, Unauthorized
 from api.metrics import WEBHOOKS
-from api.webhook_mapping import route
+from api.webhook_mapping import participant_kind, route
 from api.workflows_client import CallsClient
 from core.log import get_logger
+from core.models import call_id_from_room
 
 log = get_logger("api.webhooks")
 bp = Blueprint("webhooks")
@@ -48,6 +50,18 @@ def verify(request: Request) -> WebhookEvent:
         raise
 
 
+def note_for_admission(admission: Admission, event: WebhookEvent, room: str | None) -> None:
+    """A verified event that frees a place of `api.admission`: the customer is in, or gone."""
+    call_id = call_id_from_room(room) if room else None
+    if call_id is None:
+        return
+    customer = participant_kind(event.participant) == "customer"
+    if event.event == "participant_joined" and customer:
+        admission.customer_joined(call_id)
+    elif event.event == "room_finished" or (event.event == "participant_left" and customer):
+        admission.ended(call_id)
+
+
 @bp.post("/webhooks/livekit")
 @endpoint(
     "LiveKit webhook receiver (signed by LiveKit)",
@@ -58,6 +72,7 @@ def verify(request: Request) -> WebhookEvent:
 async def livekit_webhook(request: Request) -> HTTPResponse:
     event = verify(request)
     room, routed = route(event, request.body)
+    note_for_admission(request.app.ctx.admission, event, room)
     if routed is None:
         WEBHOOKS.labels(event.event or "unknown", "ignored").inc()
         log.info("webhook_ignored", webhook_event=event.event, room=room, webhook_id=event.id)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import uuid
 
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import models as m
 from core.codec import ENCODING, KEY_ID_META, EncryptionCodec, PayloadDecryptError
+from core.settings import SettingsError
 from core.temporal import connect_temporal, data_converter
 from tests.workflows.standins import StandIns
 from workflows.call import CallWorkflow
@@ -67,9 +70,64 @@ async def test_tampered_payload_is_refused() -> None:
         await EncryptionCodec([NEW]).decode([enc])
 
 
-async def test_unencrypted_payloads_pass_through_decode() -> None:
+async def test_unencrypted_payloads_pass_through_decode_only_when_allowed() -> None:
     p = plain(b'"not secret"')
     assert await EncryptionCodec([NEW]).decode([p]) == [p]
+    [enc] = await EncryptionCodec([NEW]).encode([plain(SECRET)])
+    strict = EncryptionCodec([NEW], require_encryption=True)
+    assert await strict.decode([enc]) == [plain(SECRET)]
+    with pytest.raises(PayloadDecryptError) as err:
+        await strict.decode([enc, p])
+    assert "payload 2 of 2 is not encrypted (encoding 'json/plain')" in str(err.value)
+    assert "PAYLOAD_REQUIRE_ENCRYPTION" in str(err.value)
+
+
+def test_encryption_is_required_by_default_exactly_when_keys_are_set(make_settings) -> None:  # type: ignore[no-untyped-def]
+    key = base64.b64encode(NEW[1]).decode()
+    assert not make_settings().require_encryption
+    with_keys = make_settings(PAYLOAD_KEYS=f"k-new:{key}")
+    assert with_keys.require_encryption
+    assert data_converter(with_keys).payload_codec.require_encryption  # type: ignore[union-attr]
+    relaxed = make_settings(PAYLOAD_KEYS=f"k-new:{key}", PAYLOAD_REQUIRE_ENCRYPTION=False)
+    assert not data_converter(relaxed).payload_codec.require_encryption  # type: ignore[union-attr]
+    with pytest.raises(SettingsError, match="PAYLOAD_REQUIRE_ENCRYPTION is malformed"):
+        make_settings(PAYLOAD_REQUIRE_ENCRYPTION=True)
+
+
+async def test_a_worker_refuses_a_plaintext_workflow_input(
+    temporal_dev_env: WorkflowEnvironment, make_settings
+) -> None:  # type: ignore[no-untyped-def]
+    """Someone who reaches Temporal without the key starts a call in plaintext: the worker
+    never runs it, and the failed workflow task says why."""
+    address = temporal_dev_env.client.service_client.config.target_host
+    key = base64.b64encode(NEW[1]).decode()
+    client = await connect_temporal(
+        make_settings(TEMPORAL_ADDRESS=address, PAYLOAD_KEYS=f"k-new:{key}")
+    )
+    raw: Client = temporal_dev_env.client
+    queue = f"codec-{uuid.uuid4().hex[:8]}"
+    fakes = StandIns()
+    call_id = m.new_call_id()
+    async with Worker(
+        client, task_queue=queue, workflows=[CallWorkflow], activities=fakes.activities()
+    ):
+        handle = await raw.start_workflow(
+            m.WORKFLOW_CALL,
+            m.CallInput(call_id, customer_name="Mallory", config=m.CallConfig()),
+            id=m.call_workflow_id(call_id),
+            task_queue=queue,
+        )
+        failures: list[str] = []
+        for _ in range(150):
+            async for event in handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    failures.append(event.workflow_task_failed_event_attributes.failure.message)
+            if failures:
+                break
+            await asyncio.sleep(0.1)
+        await handle.terminate("test over")
+    assert failures and "is not encrypted" in failures[0], failures
+    assert not fakes.calls  # not one activity ran
 
 
 def test_a_key_of_the_wrong_length_is_refused() -> None:

@@ -93,6 +93,9 @@ async def test_customer_token_grants_joining_that_room_only(
     video = claims.video
     assert video is not None and video.room_join and video.room == room
     assert not (video.room_admin or video.room_create or video.room_list or video.room_record)
+    # microphone only: no camera, no screen share, no data (so no RPC to the agent)
+    assert video.can_publish and video.can_publish_sources == ["microphone"]
+    assert video.can_publish_data is False and video.can_subscribe
     exp = json.loads(_jwt_body(grant.token))["exp"]
     assert abs(exp - (time.time() + 600)) < 5
     assert abs(m_iso_epoch(grant.expires_at) - exp) < 2

@@ -111,6 +111,8 @@ def api_settings(
         else "devsecret-devsecret-devsecret-0123456789",
         "API_TOKENS": f"{ADMIN}:admin,{SUPERVISOR}:supervisor,{OPS}:ops",
         "RATE_LIMIT_PER_MINUTE": 100_000,
+        "MAX_WAITING_CALLS": 100_000,  # every test call comes from 127.0.0.1
+        "MAX_CALLS_PER_CLIENT": 100_000,
         "AGENT_JOIN_TIMEOUT_S": 20,
         "EGRESS_END_TIMEOUT_S": 20,
         "RECORDING_RETRY_FOR_S": 30,

@@ -216,6 +216,28 @@ async def test_interim_transcripts_go_live_without_being_stored(
         m = await receive(ws)
         assert m["type"] == "interim_transcript" and m["seq"] is None
         assert m["data"]["text"] == "I wa" and m["data"]["speaker"] == "customer"
+        # 1,000 emoji: 12,000 bytes as ASCII JSON escapes, past pg_notify's 8,000; published
+        # as UTF-8 they are 4,000 and arrive whole
+        emoji = "\U0001f600" * 1000
+        r = await live_api.http(
+            "POST",
+            path,
+            token=_agent_token(call_id),
+            json_body={"speaker": "customer", "text": emoji},
+        )
+        assert r.status == 202, r.body
+        m = await receive(ws)
+        assert m["type"] == "interim_transcript" and m["data"]["text"] == emoji
+        # the costliest characters (control characters: 6 bytes escaped) still fit
+        r = await live_api.http(
+            "POST",
+            path,
+            token=_agent_token(call_id),
+            json_body={"speaker": "customer", "text": "\x01" * 1000},
+        )
+        assert r.status == 202, r.body
+        m = await receive(ws)
+        assert m["data"]["text"] == "\x01" * 1000
     assert await db.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", call_id) == 0
     # a customer's token (no roomAdmin), another room's token, a forged one, none: 401
     for token in (
@@ -260,6 +282,10 @@ async def test_websocket_authentication(live_api: RunningApi, db: asyncpg.Connec
     assert code == 4401 and first["error"]["code"] == "unauthorized"
     code, _ = await close_code(f"/ws/calls/{call_id}?token=wrong-token-wrong-token")
     assert code == 4401
+    # a token in the URL is refused even when valid: proxies and access logs keep URLs
+    for path in (f"/ws/calls/{call_id}?token={SUPERVISOR}", f"/ws/calls?token={SUPERVISOR}"):
+        code, first = await close_code(path)
+        assert code == 4401 and first["error"]["code"] == "token_in_url", first
     code, first = await close_code(
         "/ws/calls/NOT-AN-ID", headers={"Authorization": f"Bearer {SUPERVISOR}"}
     )
@@ -268,11 +294,7 @@ async def test_websocket_authentication(live_api: RunningApi, db: asyncpg.Connec
         f"/ws/calls/{call_id}?after=-1", headers={"Authorization": f"Bearer {SUPERVISOR}"}
     )
     assert code == 4422 and first["error"]["field"] == "after"
-    # the token in the query string, and as the subprotocol pair browsers can send
-    async with live_api.session.ws_connect(
-        f"{live_api.url}/ws/calls/{call_id}?token={SUPERVISOR}"
-    ) as ws:
-        assert (await receive(ws))["type"] == "snapshot"
+    # the token as the subprotocol pair browsers can send
     async with live_api.session.ws_connect(
         f"{live_api.url}/ws/calls/{call_id}", protocols=("bearer", SUPERVISOR)
     ) as ws:

@@ -8,7 +8,7 @@ from livekit.protocol.models import ParticipantInfo, Room
 from livekit.protocol.webhook import WebhookEvent
 from pydantic import ValidationError
 
-from api.auth import TokenTable
+from api.auth import Principal, TokenTable
 from api.ratelimit import RateLimiter
 from api.schemas import CreateCallRequest, GetTokenRequest, check_person_name
 from api.webhook_mapping import route
@@ -18,6 +18,7 @@ from core.models import (
     EgressUpdate,
     ParticipantJoined,
 )
+from core.settings import ApiToken
 
 
 class Clock:
@@ -48,6 +49,15 @@ def test_token_table_finds_roles_and_never_the_token_itself() -> None:
     assert table.lookup("s" * 19) is None
     assert table.lookup("") is None
     assert table.lookup("a" * 20).role == "admin"  # type: ignore[union-attr]
+
+
+def test_token_table_names_a_named_entry_by_its_name() -> None:
+    table = TokenTable([ApiToken("ada", "a" * 20, "admin"), ApiToken(None, "s" * 20, "supervisor")])
+    assert table.lookup("a" * 20) == Principal(role="admin", id="ada")
+    unnamed = table.lookup("s" * 20)
+    assert (
+        unnamed is not None and unnamed.id.startswith("supervisor-") and "s" * 20 not in unnamed.id
+    )
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,19 @@ def test_each_missing_variable_is_named(name: str) -> None:
         ("TEMPORAL_ADDRESS", "localhost", "must be host:port"),
         ("API_TOKENS", "admin-token-0123456789:root", "roles are supervisor, ops, admin"),
         ("API_TOKENS", "short:admin", "shorter than 16"),
+        ("API_TOKENS", "a:admin-token-0123456789:ops:x", "not token:role or name:token:role"),
+        ("API_TOKENS", "admin-token/0123456789=:admin", "WebSocket subprotocol cannot carry"),
+        ("API_TOKENS", "a b:admin-token-0123456789:admin", "name that is not"),
+        (
+            "API_TOKENS",
+            "ada:admin-token-0123456789:admin,ada:supervisor-token-0123456789:supervisor",
+            "repeats the name 'ada'",
+        ),
+        (
+            "API_TOKENS",
+            "admin-token-0123456789:admin,admin-token-0123456789:ops",
+            "repeats the token",
+        ),
         ("PAYLOAD_KEYS", "k1:not-base64!", "not valid base64"),
         ("PAYLOAD_KEYS", "k1:" + base64.b64encode(b"x" * 16).decode(), "must decode to 32 bytes"),
         ("API_PORT", "eighty", "API_PORT is malformed"),
@@ -92,3 +105,14 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     s = load()
     assert s.TEMPORAL_TASK_QUEUE == "other-queue"
     assert [kid for kid, _ in s.payload_keys] == ["new", "old"]
+
+
+def test_api_tokens_may_carry_the_name_audits_show() -> None:
+    s = load(
+        **{**VALID, "API_TOKENS": "ada.l:admin-token-0123456789:admin,sup-token-0123456789x:ops"}
+    )
+    assert [(e.name, e.token, e.role) for e in s.api_token_entries] == [
+        ("ada.l", "admin-token-0123456789", "admin"),
+        (None, "sup-token-0123456789x", "ops"),
+    ]
+    assert s.api_tokens == {"admin-token-0123456789": "admin", "sup-token-0123456789x": "ops"}

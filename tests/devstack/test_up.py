@@ -44,7 +44,7 @@ def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_pat
         assert f"http://127.0.0.1:{ports['ui']}" in text and "Temporal UI" in text
         env = read_env_file(state / "env")
         assert env["TEMPORAL_ADDRESS"] == f"127.0.0.1:{ports['temporal']}"
-        assert env["API_TOKENS"] == f"{env['DEVSTACK_ADMIN_TOKEN']}:admin"
+        assert env["API_TOKENS"] == f"devstack-admin:{env['DEVSTACK_ADMIN_TOKEN']}:admin"
         assert env["DEVSTACK_ADMIN_TOKEN"] not in text  # the token is in the file, never printed
         assert oct((state / "env").stat().st_mode & 0o777) == "0o600"
         from activities import minio_client

@@ -283,3 +283,19 @@ async def test_failed_recording_offers_retry_to_ops(
     assert request.method == "POST"
     assert request.headers["authorization"] == f"Bearer {web_api.ops_token}"
     await expect(page.locator(".toast-error")).to_contain_text("Retry failed:")
+
+
+async def test_live_sockets_carry_the_token_as_a_subprotocol_never_in_the_url(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    call_id = await tables.add_call("Harper Lane")
+    urls: list[str] = []
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    await sign_in(page, web_api.supervisor_token)  # waits for the list socket to open
+    await page.locator(f'li[data-call-id="{call_id}"] button').click()
+    # both sockets open (the list's and the call's): the API took their tokens
+    await expect(page.locator('.live-pill[data-state="open"]')).to_have_count(2, timeout=10_000)
+    assert any(u.split("?")[0].endswith("/ws/calls") for u in urls), urls
+    assert any(f"/ws/calls/{call_id}" in u for u in urls), urls
+    # the API refuses `?token=` (4401); these sockets opened, so the token went as `bearer, <t>`
+    assert all("token" not in u and web_api.supervisor_token not in u for u in urls), urls

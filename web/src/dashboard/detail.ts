@@ -164,7 +164,8 @@ export class CallView {
     this.renderMonitorIdle();
 
     this.socket = new LiveSocket({
-      url: () => wsUrl(`/ws/calls/${encodeURIComponent(callId)}`, { token: token() ?? "", after: this.lastSeq }),
+      url: () => wsUrl(`/ws/calls/${encodeURIComponent(callId)}`, { after: this.lastSeq }),
+      protocols: () => ["bearer", token() ?? ""],
       onMessage: (msg) => this.onMessage(msg),
       onState: (state, detail) => this.onSocketState(state, detail),
     });

@@ -100,10 +100,14 @@ function startApp(): void {
   void list.load(false);
   listSocket?.stop();
   listSocket = new LiveSocket({
-    url: () => wsUrl("/ws/calls", { token: token() ?? "" }),
+    url: () => wsUrl("/ws/calls", {}),
+    protocols: () => ["bearer", token() ?? ""],
     onMessage: (msg) => {
       if (msg.type === "snapshot" && Array.isArray(msg.calls)) {
         list?.applySnapshot(msg.calls as CallSummary[]);
+        renderOverview();
+      } else if (msg.type === "snapshot_more" && Array.isArray(msg.calls)) {
+        for (const call of msg.calls as CallSummary[]) list?.applyUpdate(call);
         renderOverview();
       } else if (msg.type === "call_updated" && isRecord(msg.call)) {
         list?.applyUpdate(msg.call as unknown as CallSummary);

@@ -9,6 +9,8 @@ export type LiveState = "connecting" | "open" | "reconnecting" | "closed" | "ref
 
 export interface LiveOptions {
   url: () => string;
+  /** Subprotocols for each attempt, e.g. `["bearer", token]`: a token never goes in the URL. */
+  protocols?: () => string[];
   onMessage: (message: Record<string, unknown>) => void;
   /** `detail` is the server's reason on a refusal (from its `error` frame or the close reason). */
   onState?: (state: LiveState, detail?: string, closeCode?: number) => void;
@@ -59,7 +61,7 @@ export class LiveSocket {
     this.opts.onState?.(this.attempt === 0 ? "connecting" : "reconnecting");
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.opts.url());
+      ws = new WebSocket(this.opts.url(), this.opts.protocols?.());
     } catch (err) {
       this.scheduleReconnect(String(err));
       return;
