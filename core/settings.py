@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     PAYLOAD_KEYS: SecretStr | None = Field(
         None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
     )
+    # Worker: its metrics port (Temporal SDK + product metrics); "" turns it off
+    WORKER_METRICS_ADDRESS: str = "127.0.0.1:9464"
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
 from api.docs import endpoint
 from api.errors import ApiError
+from api.metrics import render
 from api.schemas import Health
 
 bp = Blueprint("ops")
@@ -80,4 +81,4 @@ async def readyz(request: Request) -> HTTPResponse:
 @bp.get("/metrics")
 @endpoint("Prometheus metrics", tag="ops")
 async def metrics(request: Request) -> HTTPResponse:
-    return raw(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    return raw(await render(), content_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,7 @@ from sanic.response import HTTPResponse
 
 from api.docs import endpoint
 from api.errors import NotFound, Unauthorized
-from api.metrics import WEBHOOKS
+from api.metrics import WEBHOOK_VERIFICATION_FAILURES, WEBHOOKS
 from api.webhook_mapping import route
 from api.workflows_client import CallsClient
 from core.log import get_logger
@@ -56,7 +56,11 @@ def verify(request: Request) -> WebhookEvent:
     description="Body is LiveKit's WebhookEvent JSON; `Authorization` is LiveKit's signed JWT.",
 )
 async def livekit_webhook(request: Request) -> HTTPResponse:
-    event = verify(request)
+    try:
+        event = verify(request)
+    except Unauthorized as exc:
+        WEBHOOK_VERIFICATION_FAILURES.labels(exc.code).inc()
+        raise
     room, routed = route(event, request.body)
     if routed is None:
         WEBHOOKS.labels(event.event or "unknown", "ignored").inc()
