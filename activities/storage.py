@@ -56,6 +56,10 @@ MAX_RESUMES = 8  # cut connections survived within one attempt (then Temporal re
 HEARTBEAT_EVERY_S = 1.0
 MAX_URL_TTL = timedelta(minutes=15)
 RETENTION_RULE_ID = "recordings-retention"
+# The retention schedule (ops/retention.py) erases a call, its rows and its recording after
+# RECORDING_RETENTION_DAYS; the lifecycle rule expires objects a day later, as a backstop for
+# an object left without its call, so it never removes a recording the call still shows.
+LIFECYCLE_GRACE_DAYS = 1
 CONTENT_TYPE = "audio/ogg"
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header + segment table + body: the longest Ogg page
 _NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
@@ -169,7 +173,7 @@ class StorageActivities:
             ENABLED,
             rule_filter=Filter(prefix="conversations/"),
             rule_id=RETENTION_RULE_ID,
-            expiration=Expiration(days=self.retention_days),
+            expiration=Expiration(days=self.retention_days + LIFECYCLE_GRACE_DAYS),
             abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
                 days_after_initiation=1
             ),
