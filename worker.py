@@ -3,7 +3,8 @@
     python worker.py            # settings from the environment, .env and .devstack/env
 
 Start-up applies pending database migrations, creates the recordings bucket (with its
-retention rule) if missing, then polls until SIGINT/SIGTERM; running activities get
+retention rule) if missing, creates or updates the retention schedule (`ops.retention`),
+serves metrics on WORKER_METRICS_ADDRESS (the SDK's and the product's), then polls until SIGINT/SIGTERM; running activities get
 `--drain-s` seconds to finish before the worker stops.
 """
 
@@ -11,38 +12,60 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import open_activities
 from core.log import get_logger, setup_logging
 from core.settings import Settings, settings_or_exit
+from core.telemetry import setup_tracing
 from core.temporal import TemporalUnavailable, connect_temporal
+from ops.metrics import sdk_runtime, serve_metrics
+from ops.retention import ensure_retention_schedule
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
+from workflows.retention import RetentionWorkflow
 
-WORKFLOWS = [CallWorkflow, RecordingWorkflow, EraseCallWorkflow]
+WORKFLOWS = [CallWorkflow, RecordingWorkflow, EraseCallWorkflow, RetentionWorkflow]
 
 log = get_logger("worker")
 
 
 async def run(settings: Settings, drain_s: float) -> int:
+    setup_tracing("callcenter-worker")
+    runtime, sdk_url = sdk_runtime() if settings.WORKER_METRICS_ADDRESS else (None, None)
     try:
-        client = await connect_temporal(settings)
+        client = await connect_temporal(settings, runtime=runtime)
     except TemporalUnavailable as exc:
         log.error("worker_cannot_start", error=str(exc))
         return 1
+    try:
+        schedule = await ensure_retention_schedule(
+            client,
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
+            retention_days=settings.RECORDING_RETENTION_DAYS,
+        )
+        log.info("retention_schedule", outcome=schedule, days=settings.RECORDING_RETENTION_DAYS)
+    except RPCError as exc:  # e.g. a namespace without schedules: calls still run
+        log.warning("retention_schedule_not_set", error=exc.message)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_activities(settings, client) as activities:
+    async with (
+        open_activities(settings, client) as activities,
+        _metrics(settings, sdk_url),
+    ):
         worker = Worker(
             client,
             task_queue=settings.TEMPORAL_TASK_QUEUE,
@@ -64,6 +87,31 @@ async def run(settings: Settings, drain_s: float) -> int:
             log.info("worker_stopping", task_queue=settings.TEMPORAL_TASK_QUEUE)
     log.info("worker_stopped", task_queue=settings.TEMPORAL_TASK_QUEUE)
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _metrics(settings: Settings, sdk_url: str | None) -> AsyncIterator[None]:
+    """The metrics port (WORKER_METRICS_ADDRESS), with its own small pool; off when unset."""
+    if not settings.WORKER_METRICS_ADDRESS:
+        yield
+        return
+    host, _, port = settings.WORKER_METRICS_ADDRESS.rpartition(":")
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        try:
+            served = serve_metrics(host or "127.0.0.1", int(port), pool, sdk_url)
+            await served.__aenter__()
+        except OSError as exc:  # a taken port costs the metrics, never the calls
+            log.error("metrics_port_unavailable", address=settings.WORKER_METRICS_ADDRESS,
+                      error=str(exc))  # fmt: skip
+            yield
+            return
+        try:
+            yield
+        finally:
+            await served.__aexit__(None, None, None)
+    finally:
+        await pool.close()
 
 
 def main(argv: list[str] | None = None) -> int:

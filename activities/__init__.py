@@ -107,7 +107,7 @@ def build_activities(
     `pool` is required (asyncpg pools are opened asynchronously by the caller). `lk` and
     `minio` are built from settings when not given; a LiveKit client built here lives as long
     as the process (pass your own to close it, or use `open_activities`). The erase activities
-    (`activities.erase`) are included when a Temporal `client` is given: `EraseCallWorkflow`
+    (`activities.erase`) and the retention sweep's are included when a Temporal `client` is given: `EraseCallWorkflow`
     needs them.
     """
     from activities.database import DatabaseActivities
@@ -137,6 +137,7 @@ def build_activities(
     ]
     if client is not None:
         from activities.erase import EraseActivities
+        from activities.retention import RetentionActivities
 
         erase = EraseActivities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
@@ -145,6 +146,7 @@ def build_activities(
             erase.erase_workflow_executions,
             erase.erase_recording_object,
             erase.erase_call_rows,
+            RetentionActivities(pool).find_expired_calls,
         ]
     return acts
 

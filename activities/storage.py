@@ -66,6 +66,10 @@ MAX_URL_TTL = timedelta(minutes=15)
 RETENTION_RULE_ID = "recordings-retention"
 STAGING_RULE_ID = "egress-staging-expiry"
 SOURCE_URL_TTL = timedelta(hours=1)  # a presigned read of the staging object, per attempt
+# The retention schedule (ops/retention.py) erases a call, its rows and its recording after
+# RECORDING_RETENTION_DAYS; the lifecycle rule expires objects a day later, as a backstop for
+# an object left without its call, so it never removes a recording the call still shows.
+LIFECYCLE_GRACE_DAYS = 1
 CONTENT_TYPE = "audio/ogg"
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header + segment table + body: the longest Ogg page
 _NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
@@ -187,7 +191,9 @@ class StorageActivities:
 
         Rules of other ids are kept. Incomplete multipart uploads are cleaned after a day.
         """
-        self._ensure_rule(self.bucket, RETENTION_RULE_ID, self.retention_days)
+        self._ensure_rule(
+            self.bucket, RETENTION_RULE_ID, self.retention_days + LIFECYCLE_GRACE_DAYS
+        )
         log.info("bucket_ready", bucket=self.bucket, retention_days=self.retention_days)
 
     def ensure_staging_bucket(self) -> None:

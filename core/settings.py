@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     )
     # None: on exactly when PAYLOAD_KEYS is set (see `require_encryption`)
     PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
+    # Worker: its metrics port (Temporal SDK + product metrics); "" turns it off
+    WORKER_METRICS_ADDRESS: str = "127.0.0.1:9464"
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)

@@ -10,6 +10,7 @@ import dataclasses
 
 import temporalio.converter
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from core.codec import codec_from_settings
 from core.settings import Settings
@@ -27,16 +28,22 @@ def data_converter(settings: Settings) -> temporalio.converter.DataConverter:
     return dataclasses.replace(temporalio.converter.default(), payload_codec=codec)
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """Connect to `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE` with `data_converter(settings)`.
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect to `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE` with `data_converter(settings)`
+    (and the tracing interceptor when `core.telemetry` tracing is on; `runtime` carries the
+    worker's SDK metrics exporter).
 
     Raises `TemporalUnavailable` naming TEMPORAL_ADDRESS when the server cannot be reached.
     """
+    from core.telemetry import temporal_interceptors
+
     try:
         return await Client.connect(
             settings.TEMPORAL_ADDRESS,
             namespace=settings.TEMPORAL_NAMESPACE,
             data_converter=data_converter(settings),
+            interceptors=temporal_interceptors(),
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise TemporalUnavailable(

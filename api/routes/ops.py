@@ -13,11 +13,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
 from api.docs import endpoint
+from api.metrics import render
 from api.schemas import Health
 from core.log import get_logger
 
@@ -117,4 +118,4 @@ async def readyz(request: Request) -> HTTPResponse:
 @bp.get("/metrics")
 @endpoint("Prometheus metrics", tag="ops")
 async def metrics(request: Request) -> HTTPResponse:
-    return raw(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    return raw(await render(), content_type=CONTENT_TYPE_LATEST)

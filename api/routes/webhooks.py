@@ -20,7 +20,7 @@ from sanic.response import HTTPResponse
 from api.admission import Admission
 from api.docs import endpoint
 from api.errors import NotFound, Unauthorized
-from api.metrics import WEBHOOKS
+from api.metrics import WEBHOOK_VERIFICATION_FAILURES, WEBHOOKS
 from api.webhook_mapping import participant_kind, route
 from api.workflows_client import CallsClient
 from core.log import get_logger
@@ -70,7 +70,11 @@ def note_for_admission(admission: Admission, event: WebhookEvent, room: str | No
     description="Body is LiveKit's WebhookEvent JSON; `Authorization` is LiveKit's signed JWT.",
 )
 async def livekit_webhook(request: Request) -> HTTPResponse:
-    event = verify(request)
+    try:
+        event = verify(request)
+    except Unauthorized as exc:
+        WEBHOOK_VERIFICATION_FAILURES.labels(exc.code).inc()
+        raise
     room, routed = route(event, request.body)
     note_for_admission(request.app.ctx.admission, event, room)
     if routed is None:

@@ -25,6 +25,7 @@ from minio.error import S3Error
 from activities import types as act
 from activities.egress_location import endpoint_host
 from activities.storage import (
+    LIFECYCLE_GRACE_DAYS,
     MiB,
     StorageActivities,
     incomplete_recording,
@@ -362,7 +363,7 @@ def test_bucket_gets_its_retention_rule(s3: Any) -> None:
     acts.ensure_bucket()
     acts.ensure_bucket()  # again: no error, still one rule
     (rule,) = s3.client.get_bucket_lifecycle(bucket).rules
-    assert rule.expiration.days == 30 and rule.rule_filter.prefix == "conversations/"
+    assert rule.expiration.days == 30 + LIFECYCLE_GRACE_DAYS and rule.rule_filter.prefix == "conversations/"
 
 
 def test_presigned_url_is_short_lived(storage: StorageActivities) -> None:

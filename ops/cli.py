@@ -1,0 +1,372 @@
+"""The `ops` command line: argument parsing, dispatch, and turning failures into exit codes.
+
+Every command has `--help` and `--json` (one JSON document on stdout; progress goes to
+stderr). `run(argv, settings=...)` is the in-process entry (tests); `main()` is the script's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from core.settings import Settings, settings_or_exit
+from ops import connect
+from ops.output import Output
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d`."""
+    got = _DURATION.match(text.strip())
+    if not got:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return timedelta(**{_UNITS[got.group(2)]: float(got.group(1))})
+
+
+def call_id_arg(text: str) -> str:
+    from core.models import is_call_id
+
+    if not is_call_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a call id")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine output: JSON on stdout")
+    root = argparse.ArgumentParser(
+        prog="python -m ops",
+        description="Ops for the call center: calls, failed recording pipelines, the pre-deploy "
+        "history check, Temporal setup. Settings come from the environment, .env and "
+        ".devstack/env. Exit codes: 0 ok, 1 a check or an action failed, 2 usage, "
+        "3 Temporal or PostgreSQL unreachable.",
+    )
+    root.add_argument("--json", dest="json_root", action="store_true",
+                      help="machine output: JSON on stdout")  # fmt: skip
+    groups = root.add_subparsers(dest="group", metavar="{calls,recordings,histories,temporal}")
+    groups.required = True
+
+    calls = groups.add_parser("calls", help="list, show and erase calls", parents=[common])
+    cs = calls.add_subparsers(dest="command", required=True)
+    p = cs.add_parser("list", help="calls, newest first (PostgreSQL)", parents=[common])
+    p.add_argument("--status", choices=("active", "ended", "all"), default="all")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p = cs.add_parser("show", help="one call: row, recording, erasure", parents=[common])
+    p.add_argument("call_id", type=call_id_arg)
+    p = cs.add_parser(
+        "erase",
+        help="erase a finished call everywhere (EraseCallWorkflow, as DELETE /api/calls/{id})",
+        parents=[common],
+    )
+    p.add_argument("call_id", type=call_id_arg)
+    p.add_argument("--by", default="ops-cli", help="who asks, for the erasure record")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
+    rec = groups.add_parser("recordings", help="failed recording pipelines", parents=[common])
+    rs = rec.add_subparsers(dest="command", required=True)
+    p = rs.add_parser(
+        "failed",
+        help="pipelines whose latest run failed, and why (RecordingStatus='failed')",
+        parents=[common],
+    )
+    p.add_argument("--since", type=duration, help="only those failed within e.g. 24h, 7d")
+    p = rs.add_parser(
+        "retry",
+        help="replay failed pipelines (workflows.ops.retry_recording), with a progress bar",
+        parents=[common],
+    )
+    p.add_argument("call_ids", nargs="*", type=call_id_arg, metavar="CALL_ID")
+    p.add_argument("--all-failed", action="store_true", help="every failed pipeline")
+    p.add_argument("--since", type=duration, help="with --all-failed: failed within e.g. 24h")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for each replay to store its recording (default: don't)",
+    )
+    p.add_argument("--concurrency", type=int, default=4, help="replays at once (default 4)")
+
+    hist = groups.add_parser("histories", help="workflow histories", parents=[common])
+    hs = hist.add_subparsers(dest="command", required=True)
+    p = hs.add_parser(
+        "check",
+        help="replay running and recent histories against this code (run before every deploy); "
+        "exits 1 on non-determinism",
+        parents=[common],
+    )
+    p.add_argument("--since", type=duration, default=timedelta(days=2),
+                   help="closed within this long (default 2d); running ones always")  # fmt: skip
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.add_argument("--task-queue", help="default TEMPORAL_TASK_QUEUE")
+    p.add_argument("--files", type=Path, metavar="PATH",
+                   help="replay exported JSON histories (a file or a folder) instead")  # fmt: skip
+    p = hs.add_parser(
+        "export",
+        help="a call's history as Temporal stores it (payloads stay encrypted)",
+        parents=[common],
+    )
+    p.add_argument("call_id", type=call_id_arg)
+    p.add_argument("--recording", action="store_true", help="the recording pipeline's instead")
+    p.add_argument("-o", "--output", type=Path, help="write to this file (default stdout)")
+
+    tmp = groups.add_parser("temporal", help="Temporal namespace setup", parents=[common])
+    ts = tmp.add_subparsers(dest="command", required=True)
+    p = ts.add_parser(
+        "setup",
+        help="register the search attributes (or print the Temporal Cloud command) and "
+        "create/update the retention schedule",
+        parents=[common],
+    )
+    p.add_argument("--no-schedule", action="store_true", help="skip the retention schedule")
+    return root
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+class Context:
+    def __init__(self, settings: Settings, args: argparse.Namespace, out: Output) -> None:
+        self.settings, self.args, self.out = settings, args, out
+        self._client: Any = None
+        self._pool: Any = None
+
+    async def temporal(self) -> Any:
+        if self._client is None:
+            self._client = await connect.temporal(self.settings)
+        return self._client
+
+    async def pool(self) -> Any:
+        if self._pool is None:
+            self._pool = await connect.postgres(self.settings)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+async def calls_list(ctx: Context) -> int:
+    from ops.calls import LIST_COLUMNS, list_calls
+
+    rows = await list_calls(await ctx.pool(), ctx.args.status, max(1, ctx.args.limit))
+    ctx.out.emit(rows, columns=LIST_COLUMNS)
+    return EXIT_OK
+
+
+async def calls_show(ctx: Context) -> int:
+    from ops.calls import show_call
+
+    call = await show_call(await ctx.pool(), ctx.args.call_id)
+    if call is None:
+        ctx.out.note(f"no call {ctx.args.call_id}")
+        return EXIT_FAILED
+    ctx.out.emit(call)
+    return EXIT_OK
+
+
+async def calls_erase(ctx: Context) -> int:
+    from ops.calls import erase_call
+
+    if not ctx.args.yes:
+        if not sys.stdin.isatty():
+            ctx.out.note("refusing to erase without --yes (no terminal to confirm on)")
+            return EXIT_USAGE
+        prompt = f"Erase call {ctx.args.call_id} everywhere? Type its id to confirm: "
+        answer = await asyncio.to_thread(input, prompt)
+        if answer.strip() != ctx.args.call_id:
+            ctx.out.note("not confirmed; nothing erased")
+            return EXIT_FAILED
+    result = await erase_call(
+        await ctx.temporal(),
+        ctx.args.call_id,
+        by=ctx.args.by,
+        task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+        timeout_s=ctx.args.timeout,
+    )
+    ctx.out.emit(result)
+    return EXIT_OK if result["status"] == "erased" else EXIT_FAILED
+
+
+def _since(delta: timedelta | None) -> datetime | None:
+    return datetime.now(UTC) - delta if delta else None
+
+
+async def recordings_failed(ctx: Context) -> int:
+    from ops.recordings import find_failed
+
+    failed = await find_failed(await ctx.temporal(), since=_since(ctx.args.since))
+    ctx.out.emit(
+        [f.as_dict() for f in failed], columns=("call_id", "status", "closed_at", "reason")
+    )
+    return EXIT_OK
+
+
+async def recordings_retry(ctx: Context) -> int:
+    from ops.recordings import find_failed, retry_many
+
+    args, out = ctx.args, ctx.out
+    if bool(args.call_ids) == bool(args.all_failed):
+        out.note("give CALL_ID(s) or --all-failed (not both)")
+        return EXIT_USAGE
+    if args.since and not args.all_failed:
+        out.note("--since goes with --all-failed")
+        return EXIT_USAGE
+    client = await ctx.temporal()
+    ids = list(dict.fromkeys(args.call_ids))
+    if args.all_failed:
+        ids = [f.call_id for f in await find_failed(client, since=_since(args.since))]
+    bar = out.progress(len(ids))
+    outcomes = await retry_many(
+        client,
+        ids,
+        on_done=lambda o: bar.step(f"{o.call_id} {o.outcome}"),
+        wait_s=args.wait,
+        concurrency=max(1, args.concurrency),
+    )
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    summary = {"total": len(outcomes), **counts}
+    details = [vars(o) for o in outcomes]
+    if out.json:
+        out.emit({"summary": summary, "results": details})
+    else:
+        out.emit(details, columns=("call_id", "outcome", "detail"))
+        out.emit(" · ".join(f"{k} {v}" for k, v in summary.items()), title="summary:")
+    bad = {"refused", "error", "failed"}
+    return EXIT_FAILED if any(o.outcome in bad for o in outcomes) else EXIT_OK
+
+
+async def histories_check(ctx: Context) -> int:
+    from core.temporal import data_converter
+    from ops.histories import check_cluster, check_files, history_files
+
+    args, out = ctx.args, ctx.out
+    if args.files is not None:
+        paths = history_files(args.files)
+        if not paths:
+            out.note(f"no JSON histories at {args.files}")
+            return EXIT_USAGE
+        report = await check_files(paths, data_converter(ctx.settings))
+        where = str(args.files)
+    else:
+        queue = args.task_queue or ctx.settings.TEMPORAL_TASK_QUEUE
+        report = await check_cluster(
+            await ctx.temporal(), task_queue=queue, since=datetime.now(UTC) - args.since,
+            limit=max(1, args.limit),
+        )  # fmt: skip
+        where = f"task queue {queue}"
+    if out.json:
+        out.emit({"source": where, **report.as_dict()})
+    else:
+        for f in report.failures:
+            out.emit(f"NON-DETERMINISTIC {f['workflow_id']} run {f['run_id']}: {f['error']}")
+        verdict = "ok" if report.ok else f"{len(report.failures)} would break: do not deploy"
+        out.emit(f"replayed {report.checked} histories from {where}: {verdict}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+async def histories_export(ctx: Context) -> int:
+    from core.models import call_workflow_id, recording_workflow_id
+    from ops.histories import export
+
+    args = ctx.args
+    wid = (recording_workflow_id if args.recording else call_workflow_id)(args.call_id)
+    text = await export(await ctx.temporal(), wid)
+    if args.output:
+        args.output.write_text(text)
+        ctx.out.note(f"wrote {wid} to {args.output}")
+    else:
+        ctx.out.out.write(text + "\n")
+    return EXIT_OK
+
+
+async def temporal_setup(ctx: Context) -> int:
+    from ops.retention import ensure_retention_schedule
+    from ops.setup import register_search_attributes
+
+    client = await ctx.temporal()
+    result = await register_search_attributes(client, ctx.settings.TEMPORAL_ADDRESS)
+    report: dict[str, Any] = vars(result)
+    if not ctx.args.no_schedule:
+        report["retention_schedule"] = await ensure_retention_schedule(
+            client,
+            task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+            retention_days=ctx.settings.RECORDING_RETENTION_DAYS,
+        )
+    ctx.out.emit(report)
+    if result.manual_command and not ctx.out.json:
+        ctx.out.note(
+            "This server does not let clients add search attributes (Temporal Cloud). Run:\n  "
+            + result.manual_command
+        )
+    return EXIT_FAILED if result.wrong_type else EXIT_OK
+
+
+COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
+    ("calls", "list"): calls_list,
+    ("calls", "show"): calls_show,
+    ("calls", "erase"): calls_erase,
+    ("recordings", "failed"): recordings_failed,
+    ("recordings", "retry"): recordings_retry,
+    ("histories", "check"): histories_check,
+    ("histories", "export"): histories_export,
+    ("temporal", "setup"): temporal_setup,
+}
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+async def run(
+    argv: list[str],
+    *,
+    settings: Settings | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Parse `argv`, run the command, return the exit code (never raises for unreachable
+    services: says so on stderr and returns 3)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return int(exc.code or 0)
+    settings = settings or settings_or_exit()
+    out = Output(args.json or args.json_root, stdout, stderr)
+    ctx = Context(settings, args, out)
+    try:
+        return await COMMANDS[(args.group, args.command)](ctx)
+    except connect.Unreachable as exc:
+        out.note(f"error: {exc}")
+        return EXIT_UNREACHABLE
+    except Exception as exc:
+        gone = connect.unreachable_from(exc, settings)
+        if gone is None:
+            raise
+        out.note(f"error: {gone}")
+        return EXIT_UNREACHABLE
+    finally:
+        await ctx.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+    import os
+
+    code = asyncio.run(run(sys.argv[1:] if argv is None else argv))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal core's threads can abort it (see worker.py).
+    os._exit(code)

@@ -1,0 +1,195 @@
+"""The worker's metrics port: the Temporal SDK's own metrics and the product's, on one page.
+
+- The SDK's: the worker's `temporalio.runtime.Runtime` exports them with its Prometheus
+  exporter on a loopback port of its own (`sdk_runtime`); `/metrics` here appends that page.
+- The product's, from PostgreSQL (refreshed every `REFRESH_S` in the background, so a scrape
+  never waits on the database): calls by status, live calls, recordings pending and failed,
+  alerts (silence and keyword) on live calls and on all kept calls, and signal lag (how long a
+  final transcript line took from the end of speech to its row, over the last 5 minutes).
+
+Webhook verification failures and WebSocket subscribers happen in the API process and are on
+the API's `/metrics` (`api_webhook_verification_failures_total`, `api_ws_subscribers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from core.log import get_logger
+from core.models import CallStatus, RecordingStatus
+
+log = get_logger("worker.metrics")
+
+REFRESH_S = 5.0
+LAG_WINDOW = "5 minutes"
+PENDING = [RecordingStatus.RECORDING, RecordingStatus.STOPPING, RecordingStatus.UPLOADING]
+LIVE = [s.value for s in CallStatus if s.is_active]
+
+_SNAPSHOT_SQL = """
+SELECT
+  (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
+     (SELECT status, count(*) AS n FROM calls GROUP BY status) s) AS by_status,
+  (SELECT count(*) FROM calls WHERE recording_status = ANY($1::text[])) AS rec_pending,
+  (SELECT count(*) FROM calls WHERE recording_status = 'failed') AS rec_failed,
+  (SELECT coalesce(sum(silence_alerts), 0) FROM calls WHERE status = ANY($2::text[])) AS live_silence,
+  (SELECT coalesce(sum(keyword_alerts), 0) FROM calls WHERE status = ANY($2::text[])) AS live_keyword,
+  (SELECT coalesce(sum(silence_alerts), 0) FROM calls) AS all_silence,
+  (SELECT coalesce(sum(keyword_alerts), 0) FROM calls) AS all_keyword
+"""
+_LAG_SQL = f"""
+SELECT extract(epoch FROM at - (data->>'ended_at')::timestamptz) AS lag
+FROM call_events
+WHERE kind = 'final_transcript' AND at > now() - interval '{LAG_WINDOW}'
+  AND coalesce(data->>'ended_at', '') <> ''
+ORDER BY lag
+"""
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sdk_runtime() -> tuple[Runtime, str]:
+    """A Temporal Runtime exporting the SDK's metrics on a loopback port; (runtime, its URL)."""
+    bind = f"127.0.0.1:{free_loopback_port()}"
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=bind, durations_as_seconds=True)
+        )
+    )
+    return runtime, f"http://{bind}/metrics"
+
+
+class ProductMetrics(Collector):
+    """The product's gauges, from the last snapshot `refresh()` took."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.port = 0  # where serve_metrics bound
+        self.snapshot: dict[str, Any] = {}
+        self.lags: list[float] = []
+        self.refreshed_at = 0.0
+
+    async def refresh(self) -> None:
+        row = await self.pool.fetchrow(_SNAPSHOT_SQL, [s.value for s in PENDING], LIVE)
+        lags = await self.pool.fetch(_LAG_SQL)
+        self.snapshot = dict(row)
+        self.lags = [max(0.0, float(r["lag"])) for r in lags if r["lag"] is not None]
+        self.refreshed_at = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        if not snap:
+            return
+        by_status = snap["by_status"]
+        if isinstance(by_status, str):
+            import json
+
+            by_status = json.loads(by_status)
+        calls = GaugeMetricFamily("callcenter_calls", "Calls kept, by status", labels=["status"])
+        for status in CallStatus:  # fixed label set: every status, 0 when none
+            calls.add_metric([status.value], float(by_status.get(status.value, 0)))
+        yield calls
+        yield GaugeMetricFamily(
+            "callcenter_live_calls",
+            "Calls waiting for the agent, in progress or ending",
+            value=float(sum(by_status.get(s, 0) for s in LIVE)),
+        )
+        recs = GaugeMetricFamily(
+            "callcenter_recordings", "Recordings pending (recording to uploading) and failed",
+            labels=["state"],
+        )  # fmt: skip
+        recs.add_metric(["pending"], float(snap["rec_pending"]))
+        recs.add_metric(["failed"], float(snap["rec_failed"]))
+        yield recs
+        alerts = GaugeMetricFamily(
+            "callcenter_alerts", "Alerts raised, on live calls and on all kept calls",
+            labels=["kind", "calls"],
+        )  # fmt: skip
+        alerts.add_metric(["silence", "live"], float(snap["live_silence"]))
+        alerts.add_metric(["keyword", "live"], float(snap["live_keyword"]))
+        alerts.add_metric(["silence", "all"], float(snap["all_silence"]))
+        alerts.add_metric(["keyword", "all"], float(snap["all_keyword"]))
+        yield alerts
+        lag = GaugeMetricFamily(
+            "callcenter_signal_lag_seconds",
+            f"End of speech to stored transcript line, over the last {LAG_WINDOW}",
+            labels=["quantile"],
+        )
+        for q in (0.5, 0.95, 1.0):
+            lag.add_metric([str(q)], _quantile(self.lags, q))
+        yield lag
+        yield GaugeMetricFamily(
+            "callcenter_metrics_refreshed_timestamp_seconds",
+            "When the product metrics were last read from PostgreSQL",
+            value=self.refreshed_at,
+        )
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(q * (len(sorted_values) - 1) + 0.5))]
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(
+    host: str, port: int, pool: Any, sdk_url: str | None
+) -> AsyncIterator[ProductMetrics]:
+    """Serve `/metrics` on host:port until the block ends (port 0: a free one, see `.port`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    product = ProductMetrics(pool)
+    registry.register(product)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+
+    async def refresher() -> None:
+        while True:
+            try:
+                await product.refresh()
+            except Exception as exc:  # the next round tries again; the page keeps the last snapshot
+                log.warning("metrics_refresh_failed", error=type(exc).__name__)
+            await asyncio.sleep(REFRESH_S)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest, registry)
+        if sdk_url:
+            try:
+                async with session.get(sdk_url) as resp:
+                    body += await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("sdk_metrics_unavailable", error=type(exc).__name__)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    task = asyncio.create_task(refresher())
+    server: Any = site._server
+    bound = int(server.sockets[0].getsockname()[1]) if server is not None else port
+    product.port = bound
+    log.info("metrics_serving", address=f"{host}:{bound}")
+    try:
+        yield product
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
+        await session.close()

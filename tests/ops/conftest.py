@@ -1,0 +1,71 @@
+"""tests/ops run the CLI in process (`ops.cli.run`) against the API tests' real stack: the
+Temporal dev server, PostgreSQL, the S3 endpoint, the LiveKit emulator and a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.models import SIGNAL_TRANSCRIPT, TranscriptLine, call_workflow_id
+from ops.cli import run
+from tests.api.conftest import (  # noqa: F401  (fixtures re-used here)
+    SUPERVISOR,
+    ApiStack,
+    _api_stack_session,
+    _live_calls,
+    api_stack,
+    db,
+    start_live_call,
+)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+async def ops(stack: ApiStack, *argv: str, **overrides: Any) -> CliResult:
+    """`python -m ops ARGV` in this process, with the stack's settings."""
+    out, err = io.StringIO(), io.StringIO()
+    settings = stack.settings.model_copy(update=overrides) if overrides else stack.settings
+    code = await run(list(argv), settings=settings, stdout=out, stderr=err)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+async def wait_call(
+    stack: ApiStack, call_id: str, *, timeout: float = 60.0, **want: str
+) -> dict[str, Any]:
+    """Poll `GET /api/calls/{id}` until every field in `want` has its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
+        if r.status == 200 and all(r.body.get(k) == v for k, v in want.items()):
+            return r.body  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"call {call_id} never reached {want}: {r.body}"
+        await asyncio.sleep(0.3)
+
+
+GREETING = "Hello! Welcome to CME Auto Sales. My name is Sarah. This call is recorded."
+
+
+async def recorded_call(stack: ApiStack, name: str, lines: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
+    """A live call whose agent greeted (so egress runs), with `lines` said after the greeting."""
+    call_id = await start_live_call(stack, name)
+    handle = stack.client.get_workflow_handle(call_workflow_id(call_id))
+    said = [("assistant", GREETING), *lines]
+    for i, (speaker, text) in enumerate(said):
+        await handle.signal(
+            SIGNAL_TRANSCRIPT, TranscriptLine(id=f"l{i}", speaker=speaker, text=text)
+        )
+    await wait_call(stack, call_id, recording_status="recording", timeout=30)
+    return call_id

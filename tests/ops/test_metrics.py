@@ -1,0 +1,137 @@
+"""Metrics: the API's `/metrics` series move when a call runs and a flood of made-up HTTP
+methods adds none; the worker's metrics port serves the Temporal SDK's metrics (its runtime's
+Prometheus exporter) and the product's, read from PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from api.metrics import METHODS
+from ops.metrics import sdk_runtime, serve_metrics
+from tests.api.conftest import ADMIN, ApiStack
+from tests.ops.conftest import recorded_call, wait_call
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def value(page: dict[Any, float], name: str, **labels: str) -> float:
+    return page.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def http_series(page: dict[Any, float]) -> dict[Any, float]:
+    """The request series (others, e.g. a webhook arriving meanwhile, may move on their own)."""
+    return {k: v for k, v in page.items() if k[0].startswith(("api_request", "api_requests"))}
+
+
+async def api_page(stack: ApiStack) -> dict[Any, float]:
+    r = await stack.api.http("GET", "/metrics")
+    assert r.status == 200
+    return samples(r.body)
+
+
+async def flood(url: str, n: int) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(n):
+            verb = "".join(random.choices(string.ascii_uppercase, k=12))
+            path = f"/api/calls/{uuid.uuid4().hex}" if random.random() < 0.5 else "/nowhere"
+            async with s.request(verb, url + path) as resp:
+                assert resp.status < 500, (verb, resp.status)
+
+
+async def test_api_series_move_with_a_call_and_odd_methods_add_none(api_stack: ApiStack) -> None:
+    before = await api_page(api_stack)
+    call_id = await recorded_call(api_stack, "Metric Moves")
+    after = await api_page(api_stack)
+    assert value(after, "api_calls_started_total") == value(before, "api_calls_started_total") + 1
+    post = {"route": "/api/calls", "method": "POST", "status": "201"}
+    assert (
+        value(after, "api_requests_total", **post)
+        == value(before, "api_requests_total", **post) + 1
+    )
+    assert await api_stack.api.http("POST", f"/api/calls/{call_id}/end", token=ADMIN)
+    await wait_call(api_stack, call_id, status="completed", recording_status="stored")
+
+    await flood(api_stack.api.url, 50)  # the first flood may add its one "other" series per status
+    settled = http_series(await api_page(api_stack))
+    await flood(api_stack.api.url, 500)
+    flooded = http_series(await api_page(api_stack))
+    assert set(flooded) == set(settled), set(flooded) - set(settled)
+    methods = {
+        dict(labels).get("method") for (name, labels) in flooded if name.startswith("api_requests")
+    }
+    assert methods <= METHODS | {"other", None}, methods
+    other = {"route": "unmatched", "method": "other"}
+    assert sum(v for (n, labels), v in flooded.items() if n == "api_requests_total" and
+               dict(labels).items() >= other.items()) >= 500  # fmt: skip
+
+
+@workflow.defn(sandboxed=False)
+class Tick:
+    @workflow.run
+    async def run(self) -> str:
+        return "tick"
+
+
+async def test_worker_metrics_port_serves_sdk_and_product_metrics(
+    api_stack: ApiStack, pg_dsn: str
+) -> None:
+    runtime, sdk_url = sdk_runtime()
+    client = await Client.connect(api_stack.temporal_address, runtime=runtime)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    queue = f"metrics-{uuid.uuid4().hex[:8]}"
+    try:
+        async with (
+            serve_metrics("127.0.0.1", 0, pool, sdk_url) as product,
+            Worker(client, task_queue=queue, workflows=[Tick]),
+            aiohttp.ClientSession() as http,
+        ):
+            url = f"http://127.0.0.1:{product.port}/metrics"
+
+            async def page() -> dict[Any, float]:
+                await product.refresh()
+                async with http.get(url) as resp:
+                    assert resp.status == 200
+                    return samples(await resp.text())
+
+            before = await page()
+            call_id = await recorded_call(api_stack, "Worker Metrics")
+            live = await page()
+            assert value(live, "callcenter_live_calls") >= 1
+            assert (
+                value(live, "callcenter_calls", status="in_progress")
+                == value(before, "callcenter_calls", status="in_progress") + 1
+            )
+            assert value(live, "callcenter_recordings", state="pending") >= 1
+            assert await api_stack.api.http("POST", f"/api/calls/{call_id}/end", token=ADMIN)
+            await wait_call(api_stack, call_id, status="completed", recording_status="stored")
+            done = await page()
+            assert (
+                value(done, "callcenter_calls", status="completed")
+                == value(before, "callcenter_calls", status="completed") + 1
+            )
+            # the greeting's line: signal lag measured from its end of speech (none given: 0)
+            assert ("callcenter_signal_lag_seconds", (("quantile", "0.95"),)) in done
+
+            assert await client.execute_workflow(Tick.run, id=f"tick-{queue}", task_queue=queue)
+            sdk = await page()
+            names = {name for name, _ in sdk}
+            assert any(n.startswith("temporal_") for n in names), sorted(names)[:20]
+            assert any("workflow_completed" in n for n in names), sorted(names)
+    finally:
+        await pool.close()
