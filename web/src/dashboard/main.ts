@@ -8,7 +8,7 @@ import "./dashboard.css";
 import { ApiError, apiRequest, isRecord, wsUrl, type CallList, type CallSummary } from "../shared/api";
 import { byId, clear, h } from "../shared/dom";
 import { LiveSocket } from "../shared/live";
-import { CallView } from "./detail";
+import { CallView } from "./call/view";
 import { CallListView } from "./list";
 import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
 import { setLive } from "./ui";
