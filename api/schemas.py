@@ -212,6 +212,20 @@ class Accepted(BaseModel):
     status: str
 
 
+class RecordingSegment(BaseModel):
+    """One egress's stored file. `started_at` is its time zero on the call's clock (the egress's
+    start as LiveKit reported it, else when the workflow saw the egress start), so transcript
+    lines and alerts can be placed on the audio."""
+
+    index: int
+    url: str
+    size_bytes: int
+    duration_s: float
+    sha256: str
+    incomplete: bool
+    started_at: str | None
+
+
 class RecordingLink(BaseModel):
     call_id: str
     url: str
@@ -220,6 +234,11 @@ class RecordingLink(BaseModel):
     duration_s: float
     sha256: str
     incomplete: bool
+    # The first segment's time zero, and where it came from: `egress` (LiveKit's own start
+    # time), `event` (when the workflow recorded the start) or `none` (unknown).
+    started_at: str | None = None
+    clock: Literal["egress", "event", "none"] = "none"
+    segments: list[RecordingSegment] = []
 
 
 class ErasureResult(BaseModel):

@@ -144,6 +144,33 @@ async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | No
     return dict(row) if row else None
 
 
+async def get_recording_segments(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
+    """Every stored recording of a call, in the order they were stored, each with its time zero
+    (`started_at`, `clock`) from the `recording` event that started its egress."""
+    rows = await pool.fetch(
+        "SELECT r.bucket, r.object_key, r.egress_id, r.size_bytes, r.duration_s, r.sha256, "
+        "r.incomplete, r.stored_at, s.data->>'started_at' AS egress_started_at, s.at AS seen_at "
+        "FROM recordings r LEFT JOIN LATERAL (SELECT e.data, e.at FROM call_events e "
+        "  WHERE e.call_id = r.call_id AND e.kind = 'recording' "
+        "  AND e.data->>'status' = 'recording' "
+        "  AND (e.data->>'egress_id' = r.egress_id OR e.data->>'egress_id' IS NULL) "
+        "  ORDER BY (e.data->>'egress_id' = r.egress_id) DESC NULLS LAST, e.seq LIMIT 1) s ON true "
+        "WHERE r.call_id = $1 ORDER BY r.stored_at, r.object_key",
+        call_id,
+    )
+    segments = []
+    for r in rows:
+        seg = dict(r)
+        if seg["egress_started_at"]:
+            seg["started_at"], seg["clock"] = seg["egress_started_at"], "egress"
+        elif seg["seen_at"] is not None:
+            seg["started_at"], seg["clock"] = iso(seg["seen_at"]), "event"
+        else:
+            seg["started_at"], seg["clock"] = None, "none"
+        segments.append(seg)
+    return segments
+
+
 async def get_erasure(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         "SELECT call_id, requested_by, requested_at, completed_at FROM erasures WHERE call_id = $1",

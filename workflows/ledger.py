@@ -159,7 +159,10 @@ class CallLedger:
         self.s.egress = merge_egress(info, early) if early else info
         self.s.egress_started_at = now()
         self.s.recording_error = ""
-        self.set_recording(R.RECORDING, egress_id=info.egress_id)
+        # LiveKit's own start time is the recording's time zero: the dashboard plays the
+        # transcript against it (event data rides in an activity input, so replay is unchanged).
+        extra = {"started_at": info.started_at} if info.started_at else {}
+        self.set_recording(R.RECORDING, egress_id=info.egress_id, **extra)
         if egress_failed_without_file(self.s.egress):
             self.egress_failed()
 

@@ -1,6 +1,7 @@
 /**
- * The recording: its pipeline state while it is made, then (once stored) a player with a
- * short-lived presigned link, its facts and a download; a failed pipeline can be retried here.
+ * The recording: its pipeline state while it is made, then (once stored) a player on the call's
+ * clock (playback.ts) with short-lived presigned links, its facts and a download; a failed
+ * pipeline can be retried here.
  */
 
 import { ApiError, type Accepted, type RecordingLink } from "../../shared/api";
@@ -9,13 +10,34 @@ import { formatBytes, formatDateTime, formatDuration, humanize } from "../../sha
 import { api } from "../session";
 import { toast } from "../ui";
 import { errorText, panelSection, type CallContext } from "./context";
+import { Player, type Marker, type Segment } from "./playback";
+
+export interface PlaybackHooks {
+  /** The audio moved: `atMs` is the instant heard, on the call's clock. */
+  onTime(atMs: number, playing: boolean): void;
+  /** A player is ready: lines may now seek it. */
+  onReady(): void;
+  markers(): Marker[];
+  /** Time zero when the API knows no start for the recording (ms since the epoch). */
+  fallbackOriginMs(): number;
+}
+
+const CLOCKS: Record<string, string> = {
+  egress: "LiveKit egress start",
+  event: "egress start seen by the workflow",
+  none: "unknown: call start assumed",
+};
 
 export class RecordingPanel {
   readonly element: HTMLElement;
   private readonly body = h("div", { class: "recording-body", id: "recording-panel" });
   private loaded = false;
+  private player: Player | null = null;
 
-  constructor(private readonly ctx: CallContext) {
+  constructor(
+    private readonly ctx: CallContext,
+    private readonly hooks: PlaybackHooks,
+  ) {
     this.element = panelSection("Recording", this.body);
   }
 
@@ -24,7 +46,20 @@ export class RecordingPanel {
     return this.loaded;
   }
 
+  /** Play from an instant of the call; false when there is no player (yet). */
+  seek(atMs: number): boolean {
+    if (!this.player) return false;
+    void this.player.seek(atMs);
+    return true;
+  }
+
+  /** Redraw the alert markers on the player's timeline (an alert arrived). */
+  refreshMarkers(): void {
+    this.player?.setMarkers(this.hooks.markers());
+  }
+
   render(): void {
+    this.player = null;
     const call = this.ctx.call();
     const status = call.recording_status;
     clear(this.body);
@@ -81,9 +116,11 @@ export class RecordingPanel {
       return;
     }
     clear(this.body);
-    const audio = h("audio", { controls: true, preload: "metadata", src: link.url, id: "recording-audio" });
+    const player = new Player(this.segmentsOf(link), (at, playing) => this.hooks.onTime(at, playing));
+    this.player = player;
+    player.setMarkers(this.hooks.markers());
     this.body.append(
-      audio,
+      player.element,
       h(
         "dl",
         { class: "facts" },
@@ -95,6 +132,8 @@ export class RecordingPanel {
         h("dd", { class: "mono sha", title: link.sha256 }, `${link.sha256.slice(0, 16)}…`),
         h("dt", {}, "Link expires"),
         h("dd", {}, formatDateTime(link.expires_at)),
+        h("dt", {}, "Clock"),
+        h("dd", { id: "playback-clock-source" }, CLOCKS[link.clock ?? "none"] ?? "unknown"),
       ),
       ...(link.incomplete
         ? [h("p", { class: "rec-state rec-failed" }, "Incomplete: LiveKit ended the egress early; this is what it delivered.")]
@@ -106,6 +145,27 @@ export class RecordingPanel {
         "Download",
       ),
     );
+    this.hooks.onReady();
+  }
+
+  /** The segments on the call's clock; today's single-file answer is one segment. */
+  private segmentsOf(link: RecordingLink): Segment[] {
+    const given = link.segments?.length
+      ? link.segments
+      : [{ url: link.url, duration_s: link.duration_s, started_at: link.started_at ?? null }];
+    const out: Segment[] = [];
+    for (const seg of given) {
+      const start = seg.started_at ? Date.parse(seg.started_at) : NaN;
+      const previous = out[out.length - 1];
+      // Unknown start: right after the previous segment, or the call's own start for the first.
+      const startMs = Number.isFinite(start)
+        ? start
+        : previous
+          ? previous.startMs + previous.durationS * 1000
+          : this.hooks.fallbackOriginMs();
+      out.push({ url: seg.url, startMs, durationS: seg.duration_s });
+    }
+    return out;
   }
 
   private async retry(): Promise<void> {

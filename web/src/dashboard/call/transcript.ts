@@ -16,6 +16,8 @@ export class TranscriptPanel {
   private readonly empty = h("p", { class: "transcript-empty" }, "Waiting for the conversation to start…");
   private readonly interim = new Map<string, HTMLElement>();
   private finals = 0;
+  private playing: HTMLElement | null = null;
+  private seek: ((atMs: number) => void) | null = null;
 
   constructor(private readonly ctx: CallContext) {
     this.element = h(
@@ -53,6 +55,12 @@ export class TranscriptPanel {
       confidence !== undefined && confidence < 0.999 && h("span", { class: "line-conf" }, `${Math.round(confidence * 100)}%`),
     );
     li.dataset.seq = String(event.seq);
+    // When it was said, on the recording's clock: the agent's own start of speech, else arrival.
+    const at = Date.parse(str(data.started_at) ?? event.at ?? "");
+    if (Number.isFinite(at)) {
+      li.dataset.at = String(at);
+      if (this.seek) this.makeSeekable(li);
+    }
     if (data.interrupted === true) li.classList.add("interrupted");
     const pending = this.interim.get(speaker);
     if (pending) {
@@ -82,6 +90,48 @@ export class TranscriptPanel {
     const p = el.querySelector(".line-text");
     if (p) p.textContent = text;
     this.scrollToEnd();
+  }
+
+  /** Lines become buttons that play the recording from where they were said. */
+  enableSeek(seek: (atMs: number) => void): void {
+    if (this.seek) return;
+    this.seek = seek;
+    for (const li of this.list.querySelectorAll<HTMLElement>("li[data-at]")) this.makeSeekable(li);
+    this.list.addEventListener("click", (event) => this.seekFrom(event.target));
+    this.list.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" && event.key !== " ") return;
+      event.preventDefault();
+      this.seekFrom(event.target);
+    });
+  }
+
+  /** Highlight the line being heard at `atMs` (the last one that started by then). */
+  highlightAt(atMs: number, follow: boolean): void {
+    let current: HTMLElement | null = null;
+    for (const li of this.list.querySelectorAll<HTMLElement>("li[data-at]")) {
+      if (Number(li.dataset.at) <= atMs) current = li;
+      else break;
+    }
+    if (current === this.playing) return;
+    this.playing?.classList.remove("playing");
+    this.playing?.removeAttribute("aria-current");
+    this.playing = current;
+    if (!current) return;
+    current.classList.add("playing");
+    current.setAttribute("aria-current", "true");
+    if (follow) current.scrollIntoView({ block: "nearest" });
+  }
+
+  private makeSeekable(li: HTMLElement): void {
+    li.tabIndex = 0;
+    li.setAttribute("role", "button");
+    const who = li.querySelector(".line-speaker")?.textContent ?? "";
+    li.setAttribute("aria-label", `Play from here: ${who}, ${li.querySelector(".line-text")?.textContent ?? ""}`);
+  }
+
+  private seekFrom(target: EventTarget | null): void {
+    const li = (target as HTMLElement | null)?.closest<HTMLElement>("li[data-at]");
+    if (li && this.seek) this.seek(Number(li.dataset.at));
   }
 
   addAlert(event: CallEvent, kind: "silence" | "keyword", text: string): void {

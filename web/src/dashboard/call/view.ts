@@ -13,6 +13,7 @@ import { LiveSocket } from "../../shared/live";
 import { api, token } from "../session";
 import { speakerName, toast } from "../ui";
 import { ActivityPanel } from "./activity";
+import type { Marker } from "./playback";
 import { ACTIVE, errorText, num, str, type CallContext } from "./context";
 import { CallHeader } from "./header";
 import { LatencyPanel } from "./latency";
@@ -29,6 +30,7 @@ export class CallView {
   private keywordSeen = 0;
   private readonly socket: LiveSocket;
   private readonly tickTimer: number;
+  private readonly markers: Marker[] = [];
 
   private readonly header: CallHeader;
   private readonly transcript: TranscriptPanel;
@@ -61,7 +63,12 @@ export class CallView {
       update: (partial) => this.updateCall(partial),
     };
     this.transcript = new TranscriptPanel(ctx);
-    this.recording = new RecordingPanel(ctx);
+    this.recording = new RecordingPanel(ctx, {
+      onTime: (at, playing) => this.transcript.highlightAt(at, playing),
+      onReady: () => this.transcript.enableSeek((at) => this.recording.seek(at)),
+      markers: () => this.markers,
+      fallbackOriginMs: () => Date.parse(this.call.agent_joined_at ?? this.call.created_at ?? "") || Date.now(),
+    });
     this.monitor = new MonitorPanel(ctx);
     this.activity = new ActivityPanel();
     this.latency = new LatencyPanel();
@@ -158,6 +165,14 @@ export class CallView {
     this.onEvent(msg as unknown as CallEvent);
   }
 
+  /** An alert on the playback timeline. */
+  private mark(event: CallEvent, tone: Marker["tone"], label: string, atMs?: number): void {
+    const at = atMs ?? Date.parse(event.at ?? "");
+    if (!Number.isFinite(at)) return;
+    this.markers.push({ atMs: at, tone, label });
+    this.recording.refreshMarkers();
+  }
+
   private onEvent(event: CallEvent): void {
     const data = isRecord(event.data) ? event.data : {};
     const timeline = (tone: string, text: string) => this.activity.add(event, tone, text);
@@ -173,6 +188,7 @@ export class CallView {
         const text = `Silence for ${secs !== undefined ? Math.round(secs) + " s" : "a while"}${who}`;
         this.transcript.addAlert(event, "silence", text);
         timeline("alert-amber", text);
+        this.mark(event, "amber", text);
         this.updateCall({ silence_alerts: Math.max(this.call.silence_alerts, this.silenceSeen) });
         break;
       }
@@ -187,6 +203,8 @@ export class CallView {
         const said = str(data.text) ?? flagged?.querySelector(".line-text")?.textContent ?? undefined;
         this.transcript.addAlert(event, "keyword", `Keyword “${keyword}”${said ? `: ${said}` : ""}`);
         timeline("alert-red", `Keyword alert: ${keyword}`);
+        // On the timeline where the flagged line was said, not when the alert was written.
+        this.mark(event, "red", `Keyword alert: ${keyword}`, flagged?.dataset.at ? Number(flagged.dataset.at) : undefined);
         this.updateCall({ keyword_alerts: Math.max(this.call.keyword_alerts, this.keywordSeen) });
         break;
       }
@@ -236,6 +254,7 @@ export class CallView {
         break;
       }
       case "handoff_requested":
+        this.mark(event, "red", "Customer asked for a human");
         timeline("alert-red", `Customer asked for a human${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
         this.transcript.addAlert(event, "keyword", `The customer asked for a human${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
         break;
