@@ -8,15 +8,20 @@ errors into 422 responses that name the field. Response models exist for the Ope
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.models import CallStatus, RecordingStatus
 
 NAME_MAX = 64
 _NAME_PUNCT = frozenset(" '-.")
 ROOM_NAME_MAX = 64
 TEXT_MAX = 500
 INTERIM_TEXT_MAX = 1000  # pg NOTIFY payloads must stay under 8000 bytes
+CALL_STATUSES = frozenset(s.value for s in CallStatus)
+RECORDING_STATUSES = frozenset(s.value for s in RecordingStatus)
 
 
 def check_person_name(value: str) -> str:
@@ -115,6 +120,54 @@ class ListCallsQuery(Strict):
     status: Literal["active", "ended", "all"] = "active"
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
+
+
+class SearchCallsQuery(Strict):
+    """`GET /api/calls/search`: every filter optional, all of them must hold (AND)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    q: str | None = Field(
+        None, min_length=1, max_length=100, description="name or call id, any part"
+    )
+    from_: datetime | None = Field(None, alias="from", description="created at or after (ISO 8601)")
+    to: datetime | None = Field(None, description="created before (ISO 8601)")
+    status: str | None = Field(None, min_length=1, max_length=200, description="comma-separated")
+    end_reason: str | None = Field(None, min_length=1, max_length=100, description="any part")
+    alerts: Literal["any", "none", "silence", "keyword"] | None = None
+    recording: str | None = Field(None, min_length=1, max_length=100, description="comma-separated")
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _when(cls, v: object) -> object:
+        # Query strings are text: parse ISO 8601 here (strict mode refuses str -> datetime).
+        if isinstance(v, str):
+            try:
+                when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError("must be an ISO 8601 date or date-time") from None
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return v
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, CALL_STATUSES)
+
+    @field_validator("recording")
+    @classmethod
+    def _recordings(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, RECORDING_STATUSES)
+
+
+def _one_of(value: str, allowed: frozenset[str]) -> str:
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    bad = [x for x in items if x not in allowed]
+    if not items or bad:
+        raise ValueError(f"must be one or more of {', '.join(sorted(allowed))} (comma-separated)")
+    return ",".join(items)
 
 
 class AfterQuery(Strict):

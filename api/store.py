@@ -108,6 +108,59 @@ async def list_calls(
     return [call_row(r) for r in page], next_cursor
 
 
+async def search_calls(
+    pool: asyncpg.Pool, f: dict[str, Any], limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Calls matching every given filter, newest first, a page at a time (keyset on
+    `(created_at, call_id)`). `f` holds validated values: q, from, to, statuses, end_reason,
+    alerts (any | none | silence | keyword), recordings."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where: list[str] = []
+    if f.get("q"):
+        like = arg("%" + _escape_like(f["q"]) + "%")
+        where.append(f"(customer_name ILIKE {like} OR call_id ILIKE {like})")
+    if f.get("from"):
+        where.append(f"created_at >= {arg(f['from'])}")
+    if f.get("to"):
+        where.append(f"created_at < {arg(f['to'])}")
+    if f.get("statuses"):
+        where.append(f"status = ANY({arg(f['statuses'])}::text[])")
+    if f.get("recordings"):
+        where.append(f"recording_status = ANY({arg(f['recordings'])}::text[])")
+    if f.get("end_reason"):
+        where.append(f"end_reason ILIKE {arg('%' + _escape_like(f['end_reason']) + '%')}")
+    alerts = {
+        "any": "silence_alerts + keyword_alerts > 0",
+        "none": "silence_alerts + keyword_alerts = 0",
+        "silence": "silence_alerts > 0",
+        "keyword": "keyword_alerts > 0",
+    }.get(f.get("alerts") or "")
+    if alerts:
+        where.append(alerts)
+    if cursor:
+        at, cid = decode_cursor(cursor)
+        where.append(f"(created_at, call_id) < ({arg(at)}, {arg(cid)})")
+    rows = await pool.fetch(
+        f"SELECT {_CALL_COLUMNS} FROM calls WHERE {' AND '.join(where) or 'true'} "
+        f"ORDER BY created_at DESC, call_id DESC LIMIT {arg(limit + 1)}",
+        *args,
+    )
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1]["created_at"], page[-1]["call_id"]) if len(rows) > limit else None
+    )
+    return [call_row(r) for r in page], next_cursor
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 async def events_after(
     pool: asyncpg.Pool | asyncpg.Connection,
     call_id: str,

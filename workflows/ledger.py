@@ -159,10 +159,7 @@ class CallLedger:
         self.s.egress = merge_egress(info, early) if early else info
         self.s.egress_started_at = now()
         self.s.recording_error = ""
-        # LiveKit's own start time is the recording's time zero: the dashboard plays the
-        # transcript against it (event data rides in an activity input, so replay is unchanged).
-        extra = {"started_at": info.started_at} if info.started_at else {}
-        self.set_recording(R.RECORDING, egress_id=info.egress_id, **extra)
+        self.set_recording(R.RECORDING, egress_id=info.egress_id)
         if egress_failed_without_file(self.s.egress):
             self.egress_failed()
 
