@@ -294,6 +294,22 @@ class RecordingLink(BaseModel):
     segments: list[RecordingSegment] = []
 
 
+class CallReport(BaseModel):
+    """`GET /api/calls/{call_id}/report`: the whole call in one document (see `api/report.py`)."""
+
+    call_id: str
+    call: dict[str, Any]
+    workflow: dict[str, Any]
+    transcript: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    supervisor_actions: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    status_history: list[dict[str, Any]]
+    latency: dict[str, Any]
+    recording: dict[str, Any]
+    events: int
+
+
 class ErasureResult(BaseModel):
     call_id: str
     erasure_workflow_id: str

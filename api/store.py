@@ -224,6 +224,19 @@ async def get_recording_segments(pool: asyncpg.Pool, call_id: str) -> list[dict[
     return segments
 
 
+async def test_drives_of(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
+    """Test drives Sarah booked on this call (no phone numbers: the report does not need them)."""
+    rows = await pool.fetch(
+        "SELECT reference, vin, scheduled_at, status, created_at FROM test_drives "
+        "WHERE call_id = $1 ORDER BY created_at",
+        call_id,
+    )
+    return [
+        {**dict(r), "scheduled_at": iso(r["scheduled_at"]), "created_at": iso(r["created_at"])}
+        for r in rows
+    ]
+
+
 async def get_erasure(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         "SELECT call_id, requested_by, requested_at, completed_at FROM erasures WHERE call_id = $1",

@@ -19,6 +19,7 @@ import { CallHeader } from "./header";
 import { LatencyPanel } from "./latency";
 import { MonitorPanel } from "./monitor";
 import { RecordingPanel } from "./recording";
+import { ReportPanel } from "./report";
 import { TranscriptPanel } from "./transcript";
 
 const RECORDING_STATES = new Set(["none", "recording", "stopping", "uploading", "stored", "failed"]);
@@ -38,6 +39,7 @@ export class CallView {
   private readonly monitor: MonitorPanel;
   private readonly activity: ActivityPanel;
   private readonly latency: LatencyPanel;
+  private readonly report: ReportPanel;
 
   constructor(
     readonly callId: string,
@@ -72,7 +74,8 @@ export class CallView {
     this.monitor = new MonitorPanel(ctx);
     this.activity = new ActivityPanel();
     this.latency = new LatencyPanel();
-    this.header = new CallHeader(ctx, [this.monitor.button]);
+    this.report = new ReportPanel(ctx);
+    this.header = new CallHeader(ctx, [this.monitor.button, this.report.button]);
 
     clear(container);
     container.appendChild(
@@ -80,6 +83,7 @@ export class CallView {
         "section",
         { class: "detail", "data-call-id": callId },
         ...this.header.elements,
+        this.report.element,
         h(
           "div",
           { class: "detail-grid" },
@@ -112,6 +116,7 @@ export class CallView {
     this.socket.stop();
     window.clearInterval(this.tickTimer);
     this.monitor.destroy();
+    this.report.destroy();
   }
 
   private renderHeader(): void {
@@ -262,7 +267,7 @@ export class CallView {
         timeline("alert-amber", `Agent alert: ${humanize(str(data.kind) ?? "alert")}${str(data.detail) ? ` — ${str(data.detail)}` : ""}`);
         break;
       case "agent_metrics":
-        this.latency.show(data);
+        this.latency.add(data);
         break;
       default:
         timeline("status", humanize(event.type));
