@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.models import CallStatus, RecordingStatus
 
 NAME_MAX = 64
 _NAME_PUNCT = frozenset(" '-.")
 ROOM_NAME_MAX = 64
 TEXT_MAX = 500
 INTERIM_TEXT_MAX = 1000  # characters
+CALL_STATUSES = frozenset(s.value for s in CallStatus)
+RECORDING_STATUSES = frozenset(s.value for s in RecordingStatus)
 # pg_notify refuses a payload of 8000 bytes or more, and bytes are what count: the interim
 # message is published as UTF-8 JSON (`json_utf8_size`), where a character costs 1-4 bytes and
 # a control character 6 once escaped. 1000 emoji are 4000 bytes; the envelope stays under 1000.
@@ -135,6 +140,54 @@ class ListCallsQuery(Strict):
     cursor: str | None = Field(None, min_length=1, max_length=200)
 
 
+class SearchCallsQuery(Strict):
+    """`GET /api/calls/search`: every filter optional, all of them must hold (AND)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    q: str | None = Field(
+        None, min_length=1, max_length=100, description="name or call id, any part"
+    )
+    from_: datetime | None = Field(None, alias="from", description="created at or after (ISO 8601)")
+    to: datetime | None = Field(None, description="created before (ISO 8601)")
+    status: str | None = Field(None, min_length=1, max_length=200, description="comma-separated")
+    end_reason: str | None = Field(None, min_length=1, max_length=100, description="any part")
+    alerts: Literal["any", "none", "silence", "keyword"] | None = None
+    recording: str | None = Field(None, min_length=1, max_length=100, description="comma-separated")
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _when(cls, v: object) -> object:
+        # Query strings are text: parse ISO 8601 here (strict mode refuses str -> datetime).
+        if isinstance(v, str):
+            try:
+                when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError("must be an ISO 8601 date or date-time") from None
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return v
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, CALL_STATUSES)
+
+    @field_validator("recording")
+    @classmethod
+    def _recordings(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, RECORDING_STATUSES)
+
+
+def _one_of(value: str, allowed: frozenset[str]) -> str:
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    bad = [x for x in items if x not in allowed]
+    if not items or bad:
+        raise ValueError(f"must be one or more of {', '.join(sorted(allowed))} (comma-separated)")
+    return ",".join(items)
+
+
 class AfterQuery(Strict):
     after: int = Field(0, ge=0, le=2**62)
 
@@ -241,6 +294,20 @@ class Accepted(BaseModel):
     status: str
 
 
+class RecordingSegment(BaseModel):
+    """One egress's stored file. `started_at` is its time zero on the call's clock (the egress's
+    start as LiveKit reported it, else when the workflow saw the egress start), so transcript
+    lines and alerts can be placed on the audio."""
+
+    index: int
+    url: str
+    size_bytes: int
+    duration_s: float
+    sha256: str
+    incomplete: bool
+    started_at: str | None
+
+
 class RecordingLink(BaseModel):
     call_id: str
     url: str
@@ -249,6 +316,27 @@ class RecordingLink(BaseModel):
     duration_s: float
     sha256: str
     incomplete: bool
+    # The first segment's time zero, and where it came from: `egress` (LiveKit's own start
+    # time), `event` (when the workflow recorded the start) or `none` (unknown).
+    started_at: str | None = None
+    clock: Literal["egress", "event", "none"] = "none"
+    segments: list[RecordingSegment] = []
+
+
+class CallReport(BaseModel):
+    """`GET /api/calls/{call_id}/report`: the whole call in one document (see `api/report.py`)."""
+
+    call_id: str
+    call: dict[str, Any]
+    workflow: dict[str, Any]
+    transcript: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    supervisor_actions: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    status_history: list[dict[str, Any]]
+    latency: dict[str, Any]
+    recording: dict[str, Any]
+    events: int
 
 
 class ErasureResult(BaseModel):

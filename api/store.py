@@ -108,6 +108,59 @@ async def list_calls(
     return [call_row(r) for r in page], next_cursor
 
 
+async def search_calls(
+    pool: asyncpg.Pool, f: dict[str, Any], limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Calls matching every given filter, newest first, a page at a time (keyset on
+    `(created_at, call_id)`). `f` holds validated values: q, from, to, statuses, end_reason,
+    alerts (any | none | silence | keyword), recordings."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where: list[str] = []
+    if f.get("q"):
+        like = arg("%" + _escape_like(f["q"]) + "%")
+        where.append(f"(customer_name ILIKE {like} OR call_id ILIKE {like})")
+    if f.get("from"):
+        where.append(f"created_at >= {arg(f['from'])}")
+    if f.get("to"):
+        where.append(f"created_at < {arg(f['to'])}")
+    if f.get("statuses"):
+        where.append(f"status = ANY({arg(f['statuses'])}::text[])")
+    if f.get("recordings"):
+        where.append(f"recording_status = ANY({arg(f['recordings'])}::text[])")
+    if f.get("end_reason"):
+        where.append(f"end_reason ILIKE {arg('%' + _escape_like(f['end_reason']) + '%')}")
+    alerts = {
+        "any": "silence_alerts + keyword_alerts > 0",
+        "none": "silence_alerts + keyword_alerts = 0",
+        "silence": "silence_alerts > 0",
+        "keyword": "keyword_alerts > 0",
+    }.get(f.get("alerts") or "")
+    if alerts:
+        where.append(alerts)
+    if cursor:
+        at, cid = decode_cursor(cursor)
+        where.append(f"(created_at, call_id) < ({arg(at)}, {arg(cid)})")
+    rows = await pool.fetch(
+        f"SELECT {_CALL_COLUMNS} FROM calls WHERE {' AND '.join(where) or 'true'} "
+        f"ORDER BY created_at DESC, call_id DESC LIMIT {arg(limit + 1)}",
+        *args,
+    )
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1]["created_at"], page[-1]["call_id"]) if len(rows) > limit else None
+    )
+    return [call_row(r) for r in page], next_cursor
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 async def events_after(
     pool: asyncpg.Pool | asyncpg.Connection,
     call_id: str,
@@ -146,6 +199,46 @@ async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | No
         call_id,
     )
     return dict(row) if row else None
+
+
+async def get_recording_segments(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
+    """Every stored recording of a call, in the order they were stored, each with its time zero
+    (`started_at`, `clock`) from the `recording` event that started its egress."""
+    rows = await pool.fetch(
+        "SELECT r.bucket, r.object_key, r.egress_id, r.size_bytes, r.duration_s, r.sha256, "
+        "r.incomplete, r.stored_at, s.data->>'started_at' AS egress_started_at, s.at AS seen_at "
+        "FROM recordings r LEFT JOIN LATERAL (SELECT e.data, e.at FROM call_events e "
+        "  WHERE e.call_id = r.call_id AND e.kind = 'recording' "
+        "  AND e.data->>'status' = 'recording' "
+        "  AND (e.data->>'egress_id' = r.egress_id OR e.data->>'egress_id' IS NULL) "
+        "  ORDER BY (e.data->>'egress_id' = r.egress_id) DESC NULLS LAST, e.seq LIMIT 1) s ON true "
+        "WHERE r.call_id = $1 ORDER BY r.stored_at, r.object_key",
+        call_id,
+    )
+    segments = []
+    for r in rows:
+        seg = dict(r)
+        if seg["egress_started_at"]:
+            seg["started_at"], seg["clock"] = seg["egress_started_at"], "egress"
+        elif seg["seen_at"] is not None:
+            seg["started_at"], seg["clock"] = iso(seg["seen_at"]), "event"
+        else:
+            seg["started_at"], seg["clock"] = None, "none"
+        segments.append(seg)
+    return segments
+
+
+async def test_drives_of(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
+    """Test drives Sarah booked on this call (no phone numbers: the report does not need them)."""
+    rows = await pool.fetch(
+        "SELECT reference, vin, scheduled_at, status, created_at FROM test_drives "
+        "WHERE call_id = $1 ORDER BY created_at",
+        call_id,
+    )
+    return [
+        {**dict(r), "scheduled_at": iso(r["scheduled_at"]), "created_at": iso(r["created_at"])}
+        for r in rows
+    ]
 
 
 async def get_erasure(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:

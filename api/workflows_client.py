@@ -22,6 +22,7 @@ from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core.models import (
     QUERY_GET_STATE,
     CallConfig,
+    CallResult,
     CallState,
     TokenGrant,
     call_workflow_id,
@@ -144,3 +145,22 @@ class CallsClient:
                 ) from exc
             raise temporal_error(exc, call_id) from exc
         return retry.run_id
+
+    async def outcome(self, call_id: str) -> dict[str, Any]:
+        """What Temporal says of the call for its report: the workflow's status and, once it
+        completed, its result. Never raises: an unreachable Temporal is part of the answer."""
+        handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        timeout = timedelta(seconds=3)
+        try:
+            desc = await handle.describe(rpc_timeout=timeout)
+            status = desc.status.name if desc.status is not None else "UNKNOWN"
+            result = None
+            if desc.status == WorkflowExecutionStatus.COMPLETED:
+                done = await handle.result(result_type=CallResult, rpc_timeout=timeout)
+                result = dataclasses.asdict(done)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return {"source": "temporal", "status": "NOT_FOUND", "result": None}
+            return {"source": "unavailable", "status": None, "result": None,
+                    "error": f"temporal: {exc.status.name if exc.status else 'error'}"}  # fmt: skip
+        return {"source": "temporal", "status": status, "result": result}

@@ -19,7 +19,7 @@ from sanic.response import HTTPResponse
 from api import store
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import Integer, String, call_id_param, endpoint, query_param
-from api.errors import Conflict, NotFound, Unavailable
+from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from api.livekit_grants import agent_identities, send_whisper, supervisor_token
 from api.schemas import (
     TRANSCRIPT_PAGE,
@@ -31,6 +31,7 @@ from api.schemas import (
     EndCallRequest,
     ListCallsQuery,
     LiveKitGrant,
+    SearchCallsQuery,
     Transcript,
     TranscriptQuery,
     WhisperRequest,
@@ -118,6 +119,43 @@ async def record_action(request: Request, call_id: str, action: str, detail: str
 async def list_calls(request: Request) -> HTTPResponse:
     q = parse_query(request, ListCallsQuery)
     calls, next_cursor = await store.list_calls(request.app.ctx.res.db, q.status, q.limit, q.cursor)
+    return json({"calls": calls, "next_cursor": next_cursor})
+
+
+@bp.get("/api/calls/search")
+@endpoint(
+    "Search calls by name, date range, status, end reason, alerts and recording status",
+    tag="supervisor",
+    response=CallList,
+    errors=(422,),
+    secured=True,
+)
+@query_param("q", String(minLength=1, maxLength=100), "any part of the customer name or call id")
+@query_param("from", String(format="date-time"), "created at or after")
+@query_param("to", String(format="date-time"), "created before")
+@query_param("status", String(), "call statuses, comma-separated")
+@query_param("end_reason", String(minLength=1, maxLength=100), "any part of the end reason")
+@query_param("alerts", String(enum=["any", "none", "silence", "keyword"]), "alerts raised")
+@query_param("recording", String(), "recording statuses, comma-separated")
+@query_param("limit", Integer(minimum=1, maximum=200), "page size, default 50")
+@query_param("cursor", String(minLength=1, maxLength=200), "next_cursor of the previous page")
+@require(READ_CALLS)
+async def search_calls(request: Request) -> HTTPResponse:
+    q = parse_query(request, SearchCallsQuery)
+    if q.from_ and q.to and q.to <= q.from_:
+        raise ValidationFailed("to: must be after from", field="to")
+    filters = {
+        "q": q.q,
+        "from": q.from_,
+        "to": q.to,
+        "statuses": q.status.split(",") if q.status else None,
+        "end_reason": q.end_reason,
+        "alerts": q.alerts,
+        "recordings": q.recording.split(",") if q.recording else None,
+    }
+    calls, next_cursor = await store.search_calls(
+        request.app.ctx.res.db, filters, q.limit, q.cursor
+    )
     return json({"calls": calls, "next_cursor": next_cursor})
 
 

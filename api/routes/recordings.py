@@ -39,8 +39,8 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
     call = await store.get_call(res.db, call_id)
     if call is None:
         raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
-    rec = await store.get_recording(res.db, call_id)
-    if rec is None:
+    segments = await store.get_recording_segments(res.db, call_id)
+    if not segments:
         raise Conflict(
             f"the recording of call {call_id} is not stored yet ({call['recording_status']})",
             code="recording_not_stored",
@@ -48,17 +48,32 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
     ttl_s = request.app.ctx.settings.RECORDING_URL_TTL_S  # validated <= 900
     ttl = min(timedelta(seconds=ttl_s), MAX_URL_TTL)
     # Presigning is local computation (the client has a fixed region): no I/O on the loop.
-    url = res.minio.presigned_get_object(rec["bucket"], rec["object_key"], expires=ttl)
+    shown = [
+        {
+            "index": i,
+            "url": res.minio.presigned_get_object(s["bucket"], s["object_key"], expires=ttl),
+            "size_bytes": s["size_bytes"],
+            "duration_s": s["duration_s"],
+            "sha256": s["sha256"],
+            "incomplete": s["incomplete"],
+            "started_at": s["started_at"],
+        }
+        for i, s in enumerate(segments)
+    ]
+    first = shown[0]
     log.info("recording_link_issued", call_id=call_id, by=request.ctx.principal.id)
     return json(
         {
             "call_id": call_id,
-            "url": url,
+            "url": first["url"],
             "expires_at": (datetime.now(UTC) + ttl).isoformat(),
-            "size_bytes": rec["size_bytes"],
-            "duration_s": rec["duration_s"],
-            "sha256": rec["sha256"],
-            "incomplete": rec["incomplete"],
+            "size_bytes": sum(s["size_bytes"] for s in shown),
+            "duration_s": sum(s["duration_s"] for s in shown),
+            "sha256": first["sha256"],
+            "incomplete": any(s["incomplete"] for s in shown),
+            "started_at": first["started_at"],
+            "clock": segments[0]["clock"],
+            "segments": shown,
         }
     )
 

@@ -8,8 +8,9 @@ import "./dashboard.css";
 import { ApiError, apiRequest, isRecord, wsUrl, type CallList, type CallSummary } from "../shared/api";
 import { byId, clear, h } from "../shared/dom";
 import { LiveSocket } from "../shared/live";
-import { CallView } from "./detail";
+import { CallView } from "./call/view";
 import { CallListView } from "./list";
+import { searchParams, SearchView } from "./search";
 import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
 import { setLive } from "./ui";
 
@@ -25,6 +26,7 @@ const listLive = byId("list-live");
 let listSocket: LiveSocket | null = null;
 let view: CallView | null = null;
 let list: CallListView | null = null;
+let search: SearchView | null = null;
 
 function showSignin(message?: string): void {
   listSocket?.stop();
@@ -124,6 +126,15 @@ function startApp(): void {
 }
 
 function route(): void {
+  const params = searchParams(window.location.hash);
+  if (params) {
+    view?.destroy();
+    view = null;
+    list?.select(null);
+    search = new SearchView(main, params, (callId) => (window.location.hash = `#/calls/${callId}`));
+    return;
+  }
+  search = null;
   const match = /^#\/calls\/([a-z0-9]+)$/.exec(window.location.hash);
   const callId = match?.[1] ?? null;
   list?.select(callId);
@@ -139,7 +150,7 @@ function route(): void {
 
 /** The landing panel when no call is open: live numbers for the floor. */
 function renderOverview(): void {
-  if (view || !list) return;
+  if (view || search || !list) return;
   const live = list.live();
   const count = (pred: (c: CallSummary) => boolean) => live.filter(pred).length;
   const card = (label: string, value: number, tone: string, id: string) =>

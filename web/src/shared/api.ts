@@ -144,6 +144,17 @@ export interface LiveKitGrant {
   hidden: boolean;
 }
 
+export interface RecordingSegment {
+  index: number;
+  url: string;
+  size_bytes: number;
+  duration_s: number;
+  sha256: string;
+  incomplete: boolean;
+  /** The segment's time zero on the call's clock (ISO 8601), null when unknown. */
+  started_at: string | null;
+}
+
 export interface RecordingLink {
   call_id: string;
   url: string;
@@ -152,6 +163,9 @@ export interface RecordingLink {
   duration_s: number;
   sha256: string;
   incomplete: boolean;
+  started_at?: string | null;
+  clock?: "egress" | "event" | "none";
+  segments?: RecordingSegment[];
 }
 
 export interface Accepted {

@@ -1,0 +1,51 @@
+"""The post-call report: `GET /api/calls/{call_id}/report`, one JSON document per call (a thin
+route: `api/report.py` shapes what it gathers here)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+
+from api import store
+from api.auth import READ_CALLS, require
+from api.docs import call_id_param, endpoint
+from api.errors import NotFound, Unavailable
+from api.report import build_report
+from api.schemas import CallReport, Empty
+from api.validation import check_call_id, parse_query
+from api.workflows_client import CallsClient
+from core.log import get_logger
+
+log = get_logger("api.report")
+bp = Blueprint("report")
+
+
+@bp.get("/api/calls/<call_id:str>/report")
+@endpoint(
+    "The call's report: transcript, alerts, supervisor actions, tool calls, latency, recording",
+    tag="supervisor",
+    response=CallReport,
+    errors=(404, 422),
+    secured=True,
+)
+@call_id_param()
+@require(READ_CALLS)
+async def report(request: Request, call_id: str) -> HTTPResponse:
+    check_call_id(call_id)
+    parse_query(request, Empty)
+    db = request.app.ctx.res.db
+    call = await store.get_call(db, call_id)
+    if call is None:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    events = await store.events_after(db, call_id, 0)
+    segments = await store.get_recording_segments(db, call_id)
+    drives = await store.test_drives_of(db, call_id)
+    try:
+        calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+    except Unavailable as exc:
+        # The stored call is the report; what only Temporal knows is marked missing, not a 503.
+        workflow = {"source": "unavailable", "status": None, "result": None, "error": str(exc)}
+    else:
+        workflow = await calls.outcome(call_id)
+    log.info("report_built", call_id=call_id, events=len(events), by=request.ctx.principal.id)
+    return json(build_report(call, events, segments, drives, workflow))

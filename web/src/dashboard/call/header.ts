@@ -1,0 +1,237 @@
+/**
+ * The call's head: name, status and recording badges, the live pill, the actions (whisper,
+ * monitor, end, the workflow in the Temporal UI), their confirmation forms, the error banner and
+ * the counters. End and whisper are plain REST calls whose effects come back through the socket.
+ */
+
+import type { Accepted } from "../../shared/api";
+import { clear, h, icon, ICONS } from "../../shared/dom";
+import { formatDuration, humanize, secondsBetween } from "../../shared/format";
+import type { LiveState } from "../../shared/live";
+import { api, temporalWorkflowUrl } from "../session";
+import { livePill, recordingBadge, setLive, statusBadge, toast } from "../ui";
+import { ACTIVE, errorText, type CallContext } from "./context";
+
+export class CallHeader {
+  /** Top-level children of the call's section, in order. */
+  readonly elements: HTMLElement[];
+  private readonly badges = h("div", { class: "detail-badges" });
+  private readonly title = h("h1", { class: "detail-title" });
+  private readonly live = livePill();
+  private readonly duration = h("strong", { class: "stat-value mono", id: "stat-duration" }, "—");
+  private readonly silenceCount = h("strong", { class: "stat-value", id: "silence-count" }, "0");
+  private readonly keywordCount = h("strong", { class: "stat-value", id: "keyword-count" }, "0");
+  private readonly lineCount = h("strong", { class: "stat-value", id: "line-count" }, "0");
+  private readonly banner = h("div", { class: "detail-banner", role: "alert", hidden: true });
+  private readonly endButton: HTMLButtonElement;
+  private readonly whisperButton: HTMLButtonElement;
+  private readonly whisperForm: HTMLFormElement;
+  private readonly endForm: HTMLFormElement;
+
+  constructor(
+    private readonly ctx: CallContext,
+    /** Buttons owned by other panels (monitor), placed among the actions. */
+    extraActions: HTMLElement[],
+  ) {
+    this.endButton = h(
+      "button",
+      { type: "button", class: "btn btn-danger btn-sm", id: "end-call-button", onclick: () => this.toggle(this.endForm) },
+      icon(ICONS.stop),
+      "End call",
+    );
+    this.whisperButton = h(
+      "button",
+      { type: "button", class: "btn btn-secondary btn-sm", id: "whisper-button", onclick: () => this.toggle(this.whisperForm) },
+      icon(ICONS.message),
+      "Whisper",
+    );
+    const reason = h("input", {
+      class: "input input-sm",
+      id: "end-reason",
+      name: "reason",
+      maxlength: 200,
+      placeholder: "Reason (optional), e.g. abusive caller",
+    });
+    this.endForm = h(
+      "form",
+      { class: "action-form danger", id: "end-form", hidden: true },
+      h("p", {}, h("strong", {}, "End this call for the customer?"), " The agent says goodbye and the room closes."),
+      h(
+        "div",
+        { class: "action-row" },
+        reason,
+        h("button", { type: "submit", class: "btn btn-danger btn-sm", id: "end-confirm" }, "End call"),
+        h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: () => (this.endForm.hidden = true) }, "Cancel"),
+      ),
+    );
+    this.endForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.endCall(reason.value.trim());
+    });
+    const whisperText = h("input", {
+      class: "input input-sm",
+      id: "whisper-text",
+      name: "text",
+      maxlength: 500,
+      required: true,
+      placeholder: "Instruction for Sarah, e.g. offer the weekend test-drive slot",
+    });
+    this.whisperForm = h(
+      "form",
+      { class: "action-form", id: "whisper-form", hidden: true },
+      h("p", {}, "Only Sarah receives this; the customer does not hear it."),
+      h(
+        "div",
+        { class: "action-row" },
+        whisperText,
+        h("button", { type: "submit", class: "btn btn-primary btn-sm", id: "whisper-send" }, "Send"),
+      ),
+    );
+    this.whisperForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.whisper(whisperText);
+    });
+
+    const stat = (label: string, value: HTMLElement, tone = "") =>
+      h("div", { class: `stat ${tone}` }, h("span", { class: "stat-label" }, label), value);
+    this.elements = [
+      h(
+        "header",
+        { class: "detail-head" },
+        h(
+          "div",
+          { class: "detail-id" },
+          this.title,
+          h("div", { class: "detail-sub" }, h("code", { id: "detail-call-id" }, ctx.callId), this.badges, this.live),
+        ),
+        h(
+          "div",
+          { class: "detail-actions" },
+          this.whisperButton,
+          ...extraActions,
+          this.endButton,
+          h(
+            "a",
+            {
+              class: "btn btn-ghost btn-sm",
+              id: "temporal-workflow-link",
+              href: temporalWorkflowUrl(ctx.callId),
+              target: "_blank",
+              rel: "noopener",
+              title: "Open this call's workflow in the Temporal Web UI",
+            },
+            "Workflow",
+            icon(ICONS.external),
+          ),
+        ),
+      ),
+      this.banner,
+      this.endForm,
+      this.whisperForm,
+      h(
+        "div",
+        { class: "stats" },
+        stat("Duration", this.duration),
+        stat("Silence alerts", this.silenceCount, "stat-amber"),
+        stat("Keyword alerts", this.keywordCount, "stat-red"),
+        stat("Transcript lines", this.lineCount),
+      ),
+    ];
+  }
+
+  /** Whether the call can still be acted on (the socket may outlive the call, for late events). */
+  isLive(): boolean {
+    const c = this.ctx.call();
+    return c.live && (ACTIVE.has(c.status) || c.status === "unknown");
+  }
+
+  render(counts: { silence: number; keyword: number; lines: number }): void {
+    const c = this.ctx.call();
+    this.title.textContent = c.customer_name || "Anonymous caller";
+    clear(this.badges);
+    this.badges.append(statusBadge(c.status), recordingBadge(c.recording_status));
+    const live = this.isLive();
+    this.endButton.disabled = !live || c.status === "ending"; // the workflow refuses a second end
+    this.whisperButton.disabled = !live;
+    if (!live) {
+      this.endForm.hidden = true;
+      this.whisperForm.hidden = true;
+    }
+    // The socket stays open for late events (recording), but "Live" would mislead on an ended call.
+    this.live.hidden = !live;
+    this.silenceCount.textContent = String(Math.max(c.silence_alerts, counts.silence));
+    this.keywordCount.textContent = String(Math.max(c.keyword_alerts, counts.keyword));
+    this.lineCount.textContent = String(counts.lines);
+    this.tick();
+  }
+
+  setLines(lines: number): void {
+    this.lineCount.textContent = String(lines);
+  }
+
+  tick(): void {
+    const c = this.ctx.call();
+    const from = c.agent_joined_at ?? c.created_at;
+    if (!from) return;
+    const seconds = secondsBetween(from, c.live ? null : (c.ended_at ?? null));
+    this.duration.textContent = formatDuration(seconds);
+  }
+
+  setSocketState(state: LiveState, detail?: string): void {
+    setLive(this.live, state, detail);
+    if (state === "refused") this.showBanner(`Live updates refused: ${detail ?? "unknown reason"}`);
+    else if (state === "open") this.showBanner(null);
+  }
+
+  showBanner(text: string | null): void {
+    this.banner.hidden = !text;
+    this.banner.textContent = text ?? "";
+  }
+
+  private toggle(form: HTMLFormElement): void {
+    const show = form.hidden;
+    this.endForm.hidden = true;
+    this.whisperForm.hidden = true;
+    form.hidden = !show;
+    if (show) form.querySelector("input")?.focus();
+  }
+
+  private async endCall(reason: string): Promise<void> {
+    const confirm = this.endForm.querySelector<HTMLButtonElement>("button[type=submit]");
+    if (confirm) confirm.disabled = true;
+    try {
+      const result = await api<Accepted>(
+        "POST",
+        `/api/calls/${encodeURIComponent(this.ctx.callId)}/end`,
+        reason ? { reason } : {},
+      );
+      this.endForm.hidden = true;
+      toast(`Ending the call (${humanize(result.status)}).`, "success");
+      this.ctx.update({ status: ACTIVE.has(result.status) || result.status === "completed" ? result.status : "ending" });
+    } catch (err) {
+      toast(`Could not end the call: ${errorText(err)}`, "error");
+    } finally {
+      if (confirm) confirm.disabled = false;
+    }
+  }
+
+  private async whisper(input: HTMLInputElement): Promise<void> {
+    const text = input.value.trim();
+    if (!text) {
+      input.focus();
+      return;
+    }
+    const send = this.whisperForm.querySelector<HTMLButtonElement>("button[type=submit]");
+    if (send) send.disabled = true;
+    try {
+      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.ctx.callId)}/whisper`, { text });
+      input.value = "";
+      this.whisperForm.hidden = true;
+      toast("Whisper sent to Sarah.", "success");
+    } catch (err) {
+      toast(`Whisper not sent: ${errorText(err)}`, "error");
+    } finally {
+      if (send) send.disabled = false;
+    }
+  }
+}

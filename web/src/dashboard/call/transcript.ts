@@ -1,0 +1,170 @@
+/**
+ * The transcript: final lines in the order of their `seq`, interim lines (one per speaker, never
+ * stored) below them, alerts and supervisor notes inline where they happened.
+ */
+
+import type { CallEvent } from "../../shared/api";
+import { isRecord } from "../../shared/api";
+import { h } from "../../shared/dom";
+import { formatClock } from "../../shared/format";
+import { speakerName } from "../ui";
+import { num, str, type CallContext } from "./context";
+
+export class TranscriptPanel {
+  readonly element: HTMLElement;
+  private readonly list = h("ol", { class: "transcript", id: "transcript", "aria-live": "polite" });
+  private readonly empty = h("p", { class: "transcript-empty" }, "Waiting for the conversation to start…");
+  private readonly interim = new Map<string, HTMLElement>();
+  private finals = 0;
+  private playing: HTMLElement | null = null;
+  private seek: ((atMs: number) => void) | null = null;
+
+  constructor(private readonly ctx: CallContext) {
+    this.element = h(
+      "section",
+      { class: "panel transcript-panel" },
+      h("header", { class: "panel-head" }, h("h2", {}, "Live transcript")),
+      h("div", { class: "transcript-scroll", id: "transcript-scroll" }, this.empty, this.list),
+    );
+  }
+
+  /** Final lines shown so far. */
+  get lineCount(): number {
+    return this.finals;
+  }
+
+  setLive(live: boolean): void {
+    this.empty.textContent = live ? "Waiting for the conversation to start…" : "No transcript was recorded for this call.";
+  }
+
+  /** The line with this `seq`, e.g. the one a keyword alert points at. */
+  lineBySeq(seq: number): HTMLElement | null {
+    return this.list.querySelector<HTMLElement>(`li[data-seq="${seq}"]`);
+  }
+
+  addFinal(event: CallEvent, data: Record<string, unknown>): void {
+    const speaker = str(data.speaker) ?? str(event.speaker) ?? "unknown";
+    const text = str(data.text) ?? str(event.text) ?? "";
+    const confidence = num(data.confidence);
+    const kind = speaker === "assistant" || speaker === "agent" ? "agent" : "customer";
+    const li = this.line(
+      kind,
+      speakerName(speaker, this.ctx.call().customer_name),
+      event.at ?? str(data.ended_at) ?? null,
+      text,
+      confidence !== undefined && confidence < 0.999 && h("span", { class: "line-conf" }, `${Math.round(confidence * 100)}%`),
+    );
+    li.dataset.seq = String(event.seq);
+    // When it was said, on the recording's clock: the agent's own start of speech, else arrival.
+    const at = Date.parse(str(data.started_at) ?? event.at ?? "");
+    if (Number.isFinite(at)) {
+      li.dataset.at = String(at);
+      if (this.seek) this.makeSeekable(li);
+    }
+    if (data.interrupted === true) li.classList.add("interrupted");
+    const pending = this.interim.get(speaker);
+    if (pending) {
+      pending.remove();
+      this.interim.delete(speaker);
+    }
+    this.list.insertBefore(li, this.firstInterim());
+    this.finals += 1;
+    this.scrollToEnd();
+  }
+
+  showInterim(event: CallEvent): void {
+    const data = isRecord(event.data) ? event.data : (event as unknown as Record<string, unknown>);
+    const speaker = str(data.speaker) ?? "customer";
+    const text = str(data.text) ?? "";
+    let el = this.interim.get(speaker);
+    if (!text) {
+      el?.remove();
+      this.interim.delete(speaker);
+      return;
+    }
+    if (!el) {
+      el = this.line("interim", `${speakerName(speaker, this.ctx.call().customer_name)} · speaking`, event.at, "");
+      this.interim.set(speaker, el);
+      this.list.appendChild(el);
+    }
+    const p = el.querySelector(".line-text");
+    if (p) p.textContent = text;
+    this.scrollToEnd();
+  }
+
+  /** Lines become buttons that play the recording from where they were said. */
+  enableSeek(seek: (atMs: number) => void): void {
+    if (this.seek) return;
+    this.seek = seek;
+    for (const li of this.list.querySelectorAll<HTMLElement>("li[data-at]")) this.makeSeekable(li);
+    this.list.addEventListener("click", (event) => this.seekFrom(event.target));
+    this.list.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" && event.key !== " ") return;
+      event.preventDefault();
+      this.seekFrom(event.target);
+    });
+  }
+
+  /** Highlight the line being heard at `atMs` (the last one that started by then). */
+  highlightAt(atMs: number, follow: boolean): void {
+    let current: HTMLElement | null = null;
+    for (const li of this.list.querySelectorAll<HTMLElement>("li[data-at]")) {
+      if (Number(li.dataset.at) <= atMs) current = li;
+      else break;
+    }
+    if (current === this.playing) return;
+    this.playing?.classList.remove("playing");
+    this.playing?.removeAttribute("aria-current");
+    this.playing = current;
+    if (!current) return;
+    current.classList.add("playing");
+    current.setAttribute("aria-current", "true");
+    if (follow) current.scrollIntoView({ block: "nearest" });
+  }
+
+  private makeSeekable(li: HTMLElement): void {
+    li.tabIndex = 0;
+    li.setAttribute("role", "button");
+    const who = li.querySelector(".line-speaker")?.textContent ?? "";
+    li.setAttribute("aria-label", `Play from here: ${who}, ${li.querySelector(".line-text")?.textContent ?? ""}`);
+  }
+
+  private seekFrom(target: EventTarget | null): void {
+    const li = (target as HTMLElement | null)?.closest<HTMLElement>("li[data-at]");
+    if (li && this.seek) this.seek(Number(li.dataset.at));
+  }
+
+  addAlert(event: CallEvent, kind: "silence" | "keyword", text: string): void {
+    const li = this.line(`alert line-${kind}`, kind === "silence" ? "Silence alert" : "Keyword alert", event.at, text);
+    li.dataset.seq = String(event.seq);
+    this.list.insertBefore(li, this.firstInterim());
+    this.scrollToEnd();
+  }
+
+  addNote(event: CallEvent, text: string): void {
+    const li = this.line("note", "Supervisor", event.at, text);
+    this.list.insertBefore(li, this.firstInterim());
+    this.scrollToEnd();
+  }
+
+  private scrollToEnd(): void {
+    const scroller = this.list.parentElement;
+    if (!scroller) return;
+    const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
+    if (nearBottom) scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  private line(kind: string, speaker: string, at: string | null, text: string, extra?: Node | false): HTMLLIElement {
+    this.empty.hidden = true;
+    return h(
+      "li",
+      { class: `line line-${kind}` },
+      h("div", { class: "line-meta" }, h("span", { class: "line-speaker" }, speaker), h("time", {}, formatClock(at)), extra),
+      h("p", { class: "line-text" }, text),
+    );
+  }
+
+  private firstInterim(): HTMLElement | null {
+    return this.list.querySelector<HTMLElement>(".line-interim");
+  }
+}
