@@ -2,8 +2,13 @@
 
 Starts Temporal's dev server (Web UI, search attributes, state in `.devstack/temporal.sqlite`),
 PostgreSQL (data in `.devstack/pgdata`, migrated), an S3 endpoint with the recordings bucket,
-the LiveKit emulator, then the worker, the API and (when its keys are set) the agent. Every
+the LiveKit emulator, then the worker(s), the API and (when its keys are set) the agent. Every
 setting it chose is written to `.devstack/env`, which every process of the product reads.
+
+Supervision is compose's `restart: unless-stopped`: a product process (worker, API, agent,
+stand-in) that dies is logged and restarted, after a delay that doubles from 0.5 s up to 30 s
+and resets once it has stayed up for 10 s. Only infrastructure (Temporal, PostgreSQL, S3, the
+LiveKit emulator) dying stops the stack: every product process depends on it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import os
 import secrets
 import signal
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import ROOT
@@ -63,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--postgres-port", type=int, default=int(env("POSTGRES_PORT", 5433)))
     up.add_argument("--infra-only", action="store_true",
                     help="only Temporal, PostgreSQL, S3 and the LiveKit emulator")  # fmt: skip
+    up.add_argument("--standin-pace", type=float, default=4.0,
+                    help="seconds between the stand-in conversation's lines (default 4)")  # fmt: skip
+    up.add_argument("--workers", type=int, default=int(env("DEVSTACK_WORKERS", 1)),
+                    help="Temporal worker processes on the task queue (default 1)")  # fmt: skip
     up.add_argument("--no-agent", action="store_true", help="never start the voice agent")
     up.add_argument("--no-standin", action="store_true",
                     help="without the agent, leave calls silent (no scripted conversation)")  # fmt: skip
@@ -144,27 +154,86 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+def emulator_process(env: dict[str, str], ports: Ports, logs: Path) -> ManagedProcess | None:
+    """The LiveKit emulator: infrastructure, like livekit-server in compose."""
+    if not (ROOT / "devstack" / "livekit" / "__main__.py").exists():
+        return None
+    return ManagedProcess("livekit-emulator", [sys.executable, "-m", "devstack.livekit"],
+                          logs / "livekit.log", ports=[ports.livekit], env=env, cwd=ROOT)  # fmt: skip
+
+
 def product_processes(
-    env: dict[str, str], ports: Ports, logs: Path, agent: bool, standin: bool
+    env: dict[str, str],
+    ports: Ports,
+    logs: Path,
+    agent: bool,
+    standin: bool,
+    workers: int = 1,
+    standin_pace_s: float = 4.0,
 ) -> list[ManagedProcess]:
-    """The product's own processes that exist in this checkout."""
+    """The product's own processes that exist in this checkout (supervised: restarted on death)."""
     py = sys.executable
     procs: list[ManagedProcess] = []
-    if (ROOT / "devstack" / "livekit" / "__main__.py").exists():
-        procs.append(ManagedProcess("livekit-emulator", [py, "-m", "devstack.livekit"],
-                                    logs / "livekit.log", ports=[ports.livekit], env=env, cwd=ROOT))  # fmt: skip
     if (ROOT / "worker.py").exists():
-        procs.append(ManagedProcess("worker", [py, "worker.py"], logs / "worker.log", env=env,
-                                    cwd=ROOT, ready=_started))  # fmt: skip
+        for n in range(1, workers + 1):
+            name = "worker" if workers == 1 else f"worker-{n}"
+            procs.append(ManagedProcess(name, [py, "worker.py"], logs / f"{name}.log", env=env,
+                                        cwd=ROOT, ready=_started))  # fmt: skip
     procs.append(ManagedProcess("api", [py, "-m", "api"], logs / "api.log", ports=[ports.api],
                                 env=env, cwd=ROOT))  # fmt: skip
     if agent and (ROOT / "agent" / "__main__.py").exists():
         procs.append(ManagedProcess("agent", [py, "-m", "agent", "dev"], logs / "agent.log",
                                     env=env, cwd=ROOT, ready=_started))  # fmt: skip
     elif standin:
-        procs.append(ManagedProcess("standin", [py, "-m", "devstack.standin"], logs / "standin.log",
-                                    env=env, cwd=ROOT, ready=_started))  # fmt: skip
+        argv = [py, "-m", "devstack.standin", "--pace", str(standin_pace_s)]
+        procs.append(ManagedProcess("standin", argv, logs / "standin.log", env=env, cwd=ROOT,
+                                    ready=_started))  # fmt: skip
     return procs
+
+
+# compose/dockerd: the delay doubles per crash and resets once the process has stayed up a while.
+RESTART_FIRST_DELAY_S = 0.5
+RESTART_MAX_DELAY_S = 30.0
+RESTART_RESET_AFTER_S = 10.0
+
+
+@dataclass
+class Supervised:
+    """A product process and its restart state."""
+
+    proc: ManagedProcess
+    delay_s: float = RESTART_FIRST_DELAY_S
+    started_at: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None  # set while it is dead and waiting for its next start
+    restarts: int = 0
+
+    def check(self, now: float) -> str | None:
+        """Notices a death and schedules the restart; a message to log, or None."""
+        if self.restart_at is not None or self.proc.running:
+            return None
+        code = self.proc.proc.returncode if self.proc.proc else "?"
+        if now - self.started_at >= RESTART_RESET_AFTER_S:
+            self.delay_s = RESTART_FIRST_DELAY_S
+        self.restart_at = now + self.delay_s
+        msg = (f"{self.proc.name} died (exit {code}); restarting in {self.delay_s:.1f} s "
+               f"(restart {self.restarts + 1}); last lines of {self.proc.log_path}:\n"
+               f"{self.proc.tail(5)}")  # fmt: skip
+        self.delay_s = min(self.delay_s * 2, RESTART_MAX_DELAY_S)
+        return msg
+
+    async def restart_if_due(self, now: float) -> str | None:
+        if self.restart_at is None or now < self.restart_at:
+            return None
+        self.restart_at = None
+        self.restarts += 1
+        self.started_at = time.monotonic()
+        await self.proc.stop(timeout=5)  # stragglers of its process group, if any
+        try:
+            await self.proc.start()
+        except ServiceError as exc:
+            self.started_at = 0.0  # counts as a crash right away: the delay keeps growing
+            return f"{self.proc.name} failed to restart: {exc}"
+        return f"{self.proc.name} restarted (pid {self.proc.proc.pid if self.proc.proc else '?'})"
 
 
 async def _started() -> bool:
@@ -195,15 +264,21 @@ async def up(args: argparse.Namespace) -> int:
     write_env_file(values)
     env = {**read_env_file(ENV_FILE), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     running: list[ManagedProcess] = []
+    infra: list[ManagedProcess] = []
+    supervised: list[Supervised] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    async def start(proc: ManagedProcess) -> None:
+    async def start(proc: ManagedProcess, product: bool = False) -> None:
         print(f"starting {proc.name} ...", flush=True)
         await proc.start()
         running.append(proc)
+        if product:
+            supervised.append(Supervised(proc))
+        else:
+            infra.append(proc)
 
     code = 0
     try:
@@ -225,10 +300,15 @@ async def up(args: argparse.Namespace) -> int:
         for bucket in (values["RECORDINGS_BUCKET"], values["EGRESS_BUCKET"]):
             ensure_bucket(values["MINIO_ENDPOINT"], values["MINIO_ACCESS_KEY"],
                           values["MINIO_SECRET_KEY"], bucket)  # fmt: skip
+        emulator = emulator_process(env, ports, logs)
+        if emulator is not None:
+            await start(emulator)
         if not args.infra_only:
             want_agent = not args.no_agent and agent_keys_present(env)
-            for proc in product_processes(env, ports, logs, want_agent, not args.no_standin):
-                await start(proc)
+            for proc in product_processes(env, ports, logs, want_agent, not args.no_standin,
+                                          workers=max(1, args.workers),
+                                          standin_pace_s=args.standin_pace):  # fmt: skip
+                await start(proc, product=True)
         rows = [
             ("Dashboard", f"http://127.0.0.1:{ports.api}/dashboard", "supervisor view"),
             ("Widget", f"http://127.0.0.1:{ports.api}/", "customer 'Call' button"),
@@ -253,18 +333,7 @@ async def up(args: argparse.Namespace) -> int:
                   + ("" if args.no_standin else " and devstack.standin scripts its conversation"),
                   flush=True)  # fmt: skip
         print("running; Ctrl-C stops everything", flush=True)
-        while not stop.is_set():
-            dead = [p for p in running if not p.running]
-            if dead:
-                for p in dead:
-                    print(f"\n{p.name} died (exit {p.proc.returncode if p.proc else '?'}); "
-                          f"last lines of {p.log_path}:\n{p.tail()}", file=sys.stderr)  # fmt: skip
-                code = 1
-                break
-            try:
-                await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
+        code = await _supervise(infra, supervised, stop)
     except ServiceError as exc:
         print(f"\ndevstack: {exc}", file=sys.stderr)
         code = 1
@@ -274,6 +343,28 @@ async def up(args: argparse.Namespace) -> int:
             await proc.stop()
             print(f"  stopped {proc.name}", flush=True)
     return code
+
+
+async def _supervise(
+    infra: list[ManagedProcess], supervised: list[Supervised], stop: asyncio.Event
+) -> int:
+    """Until Ctrl-C (0) or an infrastructure process dies (1); product processes are restarted."""
+    while not stop.is_set():
+        dead = [p for p in infra if not p.running]
+        if dead:
+            for p in dead:
+                print(f"\n{p.name} died (exit {p.proc.returncode if p.proc else '?'}); the stack "
+                      f"stops; last lines of {p.log_path}:\n{p.tail()}", file=sys.stderr)  # fmt: skip
+            return 1
+        for s in supervised:
+            for msg in (s.check(time.monotonic()), await s.restart_if_due(time.monotonic())):
+                if msg:
+                    print(f"devstack: {msg}", file=sys.stderr, flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), 0.25)
+        except TimeoutError:
+            pass
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,8 @@ K = m.EventKind
 PATCH_EGRESS_POLL_RETRIES = "egress-poll-retries"
 # Runs from before a customer who never joined ended the call.
 PATCH_CUSTOMER_JOIN_TIMEOUT = "customer-join-timeout"
+# Runs from before the room and the token were local activities run side by side.
+PATCH_LOCAL_SETUP = "local-room-and-token"
 
 
 @workflow.defn(name=m.WORKFLOW_CALL)
@@ -322,22 +324,35 @@ class CallWorkflow:
             await workflow.wait_condition(lambda: self.s.room_ready or bool(self._room_failed))
         else:
             self._room_creating = True
+            room = act.CreateRoomInput(
+                call_id=self.call_id,
+                room_name=m.room_name_for(self.call_id),
+                agent_name=self.cfg.agent_name,
+                customer_name=self.book.customer_name,
+            )
             try:
-                await workflow.execute_activity(
-                    act.CREATE_ROOM,
-                    act.CreateRoomInput(
-                        call_id=self.call_id,
-                        room_name=m.room_name_for(self.call_id),
-                        agent_name=self.cfg.agent_name,
-                        customer_name=self.book.customer_name,
-                    ),
-                    result_type=act.RoomInfo,
-                    start_to_close_timeout=timedelta(seconds=10),
-                    schedule_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=QUICK_RETRY,
-                )
+                if workflow.patched(PATCH_LOCAL_SETUP):
+                    # In the update's own workflow task: no task-queue round trip per step.
+                    await workflow.execute_local_activity(
+                        act.CREATE_ROOM,
+                        room,
+                        result_type=act.RoomInfo,
+                        start_to_close_timeout=timedelta(seconds=10),
+                        schedule_to_close_timeout=timedelta(seconds=30),
+                        retry_policy=QUICK_RETRY,
+                    )
+                else:
+                    await workflow.execute_activity(
+                        act.CREATE_ROOM,
+                        room,
+                        result_type=act.RoomInfo,
+                        start_to_close_timeout=timedelta(seconds=10),
+                        schedule_to_close_timeout=timedelta(seconds=30),
+                        retry_policy=QUICK_RETRY,
+                    )
                 self.s.room_ready = True
-            except ActivityError as err:
+            except (ActivityError, ApplicationError) as err:
+                # A local activity's non-retryable error arrives bare, not in an ActivityError.
                 self._room_failed = cause(err)
             finally:
                 self._room_creating = False
@@ -363,22 +378,43 @@ class CallWorkflow:
     @workflow.update(name=m.UPDATE_ISSUE_TOKEN)
     async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
         """Creates the room (once) with the agent dispatched; returns a fresh customer token."""
-        await self._ensure_room()
-        grant = await workflow.execute_activity(
-            act.MINT_CUSTOMER_TOKEN,
-            act.MintTokenInput(
-                call_id=self.call_id,
-                room_name=m.room_name_for(self.call_id),
-                identity=m.customer_identity(self.call_id),
-                name=req.customer_name or self.book.customer_name or "Customer",
-                ttl_s=self.cfg.token_ttl_s,
-                livekit_url=self.cfg.livekit_url,
-            ),
-            result_type=m.TokenGrant,
-            start_to_close_timeout=timedelta(seconds=10),
-            schedule_to_close_timeout=timedelta(seconds=30),
-            retry_policy=QUICK_RETRY,
+        mint = act.MintTokenInput(
+            call_id=self.call_id,
+            room_name=m.room_name_for(self.call_id),
+            identity=m.customer_identity(self.call_id),
+            name=req.customer_name or self.book.customer_name or "Customer",
+            ttl_s=self.cfg.token_ttl_s,
+            livekit_url=self.cfg.livekit_url,
         )
+        if workflow.patched(PATCH_LOCAL_SETUP):
+            # Room and token side by side: the token is useless until the update returns,
+            # and it returns only once the room exists (or fails, and the token is dropped).
+            token = asyncio.ensure_future(
+                workflow.execute_local_activity(
+                    act.MINT_CUSTOMER_TOKEN,
+                    mint,
+                    result_type=m.TokenGrant,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=QUICK_RETRY,
+                )
+            )
+            try:
+                await self._ensure_room()
+            except ApplicationError:
+                token.cancel()
+                raise
+            grant = await token
+        else:
+            await self._ensure_room()
+            grant = await workflow.execute_activity(
+                act.MINT_CUSTOMER_TOKEN,
+                mint,
+                result_type=m.TokenGrant,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK_RETRY,
+            )
         self._token_issued_at = self._token_issued_at or now()
         return grant
 

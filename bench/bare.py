@@ -1,0 +1,74 @@
+"""The orchestration limit the benchmarks compare the product against: a bare workflow with a
+trivial `issue_token` update and the call's own signals, each handler doing nothing but note
+the line and the workflow's time, on its own task queue of the same Temporal server.
+
+    python -m bench.bare --task-queue bench-bare     # its worker (the benches start it)
+
+Same data converter (payload codec) as the product, so encryption costs the same on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from dataclasses import dataclass, field
+
+from temporalio import workflow
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():
+    from core import models as m
+
+BARE_WORKFLOW = "BenchBareCall"
+BARE_TASK_QUEUE = "bench-bare"
+
+
+@dataclass
+class BareResult:
+    # line id -> the workflow's clock (epoch seconds) in the task that handled its signal
+    seen_at: dict[str, float] = field(default_factory=dict)
+
+
+@workflow.defn(name=BARE_WORKFLOW)
+class BareCallWorkflow:
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.ended = False
+
+    @workflow.run
+    async def run(self, call_id: str) -> BareResult:
+        await workflow.wait_condition(lambda: self.ended)
+        return BareResult(self.seen)
+
+    @workflow.update(name=m.UPDATE_ISSUE_TOKEN)
+    async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
+        cid = workflow.info().workflow_id.removeprefix("bare-")
+        return m.TokenGrant(cid, m.room_name_for(cid), "t", "", m.customer_identity(cid), "")
+
+    @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
+    def transcript(self, line: m.TranscriptLine) -> None:
+        self.seen.setdefault(line.id, workflow.now().timestamp())
+
+    @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
+    def participant_left(self, sig: m.ParticipantLeft) -> None:
+        self.ended = True
+
+
+async def serve(task_queue: str) -> None:
+    from core.settings import settings_or_exit
+    from core.temporal import connect_temporal
+
+    client = await connect_temporal(settings_or_exit())
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with Worker(client, task_queue=task_queue, workflows=[BareCallWorkflow]):
+        print("bare worker started", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task-queue", default=BARE_TASK_QUEUE)
+    asyncio.run(serve(parser.parse_args().task_queue))
