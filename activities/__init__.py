@@ -131,6 +131,7 @@ def build_activities(
         live.stop_egress,
         live.get_egress,
         live.delete_room,
+        live.dispatch_agent,
         storage.download_and_store_recording,
         db.append_call_events,
         db.record_recording,

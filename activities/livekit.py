@@ -58,6 +58,15 @@ def livekit_error(exc: BaseException, what: str) -> ApplicationError:
     )
 
 
+def _dispatch_serial(metadata: str) -> int | None:
+    try:
+        data = json.loads(metadata) if metadata else None
+    except json.JSONDecodeError:
+        return None
+    value = data.get("serial") if isinstance(data, dict) else None
+    return value if isinstance(value, int) else None
+
+
 def _ns_iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat() if ns else ""
 
@@ -269,6 +278,45 @@ class LiveKitActivities:
                 non_retryable=True,
             )
         return egress_state(found)
+
+    @activity.defn(name=act.DISPATCH_AGENT)
+    async def dispatch_agent(self, inp: act.DispatchAgentInput) -> act.DispatchResult:
+        """Dispatch the call's agent again (AgentDispatch `CreateDispatch`).
+
+        Earlier dispatches of the same agent that no job has taken are withdrawn first, so a
+        late answer to one of them cannot put a second agent in the room. A dispatch whose
+        metadata already carries this `serial` is returned as it is (a retried activity).
+        """
+        found = await self._call(
+            "list_dispatch", inp.call_id, self.lk.agent_dispatch.list_dispatch(inp.room_name)
+        )
+        withdrawn = []
+        for d in found:
+            if d.agent_name != inp.agent_name:
+                continue
+            if _dispatch_serial(d.metadata) == inp.serial:
+                log.info("agent_dispatch_exists", call_id=inp.call_id, dispatch_id=d.id)
+                return act.DispatchResult(dispatch_id=d.id)
+            if not d.state.jobs:
+                await self._call(
+                    "delete_dispatch",
+                    inp.call_id,
+                    self.lk.agent_dispatch.delete_dispatch(d.id, inp.room_name),
+                )
+                withdrawn.append(d.id)
+        meta = json.dumps({"call_id": inp.call_id, "serial": inp.serial, "resume": inp.resume})
+        made = await self._call(
+            "create_dispatch",
+            inp.call_id,
+            self.lk.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(
+                    agent_name=inp.agent_name, room=inp.room_name, metadata=meta
+                )
+            ),
+        )
+        log.info("agent_dispatched", call_id=inp.call_id, dispatch_id=made.id,
+                 serial=inp.serial, resume=inp.resume, withdrawn=len(withdrawn))  # fmt: skip
+        return act.DispatchResult(dispatch_id=made.id, withdrawn=withdrawn)
 
     @activity.defn(name=act.DELETE_ROOM)
     async def delete_room(self, ref: act.RoomRef) -> None:

@@ -17,6 +17,7 @@ START_EGRESS = "start_egress"
 STOP_EGRESS = "stop_egress"
 GET_EGRESS = "get_egress"
 DELETE_ROOM = "delete_room"
+DISPATCH_AGENT = "dispatch_agent"
 # Storage (activities/storage.py)
 DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
 # PostgreSQL (activities/database.py)
@@ -74,6 +75,24 @@ class StartEgressInput:
 class EgressRef:
     call_id: str
     egress_id: str
+
+
+@dataclass
+class DispatchAgentInput:
+    """One more explicit dispatch of the call's agent (`serial` numbers the call's dispatches:
+    a retried activity with the same serial finds its dispatch instead of making another)."""
+
+    call_id: str
+    room_name: str
+    agent_name: str
+    serial: int
+    resume: bool = False  # the call is under way: the new agent picks up the conversation
+
+
+@dataclass
+class DispatchResult:
+    dispatch_id: str
+    withdrawn: list[str] = field(default_factory=list)  # earlier dispatches no agent took
 
 
 @dataclass

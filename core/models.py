@@ -50,6 +50,10 @@ class EventKind(StrEnum):
     AGENT_METRICS = "agent_metrics"
     AGENT_ALERT = "agent_alert"  # any agent alert other than a handoff request
     RECORDING_INCOMPLETE = "recording_incomplete"  # stored, but much shorter than the call
+    # An agent dispatch (first, again because none joined, or to replace one that left).
+    AGENT_DISPATCH = "agent_dispatch"
+    # The customer's connection dropped (reconnecting) or came back (rejoined).
+    CUSTOMER_CONNECTION = "customer_connection"
 
 
 # --- ids and names --------------------------------------------------------------------------
@@ -136,6 +140,12 @@ class CallConfig:
     agent_join_timeout_s: float = 60
     # A call whose customer never connects (closed the tab) ends after this, from the token.
     customer_join_timeout_s: float = 120
+    # Dispatch healing: a dispatch nobody answered within this is made again, up to
+    # `agent_dispatch_attempts` dispatches in all (the room's own dispatch is the first).
+    agent_redispatch_after_s: float = 10
+    agent_dispatch_attempts: int = 3
+    # A customer whose connection dropped may come back within this into the same call.
+    customer_rejoin_grace_s: float = 30
     max_duration_s: float = 7200
     egress_end_timeout_s: float = 600
     silence_alert_s: float = 30
@@ -158,6 +168,9 @@ class CallConfig:
             agent_name=settings.AGENT_NAME,
             agent_join_timeout_s=settings.AGENT_JOIN_TIMEOUT_S,
             customer_join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
+            agent_redispatch_after_s=settings.AGENT_REDISPATCH_AFTER_S,
+            agent_dispatch_attempts=settings.AGENT_DISPATCH_ATTEMPTS,
+            customer_rejoin_grace_s=settings.CUSTOMER_REJOIN_GRACE_S,
             max_duration_s=settings.MAX_CALL_DURATION_S,
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
             silence_alert_s=settings.SILENCE_ALERT_S,
@@ -434,6 +447,9 @@ class CallState:
     last_seq: int = 0
     last_lines: list[TranscriptEntry] = field(default_factory=list)  # the latest 10
     runs: int = 1  # 1 + how many times the call continued as new
+    dispatch_attempts: int = 1  # agent dispatches of the current wait for an agent
+    agent_lost: bool = False  # the agent left mid-call; a new one is being dispatched
+    customer_reconnecting: bool = False  # the customer's connection dropped; grace running
 
 
 @dataclass
@@ -485,3 +501,9 @@ class CallCarry:
     # them first (a batch written twice is a no-op: the key is (call_id, seq)).
     unflushed: list[dict[str, Any]] = field(default_factory=list)
     runs: int = 1
+    # Healing: dispatches made so far in the current episode (1 = the room's own dispatch),
+    # when the agent was lost (0: not lost), when the customer's connection dropped (0: there).
+    dispatch_attempts: int = 1
+    dispatch_serial: int = 1  # every dispatch of the call, the room's own first
+    agent_lost_at: float = 0.0
+    customer_away_since: float = 0.0

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
+    # Dispatch healing: dispatch the agent again this long after a dispatch nobody answered.
+    AGENT_REDISPATCH_AFTER_S: float = Field(10, gt=0)
+    AGENT_DISPATCH_ATTEMPTS: int = Field(3, ge=1, le=10)
+    # A customer whose connection drops may come back this long into the same call.
+    CUSTOMER_REJOIN_GRACE_S: float = Field(30, ge=0)
     MAX_CALL_DURATION_S: float = Field(7200, gt=0)
     EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         iso,
         merge_egress,
     )
+    from workflows.healing import Healing
     from workflows.ledger import CallLedger, metrics_data, now
     from workflows.recording import RecordingWorkflow
 
@@ -61,7 +62,7 @@ PATCH_LOCAL_SETUP = "local-room-and-token"
 
 
 @workflow.defn(name=m.WORKFLOW_CALL)
-class CallWorkflow:
+class CallWorkflow(Healing):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:
         self.call_id = inp.call_id
@@ -94,6 +95,9 @@ class CallWorkflow:
         if self.s.status == S.IN_PROGRESS:
             watcher = asyncio.create_task(self._silence_watch())
             self._tasks += [watcher, asyncio.create_task(self._recorder())]
+            if self._healing():
+                self._tasks += [asyncio.create_task(self._agent_watch()),
+                                asyncio.create_task(self._customer_watch())]  # fmt: skip
             if not self.book.customer_seen and workflow.patched(PATCH_CUSTOMER_JOIN_TIMEOUT):
                 self._tasks.append(asyncio.create_task(self._customer_join_watch()))
             await self._converse()
@@ -105,10 +109,14 @@ class CallWorkflow:
     async def _wait_for_agent(self) -> bool:
         """True once the agent is in; otherwise settles the call (no_agent, failed or ended)."""
         deadline = self.s.created_at + self.cfg.agent_join_timeout_s
-        await _wait(
-            lambda: bool(self.s.agent_joined_at or self.book.end or self._room_failed),
-            deadline - now(),
-        )
+
+        def settled() -> bool:
+            return bool(self.s.agent_joined_at or self.book.end or self._room_failed)
+
+        if self._healing():
+            await self._await_agent_healing(settled, deadline)  # dispatches again meanwhile
+        else:
+            await _wait(settled, deadline - now())
         if self.s.agent_joined_at:
             self.s.last_heard_at = now()
             self.book.set_status(S.IN_PROGRESS)
@@ -448,18 +456,32 @@ class CallWorkflow:
 
     @workflow.signal(name=m.SIGNAL_AGENT_JOINED)
     def agent_joined(self, sig: m.AgentJoined) -> None:
-        if self.book.first(sig.id):
+        if self.book.first(sig.id) and not (self._heals() and self._agent_arrived(sig.identity)):
             self.book.agent_in(sig.identity)
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_JOINED)
     def participant_joined(self, sig: m.ParticipantJoined) -> None:
-        if self.book.first(sig.id):
-            self.book.participant_joined(sig)
+        if not self.book.first(sig.id):
+            return
+        if sig.kind == "agent" and self._heals() and self._agent_arrived(sig.identity):
+            return
+        if sig.kind == "customer" and self.s.customer_away_since:
+            self._customer_back()
+        self.book.participant_joined(sig)
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
     def participant_left(self, sig: m.ParticipantLeft) -> None:
-        if self.book.first(sig.id):
-            self.book.participant_left(sig)
+        if not self.book.first(sig.id):
+            return
+        if sig.kind in ("agent", "customer") and self._heals():
+            healed = (
+                self._agent_left_healed(sig)
+                if sig.kind == "agent"
+                else self._customer_left_healed(sig)
+            )
+            if healed:
+                return
+        self.book.participant_left(sig)
 
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
     def transcript(self, line: m.TranscriptLine) -> None:

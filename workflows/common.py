@@ -160,6 +160,9 @@ def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.Cal
         last_seq=s.seq,
         last_lines=s.lines[-10:],
         runs=s.runs,
+        dispatch_attempts=s.dispatch_attempts,
+        agent_lost=bool(s.agent_lost_at),
+        customer_reconnecting=bool(s.customer_away_since),
     )
 
 

@@ -256,3 +256,27 @@ def test_error_mapping_follows_the_http_status(status: int, code: str, retryable
     err = livekit_error(api.ServerError(code, "nope", status=status), "op")
     assert err.non_retryable is not retryable
     assert err.type == (act.ERR_LIVEKIT_UNAVAILABLE if retryable else act.ERR_LIVEKIT_REJECTED)
+
+
+async def test_dispatch_agent_again_withdraws_unanswered_dispatches(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = new_call()
+    await livekit_emulator.set_auto_agent(enabled=False, room=room)  # nobody answers
+    await Run()(lka.create_room, act.CreateRoomInput(call_id, room, "sarah-cme"))
+    (first,) = await lka.lk.agent_dispatch.list_dispatch(room)
+
+    second = await Run()(lka.dispatch_agent, act.DispatchAgentInput(call_id, room, "sarah-cme", 2))
+    assert second.withdrawn == [first.id]
+    again = await Run()(lka.dispatch_agent, act.DispatchAgentInput(call_id, room, "sarah-cme", 2))
+    assert again.dispatch_id == second.dispatch_id and again.withdrawn == []  # a retry
+
+    await livekit_emulator.set_auto_agent(enabled=True, room=room)
+    third = await Run()(
+        lka.dispatch_agent, act.DispatchAgentInput(call_id, room, "sarah-cme", 3, resume=True)
+    )
+    (agent,) = await participants(lka.lk, room, 1)
+    assert agent.kind == models.ParticipantInfo.AGENT
+    (live,) = await lka.lk.agent_dispatch.list_dispatch(room)
+    assert live.id == third.dispatch_id
+    assert json.loads(live.metadata) == {"call_id": call_id, "serial": 3, "resume": True}

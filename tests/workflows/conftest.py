@@ -55,6 +55,8 @@ class Harness:
         self.started += [m.call_workflow_id(call_id), m.recording_workflow_id(call_id)]
         # The harness joins no customer: tests opt in to the customer-join timeout.
         config.setdefault("customer_join_timeout_s", 7 * 24 * 3600.0)
+        # A customer who leaves is gone at once unless a test opts in to the rejoin grace.
+        config.setdefault("customer_rejoin_grace_s", 0.0)
         cfg = m.CallConfig(livekit_url="ws://livekit.test", **config)  # type: ignore[arg-type]
         handle = await self.client.start_workflow(
             CallWorkflow.run,

@@ -43,6 +43,7 @@ class StandIns:
     get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
     append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
+    on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
     # records
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
@@ -63,6 +64,7 @@ class StandIns:
             self.stop_egress,
             self.get_egress,
             self.delete_room,
+            self.dispatch_agent,
             self.download_and_store_recording,
             self.append_call_events,
             self.record_recording,
@@ -130,6 +132,13 @@ class StandIns:
     @activity.defn(name=act.DELETE_ROOM)
     async def delete_room(self, ref: act.RoomRef) -> None:
         self.calls[act.DELETE_ROOM].append(ref)
+
+    @activity.defn(name=act.DISPATCH_AGENT)
+    async def dispatch_agent(self, inp: act.DispatchAgentInput) -> act.DispatchResult:
+        self.calls[act.DISPATCH_AGENT].append(inp)
+        if self.on_dispatch is not None:
+            self.on_dispatch(inp)
+        return act.DispatchResult(dispatch_id=f"AD_{inp.serial}")
 
     # --- storage ----------------------------------------------------------------------------
 

@@ -1,0 +1,137 @@
+"""CallWorkflow heals itself: unanswered dispatches, a lost agent, a dropped customer
+(time-skipping test server, stand-in activities)."""
+
+from __future__ import annotations
+
+from activities import types as act
+from core import models as m
+from tests.workflows.conftest import AGENT, Harness
+from tests.workflows.standins import until
+from workflows.call import CallWorkflow
+from workflows.healing import AGENT_LOST_END_REASON
+
+S = m.CallStatus
+K = m.EventKind
+
+
+async def customer_joins(h: Harness, handle: object) -> None:
+    call_id = handle.id.removeprefix("call-")  # type: ignore[attr-defined]
+    await handle.signal(  # type: ignore[attr-defined]
+        CallWorkflow.participant_joined,
+        m.ParticipantJoined(h.sid("pj"), m.customer_identity(call_id), "customer"),
+    )
+
+
+async def agent_leaves(h: Harness, handle: object, identity: str = AGENT) -> None:
+    await handle.signal(  # type: ignore[attr-defined]
+        CallWorkflow.participant_left, m.ParticipantLeft(h.sid("pl"), identity, "agent")
+    )
+
+
+async def test_no_agent_after_every_dispatch_attempt(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(agent_join_timeout_s=60, agent_redispatch_after_s=10)
+    result = await handle.result()
+    assert result.status == S.NO_AGENT and result.end_reason == "no_agent_in_time"
+    sent = f.calls[act.DISPATCH_AGENT]
+    assert [d.serial for d in sent] == [2, 3]  # the room's own dispatch was the first
+    assert not any(d.resume for d in sent)
+    events = f.of_kind(K.AGENT_DISPATCH)
+    assert [e.data["attempt"] for e in events] == [1, 2, 3]
+    assert [e.data["reason"] for e in events] == ["room_created"] + ["no_agent_joined"] * 2
+    assert all(e.data["of"] == 3 for e in events)
+
+
+async def test_a_redispatched_agent_joins(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(agent_redispatch_after_s=10)
+    await h.env.sleep(11)
+    await until(lambda: f.count(act.DISPATCH_AGENT) == 1, what="second dispatch")
+    await h.agent_joins(handle)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.dispatch_attempts == 2
+    await h.env.sleep(60)
+    assert f.count(act.DISPATCH_AGENT) == 1  # no more once one is in
+
+
+async def test_lost_agent_is_replaced_and_the_call_goes_on(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off")
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hi, I'm Sarah.")
+    await h.say(handle, "customer", "I want a Camry.")
+    await agent_leaves(h, handle)
+    await until(lambda: f.count(act.DISPATCH_AGENT) == 1, what="replacement dispatch")
+    assert f.calls[act.DISPATCH_AGENT][0].resume
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.agent_lost
+    # The lost agent's late "left" webhook duplicate changes nothing.
+    await agent_leaves(h, handle)
+    await handle.signal(CallWorkflow.agent_joined, m.AgentJoined(h.sid("aj"), "agent-new"))
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert not state.agent_lost and state.agent_identity == "agent-new"
+    statuses = [e.data["status"] for e in f.of_kind(K.AGENT_DISPATCH)]
+    assert statuses == ["dispatched", "agent_lost", "dispatched", "agent_replaced"]
+    # The customer gone for good ends the call the old way.
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "customer_left"
+
+
+async def test_lost_agent_never_replaced_asks_for_a_human(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", agent_redispatch_after_s=10)
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    await agent_leaves(h, handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == AGENT_LOST_END_REASON
+    assert f.count(act.DISPATCH_AGENT) == 3
+    handoff = f.of_kind(K.HANDOFF_REQUESTED)
+    assert len(handoff) == 1 and handoff[0].data["source"] == "workflow"
+    assert "person" in handoff[0].data["detail"]
+
+
+async def test_agent_leaving_an_empty_call_still_ends_it(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off")
+    await h.agent_joins(handle)  # no customer ever joined: nobody to heal the call for
+    await agent_leaves(h, handle)
+    result = await handle.result()
+    assert result.end_reason == "agent_left" and f.count(act.DISPATCH_AGENT) == 0
+
+
+async def test_customer_rejoins_within_the_grace(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", customer_rejoin_grace_s=30)
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    await h.customer_leaves(handle)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.customer_reconnecting
+    await h.env.sleep(20)
+    await customer_joins(h, handle)
+    await h.env.sleep(30)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and not state.customer_reconnecting
+    assert [e.data["status"] for e in f.of_kind(K.CUSTOMER_CONNECTION)] == [
+        "reconnecting",
+        "rejoined",
+    ]
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.end_reason == "customer_left"
+    conn = [e.data["status"] for e in f.of_kind(K.CUSTOMER_CONNECTION)]
+    assert conn[-2:] == ["reconnecting", "gone"]
+
+
+async def test_no_grace_ends_at_once(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(recording_consent="off", customer_rejoin_grace_s=0)
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.end_reason == "customer_left"
+    assert not h.fakes.of_kind(K.CUSTOMER_CONNECTION)

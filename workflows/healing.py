@@ -1,0 +1,239 @@
+"""Healing of a call (workflow code, mixed into CallWorkflow): an agent that never arrives or
+drops mid-call is dispatched again, and a customer whose connection drops may come back.
+
+- Dispatch healing: the room's own dispatch is attempt 1. While no agent has joined,
+  every `agent_redispatch_after_s` one more dispatch is made (AgentDispatch `CreateDispatch`),
+  up to `agent_dispatch_attempts` in all, inside `agent_join_timeout_s`; then `no_agent`.
+- Agent-loss healing: the agent leaves while the customer is still there (or reconnecting)
+  and the call is not ending -> a new agent is dispatched at once with `resume` in its
+  metadata (it reads the transcript so far from `get_transcript` and picks up the thread),
+  again every `agent_redispatch_after_s`, up to `agent_dispatch_attempts`; none joined ->
+  a `handoff_requested` event for a human and the call ends `agent_lost_no_replacement`.
+- Customer reconnect: a customer who leaves an in-progress call has `customer_rejoin_grace_s`
+  to join again (same identity, fresh token from `issue_token`); meanwhile the call stays
+  open and the log says `reconnecting`; past the grace the call ends `customer_left`.
+
+Every attempt and state change is an event in the call's log (`agent_dispatch`,
+`customer_connection`), so the dashboard shows it. All of it runs only where
+`PATCH_HEALING` is in the history: runs recorded before it replay as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    import activities.types as act
+    import core.models as m
+    from workflows.common import QUICK_RETRY, cause, iso
+    from workflows.ledger import now
+
+if TYPE_CHECKING:
+    from workflows.ledger import CallLedger
+
+S = m.CallStatus
+K = m.EventKind
+# Runs from before an unanswered dispatch, a lost agent or a dropped customer ended the call.
+PATCH_HEALING = "call-healing"
+AGENT_LOST_END_REASON = "agent_lost_no_replacement"
+
+
+class Healing:
+    """The healing half of CallWorkflow (it supplies `book`, `s`, `cfg`, `call_id`)."""
+
+    book: CallLedger
+    s: m.CallCarry
+    cfg: m.CallConfig
+    call_id: str
+
+    def _healing(self) -> bool:
+        return workflow.patched(PATCH_HEALING)
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    async def _await_agent_healing(self, settled: Callable[[], bool], deadline: float) -> None:
+        """Waits until `settled()` or the deadline, dispatching again while nobody answers."""
+        await _wait(lambda: self.s.room_ready or settled(), deadline - now())
+        if settled() or not self.s.room_ready:
+            return
+        if self.s.dispatch_serial == 1:
+            self._dispatch_event(1, "room_created", "")
+        await self._redispatch(settled, resume=False, deadline=deadline)
+
+    async def _redispatch(
+        self, settled: Callable[[], bool], *, resume: bool, deadline: float | None
+    ) -> None:
+        step = self.cfg.agent_redispatch_after_s
+        while True:
+            left = step if deadline is None else min(step, deadline - now())
+            if await _wait(settled, left):
+                return
+            if self.s.dispatch_attempts >= self.cfg.agent_dispatch_attempts or (
+                deadline is not None and now() >= deadline
+            ):
+                if deadline is not None:
+                    await _wait(settled, deadline - now())  # the last one may still come
+                return
+            await self._dispatch_agent(resume)
+
+    async def _dispatch_agent(self, resume: bool) -> None:
+        self.s.dispatch_attempts += 1
+        self.s.dispatch_serial += 1
+        reason = "agent_lost" if resume else "no_agent_joined"
+        try:
+            res = await workflow.execute_activity(
+                act.DISPATCH_AGENT,
+                act.DispatchAgentInput(
+                    call_id=self.call_id,
+                    room_name=m.room_name_for(self.call_id),
+                    agent_name=self.cfg.agent_name,
+                    serial=self.s.dispatch_serial,
+                    resume=resume,
+                ),
+                result_type=act.DispatchResult,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK_RETRY,
+            )
+            self._dispatch_event(self.s.dispatch_attempts, reason, res.dispatch_id)
+        except ActivityError as err:
+            # Counted as an attempt all the same: the next one comes after the usual wait.
+            self._dispatch_event(self.s.dispatch_attempts, reason, "", error=cause(err))
+
+    def _dispatch_event(self, attempt: int, reason: str, dispatch_id: str, error: str = "") -> None:
+        data: dict = {"status": "dispatched" if not error else "dispatch_failed",
+                      "attempt": attempt, "of": self.cfg.agent_dispatch_attempts,
+                      "reason": reason, "dispatch_id": dispatch_id}  # fmt: skip
+        if error:
+            data["error"] = error
+        self.book.emit(K.AGENT_DISPATCH, data)
+
+    # --- the agent lost mid-call ----------------------------------------------------------
+
+    async def _agent_watch(self) -> None:
+        """For the whole call: replaces an agent that left; a human is asked for otherwise."""
+        while self.book.end is None:
+            await workflow.wait_condition(
+                lambda: self.book.end is not None or bool(self.s.agent_lost_at)
+            )
+            if self.book.end is not None:
+                return
+
+            def back() -> bool:
+                return not self.s.agent_lost_at or self.book.end is not None
+
+            if self.s.dispatch_attempts == 0:
+                await self._dispatch_agent(resume=True)
+            await self._redispatch(back, resume=True, deadline=None)
+            if not back():
+                detail = (
+                    f"the agent left and no new agent joined after {self.s.dispatch_attempts} "
+                    "dispatches: a person must take this call"
+                )
+                data = {"id": f"agent-lost-{self.s.dispatch_serial}", "kind": "handoff_requested",
+                        "source": "workflow", "detail": detail, "at": iso(now())}  # fmt: skip
+                self.book.emit(K.HANDOFF_REQUESTED, data)
+                self.book.request_end(AGENT_LOST_END_REASON, "system")
+
+    def _customer_present(self) -> bool:
+        if self.s.customer_away_since:
+            return True  # reconnecting counts: they may well be back in a moment
+        records = [p for p in self.s.participants if p.kind == "customer"]
+        if records:
+            return any(not p.left_at for p in records)
+        return any(e.speaker == "customer" for e in self.s.lines[-50:])
+
+    def _agent_left_healed(self, sig: m.ParticipantLeft) -> bool:
+        """True when the agent's leaving is healed (a new one is on its way) instead of ending."""
+        if sig.identity != self.s.agent_identity:
+            return False
+        if self.s.agent_lost_at:
+            return True  # already being replaced
+        if not self._customer_present():
+            return False
+        self._mark_left(sig.identity)
+        self.s.agent_lost_at = now()
+        self.s.dispatch_attempts = 0
+        self.book.emit(K.AGENT_DISPATCH, {"status": "agent_lost", "identity": sig.identity})
+        self.book.publish()
+        return True
+
+    def _agent_arrived(self, identity: str) -> bool:
+        """A replacement agent joined a call whose agent was lost: it takes over the call."""
+        if not self.s.agent_lost_at or not identity:
+            return False
+        self.s.agent_lost_at = 0.0
+        self.s.agent_identity = identity
+        self.s.participants.append(m.ParticipantState(identity, "agent", iso(now())))
+        self.book.emit(K.AGENT_DISPATCH, {"status": "agent_replaced", "identity": identity,
+                                          "attempts": self.s.dispatch_attempts})  # fmt: skip
+        self.book.publish()
+        return True
+
+    # --- the customer's connection --------------------------------------------------------
+
+    def _customer_left_healed(self, sig: m.ParticipantLeft) -> bool:
+        """True when the customer's leaving starts the rejoin grace instead of ending."""
+        if self.cfg.customer_rejoin_grace_s <= 0:
+            return False
+        self._mark_left(sig.identity)
+        if not self.s.customer_away_since:
+            self.s.customer_away_since = now()
+            data = {"status": "reconnecting", "grace_s": self.cfg.customer_rejoin_grace_s}
+            self.book.emit(K.CUSTOMER_CONNECTION, data)
+            self.book.publish()
+        return True
+
+    def _customer_back(self) -> None:
+        if self.s.customer_away_since:
+            away = round(now() - self.s.customer_away_since, 3)
+            self.s.customer_away_since = 0.0
+            self.book.emit(K.CUSTOMER_CONNECTION, {"status": "rejoined", "away_s": away})
+            self.book.publish()
+
+    async def _customer_watch(self) -> None:
+        """Ends the call `customer_left` when a dropped customer is not back within the grace."""
+        while self.book.end is None:
+            await workflow.wait_condition(
+                lambda: self.book.end is not None or bool(self.s.customer_away_since)
+            )
+            if self.book.end is not None:
+                return
+            since = self.s.customer_away_since
+            back = await self._customer_back_by(since, since + self.cfg.customer_rejoin_grace_s)
+            if not back:
+                self.book.emit(K.CUSTOMER_CONNECTION, {"status": "gone", "grace_s":
+                                                       self.cfg.customer_rejoin_grace_s})  # fmt: skip
+                self.book.request_end("customer_left", "customer")
+
+    async def _customer_back_by(self, since: float, due: float) -> bool:
+        return await _wait(
+            lambda: self.s.customer_away_since != since or self.book.end is not None, due - now()
+        )
+
+    def _mark_left(self, identity: str) -> None:
+        for p in self.s.participants:
+            if p.identity == identity and not p.left_at:
+                p.left_at = iso(now())
+
+    def _heals(self) -> bool:
+        """Healing applies: a call with its agent in, not ending, in a run that heals."""
+        live = self.s.status == S.IN_PROGRESS or (
+            self.s.status == S.WAITING_FOR_AGENT and bool(self.s.agent_joined_at)
+        )
+        return self.book.end is None and live and self._healing()
+
+
+async def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
+    if timeout_s <= 0:
+        return condition()
+    try:
+        await workflow.wait_condition(condition, timeout=timeout_s)
+        return True
+    except TimeoutError:
+        return False
