@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     )
     # LiveKit
     LIVEKIT_URL: str = Field(description="http(s):// or ws(s):// URL of the LiveKit server")
+    LIVEKIT_PUBLIC_URL: str = Field(
+        "", description="ws(s):// URL browsers connect to (default LIVEKIT_URL)"
+    )
     LIVEKIT_API_KEY: SecretStr
     LIVEKIT_API_SECRET: SecretStr
     AGENT_NAME: str = "sarah-cme"
@@ -112,11 +115,18 @@ class Settings(BaseSettings):
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
     KEYWORD_ALERTS: str = "manager,lawyer,cancel"
 
-    @field_validator("LIVEKIT_URL")
+    @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")
     @classmethod
     def _livekit_scheme(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://", "ws://", "wss://")):
+        if v and not v.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must start with http://, https://, ws:// or wss://")
+        return v
+
+    @field_validator("EGRESS_S3_ENDPOINT")
+    @classmethod
+    def _egress_endpoint(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL, or empty for AWS S3")
         return v
 
     @field_validator("MINIO_ENDPOINT")
@@ -173,6 +183,11 @@ class Settings(BaseSettings):
         return frozenset(
             h.strip().lower() for h in self.RECORDING_SOURCE_HOSTS.split(",") if h.strip()
         )
+
+    @property
+    def livekit_public_url(self) -> str:
+        """The LiveKit URL handed to browsers (LIVEKIT_PUBLIC_URL, else LIVEKIT_URL)."""
+        return self.LIVEKIT_PUBLIC_URL or self.LIVEKIT_URL
 
     @property
     def egress_s3_endpoint(self) -> str:
