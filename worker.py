@@ -22,7 +22,12 @@ from temporalio.worker import Worker
 from activities import open_activities
 from core.log import get_logger, setup_logging
 from core.settings import Settings, settings_or_exit
-from core.temporal import TemporalUnavailable, connect_temporal
+from core.temporal import (
+    SearchAttributesMissing,
+    TemporalUnavailable,
+    connect_temporal,
+    ensure_search_attributes,
+)
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
@@ -38,6 +43,13 @@ async def run(settings: Settings, drain_s: float) -> int:
     except TemporalUnavailable as exc:
         log.error("worker_cannot_start", error=str(exc))
         return 1
+    try:
+        added = await ensure_search_attributes(client)
+    except SearchAttributesMissing as exc:
+        log.error("worker_cannot_start", error=str(exc))
+        return 1
+    if added:
+        log.info("search_attributes_registered", names=added, namespace=client.namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
