@@ -52,9 +52,13 @@ async def _worker_polls() -> bool:
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else ""
     if what == "api":
-        return 0 if _http_ok(f"http://127.0.0.1:{os.environ.get('API_PORT', '8000')}/healthz") else 1
+        return (
+            0 if _http_ok(f"http://127.0.0.1:{os.environ.get('API_PORT', '8000')}/healthz") else 1
+        )
     if what == "agent":
-        return 0 if _http_ok(f"http://127.0.0.1:{os.environ.get('AGENT_HTTP_PORT', '8081')}/") else 1
+        return (
+            0 if _http_ok(f"http://127.0.0.1:{os.environ.get('AGENT_HTTP_PORT', '8081')}/") else 1
+        )
     if what == "worker":
         try:
             return 0 if asyncio.run(_worker_polls()) else 1
