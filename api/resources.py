@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from livekit import api as lkapi
@@ -45,6 +46,17 @@ class Resources:
             # A fixed region keeps presigning offline (no GetBucketLocation round trip).
             region=settings.MINIO_REGION,
         )
+        # Recording links are signed for the host browsers reach (the signature covers it).
+        self.presigner = self.minio
+        if settings.MINIO_PUBLIC_URL:
+            public = urlsplit(settings.MINIO_PUBLIC_URL)
+            self.presigner = Minio(
+                public.netloc,
+                access_key=settings.MINIO_ACCESS_KEY.get_secret_value(),
+                secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
+                secure=public.scheme == "https",
+                region=settings.MINIO_REGION,
+            )
         self.codec = codec_from_settings(settings)  # None when encryption is off
         self._temporal: Client | None = None
         self._temporal_error = "not connected yet"

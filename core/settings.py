@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     MINIO_SECRET_KEY: SecretStr
     MINIO_SECURE: bool = False
     MINIO_REGION: str = "us-east-1"  # fixed, so presigning URLs needs no round trip
+    MINIO_PUBLIC_URL: str = Field(
+        "", description="http(s)://host[:port] browsers reach S3 at (recording links)"
+    )
     RECORDINGS_BUCKET: str = "recordings"
     RECORDING_URL_TTL_S: int = Field(900, ge=1, le=900)
     RECORDING_RETENTION_DAYS: int = Field(365, ge=1)
@@ -122,7 +125,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with http://, https://, ws:// or wss://")
         return v
 
-    @field_validator("EGRESS_S3_ENDPOINT")
+    @field_validator("EGRESS_S3_ENDPOINT", "MINIO_PUBLIC_URL")
     @classmethod
     def _egress_endpoint(cls, v: str) -> str:
         if v and not v.startswith(("http://", "https://")):

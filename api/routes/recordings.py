@@ -48,7 +48,7 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
     ttl_s = request.app.ctx.settings.RECORDING_URL_TTL_S  # validated <= 900
     ttl = min(timedelta(seconds=ttl_s), MAX_URL_TTL)
     # Presigning is local computation (the client has a fixed region): no I/O on the loop.
-    url = res.minio.presigned_get_object(rec["bucket"], rec["object_key"], expires=ttl)
+    url = res.presigner.presigned_get_object(rec["bucket"], rec["object_key"], expires=ttl)
     log.info("recording_link_issued", call_id=call_id, by=request.ctx.principal.id)
     return json(
         {
