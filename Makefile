@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY_SRC := core db devstack workflows activities api agent worker.py bench tests
 
-.PHONY: dev test setup web browser lint typecheck pytest clean-devstack
+.PHONY: dev test setup web browser compose lint typecheck pytest clean-devstack
 
 setup:  ## uv, the locked environment, and the web assets
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -33,7 +33,14 @@ browser:  ## Debian's Chromium for the browser tests (Playwright's own download 
 	  else echo "browser tests need /usr/bin/chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; \
 	fi
 
-test: setup browser lint typecheck pytest  ## set up and run the whole test suite
+compose:  ## validate docker-compose.yml with Debian's docker-compose (no Docker engine needed)
+	@if ! command -v docker-compose >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "compose validation needs docker-compose: sudo apt-get install -y docker-compose" >&2; exit 1; fi; \
+	fi
+	ENV_FILE=.env.example docker-compose --env-file .env.example config -q
+
+test: setup browser compose lint typecheck pytest  ## set up and run the whole test suite
 
 clean-devstack:  ## forget every call, recording and setting of the local stack
 	rm -rf .devstack

@@ -28,7 +28,12 @@ from activities import open_activities
 from core.log import get_logger, setup_logging
 from core.settings import Settings, settings_or_exit
 from core.telemetry import setup_tracing
-from core.temporal import TemporalUnavailable, connect_temporal
+from core.temporal import (
+    SearchAttributesMissing,
+    TemporalUnavailable,
+    connect_temporal,
+    ensure_search_attributes,
+)
 from ops.metrics import sdk_runtime, serve_metrics
 from ops.retention import ensure_retention_schedule
 from workflows.call import CallWorkflow
@@ -49,6 +54,13 @@ async def run(settings: Settings, drain_s: float) -> int:
     except TemporalUnavailable as exc:
         log.error("worker_cannot_start", error=str(exc))
         return 1
+    try:
+        added = await ensure_search_attributes(client)
+    except SearchAttributesMissing as exc:
+        log.error("worker_cannot_start", error=str(exc))
+        return 1
+    if added:
+        log.info("search_attributes_registered", names=added, namespace=client.namespace)
     try:
         schedule = await ensure_retention_schedule(
             client,

@@ -119,7 +119,7 @@ def build_activities(
         lk,
         settings.LIVEKIT_API_KEY.get_secret_value(),
         settings.LIVEKIT_API_SECRET.get_secret_value(),
-        settings.LIVEKIT_URL,
+        settings.livekit_public_url,
         egress_upload(settings),
     )
     storage = storage_activities(settings, minio, http_session_factory)

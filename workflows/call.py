@@ -85,7 +85,11 @@ class CallWorkflow(Healing):
         if inp.carried is None:
             workflow.upsert_search_attributes(
                 [sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
-                + ([sa.CUSTOMER_NAME.value_set(inp.customer_name)] if inp.customer_name else [])
+                + (
+                    [sa.CUSTOMER_NAME.value_set(inp.customer_name)]
+                    if inp.customer_name and self.cfg.customer_name_searchable
+                    else []
+                )
             )
             self.book.emit(K.STATUS, {"status": self.s.status})
         self.book.publish()

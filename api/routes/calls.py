@@ -278,7 +278,7 @@ async def _grant(request: Request, call_id: str, *, can_publish: bool) -> HTTPRe
             "call_id": call_id,
             "room_name": row["room_name"],
             "token": token,
-            "livekit_url": settings.LIVEKIT_URL,
+            "livekit_url": settings.livekit_public_url,
             "participant_identity": identity,
             "expires_at": expires_at,
             "can_publish": can_publish,

@@ -51,7 +51,7 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
     shown = [
         {
             "index": i,
-            "url": res.minio.presigned_get_object(s["bucket"], s["object_key"], expires=ttl),
+            "url": res.presigner.presigned_get_object(s["bucket"], s["object_key"], expires=ttl),
             "size_bytes": s["size_bytes"],
             "duration_s": s["duration_s"],
             "sha256": s["sha256"],

@@ -1,0 +1,127 @@
+"""The compose stack would run: it validates, every setting the code reads is given (by the
+compose file or .env.example) and nothing else is, no secret is committed, Temporal is not
+published, every service is health-checked and waited for, and the image is built as a
+non-root multi-stage build. (Running it needs a Docker engine: not on this machine.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.config import AgentEnv
+from core.settings import ROOT, Settings
+
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+APP_SERVICES = ("api", "worker", "agent")
+# Read with os.environ by the product itself (not a pydantic field).
+PLAIN_ENV = {"LOG_LEVEL"}
+# Read by docker-compose.yml only (interpolated there), never by the product.
+SECRETISH = re.compile(r"SECRET|PASSWORD|TOKENS|_KEY$|_KEYS$|PAYLOAD")
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _example_names() -> set[str]:
+    names = set()
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^#? ?([A-Z][A-Z0-9_]*)=", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def _code_settings() -> set[str]:
+    return set(Settings.model_fields) | set(AgentEnv.model_fields) | PLAIN_ENV
+
+
+def _compose_app_env() -> set[str]:
+    services = _compose()["services"]
+    return {name for svc in APP_SERVICES for name in services[svc].get("environment", {})}
+
+
+def _interpolated() -> set[str]:
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
+def test_compose_config_validates() -> None:
+    done = subprocess.run(
+        ["docker-compose", "--env-file", str(ENV_EXAMPLE), "config", "-q"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "ENV_FILE": ".env.example"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_setting_the_code_reads_is_given_and_nothing_else() -> None:
+    given = _example_names() | _compose_app_env()
+    assert sorted(_code_settings() - given) == [], "add these to .env.example"
+    compose_only = _interpolated()
+    unknown = _example_names() - _code_settings() - compose_only
+    assert sorted(unknown) == [], ".env.example lists settings nothing reads"
+    assert sorted(compose_only - _example_names()) == [], "compose reads these: list them"
+    # Compose sets no variable on the app that the code does not read.
+    assert sorted(_compose_app_env() - _code_settings()) == []
+
+
+def test_no_secret_is_committed() -> None:
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)  # uncommented assignments
+        if m and SECRETISH.search(m.group(1)):
+            assert m.group(2) == "", f"{m.group(1)} must be empty in .env.example"
+    for name, svc in _compose()["services"].items():
+        env = svc.get("environment", {})
+        items = env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)
+        for key, value in items:
+            if SECRETISH.search(key) and key not in ("MINIO_SECURE",):
+                assert "${" in str(value), f"{name}.{key} must come from the environment"
+        for key in ("LIVEKIT_CONFIG", "EGRESS_CONFIG_BODY"):
+            if key in env:
+                body = yaml.safe_load(re.sub(r"\$\{[^}]+\}", "X", env[key]))
+                assert "keys" not in body  # keys come from LIVEKIT_KEYS
+                assert env[key].count("${LIVEKIT_API_KEY}") >= 1
+    assert not (ROOT / "deploy").exists() or not any((ROOT / "deploy").rglob("*.yaml"))
+
+
+def test_temporal_is_not_published_and_uis_only_on_loopback() -> None:
+    services = _compose()["services"]
+    assert "ports" not in services["temporal"]
+    for name in ("temporal-ui", "minio"):
+        for port in services[name]["ports"]:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_every_service_is_health_checked_and_waited_for() -> None:
+    services = _compose()["services"]
+    for name, svc in services.items():
+        assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        deps = svc.get("depends_on", {})
+        assert isinstance(deps, dict), f"{name}: depends_on must name conditions"
+        for dep, cond in deps.items():
+            assert cond == {"condition": "service_healthy"}, (name, dep)
+            assert dep in services
+    for name in ("worker", "agent"):
+        assert services[name].get("stop_grace_period"), name
+    assert "LIVEKIT_PUBLIC_URL" in services["api"]["environment"]
+    assert services["api"]["environment"]["LIVEKIT_URL"] != "${LIVEKIT_PUBLIC_URL}"
+
+
+def test_the_image_is_multi_stage_locked_and_not_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert len(stages) >= 2 and stages[0].startswith("node:")
+    assert "npm run build" in text and "COPY --from=web" in text
+    assert "uv sync --frozen --no-dev" in text
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv", ".devstack"} <= set(ignored)

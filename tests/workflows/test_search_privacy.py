@@ -1,0 +1,43 @@
+"""Search attributes are never encrypted: with PAYLOAD_KEYS set (the API then starts calls with
+`customer_name_searchable=False`), no customer name goes into them; without keys it does."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from core import models as m
+from core.settings import load_settings
+from tests.workflows.conftest import CUSTOMER, Harness
+from workflows import search as sa
+
+BASE = dict(
+    DATABASE_URL="postgresql://x@h/db", MINIO_ENDPOINT="h:9000", MINIO_ACCESS_KEY="a",
+    MINIO_SECRET_KEY="b", LIVEKIT_URL="ws://h", LIVEKIT_API_KEY="k", LIVEKIT_API_SECRET="s",
+    API_TOKENS="t0123456789abcdef:admin",
+)  # fmt: skip
+
+
+def test_the_config_follows_payload_keys() -> None:
+    key = "k1:" + base64.b64encode(os.urandom(32)).decode()
+    assert not m.CallConfig.from_settings(
+        load_settings(**BASE, PAYLOAD_KEYS=key)
+    ).customer_name_searchable
+    assert m.CallConfig.from_settings(
+        load_settings(**BASE, PAYLOAD_KEYS="")
+    ).customer_name_searchable
+
+
+async def test_with_payload_keys_no_customer_name_is_searchable(harness: Harness) -> None:
+    handle, _ = await harness.start(customer_name_searchable=False)
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.ROOM_NAME) and attrs.get(sa.CUSTOMER_NAME) is None
+    assert CUSTOMER not in str(attrs)
+    await handle.terminate("test over")
+
+
+async def test_without_keys_the_customer_name_is_searchable(harness: Harness) -> None:
+    handle, _ = await harness.start()
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.CUSTOMER_NAME) == CUSTOMER
+    await handle.terminate("test over")
