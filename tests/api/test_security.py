@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 from livekit import api as lkapi
+from pydantic import SecretStr
 
 from api.admission import Admission
 from api.errors import RateLimited, Unavailable
@@ -408,3 +409,30 @@ async def test_post_calls_is_capped_by_waiting_calls_and_calls_per_address(
             await lk.set_webhook_url(f"{api_stack.api.url}/webhooks/livekit")
             for call in started:
                 await api_stack.api.http("POST", f"/api/calls/{call['call_id']}/end", token=ADMIN)
+
+
+# --- audit names ---------------------------------------------------------------------------------
+
+
+async def test_the_audit_log_names_who_acted_by_their_token_name(
+    api_stack: ApiStack, live_call_id: str, db: asyncpg.Connection
+) -> None:
+    settings = api_stack.settings.model_copy(
+        update={"API_TOKENS": SecretStr(f"ada.lovelace:{SUPERVISOR}:supervisor,{ADMIN}:admin")}
+    )
+    async with run_api(settings) as api:
+        r = await api.http("POST", f"/api/calls/{live_call_id}/monitor", token=SUPERVISOR)
+        assert r.status == 201, r.body
+        assert r.body["participant_identity"].startswith("supervisor-ada.lovelace-")
+    for _ in range(100):
+        by = await db.fetch(
+            "SELECT data->>'by' AS by FROM call_events WHERE call_id = $1 "
+            "AND kind = 'supervisor_action' AND data->>'detail' = $2",
+            live_call_id,
+            r.body["participant_identity"],
+        )
+        if by:
+            break
+        await asyncio.sleep(0.1)
+    assert [row["by"] for row in by] == ["ada.lovelace"]
+    assert SUPERVISOR not in r.body["participant_identity"]
