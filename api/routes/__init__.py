@@ -1,11 +1,22 @@
 """One blueprint per resource."""
 
-from api.routes import calls, codec, customers, erasure, live, ops, recordings, webhooks
+from api.routes import (
+    calls,
+    codec,
+    customers,
+    erasure,
+    failed_recordings,
+    live,
+    ops,
+    recordings,
+    webhooks,
+)
 
 BLUEPRINTS = [
     customers.bp,
     calls.bp,
     erasure.bp,
+    failed_recordings.bp,
     recordings.bp,
     webhooks.bp,
     live.bp,

@@ -9,6 +9,7 @@ import { ApiError, apiRequest, isRecord, wsUrl, type CallList, type CallSummary 
 import { byId, clear, h } from "../shared/dom";
 import { LiveSocket } from "../shared/live";
 import { CallView } from "./detail";
+import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
 import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
 import { setLive } from "./ui";
@@ -25,6 +26,7 @@ const listLive = byId("list-live");
 let listSocket: LiveSocket | null = null;
 let view: CallView | null = null;
 let list: CallListView | null = null;
+let failed: FailedRecordingsView | null = null;
 
 function showSignin(message?: string): void {
   listSocket?.stop();
@@ -116,10 +118,20 @@ function startApp(): void {
     },
   });
   listSocket.start();
+  void mountFailedLink(document.querySelector<HTMLElement>(".topbar-right") ?? app);
   route();
 }
 
 function route(): void {
+  failed?.destroy();
+  failed = null;
+  if (window.location.hash === FAILED_ROUTE) {
+    view?.destroy();
+    view = null;
+    list?.select(null);
+    failed = new FailedRecordingsView(main);
+    return;
+  }
   const match = /^#\/calls\/([a-z0-9]+)$/.exec(window.location.hash);
   const callId = match?.[1] ?? null;
   list?.select(callId);
@@ -135,7 +147,7 @@ function route(): void {
 
 /** The landing panel when no call is open: live numbers for the floor. */
 function renderOverview(): void {
-  if (view || !list) return;
+  if (view || failed || !list) return;
   const live = list.live();
   const count = (pred: (c: CallSummary) => boolean) => live.filter(pred).length;
   const card = (label: string, value: number, tone: string, id: string) =>
