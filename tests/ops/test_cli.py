@@ -127,3 +127,14 @@ def test_cloud_gets_the_tcld_command() -> None:
     assert cmd.startswith("tcld namespace search-attributes add --namespace calls.a1b2c")
     assert '--search-attribute "SilenceAlerts=Int"' in cmd
     assert '--search-attribute "CallStatus=Keyword"' in cmd
+
+
+async def test_saved_views_are_valid_queries_and_documented(api_stack: ApiStack) -> None:
+    from ops.views import SAVED_VIEWS, view_url
+
+    readme = (ROOT / "README.md").read_text()
+    for name, query in SAVED_VIEWS.items():
+        await api_stack.client.count_workflows(query)  # raises on a query the server refuses
+        assert f"`{query}`" in readme and name in readme, name
+    url = view_url("http://localhost:8233", "default", SAVED_VIEWS["Failed recordings"])
+    assert url.endswith("RecordingStatus%20%3D%20%27failed%27")
