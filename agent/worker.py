@@ -35,6 +35,7 @@ from core.models import (
     room_name_for,
 )
 from core.settings import Settings
+from core.telemetry import setup_tracing, trace_agent_turns
 from core.temporal import connect_temporal
 
 log = get_logger(__name__)
@@ -70,6 +71,7 @@ def call_id_for_job(job: agent_proto.Job) -> str | None:
 def prewarm(proc: JobProcess) -> None:
     """Once per process, before any call: load the models that run locally."""
     cfg = process_config()
+    setup_tracing("callcenter-agent")  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     proc.userdata["vad"] = load_vad()
     if cfg.env.AGENT_TURN_DETECTION == "local":
         from livekit.local_inference import init_eot
@@ -86,6 +88,7 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown(reason="room is not a call room")
         return
     ctx.log_context_fields = {"call_id": call_id}
+    trace_agent_turns(call_id)
 
     finals = FinalTranscripts()
     queue: SignalQueue | LoggedSignals

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.log import setup_logging
 from core.settings import settings_or_exit
+from core.telemetry import setup_tracing
 
 from .app import create_app
 from .wsproto import OptionalSubprotocolWebSocketProtocol
@@ -12,6 +13,7 @@ from .wsproto import OptionalSubprotocolWebSocketProtocol
 def main() -> None:
     setup_logging()
     settings = settings_or_exit()
+    setup_tracing("callcenter-api")  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = create_app(settings)
     app.run(
         host=settings.API_HOST,

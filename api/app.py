@@ -21,6 +21,7 @@ from api.ratelimit import RateLimiter
 from api.resources import Resources
 from api.routes import BLUEPRINTS, live
 from api.routes.static import add_static
+from api.tracing import end_request_span, start_request_span
 from core.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -93,9 +94,11 @@ def create_app(
     @app.on_request
     async def _started(request: Request) -> None:
         request.ctx.started = time.perf_counter()
+        start_request_span(request)
 
     @app.on_response
     async def _measured(request: Request, response: HTTPResponse) -> None:
         observe_request(request, response)
+        end_request_span(request, response)
 
     return app

@@ -1,11 +1,23 @@
 """One blueprint per resource."""
 
-from api.routes import calls, codec, customers, erasure, live, ops, recordings, report, webhooks
+from api.routes import (
+    calls,
+    codec,
+    customers,
+    erasure,
+    failed_recordings,
+    live,
+    ops,
+    recordings,
+    report,
+    webhooks,
+)
 
 BLUEPRINTS = [
     customers.bp,
     calls.bp,
     erasure.bp,
+    failed_recordings.bp,
     recordings.bp,
     report.bp,
     webhooks.bp,

@@ -363,7 +363,10 @@ def test_bucket_gets_its_retention_rule(s3: Any) -> None:
     acts.ensure_bucket()
     acts.ensure_bucket()  # again: no error, still one rule
     (rule,) = s3.client.get_bucket_lifecycle(bucket).rules
-    assert rule.expiration.days == 30 + LIFECYCLE_GRACE_DAYS and rule.rule_filter.prefix == "conversations/"
+    assert (
+        rule.expiration.days == 30 + LIFECYCLE_GRACE_DAYS
+        and rule.rule_filter.prefix == "conversations/"
+    )
 
 
 def test_presigned_url_is_short_lived(storage: StorageActivities) -> None:

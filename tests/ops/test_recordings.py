@@ -4,7 +4,7 @@ back, replayed to `stored`, one by id and the rest with `--all-failed`."""
 
 from __future__ import annotations
 
-from tests.api.conftest import ADMIN, ApiStack
+from tests.api.conftest import ADMIN, OPS, SUPERVISOR, ApiStack
 from tests.ops.conftest import ops, recorded_call, wait_call
 
 
@@ -32,6 +32,14 @@ async def test_retry_one_then_all_failed_brings_pipelines_to_stored(api_stack: A
     assert {first, *rest} <= set(failed)
     assert "404" in failed[first]["reason"], failed[first]
 
+    # the dashboard's list: ops may read it, supervisors may not
+    r = await api_stack.api.http("GET", "/api/recordings/failed?limit=500", token=OPS)
+    assert r.status == 200, r.body
+    rows = {x["call_id"]: x for x in r.body["recordings"]}
+    assert {first, *rest} <= set(rows) and "404" in rows[first]["recording_error"]
+    r = await api_stack.api.http("GET", "/api/recordings/failed", token=SUPERVISOR)
+    assert r.status == 403
+
     one = await ops(api_stack, "recordings", "retry", first, "--wait", "60", "--json")
     assert one.code == 0, (one.out, one.err)
     assert one.json["results"] == [
@@ -50,6 +58,8 @@ async def test_retry_one_then_all_failed_brings_pipelines_to_stored(api_stack: A
     assert again.code == 1 and again.json["results"][0]["outcome"] == "refused", again.out
     listed = await ops(api_stack, "recordings", "failed", "--json")
     assert first not in {f["call_id"] for f in listed.json}
+    r = await api_stack.api.http("GET", "/api/recordings/failed?limit=500", token=OPS)
+    assert first not in {x["call_id"] for x in r.body["recordings"]}
 
     every = await ops(
         api_stack, "recordings", "retry", "--all-failed", "--since", "1h", "--wait", "60", "--json"

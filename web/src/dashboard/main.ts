@@ -9,6 +9,7 @@ import { ApiError, apiRequest, isRecord, wsUrl, type CallList, type CallSummary 
 import { byId, clear, h } from "../shared/dom";
 import { LiveSocket } from "../shared/live";
 import { CallView } from "./call/view";
+import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
 import { searchParams, SearchView } from "./search";
 import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
@@ -27,6 +28,7 @@ let listSocket: LiveSocket | null = null;
 let view: CallView | null = null;
 let list: CallListView | null = null;
 let search: SearchView | null = null;
+let failed: FailedRecordingsView | null = null;
 
 function showSignin(message?: string): void {
   listSocket?.stop();
@@ -122,10 +124,21 @@ function startApp(): void {
     },
   });
   listSocket.start();
+  void mountFailedLink(document.querySelector<HTMLElement>(".topbar-right") ?? app);
   route();
 }
 
 function route(): void {
+  failed?.destroy();
+  failed = null;
+  if (window.location.hash === FAILED_ROUTE) {
+    view?.destroy();
+    view = null;
+    list?.select(null);
+    search = null;
+    failed = new FailedRecordingsView(main);
+    return;
+  }
   const params = searchParams(window.location.hash);
   if (params) {
     view?.destroy();
@@ -150,7 +163,7 @@ function route(): void {
 
 /** The landing panel when no call is open: live numbers for the floor. */
 function renderOverview(): void {
-  if (view || search || !list) return;
+  if (view || search || failed || !list) return;
   const live = list.live();
   const count = (pred: (c: CallSummary) => boolean) => live.filter(pred).length;
   const card = (label: string, value: number, tone: string, id: string) =>

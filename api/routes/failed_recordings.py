@@ -1,0 +1,88 @@
+"""`GET /api/recordings/failed` (ops, admin): the calls whose recording pipeline failed, and why,
+newest first, for the dashboard's Failed recordings view. Replaying one is the existing
+`POST /api/recordings/{call_id}/retry`; "retry all" in the dashboard calls it for each.
+
+Read from PostgreSQL (`calls.recording_status`, `calls.recording_error`, which the pipeline
+writes itself), not from Temporal visibility: cheap, and paginated with the calls' cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+
+from api import store
+from api.auth import RECORDINGS_RETRY, require
+from api.docs import Integer, String, endpoint, query_param
+from api.schemas import Strict
+from api.validation import parse_query
+from core.models import RecordingStatus
+
+bp = Blueprint("failed_recordings")
+
+
+class FailedRecordingsQuery(Strict):
+    limit: int = Field(100, ge=1, le=500)
+    cursor: str | None = Field(None, min_length=1, max_length=200)
+
+
+class FailedRecording(BaseModel):
+    call_id: str
+    room_name: str
+    customer_name: str | None
+    status: str
+    created_at: str | None
+    ended_at: str | None
+    recording_error: str | None
+
+
+class FailedRecordings(BaseModel):
+    recordings: list[FailedRecording]
+    next_cursor: str | None
+
+
+async def failed_recordings(
+    pool: Any, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    args: list[Any] = [RecordingStatus.FAILED.value, limit + 1]
+    where = "recording_status = $1"
+    if cursor:
+        at, cid = store.decode_cursor(cursor)
+        where += " AND (created_at, call_id) < ($3, $4)"
+        args += [at, cid]
+    rows = await pool.fetch(
+        "SELECT call_id, room_name, customer_name, status, created_at, ended_at, recording_error "
+        f"FROM calls WHERE {where} ORDER BY created_at DESC, call_id DESC LIMIT $2",
+        *args,
+    )
+    page = rows[:limit]
+    nxt = (
+        store.encode_cursor(page[-1]["created_at"], page[-1]["call_id"])
+        if len(rows) > limit
+        else None
+    )
+    out = [
+        {**dict(r), "created_at": store.iso(r["created_at"]), "ended_at": store.iso(r["ended_at"])}
+        for r in page
+    ]
+    return out, nxt
+
+
+@bp.get("/api/recordings/failed")
+@endpoint(
+    "Calls whose recording pipeline failed, and why (newest first)",
+    tag="recordings",
+    response=FailedRecordings,
+    errors=(422,),
+    secured=True,
+)
+@query_param("limit", Integer(minimum=1, maximum=500), "page size, default 100")
+@query_param("cursor", String(minLength=1, maxLength=200), "next_cursor of the previous page")
+@require(RECORDINGS_RETRY)
+async def list_failed(request: Request) -> HTTPResponse:
+    q = parse_query(request, FailedRecordingsQuery)
+    rows, nxt = await failed_recordings(request.app.ctx.res.db, q.limit, q.cursor)
+    return json({"recordings": rows, "next_cursor": nxt})

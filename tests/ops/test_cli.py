@@ -1,0 +1,140 @@
+"""The CLI's surface: --help everywhere, a one-line message (exit 3, no traceback) when
+Temporal or PostgreSQL is down, calls list/show/erase, and `temporal setup` on a namespace
+that has none of the search attributes yet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
+
+from ops.cli import build_parser, run
+from ops.setup import KEYS, tcld_command
+from tests.api.conftest import ADMIN, ApiStack
+from tests.ops.conftest import ops, recorded_call, wait_call
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+COMMANDS = [
+    [],
+    ["calls"], ["calls", "list"], ["calls", "show"], ["calls", "erase"],
+    ["recordings"], ["recordings", "failed"], ["recordings", "retry"],
+    ["histories"], ["histories", "check"], ["histories", "export"],
+    ["temporal"], ["temporal", "setup"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a) or "ops")
+async def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m ops") and "--json" in out
+
+
+def test_every_command_is_dispatched() -> None:
+    from ops.cli import COMMANDS as table
+
+    parser = build_parser()
+    groups = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    listed = {(g, c) for g, p in groups.items() for c in p._subparsers._group_actions[0].choices}
+    assert listed == set(table)
+
+
+def _cli(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_"))}
+    dead = "127.0.0.1:9"  # discard port: nothing listens there
+    base.update(
+        DATABASE_URL=f"postgresql://ops:hunter2secret@{dead}/calls",
+        MINIO_ENDPOINT=dead, MINIO_ACCESS_KEY="k", MINIO_SECRET_KEY="s",
+        LIVEKIT_URL=f"http://{dead}", LIVEKIT_API_KEY="k", LIVEKIT_API_SECRET="s",
+        API_TOKENS="ops-token-0123456789abcdef:ops", TEMPORAL_ADDRESS=dead,
+        DEVSTACK_DIR=str(ROOT / "no-such-devstack"),
+    )  # fmt: skip
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "ops", *argv], cwd=ROOT, env=base, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_unreachable_services_are_said_plainly() -> None:
+    pg = _cli("calls", "list")
+    assert pg.returncode == 3, pg.stderr
+    assert "PostgreSQL is not reachable at 127.0.0.1:9/calls" in pg.stderr
+    assert "Traceback" not in pg.stderr and "hunter2secret" not in pg.stderr
+    tmp = _cli("--json", "recordings", "failed")
+    assert tmp.returncode == 3, tmp.stderr
+    assert "Temporal is not reachable at TEMPORAL_ADDRESS=127.0.0.1:9" in tmp.stderr
+    assert "Traceback" not in tmp.stderr and tmp.stdout == ""
+
+
+async def test_calls_list_show_erase(api_stack: ApiStack) -> None:
+    call_id = await recorded_call(api_stack, "Listed Caller")
+    listed = await ops(api_stack, "calls", "list", "--status", "active", "--json")
+    assert listed.code == 0 and call_id in [c["call_id"] for c in listed.json]
+    table = await ops(api_stack, "calls", "list", "--limit", "500")
+    assert table.out.startswith("CALL_ID") and call_id in table.out
+
+    refused = await ops(api_stack, "calls", "erase", call_id, "--yes", "--json")
+    assert refused.code == 1 and refused.json["status"] == "refused", refused.out
+    assert "still running" in refused.json["reason"]
+
+    assert await api_stack.api.http("POST", f"/api/calls/{call_id}/end", token=ADMIN)
+    await wait_call(api_stack, call_id, status="completed", recording_status="stored")
+    shown = await ops(api_stack, "calls", "show", call_id, "--json")
+    assert shown.code == 0 and shown.json["recording"]["sha256"], shown.out
+
+    erased = await ops(api_stack, "calls", "erase", call_id, "--yes", "--by", "ops-test", "--json")
+    assert erased.code == 0 and erased.json["status"] == "erased", erased.out
+    assert erased.json["rows_deleted"] > 0 and erased.json["object_deleted"] is True
+    gone = await ops(api_stack, "calls", "show", call_id)
+    assert gone.code == 1 and "no call" in gone.err
+    bad = await ops(api_stack, "calls", "show", "not a call id")
+    assert bad.code == 2
+
+
+async def test_temporal_setup_registers_what_is_missing_once(api_stack: ApiStack) -> None:
+    namespace = f"ops-{uuid.uuid4().hex[:8]}"
+    await api_stack.raw_client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace,
+            workflow_execution_retention_period=Duration(
+                seconds=int(timedelta(days=1).total_seconds())
+            ),
+        )
+    )
+    settings = {"TEMPORAL_NAMESPACE": namespace}
+    ns_client = await Client.connect(api_stack.temporal_address, namespace=namespace)
+    first = await ops(api_stack, "temporal", "setup", "--json", **settings)
+    assert first.code == 0, first.err
+    assert sorted(first.json["added"]) == sorted(k.name for k in KEYS)
+    assert first.json["retention_schedule"] == "created"
+    second = await ops(api_stack, "temporal", "setup", "--json", "--no-schedule", **settings)
+    assert second.code == 0 and second.json["added"] == []
+    assert sorted(second.json["present"]) == sorted(k.name for k in KEYS)
+    await ns_client.get_schedule_handle("call-retention").delete()
+
+
+def test_cloud_gets_the_tcld_command() -> None:
+    cmd = tcld_command("calls.a1b2c", [k.name for k in KEYS])
+    assert cmd.startswith("tcld namespace search-attributes add --namespace calls.a1b2c")
+    assert '--search-attribute "SilenceAlerts=Int"' in cmd
+    assert '--search-attribute "CallStatus=Keyword"' in cmd
+
+
+async def test_saved_views_are_valid_queries_and_documented(api_stack: ApiStack) -> None:
+    from ops.views import SAVED_VIEWS, view_url
+
+    readme = (ROOT / "README.md").read_text()
+    for name, query in SAVED_VIEWS.items():
+        await api_stack.client.count_workflows(query)  # raises on a query the server refuses
+        assert f"`{query}`" in readme and name in readme, name
+    url = view_url("http://localhost:8233", "default", SAVED_VIEWS["Failed recordings"])
+    assert url.endswith("RecordingStatus%20%3D%20%27failed%27")
