@@ -63,7 +63,7 @@ class Side:
     events_per_call: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core, over the talk
     peak_rss: dict[str, float] = field(default_factory=dict)  # MiB
-    base_rss: dict[str, float] = field(default_factory=dict)  # MiB, calls set up, before talk
+    base_rss: dict[str, float] = field(default_factory=dict)  # MiB, before any call
     lost: int = 0
     doubled: int = 0
     not_completed: int = 0
@@ -75,7 +75,6 @@ class ProcessMeter:
     def __init__(self, groups: dict[str, Callable[[], list[psutil.Process]]]) -> None:
         self.groups = groups
         self.peak: dict[str, float] = dict.fromkeys(groups, 0.0)
-        self.base: dict[str, float] = dict.fromkeys(groups, 0.0)  # RSS before the talk
         self._cpu0: dict[str, float] = {}
         self._t0 = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -87,6 +86,9 @@ class ProcessMeter:
                 t = p.cpu_times()
                 total += t.user + t.system
         return total
+
+    def rss(self) -> dict[str, float]:
+        return {name: self._rss(name) for name in self.groups}
 
     def _rss(self, name: str) -> float:
         total = 0
@@ -103,7 +105,6 @@ class ProcessMeter:
 
     def start(self) -> None:
         self._cpu0 = {name: self._cpu(name) for name in self.groups}
-        self.base = {name: self._rss(name) for name in self.groups}
         self._t0 = time.monotonic()
         self._task = asyncio.create_task(self._sample())
 
@@ -226,6 +227,7 @@ async def product_side(
             ids.append(body["call_id"])
             return (time.perf_counter() - t0) * 1000
 
+        side.base_rss = meter.rss()
         side.setup_ms = await bounded(8, [start_call] * n)
 
         async def watch(call_id: str, ready: asyncio.Event) -> None:
@@ -283,7 +285,6 @@ async def product_side(
             await asyncio.wait_for(all_in.wait(), 60)
         side.cpu = await meter.stop()
         side.peak_rss = dict(meter.peak)
-        side.base_rss = dict(meter.base)
         progress.tick(force=True)
         sys.stderr.write("\n")
         side.talk_s = max(1e-6, last_delivery[0] - first_line)
@@ -358,6 +359,7 @@ async def bare_side(
         ids.append(cid)
         return (time.perf_counter() - t0) * 1000
 
+    side.base_rss = meter.rss()
     side.setup_ms = await bounded(8, [start_call] * n)
     meter.start()
     first_line = time.time()
@@ -380,7 +382,6 @@ async def bare_side(
     )
     side.cpu = await meter.stop()
     side.peak_rss = dict(meter.peak)
-    side.base_rss = dict(meter.base)
     last = 0.0
     by_id = {}
     for cid, s in zip(ids, spoken, strict=True):
@@ -427,7 +428,7 @@ def report(sides: list[Side]) -> None:
     row("worker CPU per 100 live calls", lambda s: s.cpu["worker"] * per100(s), "%")
     row("worker peak RSS per 100 live calls", lambda s: s.peak_rss["worker"] * per100(s), "MiB")
     row("worker peak RSS per live call", lambda s: s.peak_rss["worker"] / max(1, s.calls), "MiB")
-    row("worker RSS growth during talk per live call",
+    row("worker RSS growth per live call",
         lambda s: (s.peak_rss["worker"] - s.base_rss["worker"]) / max(1, s.calls), "MiB")  # fmt: skip
     print(f"{'API CPU per 100 live calls':42}{prod.cpu['api'] * per100(prod):10.1f} %")
     print(f"{'API peak RSS per 100 live calls':42}{prod.peak_rss['api'] * per100(prod):10.1f} MiB")
