@@ -18,7 +18,7 @@ from temporalio import workflow
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from core import models as m
+    import core.models as m
 
 BARE_WORKFLOW = "BenchBareCall"
 BARE_TASK_QUEUE = "bench-bare"
@@ -49,6 +49,11 @@ class BareCallWorkflow:
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
     def transcript(self, line: m.TranscriptLine) -> None:
         self.seen.setdefault(line.id, workflow.now().timestamp())
+
+    @workflow.signal(name=m.SIGNAL_TRANSCRIPT_BATCH)
+    def transcript_batch(self, batch: m.TranscriptBatch) -> None:
+        for line in batch.lines:
+            self.transcript(line)
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
     def participant_left(self, sig: m.ParticipantLeft) -> None:

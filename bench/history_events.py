@@ -1,6 +1,6 @@
 """History events a call costs: a 10-minute call with 150 final lines.
 
-    uv run python -m bench.history_events
+    uv run python -m bench.history_events [--lines 150]
 
 Runs CallWorkflow on the time-skipping test server with the stand-in activities. The agent
 joins, greets (recording starts), then customer and assistant alternate, one final line every
@@ -77,7 +77,7 @@ async def call_events(h: Harness, mode: str, lines: int) -> int:
     return len(history.events)
 
 
-async def main() -> None:
+async def main(lines: int = LINES) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
     )
@@ -90,9 +90,9 @@ async def main() -> None:
         for mode in ("line+metrics", "line", "turn"):
             began = time.monotonic()
             async with running_harness(env) as h:
-                events = await call_events(h, mode, LINES)
-            per_line = events / LINES
-            marginal = (events - baseline) / LINES
+                events = await call_events(h, mode, lines)
+            per_line = events / lines
+            marginal = (events - baseline) / lines
             took = time.monotonic() - began
             print(f"{mode:<14}{events:>12}{per_line:>13.2f}{marginal:>15.2f}{took:>6.1f}")
     finally:
@@ -100,4 +100,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=LINES, help="final lines per call (even)")
+    asyncio.run(main(parser.parse_args().lines))
