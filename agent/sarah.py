@@ -23,9 +23,11 @@ from livekit.agents import (
     function_tool,
     stt,
 )
+from livekit.agents.llm import ChatContext
 
 from agent.bridge import FinalTranscripts
 from agent.dealership import Dealership, DealershipError
+from agent.resume import RESUME_INSTRUCTIONS
 from agent.signals import SignalSink, new_signal_id, utc_now
 from core.log import get_logger
 from core.models import (
@@ -49,16 +51,29 @@ def _greetings() -> dict[str, str]:
     return tomllib.loads((PROMPTS / "greetings.toml").read_text())
 
 
+def greeting_parts(policy: RecordingConsent) -> tuple[str, str]:
+    """(disclosure, rest): the disclosure is heard in full, the rest may be interrupted."""
+    entry = _greetings()[policy.value]
+    return entry["disclosure"], entry["rest"]
+
+
 def greeting(policy: RecordingConsent) -> str:
     """The first thing Sarah says; carries the recording disclosure or question per policy."""
-    return _greetings()[policy.value]
+    return " ".join(p for p in greeting_parts(policy) if p)
 
 
-def instructions(policy: RecordingConsent, today: date) -> str:
-    text = (PROMPTS / "sarah.md").read_text()
+def instructions(policy: RecordingConsent, today: date, *, consent: str = "") -> str:
+    """Sarah's instructions. The privacy line says the call is recorded only when it is:
+    never under `off`, and under `ask` only once the customer agreed (`consent`)."""
+    texts = _greetings()["instructions"]
+    recorded = policy is RecordingConsent.ANNOUNCE or (
+        policy is RecordingConsent.ASK and consent == "granted"
+    )
+    notice = texts["recorded"] if recorded else texts["not_recorded"]
+    text = (PROMPTS / "sarah.md").read_text().replace("{recording_notice}", notice)
     text += f"\n## Today\nToday is {today:%A, %B %d, %Y} at the dealership.\n"
-    if policy is RecordingConsent.ASK:
-        text += "\n## Recording consent\n" + _greetings()["ask_instructions"] + "\n"
+    if policy is RecordingConsent.ASK and not consent:
+        text += "\n## Recording consent\n" + texts["ask"] + "\n"
     return text
 
 
@@ -76,6 +91,14 @@ async def recording_consent(context: RunContext, granted: bool) -> str:
         RecordingConsentSignal(id=new_signal_id("consent"), granted=granted, at=utc_now()),
     )
     log.info("recording_consent", call_id=agent.call_id, granted=granted)
+    # From now on the privacy line says what is true for this call.
+    await agent.update_instructions(
+        instructions(
+            agent.consent_policy,
+            datetime.now(agent.timezone).date(),
+            consent="granted" if granted else "refused",
+        )
+    )
     if granted:
         return "Consent recorded. Thank the customer and ask how you can help."
     return "Recording will be stopped. Reassure the customer, then ask how you can help."
@@ -93,6 +116,7 @@ class Sarah(Agent):
         consent_policy: RecordingConsent,
         timezone: ZoneInfo,
         finals: FinalTranscripts | None = None,
+        resume: ChatContext | None = None,
     ) -> None:
         self.call_id = call_id
         self.dealership = dealership
@@ -101,14 +125,23 @@ class Sarah(Agent):
         self.timezone = timezone
         self.finals = finals
         self._handoff_requested = False
+        self.resuming = resume is not None
         super().__init__(
             instructions=instructions(consent_policy, datetime.now(timezone).date()),
             tools=[recording_consent] if consent_policy is RecordingConsent.ASK else [],
+            chat_ctx=resume,
         )
 
     async def on_enter(self) -> None:
-        # Not interruptible: the recording disclosure must be heard in full.
-        self.session.say(greeting(self.consent_policy), allow_interruptions=False)
+        if self.resuming:
+            # A replacement for a lost agent: one short sentence that picks up the thread.
+            self.session.generate_reply(instructions=RESUME_INSTRUCTIONS)
+            return
+        disclosure, rest = greeting_parts(self.consent_policy)
+        if disclosure:
+            # Not interruptible: the recording disclosure must be heard in full.
+            self.session.say(disclosure, allow_interruptions=False)
+        self.session.say(rest, allow_interruptions=True)
 
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
