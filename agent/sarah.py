@@ -8,7 +8,7 @@ which queues them for the call's workflow.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -17,13 +17,15 @@ from zoneinfo import ZoneInfo
 from livekit import rtc
 from livekit.agents import (
     Agent,
+    FunctionTool,
     ModelSettings,
     RunContext,
+    StopResponse,
     ToolError,
     function_tool,
     stt,
 )
-from livekit.agents.llm import ChatContext
+from livekit.agents.llm import ChatContext, ChatMessage
 
 from agent.bridge import FinalTranscripts
 from agent.dealership import Dealership, DealershipError
@@ -126,6 +128,7 @@ class Sarah(Agent):
         self.finals = finals
         self._handoff_requested = False
         self.resuming = resume is not None
+        self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
         super().__init__(
             instructions=instructions(consent_policy, datetime.now(timezone).date()),
             tools=[recording_consent] if consent_policy is RecordingConsent.ASK else [],
@@ -142,6 +145,21 @@ class Sarah(Agent):
             # Not interruptible: the recording disclosure must be heard in full.
             self.session.say(disclosure, allow_interruptions=False)
         self.session.say(rest, allow_interruptions=True)
+
+    async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
+        if self.taken_over:
+            # Heard, kept for after the release, not answered: the supervisor answers.
+            ctx = self.chat_ctx.copy()
+            ctx.items.append(new_message)
+            await self.update_chat_ctx(ctx)
+            raise StopResponse()
+
+    def llm_node(
+        self, chat_ctx: ChatContext, tools: list[FunctionTool], model_settings: ModelSettings
+    ):  # type: ignore[no-untyped-def,override]
+        if self.taken_over:
+            return _no_reply()  # a reply asked for in text (run, generate_reply): none either
+        return Agent.default.llm_node(self, chat_ctx, tools, model_settings)
 
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
@@ -275,3 +293,8 @@ class Sarah(Agent):
         if local.weekday() == 6 or not (OPENING_HOURS[0] <= local.time() < OPENING_HOURS[1]):
             raise ToolError("We are open Monday to Saturday, 9 AM to 6 PM; ask for a time then.")
         return local
+
+
+async def _no_reply() -> AsyncIterator[str]:
+    return
+    yield  # an empty async generator

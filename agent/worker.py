@@ -152,7 +152,13 @@ async def entrypoint(ctx: JobContext) -> None:
         finals=finals,
         resume=resume,
     )
-    SupervisorChannel(session, sarah, call_id=call_id, bridge=bridge).attach(ctx.room)
+    SupervisorChannel(
+        session,
+        sarah,
+        call_id=call_id,
+        bridge=bridge,
+        stt_=build_stt(cfg, ctx.proc.userdata["vad"]),
+    ).attach(ctx.room)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
 
     # Before the greeting: the call is in progress from here (the workflow then records per
