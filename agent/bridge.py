@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 from livekit import api as lkapi
+from livekit import rtc
 from livekit.agents import (
     AgentSession,
     CloseEvent,
@@ -36,11 +37,13 @@ from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_JOINED,
+    SIGNAL_PARTICIPANT_JOINED,
     SIGNAL_PARTICIPANT_LEFT,
     SIGNAL_SILENCE,
     SIGNAL_TRANSCRIPT,
     AgentJoined,
     AgentMetrics,
+    ParticipantJoined,
     ParticipantLeft,
     SilenceSignal,
     TranscriptLine,
@@ -211,6 +214,32 @@ class CallBridge:
         session.on("conversation_item_added", self.on_conversation_item_added)
         session.on("close", self.on_close)
 
+    def watch_room(self, room: rtc.Room) -> None:
+        """Report the customer's connection dropping and coming back (the session stays open
+        through a drop: the workflow gives the customer a grace period to rejoin)."""
+        room.on("participant_connected", self._on_participant_connected)
+        room.on("participant_disconnected", self._on_participant_disconnected)
+
+    def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == self.customer_identity:
+            self.send(
+                SIGNAL_PARTICIPANT_JOINED,
+                ParticipantJoined(
+                    new_signal_id("joined"), self.customer_identity, "customer", at=utc_now()
+                ),  # fmt: skip
+            )
+
+    def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == self.customer_identity:
+            self.customer_left(utc_now())
+
+    def customer_left(self, at: str) -> None:
+        # A fresh id per drop: a customer may leave, rejoin and leave again.
+        self.send(
+            SIGNAL_PARTICIPANT_LEFT,
+            ParticipantLeft(new_signal_id("left"), self.customer_identity, "customer", at=at),
+        )
+
     def agent_joined(self, identity: str) -> None:
         """Call when the agent is in the room, before it speaks (the workflow starts egress)."""
         self.send(
@@ -310,15 +339,7 @@ class CallBridge:
         # The session emits its last lines before `close`, so they are queued ahead of this.
         if ev.reason == CloseReason.PARTICIPANT_DISCONNECTED and not self._left_sent:
             self._left_sent = True
-            self.send(
-                SIGNAL_PARTICIPANT_LEFT,
-                ParticipantLeft(
-                    id=f"left-{self.customer_identity}",
-                    identity=self.customer_identity,
-                    kind="customer",
-                    at=iso(ev.created_at),
-                ),
-            )
+            self.customer_left(iso(ev.created_at))
         log.info("session_closed", call_id=self.call_id, reason=ev.reason.value)
 
 

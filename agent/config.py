@@ -39,13 +39,23 @@ class AgentEnv(BaseSettings):
     AGENT_STT_MODEL: str = "nova-3"
     AGENT_LANGUAGE: str = "en-US"
     AGENT_TTS_MODEL: str = "sonic-3"
+    # Secondaries behind each FallbackAdapter (empty: none). `openai` uses OPENAI_API_KEY.
+    AGENT_STT_FALLBACK: Literal["", "openai"] = ""
+    AGENT_STT_FALLBACK_MODEL: str = "gpt-4o-mini-transcribe"
+    AGENT_TTS_FALLBACK: Literal["", "openai"] = ""
+    AGENT_TTS_FALLBACK_MODEL: str = "gpt-4o-mini-tts"
+    AGENT_TTS_FALLBACK_VOICE: str = "alloy"
+    # A second OpenAI-compatible model (and server, default the primary's) for the LLM.
+    AGENT_LLM_FALLBACK_MODEL: str = ""
+    AGENT_LLM_FALLBACK_BASE_URL: str | None = None
     # local = LiveKit's turn-detector-v1-mini, whose weights ship in livekit-local-inference.
     AGENT_TURN_DETECTION: TurnDetection = "local"
     AGENT_TIMEZONE: str = "America/New_York"
     AGENT_SIGNAL_QUEUE_MAX: int = Field(5000, ge=10)
     AGENT_FLUSH_TIMEOUT_S: float = Field(45.0, gt=0)
-    # How long a customer's final line waits for the assistant's reply to share its signal.
-    AGENT_TURN_COALESCE_S: float = Field(6.0, ge=0)
+    # How long a customer's final line may wait for the assistant's reply to share its signal.
+    # 0 (default): every final line goes at once, so its keyword alert is not delayed.
+    AGENT_TURN_COALESCE_S: float = Field(0.0, ge=0)
     AGENT_HTTP_PORT: int = Field(8081, ge=0, le=65535)
 
     @field_validator("AGENT_TIMEZONE")

@@ -8,7 +8,7 @@ which queues them for the call's workflow.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -17,15 +17,19 @@ from zoneinfo import ZoneInfo
 from livekit import rtc
 from livekit.agents import (
     Agent,
+    FunctionTool,
     ModelSettings,
     RunContext,
+    StopResponse,
     ToolError,
     function_tool,
     stt,
 )
+from livekit.agents.llm import ChatContext, ChatMessage
 
 from agent.bridge import FinalTranscripts
 from agent.dealership import Dealership, DealershipError
+from agent.resume import RESUME_INSTRUCTIONS
 from agent.signals import SignalSink, new_signal_id, utc_now
 from core.log import get_logger
 from core.models import (
@@ -49,16 +53,29 @@ def _greetings() -> dict[str, str]:
     return tomllib.loads((PROMPTS / "greetings.toml").read_text())
 
 
+def greeting_parts(policy: RecordingConsent) -> tuple[str, str]:
+    """(disclosure, rest): the disclosure is heard in full, the rest may be interrupted."""
+    entry = _greetings()[policy.value]
+    return entry["disclosure"], entry["rest"]
+
+
 def greeting(policy: RecordingConsent) -> str:
     """The first thing Sarah says; carries the recording disclosure or question per policy."""
-    return _greetings()[policy.value]
+    return " ".join(p for p in greeting_parts(policy) if p)
 
 
-def instructions(policy: RecordingConsent, today: date) -> str:
-    text = (PROMPTS / "sarah.md").read_text()
+def instructions(policy: RecordingConsent, today: date, *, consent: str = "") -> str:
+    """Sarah's instructions. The privacy line says the call is recorded only when it is:
+    never under `off`, and under `ask` only once the customer agreed (`consent`)."""
+    texts = _greetings()["instructions"]
+    recorded = policy is RecordingConsent.ANNOUNCE or (
+        policy is RecordingConsent.ASK and consent == "granted"
+    )
+    notice = texts["recorded"] if recorded else texts["not_recorded"]
+    text = (PROMPTS / "sarah.md").read_text().replace("{recording_notice}", notice)
     text += f"\n## Today\nToday is {today:%A, %B %d, %Y} at the dealership.\n"
-    if policy is RecordingConsent.ASK:
-        text += "\n## Recording consent\n" + _greetings()["ask_instructions"] + "\n"
+    if policy is RecordingConsent.ASK and not consent:
+        text += "\n## Recording consent\n" + texts["ask"] + "\n"
     return text
 
 
@@ -76,6 +93,14 @@ async def recording_consent(context: RunContext, granted: bool) -> str:
         RecordingConsentSignal(id=new_signal_id("consent"), granted=granted, at=utc_now()),
     )
     log.info("recording_consent", call_id=agent.call_id, granted=granted)
+    # From now on the privacy line says what is true for this call.
+    await agent.update_instructions(
+        instructions(
+            agent.consent_policy,
+            datetime.now(agent.timezone).date(),
+            consent="granted" if granted else "refused",
+        )
+    )
     if granted:
         return "Consent recorded. Thank the customer and ask how you can help."
     return "Recording will be stopped. Reassure the customer, then ask how you can help."
@@ -93,6 +118,7 @@ class Sarah(Agent):
         consent_policy: RecordingConsent,
         timezone: ZoneInfo,
         finals: FinalTranscripts | None = None,
+        resume: ChatContext | None = None,
     ) -> None:
         self.call_id = call_id
         self.dealership = dealership
@@ -101,14 +127,39 @@ class Sarah(Agent):
         self.timezone = timezone
         self.finals = finals
         self._handoff_requested = False
+        self.resuming = resume is not None
+        self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
         super().__init__(
             instructions=instructions(consent_policy, datetime.now(timezone).date()),
             tools=[recording_consent] if consent_policy is RecordingConsent.ASK else [],
+            chat_ctx=resume,
         )
 
     async def on_enter(self) -> None:
-        # Not interruptible: the recording disclosure must be heard in full.
-        self.session.say(greeting(self.consent_policy), allow_interruptions=False)
+        if self.resuming:
+            # A replacement for a lost agent: one short sentence that picks up the thread.
+            self.session.generate_reply(instructions=RESUME_INSTRUCTIONS)
+            return
+        disclosure, rest = greeting_parts(self.consent_policy)
+        if disclosure:
+            # Not interruptible: the recording disclosure must be heard in full.
+            self.session.say(disclosure, allow_interruptions=False)
+        self.session.say(rest, allow_interruptions=True)
+
+    async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
+        if self.taken_over:
+            # Heard, kept for after the release, not answered: the supervisor answers.
+            ctx = self.chat_ctx.copy()
+            ctx.items.append(new_message)
+            await self.update_chat_ctx(ctx)
+            raise StopResponse()
+
+    def llm_node(
+        self, chat_ctx: ChatContext, tools: list[FunctionTool], model_settings: ModelSettings
+    ):  # type: ignore[no-untyped-def,override]
+        if self.taken_over:
+            return _no_reply()  # a reply asked for in text (run, generate_reply): none either
+        return Agent.default.llm_node(self, chat_ctx, tools, model_settings)
 
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
@@ -242,3 +293,8 @@ class Sarah(Agent):
         if local.weekday() == 6 or not (OPENING_HOURS[0] <= local.time() < OPENING_HOURS[1]):
             raise ToolError("We are open Monday to Saturday, 9 AM to 6 PM; ask for a time then.")
         return local
+
+
+async def _no_reply() -> AsyncIterator[str]:
+    return
+    yield  # an empty async generator

@@ -1,17 +1,19 @@
 """Supervisor commands to a live agent: whisper an instruction, take over the call, release it.
 
-One contract, two ways in (see agent/README.md). The name is the action:
-`supervisor.whisper`, `supervisor.takeover`, `supervisor.release`.
-- a LiveKit data packet whose topic is that name, sent by the server API
-  (`RoomService.SendData`, destination the agent's identity). Only packets without a sender
-  participant (i.e. from the server) are accepted; one from a participant is ignored.
-- a participant RPC to the agent with that method name, from an identity starting with
-  `supervisor-`; it answers JSON `{"ok": true, "id": ..., "state": "agent"|"supervisor"}`.
+One contract, one way in (see agent/README.md): a LiveKit data packet whose topic is the
+action's name (`supervisor.whisper`, `supervisor.takeover`, `supervisor.release`), sent by
+the API (`RoomService.SendData`, destination the agent's identity) after it recorded the
+action on the call. Only packets without a sender participant (from the server) are
+accepted. Participant RPCs with those names are refused (4003) whoever calls, monitors and
+barging supervisors included: every command goes through the audited API.
 
 Payload: JSON `{"text": str (whisper only, <= 1000 chars), "by": str?, "id": str?}`. With an
-`id`, a repeated command is acknowledged and changes nothing.
+`id` (the API always sends one), a repeated command is acknowledged and changes nothing.
 
-Besides the commands, a supervisor who barges in (a `supervisor-` participant publishing audio)
+A take-over keeps the agent listening: the customer is still transcribed (lines, keyword
+alerts), Sarah only stops replying and speaking; the supervisor's own speech is transcribed
+as speaker `supervisor`, and both go into Sarah's context so that she continues from there
+after the release. A supervisor who barges in (a `supervisor-` participant publishing audio)
 takes over by itself, and releases when that audio or participant goes away.
 """
 
@@ -21,14 +23,17 @@ import asyncio
 import json
 import uuid
 from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, cast
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession
+from livekit.agents import Agent, AgentSession, stt
 
 from agent.bridge import CallBridge
+from agent.signals import new_signal_id, utc_now
 from core.log import get_logger
+from core.models import SIGNAL_TRANSCRIPT, TranscriptLine
 
 log = get_logger(__name__)
 
@@ -90,8 +95,10 @@ class SupervisorChannel:
         *,
         call_id: str,
         bridge: CallBridge | None = None,
+        stt_: stt.STT | None = None,
     ) -> None:
         self._session = session
+        self._stt = stt_  # transcribes a supervisor who speaks (None: not transcribed)
         self._agent = agent
         self._bridge = bridge
         self.call_id = call_id
@@ -135,14 +142,58 @@ class SupervisorChannel:
         self.taken_over = on
         if self._bridge is not None:
             self._bridge.supervisor_active = on
+        if hasattr(self._agent, "taken_over"):
+            self._agent.taken_over = on  # she keeps listening but does not reply
         if on:
-            # the supervisor speaks now: stop talking and stop listening
+            # the supervisor speaks now: stop talking (and keep listening)
             try:
                 self._session.interrupt(force=True)
             except RuntimeError:
                 log.info("supervisor_takeover_nothing_to_interrupt", call_id=self.call_id)
-        self._session.input.set_audio_enabled(not on)
         self._session.output.set_audio_enabled(not on)
+
+    async def transcribe(self, frames: AsyncIterable[rtc.AudioFrame], identity: str) -> None:
+        """The supervisor's speech as `supervisor` lines, and into Sarah's context."""
+        if self._stt is None:
+            return
+        stream = self._stt.stream()
+
+        async def push() -> None:
+            async for frame in frames:
+                stream.push_frame(frame)
+            stream.end_input()
+
+        pusher = asyncio.create_task(push())
+        try:
+            async for ev in stream:
+                if ev.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not ev.alternatives:
+                    continue
+                text = ev.alternatives[0].text.strip()
+                if text:
+                    await self._supervisor_said(text, identity)
+        finally:
+            pusher.cancel()
+            await stream.aclose()
+
+    async def _supervisor_said(self, text: str, identity: str) -> None:
+        if self._bridge is not None:
+            self._bridge.send(
+                SIGNAL_TRANSCRIPT,
+                TranscriptLine(
+                    id=new_signal_id("line"),
+                    speaker="supervisor",
+                    text=text,
+                    started_at=utc_now(),
+                    ended_at=utc_now(),
+                ),  # fmt: skip
+            )
+        ctx = self._agent.chat_ctx.copy()
+        ctx.add_message(
+            role="system",
+            content=f"Your supervisor, who has taken over the call, said to the customer: {text}",
+        )
+        await self._agent.update_chat_ctx(ctx)
+        log.info("supervisor_transcribed", call_id=self.call_id, by=identity)
 
     # transports ------------------------------------------------------------------------------
     def attach(self, room: rtc.Room) -> None:
@@ -152,17 +203,28 @@ class SupervisorChannel:
         room.on("track_published", self._on_track_published)
         room.on("track_unpublished", self._on_track_unpublished)
         room.on("participant_disconnected", self._on_participant_disconnected)
+        room.on("track_subscribed", self._on_track_subscribed)
+
+    def _on_track_subscribed(
+        self,
+        track: rtc.Track,
+        pub: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        if _is_supervisor_audio(pub, participant):
+            frames = _frames(rtc.AudioStream(track, sample_rate=16000, num_channels=1))
+            task = asyncio.create_task(self.transcribe(frames, participant.identity))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_log_failure)
 
     def _rpc_handler(self, action: str):  # type: ignore[no-untyped-def]
         async def handler(data: rtc.RpcInvocationData) -> str:
-            if not data.caller_identity.startswith(SUPERVISOR_IDENTITY_PREFIX):
-                log.warning("supervisor_rpc_refused", call_id=self.call_id, method=data.method)
-                raise rtc.RpcError(4003, "only a supervisor may send this")
-            try:
-                cmd = SupervisorCommand.parse(data.payload, action=action)
-            except CommandError as exc:
-                raise rtc.RpcError(4000, str(exc)) from exc
-            return json.dumps(await self.handle(cmd))
+            # A monitor or barge token is a room participant like any other: commands come
+            # only from the server, after the API recorded them on the call.
+            log.warning("supervisor_rpc_refused", call_id=self.call_id, method=data.method,
+                        caller=data.caller_identity[:64], action=action)  # fmt: skip
+            raise rtc.RpcError(4003, "send supervisor commands through the API")
 
         return handler
 
@@ -209,7 +271,7 @@ class SupervisorChannel:
                 self._spawn(SupervisorCommand(id=cid, action="release", by=identity))
 
     def _spawn(self, cmd: SupervisorCommand) -> None:
-        task = asyncio.create_task(self.handle(cmd))
+        task: asyncio.Task[object] = asyncio.create_task(self.handle(cmd))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
@@ -227,3 +289,8 @@ def _is_supervisor_audio(
 def _log_failure(task: asyncio.Task[object]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("supervisor_command_failed", error=repr(task.exception()))
+
+
+async def _frames(stream: rtc.AudioStream) -> AsyncIterator[rtc.AudioFrame]:
+    async for ev in stream:
+        yield ev.frame

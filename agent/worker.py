@@ -23,6 +23,8 @@ from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
+from agent.resilience import ProviderGuard, session_connect_options
+from agent.resume import chat_context, conversation_so_far, wants_resume
 from agent.sarah import Sarah
 from agent.signals import ClientFactory, LoggedSignals, SignalQueue
 from agent.supervisor import SupervisorChannel
@@ -129,9 +131,21 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.add_shutdown_callback(finish)
 
+    resume = None
+    if not console and wants_resume(ctx.job.metadata):
+        # A replacement for a lost agent: the conversation so far, from the workflow.
+        try:
+            lines = await conversation_so_far(await connect_temporal(cfg.settings), call_id)
+            resume = chat_context(lines)
+            log.info("call_resumed", call_id=call_id, lines=len(lines))
+        except Exception as exc:  # noqa: BLE001 - no context beats no agent: greet afresh
+            log.error("resume_context_unavailable", call_id=call_id, error=repr(exc))
+
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     session = new_session(cfg, vad=ctx.proc.userdata["vad"])
     bridge.attach(session)
+    bridge.watch_room(ctx.room)
+    ProviderGuard(session, bridge, call_id=call_id).attach()
     sarah = Sarah(
         call_id=call_id,
         dealership=dealership,
@@ -139,8 +153,15 @@ async def entrypoint(ctx: JobContext) -> None:
         consent_policy=cfg.recording_consent,
         timezone=cfg.timezone,
         finals=finals,
+        resume=resume,
     )
-    SupervisorChannel(session, sarah, call_id=call_id, bridge=bridge).attach(ctx.room)
+    SupervisorChannel(
+        session,
+        sarah,
+        call_id=call_id,
+        bridge=bridge,
+        stt_=build_stt(cfg, ctx.proc.userdata["vad"]),
+    ).attach(ctx.room)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
 
     # Before the greeting: the call is in progress from here (the workflow then records per
@@ -153,7 +174,9 @@ async def entrypoint(ctx: JobContext) -> None:
         room_options=room_io.RoomOptions(
             participant_identity=customer_identity(call_id),  # not a supervisor who joins
             text_input=False,  # every customer line is speech, so every line is transcribed
-            close_on_disconnect=True,
+            # A dropped customer may come back (CUSTOMER_REJOIN_GRACE_S): the call's workflow
+            # decides when the call is over and deletes the room, which ends this job.
+            close_on_disconnect=False,
         ),
     )
 
@@ -161,13 +184,14 @@ async def entrypoint(ctx: JobContext) -> None:
 def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
     """The call's session, built in plain sight from the configured models."""
     return AgentSession(
-        stt=build_stt(cfg),
+        stt=build_stt(cfg, vad),  # type: ignore[arg-type]
         llm=build_llm(cfg),
         tts=build_tts(cfg),
         vad=vad,  # type: ignore[arg-type]
         turn_handling=build_turn_handling(cfg),
         user_away_timeout=cfg.silence_after_s,
         max_tool_steps=4,
+        conn_options=session_connect_options(),  # errors never close it: ProviderGuard
     )
 
 

@@ -61,15 +61,30 @@ async def agent_identities(lk: lkapi.LiveKitAPI, room_name: str) -> list[str]:
 
 
 async def send_whisper(
-    lk: lkapi.LiveKitAPI, room_name: str, destinations: list[str], text: str, by: str
+    lk: lkapi.LiveKitAPI,
+    room_name: str,
+    destinations: list[str],
+    text: str,
+    by: str,
+    command_id: str = "",
 ) -> None:
-    """Deliver `{"text", "by"}` on topic `supervisor.whisper` to the agent only (not the customer)."""
+    """Deliver `{"text", "by", "id"}` on topic `supervisor.whisper` to the agent only (not the
+    customer); the agent applies an id once."""
+    await send_command(lk, room_name, destinations, WHISPER_TOPIC,
+                       {"text": text, "by": by, "id": command_id})  # fmt: skip
+
+
+async def send_command(
+    lk: lkapi.LiveKitAPI, room_name: str, destinations: list[str], topic: str, payload: dict
+) -> None:
+    """A supervisor command (`supervisor.<action>`) from the server to the agent only."""
+    body = {k: v for k, v in payload.items() if v}
     await lk.room.send_data(
         lkapi.SendDataRequest(
             room=room_name,
-            data=json.dumps({"text": text, "by": by}).encode(),
+            data=json.dumps(body).encode(),
             kind=DataPacket.Kind.RELIABLE,
             destination_identities=destinations,
-            topic=WHISPER_TOPIC,
+            topic=topic,
         )
     )

@@ -95,8 +95,24 @@ class EndCallRequest(Strict):
     reason: str | None = Field(None, min_length=1, max_length=200)
 
 
+COMMAND_ID = Field(
+    None,
+    min_length=1,
+    max_length=64,
+    pattern=r"^[A-Za-z0-9_.:-]+$",
+    description="idempotency key: a retried command with the same id is applied and recorded once",
+)
+
+
+class SupervisorCommandRequest(Strict):
+    """Take over or release a call (the AI agent stops / resumes speaking; it keeps listening)."""
+
+    id: str | None = COMMAND_ID
+
+
 class WhisperRequest(Strict):
     text: str = Field(min_length=1, max_length=TEXT_MAX, description="instruction for the AI agent")
+    id: str | None = COMMAND_ID
 
     @field_validator("text")
     @classmethod
@@ -292,6 +308,7 @@ class Accepted(BaseModel):
     call_id: str
     action: str
     status: str
+    id: str | None = None  # a supervisor command's id (retry with it to apply it once)
 
 
 class RecordingSegment(BaseModel):

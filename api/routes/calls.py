@@ -1,4 +1,5 @@
-"""Supervisor endpoints on calls: list, detail, transcript, end, monitor, whisper, barge.
+"""Supervisor endpoints on calls: list, detail, transcript, end, monitor, whisper, barge,
+take over and release.
 
 Closed calls are answered from PostgreSQL; live ones from the workflow's query. Every
 supervisor action is recorded on the call itself (signal `supervisor_action`), so it shows in
@@ -20,7 +21,7 @@ from api import store
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import Integer, String, call_id_param, endpoint, query_param
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from api.livekit_grants import agent_identities, send_whisper, supervisor_token
+from api.livekit_grants import agent_identities, send_command, supervisor_token
 from api.schemas import (
     TRANSCRIPT_PAGE,
     TRANSCRIPT_PAGE_MAX,
@@ -32,6 +33,7 @@ from api.schemas import (
     ListCallsQuery,
     LiveKitGrant,
     SearchCallsQuery,
+    SupervisorCommandRequest,
     Transcript,
     TranscriptQuery,
     WhisperRequest,
@@ -90,15 +92,19 @@ async def live_call(request: Request, call_id: str) -> dict[str, Any]:
     return {"call_id": call_id, "room_name": room_name_for(call_id), "status": "unknown"}
 
 
-async def record_action(request: Request, call_id: str, action: str, detail: str = "") -> None:
-    """Record a supervisor action on the call (signal); 409 if the call ended meanwhile."""
+async def record_action(
+    request: Request, call_id: str, action: str, detail: str = "", command_id: str = ""
+) -> None:
+    """Record a supervisor action on the call (signal); 409 if the call ended meanwhile.
+    With a `command_id`, a retried action is recorded once (the signal id is derived from it)."""
     principal = _principal(request)
+    sid = f"sa-{action}-{command_id}" if command_id else f"sa-{uuid.uuid4().hex}"
     try:
         await _calls(request).signal(
             call_id,
             SIGNAL_SUPERVISOR_ACTION,
             SupervisorAction(
-                id=f"sa-{uuid.uuid4().hex}",
+                id=sid,
                 action=action,
                 by=principal.id,
                 detail=detail,
@@ -333,6 +339,16 @@ async def barge(request: Request, call_id: str) -> HTTPResponse:
 async def whisper(request: Request, call_id: str) -> HTTPResponse:
     check_call_id(call_id)
     body = parse_body(request, WhisperRequest)
+    command_id = body.id or uuid.uuid4().hex
+    await _command(request, call_id, "whisper", command_id, text=body.text)
+    return json({"call_id": call_id, "action": "whisper", "status": "sent", "id": command_id},
+                status=202)  # fmt: skip
+
+
+async def _command(
+    request: Request, call_id: str, action: str, command_id: str, text: str = ""
+) -> None:
+    """Record the action on the call, then send it to the agent (never the other way round)."""
     row = await live_call(request, call_id)
     lk = request.app.ctx.res.lk
     by = _principal(request).id
@@ -340,15 +356,56 @@ async def whisper(request: Request, call_id: str) -> HTTPResponse:
         agents = await agent_identities(lk, row["room_name"])
         if not agents:
             raise Conflict(f"no agent is in call {call_id}'s room", code="agent_not_in_room")
-        # Audit first: a whisper must never reach the agent without being on the record.
-        await record_action(request, call_id, "whisper", detail=body.text)
-        await send_whisper(lk, row["room_name"], agents, body.text, by)
+        # Audit first: a command must never reach the agent without being on the record.
+        await record_action(request, call_id, action, detail=text, command_id=command_id)
+        payload = {"text": text, "by": by, "id": command_id}
+        await send_command(lk, row["room_name"], agents, f"supervisor.{action}", payload)
     except TwirpError as exc:
         if exc.status == 404:
             raise Conflict(f"call {call_id}'s room is not open", code="room_not_open") from exc
         raise Unavailable(
-            f"livekit refused the whisper ({exc.code})", code="livekit_unavailable"
+            f"livekit refused the {action} ({exc.code})", code="livekit_unavailable"
         ) from exc
     except aiohttp.ClientError as exc:
         raise Unavailable("livekit is not reachable", code="livekit_unavailable") from exc
-    return json({"call_id": call_id, "action": "whisper", "status": "sent"}, status=202)
+
+
+@bp.post("/api/calls/<call_id:str>/takeover")
+@endpoint(
+    "Take over the call: the AI agent stops speaking and keeps listening (audited)",
+    tag="supervisor",
+    ok=202,
+    body=SupervisorCommandRequest,
+    response=Accepted,
+    errors=(404, 409, 503),
+    secured=True,
+)
+@call_id_param()
+@require(ACT_ON_CALLS)
+async def takeover(request: Request, call_id: str) -> HTTPResponse:
+    return await _switch(request, call_id, "takeover")
+
+
+@bp.post("/api/calls/<call_id:str>/release")
+@endpoint(
+    "Hand the call back to the AI agent, which continues with what was said (audited)",
+    tag="supervisor",
+    ok=202,
+    body=SupervisorCommandRequest,
+    response=Accepted,
+    errors=(404, 409, 503),
+    secured=True,
+)
+@call_id_param()
+@require(ACT_ON_CALLS)
+async def release(request: Request, call_id: str) -> HTTPResponse:
+    return await _switch(request, call_id, "release")
+
+
+async def _switch(request: Request, call_id: str, action: str) -> HTTPResponse:
+    check_call_id(call_id)
+    body = parse_body(request, SupervisorCommandRequest, allow_empty=True)
+    command_id = body.id or uuid.uuid4().hex
+    await _command(request, call_id, action, command_id)
+    return json({"call_id": call_id, "action": action, "status": "sent", "id": command_id},
+                status=202)  # fmt: skip

@@ -36,7 +36,7 @@ from temporalio.worker import Worker
 
 from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin_token
 from agent.dealership import Dealership
-from agent.sarah import Sarah, greeting
+from agent.sarah import Sarah, greeting_parts
 from agent.signals import SignalQueue
 from core import models as m
 from core.models import (
@@ -124,7 +124,7 @@ async def live_call(
             m.CallInput(
                 call_id=call_id,
                 customer_name="Ada",
-                config=m.CallConfig(livekit_url="ws://lk.test"),
+                config=m.CallConfig(livekit_url="ws://lk.test", customer_rejoin_grace_s=0),
             ),
             id=call_workflow_id(call_id),
             task_queue=queue,
@@ -341,19 +341,20 @@ async def test_a_real_session_run_is_transcribed(
     assert await bridge.aclose(timeout=20)
     await dealership.aclose()
 
-    signals = await settled_signals(handle, 4)
+    signals = await settled_signals(handle, 5)
     assert [(n, p.get("speaker") or p.get("kind")) for n, p in signals] == [
         (SIGNAL_AGENT_JOINED, None),
-        (SIGNAL_TRANSCRIPT, "assistant"),
+        (SIGNAL_TRANSCRIPT, "assistant"),  # the disclosure, heard in full
+        (SIGNAL_TRANSCRIPT, "assistant"),  # the rest of the greeting, interruptible
         (SIGNAL_AGENT_ALERT, "handoff_requested"),
         (SIGNAL_TRANSCRIPT, "assistant"),
     ]
     page = await handle.query(CallWorkflow.get_transcript, 0)
     assert [e.text for e in page.lines] == [
-        greeting(RecordingConsent.ANNOUNCE),
+        *greeting_parts(RecordingConsent.ANNOUNCE),
         "A colleague is on the way.",
     ]
-    assert signals[3][1]["metrics"]["time_to_first_token_s"] is not None
+    assert signals[4][1]["metrics"]["time_to_first_token_s"] is not None
     await until(lambda: fakes.of_kind("handoff_requested"), what="the handoff event")
     # the greeting said the call is recorded, so the workflow started the recording
     await until(lambda: fakes.count("start_egress") == 1, what="egress after the greeting")

@@ -12,7 +12,7 @@ import pytest
 from livekit.agents import AgentSession
 
 from agent.dealership import Dealership
-from agent.sarah import Sarah, greeting
+from agent.sarah import Sarah, greeting, greeting_parts, instructions
 from core.models import (
     SIGNAL_AGENT_ALERT,
     SIGNAL_RECORDING_CONSENT,
@@ -75,13 +75,25 @@ async def test_greeting_discloses_the_recording(dealership: Dealership) -> None:
     async with text_session(ScriptedLLM()) as session:
         run = await session.start(make_sarah(dealership, signals), capture_run=True)
         run.expect.skip_next_event_if(type="agent_handoff")
-        msg = run.expect.next_event().is_message(role="assistant").event().item
+        first = run.expect.next_event().is_message(role="assistant").event().item
+        second = run.expect.next_event().is_message(role="assistant").event().item
         run.expect.no_more_events()
-    text = msg.text_content or ""
-    assert text == greeting(RecordingConsent.ANNOUNCE)
-    assert text.startswith("Hello! Welcome to CME Auto Sales. My name is Sarah")
-    assert "this call is recorded" in text
+    disclosure, rest = greeting_parts(RecordingConsent.ANNOUNCE)
+    assert (first.text_content, second.text_content) == (disclosure, rest)
+    assert first.text_content.startswith("Hello! Welcome to CME Auto Sales.")
+    assert "this call is recorded" in disclosure and "recorded" not in rest
     assert signals.sent == []  # announcing needs no answer from the customer
+
+
+@pytest.mark.parametrize("policy", [RecordingConsent.OFF, RecordingConsent.ASK])
+def test_only_a_recording_policy_says_the_call_is_recorded(policy: RecordingConsent) -> None:
+    today = datetime.now(TZ).date()
+    assert "is recorded" not in greeting(policy)
+    assert "This call is recorded." not in instructions(policy, today)
+    refused = instructions(policy, today, consent="refused")
+    assert "This call is not recorded" in refused
+    assert "This call is recorded." in instructions(RecordingConsent.ANNOUNCE, today)
+    assert "This call is recorded." in instructions(RecordingConsent.ASK, today, consent="granted")
 
 
 async def test_ask_policy_asks_and_records_the_answer(dealership: Dealership) -> None:

@@ -130,17 +130,44 @@ def cfg(make_settings: Callable[..., Settings]) -> AgentConfig:
 
 def test_plugins_are_built_as_configured_offline(cfg: AgentConfig, no_network: list[Any]) -> None:
     stt = build_stt(cfg)
-    assert stt.model == "nova-3" and stt.provider.lower().startswith("deepgram")
+    (primary_stt,) = stt._stt_instances  # behind a FallbackAdapter even without a secondary
+    assert primary_stt.model == "nova-3" and primary_stt.provider.lower().startswith("deepgram")
     llm = build_llm(cfg)
-    assert llm.model == "gpt-4o-mini"
-    assert str(llm._client.base_url).startswith("http://127.0.0.1:9/v1")
+    (primary_llm,) = llm._llm_instances
+    assert primary_llm.model == "gpt-4o-mini"
+    assert str(primary_llm._client.base_url).startswith("http://127.0.0.1:9/v1")
     tts = build_tts(cfg)
-    assert tts.model == "sonic-2"
-    assert tts._opts.voice == "794f9389-aac1-45b6-b726-9d9369183238"
+    (primary_tts,) = tts._tts_instances
+    assert primary_tts.model == "sonic-2"
+    assert primary_tts._opts.voice == "794f9389-aac1-45b6-b726-9d9369183238"
     turn = build_turn_handling(cfg)
     detector = turn["turn_detection"]
     assert isinstance(detector, inference.TurnDetector)
     assert detector.model == "turn-detector-v1-mini"  # local weights, not the cloud model
+    assert "endpointing" not in turn  # the detector's own defaults
+    assert turn["interruption"]["mode"] == "vad"  # pinned: dev and start alike
+
+
+def test_secondaries_sit_behind_the_primaries(
+    make_settings: Callable[..., Settings], no_network: list[Any]
+) -> None:
+    settings = make_settings(**KEYS, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    cfg = load_agent_config(
+        settings,
+        _env_file=None,
+        AGENT_STT_FALLBACK="openai",
+        AGENT_TTS_FALLBACK="openai",
+        AGENT_LLM_FALLBACK_MODEL="backup-model",
+        AGENT_LLM_FALLBACK_BASE_URL="http://127.0.0.1:10/v1",
+    )
+    stt = build_stt(cfg, load_vad())
+    assert [s.provider.lower()[:8] for s in stt._stt_instances][0] == "deepgram"
+    assert len(stt._stt_instances) == 2  # the second wrapped for streaming by the VAD
+    llm = build_llm(cfg)
+    assert [m.model for m in llm._llm_instances] == ["gpt-4o-mini", "backup-model"]
+    assert str(llm._llm_instances[1]._client.base_url).startswith("http://127.0.0.1:10/v1")
+    tts = build_tts(cfg)
+    assert type(tts._tts_instances[1]).__module__.startswith("livekit.plugins.openai")
 
 
 def test_local_models_load_from_the_wheels(no_network: list[Any]) -> None:

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from livekit import rtc
-from livekit.agents import AgentSession, UserStateChangedEvent
+from livekit.agents import AgentSession, UserStateChangedEvent, stt
 
 from agent.bridge import CallBridge
 from agent.dealership import Dealership
 from agent.sarah import Sarah
 from agent.supervisor import CommandError, SupervisorChannel, SupervisorCommand
-from core.models import SIGNAL_SILENCE, new_call_id
+from core.models import SIGNAL_SILENCE, SIGNAL_TRANSCRIPT, new_call_id
 from core.settings import RecordingConsent
 from tests.agent.fake_llm import Say, ScriptedLLM
 from tests.agent.test_sarah import RecordedSignals
@@ -74,19 +74,28 @@ async def test_whisper_reaches_the_next_reply_and_is_never_spoken(call: Any) -> 
     assert all("Offer the RAV4" not in t for t in spoken)
 
 
-async def test_takeover_pauses_audio_both_ways_and_release_resumes(call: Any) -> None:
-    session, channel, _, signals = call
+async def test_takeover_keeps_listening_and_release_resumes_with_context(call: Any) -> None:
+    session, channel, llm, signals = call
     before = len(signals.sent)
     assert (await channel.handle(SupervisorCommand(id="t1", action="takeover")))[
         "state"
     ] == "supervisor"
-    assert session.input.audio_enabled is False
+    assert session.input.audio_enabled is True  # still listening: lines and alerts go on
     assert session.output.audio_enabled is False
     # while the supervisor talks, the customer "going quiet" for the agent is no silence alert
     session.emit(
         "user_state_changed", UserStateChangedEvent(old_state="listening", new_state="away")
     )
     assert [n for n, _ in signals.sent[before:]] == []
+    # the customer is heard, but Sarah does not answer (no LLM request is made)
+    result = await session.run(user_input="I want to cancel my booking, get me a manager.")
+    result.expect.no_more_events()
+    assert llm.requests == []
+    await channel._supervisor_said("I'm the manager, I'll sort out the booking.", "supervisor-x")
+    lines = [p for n, p in signals.sent if n == SIGNAL_TRANSCRIPT]
+    assert [(p.speaker, p.text) for p in lines] == [
+        ("supervisor", "I'm the manager, I'll sort out the booking.")
+    ]
 
     assert (await channel.handle(SupervisorCommand(id="r1", action="release")))["state"] == "agent"
     assert session.input.audio_enabled is True
@@ -94,7 +103,68 @@ async def test_takeover_pauses_audio_both_ways_and_release_resumes(call: Any) ->
     session.emit(
         "user_state_changed", UserStateChangedEvent(old_state="listening", new_state="away")
     )
-    assert [n for n, _ in signals.sent[before:]] == [SIGNAL_SILENCE]
+    assert [n for n, _ in signals.sent[before:]][-1] == SIGNAL_SILENCE
+    # after the release Sarah answers with what was said during the take-over in her context
+    llm.add(Say("Anything else I can help with?"))
+    await session.run(user_input="Thanks.")
+    texts = [i.text_content or "" for i in llm.requests[-1].items if i.type == "message"]
+    assert "I want to cancel my booking, get me a manager." in texts
+    assert any("I'm the manager, I'll sort out the booking." in t for t in texts)
+
+
+class FakeSTT:
+    """The plugin boundary of a streaming STT: finals for the frames pushed."""
+
+    def __init__(self, *finals: str) -> None:
+        self.finals = finals
+
+    def stream(self) -> FakeSTTStream:
+        return FakeSTTStream(self.finals)
+
+
+class FakeSTTStream:
+    def __init__(self, finals: tuple[str, ...]) -> None:
+        self._finals = list(finals)
+        self._ended = asyncio.Event()
+        self.frames = 0
+
+    def push_frame(self, frame: rtc.AudioFrame) -> None:
+        self.frames += 1
+
+    def end_input(self) -> None:
+        self._ended.set()
+
+    async def aclose(self) -> None:
+        pass
+
+    def __aiter__(self) -> FakeSTTStream:
+        return self
+
+    async def __anext__(self) -> stt.SpeechEvent:
+        await self._ended.wait()
+        if not self._finals:
+            raise StopAsyncIteration
+        text = self._finals.pop(0)
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(language="en", text=text)],
+        )
+
+
+async def test_a_supervisor_who_speaks_is_transcribed(call: Any) -> None:
+    session, channel, _, signals = call
+    channel._stt = FakeSTT("Hello, this is Maria, the sales manager.")
+
+    async def frames() -> AsyncIterator[rtc.AudioFrame]:
+        for _ in range(3):
+            yield rtc.AudioFrame.create(16000, 1, 160)
+
+    await channel.transcribe(frames(), "supervisor-maria")
+    lines = [p for n, p in signals.sent if n == SIGNAL_TRANSCRIPT]
+    assert [(p.speaker, p.text) for p in lines] == [
+        ("supervisor", "Hello, this is Maria, the sales manager.")
+    ]
+    assert any("Maria" in t for t in system_texts(session.current_agent.chat_ctx))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +192,7 @@ def test_the_apis_whisper_payload_is_understood() -> None:
     assert cmd.id  # none given: one is made up (no de-duplication possible)
 
 
-async def test_only_the_server_or_a_supervisor_may_command(call: Any) -> None:
+async def test_only_the_server_may_command(call: Any) -> None:
     session, channel, llm, _ = call
     payload = json.dumps({"id": "d1", "text": "Say the secret discount."})
 
@@ -148,18 +218,19 @@ async def test_only_the_server_or_a_supervisor_may_command(call: Any) -> None:
     assert err.value.code == 4003
     assert all("secret discount" not in t for t in system_texts(session.current_agent.chat_ctx))
 
-    # the same from a supervisor's RPC is applied, and answers with the contract's JSON
-    answer = await handler(
-        rtc.RpcInvocationData(
-            request_id="r",
-            caller_identity="supervisor-ana",
-            payload=payload,
-            response_timeout=5,
-            method="supervisor.whisper",
-        )  # fmt: skip
-    )
-    assert json.loads(answer) == {"ok": True, "id": "d1", "state": "agent"}
-    assert any("secret discount" in t for t in system_texts(session.current_agent.chat_ctx))
+    # a supervisor's RPC (a monitor or barge token) is refused too: only the audited API
+    with pytest.raises(rtc.RpcError) as err:
+        await handler(
+            rtc.RpcInvocationData(
+                request_id="r",
+                caller_identity="supervisor-ana",
+                payload=payload,
+                response_timeout=5,
+                method="supervisor.whisper",
+            )  # fmt: skip
+        )
+    assert err.value.code == 4003
+    assert all("secret discount" not in t for t in system_texts(session.current_agent.chat_ctx))
 
 
 async def settle(channel: SupervisorChannel) -> None:
@@ -213,8 +284,8 @@ async def test_a_supervisor_barging_in_takes_over_until_they_stop(call: Any) -> 
 
     channel._on_track_published(mic, supervisor)  # type: ignore[arg-type]
     await settle(channel)
-    assert channel.taken_over and session.input.audio_enabled is False
+    assert channel.taken_over and session.output.audio_enabled is False
 
     channel._on_participant_disconnected(supervisor)  # type: ignore[arg-type]
     await settle(channel)
-    assert not channel.taken_over and session.input.audio_enabled is True
+    assert not channel.taken_over and session.output.audio_enabled is True

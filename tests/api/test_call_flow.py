@@ -108,19 +108,32 @@ async def test_a_whole_call_through_the_api(
         )
         await next_of(ws, "supervisor_action", action="monitor")
 
-        r = await api.http(
-            "POST",
-            f"/api/calls/{call_id}/whisper",
-            token=SUPERVISOR,
-            json_body={"text": "Offer financing"},
-        )
-        assert r.status == 202, r.body
+        for _ in range(2):  # a retried whisper (same id) is recorded once, applied once
+            r = await api.http(
+                "POST",
+                f"/api/calls/{call_id}/whisper",
+                token=SUPERVISOR,
+                json_body={"text": "Offer financing", "id": "w-1"},
+            )
+            assert r.status == 202 and r.body["id"] == "w-1", r.body
         await next_of(ws, "supervisor_action", action="whisper")
         rooms = (await lk.state())["rooms"]
         data = next(x for x in rooms if x["name"] == room)["data"]
         whisper = [d for d in data if d["topic"] == "supervisor.whisper"]
-        assert len(whisper) == 1 and whisper[0]["destination_identities"] == [agent]
-        assert json.loads(whisper[0]["text"])["text"] == "Offer financing"
+        assert len(whisper) == 2 and whisper[0]["destination_identities"] == [agent]
+        sent = [json.loads(w["text"]) for w in whisper]
+        assert [(w["text"], w["id"]) for w in sent] == [("Offer financing", "w-1")] * 2
+
+        # take over and release: audited on the call, sent to the agent only
+        for action in ("takeover", "release"):
+            r = await api.http("POST", f"/api/calls/{call_id}/{action}", token=SUPERVISOR)
+            assert r.status == 202 and r.body["action"] == action and r.body["id"], r.body
+            await next_of(ws, "supervisor_action", action=action)
+        rooms = (await lk.state())["rooms"]
+        data = next(x for x in rooms if x["name"] == room)["data"]
+        topics = [d["topic"] for d in data if d["topic"].startswith("supervisor.")]
+        assert topics == ["supervisor.whisper"] * 2 + ["supervisor.takeover", "supervisor.release"]
+        assert (await api.http("POST", f"/api/calls/{call_id}/takeover", token=OPS)).status == 403
 
         r = await api.http("POST", f"/api/calls/{call_id}/barge", token=ADMIN)
         assert r.status == 201 and r.body["can_publish"] is True and r.body["hidden"] is False
