@@ -119,13 +119,15 @@ class EraseActivities:
         from core.models import recording_object_key
 
         row = await self.pool.fetchrow(
-            "SELECT bucket, object_key FROM recordings WHERE call_id = $1", req.call_id
+            "SELECT bucket, object_key, egress_id FROM recordings WHERE call_id = $1", req.call_id
         )
         targets: dict[str, set[str]] = {}
         for bucket in (self.bucket, self.staging_bucket):
             targets.setdefault(bucket, set()).add(recording_object_key(req.call_id))
         if row and row["bucket"] and row["object_key"]:
             targets.setdefault(row["bucket"], set()).add(row["object_key"])
+        if row and row["egress_id"]:  # the manifest an Egress writes when backup storage is used
+            targets[self.staging_bucket].add(f"conversations/{row['egress_id']}.json")
         prefix = f"conversations/{req.call_id}/"
         missing = ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound")
 

@@ -232,6 +232,9 @@ class LiveKitActivities:
                         api.EncodedFileOutput(
                             file_type=api.EncodedFileType.OGG,
                             filepath=inp.filepath,
+                            # Egress would also upload <dir>/<egress_id>.json, a copy no
+                            # erasure could find by call id: ask for none.
+                            disable_manifest=True,
                             s3=self.egress_upload.s3() if self.egress_upload else None,
                         )
                     ],

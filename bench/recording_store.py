@@ -3,6 +3,11 @@ against the minio client's own `fput_object` of the same file, in the same run.
 
     uv run python bench/recording_store.py                 # 1 GiB, 2 rounds
     uv run python bench/recording_store.py --size-mb 200 --rounds 1
+    uv run python bench/recording_store.py --size-mb 200 --rounds 1 --source staging
+
+`--source staging` reads as in production: the file is first put in the `egress` staging
+bucket (as Egress uploads it, untimed) and the activity reads it by bucket and key with
+credentials from its path-style location, then deletes the staging copy.
 
 Starts moto's S3 server and a static HTTP server (a second process, with Range support) on
 free ports, writes an Ogg-like file of the given size to a scratch directory, then alternates
@@ -55,7 +60,7 @@ async def wait_port(port: int, timeout: float = 60) -> None:
             await asyncio.sleep(0.1)
 
 
-async def main(size_mb: int, rounds: int) -> int:
+async def main(size_mb: int, rounds: int, source: str = "http") -> int:
     from minio import Minio
     from temporalio.testing import ActivityEnvironment
 
@@ -85,7 +90,11 @@ async def main(size_mb: int, rounds: int) -> int:
         await wait_port(http_port)
         minio = Minio(f"127.0.0.1:{s3_port}", "bench", "bench-secret", secure=False)
         minio.make_bucket("recordings")
-        storage = StorageActivities(minio, "recordings")
+        minio.make_bucket("egress")
+        storage = StorageActivities(
+            minio, "recordings", source_hosts=frozenset({f"127.0.0.1:{http_port}"}),
+            s3_endpoints=(f"127.0.0.1:{s3_port}",),
+        )  # fmt: skip
         url = f"http://127.0.0.1:{http_port}/files/{path.name}"
 
         fput_times: list[float] = []
@@ -98,9 +107,14 @@ async def main(size_mb: int, rounds: int) -> int:
             minio.remove_object("recordings", "bench/fput.ogg")
 
             call_id = m.new_call_id()
+            location = url
+            if source == "staging":  # what Egress did before the activity runs: not timed
+                staged = m.recording_object_key(call_id)
+                await asyncio.to_thread(minio.fput_object, "egress", staged, str(path))
+                location = f"http://127.0.0.1:{s3_port}/egress/{staged}"
             inp = m.RecordingInput(
                 call_id=call_id, room_name=m.room_name_for(call_id), egress_id="EG_bench",
-                location=url, expected_size=size, expected_duration_s=0, call_duration_s=0,
+                location=location, expected_size=size, expected_duration_s=0, call_duration_s=0,
             )  # fmt: skip
             t = time.monotonic()
             with PeakRSS() as rss:
@@ -108,6 +122,8 @@ async def main(size_mb: int, rounds: int) -> int:
             ours_times.append(time.monotonic() - t)
             growths.append(rss.growth_mb)
             assert result.sha256 == sha and result.size == size, "stored bytes differ"
+            if source == "staging":
+                assert not list(minio.list_objects("egress", prefix=result.key)), "staging kept"
             minio.remove_object("recordings", result.key)
             print(
                 f"round {r}: fput_object {fput_times[-1]:.2f} s ({size_mb / fput_times[-1]:.0f} "
@@ -119,7 +135,8 @@ async def main(size_mb: int, rounds: int) -> int:
         best_fput, best_ours = min(fput_times), min(ours_times)
         ratio = best_fput / best_ours
         peak = max(growths)
-        print(f"\nfile size:                 {size_mb} MiB (sha256 verified after every round)")
+        print(f"\nsource:                    {source}")
+        print(f"file size:                 {size_mb} MiB (sha256 verified after every round)")
         print(f"part size / in flight:     {PART_SIZE // MiB} MiB / {MAX_IN_FLIGHT}")
         print(f"fput_object (best):        {best_fput:.2f} s  {size_mb / best_fput:.0f} MiB/s")
         print(f"download_and_store (best): {best_ours:.2f} s  {size_mb / best_ours:.0f} MiB/s")
@@ -146,6 +163,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (1024)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each (2)")
+    parser.add_argument("--source", choices=("http", "staging"), default="http",
+                        help="http: an allowed HTTP host; staging: the egress bucket (S3)")  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-    sys.exit(asyncio.run(main(args.size_mb, args.rounds)))
+    sys.exit(asyncio.run(main(args.size_mb, args.rounds, args.source)))

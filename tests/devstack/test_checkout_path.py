@@ -17,7 +17,8 @@ from core.settings import ROOT
 
 
 @pytest.mark.skipif(
-    shutil.which("uv") is None or shutil.which("git") is None, reason="needs uv, git"
+    shutil.which("uv") is None or shutil.which("git") is None or not (ROOT / ".git").exists(),
+    reason="needs uv, git and a git checkout to clone",
 )
 def test_the_postgres_fixture_works_from_a_clone_in_a_private_temp_dir() -> None:
     private = Path(tempfile.mkdtemp(prefix="checkout-"))  # 0700, like `mktemp -d`
