@@ -16,12 +16,14 @@ import asyncpg
 import pytest
 from livekit import api as lkapi
 from pydantic import SecretStr
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.admission import Admission
 from api.errors import RateLimited, Unavailable
 from api.livekit_grants import supervisor_token
 from api.ratelimit import RateLimiter, client_key
 from api.schemas import INTERIM_TEXT_MAX, NOTIFY_MAX_BYTES, InterimRequest, json_utf8_size
+from api.workflows_client import temporal_error
 from core.models import new_call_id, room_name_for
 from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, RunningApi, api_settings, run_api
 
@@ -436,3 +438,12 @@ async def test_the_audit_log_names_who_acted_by_their_token_name(
         await asyncio.sleep(0.1)
     assert [row["by"] for row in by] == ["ada.lovelace"]
     assert SUPERVISOR not in r.body["participant_identity"]
+
+
+def test_temporal_rate_limiting_is_a_503_that_names_nothing_internal() -> None:
+    exc = RPCError(
+        "namespace rate limit exceeded for ns-secret", RPCStatusCode.RESOURCE_EXHAUSTED, b""
+    )
+    err = temporal_error(exc, "0123456789abcdef0123")
+    assert isinstance(err, Unavailable) and err.headers["Retry-After"]
+    assert "ns-secret" not in err.message
