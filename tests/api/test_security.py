@@ -127,6 +127,8 @@ async def test_calls_per_client_are_capped_and_ended_calls_free_their_place() ->
     assert asked == [["c2", "c4"]]
     adm.release("c5")  # a start that failed gives its place back
     assert sorted(adm.of_client("a")) == ["c4"]
+    clock.now += 7200  # past MAX_CALL_DURATION_S no call is still live, webhook seen or not
+    assert adm.of_client("a") == [] and adm.of_client("b") == [] and adm.waiting() == []
 
 
 async def test_concurrent_admissions_cannot_all_slip_under_the_cap() -> None:
