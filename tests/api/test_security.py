@@ -248,6 +248,34 @@ async def test_a_503_of_post_calls_says_nothing_of_the_internals(
         assert r.status == 503
         assert r.body["checks"] == {"temporal": "down", "postgres": "up", "storage": "up"}
         assert "127.0.0.1" not in json.dumps(r.body)
+        # nothing was started, so nothing holds a place of the caps
+        assert down.app.ctx.admission.of_client("127.0.0.1") == []
+
+
+async def test_hanging_up_mid_request_keeps_the_place_taken(
+    api_stack: ApiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that disconnects while its call starts must not slip past the caps: the call
+    may well have started (and dispatched an agent) after the handler was cancelled."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow_start(self: Any, call_id: str, customer_name: str | None) -> Any:
+        started.set()
+        try:
+            await asyncio.sleep(3600)  # Temporal's answer never comes before the client hangs up
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    monkeypatch.setattr("api.routes.customers.CallsClient.issue_token", slow_start)
+    async with run_api(api_stack.settings) as api:
+        request = asyncio.create_task(api.http("POST", "/api/calls", json_body={}))
+        await asyncio.wait_for(started.wait(), 10)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.wait_for(cancelled.wait(), 10)  # the server cancelled the handler
+        assert len(api.app.ctx.admission.of_client("127.0.0.1")) == 1
 
 
 async def test_readyz_is_one_bounded_probe_on_its_own_connection(api_stack: ApiStack) -> None:
