@@ -35,7 +35,6 @@ EndedLookup = Callable[[list[str]], Awaitable[set[str]]]
 class _Held:
     key: str
     started: float
-    waiting: bool = True
 
 
 class Admission:
@@ -53,60 +52,81 @@ class Admission:
         self.join_timeout_s = join_timeout_s
         self.max_call_s = max_call_s
         self._clock = clock
+        # Both in the order calls started (the clock is monotonic), so expiry pops from the
+        # front and an admission costs the same with ten calls held or ten thousand.
         self._calls: dict[str, _Held] = {}
+        self._waiting: dict[str, float] = {}  # call id -> started, customer not in yet
+        self._by_key: dict[str, set[str]] = {}
 
     def waiting(self) -> list[str]:
         self._expire(self._clock())
-        return [cid for cid, c in self._calls.items() if c.waiting]
+        return list(self._waiting)
 
     def of_client(self, key: str) -> list[str]:
         self._expire(self._clock())
-        return [cid for cid, c in self._calls.items() if c.key == key]
+        return list(self._by_key.get(key, ()))
 
     async def admit(self, key: str, call_id: str, ended: EndedLookup) -> None:
         """Reserve a place for `call_id` of client `key`, or raise 429 / 503 (see module doc)."""
-        if len(self.of_client(key)) >= self.max_per_client:
+        self._expire(self._clock())
+        if len(self._by_key.get(key, ())) >= self.max_per_client:
             self._forget(await ended(self.of_client(key)))
-        if len(self.waiting()) >= self.max_waiting:
+        if len(self._waiting) >= self.max_waiting:
             self._forget(await ended(self.waiting()))
         # Decided and reserved with no await in between: concurrent requests see each other.
         now = self._clock()
         self._expire(now)
-        if len(self.of_client(key)) >= self.max_per_client:
+        if len(self._by_key.get(key, ())) >= self.max_per_client:
             raise RateLimited(
                 f"this address already has {self.max_per_client} calls; end one first",
                 code="too_many_calls",
                 headers={"Retry-After": "30"},
             )
-        waiting = [c.started for c in self._calls.values() if c.waiting]
-        if len(waiting) >= self.max_waiting:
-            wait = max(1, math.ceil(min(waiting) + self.join_timeout_s - now))
+        if len(self._waiting) >= self.max_waiting:
+            oldest = next(iter(self._waiting.values()))
+            wait = max(1, math.ceil(oldest + self.join_timeout_s - now))
             raise Unavailable(
                 "too many calls are waiting to be answered; try again shortly",
                 code="busy",
                 headers={"Retry-After": str(wait)},
             )
         self._calls[call_id] = _Held(key, now)
+        self._waiting[call_id] = now
+        self._by_key.setdefault(key, set()).add(call_id)
 
     def release(self, call_id: str) -> None:
         """The call was never started (its workflow did not start or refused): give it back."""
-        self._calls.pop(call_id, None)
+        self._drop(call_id)
 
     def customer_joined(self, call_id: str) -> None:
-        held = self._calls.get(call_id)
-        if held is not None:
-            held.waiting = False
+        self._waiting.pop(call_id, None)
 
     def ended(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        self._drop(call_id)
 
     def _forget(self, call_ids: set[str]) -> None:
         for cid in call_ids:
-            self._calls.pop(cid, None)
+            self._drop(cid)
+
+    def _drop(self, call_id: str) -> None:
+        held = self._calls.pop(call_id, None)
+        if held is None:
+            return
+        self._waiting.pop(call_id, None)
+        ids = self._by_key.get(held.key)
+        if ids is not None:
+            ids.discard(call_id)
+            if not ids:
+                del self._by_key[held.key]
 
     def _expire(self, now: float) -> None:
-        for cid, held in list(self._calls.items()):
-            if now - held.started >= self.max_call_s:
-                del self._calls[cid]
-            elif held.waiting and now - held.started >= self.join_timeout_s:
-                held.waiting = False
+        while self._waiting:
+            call_id, started = next(iter(self._waiting.items()))
+            if now - started < self.join_timeout_s:
+                break
+            del self._waiting[call_id]
+        while self._calls:
+            call_id, held = next(iter(self._calls.items()))
+            if now - held.started < self.max_call_s:
+                break
+            self._drop(call_id)

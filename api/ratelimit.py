@@ -11,8 +11,8 @@ the limit, which is acceptable for abuse protection (not for billing).
 
 from __future__ import annotations
 
-import ipaddress
 import math
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,6 +22,7 @@ from sanic import Request
 from api.errors import RateLimited
 
 _MAX_CLIENTS = 100_000  # bounds memory under an address-spraying client
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 class RateLimiter:
@@ -69,15 +70,14 @@ def client_address(request: Request) -> str:
 def client_key(address: str) -> str:
     """What limits count by: an IPv4 address as is, an IPv6 address by its /64 (an IPv4-mapped
     one as its IPv4 address); anything unparsable as it came."""
+    host = address.strip("[]").split("%", 1)[0]
     try:
-        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+        packed = socket.inet_pton(socket.AF_INET6, host)  # C, unlike ipaddress: ~1 us
+    except OSError:
+        return address  # IPv4 (one address, one client) or not an address at all
+    if packed[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
 
 
 def enforce(request: Request) -> None:

@@ -51,6 +51,13 @@ def temporal_error(exc: Exception, call_id: str) -> Exception:
             return NotFound(f"no live workflow for call {call_id}", code="call_not_live")
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return Unavailable("temporal is not reachable", code="temporal_unavailable")
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            # Temporal's own rate limit under a flood of calls: busy, not broken.
+            return Unavailable(
+                "temporal is busy; retry later",
+                code="temporal_unavailable",
+                headers={"Retry-After": "5"},
+            )
         if exc.status == RPCStatusCode.FAILED_PRECONDITION:
             return Conflict(f"call {call_id} cannot take this now: {exc.message}")
     if isinstance(exc, WorkflowUpdateFailedError):

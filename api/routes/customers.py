@@ -13,6 +13,7 @@ from sanic.response import HTTPResponse
 from api import ratelimit, store
 from api.admission import Admission
 from api.docs import endpoint
+from api.errors import ApiError
 from api.metrics import CALLS_STARTED
 from api.schemas import CallCreated, CreateCallRequest, GetTokenRequest, SeedTokenResponse
 from api.validation import parse_body
@@ -37,9 +38,12 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
         grant = await CallsClient(res.temporal, request.app.ctx.settings).issue_token(
             call_id, customer_name
         )
-    except BaseException:
-        admission.release(call_id)  # no agent was dispatched for it (or the call already failed)
+    except ApiError:
+        # Temporal unreachable or the room refused: no agent holds a job for this call.
+        admission.release(call_id)
         raise
+    # Anything else (a client that hung up mid-request cancels this handler) keeps the place:
+    # the call may have started, and hanging up must not be a way around the caps.
     CALLS_STARTED.inc()
     log.info("call_started", call_id=call_id)
     return grant

@@ -12,8 +12,9 @@ A client that reconnects with `?after=<last seq it saw>` misses nothing.
 `snapshot_more` messages, each with `more` saying whether another follows), then `call_updated`.
 
 WebSockets authenticate with `Authorization: Bearer` or the subprotocol pair `bearer, <token>`
-(what browsers can send); a `?token=` in the URL is refused (4401), as URLs end up in logs. A refused socket gets an `error` frame and close code 4000 + the HTTP status
-(4401 no/invalid token, 4403 wrong role, 4404 no such call, 4422 bad `after` or id).
+(what browsers can send); a `?token=` in the URL is refused (4401), as URLs end up in logs.
+A refused socket gets an `error` frame and close code 4000 + the HTTP status (4401 no/invalid
+token, 4403 wrong role, 4404 no such call, 4422 bad `after` or id).
 """
 
 from __future__ import annotations

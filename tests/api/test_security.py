@@ -16,12 +16,14 @@ import asyncpg
 import pytest
 from livekit import api as lkapi
 from pydantic import SecretStr
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.admission import Admission
 from api.errors import RateLimited, Unavailable
 from api.livekit_grants import supervisor_token
 from api.ratelimit import RateLimiter, client_key
 from api.schemas import INTERIM_TEXT_MAX, NOTIFY_MAX_BYTES, InterimRequest, json_utf8_size
+from api.workflows_client import temporal_error
 from core.models import new_call_id, room_name_for
 from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, RunningApi, api_settings, run_api
 
@@ -125,6 +127,8 @@ async def test_calls_per_client_are_capped_and_ended_calls_free_their_place() ->
     assert asked == [["c2", "c4"]]
     adm.release("c5")  # a start that failed gives its place back
     assert sorted(adm.of_client("a")) == ["c4"]
+    clock.now += 7200  # past MAX_CALL_DURATION_S no call is still live, webhook seen or not
+    assert adm.of_client("a") == [] and adm.of_client("b") == [] and adm.waiting() == []
 
 
 async def test_concurrent_admissions_cannot_all_slip_under_the_cap() -> None:
@@ -244,6 +248,34 @@ async def test_a_503_of_post_calls_says_nothing_of_the_internals(
         assert r.status == 503
         assert r.body["checks"] == {"temporal": "down", "postgres": "up", "storage": "up"}
         assert "127.0.0.1" not in json.dumps(r.body)
+        # nothing was started, so nothing holds a place of the caps
+        assert down.app.ctx.admission.of_client("127.0.0.1") == []
+
+
+async def test_hanging_up_mid_request_keeps_the_place_taken(
+    api_stack: ApiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that disconnects while its call starts must not slip past the caps: the call
+    may well have started (and dispatched an agent) after the handler was cancelled."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow_start(self: Any, call_id: str, customer_name: str | None) -> Any:
+        started.set()
+        try:
+            await asyncio.sleep(3600)  # Temporal's answer never comes before the client hangs up
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    monkeypatch.setattr("api.routes.customers.CallsClient.issue_token", slow_start)
+    async with run_api(api_stack.settings) as api:
+        request = asyncio.create_task(api.http("POST", "/api/calls", json_body={}))
+        await asyncio.wait_for(started.wait(), 10)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.wait_for(cancelled.wait(), 10)  # the server cancelled the handler
+        assert len(api.app.ctx.admission.of_client("127.0.0.1")) == 1
 
 
 async def test_readyz_is_one_bounded_probe_on_its_own_connection(api_stack: ApiStack) -> None:
@@ -436,3 +468,12 @@ async def test_the_audit_log_names_who_acted_by_their_token_name(
         await asyncio.sleep(0.1)
     assert [row["by"] for row in by] == ["ada.lovelace"]
     assert SUPERVISOR not in r.body["participant_identity"]
+
+
+def test_temporal_rate_limiting_is_a_503_that_names_nothing_internal() -> None:
+    exc = RPCError(
+        "namespace rate limit exceeded for ns-secret", RPCStatusCode.RESOURCE_EXHAUSTED, b""
+    )
+    err = temporal_error(exc, "0123456789abcdef0123")
+    assert isinstance(err, Unavailable) and err.headers["Retry-After"]
+    assert "ns-secret" not in err.message
