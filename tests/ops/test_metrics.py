@@ -170,3 +170,23 @@ async def test_worker_process_serves_its_metrics_port(
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
+
+
+async def test_webhook_verification_failures_are_counted(api_stack: ApiStack) -> None:
+    name = "api_webhook_verification_failures_total"
+    before = await api_page(api_stack)
+    r = await api_stack.api.http("POST", "/webhooks/livekit", data=b'{"event": "room_started"}')
+    assert r.status == 401
+    r = await api_stack.api.http(
+        "POST", "/webhooks/livekit", data=b"{}", headers={"Authorization": "not-a-jwt"}
+    )
+    assert r.status == 401
+    after = await api_page(api_stack)
+    assert (
+        value(after, name, reason="webhook_unsigned")
+        == value(before, name, reason="webhook_unsigned") + 1
+    )
+    assert (
+        value(after, name, reason="webhook_invalid")
+        == value(before, name, reason="webhook_invalid") + 1
+    )
