@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -48,7 +49,7 @@ log = get_logger("worker")
 
 async def run(settings: Settings, drain_s: float) -> int:
     setup_tracing("callcenter-worker")
-    runtime, sdk_url = sdk_runtime() if settings.WORKER_METRICS_ADDRESS else (None, None)
+    runtime, sdk_url = _sdk_runtime(settings)
     try:
         client = await connect_temporal(settings, runtime=runtime)
     except TemporalUnavailable as exc:
@@ -108,22 +109,28 @@ async def _metrics(settings: Settings, sdk_url: str | None) -> AsyncIterator[Non
         yield
         return
     host, _, port = settings.WORKER_METRICS_ADDRESS.rpartition(":")
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+        stack.push_async_callback(pool.close)
         try:
-            served = serve_metrics(host or "127.0.0.1", int(port), pool, sdk_url)
-            await served.__aenter__()
+            await stack.enter_async_context(
+                serve_metrics(host or "127.0.0.1", int(port), pool, sdk_url)
+            )
         except OSError as exc:  # a taken port costs the metrics, never the calls
-            log.error("metrics_port_unavailable", address=settings.WORKER_METRICS_ADDRESS,
-                      error=str(exc))  # fmt: skip
-            yield
-            return
-        try:
-            yield
-        finally:
-            await served.__aexit__(None, None, None)
-    finally:
-        await pool.close()
+            log.error(
+                "metrics_port_unavailable", address=settings.WORKER_METRICS_ADDRESS, error=str(exc)
+            )
+        yield
+
+
+def _sdk_runtime(settings: Settings) -> tuple[Runtime | None, str | None]:
+    if not settings.WORKER_METRICS_ADDRESS:
+        return None, None
+    try:
+        return sdk_runtime()
+    except Exception as exc:  # the SDK's exporter could not bind: run without its metrics
+        log.error("sdk_metrics_unavailable", error=str(exc))
+        return None, None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`GET /api/recordings/failed` (ops, admin): the calls whose recording pipeline failed, and why,
+"""`GET /api/recordings?status=failed` (ops, admin): the calls whose recording pipeline failed, and why,
 newest first, for the dashboard's Failed recordings view. Replaying one is the existing
 `POST /api/recordings/{call_id}/retry`; "retry all" in the dashboard calls it for each.
 
@@ -8,11 +8,12 @@ writes itself), not from Temporal visibility: cheap, and paginated with the call
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
+from sanic_ext import openapi
 
 from api import store
 from api.auth import RECORDINGS_RETRY, require
@@ -25,6 +26,7 @@ bp = Blueprint("failed_recordings")
 
 
 class FailedRecordingsQuery(Strict):
+    status: Literal["failed"]  # the only list ops need; other statuses are on GET /api/calls
     limit: int = Field(100, ge=1, le=500)
     cursor: str | None = Field(None, min_length=1, max_length=200)
 
@@ -71,7 +73,7 @@ async def failed_recordings(
     return out, nxt
 
 
-@bp.get("/api/recordings/failed")
+@bp.get("/api/recordings")
 @endpoint(
     "Calls whose recording pipeline failed, and why (newest first)",
     tag="recordings",
@@ -79,6 +81,7 @@ async def failed_recordings(
     errors=(422,),
     secured=True,
 )
+@openapi.parameter("status", String(enum=["failed"]), "query", required=True, description="failed")
 @query_param("limit", Integer(minimum=1, maximum=500), "page size, default 100")
 @query_param("cursor", String(minLength=1, maxLength=200), "next_cursor of the previous page")
 @require(RECORDINGS_RETRY)

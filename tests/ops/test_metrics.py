@@ -135,3 +135,58 @@ async def test_worker_metrics_port_serves_sdk_and_product_metrics(
             assert any("workflow_completed" in n for n in names), sorted(names)
     finally:
         await pool.close()
+
+
+async def test_worker_process_serves_its_metrics_port(
+    tmp_path: Any, temporal_dev_env: Any, pg_dsn: str, s3: Any, livekit_emulator: Any
+) -> None:
+    import asyncio
+    import signal
+
+    from devstack.services import free_port
+    from tests.activities.test_worker import run_worker, service_settings
+
+    queue = f"wm{uuid.uuid4().hex[:8]}"
+    address = temporal_dev_env.client.service_client.config.target_host
+    port = free_port()
+    settings = service_settings(address, pg_dsn, s3, livekit_emulator, queue)
+    proc = await run_worker(tmp_path, WORKER_METRICS_ADDRESS=f"127.0.0.1:{port}", **settings)
+    try:
+        names: set[str] = set()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(120):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                        names = {name for name, _ in samples(await resp.text())}
+                except aiohttp.ClientError:
+                    names = set()
+                if "callcenter_live_calls" in names and any(
+                    n.startswith("temporal_") for n in names
+                ):
+                    break
+                await asyncio.sleep(0.5)
+        assert "callcenter_live_calls" in names and "callcenter_calls" in names, sorted(names)
+        assert any(n.startswith("temporal_") for n in names), sorted(names)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+
+
+async def test_webhook_verification_failures_are_counted(api_stack: ApiStack) -> None:
+    name = "api_webhook_verification_failures_total"
+    before = await api_page(api_stack)
+    r = await api_stack.api.http("POST", "/webhooks/livekit", data=b'{"event": "room_started"}')
+    assert r.status == 401
+    r = await api_stack.api.http(
+        "POST", "/webhooks/livekit", data=b"{}", headers={"Authorization": "not-a-jwt"}
+    )
+    assert r.status == 401
+    after = await api_page(api_stack)
+    assert (
+        value(after, name, reason="webhook_unsigned")
+        == value(before, name, reason="webhook_unsigned") + 1
+    )
+    assert (
+        value(after, name, reason="webhook_invalid")
+        == value(before, name, reason="webhook_invalid") + 1
+    )

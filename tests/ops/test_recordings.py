@@ -33,11 +33,11 @@ async def test_retry_one_then_all_failed_brings_pipelines_to_stored(api_stack: A
     assert "404" in failed[first]["reason"], failed[first]
 
     # the dashboard's list: ops may read it, supervisors may not
-    r = await api_stack.api.http("GET", "/api/recordings/failed?limit=500", token=OPS)
+    r = await api_stack.api.http("GET", "/api/recordings?status=failed&limit=500", token=OPS)
     assert r.status == 200, r.body
     rows = {x["call_id"]: x for x in r.body["recordings"]}
     assert {first, *rest} <= set(rows) and "404" in rows[first]["recording_error"]
-    r = await api_stack.api.http("GET", "/api/recordings/failed", token=SUPERVISOR)
+    r = await api_stack.api.http("GET", "/api/recordings?status=failed", token=SUPERVISOR)
     assert r.status == 403
 
     one = await ops(api_stack, "recordings", "retry", first, "--wait", "60", "--json")
@@ -58,7 +58,7 @@ async def test_retry_one_then_all_failed_brings_pipelines_to_stored(api_stack: A
     assert again.code == 1 and again.json["results"][0]["outcome"] == "refused", again.out
     listed = await ops(api_stack, "recordings", "failed", "--json")
     assert first not in {f["call_id"] for f in listed.json}
-    r = await api_stack.api.http("GET", "/api/recordings/failed?limit=500", token=OPS)
+    r = await api_stack.api.http("GET", "/api/recordings?status=failed&limit=500", token=OPS)
     assert first not in {x["call_id"] for x in r.body["recordings"]}
 
     every = await ops(

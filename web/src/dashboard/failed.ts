@@ -36,8 +36,8 @@ async function fetchAll(): Promise<FailedRecording[]> {
   const all: FailedRecording[] = [];
   let cursor: string | null = null;
   do {
-    const query: string = cursor ? `?limit=500&cursor=${encodeURIComponent(cursor)}` : "?limit=500";
-    const page: FailedPage = await api<FailedPage>("GET", `/api/recordings/failed${query}`);
+    const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+    const page: FailedPage = await api<FailedPage>("GET", `/api/recordings?status=failed&limit=500${query}`);
     all.push(...page.recordings);
     cursor = page.next_cursor;
   } while (cursor);
@@ -49,7 +49,7 @@ export async function mountFailedLink(bar: HTMLElement): Promise<void> {
   if (bar.querySelector("#failed-link")) return;
   let count: number;
   try {
-    count = (await api<FailedPage>("GET", "/api/recordings/failed?limit=500")).recordings.length;
+    count = (await api<FailedPage>("GET", "/api/recordings?status=failed&limit=500")).recordings.length;
   } catch (err) {
     if (err instanceof ApiError && err.status === 403) return; // a supervisor: not theirs
     count = 0;
