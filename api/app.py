@@ -14,6 +14,7 @@ from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from api.auth import TokenTable
+from api.codec_auth import CodecSessions, OidcVerifier
 from api.errors import render_error
 from api.metrics import observe_request
 from api.ratelimit import RateLimiter
@@ -65,6 +66,8 @@ def create_app(
 
     app.ctx.settings = settings
     app.ctx.tokens = TokenTable(settings.api_tokens)
+    app.ctx.codec_sessions = CodecSessions(settings)
+    app.ctx.codec_oidc = OidcVerifier(settings) if settings.CODEC_OIDC_ISSUER else None
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
     app.ctx.res = Resources(settings)
 

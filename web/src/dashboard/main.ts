@@ -11,7 +11,16 @@ import { LiveSocket } from "../shared/live";
 import { CallView } from "./call/view";
 import { CallListView } from "./list";
 import { searchParams, SearchView } from "./search";
-import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
+import {
+  currentToken,
+  endCodecSession,
+  forgetToken,
+  saveToken,
+  startCodecSession,
+  temporalUiBase,
+  token,
+  whenExpired,
+} from "./session";
 import { setLive } from "./ui";
 
 const signin = byId("signin");
@@ -72,6 +81,7 @@ signinForm.addEventListener("submit", async (event) => {
 
 byId("signout-button").addEventListener("click", () => {
   forgetToken();
+  void endCodecSession();
   window.location.hash = "";
   showSignin();
 });
@@ -82,6 +92,7 @@ whenExpired((message) => {
 });
 
 function startApp(): void {
+  void startCodecSession();
   signin.hidden = true;
   app.hidden = false;
   const temporal = byId<HTMLAnchorElement>("temporal-link");
