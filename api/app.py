@@ -15,6 +15,7 @@ from sanic_ext import openapi
 
 from api.admission import Admission
 from api.auth import TokenTable
+from api.codec_auth import CodecSessions, OidcVerifier
 from api.errors import render_error
 from api.metrics import observe_request
 from api.ratelimit import RateLimiter
@@ -67,6 +68,8 @@ def create_app(
 
     app.ctx.settings = settings
     app.ctx.tokens = TokenTable(settings.api_token_entries)
+    app.ctx.codec_sessions = CodecSessions(settings)
+    app.ctx.codec_oidc = OidcVerifier(settings) if settings.CODEC_OIDC_ISSUER else None
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
     app.ctx.admission = Admission(
         max_waiting=settings.MAX_WAITING_CALLS,

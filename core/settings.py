@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
     # Worker: its metrics port (Temporal SDK + product metrics); "" turns it off
     WORKER_METRICS_ADDRESS: str = "127.0.0.1:9464"
+    # The Temporal Web UI's codec requests: a dashboard sign-in sets a cookie (the UI's
+    # includeCredentials), and in production the UI's OIDC access token is checked here.
+    CODEC_SESSION_TTL_S: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    CODEC_OIDC_ISSUER: str | None = Field(None, description="issuer (iss) of the UI's tokens")
+    CODEC_OIDC_AUDIENCE: str | None = Field(None, description="audience (aud) they must name")
+    CODEC_OIDC_JWKS_URL: str | None = Field(None, description="default <issuer>/.well-known/jwks.json")
+    CODEC_OIDC_ROLES_CLAIM: str = "roles"  # a claim listing roles; supervisor or admin may decode
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)

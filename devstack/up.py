@@ -31,12 +31,14 @@ from .services import (
     ManagedProcess,
     ServiceError,
     ensure_bucket,
+    free_port,
     postgres_dsn,
     postgres_server,
     s3_server,
     temporal_dev_server,
     wait_port,
 )
+from .ui_proxy import ui_proxy
 
 # DEVSTACK_DIR lets tests run a second stack beside a developer's own.
 STATE = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack")
@@ -283,14 +285,16 @@ async def up(args: argparse.Namespace) -> int:
     code = 0
     try:
         STATE.mkdir(exist_ok=True)
+        ui_inner = free_port()  # the UI itself; ui_proxy serves it on ports.temporal_ui
         await start(
             temporal_dev_server(
                 STATE,
                 ports.temporal,
-                ports.temporal_ui,
+                ui_inner,
                 codec_endpoint=values["API_URL"] + "/codec",
             )
         )
+        await start(ui_proxy(ports.temporal_ui, ui_inner, logs, env))
         await start(postgres_server(STATE / "pgdata", ports.postgres, log_dir=logs))
         from db.migrate import migrate
 

@@ -123,14 +123,19 @@ def api_settings(
 
 @contextlib.asynccontextmanager
 async def run_api(
-    settings: Settings, *, static_dir: Path | None = None, wait_temporal: bool = True
+    settings: Settings,
+    *,
+    static_dir: Path | None = None,
+    wait_temporal: bool = True,
+    port: int | None = None,
 ) -> AsyncIterator[RunningApi]:
-    """Serve `create_app(settings)` in this event loop on a free port until the block ends."""
+    """Serve `create_app(settings)` in this event loop on `port` (default a free one) until the
+    block ends."""
     app = create_app(settings, name="api_test", static_dir=static_dir)
     # Sanic's touch-up rewrites class methods once per process; several apps in one process
     # (as here) must skip it.
     app.config.TOUCHUP = False
-    port = free_port()
+    port = port or free_port()
     server = await app.create_server(
         host="127.0.0.1",
         port=port,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -42,6 +44,10 @@ def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_pat
         children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         assert len(children) >= 3  # temporal, postgres (+ its workers), s3
         assert f"http://127.0.0.1:{ports['ui']}" in text and "Temporal UI" in text
+        # The UI is served through devstack.ui_proxy: its codec sends the dashboard's cookie.
+        ui = urllib.request.urlopen(f"http://127.0.0.1:{ports['ui']}/api/v1/settings", timeout=10)
+        codec = json.loads(ui.read())["Codec"]
+        assert codec["IncludeCredentials"] is True and codec["Endpoint"].endswith("/codec")
         env = read_env_file(state / "env")
         assert env["TEMPORAL_ADDRESS"] == f"127.0.0.1:{ports['temporal']}"
         assert env["API_TOKENS"] == f"devstack-admin:{env['DEVSTACK_ADMIN_TOKEN']}:admin"
@@ -54,5 +60,5 @@ def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_pat
         assert s3.bucket_exists(env["RECORDINGS_BUCKET"]) and s3.bucket_exists(env["EGRESS_BUCKET"])
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()
-    assert "stopped temporal" in log.read_text()
+    assert "stopped temporal" in log.read_text() and "stopped temporal-ui" in log.read_text()
     assert _descendants_alive(children) == []

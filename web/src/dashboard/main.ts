@@ -12,7 +12,16 @@ import { CallView } from "./call/view";
 import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
 import { searchParams, SearchView } from "./search";
-import { currentToken, forgetToken, saveToken, temporalUiBase, token, whenExpired } from "./session";
+import {
+  currentToken,
+  endCodecSession,
+  forgetToken,
+  saveToken,
+  startCodecSession,
+  temporalUiBase,
+  token,
+  whenExpired,
+} from "./session";
 import { setLive } from "./ui";
 
 const signin = byId("signin");
@@ -74,6 +83,7 @@ signinForm.addEventListener("submit", async (event) => {
 
 byId("signout-button").addEventListener("click", () => {
   forgetToken();
+  void endCodecSession();
   window.location.hash = "";
   showSignin();
 });
@@ -84,6 +94,7 @@ whenExpired((message) => {
 });
 
 function startApp(): void {
+  void startCodecSession();
   signin.hidden = true;
   app.hidden = false;
   const temporal = byId<HTMLAnchorElement>("temporal-link");

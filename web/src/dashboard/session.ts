@@ -61,3 +61,23 @@ export function temporalUiBase(): string {
 export function temporalWorkflowUrl(callId: string): string {
   return `${temporalUiBase()}/namespaces/default/workflows/call-${encodeURIComponent(callId)}`;
 }
+
+/**
+ * Ask the API for the HttpOnly cookie that lets the Temporal Web UI decode payloads for this
+ * supervisor (the UI's codec setting "include credentials"); roles that may not decode get none.
+ */
+export async function startCodecSession(): Promise<void> {
+  try {
+    await apiRequest<void>("POST", "/api/session/codec", { body: {}, token: token() });
+  } catch {
+    // Not fatal: the dashboard works without it; the Temporal UI then shows payloads encrypted.
+  }
+}
+
+export async function endCodecSession(): Promise<void> {
+  try {
+    await apiRequest<void>("DELETE", "/api/session/codec");
+  } catch {
+    // The cookie expires on its own (CODEC_SESSION_TTL_S).
+  }
+}
