@@ -5,9 +5,13 @@ PostgreSQL (`ChaosStack.check`). `--chaos-size N` calls per test (default 4)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import sys
 
-from tests.chaos.conftest import ChaosStack, say
+from core.settings import ROOT
+from tests.chaos.conftest import ChaosStack, Outcome, say
 
 
 async def test_worker_sigkilled_at_random_moments(chaos_stack: ChaosStack, chaos_size: int) -> None:
@@ -106,3 +110,56 @@ async def test_webhooks_duplicated_reordered_dropped_and_forged(
     finally:
         async with st.http.delete(f"{st.control}/faults") as r:
             assert r.status < 300
+
+
+async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size: int) -> None:
+    """The agent's process dies mid-call (SIGKILL) and a new one takes the calls over from the
+    next line, as a re-dispatched agent does. What it had not handed to Temporal dies with it;
+    every line Temporal accepted is stored exactly once, and the calls complete."""
+    st = chaos_stack
+    ids = [await st.post_call() for _ in range(chaos_size)]
+    for cid in ids:
+        await st.customer_joins(cid)
+    env = {**os.environ, **st.env, "PYTHONPATH": str(ROOT)}
+
+    async def agent(first: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.chaos.agent_process", "--from", str(first),
+            "--lines", "10", *ids, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    said: dict[str, dict[int, str]] = {c: {} for c in ids}
+    delivered: dict[str, set[str]] = {c: set() for c in ids}
+
+    async def read(proc: asyncio.subprocess.Process, until_lines: int | None) -> None:
+        assert proc.stdout is not None
+        count = 0
+        async for raw in proc.stdout:
+            word, *rest = raw.decode().split()
+            if word == "said":
+                cid, k, line_id = rest
+                said[cid][int(k)] = line_id
+            elif word == "delivered":
+                delivered[rest[0]].add(rest[2])
+                count += 1
+                if until_lines is not None and count >= until_lines:
+                    return
+
+    first = await agent(0)
+    await read(first, until_lines=2 * chaos_size)  # a couple of lines per call are out
+    await asyncio.sleep(st.rnd.uniform(0.0, 0.8))  # and the next ones may be in flight
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(read(first, None), 1)
+    resume = max(max(s, default=-1) for s in said.values()) + 1
+    say(f"SIGKILLed the agent process mid-call after {sum(map(len, delivered.values()))} "
+        f"delivered lines; a new agent process continues from line {resume}")  # fmt: skip
+    second = await agent(resume)
+    await read(second, None)
+    assert await second.wait() == 0
+    for cid in ids:
+        await st.hang_up(cid)
+    # Lines the killed process had but never delivered may be missing; none may be doubled.
+    outcome = Outcome({c: sorted(delivered[c]) for c in ids})
+    await st.check(outcome, spoken_only={c: set(said[c].values()) for c in ids})
