@@ -162,6 +162,7 @@ async def simulated_agent(
     progress: Progress,
     hang_up: Callable[[], Awaitable[None]],
     gap: Callable[[random.Random], float] = pace,
+    first_speaker: str = "customer",
 ) -> list[str]:
     """Speaks `lines` final lines at a conversation's pace, then hangs up; their ids."""
     ids = []
@@ -174,7 +175,8 @@ async def simulated_agent(
             await asyncio.sleep(wait / 2)
         else:
             await asyncio.sleep(wait)
-        speaker = "customer" if k % 2 == 0 else "assistant"
+        other = "assistant" if first_speaker == "customer" else "customer"
+        speaker = first_speaker if k % 2 == 0 else other
         line = m.TranscriptLine(id=new_signal_id("line"), speaker=speaker,
                                 text=f"line {k} of {call_id}", confidence=0.95,
                                 started_at=utc_now(), ended_at=utc_now())  # fmt: skip
