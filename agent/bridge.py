@@ -201,6 +201,9 @@ class CallBridge:
         self._speech_started_at: float | None = None
         self._last_line_end: float = 0.0
         self._user_eou_delay: float | None = None
+        self._user_stt_delay: float | None = None
+        # Also handed each turn's figures (the worker's Prometheus histograms).
+        self.on_metrics: Callable[[AgentMetrics], None] | None = None
         self._left_sent = False
 
     # SignalSink ----------------------------------------------------------------------------
@@ -300,6 +303,7 @@ class CallBridge:
             return
         if item.role == "user":
             self._user_eou_delay = item.metrics.get("end_of_turn_delay")
+            self._user_stt_delay = item.metrics.get("transcription_delay")
             return
         if item.role != "assistant":
             return
@@ -310,9 +314,11 @@ class CallBridge:
         ended = item.metrics.get("stopped_speaking_at") or ev.created_at
         ttft = item.metrics.get("llm_node_ttft")
         ttfa = item.metrics.get("tts_node_ttfb")
+        e2e = item.metrics.get("e2e_latency")
         eou, self._user_eou_delay = self._user_eou_delay, None
+        stt_delay, self._user_stt_delay = self._user_stt_delay, None
         metrics = None
-        if ttft is not None or ttfa is not None or eou is not None:
+        if any(v is not None for v in (ttft, ttfa, eou, stt_delay, e2e)):
             # rides on the line: one signal per turn instead of two in the call's history
             metrics = AgentMetrics(
                 id=f"metrics-{item.id}",
@@ -320,7 +326,11 @@ class CallBridge:
                 time_to_first_token_s=_round(ttft),
                 time_to_first_audio_s=_round(ttfa),
                 at=iso(ev.created_at),
+                stt_delay_s=_round(stt_delay),
+                end_to_end_latency_s=_round(e2e),
             )
+            if self.on_metrics is not None:
+                self.on_metrics(metrics)
         self.send(
             SIGNAL_TRANSCRIPT,
             TranscriptLine(

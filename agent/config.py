@@ -57,6 +57,9 @@ class AgentEnv(BaseSettings):
     # 0 (default): every final line goes at once, so its keyword alert is not delayed.
     AGENT_TURN_COALESCE_S: float = Field(0.0, ge=0)
     AGENT_HTTP_PORT: int = Field(8081, ge=0, le=65535)
+    # Prometheus `/metrics` of the worker (per-turn latency histograms); 0 turns it off.
+    AGENT_PROMETHEUS_PORT: int = Field(9464, ge=0, le=65535)
+    AGENT_PROMETHEUS_DIR: str = "/tmp/callcenter-agent-prometheus"
 
     @field_validator("AGENT_TIMEZONE")
     @classmethod

@@ -19,6 +19,7 @@ from livekit.agents import (
 from livekit.protocol import agent as agent_proto
 from temporalio.client import Client
 
+from agent import metrics as turn_metrics
 from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin_token
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
@@ -141,6 +142,7 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     session = new_session(cfg, vad=ctx.proc.userdata["vad"])
     bridge.attach(session)
+    bridge.on_metrics = turn_metrics.observe
     bridge.watch_room(ctx.room)
     ProviderGuard(session, bridge, call_id=call_id).attach()
     sarah = Sarah(
@@ -204,6 +206,11 @@ def build_server(cfg: AgentConfig) -> AgentServer:
         initialize_process_timeout=30.0,
         # a job's last step is flushing its signals; give it the time that takes
         shutdown_process_timeout=cfg.env.AGENT_FLUSH_TIMEOUT_S + 15.0,
+        prometheus_port=cfg.env.AGENT_PROMETHEUS_PORT or None,
+        # job processes record into files that the worker's /metrics collects
+        prometheus_multiproc_dir=cfg.env.AGENT_PROMETHEUS_DIR
+        if cfg.env.AGENT_PROMETHEUS_PORT
+        else None,
     )
     server.rtc_session(entrypoint, agent_name=cfg.agent_name)
     return server
