@@ -69,6 +69,9 @@ export class CallView {
   private readonly endButton: HTMLButtonElement;
   private readonly monitorButton: HTMLButtonElement;
   private readonly whisperButton: HTMLButtonElement;
+  private readonly takeoverButton: HTMLButtonElement;
+  private takenOver = false;
+  private whisperId: { text: string; id: string } | null = null; // kept until sent: a retry reuses it
   private readonly whisperForm: HTMLFormElement;
   private readonly endForm: HTMLFormElement;
 
@@ -108,6 +111,11 @@ export class CallView {
       { type: "button", class: "btn btn-secondary btn-sm", id: "whisper-button", onclick: () => this.toggle(this.whisperForm) },
       icon(ICONS.message),
       "Whisper",
+    );
+    this.takeoverButton = h(
+      "button",
+      { type: "button", class: "btn btn-secondary btn-sm", id: "takeover-button", onclick: () => void this.switchSpeaker() },
+      "Take over",
     );
     const reason = h("input", {
       class: "input input-sm",
@@ -201,6 +209,7 @@ export class CallView {
           "div",
           { class: "detail-actions" },
           this.whisperButton,
+          this.takeoverButton,
           this.monitorButton,
           this.endButton,
           h(
@@ -259,6 +268,7 @@ export class CallView {
     this.endButton.disabled = !live || c.status === "ending"; // the workflow refuses a second end
     this.monitorButton.disabled = !live;
     this.whisperButton.disabled = !live;
+    this.takeoverButton.disabled = !live;
     if (!live) {
       this.endForm.hidden = true;
       this.whisperForm.hidden = true;
@@ -418,18 +428,37 @@ export class CallView {
         const shown = action === "whisper" && detail ? `Whisper: “${detail}”` : humanize(action);
         this.addTimeline(event, "supervisor", `${shown}${by ? ` · ${by}` : ""}${reason ? ` — ${reason}` : ""}`);
         if (action === "whisper" && detail) this.addNote(event, `Whisper to Sarah: ${detail}`);
+        if (action === "takeover" || action === "release") this.showTakenOver(action === "takeover");
         break;
       }
-      case "handoff_requested":
-        this.addTimeline(event, "alert-red", `Customer asked for a human${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
-        this.addAlert(event, "keyword", `The customer asked for a human${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
+      case "handoff_requested": {
+        // From Sarah's tool (the customer asked) or from the call itself (agent lost, provider down).
+        const who = str(data.source) === "workflow" || str(data.detail)?.includes("provider") ? "A person is needed" : "Customer asked for a human";
+        this.addTimeline(event, "alert-red", `${who}${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
+        this.addAlert(event, "keyword", `${who}${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
         break;
+      }
       case "agent_alert":
         this.addTimeline(event, "alert-amber", `Agent alert: ${humanize(str(data.kind) ?? "alert")}${str(data.detail) ? ` — ${str(data.detail)}` : ""}`);
         break;
       case "agent_metrics":
         this.showMetrics(data);
         break;
+      case "agent_dispatch":
+        this.addTimeline(event, agentDispatchTone(data), agentDispatchText(data));
+        break;
+      case "customer_connection": {
+        const status = str(data.status);
+        const text =
+          status === "reconnecting"
+            ? `Customer reconnecting (waiting up to ${Math.round(num(data.grace_s) ?? 0)} s)`
+            : status === "rejoined"
+              ? `Customer rejoined after ${Math.round(num(data.away_s) ?? 0)} s`
+              : "Customer did not come back";
+        this.addTimeline(event, status === "rejoined" ? "status" : "alert-amber", text);
+        if (status === "reconnecting") this.addAlert(event, "silence", "Customer reconnecting…");
+        break;
+      }
       default:
         this.addTimeline(event, "status", humanize(event.type));
     }
@@ -526,12 +555,16 @@ export class CallView {
     const fmt = (v: unknown) => (num(v) !== undefined ? `${(num(v)! * 1000).toFixed(0)} ms` : "—");
     clear(this.metrics);
     this.metrics.append(
+      h("dt", {}, "STT delay"),
+      h("dd", {}, fmt(data.stt_delay_s)),
       h("dt", {}, "End of utterance"),
       h("dd", {}, fmt(data.end_of_utterance_delay_s)),
-      h("dt", {}, "LLM first token"),
+      h("dt", {}, "LLM time to first token"),
       h("dd", {}, fmt(data.time_to_first_token_s)),
-      h("dt", {}, "First audio"),
-      h("dd", {}, fmt(data.time_to_first_audio_s)),
+      h("dt", {}, "TTS time to first byte"),
+      h("dd", {}, fmt(data.tts_ttfb_s ?? data.time_to_first_audio_s)),
+      h("dt", {}, "End-to-end (customer waits)"),
+      h("dd", {}, fmt(data.end_to_end_latency_s)),
     );
   }
 
@@ -661,7 +694,9 @@ export class CallView {
     const send = this.whisperForm.querySelector<HTMLButtonElement>("button[type=submit]");
     if (send) send.disabled = true;
     try {
-      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.callId)}/whisper`, { text });
+      if (this.whisperId?.text !== text) this.whisperId = { text, id: newCommandId() };
+      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.callId)}/whisper`, { text, id: this.whisperId.id });
+      this.whisperId = null;
       input.value = "";
       this.whisperForm.hidden = true;
       toast("Whisper sent to Sarah.", "success");
@@ -670,6 +705,27 @@ export class CallView {
     } finally {
       if (send) send.disabled = false;
     }
+  }
+
+  /** Take over from Sarah (she keeps listening) or hand the call back to her; audited by the API. */
+  private async switchSpeaker(): Promise<void> {
+    const action = this.takenOver ? "release" : "takeover";
+    this.takeoverButton.disabled = true;
+    try {
+      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.callId)}/${action}`, { id: newCommandId() });
+      this.showTakenOver(action === "takeover");
+      toast(action === "takeover" ? "You have the call; Sarah keeps listening." : "Sarah has the call again.", "success");
+    } catch (err) {
+      toast(`Could not ${action === "takeover" ? "take over" : "release"}: ${errorText(err)}`, "error");
+    } finally {
+      this.takeoverButton.disabled = !this.call.live;
+    }
+  }
+
+  private showTakenOver(on: boolean): void {
+    this.takenOver = on;
+    this.takeoverButton.textContent = on ? "Release to Sarah" : "Take over";
+    this.takeoverButton.setAttribute("aria-pressed", String(on));
   }
 
   private renderMonitorIdle(note?: string): void {
@@ -752,4 +808,25 @@ export class CallView {
     this.renderMonitorIdle();
     this.monitorButton.disabled = !this.call.live;
   }
+}
+
+function newCommandId(): string {
+  return `dash-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+function agentDispatchTone(data: Record<string, unknown>): string {
+  const status = str(data.status);
+  return status === "agent_lost" || status === "dispatch_failed" ? "alert-amber" : "status";
+}
+
+function agentDispatchText(data: Record<string, unknown>): string {
+  const status = str(data.status);
+  const attempt = num(data.attempt);
+  const of = num(data.of);
+  const n = attempt !== undefined ? ` (attempt ${attempt}${of !== undefined ? ` of ${of}` : ""})` : "";
+  if (status === "agent_lost") return "Sarah dropped off: dispatching a new agent";
+  if (status === "agent_replaced") return "A new agent took over the call";
+  if (status === "dispatch_failed") return `Agent dispatch failed${n}${str(data.error) ? ` — ${str(data.error)}` : ""}`;
+  const why = str(data.reason) === "room_created" ? "Agent dispatched" : str(data.reason) === "agent_lost" ? "Replacement agent dispatched" : "No agent yet: dispatched again";
+  return `${why}${n}`;
 }
