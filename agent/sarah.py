@@ -202,7 +202,10 @@ class Sarah(Agent):
                 make=make, model=model, year=year, min_price=min_price, max_price=max_price
             )
         except DealershipError as exc:
-            raise ToolError(f"{exc} Apologise and offer to have a colleague call back.") from exc
+            # No tool schedules a callback: offer a colleague on this call, never a promise.
+            raise ToolError(
+                f"{exc} Apologise, and offer to bring a colleague onto this call (request_human)."
+            ) from exc
         log.info("inventory_searched", call_id=self.call_id, results=len(found))
         if not found:
             return "No matching cars are in stock. Offer to widen the search."
