@@ -3,6 +3,7 @@ car, booking references that never collide (real PostgreSQL, the seeded lot)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -105,3 +106,38 @@ async def test_booking_references_never_collide(dealership: Dealership, pg_dsn: 
         )
     finally:
         await conn.close()
+
+
+class SlowDealership(Dealership):
+    """The database answers, but slowly (a stalled connection)."""
+
+    async def search(self, **kw: object) -> list:  # type: ignore[override]
+        await asyncio.sleep(1.4)
+        return await super().search(**kw)  # type: ignore[arg-type]
+
+
+async def test_a_slow_tool_speaks_a_filler(pg_dsn: str) -> None:
+    from livekit.agents import AgentSession
+
+    from agent.sarah import FILLER, Sarah
+    from core.settings import RecordingConsent
+    from tests.agent.fake_llm import Call, Say, ScriptedLLM
+
+    slow = SlowDealership(pg_dsn)
+    llm = ScriptedLLM(Call("search_inventory", {"make": "Toyota"}), Say("We have several."))
+    said: list[str] = []
+    async with AgentSession(llm=llm, vad=None, turn_handling={"turn_detection": None}) as session:
+        sarah = Sarah(call_id=new_call_id(), dealership=slow, signals=_NoSignals(),
+                      consent_policy=RecordingConsent.OFF, timezone=TZ)  # fmt: skip
+        await session.start(sarah)
+        session.on("speech_created", lambda ev: said.append(ev.source))
+        result = await session.run(user_input="What Toyotas do you have?")
+        result.expect.contains_function_call(name="search_inventory")
+    await slow.aclose()
+    assert sarah.fillers == 1 and "say" in said
+    assert FILLER not in [i.text_content for i in llm.requests[-1].items if i.type == "message"]
+
+
+class _NoSignals:
+    def send(self, name: str, payload: object) -> None:
+        pass
