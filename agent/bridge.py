@@ -34,6 +34,7 @@ from livekit.agents import (
 from livekit.agents.llm import ChatMessage
 
 from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
+from agent.spool import Spool
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_JOINED,
@@ -250,12 +251,17 @@ class CallBridge:
             AgentJoined(id=new_signal_id("joined"), identity=identity, at=utc_now()),
         )
 
-    async def aclose(self, timeout: float) -> bool:
-        """Flush every queued signal (the call's last line included) within `timeout` seconds."""
+    async def aclose(self, timeout: float, spool: Spool | None = None) -> bool:
+        """Flush every queued signal (the call's last line included) within `timeout` seconds;
+        what is still undelivered then goes to `spool` for the next job to send."""
         if self._interim is not None:
             await self._interim.aclose()
         if isinstance(self._signals, SignalQueue):
-            return await self._signals.aclose(timeout)
+            left = self._signals
+            delivered_all = await left.aclose(timeout)
+            if not delivered_all and spool is not None:
+                spool.save(left.workflow_id, self.call_id, left.undelivered())
+            return delivered_all
         return True
 
     # session events ------------------------------------------------------------------------

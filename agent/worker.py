@@ -6,6 +6,7 @@ name; each process reads its configuration from the same environment (`process_c
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from livekit.agents import (
@@ -28,6 +29,7 @@ from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
 from agent.sarah import Sarah
 from agent.signals import ClientFactory, LoggedSignals, SignalQueue
+from agent.spool import Spool
 from agent.supervisor import SupervisorChannel
 from core.log import get_logger
 from core.models import (
@@ -103,6 +105,8 @@ async def entrypoint(ctx: JobContext) -> None:
             coalesce_s=cfg.env.AGENT_TURN_COALESCE_S,
         )
         queue.start()
+        resend = asyncio.create_task(_resend_spool(cfg, spool_dir=cfg.env.AGENT_SPOOL_DIR))
+        resend.add_done_callback(lambda t: None if t.cancelled() else t.exception())
     interim = None
     if not console:
         token = room_admin_token(
@@ -122,8 +126,10 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     dealership = Dealership(cfg.settings.database_url)
 
+    spool = Spool(cfg.env.AGENT_SPOOL_DIR)
+
     async def finish(reason: str) -> None:
-        delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S)
+        delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S, spool)
         await dealership.aclose()
         log.info("call_finished", call_id=call_id, reason=reason, all_signals=delivered_all)
 
@@ -178,6 +184,16 @@ async def entrypoint(ctx: JobContext) -> None:
             close_on_disconnect=False,
         ),
     )
+
+
+async def _resend_spool(cfg: AgentConfig, *, spool_dir: str) -> None:
+    """What earlier jobs on this machine could not deliver, sent now (in the background)."""
+    try:
+        sent = await Spool(spool_dir).resend(await connect_temporal(cfg.settings))
+        if sent:
+            log.info("spool_sent", count=sent)
+    except Exception as exc:  # noqa: BLE001 - the spool stays for the next job; the call goes on
+        log.warning("spool_not_sent", error=repr(exc))
 
 
 def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
