@@ -156,6 +156,7 @@ class LiveKitActivities:
                 api.CreateRoomRequest(
                     name=inp.room_name,
                     empty_timeout=inp.empty_timeout_s,
+                    departure_timeout=inp.departure_timeout_s,
                     max_participants=inp.max_participants,
                     metadata=meta,
                     agents=[api.RoomAgentDispatch(agent_name=inp.agent_name, metadata=meta)],

@@ -44,6 +44,9 @@ class CreateRoomInput:
     agent_name: str
     customer_name: str | None = None
     empty_timeout_s: int = 300  # LiveKit closes the room this long after everyone left
+    # ... and this long after the customer left with only agents in it: longer than the
+    # customer's rejoin grace (CUSTOMER_REJOIN_GRACE_S), so a reconnecting customer finds it.
+    departure_timeout_s: int = 60
     max_participants: int = 6  # customer, agent, egress, a few supervisors
 
 

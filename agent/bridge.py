@@ -34,6 +34,7 @@ from livekit.agents import (
 from livekit.agents.llm import ChatMessage
 
 from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
+from agent.spool import Spool
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_JOINED,
@@ -201,6 +202,9 @@ class CallBridge:
         self._speech_started_at: float | None = None
         self._last_line_end: float = 0.0
         self._user_eou_delay: float | None = None
+        self._user_stt_delay: float | None = None
+        # Also handed each turn's figures (the worker's Prometheus histograms).
+        self.on_metrics: Callable[[AgentMetrics], None] | None = None
         self._left_sent = False
 
     # SignalSink ----------------------------------------------------------------------------
@@ -247,12 +251,17 @@ class CallBridge:
             AgentJoined(id=new_signal_id("joined"), identity=identity, at=utc_now()),
         )
 
-    async def aclose(self, timeout: float) -> bool:
-        """Flush every queued signal (the call's last line included) within `timeout` seconds."""
+    async def aclose(self, timeout: float, spool: Spool | None = None) -> bool:
+        """Flush every queued signal (the call's last line included) within `timeout` seconds;
+        what is still undelivered then goes to `spool` for the next job to send."""
         if self._interim is not None:
             await self._interim.aclose()
         if isinstance(self._signals, SignalQueue):
-            return await self._signals.aclose(timeout)
+            left = self._signals
+            delivered_all = await left.aclose(timeout)
+            if not delivered_all and spool is not None:
+                spool.save(left.workflow_id, self.call_id, left.undelivered())
+            return delivered_all
         return True
 
     # session events ------------------------------------------------------------------------
@@ -300,6 +309,7 @@ class CallBridge:
             return
         if item.role == "user":
             self._user_eou_delay = item.metrics.get("end_of_turn_delay")
+            self._user_stt_delay = item.metrics.get("transcription_delay")
             return
         if item.role != "assistant":
             return
@@ -310,9 +320,11 @@ class CallBridge:
         ended = item.metrics.get("stopped_speaking_at") or ev.created_at
         ttft = item.metrics.get("llm_node_ttft")
         ttfa = item.metrics.get("tts_node_ttfb")
+        e2e = item.metrics.get("e2e_latency")
         eou, self._user_eou_delay = self._user_eou_delay, None
+        stt_delay, self._user_stt_delay = self._user_stt_delay, None
         metrics = None
-        if ttft is not None or ttfa is not None or eou is not None:
+        if any(v is not None for v in (ttft, ttfa, eou, stt_delay, e2e)):
             # rides on the line: one signal per turn instead of two in the call's history
             metrics = AgentMetrics(
                 id=f"metrics-{item.id}",
@@ -320,7 +332,11 @@ class CallBridge:
                 time_to_first_token_s=_round(ttft),
                 time_to_first_audio_s=_round(ttfa),
                 at=iso(ev.created_at),
+                stt_delay_s=_round(stt_delay),
+                end_to_end_latency_s=_round(e2e),
             )
+            if self.on_metrics is not None:
+                self.on_metrics(metrics)
         self.send(
             SIGNAL_TRANSCRIPT,
             TranscriptLine(

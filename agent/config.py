@@ -53,10 +53,15 @@ class AgentEnv(BaseSettings):
     AGENT_TIMEZONE: str = "America/New_York"
     AGENT_SIGNAL_QUEUE_MAX: int = Field(5000, ge=10)
     AGENT_FLUSH_TIMEOUT_S: float = Field(45.0, gt=0)
+    # Signals still undelivered when a job ends wait here for the next job (customer data: 0600).
+    AGENT_SPOOL_DIR: str = "/var/tmp/callcenter-agent-spool"
     # How long a customer's final line may wait for the assistant's reply to share its signal.
     # 0 (default): every final line goes at once, so its keyword alert is not delayed.
     AGENT_TURN_COALESCE_S: float = Field(0.0, ge=0)
     AGENT_HTTP_PORT: int = Field(8081, ge=0, le=65535)
+    # Prometheus `/metrics` of the worker (per-turn latency histograms); 0 turns it off.
+    AGENT_PROMETHEUS_PORT: int = Field(9464, ge=0, le=65535)
+    AGENT_PROMETHEUS_DIR: str = "/tmp/callcenter-agent-prometheus"
 
     @field_validator("AGENT_TIMEZONE")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -20,6 +20,31 @@ from core.log import get_logger
 log = get_logger(__name__)
 
 MAX_RESULTS = 5
+# A test drive holds its car this long: another booking of the car must not overlap it.
+TEST_DRIVE_LENGTH = timedelta(minutes=45)
+# What customers say for a make -> the make as the inventory spells it.
+MAKE_ALIASES = {
+    "chevy": "Chevrolet",
+    "chev": "Chevrolet",
+    "vw": "Volkswagen",
+    "volkswagon": "Volkswagen",
+    "merc": "Mercedes-Benz",
+    "mercedes": "Mercedes-Benz",
+    "mercedesbenz": "Mercedes-Benz",
+    "beemer": "BMW",
+    "bimmer": "BMW",
+    "caddy": "Cadillac",
+    "dodgeram": "Ram",
+    "landy": "Land Rover",
+    "hyundia": "Hyundai",
+    "toyata": "Toyota",
+}
+
+
+def canonical_make(make: str) -> str:
+    """The inventory's spelling of a make as a customer says it ("Chevy" -> "Chevrolet")."""
+    key = "".join(c for c in make.lower() if c.isalnum())
+    return MAKE_ALIASES.get(key, make.strip())
 
 
 class DealershipError(Exception):
@@ -71,10 +96,11 @@ _VEHICLE_COLUMNS = (
 )
 
 
-def booking_reference(vin: str, scheduled_at: datetime) -> str:
-    """Short, speakable and stable for one slot, so a retried booking gets the same one."""
+def booking_reference(vin: str, scheduled_at: datetime, length: int = 6) -> str:
+    """Short, speakable and stable for one slot, so a retried booking gets the same one; a
+    longer one (`length`) when the short one is already another booking's."""
     digest = hashlib.sha256(f"{vin}|{scheduled_at.isoformat()}".encode()).hexdigest()
-    return "TD-" + digest[:6].upper()
+    return "TD-" + digest[:length].upper()
 
 
 class Dealership:
@@ -124,7 +150,11 @@ class Dealership:
             return f"${len(args)}"
 
         if make:
-            where.append(f"lower(make) = lower({arg(make.strip())})")
+            # "Chevy" finds Chevrolet; spacing and dashes do not matter ("Mercedes Benz")
+            where.append(
+                "regexp_replace(lower(make), '[^a-z0-9]', '', 'g') = "
+                f"regexp_replace(lower({arg(canonical_make(make))}), '[^a-z0-9]', '', 'g')"
+            )
         if model:
             # "F150" and "f-150" should find the F-150
             where.append(
@@ -170,36 +200,54 @@ class Dealership:
         vehicle = await self.vehicle(stock_number)
         if vehicle is None:
             raise DealershipError(f"I could not find stock number {stock_number} on our lot.")
-        reference = booking_reference(vehicle.vin, scheduled_at)
         pool = await self._get_pool()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                inserted = await conn.fetchval(
-                    """INSERT INTO test_drives
-                           (vin, scheduled_at, call_id, customer_name, customer_phone, reference)
-                       VALUES ($1, $2, $3, $4, $5, $6)
-                       ON CONFLICT (vin, scheduled_at) DO NOTHING
-                       RETURNING reference""",
+                # One booking of a car at a time: overlaps are judged under this lock.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", vehicle.vin)
+                mine = await conn.fetchval(
+                    "SELECT reference FROM test_drives WHERE vin = $1 AND scheduled_at = $2 "
+                    "AND call_id = $3",
                     vehicle.vin,
                     scheduled_at,
                     call_id,
-                    customer_name,
-                    customer_phone,
-                    reference,
                 )
-                if inserted is None:
-                    holder = await conn.fetchval(
-                        "SELECT call_id FROM test_drives WHERE vin = $1 AND scheduled_at = $2",
+                inserted = None
+                reference = mine
+                if mine is None:
+                    clash = await conn.fetchval(
+                        """SELECT scheduled_at FROM test_drives
+                           WHERE vin = $1 AND status = 'booked'
+                             AND scheduled_at > $2::timestamptz - $3::interval
+                             AND scheduled_at < $2::timestamptz + $3::interval
+                           LIMIT 1""",
                         vehicle.vin,
                         scheduled_at,
+                        TEST_DRIVE_LENGTH,
                     )
-                    if holder != call_id:
+                    if clash is not None:
                         raise DealershipError(
-                            "That time is already taken for this car; please pick another time."
+                            "This car is already booked for a test drive around that time; "
+                            "please pick a time at least 45 minutes apart from it."
                         )
+                    reference = await _free_reference(conn, vehicle.vin, scheduled_at)
+                    inserted = await conn.fetchval(
+                        """INSERT INTO test_drives
+                               (vin, scheduled_at, call_id, customer_name, customer_phone,
+                                reference)
+                           VALUES ($1, $2, $3, $4, $5, $6)
+                           RETURNING reference""",
+                        vehicle.vin,
+                        scheduled_at,
+                        call_id,
+                        customer_name,
+                        customer_phone,
+                        reference,
+                    )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.error("test_drive_write_failed", call_id=call_id, error=type(exc).__name__)
             raise DealershipError("I could not save the booking just now.") from exc
+        assert reference is not None
         log.info(
             "test_drive_booked", call_id=call_id, reference=reference, new=inserted is not None
         )
@@ -219,3 +267,12 @@ class Dealership:
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.error("dealership_query_failed", error=type(exc).__name__)
             raise DealershipError("Our inventory system is not answering right now.") from exc
+
+
+async def _free_reference(conn: asyncpg.Connection, vin: str, scheduled_at: datetime) -> str:
+    """The slot's reference, longer until no other booking has it (they never collide)."""
+    for length in range(6, 65, 2):
+        reference = booking_reference(vin, scheduled_at, length)
+        if not await conn.fetchval("SELECT 1 FROM test_drives WHERE reference = $1", reference):
+            return reference
+    raise DealershipError("I could not save the booking just now.")

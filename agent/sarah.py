@@ -7,11 +7,13 @@ which queues them for the call's workflow.
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from livekit import rtc
@@ -42,8 +44,12 @@ from core.models import (
 from core.settings import RecordingConsent
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 PROMPTS = Path(__file__).parent / "prompts"
+# A tool slower than this speaks a short filler, so the customer never waits in silence.
+FILLER_AFTER_S = 1.0
+FILLER = "One moment while I check that for you."
 OPENING_HOURS = (time(9, 0), time(18, 0))  # Monday to Saturday, dealership time
 BOOKING_HORIZON = timedelta(days=60)
 
@@ -127,6 +133,7 @@ class Sarah(Agent):
         self.timezone = timezone
         self.finals = finals
         self._handoff_requested = False
+        self.fillers = 0  # fillers said while a slow tool ran
         self.resuming = resume is not None
         self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
         super().__init__(
@@ -198,11 +205,16 @@ class Sarah(Agent):
         if min_price is not None and max_price is not None and min_price > max_price:
             min_price, max_price = max_price, min_price
         try:
-            found = await self.dealership.search(
-                make=make, model=model, year=year, min_price=min_price, max_price=max_price
+            found = await self._filled(
+                self.dealership.search(
+                    make=make, model=model, year=year, min_price=min_price, max_price=max_price
+                )
             )
         except DealershipError as exc:
-            raise ToolError(f"{exc} Apologise and offer to have a colleague call back.") from exc
+            # No tool schedules a callback: offer a colleague on this call, never a promise.
+            raise ToolError(
+                f"{exc} Apologise, and offer to bring a colleague onto this call (request_human)."
+            ) from exc
         log.info("inventory_searched", call_id=self.call_id, results=len(found))
         if not found:
             return "No matching cars are in stock. Offer to widen the search."
@@ -235,12 +247,14 @@ class Sarah(Agent):
         if not customer_name.strip():
             raise ToolError("Ask the customer for their name first.")
         try:
-            booking = await self.dealership.book_test_drive(
-                call_id=self.call_id,
-                stock_number=stock_number,
-                scheduled_at=scheduled_at,
-                customer_name=customer_name.strip(),
-                customer_phone=digits,
+            booking = await self._filled(
+                self.dealership.book_test_drive(
+                    call_id=self.call_id,
+                    stock_number=stock_number,
+                    scheduled_at=scheduled_at,
+                    customer_name=customer_name.strip(),
+                    customer_phone=digits,
+                )
             )
         except DealershipError as exc:
             raise ToolError(str(exc)) from exc
@@ -276,6 +290,18 @@ class Sarah(Agent):
             "A colleague has been alerted and will join this call shortly. Tell the customer "
             "someone is coming and offer to keep helping until they arrive."
         )
+
+    async def _filled(self, work: Awaitable[T]) -> T:
+        """`work`, with a short spoken filler if it takes longer than `FILLER_AFTER_S`."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=FILLER_AFTER_S)
+        if not done:
+            try:
+                self.session.say(FILLER, allow_interruptions=True, add_to_chat_ctx=False)
+                self.fillers += 1
+            except RuntimeError:  # the session is closing: nothing to say it on
+                log.info("filler_not_said", call_id=self.call_id)
+        return await task
 
     def _parse_slot(self, day: str, at: str) -> datetime:
         try:

@@ -27,6 +27,8 @@ log = get_logger(__name__)
 
 ClientFactory = Callable[[], Awaitable[Client]]
 
+# Signals that may make room for a line when the queue is full (the call loses a detail).
+_EXPENDABLE = frozenset({"silence", "agent_metrics"})
 # A signal rejected for one of these can never be delivered: retrying would block the queue.
 _UNDELIVERABLE = {RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT}
 
@@ -129,13 +131,30 @@ class SignalQueue:
             log.error("signal_sender_crashed", call_id=self.call_id, error=repr(task.exception()))
 
     def send(self, name: str, payload: Any) -> None:
-        if len(self._queue) >= self._max:
+        if len(self._queue) >= self._max and not self._make_room(name):
             self.dropped += 1
             log.error("signal_queue_full", call_id=self.call_id, signal=name, pending=self.pending)
             return
         self._queue.append(_Pending(name, payload, asyncio.get_running_loop().time()))
         self._idle.clear()
         self._wake.set()
+
+    def _make_room(self, name: str) -> bool:
+        """At overflow a line (or an alert) evicts the oldest expendable signal (a silence
+        report or stand-alone metrics, never the head in flight); those never evict a line."""
+        if name in _EXPENDABLE:
+            return False
+        for i, item in enumerate(self._queue):
+            if i > 0 and item.name in _EXPENDABLE:
+                del self._queue[i]
+                self.dropped += 1
+                log.warning("signal_evicted", call_id=self.call_id, signal=item.name)
+                return True
+        return False
+
+    def undelivered(self) -> list[tuple[str, Any]]:
+        """What is still queued, in order (for the spool when the job ends)."""
+        return [(i.name, i.payload) for i in self._queue]
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything queued so far is delivered; False if `timeout` ran out first."""

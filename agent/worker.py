@@ -6,6 +6,7 @@ name; each process reads its configuration from the same environment (`process_c
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from livekit.agents import (
@@ -19,6 +20,7 @@ from livekit.agents import (
 from livekit.protocol import agent as agent_proto
 from temporalio.client import Client
 
+from agent import metrics as turn_metrics
 from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin_token
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
@@ -27,6 +29,7 @@ from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
 from agent.sarah import Sarah
 from agent.signals import ClientFactory, LoggedSignals, SignalQueue
+from agent.spool import Spool
 from agent.supervisor import SupervisorChannel
 from core.log import get_logger
 from core.models import (
@@ -105,6 +108,8 @@ async def entrypoint(ctx: JobContext) -> None:
             coalesce_s=cfg.env.AGENT_TURN_COALESCE_S,
         )
         queue.start()
+        resend = asyncio.create_task(_resend_spool(cfg, spool_dir=cfg.env.AGENT_SPOOL_DIR))
+        resend.add_done_callback(lambda t: None if t.cancelled() else t.exception())
     interim = None
     if not console:
         token = room_admin_token(
@@ -124,8 +129,10 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     dealership = Dealership(cfg.settings.database_url)
 
+    spool = Spool(cfg.env.AGENT_SPOOL_DIR)
+
     async def finish(reason: str) -> None:
-        delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S)
+        delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S, spool)
         await dealership.aclose()
         log.info("call_finished", call_id=call_id, reason=reason, all_signals=delivered_all)
 
@@ -144,6 +151,7 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     session = new_session(cfg, vad=ctx.proc.userdata["vad"])
     bridge.attach(session)
+    bridge.on_metrics = turn_metrics.observe
     bridge.watch_room(ctx.room)
     ProviderGuard(session, bridge, call_id=call_id).attach()
     sarah = Sarah(
@@ -181,6 +189,16 @@ async def entrypoint(ctx: JobContext) -> None:
     )
 
 
+async def _resend_spool(cfg: AgentConfig, *, spool_dir: str) -> None:
+    """What earlier jobs on this machine could not deliver, sent now (in the background)."""
+    try:
+        sent = await Spool(spool_dir).resend(await connect_temporal(cfg.settings))
+        if sent:
+            log.info("spool_sent", count=sent)
+    except Exception as exc:  # noqa: BLE001 - the spool stays for the next job; the call goes on
+        log.warning("spool_not_sent", error=repr(exc))
+
+
 def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
     """The call's session, built in plain sight from the configured models."""
     return AgentSession(
@@ -207,6 +225,11 @@ def build_server(cfg: AgentConfig) -> AgentServer:
         initialize_process_timeout=30.0,
         # a job's last step is flushing its signals; give it the time that takes
         shutdown_process_timeout=cfg.env.AGENT_FLUSH_TIMEOUT_S + 15.0,
+        prometheus_port=cfg.env.AGENT_PROMETHEUS_PORT or None,
+        # job processes record into files that the worker's /metrics collects
+        prometheus_multiproc_dir=cfg.env.AGENT_PROMETHEUS_DIR
+        if cfg.env.AGENT_PROMETHEUS_PORT
+        else None,
     )
     server.rtc_session(entrypoint, agent_name=cfg.agent_name)
     return server

@@ -229,6 +229,12 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class RejoinRequest(Strict):
+    """The customer's earlier token for this call (it may have expired, by up to an hour)."""
+
+    token: str = Field(min_length=20, max_length=4096, description="the call's last customer token")
+
+
 class CallCreated(BaseModel):
     call_id: str
     room_name: str

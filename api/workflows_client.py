@@ -21,9 +21,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core.models import (
     QUERY_GET_STATE,
+    UPDATE_ISSUE_TOKEN,
     CallConfig,
     CallResult,
     CallState,
+    IssueTokenRequest,
     TokenGrant,
     call_workflow_id,
 )
@@ -95,6 +97,17 @@ class CallsClient:
                 "the call could not be set up right now; try again", code="call_setup_failed"
             ) from exc
         except RPCError as exc:
+            raise temporal_error(exc, call_id) from exc
+
+    async def reissue_token(self, call_id: str) -> TokenGrant:
+        """A fresh customer token for a call under way (`issue_token` on the running
+        workflow): 409 once the call has ended, 404 for no such live call."""
+        handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        try:
+            return await handle.execute_update(
+                UPDATE_ISSUE_TOKEN, IssueTokenRequest(), result_type=TokenGrant
+            )
+        except (RPCError, WorkflowUpdateFailedError) as exc:
             raise temporal_error(exc, call_id) from exc
 
     async def state(self, call_id: str) -> dict[str, Any] | None:

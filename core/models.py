@@ -237,11 +237,17 @@ class ParticipantLeft:
 
 @dataclass
 class AgentMetrics:
+    """One turn's latency figures (seconds), each named for what it measures."""
+
     id: str
-    end_of_utterance_delay_s: float | None = None
-    time_to_first_token_s: float | None = None
+    end_of_utterance_delay_s: float | None = None  # end of speech -> turn judged over
+    time_to_first_token_s: float | None = None  # LLM time to first token
+    # TTS time to first byte (kept under its old name for running workflows and histories).
     time_to_first_audio_s: float | None = None
     at: str = ""
+    stt_delay_s: float | None = None  # end of speech -> final transcript
+    # End of the customer's speech -> Sarah starts answering: what the customer waits.
+    end_to_end_latency_s: float | None = None
 
 
 @dataclass

@@ -280,6 +280,12 @@ class CallLedger:
 
 
 def metrics_data(sig: m.AgentMetrics) -> dict:
-    return {"id": sig.id, "end_of_utterance_delay_s": sig.end_of_utterance_delay_s,
+    data = {"id": sig.id, "end_of_utterance_delay_s": sig.end_of_utterance_delay_s,
             "time_to_first_token_s": sig.time_to_first_token_s,
             "time_to_first_audio_s": sig.time_to_first_audio_s, "at": sig.at}  # fmt: skip
+    # Newer agents label each figure (TTS TTFB is `time_to_first_audio_s`, kept as it was).
+    if sig.stt_delay_s is not None or sig.end_to_end_latency_s is not None:
+        data["stt_delay_s"] = sig.stt_delay_s
+        data["end_to_end_latency_s"] = sig.end_to_end_latency_s
+        data["tts_ttfb_s"] = sig.time_to_first_audio_s
+    return data

@@ -2,24 +2,37 @@
 `api.admission` (calls waiting for their customer; live calls per client).
 
 Both start a `CallWorkflow` by update-with-start and answer with the token the workflow issued;
-`/api/get-token` keeps the seed widget's request and response shape.
+`/api/get-token` keeps the seed widget's request and response shape. `/api/calls/{id}/rejoin`
+gives a customer whose connection dropped a fresh token for the same call: the proof is the
+customer's earlier token for it (signed by us, that call's room and customer identity; expired
+by up to an hour is fine), and the call's workflow refuses once the call has ended.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import jwt
+from livekit import api as lkapi
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from api import ratelimit, store
 from api.admission import Admission
-from api.docs import endpoint
-from api.errors import ApiError
+from api.docs import call_id_param, endpoint
+from api.errors import ApiError, Forbidden
 from api.metrics import CALLS_STARTED
-from api.schemas import CallCreated, CreateCallRequest, GetTokenRequest, SeedTokenResponse
-from api.validation import parse_body
+from api.schemas import (
+    CallCreated,
+    CreateCallRequest,
+    GetTokenRequest,
+    RejoinRequest,
+    SeedTokenResponse,
+)
+from api.validation import check_call_id, parse_body
 from api.workflows_client import CallsClient
 from core.log import get_logger
-from core.models import TokenGrant, new_call_id
+from core.models import TokenGrant, customer_identity, new_call_id, room_name_for
 
 log = get_logger("api.customers")
 bp = Blueprint("customers")
@@ -64,6 +77,10 @@ async def create_call(request: Request) -> HTTPResponse:
     ratelimit.enforce(request)
     body = parse_body(request, CreateCallRequest, allow_empty=True)
     grant = await _start_call(request, body.customer_name)
+    return _created(grant)
+
+
+def _created(grant: TokenGrant) -> HTTPResponse:
     return json(
         CallCreated(
             call_id=grant.call_id,
@@ -102,3 +119,40 @@ async def get_token(request: Request) -> HTTPResponse:
             expires_at=grant.expires_at,
         ).model_dump()
     )
+
+
+@bp.post("/api/calls/<call_id:str>/rejoin")
+@endpoint(
+    "Rejoin a call after a dropped connection",
+    tag="customer",
+    ok=201,
+    body=RejoinRequest,
+    response=CallCreated,
+    errors=(403, 404, 409, 422, 429, 503),
+    description="A fresh token for the same call, proven by the customer's earlier token.",
+)
+@call_id_param()
+async def rejoin(request: Request, call_id: str) -> HTTPResponse:
+    ratelimit.enforce(request)
+    check_call_id(call_id)
+    body = parse_body(request, RejoinRequest)
+    settings = request.app.ctx.settings
+    verifier = lkapi.TokenVerifier(
+        settings.LIVEKIT_API_KEY.get_secret_value(),
+        settings.LIVEKIT_API_SECRET.get_secret_value(),
+        leeway=REJOIN_TOKEN_LEEWAY,
+    )
+    try:
+        claims = verifier.verify(body.token)
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise Forbidden("token: not a token of this call", field="token") from exc
+    room = claims.video.room if claims.video is not None else ""
+    if claims.identity != customer_identity(call_id) or room != room_name_for(call_id):
+        raise Forbidden("token: not a token of this call", field="token")
+    grant = await CallsClient(request.app.ctx.res.temporal, settings).reissue_token(call_id)
+    log.info("customer_rejoin_token", call_id=call_id)
+    return _created(grant)
+
+
+# An earlier token proves the caller is this call's customer for this long after it expired.
+REJOIN_TOKEN_LEEWAY = timedelta(hours=1)

@@ -63,6 +63,10 @@ class Room:
     data: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     had_non_agent: bool = False
+    # Seconds the room stays open after its last non-agent left (LiveKit's departure_timeout),
+    # honoured only when the creator asked for one; 0 closes it at once (the default here).
+    departure_wait_s: int = 0
+    departures: int = 0  # non-agent departures so far (a rejoin makes an earlier wait stale)
 
     @property
     def name(self) -> str:
@@ -195,7 +199,7 @@ class Emulator(EgressMixin):
             enabled_codecs=[models.Codec(mime=m) for m in _CODECS],
             version=models.TimedVersion(unix_micro=now // 1000),
         )
-        room = Room(info)
+        room = Room(info, departure_wait_s=req.departure_timeout)
         self.rooms[req.name] = room
         log.info("room_started", room=req.name, sid=info.sid)
         self._emit("room_started", room)
@@ -321,7 +325,19 @@ class Emulator(EgressMixin):
             return
         if any(not q.is_agent for q in room.participants.values()):
             return
+        if room.departure_wait_s:
+            # As LiveKit does: time for the participant to reconnect before the room closes.
+            room.departures += 1
+            self._spawn(self._close_after_departure(room, room.departures), room.tasks)
+            return
         self.close_room(room)
+
+    async def _close_after_departure(self, room: Room, departure: int) -> None:
+        await asyncio.sleep(room.departure_wait_s)
+        if self.rooms.get(room.name) is not room or room.departures != departure:
+            return
+        if not any(not q.is_agent for q in room.participants.values()):
+            self.close_room(room)
 
     def publish_track(
         self,

@@ -75,6 +75,7 @@ async def test_create_room_dispatches_the_agent_explicitly(
     (listed,) = (await lka.lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))).rooms
     assert json.loads(listed.metadata) == {"call_id": call_id}
     assert listed.empty_timeout == 120 and listed.max_participants == 6
+    assert listed.departure_timeout == 60  # a dropped customer finds the room still open
 
 
 async def test_customer_token_grants_joining_that_room_only(

@@ -203,6 +203,8 @@ async def test_session_events_become_signals_in_order_once_each(
     )
     session = text_session()
     bridge.attach(session)
+    observed: list[Any] = []
+    bridge.on_metrics = observed.append
 
     t0 = time.time()
     bridge.agent_joined("agent-sarah")
@@ -222,7 +224,7 @@ async def test_session_events_become_signals_in_order_once_each(
             item=ChatMessage(
                 role="user",
                 content=["I'm looking for a truck."],
-                metrics={"end_of_turn_delay": 0.42},
+                metrics={"end_of_turn_delay": 0.42, "transcription_delay": 0.18},
             )
         ),
     )
@@ -232,6 +234,7 @@ async def test_session_events_become_signals_in_order_once_each(
             "We have three trucks on the lot.",
             llm_node_ttft=0.31,
             tts_node_ttfb=0.22,
+            e2e_latency=1.05,
             started_speaking_at=t0 + 2,
             stopped_speaking_at=t0 + 4,
         ),
@@ -286,6 +289,10 @@ async def test_session_events_become_signals_in_order_once_each(
     [metrics] = fakes.of_kind("agent_metrics")
     assert (metrics.data["end_of_utterance_delay_s"], metrics.data["time_to_first_token_s"],
             metrics.data["time_to_first_audio_s"]) == (0.42, 0.31, 0.22)  # fmt: skip
+    # every figure labelled for what it is
+    assert (metrics.data["stt_delay_s"], metrics.data["tts_ttfb_s"],
+            metrics.data["end_to_end_latency_s"]) == (0.18, 0.22, 1.05)  # fmt: skip
+    assert observed and observed[0].end_to_end_latency_s == 1.05
     assert [e.data["kind"] for e in fakes.of_kind("handoff_requested")] == ["handoff_requested"]
     # the last line is on the call before it started ending
     events = [(e.kind, e.data) for e in (fakes.events[seq] for seq in sorted(fakes.events))]

@@ -244,7 +244,7 @@ async def test_a_taken_slot_is_refused_and_a_retry_is_idempotent(
         result = await session.run(user_input="Book the F-150 then.")
     result.expect.next_event().is_function_call(name="book_test_drive")
     out = result.expect.next_event().is_function_call_output(is_error=True).event().item.output
-    assert "already taken" in out
+    assert "already booked" in out
 
     conn = await asyncpg.connect(pg_dsn)
     try:

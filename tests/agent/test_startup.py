@@ -200,3 +200,24 @@ def test_a_job_finds_its_call() -> None:
     assert call_id_for_job(_job(f"call-{call}", job_meta=json.dumps({"call_id": other}))) == call
     assert call_id_for_job(_job("lobby", job_meta="not json")) is None
     assert call_id_for_job(_job("lobby", job_meta=json.dumps({"call_id": "../etc"}))) is None
+
+
+def test_turn_figures_reach_the_prometheus_histograms(cfg: AgentConfig) -> None:
+    from prometheus_client import REGISTRY
+
+    from agent.metrics import observe
+    from core.models import AgentMetrics
+
+    def count(name: str) -> float:
+        return REGISTRY.get_sample_value(f"callcenter_agent_{name}_seconds_count") or 0.0
+
+    before = {n: count(n) for n in ("stt_delay", "llm_ttft", "tts_ttfb", "end_to_end_latency")}
+    observe(
+        AgentMetrics("m1", time_to_first_token_s=0.3, stt_delay_s=0.2, end_to_end_latency_s=1.1)
+    )
+    assert count("stt_delay") == before["stt_delay"] + 1
+    assert count("llm_ttft") == before["llm_ttft"] + 1
+    assert count("end_to_end_latency") == before["end_to_end_latency"] + 1
+    assert count("tts_ttfb") == before["tts_ttfb"]  # a figure the turn lacks is not made up
+    server = build_server(cfg)
+    assert server._prometheus_port == 9464 and server._prometheus_multiproc_dir

@@ -219,6 +219,7 @@ async def _api_stack_session(
         PAYLOAD_KEYS=PAYLOAD_KEYS,
         SILENCE_ALERT_S=3600,
         AGENT_JOIN_TIMEOUT_S=30,
+        CUSTOMER_REJOIN_GRACE_S=8,  # a rejoin test needs a few seconds; others wait less
     )
     client = await connect_temporal(settings)
     async with running_worker(client, settings), run_api(settings) as api:

@@ -143,6 +143,18 @@ async function startCall(): Promise<void> {
   card.dataset.callId = call.call_id;
   setPhase("connecting");
 
+  current = call;
+  rejoins = 0;
+  await connect(call, mine);
+}
+
+// Reasons after which the call is over for good; any other drop is retried with a fresh token.
+const FINAL_REASONS = new Set(["CLIENT_INITIATED", "ROOM_DELETED", "PARTICIPANT_REMOVED", "DUPLICATE_IDENTITY", "ROOM_CLOSED"]);
+const MAX_REJOINS = 3; // within the call's rejoin grace (30 s by default)
+let current: CallCreated | null = null;
+let rejoins = 0;
+
+async function connect(call: CallCreated, mine: number): Promise<void> {
   try {
     session = await joinRoom({
       url: call.livekit_url,
@@ -158,8 +170,9 @@ async function startCall(): Promise<void> {
         onParticipantLeft: (identity, isAgent) => {
           if (!isAgent) return;
           agentsPresent.delete(identity);
+          // The call brings a new agent (or a person) in: never a hang-up on the customer.
           if (agentsPresent.size === 0 && phase === "in_call") {
-            void hangUp("Sarah ended the call. Thanks for calling CME Auto Sales!");
+            setPhase("waiting", "One moment, reconnecting you to Sarah…");
           }
         },
         onReconnecting: () => statusText.textContent = "Connection lost, reconnecting…",
@@ -185,6 +198,27 @@ async function startCall(): Promise<void> {
   }
   for (const p of session.present()) if (p.isAgent) agentsPresent.add(p.identity);
   setPhase(agentsPresent.size > 0 ? "in_call" : "waiting");
+}
+
+/** The connection dropped mid-call: the same call, a fresh token, the same room. */
+async function rejoin(): Promise<boolean> {
+  const call = current;
+  if (!call || rejoins >= MAX_REJOINS) return false;
+  rejoins += 1;
+  const mine = attempt;
+  setPhase("connecting", "Connection lost, getting you back into the call…");
+  try {
+    const fresh = await apiRequest<CallCreated>("POST", `/api/calls/${encodeURIComponent(call.call_id)}/rejoin`, {
+      body: { token: call.token },
+    });
+    if (mine !== attempt) return true;
+    current = fresh;
+    agentsPresent.clear();
+    await connect(fresh, mine);
+    return true;
+  } catch {
+    return false; // the call has ended meanwhile, or we cannot reach it: say it was disconnected
+  }
 }
 
 function handleRequestError(err: unknown): void {
@@ -215,6 +249,16 @@ function handleRequestError(err: unknown): void {
 function onRoomClosed(reason: string | undefined): void {
   session = null;
   if (hangingUp || phase === "ended" || phase === "failed") return;
+  if (!reason || !FINAL_REASONS.has(reason)) {
+    void rejoin().then((back) => {
+      if (!back) closed(reason);
+    });
+    return;
+  }
+  closed(reason);
+}
+
+function closed(reason: string | undefined): void {
   setPhase("ended");
   const why = reason && reason !== "CLIENT_INITIATED" ? ` (${reason.toLowerCase().replace(/_/g, " ")})` : "";
   showMessage(`The call was disconnected${why}.`, "info");
