@@ -25,6 +25,9 @@ export class CallHeader {
   private readonly banner = h("div", { class: "detail-banner", role: "alert", hidden: true });
   private readonly endButton: HTMLButtonElement;
   private readonly whisperButton: HTMLButtonElement;
+  private readonly takeoverButton: HTMLButtonElement;
+  private takenOver = false;
+  private whisperId: { text: string; id: string } | null = null; // kept until sent: a retry reuses it
   private readonly whisperForm: HTMLFormElement;
   private readonly endForm: HTMLFormElement;
 
@@ -44,6 +47,11 @@ export class CallHeader {
       { type: "button", class: "btn btn-secondary btn-sm", id: "whisper-button", onclick: () => this.toggle(this.whisperForm) },
       icon(ICONS.message),
       "Whisper",
+    );
+    this.takeoverButton = h(
+      "button",
+      { type: "button", class: "btn btn-secondary btn-sm", id: "takeover-button", "aria-pressed": "false", onclick: () => void this.switchSpeaker() },
+      "Take over",
     );
     const reason = h("input", {
       class: "input input-sm",
@@ -108,6 +116,7 @@ export class CallHeader {
           "div",
           { class: "detail-actions" },
           this.whisperButton,
+          this.takeoverButton,
           ...extraActions,
           this.endButton,
           h(
@@ -153,6 +162,7 @@ export class CallHeader {
     const live = this.isLive();
     this.endButton.disabled = !live || c.status === "ending"; // the workflow refuses a second end
     this.whisperButton.disabled = !live;
+    this.takeoverButton.disabled = !live;
     if (!live) {
       this.endForm.hidden = true;
       this.whisperForm.hidden = true;
@@ -224,7 +234,9 @@ export class CallHeader {
     const send = this.whisperForm.querySelector<HTMLButtonElement>("button[type=submit]");
     if (send) send.disabled = true;
     try {
-      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.ctx.callId)}/whisper`, { text });
+      if (this.whisperId?.text !== text) this.whisperId = { text, id: newCommandId() };
+      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.ctx.callId)}/whisper`, { text, id: this.whisperId.id });
+      this.whisperId = null;
       input.value = "";
       this.whisperForm.hidden = true;
       toast("Whisper sent to Sarah.", "success");
@@ -234,4 +246,29 @@ export class CallHeader {
       if (send) send.disabled = false;
     }
   }
+
+  /** Take over from Sarah (she keeps listening) or hand the call back to her; audited by the API. */
+  private async switchSpeaker(): Promise<void> {
+    const action = this.takenOver ? "release" : "takeover";
+    this.takeoverButton.disabled = true;
+    try {
+      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.ctx.callId)}/${action}`, { id: newCommandId() });
+      this.showTakenOver(action === "takeover");
+      toast(action === "takeover" ? "You have the call; Sarah keeps listening." : "Sarah has the call again.", "success");
+    } catch (err) {
+      toast(`Could not ${action === "takeover" ? "take over" : "release"}: ${errorText(err)}`, "error");
+    } finally {
+      this.takeoverButton.disabled = !this.isLive();
+    }
+  }
+
+  showTakenOver(on: boolean): void {
+    this.takenOver = on;
+    this.takeoverButton.textContent = on ? "Release to Sarah" : "Take over";
+    this.takeoverButton.setAttribute("aria-pressed", String(on));
+  }
+}
+
+function newCommandId(): string {
+  return `dash-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 }

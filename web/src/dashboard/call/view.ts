@@ -257,13 +257,33 @@ export class CallView {
         const shown = action === "whisper" && detail ? `Whisper: “${detail}”` : humanize(action);
         timeline("supervisor", `${shown}${by ? ` · ${by}` : ""}${reason ? ` — ${reason}` : ""}`);
         if (action === "whisper" && detail) this.transcript.addNote(event, `Whisper to Sarah: ${detail}`);
+        if (action === "takeover" || action === "release") this.header.showTakenOver(action === "takeover");
         break;
       }
-      case "handoff_requested":
-        this.mark(event, "red", "Customer asked for a human");
-        timeline("alert-red", `Customer asked for a human${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
-        this.transcript.addAlert(event, "keyword", `The customer asked for a human${str(data.detail) ? `: ${str(data.detail)}` : ""}`);
+      case "handoff_requested": {
+        // From Sarah's tool (the customer asked) or from the call itself (agent lost, provider down).
+        const who = str(data.source) === "workflow" || str(data.detail)?.includes("provider") ? "A person is needed" : "Customer asked for a human";
+        const why = `${who}${str(data.detail) ? `: ${str(data.detail)}` : ""}`;
+        this.mark(event, "red", who);
+        timeline("alert-red", why);
+        this.transcript.addAlert(event, "keyword", why);
         break;
+      }
+      case "agent_dispatch":
+        timeline(agentDispatchTone(data), agentDispatchText(data));
+        break;
+      case "customer_connection": {
+        const status = str(data.status);
+        const text =
+          status === "reconnecting"
+            ? `Customer reconnecting (waiting up to ${Math.round(num(data.grace_s) ?? 0)} s)`
+            : status === "rejoined"
+              ? `Customer rejoined after ${Math.round(num(data.away_s) ?? 0)} s`
+              : "Customer did not come back";
+        timeline(status === "rejoined" ? "status" : "alert-amber", text);
+        if (status === "reconnecting") this.transcript.addAlert(event, "silence", "Customer reconnecting…");
+        break;
+      }
       case "agent_alert":
         timeline("alert-amber", `Agent alert: ${humanize(str(data.kind) ?? "alert")}${str(data.detail) ? ` — ${str(data.detail)}` : ""}`);
         break;
@@ -274,4 +294,21 @@ export class CallView {
         timeline("status", humanize(event.type));
     }
   }
+}
+
+function agentDispatchTone(data: Record<string, unknown>): string {
+  const status = str(data.status);
+  return status === "agent_lost" || status === "dispatch_failed" ? "alert-amber" : "status";
+}
+
+function agentDispatchText(data: Record<string, unknown>): string {
+  const status = str(data.status);
+  const attempt = num(data.attempt);
+  const of = num(data.of);
+  const n = attempt !== undefined ? ` (attempt ${attempt}${of !== undefined ? ` of ${of}` : ""})` : "";
+  if (status === "agent_lost") return "Sarah dropped off: dispatching a new agent";
+  if (status === "agent_replaced") return "A new agent took over the call";
+  if (status === "dispatch_failed") return `Agent dispatch failed${n}${str(data.error) ? ` — ${str(data.error)}` : ""}`;
+  const why = str(data.reason) === "room_created" ? "Agent dispatched" : str(data.reason) === "agent_lost" ? "Replacement agent dispatched" : "No agent yet: dispatched again";
+  return `${why}${n}`;
 }
