@@ -308,14 +308,18 @@ async def test_the_live_count_covers_every_active_call_past_one_snapshot_page(
 ) -> None:
     # More active calls than one page (200) of the socket's snapshot: the rest arrive in
     # `snapshot_more` messages, and the dashboard's live count includes them.
+    fillers = [new_call_id() for _ in range(230)]
     await tables.conn.executemany(
         "INSERT INTO calls (call_id, room_name, customer_name, status, created_at) "
         "VALUES ($1, $2, 'Filler', 'in_progress', now() - interval '10 minutes')",
-        [(c, room_name_for(c)) for c in (new_call_id() for _ in range(230))],
+        [(c, room_name_for(c)) for c in fillers],
     )
-    active = await tables.conn.fetchval(
-        "SELECT count(*) FROM calls WHERE status = ANY($1::text[])", ACTIVE_STATUSES
-    )
-    assert active > 200
-    await sign_in(page, web_api.supervisor_token)
-    await expect(page.locator("#active-count")).to_have_text(str(active), timeout=10_000)
+    try:
+        active = await tables.conn.fetchval(
+            "SELECT count(*) FROM calls WHERE status = ANY($1::text[])", ACTIVE_STATUSES
+        )
+        assert active > 200
+        await sign_in(page, web_api.supervisor_token)
+        await expect(page.locator("#active-count")).to_have_text(str(active), timeout=10_000)
+    finally:
+        await tables.conn.execute("DELETE FROM calls WHERE call_id = ANY($1::text[])", fillers)
