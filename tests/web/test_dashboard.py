@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
+from api.store import ACTIVE_STATUSES
+from core.models import new_call_id, room_name_for
 from tests.web.conftest import CallTables, WebApi, screenshot
 
 
@@ -299,3 +301,25 @@ async def test_live_sockets_carry_the_token_as_a_subprotocol_never_in_the_url(
     assert any(f"/ws/calls/{call_id}" in u for u in urls), urls
     # the API refuses `?token=` (4401); these sockets opened, so the token went as `bearer, <t>`
     assert all("token" not in u and web_api.supervisor_token not in u for u in urls), urls
+
+
+async def test_the_live_count_covers_every_active_call_past_one_snapshot_page(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    # More active calls than one page (200) of the socket's snapshot: the rest arrive in
+    # `snapshot_more` messages, and the dashboard's live count includes them.
+    fillers = [new_call_id() for _ in range(230)]
+    await tables.conn.executemany(
+        "INSERT INTO calls (call_id, room_name, customer_name, status, created_at) "
+        "VALUES ($1, $2, 'Filler', 'in_progress', now() - interval '10 minutes')",
+        [(c, room_name_for(c)) for c in fillers],
+    )
+    try:
+        active = await tables.conn.fetchval(
+            "SELECT count(*) FROM calls WHERE status = ANY($1::text[])", ACTIVE_STATUSES
+        )
+        assert active > 200
+        await sign_in(page, web_api.supervisor_token)
+        await expect(page.locator("#active-count")).to_have_text(str(active), timeout=10_000)
+    finally:
+        await tables.conn.execute("DELETE FROM calls WHERE call_id = ANY($1::text[])", fillers)
