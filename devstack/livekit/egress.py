@@ -157,7 +157,7 @@ class EgressMixin:
         if eg.upload is None:
             if self.config.serve_recordings:
                 return f"{self.base_url}/_emulator/recordings/{eg.id}.ogg", False
-            return str(path), False  # Egress's local storage reports the file's path
+            return filename, False  # Egress's local storage reports the path it wrote
         backup = None
         if self.config.backup_bucket:
             backup = (self._default_storage() or eg.upload).with_bucket(self.config.backup_bucket)

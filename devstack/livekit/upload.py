@@ -59,6 +59,7 @@ def s3_location(target: S3Target, key: str) -> str:
 
 def put_file(target: S3Target, path: Path, key: str) -> str:
     """Upload `path` to `key` (blocking); the location. Raises UploadFailed("S3 upload failed: ...")."""
+    import urllib3
     from minio import Minio
     from minio.error import MinioException
 
@@ -74,7 +75,7 @@ def put_file(target: S3Target, path: Path, key: str) -> str:
     )
     try:
         client.fput_object(target.bucket, key, str(path), content_type=CONTENT_TYPE)
-    except (MinioException, OSError, ValueError) as exc:
+    except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         raise UploadFailed(f"S3 upload failed: {_s3_error_text(exc)}") from exc
     return s3_location(target, key)
 

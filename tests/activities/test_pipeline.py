@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import uuid
 from typing import Any
@@ -47,8 +48,9 @@ def stored_sha256(s3: Any, key: str) -> str:
 
 
 async def test_an_emulator_recording_is_stored_with_its_duration(
-    livekit_emulator: LiveKitEmulator, s3: Any
+    livekit_emulator: LiveKitEmulator, s3: Any, caplog: Any
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     lk = livekit_emulator
     call_id = m.new_call_id()
     room = m.room_name_for(call_id)
@@ -66,6 +68,7 @@ async def test_an_emulator_recording_is_stored_with_its_duration(
         out = lk.handle.emulator.egresses[ref.egress_id].info.room_composite.file_outputs[0]
         assert out.disable_manifest and out.s3.bucket == "egress" and out.s3.force_path_style
         assert out.s3.secret == "{redacted}"  # LiveKit never echoes storage credentials
+        assert s3.secret_key not in repr(upload) and s3.secret_key not in caplog.text
 
         async def active() -> bool:
             return (await Run()(live.get_egress, ref)).status == "EGRESS_ACTIVE"
@@ -100,6 +103,9 @@ async def test_an_emulator_recording_is_stored_with_its_duration(
     shorter = m.RecordingInput(**{**inp.__dict__, "call_duration_s": 400.0})
     again = await Run()(storage.download_and_store_recording, shorter)
     assert again.already_stored and again.incomplete  # 95 s of a 400 s call
+    assert s3.secret_key not in caplog.text  # nor the presigned source URL's signature
+    assert "X-Amz-Signature" not in caplog.text
+    assert "egress_started" in caplog.text and "staging_object_deleted" in caplog.text
 
 
 async def test_a_whole_call_on_the_real_activities(

@@ -129,5 +129,15 @@ async def test_primary_and_backup_failing_reports_both(emulator: Any, s3: Any) -
 async def test_without_storage_the_location_is_the_local_path(emulator: Any) -> None:
     info = await _record(emulator, None, "conversations/local.ogg")
     assert info.status == egress_pb.EGRESS_COMPLETE
-    assert info.file_results[0].location.endswith(".ogg")
-    assert not info.file_results[0].location.startswith("http")
+    assert info.file_results[0].location == "conversations/local.ogg"  # as Egress's local storage
+
+
+async def test_an_unreachable_endpoint_fails_the_egress(emulator: Any, s3: Any) -> None:
+    from devstack.services import free_port
+
+    emulator.emulator.config.backup_bucket = ""
+    upload = _upload(s3)
+    upload.endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    info = await _record(emulator, upload, f"conversations/{uuid.uuid4().hex[:20]}.ogg")
+    assert info.status == egress_pb.EGRESS_FAILED
+    assert info.error.startswith("S3 upload failed: operation error S3: PutObject")
