@@ -283,3 +283,51 @@ async def test_failed_recording_offers_retry_to_ops(
     assert request.method == "POST"
     assert request.headers["authorization"] == f"Bearer {web_api.ops_token}"
     await expect(page.locator(".toast-error")).to_contain_text("Retry failed:")
+
+
+async def test_healing_take_over_and_turn_metrics_show(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    call_id = await tables.add_call("Jo Healer")
+    await sign_in(page, web_api.supervisor_token)
+    await page.goto(f"/dashboard#/calls/{call_id}")
+    await expect(page.locator("section.detail .live-pill")).to_have_attribute(
+        "data-state", "open", timeout=10_000
+    )
+    # The shapes CallWorkflow writes when it heals a call.
+    for data in (
+        {"status": "dispatched", "attempt": 1, "of": 3, "reason": "room_created"},
+        {"status": "dispatched", "attempt": 2, "of": 3, "reason": "no_agent_joined"},
+        {"status": "agent_lost", "identity": "agent-1"},
+        {"status": "agent_replaced", "identity": "agent-2", "attempts": 1},
+    ):
+        await tables.add_event(call_id, "agent_dispatch", data)
+    await tables.add_event(
+        call_id, "customer_connection", {"status": "reconnecting", "grace_s": 30}
+    )
+    timeline = page.locator("#timeline")
+    await expect(timeline).to_contain_text(
+        "No agent yet: dispatched again (attempt 2 of 3)", timeout=10_000
+    )
+    await expect(timeline).to_contain_text("Sarah dropped off: dispatching a new agent")
+    await expect(timeline).to_contain_text("A new agent took over the call")
+    await expect(timeline).to_contain_text("Customer reconnecting (waiting up to 30 s)")
+    await expect(page.locator("#transcript")).to_contain_text("Customer reconnecting…")
+
+    await tables.add_event(call_id, "agent_metrics", {
+        "id": "m1", "stt_delay_s": 0.12, "end_of_utterance_delay_s": 0.31,
+        "time_to_first_token_s": 0.42, "time_to_first_audio_s": 0.2, "tts_ttfb_s": 0.2,
+        "end_to_end_latency_s": 1.05})  # fmt: skip
+    for label, shown in (("STT delay", "120 ms"), ("TTS time to first byte", "200 ms"),
+                         ("End-to-end (customer waits)", "1050 ms")):  # fmt: skip
+        await expect(page.locator(f'dt:has-text("{label}") + dd')).to_have_text(
+            shown, timeout=10_000
+        )
+
+    # Take over goes to the audited API with a command id (503 here: no Temporal).
+    async with page.expect_request(f"**/api/calls/{call_id}/takeover") as request_info:
+        await page.locator("#takeover-button").click()
+    sent = json.loads((await request_info.value).post_data or "{}")
+    assert sent["id"].startswith("dash-")
+    await tables.add_event(call_id, "supervisor_action", {"action": "takeover", "by": "sup-1"})
+    await expect(page.locator("#takeover-button")).to_have_text("Release to Sarah", timeout=10_000)
