@@ -102,7 +102,7 @@ async def test_starts_on_real_services_and_stops_on_sigterm(
                 assert line, b"".join(lines).decode()
                 lines.append(line)
         started = next(line for line in lines if b"worker_started" in line).decode()
-        assert f"task_queue={queue}" in started and "activities=12" in started
+        assert f"task_queue={queue}" in started and "activities=13" in started
         # The worker created its bucket with the retention rule.
         assert s3.client.get_bucket_lifecycle(f"worker-{queue}").rules[0].expiration.days == 365
         # It polls the queue for workflow and activity tasks.
