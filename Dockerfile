@@ -21,6 +21,8 @@ RUN uv sync --frozen --no-dev --no-install-project && rm -rf /root/.cache
 COPY . .
 COPY --from=web /src/api/static ./api/static
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app callcenter
+# The agent's spool volume (/spool) starts with this ownership, so the unprivileged user can write it.
+RUN mkdir -p /spool && chown 10001 /spool
 USER 10001
 EXPOSE 8000 8081
 CMD ["python", "-m", "api"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from livekit import rtc
 from livekit.agents import (
     AgentServer,
     AgentSession,
@@ -71,6 +72,14 @@ def call_id_for_job(job: agent_proto.Job) -> str | None:
                 return from_room
             return value
     return from_room
+
+
+def serving_agent(room: rtc.Room) -> str | None:
+    """The identity of another agent already in the room (None: this one serves the call)."""
+    for p in room.remote_participants.values():
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            return str(p.identity)
+    return None
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -149,6 +158,12 @@ async def entrypoint(ctx: JobContext) -> None:
             log.error("resume_context_unavailable", call_id=call_id, error=repr(exc))
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    already = serving_agent(ctx.room)
+    if already is not None:
+        # A dispatch answered late after another one was: one Sarah per call.
+        log.warning("call_already_served", call_id=call_id, agent=already)
+        ctx.shutdown(reason="another agent already serves this call")
+        return
     session = new_session(cfg, vad=ctx.proc.userdata["vad"])
     bridge.attach(session)
     bridge.on_metrics = turn_metrics.observe

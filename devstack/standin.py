@@ -66,7 +66,8 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
         room_admin_token(key, secret, room=room, identity="agent-standin"),
         call_id=call_id,
     )
-    greeting = tomllib.loads(GREETINGS.read_text())[settings.RECORDING_CONSENT.value]
+    entry = tomllib.loads(GREETINGS.read_text())[settings.RECORDING_CONSENT.value]
+    greeting = " ".join(part for part in (entry["disclosure"], entry["rest"]) if part)
     ident = customer_identity(call_id)
     async with aiohttp.ClientSession() as http:
         await http.post(f"{control}/rooms/{room}/participants",

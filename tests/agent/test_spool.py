@@ -71,3 +71,28 @@ async def test_a_full_queue_drops_a_silence_report_before_a_line() -> None:
     assert names == [SIGNAL_TRANSCRIPT] * 10 and queue.dropped == 1  # the line got in
     queue.send(SIGNAL_SILENCE, SilenceSignal(id="s2", speaker="customer", duration_s=30))
     assert queue.pending == 10 and queue.dropped == 2  # a silence report never evicts a line
+
+
+async def test_a_replacement_reads_the_conversation_from_the_workflow(
+    live_call: tuple[str, WorkflowHandle[Any, Any], StandIns],  # noqa: F811
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    from agent.resume import chat_context, conversation_so_far
+
+    call_id, handle, _ = live_call
+    said = [("assistant", "Hello! Welcome to CME Auto Sales."), ("customer", "A Camry, please.")]
+    for i, (speaker, text) in enumerate(said):
+        await handle.signal(
+            SIGNAL_TRANSCRIPT, TranscriptLine(id=f"r{i}", speaker=speaker, text=text)
+        )
+    for _ in range(50):
+        lines = await conversation_so_far(temporal_dev_env.client, call_id)
+        if len(lines) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [(e.speaker, e.text) for e in lines] == said
+    ctx = chat_context(lines)
+    assert [(m.role, m.text_content) for m in ctx.items] == [
+        ("assistant", said[0][1]),
+        ("user", said[1][1]),
+    ]

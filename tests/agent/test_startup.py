@@ -221,3 +221,22 @@ def test_turn_figures_reach_the_prometheus_histograms(cfg: AgentConfig) -> None:
     assert count("tts_ttfb") == before["tts_ttfb"]  # a figure the turn lacks is not made up
     server = build_server(cfg)
     assert server._prometheus_port == 9464 and server._prometheus_multiproc_dir
+
+
+def test_a_late_second_agent_stands_down() -> None:
+    from types import SimpleNamespace
+
+    from livekit import rtc
+
+    from agent.worker import serving_agent
+
+    def room(*kinds: int) -> Any:
+        people = {f"p{i}": SimpleNamespace(identity=f"p{i}", kind=k) for i, k in enumerate(kinds)}
+        return SimpleNamespace(remote_participants=people)
+
+    agent, customer = (
+        rtc.ParticipantKind.PARTICIPANT_KIND_AGENT,
+        rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+    )
+    assert serving_agent(room(customer)) is None
+    assert serving_agent(room(customer, agent)) == "p1"

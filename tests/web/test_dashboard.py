@@ -323,3 +323,52 @@ async def test_the_live_count_covers_every_active_call_past_one_snapshot_page(
         await expect(page.locator("#active-count")).to_have_text(str(active), timeout=10_000)
     finally:
         await tables.conn.execute("DELETE FROM calls WHERE call_id = ANY($1::text[])", fillers)
+
+
+async def test_healing_take_over_and_turn_metrics_show(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    call_id = await tables.add_call("Jo Healer")
+    await sign_in(page, web_api.supervisor_token)
+    await page.goto(f"/dashboard#/calls/{call_id}")
+    await expect(page.locator("section.detail .live-pill")).to_have_attribute(
+        "data-state", "open", timeout=10_000
+    )
+    # The shapes CallWorkflow writes when it heals a call.
+    for data in (
+        {"status": "dispatched", "attempt": 1, "of": 3, "reason": "room_created"},
+        {"status": "dispatched", "attempt": 2, "of": 3, "reason": "no_agent_joined"},
+        {"status": "agent_lost", "identity": "agent-1"},
+        {"status": "agent_replaced", "identity": "agent-2", "attempts": 1},
+    ):
+        await tables.add_event(call_id, "agent_dispatch", data)
+    await tables.add_event(
+        call_id, "customer_connection", {"status": "reconnecting", "grace_s": 30}
+    )
+    timeline = page.locator("#timeline")
+    await expect(timeline).to_contain_text(
+        "No agent yet: dispatched again (attempt 2 of 3)", timeout=10_000
+    )
+    await expect(timeline).to_contain_text("Sarah dropped off: dispatching a new agent")
+    await expect(timeline).to_contain_text("A new agent took over the call")
+    await expect(timeline).to_contain_text("Customer reconnecting (waiting up to 30 s)")
+    await expect(page.locator("#transcript")).to_contain_text("Customer reconnecting…")
+
+    await tables.add_event(call_id, "agent_metrics", {
+        "id": "m1", "stt_delay_s": 0.12, "end_of_utterance_delay_s": 0.31,
+        "time_to_first_token_s": 0.42, "time_to_first_audio_s": 0.2, "tts_ttfb_s": 0.2,
+        "end_to_end_latency_s": 1.05})  # fmt: skip
+    for key, label, shown in (("stt_delay_s", "STT delay", "120 ms"),
+                              ("tts_ttfb_s", "TTS time to first byte", "200 ms"),
+                              ("end_to_end_latency_s", "End to end (customer waits)", "1050 ms")):  # fmt: skip
+        row = page.locator(f'#agent-metrics tr[data-figure="{key}"]')
+        await expect(row.locator("th")).to_have_text(label, timeout=10_000)
+        await expect(row.locator("td").first).to_have_text(shown)
+
+    # Take over goes to the audited API with a command id (503 here: no Temporal).
+    async with page.expect_request(f"**/api/calls/{call_id}/takeover") as request_info:
+        await page.locator("#takeover-button").click()
+    sent = json.loads((await request_info.value).post_data or "{}")
+    assert sent["id"].startswith("dash-")
+    await tables.add_event(call_id, "supervisor_action", {"action": "takeover", "by": "sup-1"})
+    await expect(page.locator("#takeover-button")).to_have_text("Release to Sarah", timeout=10_000)

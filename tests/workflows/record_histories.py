@@ -1,6 +1,6 @@
 """Record histories of real runs of the call workflows into tests/histories/ (for replay tests).
 
-    uv run python -m tests.workflows.record_histories [OUT_DIR]   # default tests/histories
+    uv run python -m tests.workflows.record_histories [OUT_DIR [SCENARIO...]]   # default tests/histories
 
 Runs each scenario on the time-skipping test server with the stand-in activities and saves every
 run's history (each run of a call that continued as new, each run of a replayed recording) as
@@ -54,6 +54,32 @@ async def happy_path(h: Harness) -> list[Run]:
     )
     await handle.result()
     return [(handle.id, handle.first_execution_run_id), (m.recording_workflow_id(call_id), None)]
+
+
+async def healing(h: Harness) -> list[Run]:
+    """A dispatch nobody answers, a customer who drops and rejoins, a lost agent replaced,
+    then one lost for good (a hand-off, the call ends)."""
+    handle, _ = await h.start(recording_consent="off", customer_rejoin_grace_s=30)
+    call_id = handle.id.removeprefix("call-")
+    customer = m.customer_identity(call_id)
+    await h.env.sleep(11)  # the room's dispatch unanswered: dispatched again
+    await until(lambda: h.fakes.count(act.DISPATCH_AGENT) == 1)
+    await handle.signal(
+        CallWorkflow.participant_joined, m.ParticipantJoined("pj1", customer, "customer")
+    )
+    await h.agent_joins(handle)
+    await h.say(handle, "customer", "Do you have a Camry?")
+    await h.customer_leaves(handle)
+    await h.env.sleep(5)
+    await handle.signal(
+        CallWorkflow.participant_joined, m.ParticipantJoined("pj2", customer, "customer")
+    )
+    await handle.signal(CallWorkflow.participant_left, m.ParticipantLeft("al1", AGENT, "agent"))
+    await until(lambda: h.fakes.count(act.DISPATCH_AGENT) == 2)
+    await handle.signal(CallWorkflow.agent_joined, m.AgentJoined("aj2", "agent-2"))
+    await handle.signal(CallWorkflow.participant_left, m.ParticipantLeft("al2", "agent-2", "agent"))
+    await handle.result()
+    return [(handle.id, handle.first_execution_run_id)]
 
 
 async def no_agent(h: Harness) -> list[Run]:
@@ -118,6 +144,7 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "supervisor_ends_with_egress_retry": supervisor_ends_with_egress_retry,
     "continue_as_new": continue_as_new,
     "recording_fails_then_ops_retry": recording_fails_then_ops_retry,
+    "healing": healing,
 }
 
 
@@ -134,16 +161,19 @@ async def save_runs(client: Client, run: Run, out: Path, stem: str, counter: lis
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
 
 
-async def main(out: Path) -> None:
-    if out.exists():
+async def main(out: Path, only: list[str] | None = None) -> None:
+    """Records every scenario into a fresh `out`, or only the named ones (kept beside the rest)."""
+    if out.exists() and not only:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
     )
     try:
         await register_search_attributes(env.client)
         for name, scenario in SCENARIOS.items():
+            if only and name not in only:
+                continue
             async with running_harness(env) as h:
                 ids = await scenario(h)
             counter = [0]
@@ -155,4 +185,4 @@ async def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else HISTORIES))
+    asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else HISTORIES, sys.argv[2:] or None))

@@ -17,7 +17,8 @@ HISTORIES = sorted((Path(__file__).resolve().parent.parent / "histories").glob("
 
 def test_histories_are_recorded() -> None:
     names = {p.name.split(".")[0] for p in HISTORIES}
-    assert {"happy_path", "no_agent", "continue_as_new", "recording_fails_then_ops_retry"} <= names
+    assert {"happy_path", "no_agent", "continue_as_new", "recording_fails_then_ops_retry",
+            "healing"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
