@@ -90,8 +90,10 @@ async def test_a_seek_lands_on_the_line_said_then(
     await expect(lines.nth(1)).to_have_class(re.compile(r"\bplaying\b"))
     assert abs(await _current_time(page) - 6.0) < 0.3
 
-    # Keyboard: a line is a button (Enter plays from it), the scrubber a slider.
-    await lines.nth(0).focus()
+    # Keyboard: each line has a button (Enter plays from it), the scrubber is a slider.
+    seek = lines.nth(0).locator("button.line-seek")
+    await expect(seek).to_have_accessible_name("Play from 0:01")
+    await seek.focus()
     await page.keyboard.press("Enter")
     await expect(lines.nth(0)).to_have_class(re.compile(r"\bplaying\b"))
     assert abs(await _current_time(page) - 1.0) < 0.3

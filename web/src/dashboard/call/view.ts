@@ -67,7 +67,7 @@ export class CallView {
     this.transcript = new TranscriptPanel(ctx);
     this.recording = new RecordingPanel(ctx, {
       onTime: (at, playing) => this.transcript.highlightAt(at, playing),
-      onReady: () => this.transcript.enableSeek((at) => this.recording.seek(at)),
+      onReady: (origin) => this.transcript.enableSeek((at) => this.recording.seek(at), origin),
       markers: () => this.markers,
       fallbackOriginMs: () => Date.parse(this.call.agent_joined_at ?? this.call.created_at ?? "") || Date.now(),
     });
