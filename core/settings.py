@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     CODEC_SESSION_TTL_S: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
     CODEC_OIDC_ISSUER: str | None = Field(None, description="issuer (iss) of the UI's tokens")
     CODEC_OIDC_AUDIENCE: str | None = Field(None, description="audience (aud) they must name")
-    CODEC_OIDC_JWKS_URL: str | None = Field(None, description="default <issuer>/.well-known/jwks.json")
+    CODEC_OIDC_JWKS_URL: str | None = Field(
+        None, description="default <issuer>/.well-known/jwks.json"
+    )
     CODEC_OIDC_ROLES_CLAIM: str = "roles"  # a claim listing roles; supervisor or admin may decode
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)

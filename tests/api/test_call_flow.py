@@ -152,8 +152,8 @@ async def test_a_whole_call_through_the_api(
     assert audio == stored and audio[:4] == b"OggS"
     assert len(audio) == link["size_bytes"] and hashlib.sha256(audio).hexdigest() == link["sha256"]
     assert link["duration_s"] > 0
-    # Playback has a time zero: the egress's start (LiveKit's, once an event carries it).
-    assert link["clock"] in ("egress", "event") and link["started_at"]
+    # Playback's time zero is the egress's start as LiveKit reported it (egress_updated).
+    assert link["clock"] == "egress" and link["started_at"]
     assert [s["url"] for s in link["segments"]] == [link["url"]]
 
     r = await api.http("GET", f"/api/calls/{call_id}/transcript?after=0", token=OPS)

@@ -8,7 +8,7 @@
 
 import { ApiError, isRecord, wsUrl, type CallDetail, type CallEvent, type CallSummary } from "../../shared/api";
 import { clear, h } from "../../shared/dom";
-import { formatDuration, humanize } from "../../shared/format";
+import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { LiveSocket } from "../../shared/live";
 import { api, token } from "../session";
 import { speakerName, toast } from "../ui";
@@ -233,6 +233,8 @@ export class CallView {
         let text: string;
         if (typeof data.consent === "string" || typeof data.consent === "boolean") {
           text = `Recording consent: ${String(data.consent)}`;
+        } else if (!status && str(data.started_at)) {
+          text = `Recording clock: LiveKit started the egress at ${formatClock(str(data.started_at))}`;
         } else {
           const retry = data.will_retry === true ? " (will retry)" : "";
           text = `Recording: ${humanize(status ?? "updated")}${error ? ` — ${error}` : ""}${retry}`;
