@@ -98,7 +98,7 @@ async def test_report_document(web_api: WebApi, tables: CallTables) -> None:
     assert summary["time_to_first_token_s"]["p50_s"] == 0.35
     assert summary["tts_ttfb_s"] == {"label": "TTS first byte", "count": 3, "p50_s": 0.11,
                                      "p95_s": 0.12, "max_s": 0.12}  # fmt: skip
-    assert summary["stt_delay"]["label"] == "Stt delay"
+    assert summary["stt_delay"]["label"] == "STT delay"
     assert len(r["latency"]["turns"]) == 5
     segs = r["recording"]["segments"]
     assert r["recording"]["status"] == "stored" and segs[0]["duration_s"] == 42.0

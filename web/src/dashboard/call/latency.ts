@@ -10,20 +10,22 @@ import { h } from "../../shared/dom";
 import { humanize } from "../../shared/format";
 import { panelSection } from "./context";
 
+// Figure names (a key minus its `_s` unit suffix) as supervisors read them; as api/report.py.
 const LABELS: Record<string, string> = {
-  stt_delay_s: "STT delay",
-  end_of_utterance_delay_s: "End of utterance",
-  transcription_delay_s: "Transcription delay",
-  time_to_first_token_s: "LLM first token",
-  llm_ttft_s: "LLM first token",
-  tts_ttfb_s: "TTS first byte",
-  time_to_first_audio_s: "First audio",
-  end_to_end_s: "End to end",
-  e2e_s: "End to end",
+  stt_delay: "STT delay",
+  end_of_utterance_delay: "End of utterance",
+  transcription_delay: "Transcription delay",
+  time_to_first_token: "LLM first token",
+  llm_ttft: "LLM first token",
+  tts_ttfb: "TTS first byte",
+  time_to_first_audio: "First audio",
+  end_to_end: "End to end",
+  e2e: "End to end",
 };
 
 export function figureLabel(key: string): string {
-  return LABELS[key] ?? humanize(key.replace(/_s$/, ""));
+  const base = key.replace(/_s$/, "");
+  return LABELS[base] ?? humanize(base);
 }
 
 /** The labelled figures (seconds) of one `agent_metrics` event. */

@@ -14,6 +14,7 @@ export class TranscriptPanel {
   readonly element: HTMLElement;
   private readonly list = h("ol", { class: "transcript", id: "transcript", "aria-live": "polite" });
   private readonly empty = h("p", { class: "transcript-empty" }, "Waiting for the conversation to start…");
+  private readonly title = h("h2", {}, "Live transcript");
   private readonly interim = new Map<string, HTMLElement>();
   private finals = 0;
   private playing: HTMLElement | null = null;
@@ -24,7 +25,7 @@ export class TranscriptPanel {
     this.element = h(
       "section",
       { class: "panel transcript-panel" },
-      h("header", { class: "panel-head" }, h("h2", {}, "Live transcript")),
+      h("header", { class: "panel-head" }, this.title),
       h("div", { class: "transcript-scroll", id: "transcript-scroll" }, this.empty, this.list),
     );
   }
@@ -35,6 +36,7 @@ export class TranscriptPanel {
   }
 
   setLive(live: boolean): void {
+    this.title.textContent = live ? "Live transcript" : "Transcript";
     this.empty.textContent = live ? "Waiting for the conversation to start…" : "No transcript was recorded for this call.";
   }
 
@@ -51,7 +53,7 @@ export class TranscriptPanel {
     const li = this.line(
       kind,
       speakerName(speaker, this.ctx.call().customer_name),
-      event.at ?? str(data.ended_at) ?? null,
+      str(data.started_at) ?? event.at ?? str(data.ended_at) ?? null, // when it was said
       text,
       confidence !== undefined && confidence < 0.999 && h("span", { class: "line-conf" }, `${Math.round(confidence * 100)}%`),
     );
