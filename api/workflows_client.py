@@ -149,14 +149,14 @@ class CallsClient:
     async def outcome(self, call_id: str) -> dict[str, Any]:
         """What Temporal says of the call for its report: the workflow's status and, once it
         completed, its result. Never raises: an unreachable Temporal is part of the answer."""
-        handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        handle = self.client.get_workflow_handle(call_workflow_id(call_id), result_type=CallResult)
         timeout = timedelta(seconds=3)
         try:
             desc = await handle.describe(rpc_timeout=timeout)
             status = desc.status.name if desc.status is not None else "UNKNOWN"
             result = None
             if desc.status == WorkflowExecutionStatus.COMPLETED:
-                done = await handle.result(result_type=CallResult, rpc_timeout=timeout)
+                done = await handle.result(rpc_timeout=timeout)
                 result = dataclasses.asdict(done)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:

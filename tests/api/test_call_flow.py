@@ -156,6 +156,17 @@ async def test_a_whole_call_through_the_api(
     assert link["clock"] == "egress" and link["started_at"]
     assert [s["url"] for s in link["segments"]] == [link["url"]]
 
+    # The post-call report joins the event log with the workflow's own result.
+    r = await api.http("GET", f"/api/calls/{call_id}/report", token=SUPERVISOR)
+    assert r.status == 200, r.body
+    report = r.body
+    assert [(x["speaker"], x["text"]) for x in report["transcript"]] == LINES
+    assert report["workflow"]["source"] == "temporal" and report["workflow"]["status"] == "COMPLETED"
+    assert report["workflow"]["result"]["line_count"] == len(LINES)
+    assert report["workflow"]["result"]["recording"]["sha256"] == link["sha256"]
+    assert report["recording"]["segments"][0]["clock"] == "egress"
+    assert "whisper" in [a["action"] for a in report["supervisor_actions"]]
+
     r = await api.http("GET", f"/api/calls/{call_id}/transcript?after=0", token=OPS)
     assert [(x["speaker"], x["text"]) for x in r.body["lines"]] == LINES
     r = await api.http("GET", f"/api/calls/{call_id}/transcript?after={seqs[1]}", token=OPS)
