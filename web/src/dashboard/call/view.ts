@@ -193,7 +193,9 @@ export class CallView {
         const text = `Silence for ${secs !== undefined ? Math.round(secs) + " s" : "a while"}${who}`;
         this.transcript.addAlert(event, "silence", text);
         timeline("alert-amber", text);
-        this.mark(event, "amber", text);
+        // On the timeline where the quiet began (`since`), not where the alert fired.
+        const since = Date.parse(str(data.since) ?? "");
+        this.mark(event, "amber", text, Number.isFinite(since) ? since : undefined);
         this.updateCall({ silence_alerts: Math.max(this.call.silence_alerts, this.silenceSeen) });
         break;
       }
