@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY_SRC := core db devstack workflows activities api agent ops worker.py bench tests
 
-.PHONY: dev test setup web browser compose lint typecheck pytest clean-devstack
+.PHONY: dev test setup web browser compose lint typecheck pytest clean-devstack screenshots
 
 setup:  ## uv, the locked environment, and the web assets
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -26,6 +26,11 @@ typecheck:
 
 pytest:
 	uv run pytest
+
+screenshots: setup browser  ## docs/screenshots/*.png, taken by the browser tests themselves
+	DOCS_SCREENSHOTS=1 uv run pytest tests/web/test_widget.py tests/web/test_dashboard.py \
+	  tests/web/test_playback.py tests/web/test_report.py tests/web/test_search.py \
+	  tests/web/test_temporal_ui.py -q
 
 browser:  ## Debian's Chromium for the browser tests (Playwright's own download does not work here)
 	@if [ ! -x /usr/bin/chromium ]; then \

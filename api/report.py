@@ -14,16 +14,18 @@ from typing import Any
 
 from core.models import EventKind as K
 
+# Figure names (a key minus its `_s` unit suffix) as supervisors read them.
 LABELS = {
-    "stt_delay_s": "STT delay",
-    "end_of_utterance_delay_s": "End of utterance",
-    "transcription_delay_s": "Transcription delay",
-    "time_to_first_token_s": "LLM first token",
-    "llm_ttft_s": "LLM first token",
-    "tts_ttfb_s": "TTS first byte",
-    "time_to_first_audio_s": "First audio",
-    "end_to_end_s": "End to end",
-    "e2e_s": "End to end",
+    "stt_delay": "STT delay",
+    "end_of_utterance_delay": "End of utterance",
+    "transcription_delay": "Transcription delay",
+    "time_to_first_token": "LLM time to first token",
+    "llm_ttft": "LLM time to first token",
+    "tts_ttfb": "TTS time to first byte",
+    "time_to_first_audio": "TTS time to first byte",
+    "end_to_end_latency": "End to end (customer waits)",
+    "end_to_end": "End to end",
+    "e2e": "End to end",
 }
 ALERT_KINDS = (K.SILENCE_ALERT, K.KEYWORD_ALERT, K.HANDOFF_REQUESTED, K.AGENT_ALERT)
 # Events that are the outcome of one of Sarah's tools (the tools' own rows are added apart).
@@ -31,9 +33,10 @@ TOOL_KINDS = (K.HANDOFF_REQUESTED,)
 
 
 def label(key: str) -> str:
-    if key in LABELS:
-        return LABELS[key]
-    name = key.removesuffix("_s").replace("_", " ")
+    base = key.removesuffix("_s")
+    if base in LABELS:
+        return LABELS[base]
+    name = base.replace("_", " ")
     return name[:1].upper() + name[1:]
 
 

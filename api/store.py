@@ -204,14 +204,19 @@ async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | No
 async def get_recording_segments(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
     """Every stored recording of a call, in the order they were stored, each with its time zero
     (`started_at`, `clock`) from the `recording` event that started its egress."""
+    # LiveKit's own start (a `recording` event carrying started_at for this egress) wins over
+    # when the workflow saw the egress start (the `recording` event with status recording).
     rows = await pool.fetch(
         "SELECT r.bucket, r.object_key, r.egress_id, r.size_bytes, r.duration_s, r.sha256, "
-        "r.incomplete, r.stored_at, s.data->>'started_at' AS egress_started_at, s.at AS seen_at "
-        "FROM recordings r LEFT JOIN LATERAL (SELECT e.data, e.at FROM call_events e "
-        "  WHERE e.call_id = r.call_id AND e.kind = 'recording' "
-        "  AND e.data->>'status' = 'recording' "
-        "  AND (e.data->>'egress_id' = r.egress_id OR e.data->>'egress_id' IS NULL) "
-        "  ORDER BY (e.data->>'egress_id' = r.egress_id) DESC NULLS LAST, e.seq LIMIT 1) s ON true "
+        "r.incomplete, r.stored_at, lk.data->>'started_at' AS egress_started_at, "
+        "seen.at AS seen_at FROM recordings r "
+        "LEFT JOIN LATERAL (SELECT e.data FROM call_events e WHERE e.call_id = r.call_id "
+        "  AND e.kind = 'recording' AND e.data->>'egress_id' = r.egress_id "
+        "  AND coalesce(e.data->>'started_at', '') <> '' ORDER BY e.seq LIMIT 1) lk ON true "
+        "LEFT JOIN LATERAL (SELECT e.at FROM call_events e WHERE e.call_id = r.call_id "
+        "  AND e.kind = 'recording' AND e.data->>'status' = 'recording' "
+        "  AND coalesce(e.data->>'egress_id', r.egress_id) = r.egress_id "
+        "  ORDER BY e.seq LIMIT 1) seen ON true "
         "WHERE r.call_id = $1 ORDER BY r.stored_at, r.object_key",
         call_id,
     )

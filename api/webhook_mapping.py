@@ -56,7 +56,7 @@ def egress_update(signal_id: str, info: EgressInfo) -> EgressUpdate:
     state = egress_state(info)  # one mapping for webhooks and for the activity that polls
     return EgressUpdate(
         id=signal_id, egress_id=state.egress_id, status=state.status, error=state.error,
-        file=state.file,
+        file=state.file, started_at=state.started_at,
     )  # fmt: skip
 
 

@@ -299,6 +299,8 @@ class EgressUpdate:
     status: str  # LiveKit EgressStatus name, e.g. EGRESS_ACTIVE, EGRESS_COMPLETE
     error: str = ""
     file: RecordingFile | None = None
+    # LiveKit's EgressInfo.started_at (ISO 8601): the recording's time zero, set once active.
+    started_at: str = ""
 
 
 @dataclass

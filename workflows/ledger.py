@@ -35,6 +35,8 @@ S = m.CallStatus
 R = m.RecordingStatus
 K = m.EventKind
 TRANSCRIPT_PAGE = 500
+# Emits a `recording` event with LiveKit's egress start when an egress report first carries it.
+PATCH_EGRESS_CLOCK = "egress-clock-event"
 
 
 def now() -> float:
@@ -140,7 +142,7 @@ class CallLedger:
             self.emit(K.RECORDING, {"consent": self.s.consent, "at": sig.at})
 
     def egress_report(self, upd: m.EgressUpdate) -> None:
-        report = m.EgressState(upd.egress_id, upd.status, upd.error, upd.file)
+        report = m.EgressState(upd.egress_id, upd.status, upd.error, upd.file, upd.started_at)
         eg = self.s.egress
         if eg is None or eg.egress_id != upd.egress_id:
             # Out of order (before start_egress's result) or an older egress: keep for later.
@@ -149,6 +151,11 @@ class CallLedger:
             return
         was_failed = egress_failed_without_file(eg)
         self.s.egress = merge_egress(eg, report)
+        if not eg.started_at and self.s.egress.started_at and workflow.patched(PATCH_EGRESS_CLOCK):
+            # LiveKit's own start: the time zero the dashboard plays transcript and audio against.
+            self.emit(
+                K.RECORDING, {"egress_id": eg.egress_id, "started_at": self.s.egress.started_at}
+            )
         if not was_failed and egress_failed_without_file(self.s.egress):
             self.egress_failed()
 
@@ -159,7 +166,8 @@ class CallLedger:
         self.s.egress = merge_egress(info, early) if early else info
         self.s.egress_started_at = now()
         self.s.recording_error = ""
-        self.set_recording(R.RECORDING, egress_id=info.egress_id)
+        clock = {"started_at": self.s.egress.started_at} if self.s.egress.started_at else {}
+        self.set_recording(R.RECORDING, egress_id=info.egress_id, **clock)
         if egress_failed_without_file(self.s.egress):
             self.egress_failed()
 

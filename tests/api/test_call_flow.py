@@ -165,9 +165,20 @@ async def test_a_whole_call_through_the_api(
     assert audio == stored and audio[:4] == b"OggS"
     assert len(audio) == link["size_bytes"] and hashlib.sha256(audio).hexdigest() == link["sha256"]
     assert link["duration_s"] > 0
-    # Playback has a time zero: the egress's start (LiveKit's, once an event carries it).
-    assert link["clock"] in ("egress", "event") and link["started_at"]
+    # Playback's time zero is the egress's start as LiveKit reported it (egress_updated).
+    assert link["clock"] == "egress" and link["started_at"]
     assert [s["url"] for s in link["segments"]] == [link["url"]]
+
+    # The post-call report joins the event log with the workflow's own result.
+    r = await api.http("GET", f"/api/calls/{call_id}/report", token=SUPERVISOR)
+    assert r.status == 200, r.body
+    report = r.body
+    assert [(x["speaker"], x["text"]) for x in report["transcript"]] == LINES
+    assert report["workflow"]["source"] == "temporal" and report["workflow"]["status"] == "COMPLETED"
+    assert report["workflow"]["result"]["line_count"] == len(LINES)
+    assert report["workflow"]["result"]["recording"]["sha256"] == link["sha256"]
+    assert report["recording"]["segments"][0]["clock"] == "egress"
+    assert "whisper" in [a["action"] for a in report["supervisor_actions"]]
 
     r = await api.http("GET", f"/api/calls/{call_id}/transcript?after=0", token=OPS)
     assert [(x["speaker"], x["text"]) for x in r.body["lines"]] == LINES

@@ -235,11 +235,29 @@ async def stack_page(browser: Browser, api_stack: ApiStack) -> AsyncIterator[Pag
         await ctx.close()
 
 
+# The product as README shows it: these pages, saved to docs/screenshots/ by `make screenshots`
+# (DOCS_SCREENSHOTS=1), so the pictures always come from the tests of the code they show.
+PRODUCT_SHOTS = {
+    "widget-idle": "the customer's Call widget",
+    "dashboard-call-detail": "a live call: transcript, alerts, actions",
+    "dashboard-playback": "an ended call replayed in step with its transcript",
+    "dashboard-report": "the post-call report and latency panel",
+    "dashboard-search": "search with a shareable URL",
+    "temporal-ui-calls": "the Temporal Web UI listing calls by search attribute",
+    "temporal-ui-decoded": "a transcript line decoded in the Temporal Web UI",
+}
+DOCS_SHOTS = ROOT / "docs" / "screenshots"
+
+
 async def screenshot(page: Page, name: str) -> None:
-    """Save a full-page PNG under $WEB_SCREENSHOTS (for looking at; never committed)."""
+    """Save a full-page PNG under $WEB_SCREENSHOTS (for looking at; never committed), and a
+    product shot under docs/screenshots/ when DOCS_SCREENSHOTS is set."""
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+    if os.environ.get("DOCS_SCREENSHOTS") and name in PRODUCT_SHOTS:
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(DOCS_SHOTS / f"{name}.png"))
 
 
 # --- the workflow's side of the database -----------------------------------------------------

@@ -96,9 +96,9 @@ async def test_report_document(web_api: WebApi, tables: CallTables) -> None:
     eou = summary["end_of_utterance_delay_s"]
     assert (eou["count"], eou["p50_s"], eou["p95_s"], eou["max_s"]) == (5, 0.4, 1.5, 1.5)
     assert summary["time_to_first_token_s"]["p50_s"] == 0.35
-    assert summary["tts_ttfb_s"] == {"label": "TTS first byte", "count": 3, "p50_s": 0.11,
+    assert summary["tts_ttfb_s"] == {"label": "TTS time to first byte", "count": 3, "p50_s": 0.11,
                                      "p95_s": 0.12, "max_s": 0.12}  # fmt: skip
-    assert summary["stt_delay"]["label"] == "Stt delay"
+    assert summary["stt_delay"]["label"] == "STT delay"
     assert len(r["latency"]["turns"]) == 5
     segs = r["recording"]["segments"]
     assert r["recording"]["status"] == "stored" and segs[0]["duration_s"] == 42.0
@@ -129,7 +129,7 @@ async def test_dashboard_shows_latency_and_the_report(
     await expect(eou.locator("svg[role=img]")).to_have_attribute(
         "aria-label", "End of utterance per turn: 300 ms, 500 ms, 200 ms, 400 ms, 1500 ms"
     )
-    await expect(latency.locator('tr[data-figure="tts_ttfb_s"] th')).to_have_text("TTS first byte")
+    await expect(latency.locator('tr[data-figure="tts_ttfb_s"] th')).to_have_text("TTS time to first byte")
 
     await page.get_by_role("button", name="Report").click()
     await expect(page.locator("#report-button")).to_have_attribute("aria-expanded", "true")

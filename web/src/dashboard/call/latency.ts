@@ -1,7 +1,7 @@
 /**
  * Agent latency per turn, from `agent_metrics` events: for every labelled figure an event carries
  * (any number under a key ending in `_s`, or in a nested `figures` map: STT delay, end of
- * utterance, LLM first token, TTS first byte, end to end…), the call's p50 and p95 and a
+ * utterance, LLM time to first token, TTS time to first byte, end to end…), the call's p50 and p95 and a
  * sparkline of its value turn by turn. The same reading as the report's (api/report.py).
  */
 
@@ -10,21 +10,23 @@ import { h } from "../../shared/dom";
 import { humanize } from "../../shared/format";
 import { panelSection } from "./context";
 
+// Figure names (a key minus its `_s` unit suffix) as supervisors read them; as api/report.py.
 const LABELS: Record<string, string> = {
-  stt_delay_s: "STT delay",
-  end_of_utterance_delay_s: "End of utterance",
-  transcription_delay_s: "Transcription delay",
-  time_to_first_token_s: "LLM time to first token",
-  llm_ttft_s: "LLM time to first token",
-  tts_ttfb_s: "TTS time to first byte",
-  time_to_first_audio_s: "TTS time to first byte",
-  end_to_end_latency_s: "End to end (customer waits)",
-  end_to_end_s: "End to end",
-  e2e_s: "End to end",
+  stt_delay: "STT delay",
+  end_of_utterance_delay: "End of utterance",
+  transcription_delay: "Transcription delay",
+  time_to_first_token: "LLM time to first token",
+  llm_ttft: "LLM time to first token",
+  tts_ttfb: "TTS time to first byte",
+  time_to_first_audio: "TTS time to first byte",
+  end_to_end_latency: "End to end (customer waits)",
+  end_to_end: "End to end",
+  e2e: "End to end",
 };
 
 export function figureLabel(key: string): string {
-  return LABELS[key] ?? humanize(key.replace(/_s$/, ""));
+  const base = key.replace(/_s$/, "");
+  return LABELS[base] ?? humanize(base);
 }
 
 /** The labelled figures (seconds) of one `agent_metrics` event. */

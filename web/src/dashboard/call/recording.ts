@@ -15,8 +15,8 @@ import { Player, type Marker, type Segment } from "./playback";
 export interface PlaybackHooks {
   /** The audio moved: `atMs` is the instant heard, on the call's clock. */
   onTime(atMs: number, playing: boolean): void;
-  /** A player is ready: lines may now seek it. */
-  onReady(): void;
+  /** A player is ready: lines may now seek it (`originMs`: the recording's time zero). */
+  onReady(originMs: number): void;
   markers(): Marker[];
   /** Time zero when the API knows no start for the recording (ms since the epoch). */
   fallbackOriginMs(): number;
@@ -145,7 +145,7 @@ export class RecordingPanel {
         "Download",
       ),
     );
-    this.hooks.onReady();
+    this.hooks.onReady(player.originMs());
   }
 
   /** The segments on the call's clock; today's single-file answer is one segment. */

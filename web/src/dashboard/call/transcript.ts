@@ -6,7 +6,7 @@
 import type { CallEvent } from "../../shared/api";
 import { isRecord } from "../../shared/api";
 import { h } from "../../shared/dom";
-import { formatClock } from "../../shared/format";
+import { formatClock, formatDuration } from "../../shared/format";
 import { speakerName } from "../ui";
 import { num, str, type CallContext } from "./context";
 
@@ -14,16 +14,18 @@ export class TranscriptPanel {
   readonly element: HTMLElement;
   private readonly list = h("ol", { class: "transcript", id: "transcript", "aria-live": "polite" });
   private readonly empty = h("p", { class: "transcript-empty" }, "Waiting for the conversation to start…");
+  private readonly title = h("h2", {}, "Live transcript");
   private readonly interim = new Map<string, HTMLElement>();
   private finals = 0;
   private playing: HTMLElement | null = null;
   private seek: ((atMs: number) => void) | null = null;
+  private originMs = 0;
 
   constructor(private readonly ctx: CallContext) {
     this.element = h(
       "section",
       { class: "panel transcript-panel" },
-      h("header", { class: "panel-head" }, h("h2", {}, "Live transcript")),
+      h("header", { class: "panel-head" }, this.title),
       h("div", { class: "transcript-scroll", id: "transcript-scroll" }, this.empty, this.list),
     );
   }
@@ -34,6 +36,7 @@ export class TranscriptPanel {
   }
 
   setLive(live: boolean): void {
+    this.title.textContent = live ? "Live transcript" : "Transcript";
     this.empty.textContent = live ? "Waiting for the conversation to start…" : "No transcript was recorded for this call.";
   }
 
@@ -50,7 +53,7 @@ export class TranscriptPanel {
     const li = this.line(
       kind,
       speakerName(speaker, this.ctx.call().customer_name),
-      event.at ?? str(data.ended_at) ?? null,
+      str(data.started_at) ?? event.at ?? str(data.ended_at) ?? null, // when it was said
       text,
       confidence !== undefined && confidence < 0.999 && h("span", { class: "line-conf" }, `${Math.round(confidence * 100)}%`),
     );
@@ -92,16 +95,16 @@ export class TranscriptPanel {
     this.scrollToEnd();
   }
 
-  /** Lines become buttons that play the recording from where they were said. */
-  enableSeek(seek: (atMs: number) => void): void {
+  /** Each line gets a button that plays the recording from where it was said (a click anywhere
+   * on the line does the same); `originMs` is the recording's time zero, for the button's label. */
+  enableSeek(seek: (atMs: number) => void, originMs: number): void {
     if (this.seek) return;
     this.seek = seek;
+    this.originMs = originMs;
     for (const li of this.list.querySelectorAll<HTMLElement>("li[data-at]")) this.makeSeekable(li);
-    this.list.addEventListener("click", (event) => this.seekFrom(event.target));
-    this.list.addEventListener("keydown", (event) => {
-      if (event.key !== "Enter" && event.key !== " ") return;
-      event.preventDefault();
-      this.seekFrom(event.target);
+    this.list.addEventListener("click", (event) => {
+      const li = (event.target as HTMLElement | null)?.closest<HTMLElement>("li[data-at]");
+      if (li && this.seek) this.seek(Number(li.dataset.at));
     });
   }
 
@@ -123,15 +126,11 @@ export class TranscriptPanel {
   }
 
   private makeSeekable(li: HTMLElement): void {
-    li.tabIndex = 0;
-    li.setAttribute("role", "button");
-    const who = li.querySelector(".line-speaker")?.textContent ?? "";
-    li.setAttribute("aria-label", `Play from here: ${who}, ${li.querySelector(".line-text")?.textContent ?? ""}`);
-  }
-
-  private seekFrom(target: EventTarget | null): void {
-    const li = (target as HTMLElement | null)?.closest<HTMLElement>("li[data-at]");
-    if (li && this.seek) this.seek(Number(li.dataset.at));
+    const at = Number(li.dataset.at);
+    const clock = formatDuration(Math.max(0, (at - this.originMs) / 1000));
+    const button = h("button", { type: "button", class: "line-seek", title: "Play the recording from here" }, `▶ ${clock}`);
+    button.setAttribute("aria-label", `Play from ${clock}`);
+    li.querySelector(".line-meta")?.appendChild(button);
   }
 
   addAlert(event: CallEvent, kind: "silence" | "keyword", text: string): void {

@@ -8,7 +8,7 @@
 
 import { ApiError, isRecord, wsUrl, type CallDetail, type CallEvent, type CallSummary } from "../../shared/api";
 import { clear, h } from "../../shared/dom";
-import { formatDuration, humanize } from "../../shared/format";
+import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { LiveSocket } from "../../shared/live";
 import { api, token } from "../session";
 import { speakerName, toast } from "../ui";
@@ -67,7 +67,7 @@ export class CallView {
     this.transcript = new TranscriptPanel(ctx);
     this.recording = new RecordingPanel(ctx, {
       onTime: (at, playing) => this.transcript.highlightAt(at, playing),
-      onReady: () => this.transcript.enableSeek((at) => this.recording.seek(at)),
+      onReady: (origin) => this.transcript.enableSeek((at) => this.recording.seek(at), origin),
       markers: () => this.markers,
       fallbackOriginMs: () => Date.parse(this.call.agent_joined_at ?? this.call.created_at ?? "") || Date.now(),
     });
@@ -194,7 +194,9 @@ export class CallView {
         const text = `Silence for ${secs !== undefined ? Math.round(secs) + " s" : "a while"}${who}`;
         this.transcript.addAlert(event, "silence", text);
         timeline("alert-amber", text);
-        this.mark(event, "amber", text);
+        // On the timeline where the quiet began (`since`), not where the alert fired.
+        const since = Date.parse(str(data.since) ?? "");
+        this.mark(event, "amber", text, Number.isFinite(since) ? since : undefined);
         this.updateCall({ silence_alerts: Math.max(this.call.silence_alerts, this.silenceSeen) });
         break;
       }
@@ -234,6 +236,8 @@ export class CallView {
         let text: string;
         if (typeof data.consent === "string" || typeof data.consent === "boolean") {
           text = `Recording consent: ${String(data.consent)}`;
+        } else if (!status && str(data.started_at)) {
+          text = `Recording clock: LiveKit started the egress at ${formatClock(str(data.started_at))}`;
         } else {
           const retry = data.will_retry === true ? " (will retry)" : "";
           text = `Recording: ${humanize(status ?? "updated")}${error ? ` — ${error}` : ""}${retry}`;
