@@ -190,3 +190,10 @@ async def test_webhook_verification_failures_are_counted(api_stack: ApiStack) ->
         value(after, name, reason="webhook_invalid")
         == value(before, name, reason="webhook_invalid") + 1
     )
+
+
+async def test_metrics_labels_benchmark_at_tiny_size() -> None:
+    from bench.metrics_labels import run as bench
+
+    before, after = await bench(30)
+    assert after.series == before.series and after.body_bytes < before.body_bytes + 2000
