@@ -352,10 +352,14 @@ async def run(
         return EXIT_UNREACHABLE
     except Exception as exc:
         gone = connect.unreachable_from(exc, settings)
-        if gone is None:
-            raise
-        out.note(f"error: {gone}")
-        return EXIT_UNREACHABLE
+        if gone is not None:
+            out.note(f"error: {gone}")
+            return EXIT_UNREACHABLE
+        refused = connect.refusal(exc)
+        if refused is None:
+            raise  # a bug: keep its traceback
+        out.note(f"error: {refused}")
+        return EXIT_FAILED
     finally:
         await ctx.close()
 

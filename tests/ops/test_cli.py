@@ -138,3 +138,8 @@ async def test_saved_views_are_valid_queries_and_documented(api_stack: ApiStack)
         assert f"`{query}`" in readme and name in readme, name
     url = view_url("http://localhost:8233", "default", SAVED_VIEWS["Failed recordings"])
     assert url.endswith("RecordingStatus%20%3D%20%27failed%27")
+
+
+async def test_an_unknown_namespace_is_a_one_line_refusal(api_stack: ApiStack) -> None:
+    r = await ops(api_stack, "recordings", "failed", TEMPORAL_NAMESPACE="no-such-namespace")
+    assert r.code == 1 and r.err.startswith("error: Temporal refused: NOT_FOUND"), r.err
