@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait up to this long for each replay to store its recording (default: don't)",
     )
-    p.add_argument("--concurrency", type=int, default=4, help="replays at once (default 4)")
+    p.add_argument("--concurrency", type=int, default=16, help="replays at once (default 16)")
 
     hist = groups.add_parser("histories", help="workflow histories", parents=[common])
     hs = hist.add_subparsers(dest="command", required=True)
