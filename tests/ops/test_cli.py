@@ -16,7 +16,8 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
-from ops.cli import build_parser, run
+from ops.cli import run
+from ops.parser import build_parser
 from ops.setup import KEYS, tcld_command
 from tests.api.conftest import ADMIN, ApiStack
 from tests.ops.conftest import ops, recorded_call, wait_call
