@@ -70,3 +70,12 @@ def unreachable_from(exc: BaseException, settings: Settings) -> Unreachable | No
             f"{type(exc).__name__}"
         )
     return None
+
+
+def refusal(exc: BaseException) -> str | None:
+    """One line for a server that answered but refused (unknown namespace, unmigrated schema)."""
+    if isinstance(exc, RPCError):
+        return f"Temporal refused: {exc.status.name}: {exc.message}"
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"PostgreSQL refused: {type(exc).__name__}: {exc}"
+    return None

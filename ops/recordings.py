@@ -21,7 +21,7 @@ from core import models as m
 from workflows import ops as wops
 from workflows import search as sa
 
-RETRY_CONCURRENCY = 4
+RETRY_CONCURRENCY = 16  # I/O bound: 4 RPCs each (bench.ops_retry: 16 at once is twice as fast as 4)
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 

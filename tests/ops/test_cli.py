@@ -16,7 +16,8 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
-from ops.cli import build_parser, run
+from ops.cli import run
+from ops.parser import build_parser
 from ops.setup import KEYS, tcld_command
 from tests.api.conftest import ADMIN, ApiStack
 from tests.ops.conftest import ops, recorded_call, wait_call
@@ -138,3 +139,8 @@ async def test_saved_views_are_valid_queries_and_documented(api_stack: ApiStack)
         assert f"`{query}`" in readme and name in readme, name
     url = view_url("http://localhost:8233", "default", SAVED_VIEWS["Failed recordings"])
     assert url.endswith("RecordingStatus%20%3D%20%27failed%27")
+
+
+async def test_an_unknown_namespace_is_a_one_line_refusal(api_stack: ApiStack) -> None:
+    r = await ops(api_stack, "recordings", "failed", TEMPORAL_NAMESPACE="no-such-namespace")
+    assert r.code == 1 and r.err.startswith("error: Temporal refused: NOT_FOUND"), r.err

@@ -72,3 +72,17 @@ async def test_retry_one_then_all_failed_brings_pipelines_to_stored(api_stack: A
 
     text = await ops(api_stack, "recordings", "retry", "--all-failed", first)
     assert text.code == 2 and "not both" in text.err
+
+
+async def test_retry_benchmark_at_tiny_size(api_stack: ApiStack, pg_dsn: str) -> None:
+    from bench.ops_retry import measure
+
+    figures = await measure(
+        api_stack.client,
+        pg_dsn,
+        api_stack.livekit.url,
+        api_stack.settings.TEMPORAL_TASK_QUEUE,
+        3,
+        [2],
+    )
+    assert figures.n == 3 and figures.find_s > 0 and figures.retry_s[2] > 0

@@ -102,3 +102,38 @@ async def test_agent_turns_are_spans_with_the_call_id(
     assert turns, sorted({s.name for s in got})
     assert all((s.attributes or {}).get("call_id") == "traced0call0id00000" for s in turns)
     assert not any("Zanzibar" in str(dict(s.attributes or {})) for s in got)
+
+
+async def test_spans_reach_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OTEL_EXPORTER_OTLP_ENDPOINT set, spans are POSTed as OTLP/HTTP protobuf to
+    `<endpoint>/v1/traces` (a local receiver stands in for the collector)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from devstack.services import free_port
+
+    got: list[tuple[str, str, bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append((request.path, request.content_type, await request.read()))
+        return web.Response(status=200, content_type="application/x-protobuf", body=b"")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    try:
+        provider = telemetry.setup_tracing("callcenter-test")
+        assert provider is not None and telemetry.tracing_enabled()
+        telemetry.tracer("t").start_span("ops-otlp-check").end()
+        assert await asyncio.to_thread(provider.force_flush, 10_000)
+        [(path, ctype, body)] = got
+        assert path == "/v1/traces" and ctype == "application/x-protobuf"
+        assert b"ops-otlp-check" in body and b"callcenter-test" in body
+    finally:
+        telemetry.reset_tracing()
+        await runner.cleanup()

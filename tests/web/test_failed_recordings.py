@@ -47,11 +47,13 @@ async def test_ops_retry_one_and_all_from_the_failed_view(
     await table.locator(f'tr[data-call="{ids[0]}"] button').click()
     await expect(table.locator(f'tr[data-call="{ids[0]}"] .retry-state')).to_have_text("retrying")
     assert retried == [ids[0]]
+    await expect(page.locator("#failed-count")).to_have_text(str(count - 1))
 
     await page.locator("#retry-all").click()
     # the one already retried is not sent again
     await expect(page.locator("#retry-progress")).to_contain_text(f"of {count - 1} retried")
     assert set(ids) <= set(retried) and len(retried) == count == len(set(retried))
+    await expect(page.locator("#failed-count")).to_have_text("0")
     await screenshot(page, "failed-recordings")
 
 

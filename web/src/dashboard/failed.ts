@@ -150,6 +150,8 @@ export class FailedRecordingsView {
       await api("POST", `/api/recordings/${encodeURIComponent(callId)}/retry`);
       if (state) state.textContent = "retrying";
       row?.classList.add("retried");
+      const badge = document.getElementById("failed-count");
+      if (badge) setCount(Math.max(0, Number(badge.textContent) - 1));
       return true;
     } catch (err) {
       const text = err instanceof ApiError ? err.message : String(err);

@@ -1,0 +1,119 @@
+"""The `ops` command line's arguments: every command with `--help` and `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import timedelta
+from pathlib import Path
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d`."""
+    got = _DURATION.match(text.strip())
+    if not got:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return timedelta(**{_UNITS[got.group(2)]: float(got.group(1))})
+
+
+def call_id_arg(text: str) -> str:
+    from core.models import is_call_id
+
+    if not is_call_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a call id")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine output: JSON on stdout")
+    root = argparse.ArgumentParser(
+        prog="python -m ops",
+        description="Ops for the call center: calls, failed recording pipelines, the pre-deploy "
+        "history check, Temporal setup. Settings come from the environment, .env and "
+        ".devstack/env. Exit codes: 0 ok, 1 a check or an action failed, 2 usage, "
+        "3 Temporal or PostgreSQL unreachable.",
+    )
+    root.add_argument("--json", dest="json_root", action="store_true",
+                      help="machine output: JSON on stdout")  # fmt: skip
+    groups = root.add_subparsers(dest="group", metavar="{calls,recordings,histories,temporal}")
+    groups.required = True
+
+    calls = groups.add_parser("calls", help="list, show and erase calls", parents=[common])
+    cs = calls.add_subparsers(dest="command", required=True)
+    p = cs.add_parser("list", help="calls, newest first (PostgreSQL)", parents=[common])
+    p.add_argument("--status", choices=("active", "ended", "all"), default="all")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p = cs.add_parser("show", help="one call: row, recording, erasure", parents=[common])
+    p.add_argument("call_id", type=call_id_arg)
+    p = cs.add_parser(
+        "erase",
+        help="erase a finished call everywhere (EraseCallWorkflow, as DELETE /api/calls/{id})",
+        parents=[common],
+    )
+    p.add_argument("call_id", type=call_id_arg)
+    p.add_argument("--by", default="ops-cli", help="who asks, for the erasure record")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
+    rec = groups.add_parser("recordings", help="failed recording pipelines", parents=[common])
+    rs = rec.add_subparsers(dest="command", required=True)
+    p = rs.add_parser(
+        "failed",
+        help="pipelines whose latest run failed, and why (RecordingStatus='failed')",
+        parents=[common],
+    )
+    p.add_argument("--since", type=duration, help="only those failed within e.g. 24h, 7d")
+    p = rs.add_parser(
+        "retry",
+        help="replay failed pipelines (workflows.ops.retry_recording), with a progress bar",
+        parents=[common],
+    )
+    p.add_argument("call_ids", nargs="*", type=call_id_arg, metavar="CALL_ID")
+    p.add_argument("--all-failed", action="store_true", help="every failed pipeline")
+    p.add_argument("--since", type=duration, help="with --all-failed: failed within e.g. 24h")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for each replay to store its recording (default: don't)",
+    )
+    p.add_argument("--concurrency", type=int, default=16, help="replays at once (default 16)")
+
+    hist = groups.add_parser("histories", help="workflow histories", parents=[common])
+    hs = hist.add_subparsers(dest="command", required=True)
+    p = hs.add_parser(
+        "check",
+        help="replay running and recent histories against this code (run before every deploy); "
+        "exits 1 on non-determinism",
+        parents=[common],
+    )
+    p.add_argument("--since", type=duration, default=timedelta(days=2),
+                   help="closed within this long (default 2d); running ones always")  # fmt: skip
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    p.add_argument("--task-queue", help="default TEMPORAL_TASK_QUEUE")
+    p.add_argument("--files", type=Path, metavar="PATH",
+                   help="replay exported JSON histories (a file or a folder) instead")  # fmt: skip
+    p = hs.add_parser(
+        "export",
+        help="a call's history as Temporal stores it (payloads stay encrypted)",
+        parents=[common],
+    )
+    p.add_argument("call_id", type=call_id_arg)
+    p.add_argument("--recording", action="store_true", help="the recording pipeline's instead")
+    p.add_argument("-o", "--output", type=Path, help="write to this file (default stdout)")
+
+    tmp = groups.add_parser("temporal", help="Temporal namespace setup", parents=[common])
+    ts = tmp.add_subparsers(dest="command", required=True)
+    p = ts.add_parser(
+        "setup",
+        help="register the search attributes (or print the Temporal Cloud command) and "
+        "create/update the retention schedule",
+        parents=[common],
+    )
+    p.add_argument("--no-schedule", action="store_true", help="skip the retention schedule")
+    return root
