@@ -21,6 +21,8 @@ TINY: dict[str, tuple[list[str], str, int]] = {
     "api_call_latency": (["--n", "3", "--warmup", "1"], "bare update-with-start", 400),
     "ws_latency": (["--calls", "3", "--rounds", "2", "--period", "1"], "signal -> WebSocket", 400),
     "calls": (["--calls", "3", "--lines", "2", "--workers", "2"], "history events per call", 500),
+    "ops_retry": (["--n", "2"], "recordings retry --all-failed", 400),
+    "metrics_labels": (["--n", "20"], "api_requests_total series", 300),
 }
 # Modules of bench/ that are helpers, not benchmarks.
 HELPERS = {"__init__", "stack", "fixtures", "bare"}
