@@ -211,7 +211,8 @@ async def product_side(
     all_in = asyncio.Event()
     last_delivery = [0.0]
     meter = ProcessMeter({"worker": lambda: stack.processes("worker.py"),
-                          "api": lambda: stack.processes("-m api")})  # fmt: skip
+                          "api": lambda: stack.processes("-m api"),
+                          "temporal": lambda: stack.processes("start-dev")})  # fmt: skip
 
     async def shared() -> Client:
         return client
@@ -341,7 +342,8 @@ async def bare_side(
     side = Side("bare", calls=n)
     sent: dict[str, float] = {}
     progress = Progress("bare", n * lines)
-    meter = ProcessMeter({"worker": lambda: [bare]})
+    meter = ProcessMeter({"worker": lambda: [bare],
+                          "temporal": lambda: stack.processes("start-dev")})  # fmt: skip
     ids: list[str] = []
 
     async def shared() -> Client:
@@ -432,6 +434,7 @@ def report(sides: list[Side]) -> None:
     row("worker peak RSS per live call", lambda s: s.peak_rss["worker"] / max(1, s.calls), "MiB")
     row("worker RSS growth per live call",
         lambda s: (s.peak_rss["worker"] - s.base_rss["worker"]) / max(1, s.calls), "MiB")  # fmt: skip
+    row("Temporal server CPU (whole server)", lambda s: s.cpu["temporal"], "%")
     print(f"{'API CPU per 100 live calls':42}{prod.cpu['api'] * per100(prod):10.1f} %")
     print(f"{'API peak RSS per 100 live calls':42}{prod.peak_rss['api'] * per100(prod):10.1f} MiB")
     for s in sides:
