@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import aiohttp
 import asyncpg
@@ -58,6 +59,9 @@ class Side:
     calls: int = 0
     setup_ms: list[float] = field(default_factory=list)
     line_ms: list[float] = field(default_factory=list)
+    # product only: the line's split at the workflow's timestamp on its event
+    to_workflow_ms: list[float] = field(default_factory=list)
+    from_workflow_ms: list[float] = field(default_factory=list)
     lines_sent: int = 0
     talk_s: float = 0.0  # from the first line spoken to the last one delivered
     events_per_call: float = 0.0
@@ -211,7 +215,9 @@ async def product_side(
     all_in = asyncio.Event()
     last_delivery = [0.0]
     meter = ProcessMeter({"worker": lambda: stack.processes("worker.py"),
-                          "api": lambda: stack.processes("-m api")})  # fmt: skip
+                          "api": lambda: stack.processes("-m api"),
+                          "temporal": lambda: stack.processes("start-dev"),
+                          "bench": lambda: [psutil.Process()]})  # fmt: skip
 
     async def shared() -> Client:
         return client
@@ -244,6 +250,9 @@ async def product_side(
                     if had is not None:
                         now = time.time()
                         side.line_ms.append((now - had) * 1000)
+                        at = datetime.fromisoformat(event["at"]).timestamp()
+                        side.to_workflow_ms.append((at - had) * 1000)
+                        side.from_workflow_ms.append((now - at) * 1000)
                         last_delivery[0] = now
                         progress.done += 1
                         progress.tick()
@@ -341,7 +350,9 @@ async def bare_side(
     side = Side("bare", calls=n)
     sent: dict[str, float] = {}
     progress = Progress("bare", n * lines)
-    meter = ProcessMeter({"worker": lambda: [bare]})
+    meter = ProcessMeter({"worker": lambda: [bare],
+                          "temporal": lambda: stack.processes("start-dev"),
+                          "bench": lambda: [psutil.Process()]})  # fmt: skip
     ids: list[str] = []
 
     async def shared() -> Client:
@@ -432,6 +443,12 @@ def report(sides: list[Side]) -> None:
     row("worker peak RSS per live call", lambda s: s.peak_rss["worker"] / max(1, s.calls), "MiB")
     row("worker RSS growth per live call",
         lambda s: (s.peak_rss["worker"] - s.base_rss["worker"]) / max(1, s.calls), "MiB")  # fmt: skip
+    row("Temporal server CPU (whole server)", lambda s: s.cpu["temporal"], "%")
+    row("this benchmark's own CPU (agents, sockets)", lambda s: s.cpu["bench"], "%")
+    for label, ms in (("  of which line -> workflow event time", prod.to_workflow_ms),
+                      ("  of which event time -> dashboard", prod.from_workflow_ms)):  # fmt: skip
+        if ms:
+            print(f"{label:42} p50 {percentile(ms, 50):8.1f} ms   p99 {percentile(ms, 99):8.1f} ms")
     print(f"{'API CPU per 100 live calls':42}{prod.cpu['api'] * per100(prod):10.1f} %")
     print(f"{'API peak RSS per 100 live calls':42}{prod.peak_rss['api'] * per100(prod):10.1f} MiB")
     for s in sides:
