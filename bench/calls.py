@@ -463,6 +463,8 @@ async def main(calls: int, lines: int, workers: int, interim: bool, seed: int) -
         running_stack(
             workers=workers,
             RATE_LIMIT_PER_MINUTE="1000000",
+            MAX_WAITING_CALLS="1000000",  # one address starts every call
+            MAX_CALLS_PER_CLIENT="1000000",
             AGENT_JOIN_TIMEOUT_S="3600",
             CUSTOMER_JOIN_TIMEOUT_S="3600",
             SILENCE_ALERT_S="3600",
