@@ -287,8 +287,10 @@ async def chaos_stack() -> AsyncIterator[ChaosStack]:
         up.write_env_file(values)
     finally:
         up.STATE, up.ENV_FILE = saved
+    # The emulator keeps (and serves, debug only) each file it uploaded: the check compares the
+    # stored recording with the bytes LiveKit produced.
     env = {**up.read_env_file(directory / "env"), "DEVSTACK_DIR": str(directory),
-           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+           "PYTHONUNBUFFERED": "1", "LIVEKIT_EMULATOR_SERVE_RECORDINGS": "1"}  # fmt: skip
     settings = load_settings(_env_file=str(directory / "env"))
     infra = {
         "temporal": temporal_dev_server(directory, ports.temporal, ports.temporal_ui),
