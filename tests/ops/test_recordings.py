@@ -1,25 +1,67 @@
-"""`ops recordings failed|retry` on the real stack: recordings whose download failed (the
-emulator answers 404 for them) are found by their search attribute and, once the source is
-back, replayed to `stored`, one by id and the rest with `--all-failed`."""
+"""`ops recordings failed|retry` on the real stack: recordings whose pipeline failed (their staged
+egress file was not an Ogg file when the pipeline read it) are found by their search attribute
+and, once the staged file is sound again, replayed to `stored`, one by id and the rest with
+`--all-failed`."""
 
 from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+from minio import Minio
 
 from tests.api.conftest import ADMIN, OPS, SUPERVISOR, ApiStack
 from tests.ops.conftest import ops, recorded_call, wait_call
 
+NOT_OGG = b"this is not an Ogg file"
+
+
+def _s3(stack: ApiStack) -> Minio:
+    s = stack.settings
+    return Minio(s.MINIO_ENDPOINT, access_key=s.MINIO_ACCESS_KEY.get_secret_value(),
+                 secret_key=s.MINIO_SECRET_KEY.get_secret_value(), secure=False)  # fmt: skip
+
+
+async def _staged(s3: Minio, bucket: str, call_id: str, timeout: float = 30.0) -> str:
+    """The key Egress uploaded the call's file to in the staging bucket, once it is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await asyncio.to_thread(
+            lambda: [o.object_name for o in s3.list_objects(bucket, prefix=f"conversations/{call_id}", recursive=True)]
+        )  # fmt: skip
+        if found:
+            return str(found[0])
+        assert time.monotonic() < deadline, f"no staged file for {call_id}"
+        await asyncio.sleep(0.1)
+
 
 async def _failed_calls(api_stack: ApiStack, n: int) -> list[str]:
-    lk = api_stack.livekit
+    """n calls whose pipeline fails: while `egress_ended` is held back, each staged file is
+    swapped for bytes that are not Ogg (non-retryable); the real files are put back after."""
+    lk, s3, bucket = api_stack.livekit, _s3(api_stack), api_stack.settings.EGRESS_BUCKET
     ids = [await recorded_call(api_stack, f"Retry {i}") for i in range(n)]
-    await lk.set_fault("recording_error", status=404, count=0)
+    await lk.set_fault("webhook_delay", event="egress_ended", delay_s=8.0, count=0)
+    originals: dict[str, tuple[str, bytes]] = {}
     try:
         for call_id in ids:
             r = await api_stack.api.http("POST", f"/api/calls/{call_id}/end", token=ADMIN)
             assert r.status == 200, r.body
         for call_id in ids:
+            key = await _staged(s3, bucket, call_id)
+            body = await asyncio.to_thread(s3.get_object, bucket, key)
+            try:
+                originals[call_id] = (key, body.read())
+            finally:
+                body.close()
+                body.release_conn()
+            await asyncio.to_thread(s3.put_object, bucket, key, io.BytesIO(NOT_OGG), len(NOT_OGG))
+        for call_id in ids:
             await wait_call(api_stack, call_id, recording_status="failed")
     finally:
         await lk.clear_faults()
+        for key, data in originals.values():
+            await asyncio.to_thread(s3.put_object, bucket, key, io.BytesIO(data), len(data))
     return ids
 
 
@@ -30,13 +72,13 @@ async def test_retry_one_then_all_failed_brings_pipelines_to_stored(api_stack: A
     assert listed.code == 0, listed.err
     failed = {f["call_id"]: f for f in listed.json}
     assert {first, *rest} <= set(failed)
-    assert "404" in failed[first]["reason"], failed[first]
+    assert "not an Ogg file" in failed[first]["reason"], failed[first]
 
     # the dashboard's list: ops may read it, supervisors may not
     r = await api_stack.api.http("GET", "/api/recordings?status=failed&limit=500", token=OPS)
     assert r.status == 200, r.body
     rows = {x["call_id"]: x for x in r.body["recordings"]}
-    assert {first, *rest} <= set(rows) and "404" in rows[first]["recording_error"]
+    assert {first, *rest} <= set(rows) and "not an Ogg file" in rows[first]["recording_error"]
     r = await api_stack.api.http("GET", "/api/recordings?status=failed", token=SUPERVISOR)
     assert r.status == 403
 
