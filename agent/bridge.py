@@ -13,15 +13,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
-from livekit import api as lkapi
 from livekit import rtc
 from livekit.agents import (
     AgentSession,
@@ -35,6 +32,9 @@ from livekit.agents.llm import ChatMessage
 
 from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
 from agent.spool import Spool
+
+# Re-exported: bench/calls.py (another branch) imports it from here; drop after the merge.
+from core.livekit import room_admin_token as room_admin_token
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_JOINED,
@@ -126,30 +126,6 @@ class InterimPoster:
         if self._http is not None:
             await self._http.close()
             self._http = None
-
-
-def room_admin_token(
-    api_key: str, api_secret: str, *, room: str, identity: str, ttl_s: float = 900
-) -> Callable[[], str]:
-    """A source of LiveKit JWTs granting `roomAdmin` on `room`, minted anew before they expire.
-    The API accepts these on its internal endpoints for that room's call."""
-    cached: tuple[str, float] | None = None
-
-    def token() -> str:
-        nonlocal cached
-        now = time.monotonic()
-        if cached is None or now > cached[1]:
-            jwt = (
-                lkapi.AccessToken(api_key, api_secret)
-                .with_identity(identity)
-                .with_grants(lkapi.VideoGrants(room_admin=True, room=room))
-                .with_ttl(timedelta(seconds=ttl_s))
-                .to_jwt()
-            )
-            cached = (jwt, now + ttl_s * 0.75)
-        return cached[0]
-
-    return token
 
 
 def _norm(text: str) -> str:

@@ -90,8 +90,12 @@ def call_id_from_room(room_name: str) -> str | None:
     return None
 
 
+# Here, not in core.livekit with the other prefixes, because the workflow names its customer.
+CUSTOMER_IDENTITY_PREFIX = "customer-"
+
+
 def customer_identity(call_id: str) -> str:
-    return f"customer-{call_id}"
+    return f"{CUSTOMER_IDENTITY_PREFIX}{call_id}"
 
 
 def recording_object_key(call_id: str) -> str:

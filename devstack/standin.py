@@ -20,8 +20,9 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.bridge import InterimPoster, room_admin_token
+from agent.bridge import InterimPoster
 from agent.signals import SignalQueue, new_signal_id, utc_now
+from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
 from core.models import (
     SIGNAL_TRANSCRIPT,
@@ -63,7 +64,7 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
     )
     interim = InterimPoster(
         f"http://{settings.API_HOST}:{settings.API_PORT}",
-        room_admin_token(key, secret, room=room, identity="agent-standin"),
+        room_admin_token(key, secret, room=room, identity=f"{AGENT_IDENTITY_PREFIX}standin"),
         call_id=call_id,
     )
     entry = tomllib.loads(GREETINGS.read_text())[settings.RECORDING_CONSENT.value]
