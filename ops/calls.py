@@ -14,8 +14,8 @@ import asyncpg
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from activities.erase import EraseCallInput, EraseCallResult
 from api import store
+from core.models import EraseCallInput, EraseCallResult
 from workflows.erase import EraseCallWorkflow
 
 LIST_COLUMNS = ("call_id", "status", "recording_status", "created_at", "ended_at", "customer_name")

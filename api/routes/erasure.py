@@ -15,16 +15,22 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from activities.erase import EraseCallInput, EraseCallResult
 from api import store
 from api.auth import ERASE, require
 from api.docs import endpoint
 from api.errors import Conflict, NotFound
 from api.schemas import Empty, ErasureResult
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import ERASE_WORKFLOW, CallsClient, erase_workflow_id, temporal_error
+from api.workflows_client import CallsClient, temporal_error
 from core.log import get_logger
-from core.models import call_workflow_id, recording_workflow_id
+from core.models import (
+    ERASE_WORKFLOW,
+    EraseCallInput,
+    EraseCallResult,
+    call_workflow_id,
+    erase_workflow_id,
+    recording_workflow_id,
+)
 
 log = get_logger("api.erasure")
 bp = Blueprint("erasure", url_prefix="/api/calls")
