@@ -30,7 +30,7 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatMessage
 
-from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
+from agent.signals import SignalQueue, SignalSink, iso_from_epoch, new_signal_id, utc_now
 from agent.spool import Spool
 
 # Re-exported: bench/calls.py (another branch) imports it from here; drop after the merge.
@@ -251,7 +251,7 @@ class CallBridge:
                     id=new_signal_id("silence"),
                     speaker="customer",
                     duration_s=self._away_after_s,
-                    at=iso(ev.created_at),
+                    at=iso_from_epoch(ev.created_at),
                 ),
             )
 
@@ -274,8 +274,8 @@ class CallBridge:
                 speaker="customer",
                 text=text,
                 confidence=round(confidence, 4) if confidence is not None else 1.0,
-                started_at=iso(started),
-                ended_at=iso(ev.created_at),
+                started_at=iso_from_epoch(started),
+                ended_at=iso_from_epoch(ev.created_at),
             ),
         )
 
@@ -307,7 +307,7 @@ class CallBridge:
                 end_of_utterance_delay_s=_round(eou),
                 time_to_first_token_s=_round(ttft),
                 time_to_first_audio_s=_round(ttfa),
-                at=iso(ev.created_at),
+                at=iso_from_epoch(ev.created_at),
                 stt_delay_s=_round(stt_delay),
                 end_to_end_latency_s=_round(e2e),
             )
@@ -320,8 +320,8 @@ class CallBridge:
                 speaker="assistant",
                 text=text,
                 confidence=1.0,
-                started_at=iso(started),
-                ended_at=iso(max(ended, started)),
+                started_at=iso_from_epoch(started),
+                ended_at=iso_from_epoch(max(ended, started)),
                 interrupted=item.interrupted,
                 metrics=metrics,
             ),
@@ -331,7 +331,7 @@ class CallBridge:
         # The session emits its last lines before `close`, so they are queued ahead of this.
         if ev.reason == CloseReason.PARTICIPANT_DISCONNECTED and not self._left_sent:
             self._left_sent = True
-            self.customer_left(iso(ev.created_at))
+            self.customer_left(iso_from_epoch(ev.created_at))
         log.info("session_closed", call_id=self.call_id, reason=ev.reason.value)
 
 

@@ -21,7 +21,7 @@ from api import store
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import Integer, String, endpoint, query_param
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from api.livekit_grants import agent_identities, send_command, supervisor_token
+from api.livekit_room import agent_identities, send_command, supervisor_token
 from api.schemas import (
     TRANSCRIPT_PAGE,
     TRANSCRIPT_PAGE_MAX,

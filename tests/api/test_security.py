@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.admission import Admission
 from api.errors import RateLimited, Unavailable
-from api.livekit_grants import supervisor_token
+from api.livekit_room import supervisor_token
 from api.ratelimit import RateLimiter, client_key
 from api.schemas import INTERIM_TEXT_MAX, InterimRequest, json_utf8_size
 from api.workflows_client import temporal_error

@@ -1,4 +1,5 @@
-"""LiveKit tokens the API mints itself (supervisors), and the whisper message to the agent.
+"""The API acting on a call's LiveKit room: the supervisor tokens it mints (grants) and the
+commands it sends the agent in the room (whisper, takeover, release).
 
 A supervisor token is for one room only and lives 15 minutes (a leaked one is soon worthless;
 the dashboard asks for a new one to listen again). `monitor` is hidden and subscribe-only;
