@@ -26,11 +26,11 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatContext, ChatMessage
 
-from agent.bridge import FinalTranscripts
 from agent.dealership import Dealership, DealershipError
 from agent.greetings import PROMPTS, greeting_parts, prompt_texts
 from agent.resume import RESUME_INSTRUCTIONS
 from agent.signals import SignalSink, new_signal_id, utc_now
+from agent.stt_confidence import FinalTranscripts
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_ALERT,

@@ -18,8 +18,8 @@ import signal
 
 import aiohttp
 
-from agent.bridge import InterimPoster
 from agent.greetings import greeting as sarah_greeting
+from agent.interim import InterimPoster
 from agent.signals import SignalQueue, new_signal_id, utc_now
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
