@@ -22,37 +22,7 @@ if TYPE_CHECKING:
     from activities.storage import StorageActivities
     from core.settings import Settings
 
-
-def minio_client(settings: Settings) -> Minio:
-    """The S3 client for `MINIO_*` settings."""
-    from minio import Minio
-
-    return Minio(
-        settings.MINIO_ENDPOINT,
-        access_key=settings.MINIO_ACCESS_KEY.get_secret_value(),
-        secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
-        secure=settings.MINIO_SECURE,
-    )
-
-
-def livekit_http_url(url: str) -> str:
-    """The server API speaks HTTP; LIVEKIT_URL may be the ws(s):// URL clients use."""
-    if url.startswith("ws://"):
-        return "http://" + url[5:]
-    if url.startswith("wss://"):
-        return "https://" + url[6:]
-    return url
-
-
-def livekit_client(settings: Settings) -> LiveKitAPI:
-    """A LiveKit server API client (call inside a running event loop; `aclose()` it)."""
-    from livekit.api import LiveKitAPI
-
-    return LiveKitAPI(
-        livekit_http_url(settings.LIVEKIT_URL),
-        settings.LIVEKIT_API_KEY.get_secret_value(),
-        settings.LIVEKIT_API_SECRET.get_secret_value(),
-    )
+from core.livekit import livekit_client, minio_client
 
 
 def egress_upload(settings: Settings) -> EgressUpload | None:

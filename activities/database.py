@@ -21,10 +21,10 @@ from temporalio.exceptions import ApplicationError
 from activities import types as act
 from core import models as m
 from core.log import get_logger
+from core.notify import EVENTS_CHANNEL, event_notification
 
 log = get_logger("activities.database")
 
-EVENTS_CHANNEL = "call_events"  # api/fanout.py EVENTS_CHANNEL
 T = TypeVar("T")
 
 _ACTIVE = [s.value for s in m.CallStatus if s.is_active]
@@ -111,10 +111,6 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _notification(call_id: str, seq: int, kind: str) -> str:
-    return json.dumps({"call_id": call_id, "seq": seq, "kind": kind})
-
-
 class DatabaseActivities:
     """Built once per worker with an asyncpg pool (any jsonb codec on it does not matter)."""
 
@@ -153,7 +149,7 @@ class DatabaseActivities:
                 await conn.execute(
                     "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
                     EVENTS_CHANNEL,
-                    [_notification(batch.call_id, seq, kind) for seq, kind in new],
+                    [event_notification(batch.call_id, seq, kind) for seq, kind in new],
                 )
         return len(new)
 
@@ -274,5 +270,5 @@ class DatabaseActivities:
         await conn.execute(
             "SELECT pg_notify($1, $2)",
             EVENTS_CHANNEL,
-            _notification(row.call_id, seq, m.EventKind.RECORDING.value),
+            event_notification(row.call_id, seq, m.EventKind.RECORDING.value),
         )

@@ -14,38 +14,18 @@ erasure record is written once (ON CONFLICT DO NOTHING) in the same transaction 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
-ERASE_RECORDING_OBJECT = "erase_recording_object"
-ERASE_CALL_ROWS = "erase_call_rows"
-
-ERR_CALL_STILL_RUNNING = "CallStillRunning"
-
-
-@dataclass
-class EraseCallInput:
-    call_id: str
-    requested_by: str  # principal id of the admin, never a token
-    requested_at: str  # ISO 8601 UTC
-
-
-@dataclass
-class EraseCallResult:
-    call_id: str
-    executions_deleted: int = 0
-    object_deleted: bool = False
-    rows_deleted: int = 0
-
-
-@dataclass
-class EraseRowsInput:
-    request: EraseCallInput
-    executions_deleted: int
-    object_deleted: bool
+from activities.types import (
+    ERASE_CALL_ROWS,
+    ERASE_RECORDING_OBJECT,
+    ERASE_WORKFLOW_EXECUTIONS,
+    ERR_CALL_STILL_RUNNING,
+    EraseRowsInput,
+)
+from core.models import EraseCallInput
 
 
 class EraseActivities:

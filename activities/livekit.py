@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import types as act
 from core import models as m
+from core.livekit import egress_state
 from core.log import get_logger
 
 log = get_logger("activities.livekit")
@@ -65,28 +66,6 @@ def _dispatch_serial(metadata: str) -> int | None:
         return None
     value = data.get("serial") if isinstance(data, dict) else None
     return value if isinstance(value, int) else None
-
-
-def _ns_iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat() if ns else ""
-
-
-def egress_state(info: EgressInfo) -> m.EgressState:
-    """The workflow's view of an EgressInfo (status name, error, the first file's report)."""
-    files = list(info.file_results) or ([info.file] if info.HasField("file") else [])
-    file = None
-    if files and (files[0].location or files[0].filename):
-        f = files[0]
-        file = m.RecordingFile(
-            filename=f.filename, location=f.location, size=int(f.size), duration_s=f.duration / 1e9
-        )
-    return m.EgressState(
-        egress_id=info.egress_id,
-        status=EgressStatus.Name(info.status),
-        error=info.error,
-        file=file,
-        started_at=_ns_iso(info.started_at),
-    )
 
 
 @dataclass(frozen=True)

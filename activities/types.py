@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.models import EraseCallInput
+
 # LiveKit (activities/livekit.py)
 CREATE_ROOM = "create_room"
 MINT_CUSTOMER_TOKEN = "mint_customer_token"
@@ -23,6 +25,10 @@ DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
 RECORD_RECORDING = "record_recording"
+# Erasure (activities/erase.py)
+ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
+ERASE_RECORDING_OBJECT = "erase_recording_object"
+ERASE_CALL_ROWS = "erase_call_rows"
 
 # ApplicationError types the activities raise; the non-retryable ones name input that can never
 # succeed (retrying it would only delay the inevitable).
@@ -34,6 +40,7 @@ ERR_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
 ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
 ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
 ERR_DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+ERR_CALL_STILL_RUNNING = "CallStillRunning"  # erasure refused: the call's workflow still runs
 NON_RETRYABLE_ERRORS = [ERR_INVALID_INPUT, ERR_LIVEKIT_REJECTED, ERR_SOURCE_UNUSABLE]
 
 
@@ -162,3 +169,10 @@ class RecordingRow:
     # `recording` event (sequence number allocated by the database, once per run_id).
     append_event_for_run: str = ""
     at: str = ""
+
+
+@dataclass
+class EraseRowsInput:
+    request: EraseCallInput
+    executions_deleted: int
+    object_deleted: bool

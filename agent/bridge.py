@@ -6,22 +6,16 @@
 - `SignalQueue` (agent/signals.py) delivers signals to one workflow in the order they were
   sent, each at least once (every signal carries an id; the workflow ignores an id it has
   seen). While Temporal is unreachable it keeps them (bounded) and retries with backoff.
-- `InterimPoster` forwards the newest interim customer line to the API and tolerates it failing.
+- `InterimPoster` (agent/interim.py) forwards the newest interim customer line to the API and
+  tolerates it failing; `FinalTranscripts` (agent/stt_confidence.py) lends finals their confidence.
 - `CallBridge` turns the session's events into `core.models` signals.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import unicodedata
-from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-import aiohttp
-from livekit import api as lkapi
 from livekit import rtc
 from livekit.agents import (
     AgentSession,
@@ -33,8 +27,12 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatMessage
 
-from agent.signals import SignalQueue, SignalSink, iso, new_signal_id, utc_now
+# Re-exported with room_admin_token: bench/calls.py imports both from here; drop after the merge.
+from agent.interim import InterimPoster as InterimPoster
+from agent.signals import SignalQueue, SignalSink, iso_from_epoch, new_signal_id, utc_now
 from agent.spool import Spool
+from agent.stt_confidence import FinalTranscripts
+from core.livekit import room_admin_token as room_admin_token
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_JOINED,
@@ -51,128 +49,6 @@ from core.models import (
 )
 
 log = get_logger(__name__)
-
-INTERIM_MAX_CHARS = 1000  # the API's limit (it NOTIFYs the line through PostgreSQL)
-
-
-class InterimPoster:
-    """Sends the newest interim customer line to the API's live path.
-
-    Only the latest line matters (each interim supersedes the last), so while one POST is in
-    flight newer lines replace each other and the next POST carries the newest. Failures are
-    counted and logged, never raised: the live view is best-effort; finals go through Temporal.
-
-    Contract (the API's `POST /internal/calls/{call_id}/interim`): bearer token = a LiveKit JWT
-    signed with our API key/secret granting `roomAdmin` on the call's room (`token()` supplies
-    it); JSON `{"speaker": "customer", "text": str (<= 1000 chars), "id": str}`; 2xx = success.
-    """
-
-    def __init__(
-        self,
-        api_url: str,
-        token: Callable[[], str],
-        *,
-        call_id: str,
-        timeout_s: float = 2.0,
-    ) -> None:
-        self.url = f"{api_url.rstrip('/')}/internal/calls/{call_id}/interim"
-        self.call_id = call_id
-        self._token = token
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._http: aiohttp.ClientSession | None = None
-        self._latest: dict[str, Any] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._seq = 0
-        self.sent = 0
-        self.failures = 0
-
-    def post(self, text: str, *, speaker: str = "customer") -> None:
-        self._seq += 1
-        self._latest = {
-            "speaker": speaker,
-            "text": text[:INTERIM_MAX_CHARS],
-            "id": f"interim-{self._seq}",
-        }
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"interim:{self.call_id}")
-
-    async def _run(self) -> None:
-        while self._latest is not None:
-            body, self._latest = self._latest, None
-            if self._http is None:
-                self._http = aiohttp.ClientSession(timeout=self._timeout)
-            headers = {"Authorization": f"Bearer {self._token()}"}
-            try:
-                async with self._http.post(self.url, json=body, headers=headers) as resp:
-                    if resp.status >= 300:
-                        self._failed(f"HTTP {resp.status}")
-                        continue
-                self.sent += 1
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self._failed(type(exc).__name__)
-
-    def _failed(self, why: str) -> None:
-        self.failures += 1
-        if self.failures == 1 or self.failures % 50 == 0:
-            log.warning(
-                "interim_post_failed", call_id=self.call_id, failures=self.failures, error=why
-            )
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=2.0)
-            if not self._task.done():
-                self._task.cancel()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-
-def room_admin_token(
-    api_key: str, api_secret: str, *, room: str, identity: str, ttl_s: float = 900
-) -> Callable[[], str]:
-    """A source of LiveKit JWTs granting `roomAdmin` on `room`, minted anew before they expire.
-    The API accepts these on its internal endpoints for that room's call."""
-    cached: tuple[str, float] | None = None
-
-    def token() -> str:
-        nonlocal cached
-        now = time.monotonic()
-        if cached is None or now > cached[1]:
-            jwt = (
-                lkapi.AccessToken(api_key, api_secret)
-                .with_identity(identity)
-                .with_grants(lkapi.VideoGrants(room_admin=True, room=room))
-                .with_ttl(timedelta(seconds=ttl_s))
-                .to_jwt()
-            )
-            cached = (jwt, now + ttl_s * 0.75)
-        return cached[0]
-
-    return token
-
-
-def _norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
-
-
-class FinalTranscripts:
-    """Confidence of the STT's final transcripts, noted by the agent's `stt_node` and taken by
-    the bridge when the session reports the same line (the session event carries none)."""
-
-    def __init__(self, maxlen: int = 64) -> None:
-        self._seen: deque[tuple[str, float]] = deque(maxlen=maxlen)
-
-    def note(self, text: str, confidence: float) -> None:
-        self._seen.append((_norm(text), confidence))
-
-    def take(self, text: str) -> float | None:
-        key = _norm(text)
-        while self._seen:
-            seen, confidence = self._seen.popleft()
-            if seen == key:
-                return confidence
-        return None
 
 
 class CallBridge:
@@ -275,7 +151,7 @@ class CallBridge:
                     id=new_signal_id("silence"),
                     speaker="customer",
                     duration_s=self._away_after_s,
-                    at=iso(ev.created_at),
+                    at=iso_from_epoch(ev.created_at),
                 ),
             )
 
@@ -298,8 +174,8 @@ class CallBridge:
                 speaker="customer",
                 text=text,
                 confidence=round(confidence, 4) if confidence is not None else 1.0,
-                started_at=iso(started),
-                ended_at=iso(ev.created_at),
+                started_at=iso_from_epoch(started),
+                ended_at=iso_from_epoch(ev.created_at),
             ),
         )
 
@@ -331,7 +207,7 @@ class CallBridge:
                 end_of_utterance_delay_s=_round(eou),
                 time_to_first_token_s=_round(ttft),
                 time_to_first_audio_s=_round(ttfa),
-                at=iso(ev.created_at),
+                at=iso_from_epoch(ev.created_at),
                 stt_delay_s=_round(stt_delay),
                 end_to_end_latency_s=_round(e2e),
             )
@@ -344,8 +220,8 @@ class CallBridge:
                 speaker="assistant",
                 text=text,
                 confidence=1.0,
-                started_at=iso(started),
-                ended_at=iso(max(ended, started)),
+                started_at=iso_from_epoch(started),
+                ended_at=iso_from_epoch(max(ended, started)),
                 interrupted=item.interrupted,
                 metrics=metrics,
             ),
@@ -355,7 +231,7 @@ class CallBridge:
         # The session emits its last lines before `close`, so they are queued ahead of this.
         if ev.reason == CloseReason.PARTICIPANT_DISCONNECTED and not self._left_sent:
             self._left_sent = True
-            self.customer_left(iso(ev.created_at))
+            self.customer_left(iso_from_epoch(ev.created_at))
         log.info("session_closed", call_id=self.call_id, reason=ev.reason.value)
 
 

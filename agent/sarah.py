@@ -8,11 +8,8 @@ which queues them for the call's workflow.
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from datetime import date, datetime, time, timedelta
-from functools import cache
-from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -29,10 +26,11 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatContext, ChatMessage
 
-from agent.bridge import FinalTranscripts
 from agent.dealership import Dealership, DealershipError
+from agent.greetings import PROMPTS, greeting_parts, prompt_texts
 from agent.resume import RESUME_INSTRUCTIONS
 from agent.signals import SignalSink, new_signal_id, utc_now
+from agent.stt_confidence import FinalTranscripts
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_ALERT,
@@ -46,7 +44,6 @@ from core.settings import RecordingConsent
 log = get_logger(__name__)
 T = TypeVar("T")
 
-PROMPTS = Path(__file__).parent / "prompts"
 # A tool slower than this speaks a short filler, so the customer never waits in silence.
 FILLER_AFTER_S = 1.0
 FILLER = "One moment while I check that for you."
@@ -54,26 +51,10 @@ OPENING_HOURS = (time(9, 0), time(18, 0))  # Monday to Saturday, dealership time
 BOOKING_HORIZON = timedelta(days=60)
 
 
-@cache
-def _greetings() -> dict[str, str]:
-    return tomllib.loads((PROMPTS / "greetings.toml").read_text())
-
-
-def greeting_parts(policy: RecordingConsent) -> tuple[str, str]:
-    """(disclosure, rest): the disclosure is heard in full, the rest may be interrupted."""
-    entry = _greetings()[policy.value]
-    return entry["disclosure"], entry["rest"]
-
-
-def greeting(policy: RecordingConsent) -> str:
-    """The first thing Sarah says; carries the recording disclosure or question per policy."""
-    return " ".join(p for p in greeting_parts(policy) if p)
-
-
 def instructions(policy: RecordingConsent, today: date, *, consent: str = "") -> str:
     """Sarah's instructions. The privacy line says the call is recorded only when it is:
     never under `off`, and under `ask` only once the customer agreed (`consent`)."""
-    texts = _greetings()["instructions"]
+    texts = prompt_texts()["instructions"]
     recorded = policy is RecordingConsent.ANNOUNCE or (
         policy is RecordingConsent.ASK and consent == "granted"
     )

@@ -32,6 +32,7 @@ from livekit.agents import Agent, AgentSession, stt
 
 from agent.bridge import CallBridge
 from agent.signals import new_signal_id, utc_now
+from core.livekit import SUPERVISOR_IDENTITY_PREFIX
 from core.log import get_logger
 from core.models import SIGNAL_TRANSCRIPT, TranscriptLine
 
@@ -42,7 +43,6 @@ COMMANDS = {
     "supervisor.takeover": "takeover",
     "supervisor.release": "release",
 }
-SUPERVISOR_IDENTITY_PREFIX = "supervisor-"
 MAX_WHISPER_CHARS = 1000
 
 Action = Literal["whisper", "takeover", "release"]

@@ -22,16 +22,19 @@ from livekit.protocol import agent as agent_proto
 from temporalio.client import Client
 
 from agent import metrics as turn_metrics
-from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin_token
+from agent.bridge import CallBridge
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
+from agent.interim import InterimPoster
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
 from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
 from agent.sarah import Sarah
 from agent.signals import ClientFactory, LoggedSignals, SignalQueue
 from agent.spool import Spool
+from agent.stt_confidence import FinalTranscripts
 from agent.supervisor import SupervisorChannel
+from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger
 from core.models import (
     call_id_from_room,
@@ -125,7 +128,7 @@ async def entrypoint(ctx: JobContext) -> None:
             cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
             cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
             room=room_name_for(call_id),
-            identity=f"agent-{cfg.agent_name}",
+            identity=f"{AGENT_IDENTITY_PREFIX}{cfg.agent_name}",
         )
         interim = InterimPoster(cfg.api_url, token, call_id=call_id)
     bridge = CallBridge(

@@ -28,7 +28,11 @@ _ERROR_TEXT = {
 }
 
 
-def call_id_param() -> Any:
+# Set on a handler by `api.validation.call_id_path`: `endpoint` then documents the path id.
+CALL_ID_PATH = "__call_id_path__"
+
+
+def _call_id_param() -> Any:
     return openapi.parameter(
         "call_id",
         String(pattern=CALL_ID_RE.pattern, description="server-generated call id"),
@@ -78,7 +82,14 @@ def endpoint(
         kwargs["body"] = RequestBody({"application/json": Component(body)}, required=body_required)
     if secured:
         kwargs["secured"] = {"bearer": []}
-    return openapi.definition(**kwargs)
+    define = openapi.definition(**kwargs)
+
+    def document(handler: F) -> F:
+        if getattr(handler, CALL_ID_PATH, False):
+            handler = _call_id_param()(handler)
+        return define(handler)  # type: ignore[no-any-return]
+
+    return document
 
 
-__all__ = ["Integer", "String", "call_id_param", "endpoint", "query_param"]
+__all__ = ["CALL_ID_PATH", "Integer", "String", "endpoint", "query_param"]

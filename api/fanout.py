@@ -1,6 +1,6 @@
 """Live fan-out: PostgreSQL LISTEN -> WebSocket subscribers, one listener per API process.
 
-The workflow appends each call event to `call_events` and NOTIFYs `EVENTS_CHANNEL` with
+The workflow appends each call event to `call_events` and NOTIFYs `core.notify.EVENTS_CHANNEL` with
 `{"call_id", "seq", "kind"}`; interim transcripts are NOTIFYed on `INTERIM_CHANNEL` with the whole
 message and never stored. Because every API instance LISTENs, any instance can serve any
 dashboard (the fan-out is not in one process's memory).
@@ -25,14 +25,16 @@ from prometheus_client import Counter, Gauge
 
 from api import store
 from api.errors import ValidationFailed
-from api.schemas import NOTIFY_MAX_BYTES
 from core.log import get_logger
 from core.models import EventKind
+from core.notify import (
+    EVENTS_CHANNEL,
+    INTERIM_CHANNEL,
+    NOTIFY_MAX_BYTES,
+    parse_notification,
+)
 
 log = get_logger("api.fanout")
-
-EVENTS_CHANNEL = "call_events"
-INTERIM_CHANNEL = "call_interim"
 
 # Event kinds after which a call's row (status, counters) may have changed for the list view.
 LIST_KINDS = frozenset(
@@ -209,7 +211,7 @@ class LiveHub:
                 # The table is the truth: subscribers that may have missed something catch up.
                 log.warning("live_dispatch_failed", error=type(exc).__name__)
                 for _channel, payload in batch:
-                    call_id = _parse(payload).get("call_id")
+                    call_id = parse_notification(payload).get("call_id")
                     for sub in self._by_call.get(str(call_id), ()):
                         sub.resync()
 
@@ -217,7 +219,7 @@ class LiveHub:
         seqs: dict[str, list[int | None]] = defaultdict(list)
         listed: set[str] = set()
         for channel, payload in batch:
-            data = _parse(payload)
+            data = parse_notification(payload)
             call_id = data.get("call_id")
             if not isinstance(call_id, str):
                 log.warning("live_bad_notification", channel=channel)
@@ -265,15 +267,6 @@ class LiveHub:
             text = json.dumps({"type": "call_updated", "call": call})
             for sub in self._list_subs:
                 sub.offer((None, text))
-
-
-def _parse(payload: str) -> dict[str, Any]:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        # A bare call id is accepted too (the simplest trigger can send only that).
-        return {"call_id": payload} if payload else {}
-    return data if isinstance(data, dict) else {}
 
 
 async def publish_interim(pool: asyncpg.Pool, message: dict[str, Any]) -> None:

@@ -15,7 +15,9 @@ import math
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from sanic import Request
 
@@ -78,6 +80,20 @@ def client_key(address: str) -> str:
     if packed[:12] == _V4_MAPPED:
         return socket.inet_ntop(socket.AF_INET, packed[12:])
     return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
+
+
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+
+
+def rate_limited(handler: H) -> H:
+    """Decorator for the customer endpoints: `enforce` before anything else the route checks."""
+
+    @wraps(handler)
+    async def limited(request: Request, *args: Any, **kwargs: Any) -> Any:
+        enforce(request)
+        return await handler(request, *args, **kwargs)
+
+    return limited  # type: ignore[return-value]
 
 
 def enforce(request: Request) -> None:

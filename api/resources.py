@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from livekit import api as lkapi
-from minio import Minio
 from temporalio.client import Client
 
 from api import store
 from api.errors import Unavailable
 from api.fanout import LiveHub
 from core.codec import codec_from_settings
+from core.livekit import livekit_client, minio_client
 from core.log import get_logger
 from core.settings import Settings
 from core.temporal import connect_temporal
@@ -41,24 +41,13 @@ class Resources:
             settings.LIVEKIT_API_SECRET.get_secret_value(),
         )
         self.webhooks = lkapi.WebhookReceiver(self.token_verifier)
-        self.minio = Minio(
-            settings.MINIO_ENDPOINT,
-            access_key=settings.MINIO_ACCESS_KEY.get_secret_value(),
-            secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
-            secure=settings.MINIO_SECURE,
-            # A fixed region keeps presigning offline (no GetBucketLocation round trip).
-            region=settings.MINIO_REGION,
-        )
+        self.minio = minio_client(settings)
         # Recording links are signed for the host browsers reach (the signature covers it).
         self.presigner = self.minio
         if settings.MINIO_PUBLIC_URL:
             public = urlsplit(settings.MINIO_PUBLIC_URL)
-            self.presigner = Minio(
-                public.netloc,
-                access_key=settings.MINIO_ACCESS_KEY.get_secret_value(),
-                secret_key=settings.MINIO_SECRET_KEY.get_secret_value(),
-                secure=public.scheme == "https",
-                region=settings.MINIO_REGION,
+            self.presigner = minio_client(
+                settings, endpoint=public.netloc, secure=public.scheme == "https"
             )
         # For the Web UI's codec endpoint (None when encryption is off). It shows what history
         # holds, plaintext included; refusing unencrypted input is the workers' and clients' job.
@@ -75,11 +64,7 @@ class Resources:
             self.pool,
             queue_size=self.settings.WS_QUEUE_SIZE,
         )
-        self.livekit = lkapi.LiveKitAPI(
-            _http_url(self.settings.LIVEKIT_URL),
-            self.settings.LIVEKIT_API_KEY.get_secret_value(),
-            self.settings.LIVEKIT_API_SECRET.get_secret_value(),
-        )
+        self.livekit = livekit_client(self.settings)
         self._tasks = [
             asyncio.create_task(self._connect_temporal(), name="connect-temporal"),
             asyncio.create_task(self._start_hub(), name="start-livehub"),
@@ -156,12 +141,3 @@ class Resources:
 
     def status(self) -> dict[str, Any]:
         return {"temporal_connected": self._temporal is not None}
-
-
-def _http_url(url: str) -> str:
-    """The server API speaks HTTP; LIVEKIT_URL may be the ws(s):// URL clients use."""
-    if url.startswith("ws://"):
-        return "http://" + url[5:]
-    if url.startswith("wss://"):
-        return "https://" + url[6:]
-    return url

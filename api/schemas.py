@@ -23,11 +23,10 @@ TEXT_MAX = 500
 INTERIM_TEXT_MAX = 1000  # characters
 CALL_STATUSES = frozenset(s.value for s in CallStatus)
 RECORDING_STATUSES = frozenset(s.value for s in RecordingStatus)
-# pg_notify refuses a payload of 8000 bytes or more, and bytes are what count: the interim
+# pg_notify refuses 8000 bytes or more (core.notify.NOTIFY_MAX_BYTES), and bytes count: the interim
 # message is published as UTF-8 JSON (`json_utf8_size`), where a character costs 1-4 bytes and
 # a control character 6 once escaped. 1000 emoji are 4000 bytes; the envelope stays under 1000.
 INTERIM_TEXT_MAX_BYTES = 6000
-NOTIFY_MAX_BYTES = 7999
 
 
 def json_utf8_size(value: object) -> int:

@@ -36,14 +36,16 @@ async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> async
     )
 
 
-def iso(value: datetime | None) -> str | None:
+def iso_or_none(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def call_row(row: asyncpg.Record) -> dict[str, Any]:
+def call_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A `calls` row as the API answers it (ISO times, `live`); the workflow's
+    `workflows.common.call_row` goes the other way (its state to the row)."""
     out = dict(row)
     for key in ("created_at", "agent_joined_at", "ended_at"):
-        out[key] = iso(out.get(key))
+        out[key] = iso_or_none(out.get(key))
     out["live"] = out["status"] in ACTIVE_STATUSES
     return out
 
@@ -54,21 +56,21 @@ def event_row(row: asyncpg.Record) -> dict[str, Any]:
         "type": row["kind"],
         "call_id": row["call_id"],
         "seq": row["seq"],
-        "at": iso(row["at"]),
+        "at": iso_or_none(row["at"]),
         "data": row["data"],
     }
 
 
 async def get_call(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)
-    return call_row(row) if row else None
+    return call_json(row) if row else None
 
 
 async def get_calls(pool: asyncpg.Pool, call_ids: list[str]) -> list[dict[str, Any]]:
     rows = await pool.fetch(
         f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ANY($1::text[])", call_ids
     )
-    return [call_row(r) for r in rows]
+    return [call_json(r) for r in rows]
 
 
 def encode_cursor(created_at: datetime, call_id: str) -> str:
@@ -105,7 +107,7 @@ async def list_calls(
     next_cursor = (
         encode_cursor(page[-1]["created_at"], page[-1]["call_id"]) if len(rows) > limit else None
     )
-    return [call_row(r) for r in page], next_cursor
+    return [call_json(r) for r in page], next_cursor
 
 
 async def search_calls(
@@ -154,7 +156,7 @@ async def search_calls(
     next_cursor = (
         encode_cursor(page[-1]["created_at"], page[-1]["call_id"]) if len(rows) > limit else None
     )
-    return [call_row(r) for r in page], next_cursor
+    return [call_json(r) for r in page], next_cursor
 
 
 def _escape_like(text: str) -> str:
@@ -226,7 +228,7 @@ async def get_recording_segments(pool: asyncpg.Pool, call_id: str) -> list[dict[
         if seg["egress_started_at"]:
             seg["started_at"], seg["clock"] = seg["egress_started_at"], "egress"
         elif seg["seen_at"] is not None:
-            seg["started_at"], seg["clock"] = iso(seg["seen_at"]), "event"
+            seg["started_at"], seg["clock"] = iso_or_none(seg["seen_at"]), "event"
         else:
             seg["started_at"], seg["clock"] = None, "none"
         segments.append(seg)
@@ -241,7 +243,11 @@ async def test_drives_of(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any
         call_id,
     )
     return [
-        {**dict(r), "scheduled_at": iso(r["scheduled_at"]), "created_at": iso(r["created_at"])}
+        {
+            **dict(r),
+            "scheduled_at": iso_or_none(r["scheduled_at"]),
+            "created_at": iso_or_none(r["created_at"]),
+        }
         for r in rows
     ]
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sanic import Request
 
+from api.docs import CALL_ID_PATH
 from api.errors import ValidationFailed
 from core.models import is_call_id
 
 M = TypeVar("M", bound=BaseModel)
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 _MESSAGES = {
     "missing": "is required",
@@ -82,3 +86,19 @@ def check_call_id(call_id: str) -> str:
     if not is_call_id(call_id):
         raise ValidationFailed("call_id: is not a call id", field="call_id")
     return call_id
+
+
+def call_id_path(handler: H) -> H:
+    """For a route with `<call_id>` in its path: a 422 naming `call_id` before the handler body
+    runs, and the path parameter in the OpenAPI document (`api.docs.endpoint` reads the mark).
+
+    Goes directly above the handler, under `@require`: authentication still answers first."""
+
+    @wraps(handler)
+    async def checked(request: Request, call_id: str, *args: Any, **kwargs: Any) -> Any:
+        check_call_id(call_id)
+        return await handler(request, call_id, *args, **kwargs)
+
+    # `wraps` copies __dict__, so the mark survives the decorators stacked above this one.
+    setattr(checked, CALL_ID_PATH, True)
+    return checked  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from livekit.protocol.egress import EgressInfo
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
-from activities.livekit import egress_state
+from core.livekit import CUSTOMER_IDENTITY_PREFIX, SUPERVISOR_IDENTITY_PREFIX, egress_state
 from core.models import (
     SIGNAL_EGRESS_ENDED,
     SIGNAL_EGRESS_UPDATED,
@@ -26,9 +26,6 @@ from core.models import (
     ParticipantLeft,
     call_id_from_room,
 )
-
-SUPERVISOR_PREFIX = "supervisor-"
-CUSTOMER_PREFIX = "customer-"
 
 
 @dataclass(frozen=True)
@@ -44,9 +41,9 @@ def participant_kind(p: ParticipantInfo) -> str:
         return "agent"
     if p.kind == ParticipantInfo.Kind.EGRESS:
         return "egress"
-    if p.identity.startswith(CUSTOMER_PREFIX):
+    if p.identity.startswith(CUSTOMER_IDENTITY_PREFIX):
         return "customer"
-    if p.identity.startswith(SUPERVISOR_PREFIX):
+    if p.identity.startswith(SUPERVISOR_IDENTITY_PREFIX):
         return "supervisor"
     return "other"
 

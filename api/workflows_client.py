@@ -32,12 +32,6 @@ from core.models import (
 from core.settings import Settings
 from workflows import ops
 
-ERASE_WORKFLOW = "EraseCallWorkflow"
-
-
-def erase_workflow_id(call_id: str) -> str:
-    return f"erase-{call_id}"
-
 
 def _application_error(exc: BaseException) -> ApplicationError | None:
     cause: BaseException | None = exc

@@ -79,6 +79,13 @@ def recording_workflow_id(call_id: str) -> str:
     return f"recording-{call_id}"
 
 
+ERASE_WORKFLOW = "EraseCallWorkflow"
+
+
+def erase_workflow_id(call_id: str) -> str:
+    return f"erase-{call_id}"
+
+
 def room_name_for(call_id: str) -> str:
     return f"call-{call_id}"
 
@@ -90,8 +97,12 @@ def call_id_from_room(room_name: str) -> str | None:
     return None
 
 
+# Here, not in core.livekit with the other prefixes, because the workflow names its customer.
+CUSTOMER_IDENTITY_PREFIX = "customer-"
+
+
 def customer_identity(call_id: str) -> str:
-    return f"customer-{call_id}"
+    return f"{CUSTOMER_IDENTITY_PREFIX}{call_id}"
 
 
 def recording_object_key(call_id: str) -> str:
@@ -518,3 +529,21 @@ class CallCarry:
     dispatch_serial: int = 1  # every dispatch of the call, the room's own first
     agent_lost_at: float = 0.0
     customer_away_since: float = 0.0
+
+
+# --- erasure (EraseCallWorkflow's input and result) -----------------------------------------
+
+
+@dataclass
+class EraseCallInput:
+    call_id: str
+    requested_by: str  # principal id of the admin, never a token
+    requested_at: str  # ISO 8601 UTC
+
+
+@dataclass
+class EraseCallResult:
+    call_id: str
+    executions_deleted: int = 0
+    object_deleted: bool = False
+    rows_deleted: int = 0

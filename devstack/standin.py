@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import tomllib
-from pathlib import Path
 
 import aiohttp
 
-from agent.bridge import InterimPoster, room_admin_token
+from agent.greetings import greeting as sarah_greeting
+from agent.interim import InterimPoster
 from agent.signals import SignalQueue, new_signal_id, utc_now
+from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
 from core.models import (
     SIGNAL_TRANSCRIPT,
@@ -34,7 +34,6 @@ from core.settings import Settings, settings_or_exit
 from core.temporal import connect_temporal
 
 log = get_logger("devstack.standin")
-GREETINGS = Path(__file__).resolve().parent.parent / "agent" / "prompts" / "greetings.toml"
 
 SCRIPT: list[tuple[str, str]] = [
     ("customer", "Hi Sarah, I'm looking for a used pickup truck under thirty thousand dollars."),
@@ -63,11 +62,10 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
     )
     interim = InterimPoster(
         f"http://{settings.API_HOST}:{settings.API_PORT}",
-        room_admin_token(key, secret, room=room, identity="agent-standin"),
+        room_admin_token(key, secret, room=room, identity=f"{AGENT_IDENTITY_PREFIX}standin"),
         call_id=call_id,
     )
-    entry = tomllib.loads(GREETINGS.read_text())[settings.RECORDING_CONSENT.value]
-    greeting = " ".join(part for part in (entry["disclosure"], entry["rest"]) if part)
+    greeting = sarah_greeting(settings.RECORDING_CONSENT)
     ident = customer_identity(call_id)
     async with aiohttp.ClientSession() as http:
         await http.post(f"{control}/rooms/{room}/participants",

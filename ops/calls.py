@@ -14,8 +14,8 @@ import asyncpg
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from activities.erase import EraseCallInput, EraseCallResult
 from api import store
+from core.models import EraseCallInput, EraseCallResult
 from workflows.erase import EraseCallWorkflow
 
 LIST_COLUMNS = ("call_id", "status", "recording_status", "created_at", "ended_at", "customer_name")
@@ -35,7 +35,7 @@ async def show_call(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
     )
     call.update(dict(row) if row else {})
     rec = await store.get_recording(pool, call_id)
-    call["recording"] = {k: store.iso(v) if isinstance(v, datetime) else v
+    call["recording"] = {k: store.iso_or_none(v) if isinstance(v, datetime) else v
                          for k, v in rec.items()} if rec else None  # fmt: skip
     call["erasure"] = await store.get_erasure(pool, call_id)
     return call

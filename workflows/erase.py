@@ -13,15 +13,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.erase import (
+    from activities.types import (
         ERASE_CALL_ROWS,
         ERASE_RECORDING_OBJECT,
         ERASE_WORKFLOW_EXECUTIONS,
         ERR_CALL_STILL_RUNNING,
-        EraseCallInput,
-        EraseCallResult,
         EraseRowsInput,
     )
+    from core.models import EraseCallInput, EraseCallResult
 
 ERASE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -1,6 +1,7 @@
 """One blueprint per resource."""
 
 from api.routes import (
+    agent,
     calls,
     codec,
     customers,
@@ -22,7 +23,7 @@ BLUEPRINTS = [
     report.bp,
     webhooks.bp,
     live.bp,
-    live.internal,
+    agent.bp,
     codec.bp,
     ops.bp,
 ]

@@ -19,9 +19,9 @@ from sanic.response import HTTPResponse
 
 from api import store
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
-from api.docs import Integer, String, call_id_param, endpoint, query_param
+from api.docs import Integer, String, endpoint, query_param
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from api.livekit_grants import agent_identities, send_command, supervisor_token
+from api.livekit_room import agent_identities, send_command, supervisor_token
 from api.schemas import (
     TRANSCRIPT_PAGE,
     TRANSCRIPT_PAGE_MAX,
@@ -38,7 +38,7 @@ from api.schemas import (
     TranscriptQuery,
     WhisperRequest,
 )
-from api.validation import check_call_id, parse_body, parse_query
+from api.validation import call_id_path, parse_body, parse_query
 from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import (
@@ -50,7 +50,7 @@ from core.models import (
 )
 
 log = get_logger("api.calls")
-bp = Blueprint("calls")
+bp = Blueprint("calls", url_prefix="/api/calls")
 
 _FROM_STATE = (
     "customer_name",
@@ -116,7 +116,7 @@ async def record_action(
     log.info("supervisor_action", call_id=call_id, action=action, by=principal.id)
 
 
-@bp.get("/api/calls")
+@bp.get("")
 @endpoint("List calls", tag="supervisor", response=CallList, errors=(422,), secured=True)
 @query_param("status", String(enum=["active", "ended", "all"]), "default active")
 @query_param("limit", Integer(minimum=1, maximum=200), "page size, default 50")
@@ -128,7 +128,7 @@ async def list_calls(request: Request) -> HTTPResponse:
     return json({"calls": calls, "next_cursor": next_cursor})
 
 
-@bp.get("/api/calls/search")
+@bp.get("/search")
 @endpoint(
     "Search calls by name, date range, status, end reason, alerts and recording status",
     tag="supervisor",
@@ -165,12 +165,11 @@ async def search_calls(request: Request) -> HTTPResponse:
     return json({"calls": calls, "next_cursor": next_cursor})
 
 
-@bp.get("/api/calls/<call_id:str>")
+@bp.get("/<call_id:str>")
 @endpoint("One call", tag="supervisor", response=CallDetail, errors=(404, 422), secured=True)
-@call_id_param()
 @require(READ_CALLS)
+@call_id_path
 async def get_call(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     parse_query(request, Empty)
     row = await store.get_call(request.app.ctx.res.db, call_id)
     if row is not None and not row["live"]:
@@ -200,7 +199,7 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
     return json({**base, "source": "workflow", "state": state}, default=str)
 
 
-@bp.get("/api/calls/<call_id:str>/transcript")
+@bp.get("/<call_id:str>/transcript")
 @endpoint(
     "Final transcript lines after a sequence number",
     tag="supervisor",
@@ -208,7 +207,6 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
     errors=(404, 422),
     secured=True,
 )
-@call_id_param()
 @query_param("after", Integer(minimum=0), "only lines with seq > after (default 0)")
 @query_param(
     "limit",
@@ -216,8 +214,8 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
     f"page size, default {TRANSCRIPT_PAGE}; `next_after` says where the next page starts",
 )
 @require(READ_CALLS)
+@call_id_path
 async def transcript(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     q = parse_query(request, TranscriptQuery)
     db = request.app.ctx.res.db
     row = await store.get_call(db, call_id)
@@ -242,7 +240,7 @@ async def transcript(request: Request, call_id: str) -> HTTPResponse:
     )
 
 
-@bp.post("/api/calls/<call_id:str>/end")
+@bp.post("/<call_id:str>/end")
 @endpoint(
     "End a live call",
     tag="supervisor",
@@ -252,10 +250,9 @@ async def transcript(request: Request, call_id: str) -> HTTPResponse:
     errors=(404, 409),
     secured=True,
 )
-@call_id_param()
 @require(ACT_ON_CALLS)
+@call_id_path
 async def end_call(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     body = parse_body(request, EndCallRequest, allow_empty=True)
     await live_call(request, call_id)
     try:
@@ -270,7 +267,6 @@ async def end_call(request: Request, call_id: str) -> HTTPResponse:
 
 
 async def _grant(request: Request, call_id: str, *, can_publish: bool) -> HTTPResponse:
-    check_call_id(call_id)
     parse_body(request, Empty, allow_empty=True)
     row = await live_call(request, call_id)
     settings = request.app.ctx.settings
@@ -294,7 +290,7 @@ async def _grant(request: Request, call_id: str, *, can_publish: bool) -> HTTPRe
     )
 
 
-@bp.post("/api/calls/<call_id:str>/monitor")
+@bp.post("/<call_id:str>/monitor")
 @endpoint(
     "Listen to a live call (hidden, subscribe-only token)",
     tag="supervisor",
@@ -303,13 +299,13 @@ async def _grant(request: Request, call_id: str, *, can_publish: bool) -> HTTPRe
     errors=(404, 409),
     secured=True,
 )
-@call_id_param()
 @require(ACT_ON_CALLS)
+@call_id_path
 async def monitor(request: Request, call_id: str) -> HTTPResponse:
     return await _grant(request, call_id, can_publish=False)
 
 
-@bp.post("/api/calls/<call_id:str>/barge")
+@bp.post("/<call_id:str>/barge")
 @endpoint(
     "Join a live call and speak (token that may publish)",
     tag="supervisor",
@@ -318,13 +314,13 @@ async def monitor(request: Request, call_id: str) -> HTTPResponse:
     errors=(404, 409),
     secured=True,
 )
-@call_id_param()
 @require(ACT_ON_CALLS)
+@call_id_path
 async def barge(request: Request, call_id: str) -> HTTPResponse:
     return await _grant(request, call_id, can_publish=True)
 
 
-@bp.post("/api/calls/<call_id:str>/whisper")
+@bp.post("/<call_id:str>/whisper")
 @endpoint(
     "Pass an instruction to the AI agent (the customer does not receive it)",
     tag="supervisor",
@@ -334,10 +330,9 @@ async def barge(request: Request, call_id: str) -> HTTPResponse:
     errors=(404, 409, 503),
     secured=True,
 )
-@call_id_param()
 @require(ACT_ON_CALLS)
+@call_id_path
 async def whisper(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     body = parse_body(request, WhisperRequest)
     command_id = body.id or uuid.uuid4().hex
     await _command(request, call_id, "whisper", command_id, text=body.text)
@@ -370,7 +365,7 @@ async def _command(
         raise Unavailable("livekit is not reachable", code="livekit_unavailable") from exc
 
 
-@bp.post("/api/calls/<call_id:str>/takeover")
+@bp.post("/<call_id:str>/takeover")
 @endpoint(
     "Take over the call: the AI agent stops speaking and keeps listening (audited)",
     tag="supervisor",
@@ -380,13 +375,13 @@ async def _command(
     errors=(404, 409, 503),
     secured=True,
 )
-@call_id_param()
 @require(ACT_ON_CALLS)
+@call_id_path
 async def takeover(request: Request, call_id: str) -> HTTPResponse:
     return await _switch(request, call_id, "takeover")
 
 
-@bp.post("/api/calls/<call_id:str>/release")
+@bp.post("/<call_id:str>/release")
 @endpoint(
     "Hand the call back to the AI agent, which continues with what was said (audited)",
     tag="supervisor",
@@ -396,14 +391,13 @@ async def takeover(request: Request, call_id: str) -> HTTPResponse:
     errors=(404, 409, 503),
     secured=True,
 )
-@call_id_param()
 @require(ACT_ON_CALLS)
+@call_id_path
 async def release(request: Request, call_id: str) -> HTTPResponse:
     return await _switch(request, call_id, "release")
 
 
 async def _switch(request: Request, call_id: str, action: str) -> HTTPResponse:
-    check_call_id(call_id)
     body = parse_body(request, SupervisorCommandRequest, allow_empty=True)
     command_id = body.id or uuid.uuid4().hex
     await _command(request, call_id, action, command_id)

@@ -19,9 +19,10 @@ from sanic.response import HTTPResponse
 
 from api import ratelimit, store
 from api.admission import Admission
-from api.docs import call_id_param, endpoint
+from api.docs import endpoint
 from api.errors import ApiError, Forbidden
 from api.metrics import CALLS_STARTED
+from api.ratelimit import rate_limited
 from api.schemas import (
     CallCreated,
     CreateCallRequest,
@@ -29,13 +30,13 @@ from api.schemas import (
     RejoinRequest,
     SeedTokenResponse,
 )
-from api.validation import check_call_id, parse_body
+from api.validation import call_id_path, parse_body
 from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import TokenGrant, customer_identity, new_call_id, room_name_for
 
 log = get_logger("api.customers")
-bp = Blueprint("customers")
+bp = Blueprint("customers", url_prefix="/api")
 
 
 async def _start_call(request: Request, customer_name: str | None) -> TokenGrant:
@@ -62,7 +63,7 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
     return grant
 
 
-@bp.post("/api/calls")
+@bp.post("/calls")
 @endpoint(
     "Start a call",
     tag="customer",
@@ -73,8 +74,8 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
     errors=(429, 503),
     description="Starts the call's workflow and returns the LiveKit token it issued.",
 )
+@rate_limited
 async def create_call(request: Request) -> HTTPResponse:
-    ratelimit.enforce(request)
     body = parse_body(request, CreateCallRequest, allow_empty=True)
     grant = await _start_call(request, body.customer_name)
     return _created(grant)
@@ -94,7 +95,7 @@ def _created(grant: TokenGrant) -> HTTPResponse:
     )
 
 
-@bp.post("/api/get-token")
+@bp.post("/get-token")
 @endpoint(
     "Start a call (seed widget contract)",
     tag="customer",
@@ -104,8 +105,8 @@ def _created(grant: TokenGrant) -> HTTPResponse:
     errors=(429, 503),
     description="The seed widget's request. `roomName` is checked but the server chooses the room.",
 )
+@rate_limited
 async def get_token(request: Request) -> HTTPResponse:
-    ratelimit.enforce(request)
     body = parse_body(request, GetTokenRequest, allow_empty=True)
     grant = await _start_call(request, body.participantName)
     return json(
@@ -121,7 +122,7 @@ async def get_token(request: Request) -> HTTPResponse:
     )
 
 
-@bp.post("/api/calls/<call_id:str>/rejoin")
+@bp.post("/calls/<call_id:str>/rejoin")
 @endpoint(
     "Rejoin a call after a dropped connection",
     tag="customer",
@@ -131,10 +132,9 @@ async def get_token(request: Request) -> HTTPResponse:
     errors=(403, 404, 409, 422, 429, 503),
     description="A fresh token for the same call, proven by the customer's earlier token.",
 )
-@call_id_param()
+@rate_limited
+@call_id_path
 async def rejoin(request: Request, call_id: str) -> HTTPResponse:
-    ratelimit.enforce(request)
-    check_call_id(call_id)
     body = parse_body(request, RejoinRequest)
     settings = request.app.ctx.settings
     verifier = lkapi.TokenVerifier(

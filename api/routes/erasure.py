@@ -15,24 +15,30 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from activities.erase import EraseCallInput, EraseCallResult
 from api import store
 from api.auth import ERASE, require
-from api.docs import call_id_param, endpoint
+from api.docs import endpoint
 from api.errors import Conflict, NotFound
 from api.schemas import Empty, ErasureResult
-from api.validation import check_call_id, parse_body, parse_query
-from api.workflows_client import ERASE_WORKFLOW, CallsClient, erase_workflow_id, temporal_error
+from api.validation import call_id_path, parse_body, parse_query
+from api.workflows_client import CallsClient, temporal_error
 from core.log import get_logger
-from core.models import call_workflow_id, recording_workflow_id
+from core.models import (
+    ERASE_WORKFLOW,
+    EraseCallInput,
+    EraseCallResult,
+    call_workflow_id,
+    erase_workflow_id,
+    recording_workflow_id,
+)
 
 log = get_logger("api.erasure")
-bp = Blueprint("erasure")
+bp = Blueprint("erasure", url_prefix="/api/calls")
 
 WAIT_FOR_ERASURE = timedelta(seconds=20)
 
 
-@bp.delete("/api/calls/<call_id:str>")
+@bp.delete("/<call_id:str>")
 @endpoint(
     "Erase a finished call (recording, rows, workflow histories); admin only",
     tag="admin",
@@ -41,10 +47,9 @@ WAIT_FOR_ERASURE = timedelta(seconds=20)
     secured=True,
     description="200 when erased (also when it already was); 202 while it is still in progress.",
 )
-@call_id_param()
 @require(ERASE)
+@call_id_path
 async def erase_call(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     parse_query(request, Empty)
     parse_body(request, Empty, allow_empty=True)
     res = request.app.ctx.res

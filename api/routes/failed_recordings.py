@@ -67,7 +67,11 @@ async def failed_recordings(
         else None
     )
     out = [
-        {**dict(r), "created_at": store.iso(r["created_at"]), "ended_at": store.iso(r["ended_at"])}
+        {
+            **dict(r),
+            "created_at": store.iso_or_none(r["created_at"]),
+            "ended_at": store.iso_or_none(r["ended_at"]),
+        }
         for r in page
     ]
     return out, nxt

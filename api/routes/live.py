@@ -1,4 +1,4 @@
-"""Live WebSockets for dashboards, and the agent's interim-transcript entry point.
+"""Live WebSockets for dashboards (the agent's interim transcripts come in via `api.routes.agent`).
 
 `WS /ws/calls/{call_id}?after=<seq>`: first a `snapshot` (the call), then every event with
 `seq > after` from the table, then live events as they are appended. Each event message is
@@ -22,29 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
 from api import store
 from api.auth import READ_CALLS, WS_SUBPROTOCOL, authenticate
-from api.docs import call_id_param, endpoint
-from api.errors import ApiError, NotFound, Unauthorized
-from api.fanout import RESYNC, Subscription, publish_interim
-from api.schemas import AfterQuery, Empty, InterimRequest
-from api.validation import check_call_id, parse_body, parse_query
+from api.errors import ApiError, NotFound
+from api.fanout import RESYNC, Subscription
+from api.schemas import AfterQuery
+from api.validation import check_call_id, parse_query
 from api.workflows_client import CallsClient
 from core.log import get_logger
-from core.models import EventKind, call_workflow_id, room_name_for
+from core.models import call_workflow_id, room_name_for
 
 log = get_logger("api.live")
-bp = Blueprint("live")
-internal = Blueprint("internal")
+bp = Blueprint("live", url_prefix="/ws/calls")
 
 _PAGE = 1000
 LIST_PAGE = 200  # active calls a list snapshot message carries
@@ -139,7 +134,7 @@ async def _serve(ws: WebsocketImplProtocol, pump: asyncio.Task[None]) -> None:
             await pump
 
 
-@bp.websocket("/ws/calls", subprotocols=[WS_SUBPROTOCOL])
+@bp.websocket("", subprotocols=[WS_SUBPROTOCOL])
 async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
     res = request.app.ctx.res
     try:
@@ -157,7 +152,7 @@ async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
         res.live.unsubscribe(sub)
 
 
-@bp.websocket("/ws/calls/<call_id:str>", subprotocols=[WS_SUBPROTOCOL])
+@bp.websocket("/<call_id:str>", subprotocols=[WS_SUBPROTOCOL])
 async def ws_call(request: Request, ws: WebsocketImplProtocol, call_id: str) -> None:
     res = request.app.ctx.res
     try:
@@ -188,55 +183,3 @@ async def _workflow_exists(request: Request, call_id: str) -> bool:
         return False  # its history may linger in Temporal for a minute; the call is gone
     calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
     return await calls.is_running(call_workflow_id(call_id)) is not None
-
-
-# --- the agent's interim transcripts --------------------------------------------------------
-
-
-def authenticate_agent(request: Request, call_id: str) -> str:
-    """The agent proves itself with a LiveKit JWT signed by our API key/secret whose video grant
-    is `roomAdmin` for this call's room (customers' tokens never carry roomAdmin)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("a LiveKit bearer token is required")
-    try:
-        claims = request.app.ctx.res.token_verifier.verify(token.strip())
-    except jwt.PyJWTError as exc:
-        raise Unauthorized("the LiveKit token is not valid") from exc
-    video = claims.video
-    if video is None or not video.room_admin or video.room != room_name_for(call_id):
-        raise Unauthorized(f"the token does not grant roomAdmin on {room_name_for(call_id)}")
-    return (claims.identity or "agent")[:128]  # bounded: it travels in a pg_notify payload
-
-
-@internal.post("/internal/calls/<call_id:str>/interim")
-@endpoint(
-    "Interim transcript from the agent (fanned out live, never stored)",
-    tag="internal",
-    ok=202,
-    body=InterimRequest,
-    errors=(401, 404),
-    description="Authenticated with a LiveKit JWT (API key/secret) granting roomAdmin on the call's room.",
-)
-@call_id_param()
-async def interim(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
-    by = authenticate_agent(request, call_id)
-    parse_query(request, Empty)
-    body = parse_body(request, InterimRequest)
-    message = {
-        "type": EventKind.INTERIM_TRANSCRIPT.value,
-        "call_id": call_id,
-        "seq": None,
-        "at": datetime.now(UTC).isoformat(),
-        "data": {
-            "speaker": body.speaker,
-            "text": body.text,
-            "confidence": body.confidence,
-            "id": body.id,
-            "by": by,
-        },
-    }
-    await publish_interim(request.app.ctx.res.db, message)
-    return HTTPResponse(status=202)

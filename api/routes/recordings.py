@@ -9,20 +9,20 @@ from sanic.response import HTTPResponse
 
 from api import store
 from api.auth import RECORDINGS_READ, RECORDINGS_RETRY, require
-from api.docs import call_id_param, endpoint
+from api.docs import endpoint
 from api.errors import Conflict, NotFound
 from api.schemas import Accepted, Empty, RecordingLink
-from api.validation import check_call_id, parse_body, parse_query
+from api.validation import call_id_path, parse_body, parse_query
 from api.workflows_client import CallsClient
 from core.log import get_logger
 
 log = get_logger("api.recordings")
-bp = Blueprint("recordings")
+bp = Blueprint("recordings", url_prefix="/api")
 
 MAX_URL_TTL = timedelta(minutes=15)
 
 
-@bp.get("/api/calls/<call_id:str>/recording")
+@bp.get("/calls/<call_id:str>/recording")
 @endpoint(
     "Download link for the call's recording (valid at most 15 minutes)",
     tag="recordings",
@@ -30,10 +30,9 @@ MAX_URL_TTL = timedelta(minutes=15)
     errors=(404, 409, 422),
     secured=True,
 )
-@call_id_param()
 @require(RECORDINGS_READ)
+@call_id_path
 async def recording(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     parse_query(request, Empty)
     res = request.app.ctx.res
     call = await store.get_call(res.db, call_id)
@@ -78,7 +77,7 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
     )
 
 
-@bp.post("/api/recordings/<call_id:str>/retry")
+@bp.post("/recordings/<call_id:str>/retry")
 @endpoint(
     "Replay a failed recording pipeline",
     tag="recordings",
@@ -87,10 +86,9 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
     errors=(404, 409, 422),
     secured=True,
 )
-@call_id_param()
 @require(RECORDINGS_RETRY)
+@call_id_path
 async def retry(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     parse_body(request, Empty, allow_empty=True)
     run_id = await CallsClient(
         request.app.ctx.res.temporal, request.app.ctx.settings

@@ -8,19 +8,19 @@ from sanic.response import HTTPResponse
 
 from api import store
 from api.auth import READ_CALLS, require
-from api.docs import call_id_param, endpoint
+from api.docs import endpoint
 from api.errors import NotFound, Unavailable
 from api.report import build_report
 from api.schemas import CallReport, Empty
-from api.validation import check_call_id, parse_query
+from api.validation import call_id_path, parse_query
 from api.workflows_client import CallsClient
 from core.log import get_logger
 
 log = get_logger("api.report")
-bp = Blueprint("report")
+bp = Blueprint("report", url_prefix="/api/calls")
 
 
-@bp.get("/api/calls/<call_id:str>/report")
+@bp.get("/<call_id:str>/report")
 @endpoint(
     "The call's report: transcript, alerts, supervisor actions, tool calls, latency, recording",
     tag="supervisor",
@@ -28,10 +28,9 @@ bp = Blueprint("report")
     errors=(404, 422),
     secured=True,
 )
-@call_id_param()
 @require(READ_CALLS)
+@call_id_path
 async def report(request: Request, call_id: str) -> HTTPResponse:
-    check_call_id(call_id)
     parse_query(request, Empty)
     db = request.app.ctx.res.db
     call = await store.get_call(db, call_id)

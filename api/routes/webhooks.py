@@ -27,7 +27,7 @@ from core.log import get_logger
 from core.models import call_id_from_room
 
 log = get_logger("api.webhooks")
-bp = Blueprint("webhooks")
+bp = Blueprint("webhooks", url_prefix="/webhooks")
 
 
 def verify(request: Request) -> WebhookEvent:
@@ -62,7 +62,7 @@ def note_for_admission(admission: Admission, event: WebhookEvent, room: str | No
         admission.ended(call_id)
 
 
-@bp.post("/webhooks/livekit")
+@bp.post("/livekit")
 @endpoint(
     "LiveKit webhook receiver (signed by LiveKit)",
     tag="livekit",

@@ -13,6 +13,7 @@ import pytest
 from activities import types as act
 from activities.database import DatabaseActivities
 from core import models as m
+from core.notify import EVENTS_CHANNEL
 from tests.activities.conftest import Run, app_error
 
 T0 = "2030-01-01T10:00:00+00:00"
@@ -54,7 +55,7 @@ class Listener:
 async def listener(pg_dsn: str) -> AsyncIterator[Listener]:
     conn = await asyncpg.connect(pg_dsn)
     lis = Listener()
-    await conn.add_listener("call_events", lis)  # api/fanout.py EVENTS_CHANNEL
+    await conn.add_listener(EVENTS_CHANNEL, lis)
     yield lis
     await conn.close()
 

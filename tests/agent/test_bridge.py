@@ -34,11 +34,14 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from agent.bridge import CallBridge, FinalTranscripts, InterimPoster, room_admin_token
+from agent.bridge import CallBridge
 from agent.dealership import Dealership
+from agent.interim import InterimPoster
 from agent.sarah import Sarah, greeting_parts
 from agent.signals import SignalQueue
+from agent.stt_confidence import FinalTranscripts
 from core import models as m
+from core.livekit import room_admin_token
 from core.models import (
     SIGNAL_AGENT_ALERT,
     SIGNAL_AGENT_JOINED,

@@ -12,7 +12,8 @@ import pytest
 from livekit.agents import AgentSession
 
 from agent.dealership import Dealership
-from agent.sarah import Sarah, greeting, greeting_parts, instructions
+from agent.greetings import greeting, greeting_parts
+from agent.sarah import Sarah, instructions
 from core.models import (
     SIGNAL_AGENT_ALERT,
     SIGNAL_RECORDING_CONSENT,

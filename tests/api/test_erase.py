@@ -18,14 +18,17 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.erase import (
-    ERR_CALL_STILL_RUNNING,
-    EraseActivities,
+from activities.erase import EraseActivities
+from activities.types import ERR_CALL_STILL_RUNNING
+from api.store import init_connection
+from core.models import (
     EraseCallInput,
     EraseCallResult,
+    call_workflow_id,
+    new_call_id,
+    recording_object_key,
+    recording_workflow_id,
 )
-from api.store import init_connection
-from core.models import call_workflow_id, new_call_id, recording_object_key, recording_workflow_id
 from workflows.erase import EraseCallWorkflow
 
 STAGING = "egress-erase-test"

@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 from livekit import api as lkapi
 
-from api.fanout import EVENTS_CHANNEL
 from core.models import new_call_id, room_name_for
+from core.notify import EVENTS_CHANNEL
 from tests.api.conftest import OPS, SUPERVISOR, RunningApi, api_settings, run_api
 
 

@@ -20,11 +20,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.admission import Admission
 from api.errors import RateLimited, Unavailable
-from api.livekit_grants import supervisor_token
+from api.livekit_room import supervisor_token
 from api.ratelimit import RateLimiter, client_key
-from api.schemas import INTERIM_TEXT_MAX, NOTIFY_MAX_BYTES, InterimRequest, json_utf8_size
+from api.schemas import INTERIM_TEXT_MAX, InterimRequest, json_utf8_size
 from api.workflows_client import temporal_error
 from core.models import new_call_id, room_name_for
+from core.notify import NOTIFY_MAX_BYTES
 from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, RunningApi, api_settings, run_api
 
 

@@ -1,4 +1,5 @@
-"""LiveKit tokens the API mints itself (supervisors), and the whisper message to the agent.
+"""The API acting on a call's LiveKit room: the supervisor tokens it mints (grants) and the
+commands it sends the agent in the room (whisper, takeover, release).
 
 A supervisor token is for one room only and lives 15 minutes (a leaked one is soon worthless;
 the dashboard asks for a new one to listen again). `monitor` is hidden and subscribe-only;
@@ -16,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from livekit import api as lkapi
 from livekit.protocol.models import DataPacket, ParticipantInfo
 
+from core.livekit import SUPERVISOR_IDENTITY_PREFIX
 from core.settings import Settings
 
-SUPERVISOR_PREFIX = "supervisor-"
 WHISPER_TOPIC = "supervisor.whisper"
 SUPERVISOR_TOKEN_TTL = timedelta(minutes=15)
 
@@ -27,7 +28,7 @@ def supervisor_token(
     settings: Settings, room_name: str, principal_id: str, *, can_publish: bool
 ) -> tuple[str, str, str]:
     """Return (jwt, identity, expires_at ISO) for a supervisor in `room_name`."""
-    identity = f"{SUPERVISOR_PREFIX}{principal_id}-{secrets.token_hex(3)}"
+    identity = f"{SUPERVISOR_IDENTITY_PREFIX}{principal_id}-{secrets.token_hex(3)}"
     expires = datetime.now(UTC) + SUPERVISOR_TOKEN_TTL
     grants = lkapi.VideoGrants(
         room_join=True,

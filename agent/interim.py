@@ -1,0 +1,89 @@
+"""`InterimPoster`: the agent's interim customer lines to the API's live path
+(`POST /internal/calls/{call_id}/interim`, never stored), newest first, best-effort."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from core.log import get_logger
+
+log = get_logger(__name__)
+
+INTERIM_MAX_CHARS = 1000  # the API's limit (it NOTIFYs the line through PostgreSQL)
+
+
+class InterimPoster:
+    """Sends the newest interim customer line to the API's live path.
+
+    Only the latest line matters (each interim supersedes the last), so while one POST is in
+    flight newer lines replace each other and the next POST carries the newest. Failures are
+    counted and logged, never raised: the live view is best-effort; finals go through Temporal.
+
+    Contract (the API's `POST /internal/calls/{call_id}/interim`): bearer token = a LiveKit JWT
+    signed with our API key/secret granting `roomAdmin` on the call's room (`token()` supplies
+    it); JSON `{"speaker": "customer", "text": str (<= 1000 chars), "id": str}`; 2xx = success.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        token: Callable[[], str],
+        *,
+        call_id: str,
+        timeout_s: float = 2.0,
+    ) -> None:
+        self.url = f"{api_url.rstrip('/')}/internal/calls/{call_id}/interim"
+        self.call_id = call_id
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+        self._latest: dict[str, Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self.sent = 0
+        self.failures = 0
+
+    def post(self, text: str, *, speaker: str = "customer") -> None:
+        self._seq += 1
+        self._latest = {
+            "speaker": speaker,
+            "text": text[:INTERIM_MAX_CHARS],
+            "id": f"interim-{self._seq}",
+        }
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"interim:{self.call_id}")
+
+    async def _run(self) -> None:
+        while self._latest is not None:
+            body, self._latest = self._latest, None
+            if self._http is None:
+                self._http = aiohttp.ClientSession(timeout=self._timeout)
+            headers = {"Authorization": f"Bearer {self._token()}"}
+            try:
+                async with self._http.post(self.url, json=body, headers=headers) as resp:
+                    if resp.status >= 300:
+                        self._failed(f"HTTP {resp.status}")
+                        continue
+                self.sent += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._failed(type(exc).__name__)
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        if self.failures == 1 or self.failures % 50 == 0:
+            log.warning(
+                "interim_post_failed", call_id=self.call_id, failures=self.failures, error=why
+            )
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=2.0)
+            if not self._task.done():
+                self._task.cancel()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

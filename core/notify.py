@@ -1,0 +1,35 @@
+"""PostgreSQL NOTIFY between the writers and the API's live fan-out: the channels, and the
+payload each carries.
+
+- `EVENTS_CHANNEL` (`call_events`): `{"call_id", "seq", "kind"}` for each event committed to
+  `call_events` (`event_notification`), sent in the same transaction by `activities.database`.
+- `INTERIM_CHANNEL` (`call_interim`): a whole interim-transcript message as UTF-8 JSON (never
+  stored), sent by `api.fanout.publish_interim`.
+
+`api.fanout` LISTENs on both and reads payloads with `parse_notification`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+EVENTS_CHANNEL = "call_events"
+INTERIM_CHANNEL = "call_interim"
+# pg_notify refuses a payload of 8000 bytes or more (bytes, not characters).
+NOTIFY_MAX_BYTES = 7999
+
+
+def event_notification(call_id: str, seq: int, kind: str) -> str:
+    """The `EVENTS_CHANNEL` payload announcing one stored event."""
+    return json.dumps({"call_id": call_id, "seq": seq, "kind": kind})
+
+
+def parse_notification(payload: str) -> dict[str, Any]:
+    """A payload of either channel as a dict ({} when it is not one)."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        # A bare call id is accepted too (the simplest trigger can send only that).
+        return {"call_id": payload} if payload else {}
+    return data if isinstance(data, dict) else {}
