@@ -27,12 +27,10 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatMessage
 
-# Re-exported with room_admin_token: bench/calls.py imports both from here; drop after the merge.
-from agent.interim import InterimPoster as InterimPoster
+from agent.interim import InterimPoster
 from agent.signals import SignalQueue, SignalSink, iso_from_epoch, new_signal_id, utc_now
 from agent.spool import Spool
 from agent.stt_confidence import FinalTranscripts
-from core.livekit import room_admin_token as room_admin_token
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_JOINED,

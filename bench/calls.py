@@ -8,7 +8,7 @@ same Temporal server. Then, per side (product first, then bare):
 
 - product: `--calls` calls through `POST /api/calls` (set-up time each); the emulator's agent
   joins each (webhook); a dashboard WebSocket per call; a simulated agent per call on the agent's
-  own code path (`agent.signals.SignalQueue`, interim lines through `agent.bridge.InterimPoster`)
+  own code path (`agent.signals.SignalQueue`, interim lines through `agent.interim.InterimPoster`)
   speaks `--lines` final lines, one every 3-5 s with an interim line between, then the customer
   hangs up (emulator -> signed webhook). Line latency: from the moment the simulated agent has
   the line (just before `SignalQueue.send`) to the WebSocket message carrying it.
@@ -41,11 +41,12 @@ import psutil
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from agent.bridge import InterimPoster, room_admin_token
+from agent.interim import InterimPoster
 from agent.signals import SignalQueue, new_signal_id, utc_now
 from bench.bare import BARE_TASK_QUEUE, BARE_WORKFLOW, BareResult
 from bench.stack import Stack, bare_worker, percentile, running_stack
 from core import models as m
+from core.livekit import room_admin_token
 from core.temporal import connect_temporal
 
 MiB = 1024 * 1024

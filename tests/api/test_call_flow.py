@@ -174,7 +174,9 @@ async def test_a_whole_call_through_the_api(
     assert r.status == 200, r.body
     report = r.body
     assert [(x["speaker"], x["text"]) for x in report["transcript"]] == LINES
-    assert report["workflow"]["source"] == "temporal" and report["workflow"]["status"] == "COMPLETED"
+    assert (
+        report["workflow"]["source"] == "temporal" and report["workflow"]["status"] == "COMPLETED"
+    )
     assert report["workflow"]["result"]["line_count"] == len(LINES)
     assert report["workflow"]["result"]["recording"]["sha256"] == link["sha256"]
     assert report["recording"]["segments"][0]["clock"] == "egress"

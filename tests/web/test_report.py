@@ -129,7 +129,9 @@ async def test_dashboard_shows_latency_and_the_report(
     await expect(eou.locator("svg[role=img]")).to_have_attribute(
         "aria-label", "End of utterance per turn: 300 ms, 500 ms, 200 ms, 400 ms, 1500 ms"
     )
-    await expect(latency.locator('tr[data-figure="tts_ttfb_s"] th')).to_have_text("TTS time to first byte")
+    await expect(latency.locator('tr[data-figure="tts_ttfb_s"] th')).to_have_text(
+        "TTS time to first byte"
+    )
 
     await page.get_by_role("button", name="Report").click()
     await expect(page.locator("#report-button")).to_have_attribute("aria-expanded", "true")
