@@ -59,6 +59,8 @@ PATCH_EGRESS_POLL_RETRIES = "egress-poll-retries"
 PATCH_CUSTOMER_JOIN_TIMEOUT = "customer-join-timeout"
 # Runs from before the room and the token were local activities run side by side.
 PATCH_LOCAL_SETUP = "local-room-and-token"
+# Runs from before the hang-up kept an egress report that arrived while the stop was running.
+PATCH_STOP_KEEPS_REPORTS = "stop-keeps-reports"
 
 
 @workflow.defn(name=m.WORKFLOW_CALL)
@@ -175,7 +177,13 @@ class CallWorkflow(Healing):
                     start_to_close_timeout=timedelta(seconds=15),
                     retry_policy=QUICK_RETRY,
                 )
-                self.s.egress = merge_egress(eg, info)
+                # State read before an await is stale after it: an `egress_ended` (with its
+                # file) may have come in while the stop ran, and must not be thrown away.
+                latest = self.s.egress
+                if latest is not None and workflow.patched(PATCH_STOP_KEEPS_REPORTS):
+                    self.s.egress = merge_egress(latest, info)
+                else:
+                    self.s.egress = merge_egress(eg, info)
             except ActivityError as err:
                 # Deleting the room ends the egress too; the wait below still finds its file.
                 self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})

@@ -40,6 +40,7 @@ class StandIns:
     download_incomplete: bool = False
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
+    stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
     get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
     append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
@@ -112,6 +113,8 @@ class StandIns:
     @activity.defn(name=act.STOP_EGRESS)
     async def stop_egress(self, ref: act.EgressRef) -> m.EgressState:
         self.calls[act.STOP_EGRESS].append(ref)
+        if self.stop_gate is not None:
+            await self.stop_gate.wait()
         file = egress_file(ref.call_id) if self.stop_reports == "EGRESS_COMPLETE" else None
         return m.EgressState(ref.egress_id, self.stop_reports, file=file)
 

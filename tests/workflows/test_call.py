@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
@@ -312,6 +314,30 @@ async def test_egress_ended_never_arrives(harness: Harness) -> None:
     result = await handle.result()  # skips the 10 minutes; then the workflow asks LiveKit
     assert f.count(act.GET_EGRESS) == 1
     assert result.recording_status == R.STORED
+
+
+async def test_egress_ended_during_the_stop_is_kept_and_nothing_waits(harness: Harness) -> None:
+    """The lost update at hang-up: `egress_ended` (COMPLETE, with its file) arrives while
+    stop_egress runs. The call keeps it and stores the recording at once, never asking LiveKit
+    after a 10-minute wait."""
+    h, f = harness, harness.fakes
+    f.stop_gate, f.stop_reports = asyncio.Event(), "EGRESS_ENDING"
+    handle, _ = await h.start(egress_end_timeout_s=600)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "Hello, this call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await until(lambda: f.count(act.STOP_EGRESS) == 1, what="the stop (held)")
+    await handle.signal(
+        CallWorkflow.egress_ended,
+        m.EgressUpdate("ee-during-stop", "EG_1", "EGRESS_COMPLETE", file=egress_file(call_id)),
+    )
+    await asyncio.sleep(0.5)  # the report is in before the stop answers EGRESS_ENDING
+    f.stop_gate.set()
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.recording_status == R.STORED
+    assert f.count(act.GET_EGRESS) == 0  # no 600 s wait, no asking LiveKit
 
 
 async def test_egress_still_ending_is_polled_until_it_ends(harness: Harness) -> None:
