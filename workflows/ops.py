@@ -17,6 +17,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import models as m
@@ -120,13 +121,19 @@ async def retry_recording(
     inp.report_to_call = True
     if retry_for_s is not None:
         inp.retry_for_s = retry_for_s
-    new = await client.start_workflow(
-        RecordingWorkflow.run,
-        inp,
-        id=m.recording_workflow_id(call_id),
-        task_queue=desc.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-    )
+    try:
+        new = await client.start_workflow(
+            RecordingWorkflow.run,
+            inp,
+            id=m.recording_workflow_id(call_id),
+            task_queue=desc.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        )
+    except WorkflowAlreadyStartedError as err:
+        # Two retries at once: the other one started the new run first.
+        raise RecordingRetryRefused(
+            "still_running", "another retry restarted the recording pipeline first"
+        ) from err
     return RecordingRetry(
         workflow_id=new.id,
         run_id=new.result_run_id or "",
