@@ -87,6 +87,7 @@ def build_activities(
         settings.RECORDINGS_BUCKET,
         http_session_factory,
         retention_days=settings.RECORDING_RETENTION_DAYS,
+        egress_bucket=settings.EGRESS_BUCKET,
     )
     db = DatabaseActivities(pool)
     acts: list[Callable[..., Any]] = [
@@ -97,6 +98,8 @@ def build_activities(
         live.get_egress,
         live.delete_room,
         storage.download_and_store_recording,
+        storage.find_staged_recording,
+        storage.delete_recording_segments,
         db.append_call_events,
         db.record_recording,
     ]

@@ -67,6 +67,8 @@ def merge_egress(current: m.EgressState, update: m.EgressState) -> m.EgressState
         error=update.error or current.error,
         file=update.file or current.file,
         started_at=current.started_at or update.started_at,
+        n=current.n or update.n,
+        object_key=current.object_key or update.object_key,
     )
 
 
@@ -160,6 +162,7 @@ def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.Cal
         last_seq=s.seq,
         last_lines=s.lines[-10:],
         runs=s.runs,
+        segments=s.segments + ([s.egress] if s.egress is not None else []),
     )
 
 
