@@ -288,3 +288,86 @@ async def test_ops_give_up_ends_the_pipeline_failed(harness: Harness) -> None:
     assert last.status == R.FAILED and "ops-2" in last.error and last.by == "ops-2"
     with pytest.raises((WorkflowUpdateFailedError, RPCError)):  # the run is over
         await rec.execute_update(RecordingWorkflow.retry, m.RecordingOpsRequest(by="late"))
+
+
+# --- the carry is bounded by its encoded size ---------------------------------------------
+
+
+async def continued_as_new_input_sizes(h: Harness, handle: WorkflowHandle) -> list[int]:
+    """The encoded size of each continue-as-new input of the call, run by run."""
+    sizes, run_id = [], handle.first_execution_run_id
+    while run_id:
+        history = await h.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        last = history.events[-1]
+        if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+            break
+        attrs = last.workflow_execution_continued_as_new_event_attributes
+        sizes.append(sum(p.ByteSize() for p in attrs.input.payloads))
+        run_id = attrs.new_execution_run_id
+    return sizes
+
+
+async def test_three_thousand_long_lines_carry_under_the_bound(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", continue_as_new_after_events=60)
+    await h.agent_joins(handle)
+    text = "word " * 120  # 600 characters: 3,000 of them were a 4.4 MB carry before
+    for i in range(0, 3000, 50):
+        lines = [m.TranscriptLine(f"L{j}", "customer", text) for j in range(i, i + 50)]
+        await handle.signal(CallWorkflow.transcript_batch, m.TranscriptBatch(f"B{i}", lines))
+    ended = await h.query(handle, CallWorkflow.get_state)
+    assert ended.line_count == 3000
+    await handle.execute_update(CallWorkflow.end_call, m.EndCallRequest("done", "supervisor"))
+    result = await handle.result()
+    assert result.line_count == 3000 and result.status == S.COMPLETED
+    sizes = await continued_as_new_input_sizes(h, handle)
+    assert sizes and max(sizes) < m.CallConfig().carry_max_bytes  # 256 KB, not 4.4 MB
+    lines = [e for e in f.events.values() if e.kind == "final_transcript"]
+    assert sorted(e.data["id"] for e in lines) == sorted(f"L{j}" for j in range(3000))
+    assert sorted(f.events) == list(range(1, len(f.events) + 1))  # each event once, no gap
+
+
+async def test_database_down_in_a_long_call_postpones_the_carry_and_loses_nothing(
+    harness: Harness,
+) -> None:
+    h, f = harness, harness.fakes
+    f.append_failures = 10**6  # PostgreSQL down
+    bound = 16 * 1024
+    handle, _ = await h.start(
+        recording_consent="off", continue_as_new_after_events=60, carry_max_bytes=bound
+    )
+    await h.agent_joins(handle)
+    for i in range(0, 80, 10):
+        lines = [m.TranscriptLine(f"D{j}", "customer", "y" * 400) for j in range(i, i + 10)]
+        await handle.signal(CallWorkflow.transcript_batch, m.TranscriptBatch(f"DB{i}", lines))
+    await h.env.sleep(60)
+    # Unwritten events alone (32 KB of lines) exceed the bound: the run must not continue.
+    assert (await handle.describe()).run_id == handle.first_execution_run_id
+    assert not f.events
+    f.append_failures = f.append_attempts  # PostgreSQL is back
+    await h.env.sleep(300)
+    await until(lambda: len(f.events) >= 80, 30, "the backlog written")
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert result.line_count == 80
+    sizes = await continued_as_new_input_sizes(h, handle)
+    assert sizes and max(sizes) < bound
+    assert sorted(f.events) == list(range(1, len(f.events) + 1))
+    ids = [e.data["id"] for e in f.events.values() if e.kind == "final_transcript"]
+    assert sorted(ids) == sorted(f"D{j}" for j in range(80))
+
+
+async def test_ledger_and_common_run_inside_the_sandbox(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patched in this (host) process, they change nothing inside the workflow: the sandbox
+    imports its own copies, so a clock or I/O placed there fails as in any workflow code."""
+    import workflows.common
+    import workflows.ledger
+
+    monkeypatch.setattr(workflows.common, "iso", lambda ts: "host-copy")
+    monkeypatch.setattr(workflows.ledger, "iso", lambda ts: "host-copy")
+    handle, _ = await harness.start(recording_consent="off")
+    await harness.customer_leaves(handle)
+    await handle.result()
+    assert harness.fakes.events and all(e.at != "host-copy" for e in harness.fakes.events.values())
