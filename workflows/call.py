@@ -80,14 +80,15 @@ class CallWorkflow:
         self._batches_done = 0  # batches the flusher has finished (written or dropped)
         # When the first token was issued; a carried run's first token came at the start.
         self._token_issued_at = 0.0 if inp.carried is None else self.s.created_at
-        # Before any handler runs: a run either has release 2's behaviour throughout or not.
-        self.v2 = workflow.patched(PATCH_RELEASE_2)
-        self.book.v2 = self.v2
+        self.v2 = False  # decided as run() starts (patches are not known yet in __init__)
 
     # --- run ------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: m.CallInput) -> m.CallResult:
+        # First of all: a run has release 2's behaviour throughout, or not at all. (Not in
+        # __init__: while replaying, the history's patch markers are known only from here.)
+        self.v2 = self.book.v2 = workflow.patched(PATCH_RELEASE_2)
         self._tasks = [asyncio.create_task(self._flush_loop())]
         if inp.carried is None:
             workflow.upsert_search_attributes(

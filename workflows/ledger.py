@@ -136,8 +136,7 @@ class CallLedger:
         if line.id in self.line_ids or line.id in self.seen:
             return
         self.line_ids.add(line.id)
-        if self.v2:
-            self.seen_at[line.id] = now()  # kept (bounded) when the line itself is not carried
+        self.seen_at[line.id] = now()  # carried (bounded) when the line itself is not
         if line.speaker == "assistant":
             self.agent_in(self.s.agent_identity)  # a line of the agent says it is in
             self.s.greeted = True

@@ -75,7 +75,7 @@ class RecordingWorkflow:
     def __init__(self, inp: m.RecordingInput) -> None:
         self._status = R.UPLOADING
         self._error = ""
-        self.v2 = workflow.patched(PATCH_RELEASE_2)
+        self.v2 = False  # decided as run() starts (patch markers are not known in __init__)
         self._waiting = False  # retries ran out: waiting for an ops decision
         self._decision: tuple[str, m.RecordingOpsRequest] | None = None
         self._reports = 0  # report ids: <run id>/<n>
@@ -83,6 +83,7 @@ class RecordingWorkflow:
 
     @workflow.run
     async def run(self, inp: m.RecordingInput) -> m.RecordingResult:
+        self.v2 = workflow.patched(PATCH_RELEASE_2)
         if not self.v2:
             return await self._run_v1(inp)
         self._set(R.UPLOADING, inp)

@@ -257,17 +257,17 @@ async def busy_signals_continue_as_new(h: Harness) -> list[Run]:
 
 
 async def database_down_long_call(h: Harness) -> list[Run]:
-    h.fakes.append_failures = 10**6  # PostgreSQL down
+    h.fakes.append_failures = 4  # PostgreSQL down for 4 attempts (~15 s of local retries)
     handle, _ = await h.start(
-        recording_consent="off", continue_as_new_after_events=60, carry_max_bytes=16 * 1024
+        recording_consent="off", continue_as_new_after_events=30, carry_max_bytes=16 * 1024
     )
     await h.agent_joins(handle)
     for i in range(0, 60, 10):
         lines = [m.TranscriptLine(f"d{j}", "customer", "x" * 400) for j in range(i, i + 10)]
         await handle.signal(CallWorkflow.transcript_batch, m.TranscriptBatch(f"db{i}", lines))
-    await h.env.sleep(30)
-    h.fakes.append_failures = h.fakes.append_attempts  # PostgreSQL is back
-    await h.env.sleep(300)
+    await until(lambda: h.fakes.event_writes >= 1, 120)  # PostgreSQL is back
+    for j in range(20):
+        await h.say(handle, "customer", f"after {j}")
     await h.customer_leaves(handle)
     await handle.result()
     return runs_of(handle, "", recording=False)

@@ -173,7 +173,8 @@ async def test_max_duration_reached(harness: Harness) -> None:
     handle, _ = await h.start(max_duration_s=3600)
     await h.agent_joins(handle)
     await h.say(handle, "assistant", "Hello, this call is recorded.")
-    result = await handle.result()  # time skips to the max-duration timer
+    await h.env.sleep(3601)  # to the max-duration timer
+    result = await handle.result()
     assert result.status == S.COMPLETED and result.end_reason == "max_duration"
     state = await handle.query(CallWorkflow.get_state)
     assert state.ended_by == "system"

@@ -57,8 +57,8 @@ async def test_replays_without_nondeterminism(path: Path) -> None:
 
 
 async def encrypt_payloads(node: object, codec: EncryptionCodec) -> None:
-    """Encode every payload of an exported history (JSON) as an encrypting cluster holds it;
-    search attributes stay plain (the codec never sees them)."""
+    """Encode every payload of an exported history (JSON) as an encrypting cluster holds it:
+    inputs, results, signals, updates; search attributes and markers stay as they are."""
     if isinstance(node, list):
         for value in node:
             await encrypt_payloads(value, codec)
@@ -75,7 +75,8 @@ async def encrypt_payloads(node: object, codec: EncryptionCodec) -> None:
         node["data"] = base64.b64encode(enc.data).decode()
         return
     for key, value in node.items():
-        if key not in ("searchAttributes", "indexedFields"):
+        # Search attributes never go through the codec; markers are read by the SDK's core.
+        if key not in ("searchAttributes", "indexedFields", "markerRecordedEventAttributes"):
             await encrypt_payloads(value, codec)
 
 
