@@ -385,6 +385,9 @@ class CallLedger:
         base.line_refs = sorted(x for x in base.line_refs if any(r[0] == x for r in kept))
         base.line_rows = rows
         base.seen_at = {k: t for k, t in base.seen_at.items() if k not in kept_ids}
+        for entry in self.s.lines:  # a line left out keeps its id (it may have come carried)
+            if entry.id not in kept_ids:
+                base.seen_at.setdefault(entry.id, self.seen_at.get(entry.id, now()))
         base.lines_dropped = self.s.lines_dropped + len(self.s.lines) - len(rows)
         return base
 
