@@ -273,7 +273,12 @@ async def test_egress_fails_to_start(harness: Harness) -> None:
     await h.agent_joins(handle)
     await h.say(handle, "assistant", "Hello, this call is recorded.")
     await until(lambda: f.count(act.START_EGRESS) == 1)
-    state = await handle.query(CallWorkflow.get_state)
+    # The failure reaches the workflow a task after the fake was called: ask until it has.
+    for _ in range(50):
+        state = await handle.query(CallWorkflow.get_state)
+        if state.recording_error:
+            break
+        await asyncio.sleep(0.1)
     assert state.status == S.IN_PROGRESS and "unavailable" in state.recording_error
     await h.env.sleep(11)
     await until(lambda: f.count(act.START_EGRESS) == 2, what="one retry")
