@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from core.codec import PayloadDecryptError
 from core.models import (
     QUERY_GET_STATE,
     UPDATE_ISSUE_TOKEN,
@@ -165,6 +166,7 @@ class CallsClient:
         completed, its result. Never raises: an unreachable Temporal is part of the answer."""
         handle = self.client.get_workflow_handle(call_workflow_id(call_id), result_type=CallResult)
         timeout = timedelta(seconds=3)
+        status = "UNKNOWN"
         try:
             desc = await handle.describe(rpc_timeout=timeout)
             status = desc.status.name if desc.status is not None else "UNKNOWN"
@@ -172,6 +174,10 @@ class CallsClient:
             if desc.status == WorkflowExecutionStatus.COMPLETED:
                 done = await handle.result(rpc_timeout=timeout)
                 result = dataclasses.asdict(done)
+        except PayloadDecryptError as exc:
+            # A result encrypted with a key no longer configured: the report still answers.
+            return {"source": "temporal", "status": status, "result": None,
+                    "error": f"result not decodable: {exc}"}  # fmt: skip
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return {"source": "temporal", "status": "NOT_FOUND", "result": None}

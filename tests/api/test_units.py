@@ -130,3 +130,26 @@ def test_webhook_for_a_room_that_is_not_a_call_is_not_routed() -> None:
     ev = _event(event="participant_joined", id="EV_3", room=Room(name="lobby"))
     assert route(ev, b"") == ("lobby", None)
     assert route(_event(event="room_started", room=Room(name="call-" + "c" * 20)), b"")[1] is None
+
+
+async def test_report_outcome_survives_a_result_encrypted_with_a_retired_key() -> None:
+    """A call's result encrypted with a key no longer configured: the report says so (the fuzz
+    run found this as a 500)."""
+    from types import SimpleNamespace
+
+    from temporalio.client import WorkflowExecutionStatus
+
+    from api.workflows_client import CallsClient
+    from core.codec import PayloadDecryptError
+
+    class Handle:
+        async def describe(self, **_: object) -> object:
+            return SimpleNamespace(status=WorkflowExecutionStatus.COMPLETED)
+
+        async def result(self, **_: object) -> object:
+            raise PayloadDecryptError("payload encrypted with key id 'old', not configured")
+
+    client = SimpleNamespace(get_workflow_handle=lambda *a, **k: Handle())
+    out = await CallsClient(client, None).outcome("0" * 20)  # type: ignore[arg-type]
+    assert out["status"] == "COMPLETED" and out["result"] is None
+    assert "not decodable" in out["error"]
