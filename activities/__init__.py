@@ -103,6 +103,8 @@ def build_activities(
         live.delete_room,
         live.dispatch_agent,
         storage.download_and_store_recording,
+        storage.find_staged_recording,
+        storage.delete_recording_segments,
         db.append_call_events,
         db.record_recording,
     ]

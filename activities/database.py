@@ -64,6 +64,21 @@ WHERE c.last_seq <= EXCLUDED.last_seq
   AND NOT (c.status = ANY($15::text[]) AND EXCLUDED.status = ANY($16::text[]))
 """
 
+_RECORDING_REPORTS = (
+    m.RecordingStatus.STORED,
+    m.RecordingStatus.FAILED,
+    m.RecordingStatus.UPLOADING,
+)
+
+_UPSERT_SEGMENT = """
+INSERT INTO recording_segments AS s (call_id, n, bucket, object_key, egress_id, size_bytes,
+    duration_s, sha256, stored_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE(NULLIF($9::text, '')::timestamptz, now()))
+ON CONFLICT (call_id, n) DO UPDATE SET
+    bucket = EXCLUDED.bucket, object_key = EXCLUDED.object_key, egress_id = EXCLUDED.egress_id,
+    size_bytes = EXCLUDED.size_bytes, duration_s = EXCLUDED.duration_s, sha256 = EXCLUDED.sha256
+"""
+
 _UPSERT_RECORDING = """
 INSERT INTO recordings AS r (call_id, bucket, object_key, egress_id, size_bytes, duration_s,
     sha256, incomplete, stored_at)
@@ -182,8 +197,10 @@ class DatabaseActivities:
         call when failed. With `append_event_for_run` (an ops retry after the call finished)
         also append the call's `recording` event with the next seq and set the call's
         recording status; once per run id, however often this is retried."""
-        if row.status not in (m.RecordingStatus.STORED, m.RecordingStatus.FAILED):
-            raise _invalid(f"record_recording: status must be stored or failed, not {row.status!r}")
+        if row.status not in _RECORDING_REPORTS:
+            raise _invalid(
+                f"record_recording: status must be stored, failed or uploading, not {row.status!r}"
+            )
         if row.status == m.RecordingStatus.STORED and not (row.bucket and row.object_key):
             raise _invalid("record_recording: a stored recording needs a bucket and a key")
         row = act.RecordingRow(**_text(dataclasses.asdict(row)))
@@ -213,6 +230,16 @@ class DatabaseActivities:
                 await conn.execute(
                     "UPDATE calls SET recording_error = NULL WHERE call_id = $1", row.call_id
                 )
+                for seg in row.segments:
+                    await conn.execute(
+                        _UPSERT_SEGMENT, row.call_id, int(seg["n"]), row.bucket, seg["key"],
+                        seg.get("egress_id") or row.egress_id, int(seg["size"]),
+                        float(seg["duration_s"]), seg["sha256"], row.at,
+                    )  # fmt: skip
+            elif row.status == m.RecordingStatus.UPLOADING:
+                await conn.execute(
+                    "UPDATE calls SET recording_error = NULL WHERE call_id = $1", row.call_id
+                )
             else:
                 # A failure reported after the recording was stored is stale: leave it be.
                 await conn.execute(
@@ -227,7 +254,8 @@ class DatabaseActivities:
     @staticmethod
     async def _append_run_event(conn: Any, row: act.RecordingRow) -> None:
         call = await conn.fetchrow(
-            "SELECT last_seq FROM calls WHERE call_id = $1 FOR UPDATE", row.call_id
+            "SELECT last_seq, recording_status FROM calls WHERE call_id = $1 FOR UPDATE",
+            row.call_id,
         )
         if call is None:
             log.warning("recording_event_without_call", call_id=row.call_id)
@@ -238,18 +266,24 @@ class DatabaseActivities:
             m.EventKind.RECORDING.value,
             row.append_event_for_run,
         )
-        if done:
-            return
+        if done or (
+            row.status == m.RecordingStatus.UPLOADING and call["recording_status"] == row.status
+        ):
+            return  # reported already (or, for uploading, nothing to tell: the call said so)
         last = await conn.fetchval(
             "SELECT COALESCE(max(seq), 0) FROM call_events WHERE call_id = $1", row.call_id
         )
         seq = max(call["last_seq"], last) + 1
+        # A bare run id: a replay by ops of a run from before release 2.
+        by = row.by or ("pipeline" if "/" in row.append_event_for_run else "ops_retry")
         data: dict[str, Any] = {"status": row.status, "run_id": row.append_event_for_run,
-                                "by": "ops_retry"}  # fmt: skip
+                                "by": by}  # fmt: skip
         if row.status == m.RecordingStatus.STORED:
             data.update(key=row.object_key, size=row.size_bytes, sha256=row.sha256,
                         duration_s=row.duration_s, incomplete=row.incomplete)  # fmt: skip
-        else:
+            if row.segments:
+                data["segments"] = row.segments
+        elif row.status == m.RecordingStatus.FAILED:
             data["error"] = row.error
         await conn.execute(
             "INSERT INTO call_events (call_id, seq, kind, at, data) "

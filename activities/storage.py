@@ -21,11 +21,13 @@ the stored copy is verified (size and SHA-256 tag), the staging object is delete
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import io
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -62,6 +64,7 @@ PART_SIZE = 8 * MiB  # S3 parts are >= 5 MiB (but the last); 10,000 parts -> fil
 CHUNK = 256 * 1024
 MAX_RESUMES = 8  # cut connections survived within one attempt (then Temporal retries)
 HEARTBEAT_EVERY_S = 1.0
+BACKGROUND_BEAT_S = 10.0  # the workflow's heartbeat timeout is 150 s
 MAX_URL_TTL = timedelta(minutes=15)
 RETENTION_RULE_ID = "recordings-retention"
 STAGING_RULE_ID = "egress-staging-expiry"
@@ -258,6 +261,72 @@ class StorageActivities:
 
     @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
+        """`_download_and_store`, heartbeating from a background task the whole time (backoff,
+        back-pressure, completing and tagging included), not only when bytes arrive."""
+        async with heartbeating():
+            return await self._download_and_store(inp)
+
+    @activity.defn(name=act.FIND_STAGED_RECORDING)
+    async def find_staged_recording(self, q: act.StagedRecordingQuery) -> m.RecordingFile | None:
+        """The file an egress was told to write at `q.object_key` in the staging bucket, when
+        it is there (the egress's end went unseen and LiveKit no longer knows it); else None."""
+        if not m.is_call_id(q.call_id) or not q.object_key.startswith(
+            f"conversations/{q.call_id}/"
+        ):
+            raise ApplicationError(
+                "find_staged_recording needs a call id and that call's key",
+                type=act.ERR_INVALID_INPUT,
+                non_retryable=True,
+            )
+        try:
+            stat = await asyncio.to_thread(
+                self.minio.stat_object, self.staging_bucket, q.object_key
+            )
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND or exc.code == "NoSuchBucket":
+                log.info("staged_recording_absent", call_id=q.call_id, key=q.object_key)
+                return None
+            raise storage_unavailable("stat staged object", exc) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise storage_unavailable("stat staged object", exc) from exc
+        log.info("staged_recording_found", call_id=q.call_id, key=q.object_key, bytes=stat.size)
+        return m.RecordingFile(
+            filename=q.object_key,
+            location=self._staged_location(q.object_key),
+            size=int(stat.size or 0),
+            duration_s=0.0,  # unknown until read: the store measures it
+        )
+
+    @activity.defn(name=act.DELETE_RECORDING_SEGMENTS)
+    async def delete_recording_segments(self, req: act.SegmentsToDelete) -> int:
+        """Delete a call's segments from the staging and the recordings bucket (consent
+        withdrawn, policy delete); a missing object is fine. Returns how many keys were asked."""
+        prefix = f"conversations/{req.call_id}/"
+        if not m.is_call_id(req.call_id) or not all(k.startswith(prefix) for k in req.object_keys):
+            raise ApplicationError(
+                "delete_recording_segments needs a call id and that call's keys",
+                type=act.ERR_INVALID_INPUT,
+                non_retryable=True,
+            )
+        for bucket in (self.staging_bucket, self.bucket):
+            for key in req.object_keys:
+                try:
+                    await asyncio.to_thread(self.minio.remove_object, bucket, key)
+                except S3Error as exc:
+                    if exc.code not in (*_NOT_FOUND, "NoSuchBucket"):
+                        raise storage_unavailable("remove object", exc) from exc
+                except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise storage_unavailable("remove object", exc) from exc
+        log.info("recording_segments_deleted", call_id=req.call_id, keys=len(req.object_keys))
+        return len(req.object_keys)
+
+    def _staged_location(self, key: str) -> str:
+        # Path style on our own endpoint: one of the location forms Egress reports.
+        base = self.minio._base_url  # noqa: SLF001 - the endpoint the client was built with
+        scheme = "https" if base.is_https else "http"
+        return f"{scheme}://{base.host}/{self.staging_bucket}/{key}"
+
+    async def _download_and_store(self, inp: m.RecordingInput) -> m.RecordingResult:
         """Stream the egress file (see `recording_source`) to `stored_key(inp)`
         (`conversations/<call_id>.ogg` when no object_key), then delete the staging copy.
 
@@ -538,7 +607,35 @@ class StorageActivities:
         if not activity.in_activity():
             return
         percent = round(100.0 * got.size / got.total, 1) if got.total else None
-        activity.heartbeat({"bytes": got.size, "percent": percent, "upload_id": sink.upload_id})
+        details = {"bytes": got.size, "percent": percent, "upload_id": sink.upload_id}
+        _LAST_BEAT.get({}).update(details)  # what the background beats repeat
+        activity.heartbeat(details)
+
+
+_LAST_BEAT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("last_beat")
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every_s: float = BACKGROUND_BEAT_S) -> AsyncIterator[None]:
+    """Heartbeat every `every_s` while the body runs (with the latest progress details), so a
+    slow phase never looks like a dead worker; outside an activity it does nothing."""
+    if not activity.in_activity():
+        yield
+        return
+    details: dict[str, Any] = {}
+    token = _LAST_BEAT.set(details)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            activity.heartbeat(dict(details))
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        _LAST_BEAT.reset(token)
 
 
 def _is_call_key(call_id: str, key: str) -> bool:

@@ -22,6 +22,8 @@ DELETE_ROOM = "delete_room"
 DISPATCH_AGENT = "dispatch_agent"
 # Storage (activities/storage.py)
 DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
+FIND_STAGED_RECORDING = "find_staged_recording"
+DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
 RECORD_RECORDING = "record_recording"
@@ -78,7 +80,9 @@ class MintTokenInput:
 class StartEgressInput:
     call_id: str
     room_name: str
-    filepath: str  # where egress writes the file, e.g. conversations/<call_id>.ogg
+    filepath: str  # where egress writes the file, e.g. conversations/<call_id>/1.ogg
+    # The segment's key in the staging bucket (release 2: the same as `filepath`).
+    object_key: str = ""
 
 
 @dataclass
@@ -153,10 +157,11 @@ class AppendResult:
 
 @dataclass
 class RecordingRow:
-    """What `record_recording` writes: the stored recording (or the pipeline's failure)."""
+    """What `record_recording` writes: the stored recording (or the pipeline's failure, or that
+    it is uploading again after a retry or a reset)."""
 
     call_id: str
-    status: str  # stored | failed
+    status: str  # stored | failed | uploading
     bucket: str = ""
     object_key: str = ""
     egress_id: str = ""
@@ -165,8 +170,9 @@ class RecordingRow:
     sha256: str = ""
     incomplete: bool = False
     error: str = ""
-    # Set only for an ops retry after the call's workflow finished: also append the call's
-    # `recording` event (sequence number allocated by the database, once per run_id).
+    # Set by the recording workflow: also append the call's `recording` event (sequence number
+    # allocated by the database) and set its recording_status, once per id (a report id:
+    # `<run id>` for runs from before release 2, `<run id>/<n>` since).
     append_event_for_run: str = ""
     at: str = ""
 
@@ -176,3 +182,22 @@ class EraseRowsInput:
     request: EraseCallInput
     executions_deleted: int
     object_deleted: bool
+    by: str = ""  # who caused this report ("" the pipeline itself; an ops principal)
+    # Every stored segment in order (dicts: n, key, size, sha256, duration_s, egress_id).
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StagedRecordingQuery:
+    """`find_staged_recording`'s argument: where a segment's egress was told to write."""
+
+    call_id: str
+    object_key: str
+
+
+@dataclass
+class SegmentsToDelete:
+    """`delete_recording_segments`'s argument (consent withdrawn, policy `delete`)."""
+
+    call_id: str
+    object_keys: list[str] = field(default_factory=list)

@@ -105,8 +105,10 @@ def customer_identity(call_id: str) -> str:
     return f"{CUSTOMER_IDENTITY_PREFIX}{call_id}"
 
 
-def recording_object_key(call_id: str) -> str:
-    return f"conversations/{call_id}.ogg"
+def recording_object_key(call_id: str, n: int = 1) -> str:
+    """Where egress `n` (1, 2, ... in the order they started) of a call writes its file, in the
+    staging bucket and, once stored, in the recordings bucket."""
+    return f"conversations/{call_id}/{n}.ogg"
 
 
 # Workflow handler names, used by the API and the agent instead of string literals.
@@ -124,6 +126,8 @@ SIGNAL_RECORDING_CONSENT = "recording_consent"
 SIGNAL_AGENT_METRICS = "agent_metrics"
 SIGNAL_AGENT_ALERT = "agent_alert"
 SIGNAL_SUPERVISOR_ACTION = "supervisor_action"
+UPDATE_RECORDING_RETRY = "retry"  # RecordingWorkflow, while it waits for ops
+UPDATE_RECORDING_GIVE_UP = "give_up"
 QUERY_GET_STATE = "get_state"
 QUERY_GET_TRANSCRIPT = "get_transcript"
 
@@ -172,6 +176,13 @@ class CallConfig:
     carry_max_lines: int = 3000
     # Search attributes are never encrypted: with PAYLOAD_KEYS set, no customer name goes there.
     customer_name_searchable: bool = True
+    # Release 2: the carry's encoded size is bounded too (lines beyond it are left to
+    # `call_events`; a line too large to carry is carried by reference, its text dropped).
+    carry_max_bytes: int = 256 * 1024
+    # Release 2: egress starts per call (each restart after a mid-call end is a new segment).
+    max_egress_starts: int = 5
+    # Consent withdrawn mid-call: keep | delete what was recorded until then.
+    recording_on_withdrawal: str = "delete"
 
     @classmethod
     def from_settings(cls, settings: Any) -> CallConfig:
@@ -191,6 +202,8 @@ class CallConfig:
             keywords=list(settings.keywords),
             recording_retry_for_s=settings.RECORDING_RETRY_FOR_S,
             customer_name_searchable=not settings.payload_keys,
+            carry_max_bytes=settings.CARRY_MAX_BYTES,
+            recording_on_withdrawal=str(settings.RECORDING_ON_WITHDRAWAL),
         )
 
 
@@ -373,11 +386,43 @@ class RecordingInput:
     expected_duration_s: float  # as egress reported (0: unknown)
     call_duration_s: float  # how long the call was being recorded (egress start -> call end)
     retry_for_s: float = 24 * 3600
-    # True for a run started by ops after the call's workflow finished: the recording workflow
-    # then also appends the `recording` event to the call's log itself.
+    # True: the recording workflow appends its `recording` events to the call's log and sets the
+    # call's recording_status itself (every run since release 2, and every ops retry).
     report_to_call: bool = False
-    # Staging key the egress was told to write (also the stored key); "" -> parse `location`.
+    # The key this segment's egress wrote in the staging bucket (and is stored under); "" for
+    # runs from before segments: `recording_object_key(call_id)`.
     object_key: str = ""
+    # Every segment of the call in order (release 2); empty: the one described above.
+    segments: list[RecordingSegment] = field(default_factory=list)
+
+
+@dataclass
+class RecordingSegment:
+    """One egress of a call and its file, as the call saw it end."""
+
+    n: int
+    egress_id: str
+    object_key: str
+    location: str = ""  # as egress reported it ("" when found at its key in staging)
+    expected_size: int = 0
+    expected_duration_s: float = 0.0
+    recorded_for_s: float = 0.0  # how long this egress ran (its start -> its end or the call's)
+
+
+@dataclass
+class RecordingOpsRequest:
+    """`retry` / `give_up` update argument (ops, while the pipeline waits after its retries)."""
+
+    by: str
+    reason: str = ""
+    retry_for_s: float = 0.0  # retry only: how long to keep trying this time (0: as before)
+
+
+@dataclass
+class RecordingOpsResult:
+    call_id: str
+    action: str  # retry | give_up
+    status: str  # the recording status once the decision took effect: uploading | failed
 
 
 @dataclass
@@ -391,6 +436,19 @@ class RecordingResult:
     incomplete: bool = False
     egress_id: str = ""
     already_stored: bool = False  # the key already held these bytes; nothing was written
+    # Every stored segment in order (release 2); the fields above describe the first one.
+    segments: list[StoredSegment] = field(default_factory=list)
+    given_up: bool = False  # ops gave up on it: nothing (more) will be stored
+
+
+@dataclass
+class StoredSegment:
+    n: int
+    key: str
+    size: int
+    sha256: str
+    duration_s: float
+    egress_id: str = ""
 
 
 # --- queries and results --------------------------------------------------------------------
@@ -439,6 +497,8 @@ class EgressState:
     error: str = ""
     file: RecordingFile | None = None
     started_at: str = ""
+    n: int = 0  # which segment of the call (1, 2, ...; 0 before release 2)
+    object_key: str = ""  # where it writes in the staging bucket (known before it starts)
 
 
 @dataclass
@@ -472,11 +532,13 @@ class CallState:
     dispatch_attempts: int = 1  # agent dispatches of the current wait for an agent
     agent_lost: bool = False  # the agent left mid-call; a new one is being dispatched
     customer_reconnecting: bool = False  # the customer's connection dropped; grace running
+    segments: list[EgressState] = field(default_factory=list)  # every egress, in order
 
 
 @dataclass
 class CallResult:
-    """`CallWorkflow.run`'s result."""
+    """`CallWorkflow.run`'s result. Since release 2 the call ends once its recording pipeline
+    has started (`recording_status` then `uploading`): the pipeline reports its outcome itself."""
 
     call_id: str
     status: str
@@ -484,6 +546,7 @@ class CallResult:
     end_reason: str
     line_count: int
     recording: RecordingResult | None = None
+    segments: list[EgressState] = field(default_factory=list)  # every egress, in order
 
 
 @dataclass
@@ -529,6 +592,17 @@ class CallCarry:
     dispatch_serial: int = 1  # every dispatch of the call, the room's own first
     agent_lost_at: float = 0.0
     customer_away_since: float = 0.0
+    # Release 2: earlier egresses of the call (ended), in order; `egress` is the latest.
+    segments: list[EgressState] = field(default_factory=list)
+    segment_spans: list[list[float]] = field(default_factory=list)  # [started, ended] each
+    # Release 2: early egress reports (egress id -> state) that beat start_egress's answer.
+    early_egress: dict[str, EgressState] = field(default_factory=dict)
+    # Release 2: ids of signals seen in the last `seen_window` (id -> workflow time seen); an
+    # older duplicate is caught by PostgreSQL's unique keys (lines) or its own check.
+    seen_at: dict[str, float] = field(default_factory=dict)
+    # Release 2: seqs of carried lines whose text was too large to carry: their text is ""
+    # here and whole in `call_events` (written before they were left out).
+    line_refs: list[int] = field(default_factory=list)
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

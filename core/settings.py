@@ -42,6 +42,11 @@ class RecordingConsent(StrEnum):
     OFF = "off"
 
 
+class RecordingOnWithdrawal(StrEnum):
+    KEEP = "keep"
+    DELETE = "delete"
+
+
 class SettingsError(Exception):
     """Raised when the environment does not describe a runnable configuration."""
 
@@ -151,6 +156,10 @@ class Settings(BaseSettings):
     SILENCE_ALERT_S: float = Field(30, gt=0)
     RECORDING_RETRY_FOR_S: float = Field(24 * 3600, gt=0)
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
+    # Consent withdrawn mid-call: what was recorded until then is kept or deleted.
+    RECORDING_ON_WITHDRAWAL: RecordingOnWithdrawal = RecordingOnWithdrawal.DELETE
+    # Continue-as-new input bound (encoded bytes; Temporal warns at 512 KB, refuses at 2 MB).
+    CARRY_MAX_BYTES: int = Field(256 * 1024, ge=16 * 1024, le=1024 * 1024)
     KEYWORD_ALERTS: str = "manager,lawyer,cancel"
 
     @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")

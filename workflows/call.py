@@ -37,18 +37,20 @@ with workflow.unsafe.imports_passed_through():
     import activities.types as act
     import core.models as m
     import workflows.search as sa
-    from workflows.common import (
-        EGRESS_TERMINAL,
-        FOREVER_RETRY,
-        QUICK_RETRY,
-        cause,
-        egress_failed_without_file,
-        iso,
-        merge_egress,
-    )
-    from workflows.healing import Healing
-    from workflows.ledger import CallLedger, metrics_data, now
-    from workflows.recording import RecordingWorkflow
+
+# Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
+from workflows.common import (
+    EGRESS_TERMINAL,
+    FOREVER_RETRY,
+    QUICK_RETRY,
+    cause,
+    egress_failed_without_file,
+    iso,
+    merge_egress,
+)
+from workflows.healing import Healing
+from workflows.ledger import CallLedger, metrics_data, now
+from workflows.recording import RecordingWorkflow
 
 S = m.CallStatus
 R = m.RecordingStatus
@@ -61,6 +63,10 @@ PATCH_CUSTOMER_JOIN_TIMEOUT = "customer-join-timeout"
 PATCH_LOCAL_SETUP = "local-room-and-token"
 # Runs from before the hang-up kept an egress report that arrived while the stop was running.
 PATCH_STOP_KEEPS_REPORTS = "stop-keeps-reports"
+# Runs from before release 2 (issue 10): an end request wins over a pending continue-as-new,
+# the hang-up keeps an egress report that came in during the stop, late signals change
+# nothing, the recording pipeline is started and not awaited. Decided once, as a run starts.
+PATCH_RELEASE_2 = "release-2-temporal-safety"
 
 
 @workflow.defn(name=m.WORKFLOW_CALL)
@@ -76,13 +82,18 @@ class CallWorkflow(Healing):
         self._room_failed = ""
         self._egress_busy = False
         self._tasks: list[asyncio.Task] = []
+        self._batches_done = 0  # batches the flusher has finished (written or dropped)
         # When the first token was issued; a carried run's first token came at the start.
         self._token_issued_at = 0.0 if inp.carried is None else self.s.created_at
+        self.v2 = False  # decided as run() starts (patches are not known yet in __init__)
 
     # --- run ------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: m.CallInput) -> m.CallResult:
+        # First of all: a run has release 2's behaviour throughout, or not at all. (Not in
+        # __init__: while replaying, the history's patch markers are known only from here.)
+        self.v2 = self.book.v2 = workflow.patched(PATCH_RELEASE_2)
         self._tasks = [asyncio.create_task(self._flush_loop())]
         if inp.carried is None:
             workflow.upsert_search_attributes(
@@ -104,6 +115,8 @@ class CallWorkflow(Healing):
             if self._healing():
                 self._tasks += [asyncio.create_task(self._agent_watch()),
                                 asyncio.create_task(self._customer_watch())]  # fmt: skip
+            if self.v2:
+                self._tasks.append(asyncio.create_task(self._consent_watch()))
             if not self.book.customer_seen and workflow.patched(PATCH_CUSTOMER_JOIN_TIMEOUT):
                 self._tasks.append(asyncio.create_task(self._customer_join_watch()))
             await self._converse()
@@ -146,18 +159,42 @@ class CallWorkflow(Healing):
             if not in_time:
                 self.book.request_end("max_duration", "system")
             elif self.book.end is None:
-                await self._continue_as_new()
+                await self._continue_as_new(deadline)
 
-    async def _continue_as_new(self) -> None:
+    async def _continue_as_new(self, deadline: float) -> None:
         # Not waiting for the event queue to drain: under a steady stream of lines it never
         # does. Unwritten (and in-flight) events travel with the state instead.
-        await workflow.wait_condition(
-            lambda: not self._egress_busy and workflow.all_handlers_finished()
-        )
+        if not self.v2:
+            await workflow.wait_condition(
+                lambda: not self._egress_busy and workflow.all_handlers_finished()
+            )
+        elif not await _wait(
+            # An end request wins: its `end_call` handler waits for the hang-up, which would
+            # otherwise wait for every handler to finish (each waiting on the other).
+            lambda: (
+                self.book.end is not None
+                or (not self._egress_busy and workflow.all_handlers_finished())
+            ),
+            deadline - now(),
+        ):
+            self.book.request_end("max_duration", "system")
         if self.book.end is not None:
             return  # an end request came in meanwhile: end here instead
+        carried = self.book.carry()
+        if carried is None:
+            # Unwritten events alone exceed the bound (PostgreSQL down): go on until a batch
+            # is written, then try again; the history grows meanwhile, not the carry.
+            workflow.logger.warning(
+                f"call {self.call_id}: continue-as-new postponed, unwritten events too large",
+                extra={"call_id": self.call_id},
+            )
+            done = self._batches_done
+            await _wait(
+                lambda: self.book.end is not None or self._batches_done > done, deadline - now()
+            )
+            return
         workflow.continue_as_new(
-            m.CallInput(self.call_id, self.book.customer_name, self.cfg, carried=self.book.carry())
+            m.CallInput(self.call_id, self.book.customer_name, self.cfg, carried=carried)
         )
 
     async def _hang_up(self) -> None:
@@ -165,6 +202,14 @@ class CallWorkflow(Healing):
         reason, by = self.book.end or ("unknown", "system")
         self.s.ended_at = now()
         self.book.set_status(S.ENDING, reason)
+        if self.v2:
+            await self._stop_egress()
+        else:
+            await self._hang_up_v1()
+        await self._delete_room()
+        self.book.finish(S.COMPLETED, reason, by)
+
+    async def _hang_up_v1(self) -> None:
         await workflow.wait_condition(lambda: not self._egress_busy)
         eg = self.s.egress
         if eg is not None and eg.status not in EGRESS_TERMINAL:
@@ -185,10 +230,7 @@ class CallWorkflow(Healing):
                 else:
                     self.s.egress = merge_egress(eg, info)
             except ActivityError as err:
-                # Deleting the room ends the egress too; the wait below still finds its file.
                 self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
-        await self._delete_room()
-        self.book.finish(S.COMPLETED, reason, by)
 
     async def _close(self) -> m.CallResult:
         """Everything flushed and every handler done, then the result."""
@@ -205,6 +247,7 @@ class CallWorkflow(Healing):
             end_reason=self.s.end_reason,
             line_count=self.s.lines_dropped + len(self.s.lines),
             recording=self.s.recording,
+            segments=self.book.all_segments() if self.v2 else [],
         )
 
     # --- recording ------------------------------------------------------------------------
@@ -212,49 +255,105 @@ class CallWorkflow(Healing):
     def _recording_wanted(self) -> bool:
         policy = self.cfg.recording_consent
         allowed = self.s.greeted if policy == "announce" else self.s.consent == "granted"
-        return allowed and (self.s.egress is None or egress_failed_without_file(self.s.egress))
+        eg = self.s.egress
+        if self.v2:  # any egress that ended mid-call is followed by a new segment
+            return allowed and (eg is None or eg.status in EGRESS_TERMINAL)
+        return allowed and (eg is None or egress_failed_without_file(eg))
 
     async def _recorder(self) -> None:
-        """Starts egress once policy allows; a failed start is recorded and retried once."""
+        """Starts egress once policy allows. v1: a failed start is retried once. v2: each
+        egress is a segment with its own key; one that ends mid-call (or fails to start) is
+        followed by a new one after `egress_retry_delay_s`, up to `max_egress_starts`."""
         if self.cfg.recording_consent not in ("announce", "ask"):
             return
         while True:
             await workflow.wait_condition(
                 lambda: self.book.end is not None or self._recording_wanted()
             )
-            if self.book.end is not None or self.s.egress_attempts >= 2:
+            if self.book.end is not None:
                 return
-            if self.s.egress_attempts == 1:
+            if self.s.egress_attempts >= self.book.max_egress_starts():
+                if self.v2 and self.s.recording_status == R.RECORDING:
+                    self.book.set_recording(R.FAILED, error=self.s.recording_error)
+                return
+            if self.s.egress_attempts >= 1 and (self.v2 or self.s.egress_attempts == 1):
                 await _wait(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
                 if self.book.end is not None:
                     return
             self.s.egress_attempts += 1
+            n = self.s.egress_attempts if self.v2 else 1
+            key = m.recording_object_key(self.call_id, n)
             self._egress_busy = True
             try:
                 info = await workflow.execute_activity(
                     act.START_EGRESS,
                     act.StartEgressInput(
-                        self.call_id,
-                        m.room_name_for(self.call_id),
-                        m.recording_object_key(self.call_id),
+                        self.call_id, m.room_name_for(self.call_id), key, object_key=key
                     ),
                     result_type=m.EgressState,
                     start_to_close_timeout=timedelta(seconds=20),
-                    retry_policy=RetryPolicy(maximum_attempts=1),  # the retry is ours, once
+                    retry_policy=RetryPolicy(maximum_attempts=1),  # the retry is ours
                 )
-                self.book.egress_started(info)
+                self.book.egress_started(info, n, key)
             except ActivityError as err:
                 self.book.egress_start_failed(cause(err))
             finally:
                 self._egress_busy = False
 
-    async def _await_egress_end(self) -> m.RecordingFile | None:
-        """The egress's file once it has ended: from the webhook, else asked of LiveKit."""
+    async def _consent_watch(self) -> None:
+        """Consent withdrawn mid-call (v2): stop the egress now; keep or delete at the end."""
+        await workflow.wait_condition(
+            lambda: self.book.end is not None or self.s.consent == "withdrawn"
+        )
+        if self.book.end is None:
+            await self._stop_egress()
+
+    async def _stop_egress(self) -> None:
+        """Stop the latest egress if it still runs (after a start in flight has answered)."""
+        await workflow.wait_condition(lambda: not self._egress_busy)
         eg = self.s.egress
+        if eg is None or eg.status in EGRESS_TERMINAL:
+            return
+        self.book.set_recording(R.STOPPING)
+        try:
+            info = await workflow.execute_activity(
+                act.STOP_EGRESS,
+                act.EgressRef(self.call_id, eg.egress_id),
+                result_type=m.EgressState,
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=QUICK_RETRY,
+            )
+            # What came in while the stop ran (egress_ended with its file) is kept.
+            current = self.s.egress if self.v2 and self.s.egress is not None else eg
+            if current.egress_id == eg.egress_id:
+                self.s.egress = merge_egress(current, info)
+        except ActivityError as err:
+            # Deleting the room ends the egress too; the wait below still finds its file.
+            self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
+
+    async def _await_egress_end(self, eg: m.EgressState | None = None) -> m.RecordingFile | None:
+        """The egress's file once it has ended: from the webhook, else asked of LiveKit, else
+        (v2, LiveKit no longer knows it) looked for at its key in the staging bucket."""
+        eg = eg or self.s.egress
         assert eg is not None
+        egress_id = eg.egress_id
+
+        def current() -> m.EgressState:
+            for seg in self.book.all_segments():
+                if seg.egress_id == egress_id:
+                    return seg
+            return eg
 
         def ended() -> bool:
-            return self.s.egress is not None and self.s.egress.status in EGRESS_TERMINAL
+            return current().status in EGRESS_TERMINAL
+
+        def update(state: m.EgressState) -> None:
+            if self.s.egress is not None and self.s.egress.egress_id == egress_id:
+                self.s.egress = state
+            else:
+                self.s.segments = [
+                    state if x.egress_id == egress_id else x for x in self.s.segments
+                ]
 
         poll_error = ""
         if not await _wait(ended, self.cfg.egress_end_timeout_s):
@@ -265,7 +364,7 @@ class CallWorkflow(Healing):
                 try:
                     info = await workflow.execute_activity(
                         act.GET_EGRESS,
-                        act.EgressRef(self.call_id, eg.egress_id),
+                        act.EgressRef(self.call_id, egress_id),
                         result_type=m.EgressState,
                         start_to_close_timeout=timedelta(seconds=15),
                         retry_policy=QUICK_RETRY,
@@ -275,6 +374,10 @@ class CallWorkflow(Healing):
                     if err.retry_state == RetryState.NON_RETRYABLE_FAILURE or not workflow.patched(
                         PATCH_EGRESS_POLL_RETRIES
                     ):
+                        if self.v2 and eg.object_key:
+                            found = await self._find_staged(eg)
+                            if found is not None:
+                                return found
                         self.s.recording_error = cause(err)
                         self.book.emit(K.RECORDING, {"status": "egress_lost", "error": cause(err)})
                         return None
@@ -284,20 +387,100 @@ class CallWorkflow(Healing):
                         K.RECORDING, {"status": "egress_poll_failed", "error": poll_error}
                     )
                     continue
-                self.s.egress = merge_egress(self.s.egress or eg, info)
-                self.book.emit(
-                    K.RECORDING, {"status": "egress_polled", "egress": self.s.egress.status}
-                )
+                update(merge_egress(current(), info))
+                self.book.emit(K.RECORDING, {"status": "egress_polled", "egress": current().status})
                 if ended():
                     break
-        final = self.s.egress or eg
+        final = current()
         if poll_error and not ended():
             self.s.recording_error = poll_error  # every ask failed: the call's record says why
         return final.file if final.file and final.file.location else None
 
+    async def _find_staged(self, eg: m.EgressState) -> m.RecordingFile | None:
+        """The egress's file at its key in the staging bucket, if it got there."""
+        try:
+            found = await workflow.execute_activity(
+                act.FIND_STAGED_RECORDING,
+                act.StagedRecordingQuery(self.call_id, eg.object_key),
+                result_type=m.RecordingFile,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK_RETRY,
+            )
+        except ActivityError as err:
+            self.book.emit(K.RECORDING, {"status": "staging_check_failed", "error": cause(err)})
+            return None
+        if found is None or not found.location:
+            return None
+        self.book.emit(K.RECORDING, {"status": "found_in_staging", "segment": eg.n,
+                                     "key": eg.object_key, "size": found.size})  # fmt: skip
+        return found
+
     async def _store_recording(self) -> None:
         if self.s.egress is None:
             return
+        if not self.v2:
+            return await self._store_recording_v1()
+        withdrawn = self.s.consent == "withdrawn"
+        delete = withdrawn and self.cfg.recording_on_withdrawal == "delete"
+        segments: list[m.RecordingSegment] = []
+        spans = [*self.s.segment_spans, [self.s.egress_started_at, self.s.ended_at]]
+        for seg, (start, end) in zip(self.book.all_segments(), spans, strict=True):
+            file = await self._await_egress_end(seg)
+            if file is not None:
+                segments.append(m.RecordingSegment(
+                    n=seg.n, egress_id=seg.egress_id, object_key=seg.object_key,
+                    location=file.location, expected_size=file.size,
+                    expected_duration_s=file.duration_s, recorded_for_s=max(0.0, end - start),
+                ))  # fmt: skip
+        if delete:
+            await self._delete_staged([seg.object_key for seg in self.book.all_segments()])
+            self.s.recording_error = ""
+            self.book.set_recording(R.NONE, reason="consent_withdrawn", deleted=len(segments))
+            return
+        if not segments:
+            eg = self.s.egress
+            self.s.recording_error = (
+                self.s.recording_error or eg.error or f"egress ended as {eg.status} without a file"
+            )
+            self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            return
+        first = segments[0]
+        self.book.set_recording(R.UPLOADING, egress_id=first.egress_id,
+                                segments=[s.n for s in segments])  # fmt: skip
+        # The pipeline appends its own events after the call's last one: write ours first.
+        await workflow.wait_condition(lambda: self._quiet())
+        await workflow.start_child_workflow(
+            RecordingWorkflow.run,
+            m.RecordingInput(
+                call_id=self.call_id,
+                room_name=m.room_name_for(self.call_id),
+                egress_id=first.egress_id,
+                location=first.location,
+                expected_size=first.expected_size,
+                expected_duration_s=first.expected_duration_s,
+                call_duration_s=sum(s.recorded_for_s for s in segments),
+                retry_for_s=self.cfg.recording_retry_for_s,
+                report_to_call=True,
+                object_key=first.object_key,
+                segments=segments,
+            ),
+            id=m.recording_workflow_id(self.call_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
+        )
+
+    async def _delete_staged(self, keys: list[str]) -> None:
+        try:
+            await workflow.execute_activity(
+                act.DELETE_RECORDING_SEGMENTS,
+                act.SegmentsToDelete(self.call_id, keys),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=FOREVER_RETRY,
+            )
+        except ActivityError as err:  # only invalid input gets here
+            self.book.emit(K.RECORDING, {"status": "delete_failed", "error": cause(err)})
+
+    async def _store_recording_v1(self) -> None:
+        assert self.s.egress is not None
         file = await self._await_egress_end()
         if file is None:
             eg = self.s.egress
@@ -497,17 +680,18 @@ class CallWorkflow(Healing):
 
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
     def transcript(self, line: m.TranscriptLine) -> None:
-        self.book.add_line(line)  # de-duplicated by the line's id
+        if not self.book.late("transcript", line.id):
+            self.book.add_line(line)  # de-duplicated by the line's id
 
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT_BATCH)
     def transcript_batch(self, batch: m.TranscriptBatch) -> None:
-        if self.book.first(batch.id):
+        if not self.book.late("transcript_batch", batch.id) and self.book.first(batch.id):
             for line in batch.lines:
                 self.book.add_line(line)
 
     @workflow.signal(name=m.SIGNAL_SILENCE)
     def silence(self, sig: m.SilenceSignal) -> None:
-        if self.book.first(sig.id):
+        if not self.book.late("silence", sig.id) and self.book.first(sig.id):
             self.book.silence_alert({"id": sig.id, "source": "agent", "speaker": sig.speaker,
                                      "duration_s": sig.duration_s, "at": sig.at})  # fmt: skip
 
@@ -523,24 +707,24 @@ class CallWorkflow(Healing):
 
     @workflow.signal(name=m.SIGNAL_RECORDING_CONSENT)
     def recording_consent(self, sig: m.RecordingConsentSignal) -> None:
-        if self.book.first(sig.id):
+        if not self.book.late("recording_consent", sig.id) and self.book.first(sig.id):
             self.book.consent(sig)
 
     @workflow.signal(name=m.SIGNAL_AGENT_METRICS)
     def agent_metrics(self, sig: m.AgentMetrics) -> None:
-        if self.book.first(sig.id):
+        if not self.book.late("agent_metrics", sig.id) and self.book.first(sig.id):
             self.book.emit(K.AGENT_METRICS, metrics_data(sig))
 
     @workflow.signal(name=m.SIGNAL_AGENT_ALERT)
     def agent_alert(self, sig: m.AgentAlert) -> None:
-        if self.book.first(sig.id):
+        if not self.book.late("agent_alert", sig.id) and self.book.first(sig.id):
             kind = K.HANDOFF_REQUESTED if sig.kind == K.HANDOFF_REQUESTED else K.AGENT_ALERT
             data = {"id": sig.id, "kind": sig.kind, "detail": sig.detail, "at": sig.at}
             self.book.emit(kind, data)
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:
-        if self.book.first(sig.id):
+        if not self.book.late("supervisor_action", sig.id) and self.book.first(sig.id):
             data = {"id": sig.id, "action": sig.action, "by": sig.by, "detail": sig.detail,
                     "at": sig.at}  # fmt: skip
             self.book.emit(K.SUPERVISOR_ACTION, data)
@@ -611,6 +795,7 @@ class CallWorkflow(Healing):
                 self.book.events_rejected(batch, cause(err))
             finally:
                 self._flushing, self.book.inflight = False, []
+                self._batches_done += 1
 
     def _quiet(self) -> bool:
         return not self.book.pending and not self._flushing

@@ -67,6 +67,8 @@ def merge_egress(current: m.EgressState, update: m.EgressState) -> m.EgressState
         error=update.error or current.error,
         file=update.file or current.file,
         started_at=current.started_at or update.started_at,
+        n=current.n or update.n,
+        object_key=current.object_key or update.object_key,
     )
 
 
@@ -163,6 +165,7 @@ def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.Cal
         dispatch_attempts=s.dispatch_attempts,
         agent_lost=bool(s.agent_lost_at),
         customer_reconnecting=bool(s.customer_away_since),
+        segments=s.segments + ([s.egress] if s.egress is not None else []),
     )
 
 

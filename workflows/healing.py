@@ -30,8 +30,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
     import core.models as m
-    from workflows.common import QUICK_RETRY, cause, iso
-    from workflows.ledger import now
+
+# Workflow code: runs inside the sandbox with the call workflow.
+from workflows.common import QUICK_RETRY, cause, iso
+from workflows.ledger import now
 
 if TYPE_CHECKING:
     from workflows.ledger import CallLedger

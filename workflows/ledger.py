@@ -8,6 +8,7 @@ and keeps the search attributes and the Web UI's details line current. No I/O, n
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from temporalio import workflow
@@ -17,19 +18,22 @@ with workflow.unsafe.imports_passed_through():
     import activities.types as act
     import core.models as m
     import workflows.search as sa
-    from workflows.common import (
-        call_row,
-        call_state,
-        details_line,
-        egress_failed_without_file,
-        entry_data,
-        iso,
-        line_entry,
-        matched_keywords,
-        merge_egress,
-        pack_lines,
-        unpack_lines,
-    )
+
+# Workflow code: imported inside the sandbox (a clock or I/O here fails the workflow task).
+from workflows.common import (
+    EGRESS_TERMINAL,
+    call_row,
+    call_state,
+    details_line,
+    egress_failed_without_file,
+    entry_data,
+    iso,
+    line_entry,
+    matched_keywords,
+    merge_egress,
+    pack_lines,
+    unpack_lines,
+)
 
 S = m.CallStatus
 R = m.RecordingStatus
@@ -37,6 +41,8 @@ K = m.EventKind
 TRANSCRIPT_PAGE = 500
 # Emits a `recording` event with LiveKit's egress start when an egress report first carries it.
 PATCH_EGRESS_CLOCK = "egress-clock-event"
+LARGE_LINE = 1000  # characters: a longer line is carried by reference (its text is in PG)
+SEEN_WINDOW_S = 3600.0  # signal ids carried this long (duplicates come within minutes)
 
 
 def now() -> float:
@@ -54,13 +60,21 @@ class CallLedger:
         if self.s.line_rows:
             self.s.lines, self.s.line_rows = unpack_lines(self.s.line_rows), []
         self.line_ids = {e.id for e in self.s.lines}  # (ids of dropped lines are in `seen`)
-        self.seen = set(self.s.seen_ids)
+        self.seen = set(self.s.seen_ids) | set(self.s.seen_at)
+        self.seen_at = dict(self.s.seen_at)  # id -> when first seen (bounds the carried ids)
+        self.s.seen_at = {}
         self.pending = [act.CallEvent(**e) for e in self.s.unflushed]
+        by_seq = {e.seq: e for e in self.s.lines}
+        for ev in self.pending:  # a line's event was carried by reference to the line
+            if ev.kind == K.FINAL_TRANSCRIPT and not ev.data and ev.seq in by_seq:
+                ev.data = entry_data(by_seq[ev.seq])
         self.inflight: list[act.CallEvent] = []  # the batch being written
         self.s.unflushed = []
         self.end: tuple[str, str] | None = None  # (reason, by): the first end request wins
-        self.early_egress: dict[str, m.EgressState] = {}  # reports that beat start_egress
+        # Reports that beat start_egress (carried since release 2).
+        self.early_egress: dict[str, m.EgressState] = self.s.early_egress
         self._sa_sent: tuple[str, str, int] | None = None
+        self.v2 = False  # release 2's behaviour (CallWorkflow sets it from its patch gate)
         # Derived, not carried: a carried participant or line of the customer says the same
         # (and a run that dropped lines has had a long call, not an absent customer).
         self.customer_seen = (
@@ -71,11 +85,24 @@ class CallLedger:
 
     # --- signals ------------------------------------------------------------------------
 
+    def late(self, signal: str, signal_id: str) -> bool:
+        """True for a signal about the conversation that came after the call ended (status
+        completed, no_agent or failed): logged as late, it changes nothing."""
+        if not self.v2 or S(self.s.status).is_active:
+            return False
+        workflow.logger.warning(
+            f"call {self.call_id}: late {signal} signal {signal_id} ignored "
+            f"(the call ended {self.s.status})",
+            extra={"call_id": self.call_id, "signal": signal, "signal_id": signal_id},
+        )
+        return True
+
     def first(self, signal_id: str) -> bool:
         """True the first time a signal id is seen (a duplicate must change nothing)."""
         if signal_id in self.seen:
             return False
         self.seen.add(signal_id)
+        self.seen_at[signal_id] = now()
         return True
 
     def agent_in(self, identity: str) -> None:
@@ -111,6 +138,7 @@ class CallLedger:
         if line.id in self.line_ids or line.id in self.seen:
             return
         self.line_ids.add(line.id)
+        self.seen_at[line.id] = now()  # carried (bounded) when the line itself is not
         if line.speaker == "assistant":
             self.agent_in(self.s.agent_identity)  # a line of the agent says it is in
             self.s.greeted = True
@@ -137,9 +165,15 @@ class CallLedger:
         self.publish()
 
     def consent(self, sig: m.RecordingConsentSignal) -> None:
-        if not self.s.consent:  # the first answer is final
+        if not self.s.consent:  # the first answer is final (but a grant can be withdrawn)
             self.s.consent = "granted" if sig.granted else "refused"
             self.emit(K.RECORDING, {"consent": self.s.consent, "at": sig.at})
+        elif self.v2 and self.s.consent == "granted" and not sig.granted:
+            # Withdrawn: the egress stops; what was recorded is kept or deleted by policy.
+            self.s.consent = "withdrawn"
+            data = {"consent": "withdrawn", "recorded": self.cfg.recording_on_withdrawal,
+                    "at": sig.at}  # fmt: skip
+            self.emit(K.RECORDING, data)
 
     def egress_report(self, upd: m.EgressUpdate) -> None:
         report = m.EgressState(upd.egress_id, upd.status, upd.error, upd.file, upd.started_at)
@@ -150,6 +184,7 @@ class CallLedger:
             self.early_egress[upd.egress_id] = merge_egress(prev, report) if prev else report
             return
         was_failed = egress_failed_without_file(eg)
+        was_ended = eg.status in EGRESS_TERMINAL
         self.s.egress = merge_egress(eg, report)
         if not eg.started_at and self.s.egress.started_at and workflow.patched(PATCH_EGRESS_CLOCK):
             # LiveKit's own start: the time zero the dashboard plays transcript and audio against.
@@ -158,11 +193,24 @@ class CallLedger:
             )
         if not was_failed and egress_failed_without_file(self.s.egress):
             self.egress_failed()
+        elif (
+            self.v2
+            and not was_ended
+            and self.s.egress.status in EGRESS_TERMINAL
+            and self.end is None
+            and self.s.status == S.IN_PROGRESS
+        ):
+            self.egress_ended_early()
 
     # --- egress -------------------------------------------------------------------------
 
-    def egress_started(self, info: m.EgressState) -> None:
+    def egress_started(self, info: m.EgressState, n: int = 0, key: str = "") -> None:
         early = self.early_egress.pop(info.egress_id, None)
+        if self.v2 and self.s.egress is not None:
+            # The earlier egress ended mid-call: it is a segment of its own.
+            self.s.segments.append(self.s.egress)
+            self.s.segment_spans.append([self.s.egress_started_at, now()])
+        info.n, info.object_key = n or info.n, key or info.object_key
         self.s.egress = merge_egress(info, early) if early else info
         self.s.egress_started_at = now()
         self.s.recording_error = ""
@@ -184,12 +232,30 @@ class CallLedger:
         eg = self.s.egress
         assert eg is not None
         self.s.recording_error = eg.error or eg.status
-        will_retry = self.s.egress_attempts < 2 and self.end is None
+        will_retry = self.s.egress_attempts < self.max_egress_starts() and self.end is None
         data = {"status": "egress_failed", "egress_id": eg.egress_id,
                 "error": self.s.recording_error, "will_retry": will_retry}  # fmt: skip
         self.emit(K.RECORDING, data)
         if not will_retry:
             self.set_recording(R.FAILED)
+
+    def egress_ended_early(self) -> None:
+        """An egress that ended (with its file) while the call goes on: a new one follows."""
+        eg = self.s.egress
+        assert eg is not None
+        will_restart = (
+            self.s.consent != "withdrawn" and self.s.egress_attempts < self.max_egress_starts()
+        )
+        data = {"status": "egress_ended_mid_call", "egress_id": eg.egress_id, "segment": eg.n,
+                "egress": eg.status, "error": eg.error, "will_restart": will_restart}  # fmt: skip
+        self.emit(K.RECORDING, data)
+
+    def max_egress_starts(self) -> int:
+        return self.cfg.max_egress_starts if self.v2 else 2
+
+    def all_segments(self) -> list[m.EgressState]:
+        """Every egress of the call in order (the latest last)."""
+        return self.s.segments + ([self.s.egress] if self.s.egress is not None else [])
 
     # --- the event log ------------------------------------------------------------------
 
@@ -270,7 +336,70 @@ class CallLedger:
             self.call_id, page, self.s.seq, lo + len(page) < len(lines), truncated
         )
 
-    def carry(self) -> m.CallCarry:
+    def carry(self) -> m.CallCarry | None:
+        """The state for the next run, its encoded size bounded by `carry_max_bytes`; None when
+        what must travel (events not yet written, and their lines) is larger than that: the run
+        goes on until the database takes them.
+
+        A copy, so this run stays intact if the server refuses the continue-as-new. Carried:
+        every unwritten event once (a line's event by reference to its line), then the newest
+        lines that fit (a line longer than `LARGE_LINE` characters by reference: its text is in
+        `call_events` already), the signal ids seen in the last `SEEN_WINDOW_S` (a sender's
+        retries and LiveKit's webhook resends come within minutes; carried lines keep their own
+        ids), and early egress reports."""
+        if not self.v2:
+            return self._carry_v1()
+        unflushed = self.inflight + self.pending
+        line_seqs = {e.seq for e in unflushed if e.kind == K.FINAL_TRANSCRIPT}
+        must = [e for e in self.s.lines if e.seq in line_seqs]
+        events = [dataclasses.asdict(e) for e in unflushed]
+        for ev in events:
+            if ev["seq"] in line_seqs and any(e.seq == ev["seq"] for e in must):
+                ev["data"] = {}  # rebuilt from the carried line
+        horizon = now() - SEEN_WINDOW_S
+        base = dataclasses.replace(
+            self.s,
+            lines=[],
+            line_rows=pack_lines(must),
+            seen_ids=[],
+            seen_at={k: t for k, t in self.seen_at.items() if t >= horizon},
+            runs=self.s.runs + 1,
+            unflushed=events,
+            early_egress=dict(self.early_egress),
+            line_refs=[],
+        )
+        size = encoded_size(dataclasses.asdict(base))
+        budget = int(self.cfg.carry_max_bytes * 0.9)  # the codec and the envelope add a little
+        if size > budget:
+            return None
+        rest = [e for e in self.s.lines if e.seq not in line_seqs]
+        if self.cfg.carry_max_lines:
+            rest = rest[-self.cfg.carry_max_lines :]
+        else:
+            rest = []
+        kept: list[list[Any]] = []
+        for entry in reversed(rest):
+            [row] = pack_lines([entry])
+            if len(entry.text) > LARGE_LINE:
+                row[3] = ""
+                base.line_refs.append(entry.seq)
+            cost = encoded_size(row) + 1
+            if size + cost > budget:
+                break
+            size += cost
+            kept.append(row)
+        rows = sorted(base.line_rows + kept, key=lambda r: r[0])
+        kept_ids = {r[1] for r in rows}
+        base.line_refs = sorted(x for x in base.line_refs if any(r[0] == x for r in kept))
+        base.line_rows = rows
+        base.seen_at = {k: t for k, t in base.seen_at.items() if k not in kept_ids}
+        for entry in self.s.lines:  # a line left out keeps its id (it may have come carried)
+            if entry.id not in kept_ids:
+                base.seen_at.setdefault(entry.id, self.seen_at.get(entry.id, now()))
+        base.lines_dropped = self.s.lines_dropped + len(self.s.lines) - len(rows)
+        return base
+
+    def _carry_v1(self) -> m.CallCarry:
         """The state for the next run: a copy, so this run stays intact if the server refuses
         the continue-as-new (a signal came in meanwhile) and the run goes on. Events not yet
         written travel along (writing a batch twice is a no-op)."""
@@ -285,6 +414,11 @@ class CallLedger:
             runs=self.s.runs + 1,
             unflushed=[dataclasses.asdict(e) for e in self.inflight + self.pending],
         )
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of `value` as JSON: what the payload converter writes (before the codec)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def metrics_data(sig: m.AgentMetrics) -> dict:

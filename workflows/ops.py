@@ -15,6 +15,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -30,7 +31,8 @@ class RecordingRetryRefused(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # not_found | still_running | already_stored | call_still_running
+        # not_found | still_running | already_stored | call_still_running | not_waiting
+        self.code = code
 
 
 @dataclass
@@ -85,13 +87,38 @@ async def end_call(client: Client, call_id: str, reason: str, by: str) -> m.EndC
     )
 
 
-async def retry_recording(
-    client: Client, call_id: str, *, retry_for_s: float | None = None
-) -> RecordingRetry:
-    """Start a new run of `recording-<call_id>` with the failed run's input.
+async def give_up_recording(client: Client, call_id: str, *, by: str, reason: str = "") -> str:
+    """Tell a pipeline waiting for ops to stop for good (its recording stays `failed`).
+    Returns the recording status; `RecordingRetryRefused` when it is not waiting."""
+    handle = client.get_workflow_handle(m.recording_workflow_id(call_id))
+    try:
+        done = await handle.execute_update(
+            m.UPDATE_RECORDING_GIVE_UP,
+            m.RecordingOpsRequest(by=by, reason=reason),
+            result_type=m.RecordingOpsResult,
+        )
+    except WorkflowUpdateFailedError as err:
+        raise RecordingRetryRefused("not_waiting", "the pipeline is not waiting for ops") from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise RecordingRetryRefused("not_found", "no running recording pipeline") from None
+        raise
+    return done.status
 
-    Allowed only when the latest run failed, timed out, was cancelled or terminated and the
-    call's own workflow has finished. The new run writes the outcome to PostgreSQL itself
+
+async def retry_recording(
+    client: Client,
+    call_id: str,
+    *,
+    retry_for_s: float | None = None,
+    by: str = "ops",
+    reason: str = "",
+) -> RecordingRetry:
+    """Retry a recording pipeline: the `retry` update of a run waiting for ops (release 2),
+    or a new run of `recording-<call_id>` with the failed run's input (runs from before).
+
+    A new run is allowed only when the latest run failed, timed out, was cancelled or
+    terminated and the call's own workflow has finished. The new run writes the outcome to PostgreSQL itself
     (recording row, the call's recording_status, and a `recording` event with the next seq).
     Raises `RecordingRetryRefused` otherwise.
     """
@@ -105,7 +132,18 @@ async def retry_recording(
             ) from None
         raise
     if desc.status == WorkflowExecutionStatus.RUNNING:
-        raise RecordingRetryRefused("still_running", "the recording pipeline is still running")
+        # Release 2: a pipeline out of retries waits for this update instead of failing.
+        try:
+            await handle.execute_update(
+                m.UPDATE_RECORDING_RETRY,
+                m.RecordingOpsRequest(by=by, reason=reason, retry_for_s=retry_for_s or 0.0),
+                result_type=m.RecordingOpsResult,
+            )
+        except WorkflowUpdateFailedError as err:
+            raise RecordingRetryRefused(
+                "still_running", "the recording pipeline is still running (not waiting for ops)"
+            ) from err
+        return RecordingRetry(handle.id, desc.run_id, desc.run_id, "WAITING_FOR_OPS")
     if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CONTINUED_AS_NEW):
         raise RecordingRetryRefused("already_stored", "the recording is already stored")
     try:

@@ -1,10 +1,20 @@
-"""RecordingWorkflow (`recording-<call_id>`): gets one egress file into the recordings bucket.
+"""RecordingWorkflow (`recording-<call_id>`): gets a call's recording segments into the bucket.
 
-Started by `CallWorkflow` as a child (parent close policy ABANDON: it outlives the call).
-`download_and_store_recording` is retried with backoff for `retry_for_s` (24 h by default);
-after that the run fails, the call's recording is marked `failed` in PostgreSQL, and it waits
-for ops: `workflows.ops.retry_recording(client, call_id)` starts a new run with the same id
-and the same input (allowed only after a failure, never over a stored recording).
+Started by `CallWorkflow` once the call is over (parent close policy ABANDON; since release 2
+the call does not wait for it). Each segment (one per egress, `conversations/<call_id>/<n>.ogg`)
+goes through `download_and_store_recording` in order, retried with backoff for `retry_for_s`
+(24 h by default); the activity heartbeats from a background task, so the heartbeat timeout
+only has to catch a dead worker (it is above twice the download's socket read timeout).
+
+It reports its own outcome: every change of its status goes to the `RecordingStatus` search
+attribute and, through `record_recording`, to PostgreSQL (the call's `recording_status`, a
+`recording` event on the call's log with the next seq, the `recordings` row), each report once
+however often it is retried. When a segment's retries run out it does not fail: it reports
+`failed` and waits, durably and for as long as it takes, for ops: the `retry` update tries
+again from that segment, `give_up` ends the run (result `given_up`, the recording `failed`).
+Both are refused (the update fails, nothing changes) unless the run is waiting for ops, so two
+concurrent retries start one. Runs from before release 2 (no patch marker) fail instead and are
+replayed by `workflows.ops.retry_recording` as a new run.
 """
 
 from __future__ import annotations
@@ -19,9 +29,12 @@ with workflow.unsafe.imports_passed_through():
     import activities.types as act
     import core.models as m
     import workflows.search as sa
-    from workflows.common import FOREVER_RETRY, cause, iso
+
+from workflows.common import FOREVER_RETRY, cause, iso
 
 R = m.RecordingStatus
+PATCH_RELEASE_2 = "release-2-temporal-safety"  # the same gate as CallWorkflow's
+ERR_NOT_WAITING = "NotWaitingForOps"
 
 # Backoff between download attempts: 5 s, 10 s, 20 s ... then every 10 minutes.
 DOWNLOAD_RETRY = RetryPolicy(
@@ -30,16 +43,213 @@ DOWNLOAD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=act.NON_RETRYABLE_ERRORS,
 )
+# Beats come every few seconds from a background task; this only catches a dead worker, and is
+# above twice the download's socket read timeout (60 s) so a stalled read fails first.
+HEARTBEAT_TIMEOUT = timedelta(seconds=150)
+
+
+def segment_inputs(inp: m.RecordingInput) -> list[m.RecordingInput]:
+    """One activity input per segment, in order (a run without segments has one)."""
+    if not inp.segments:
+        return [inp]
+    return [
+        m.RecordingInput(
+            call_id=inp.call_id,
+            room_name=inp.room_name,
+            egress_id=seg.egress_id,
+            location=seg.location,
+            expected_size=seg.expected_size,
+            expected_duration_s=seg.expected_duration_s,
+            call_duration_s=seg.recorded_for_s,
+            retry_for_s=inp.retry_for_s,
+            report_to_call=inp.report_to_call,
+            object_key=seg.object_key,
+        )
+        for seg in inp.segments
+    ]
 
 
 @workflow.defn(name=m.WORKFLOW_RECORDING)
 class RecordingWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: m.RecordingInput) -> None:
         self._status = R.UPLOADING
         self._error = ""
+        self.v2 = False  # decided as run() starts (patch markers are not known in __init__)
+        self._waiting = False  # retries ran out: waiting for an ops decision
+        self._decision: tuple[str, m.RecordingOpsRequest] | None = None
+        self._reports = 0  # report ids: <run id>/<n>
+        self._retry_for_s = inp.retry_for_s
 
     @workflow.run
     async def run(self, inp: m.RecordingInput) -> m.RecordingResult:
+        self.v2 = workflow.patched(PATCH_RELEASE_2)
+        if not self.v2:
+            return await self._run_v1(inp)
+        self._set(R.UPLOADING, inp)
+        await self._report(inp, act.RecordingRow(inp.call_id, R.UPLOADING))
+        stored: list[m.RecordingResult] = []
+        for seg in segment_inputs(inp):
+            while True:
+                try:
+                    stored.append(await self._store(seg))
+                    break
+                except ActivityError as err:
+                    self._error = cause(err)
+                if not await self._wait_for_ops(inp):
+                    return await self._finish(inp, stored, given_up=True)
+        return await self._finish(inp, stored, given_up=False)
+
+    async def _store(self, seg: m.RecordingInput) -> m.RecordingResult:
+        return await workflow.execute_activity(
+            act.DOWNLOAD_AND_STORE_RECORDING,
+            seg,
+            result_type=m.RecordingResult,
+            schedule_to_close_timeout=timedelta(seconds=self._retry_for_s),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=DOWNLOAD_RETRY,
+        )
+
+    async def _wait_for_ops(self, inp: m.RecordingInput) -> bool:
+        """Failed: say so, then wait for ops. True to try again, False when they gave up."""
+        self._set(R.FAILED, inp)
+        await self._report(inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error))
+        workflow.logger.warning(
+            f"recording of call {inp.call_id} not stored, waiting for ops: {self._error}",
+            extra={"call_id": inp.call_id},
+        )
+        self._waiting = True
+        await workflow.wait_condition(lambda: self._decision is not None)
+        assert self._decision is not None
+        action, req = self._decision
+        if action == m.UPDATE_RECORDING_GIVE_UP:
+            self._error = f"given up by {req.by}: {req.reason or self._error}"
+            await self._report(
+                inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error, by=req.by)
+            )
+            self._decision = None
+            return False
+        self._retry_for_s = req.retry_for_s or self._retry_for_s
+        self._error = ""
+        self._set(R.UPLOADING, inp)
+        await self._report(inp, act.RecordingRow(inp.call_id, R.UPLOADING, by=req.by))
+        self._decision = None
+        return True
+
+    async def _finish(
+        self, inp: m.RecordingInput, stored: list[m.RecordingResult], *, given_up: bool
+    ) -> m.RecordingResult:
+        segments = [
+            m.StoredSegment(n, r.key, r.size, r.sha256, r.duration_s, r.egress_id)
+            for n, r in enumerate(stored, 1)
+        ]
+        if stored:
+            first = stored[0]
+            row = act.RecordingRow(
+                call_id=inp.call_id,
+                status=R.FAILED if given_up else R.STORED,
+                bucket=first.bucket,
+                object_key=first.key,
+                egress_id=first.egress_id or inp.egress_id,
+                size_bytes=first.size,
+                duration_s=first.duration_s,
+                sha256=first.sha256,
+                incomplete=any(r.incomplete for r in stored),
+                segments=[_segment_data(s) for s in segments],
+                error=self._error if given_up else "",
+            )
+            if not given_up:
+                await self._report(inp, row)
+            result = m.RecordingResult(
+                call_id=inp.call_id,
+                bucket=first.bucket,
+                key=first.key,
+                size=sum(r.size for r in stored),
+                sha256=first.sha256,
+                duration_s=sum(r.duration_s for r in stored),
+                incomplete=row.incomplete,
+                egress_id=row.egress_id,
+                already_stored=all(r.already_stored for r in stored),
+            )
+        else:
+            result = m.RecordingResult(inp.call_id, "", "", 0, "", 0.0, egress_id=inp.egress_id)
+        result.segments, result.given_up = segments, given_up
+        self._set(R.FAILED if given_up else R.STORED, inp)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    # --- ops (updates) --------------------------------------------------------------------
+
+    @workflow.update(name=m.UPDATE_RECORDING_RETRY)
+    async def retry(self, req: m.RecordingOpsRequest) -> m.RecordingOpsResult:
+        """Try again (from the segment that failed). Refused unless waiting for ops."""
+        return await self._decide(m.UPDATE_RECORDING_RETRY, req)
+
+    @workflow.update(name=m.UPDATE_RECORDING_GIVE_UP)
+    async def give_up(self, req: m.RecordingOpsRequest) -> m.RecordingOpsResult:
+        """Stop for good: the recording stays `failed`. Refused unless waiting for ops."""
+        return await self._decide(m.UPDATE_RECORDING_GIVE_UP, req)
+
+    @retry.validator
+    def _check_retry(self, req: m.RecordingOpsRequest) -> None:
+        self._check(req)
+
+    @give_up.validator
+    def _check_give_up(self, req: m.RecordingOpsRequest) -> None:
+        self._check(req)
+
+    def _check(self, req: m.RecordingOpsRequest) -> None:
+        if not req.by.strip() or len(req.reason) > 500 or req.retry_for_s < 0:
+            raise ApplicationError(
+                "by is required, reason at most 500 characters, retry_for_s >= 0",
+                type=act.ERR_INVALID_INPUT,
+            )
+        if not self._waiting:
+            raise ApplicationError(_NOT_WAITING_MESSAGE, type=ERR_NOT_WAITING)
+
+    async def _decide(self, action: str, req: m.RecordingOpsRequest) -> m.RecordingOpsResult:
+        # Validators of two updates in one task both pass; the first handler to run wins.
+        if not self._waiting:
+            raise ApplicationError(_NOT_WAITING_MESSAGE, type=ERR_NOT_WAITING)
+        self._waiting = False
+        self._decision = (action, req)
+        # Returns once the decision is in PostgreSQL: a status read right after is right.
+        await workflow.wait_condition(lambda: self._decision is None)
+        return m.RecordingOpsResult(workflow.info().workflow_id, action, self._status)
+
+    @workflow.query(name="get_status")
+    def get_status(self) -> dict:
+        return {"status": self._status, "error": self._error, "waiting_for_ops": self._waiting}
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _set(self, status: R, inp: m.RecordingInput) -> None:
+        self._status = status
+        updates = [sa.RECORDING_STATUS.value_set(status)]
+        if status == R.UPLOADING:
+            updates.append(sa.ROOM_NAME.value_set(inp.room_name))
+        workflow.upsert_search_attributes(updates)
+        detail = f"**{status}** · call `{inp.call_id}` · egress `{inp.egress_id}`"
+        if self._waiting or (status == R.FAILED and self.v2):
+            detail += " · waiting for ops (retry / give_up)"
+        workflow.set_current_details(detail + (f" · {self._error}" if self._error else ""))
+
+    async def _report(self, inp: m.RecordingInput, row: act.RecordingRow) -> None:
+        """One status report to PostgreSQL, with an id of its own (idempotent when retried)."""
+        self._reports += 1
+        row.at = iso(workflow.now().timestamp())
+        row.append_event_for_run = f"{workflow.info().run_id}/{self._reports}"
+        await workflow.execute_activity(
+            act.RECORD_RECORDING,
+            row,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=FOREVER_RETRY,
+        )
+
+    # --- runs from before release 2 -------------------------------------------------------
+
+    async def _run_v1(self, inp: m.RecordingInput) -> m.RecordingResult:
         self._set(R.UPLOADING, inp)
         try:
             result = await workflow.execute_activity(
@@ -54,14 +264,14 @@ class RecordingWorkflow:
         except ActivityError as err:
             self._error = cause(err)
             self._set(R.FAILED, inp)
-            await self._record(inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error))
+            await self._record_v1(inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error))
             raise ApplicationError(
                 f"recording of call {inp.call_id} not stored: {self._error} "
                 "(ops: workflows.ops.retry_recording restarts it)",
                 type="RecordingNotStored",
                 non_retryable=True,
             ) from err
-        await self._record(
+        await self._record_v1(
             inp,
             act.RecordingRow(
                 call_id=inp.call_id,
@@ -78,20 +288,7 @@ class RecordingWorkflow:
         self._set(R.STORED, inp)
         return result
 
-    @workflow.query(name="get_status")
-    def get_status(self) -> dict:
-        return {"status": self._status, "error": self._error}
-
-    def _set(self, status: R, inp: m.RecordingInput) -> None:
-        self._status = status
-        updates = [sa.RECORDING_STATUS.value_set(status)]
-        if status == R.UPLOADING:
-            updates.append(sa.ROOM_NAME.value_set(inp.room_name))
-        workflow.upsert_search_attributes(updates)
-        detail = f"**{status}** · call `{inp.call_id}` · egress `{inp.egress_id}`"
-        workflow.set_current_details(detail + (f" · {self._error}" if self._error else ""))
-
-    async def _record(self, inp: m.RecordingInput, row: act.RecordingRow) -> None:
+    async def _record_v1(self, inp: m.RecordingInput, row: act.RecordingRow) -> None:
         row.at = iso(workflow.now().timestamp())
         if inp.report_to_call:
             row.append_event_for_run = workflow.info().run_id
@@ -101,3 +298,11 @@ class RecordingWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=FOREVER_RETRY,
         )
+
+
+_NOT_WAITING_MESSAGE = "the recording pipeline is not waiting for ops (running, stored or done)"
+
+
+def _segment_data(s: m.StoredSegment) -> dict:
+    return {"n": s.n, "key": s.key, "size": s.size, "sha256": s.sha256,
+            "duration_s": s.duration_s, "egress_id": s.egress_id}  # fmt: skip

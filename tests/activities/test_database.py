@@ -206,8 +206,44 @@ async def test_record_recording_upserts_the_stored_recording(
     )
     # No event is appended outside an ops retry (the call's workflow reports it).
     assert await pool.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", call_id) == 1
-    bad = act.RecordingRow(call_id, "uploading")
+    bad = act.RecordingRow(call_id, "recording")
     assert (await app_error(Run()(dba.record_recording, bad))).type == act.ERR_INVALID_INPUT
+
+
+async def test_release_2_reports_uploading_after_a_failure_and_every_segment(
+    dba: DatabaseActivities, pool: asyncpg.Pool
+) -> None:
+    """A retry, a reset or the first report: the call's status is right at once; segments rows
+    in order; an `uploading` the call already said appends nothing."""
+    call_id = m.new_call_id()
+    final = row(call_id, "completed", last_seq=3, recording_status="uploading")
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(3, "recording")], final))
+    up = act.RecordingRow(call_id, "uploading", append_event_for_run="r1/1", at=T0)
+    await Run()(dba.record_recording, up)  # the call said uploading already: no event
+    failed = act.RecordingRow(call_id, "failed", error="503", append_event_for_run="r1/2", at=T0)
+    await Run()(dba.record_recording, failed)
+    again = act.RecordingRow(call_id, "uploading", append_event_for_run="r1/3", at=T0, by="ops-1")
+    await Run()(dba.record_recording, again)
+    status = "SELECT recording_status FROM calls WHERE call_id = $1"
+    assert await pool.fetchval(status, call_id) == "uploading"
+    segs = [{"n": n, "key": m.recording_object_key(call_id, n), "size": 10 * n,
+             "sha256": "cd" * 32, "duration_s": 1.5, "egress_id": f"EG_{n}"} for n in (1, 2)]  # fmt: skip
+    ok = stored(call_id, append_event_for_run="r1/4")
+    ok.segments = segs
+    await Run()(dba.record_recording, ok)
+    assert await pool.fetchval(status, call_id) == "stored"
+    rows = await pool.fetch(
+        "SELECT n, object_key, size_bytes FROM recording_segments WHERE call_id = $1 ORDER BY n",
+        call_id,
+    )
+    assert [(r["n"], r["object_key"]) for r in rows] == [(1, segs[0]["key"]), (2, segs[1]["key"])]
+    events = await pool.fetch(
+        "SELECT data FROM call_events WHERE call_id = $1 AND seq > 3 ORDER BY seq", call_id
+    )
+    data = [json.loads(e["data"]) for e in events]
+    assert [d["status"] for d in data] == ["failed", "uploading", "stored"]
+    assert data[1]["by"] == "ops-1" and data[0]["by"] == "pipeline"
+    assert [s["n"] for s in data[2]["segments"]] == [1, 2]
 
 
 async def test_an_ops_retry_appends_one_event_per_run(

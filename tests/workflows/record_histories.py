@@ -1,23 +1,24 @@
-"""Record histories of real runs of the call workflows into tests/histories/ (for replay tests).
+"""Append a release's histories of real runs to the corpus in tests/histories/ (replay tests).
 
-    uv run python -m tests.workflows.record_histories [OUT_DIR [SCENARIO...]]   # default tests/histories
+    uv run python -m tests.workflows.record_histories RELEASE [SCENARIO ...]
+    # writes tests/histories/<RELEASE>/<scenario>.<n>.json
 
 Runs each scenario on the time-skipping test server with the stand-in activities and saves every
-run's history (each run of a call that continued as new, each run of a replayed recording) as
-`<scenario>.<n>.json`. Re-record after a deliberate change of workflow behaviour, and keep the
-old files when the change must stay compatible with running calls (use `workflow.patched`).
+run's history (each run of a call that continued as new, each run of a recording) as
+`<scenario>.<n>.json`. The corpus only grows: a file that exists is never overwritten (the
+command refuses), so the histories of every release stay, and every change must replay them
+all (guard it with `workflow.patched`). The files at the top of tests/histories/ are release 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 from activities import types as act
@@ -27,7 +28,7 @@ from tests.fixtures.services import register_search_attributes
 from tests.workflows.conftest import AGENT, Harness, running_harness
 from tests.workflows.standins import egress_file, until
 from workflows.call import CallWorkflow
-from workflows.ops import retry_recording
+from workflows.ops import give_up_recording, retry_recording
 
 Run = tuple[str, str | None]  # workflow id, run id (None: the latest run)
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -138,6 +139,166 @@ async def recording_fails_then_ops_retry(h: Harness) -> list[Run]:
     ]
 
 
+# --- release 2 ------------------------------------------------------------------------------
+
+
+def runs_of(handle: WorkflowHandle, call_id: str, recording: bool = True) -> list[Run]:
+    out: list[Run] = [(handle.id, handle.first_execution_run_id)]
+    return out + ([(m.recording_workflow_id(call_id), None)] if recording else [])
+
+
+async def recording_done(h: Harness, call_id: str) -> None:
+    with contextlib.suppress(WorkflowFailureError):
+        await h.client.get_workflow_handle(m.recording_workflow_id(call_id)).result()
+
+
+async def end_wins_over_continue_as_new(h: Harness) -> list[Run]:
+    h.fakes.egress_gate, h.fakes.stop_reports = asyncio.Event(), "EGRESS_COMPLETE"
+    handle, _ = await h.start(continue_as_new_after_events=40)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    for i in range(30):
+        await h.say(handle, "customer", f"line {i}")
+    end = await handle.start_update(
+        CallWorkflow.end_call,
+        m.EndCallRequest("wrap up", "supervisor"),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    await h.customer_leaves(handle)
+    h.fakes.egress_gate.set()
+    await end.result()
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def egress_ended_during_stop(h: Harness) -> list[Run]:
+    h.fakes.stop_gate = asyncio.Event()
+    handle, _ = await h.start()
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await until(lambda: h.fakes.count(act.STOP_EGRESS) == 1)
+    await handle.signal(
+        CallWorkflow.egress_ended,
+        m.EgressUpdate("ee", "EG_1", "EGRESS_COMPLETE", file=egress_file(call_id)),
+    )
+    await asyncio.sleep(0.3)
+    h.fakes.stop_gate.set()
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def segments_after_mid_call_failure(h: Harness) -> list[Run]:
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(egress_retry_delay_s=5)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await handle.signal(
+        CallWorkflow.egress_updated,
+        m.EgressUpdate("eu", "EG_1", "EGRESS_FAILED", "crashed", egress_file(call_id, 12, 96_000)),
+    )
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 2)
+    await h.customer_leaves(handle)
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def consent_withdrawn(h: Harness) -> list[Run]:
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle, _ = await h.start(recording_consent="ask")
+    await h.agent_joins(handle)
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c1", True))
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c2", False))
+    await until(lambda: h.fakes.count(act.STOP_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await handle.result()
+    return runs_of(handle, "", recording=False)
+
+
+async def lost_egress_found_in_staging(h: Harness) -> list[Run]:
+    h.fakes.stop_reports, h.fakes.get_reports = "EGRESS_ENDING", "UNKNOWN"
+    handle, _ = await h.start(egress_end_timeout_s=60)
+    call_id = handle.id.removeprefix("call-")
+    h.fakes.staged[m.recording_object_key(call_id, 1)] = 4321
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def _waiting_for_ops(h: Harness) -> tuple[WorkflowHandle, str]:
+    h.fakes.download_failures, h.fakes.stop_reports = 10**6, "EGRESS_COMPLETE"
+    handle, _ = await h.start(recording_retry_for_s=2)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await handle.result()
+    await until(lambda: any(r.status == "failed" for r in h.fakes.recording_rows), 30)
+    return handle, call_id
+
+
+async def recording_waits_for_ops_then_retry(h: Harness) -> list[Run]:
+    handle, call_id = await _waiting_for_ops(h)
+    h.fakes.download_failures = 0
+    await retry_recording(h.client, call_id, by="ops")
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def recording_given_up(h: Harness) -> list[Run]:
+    handle, call_id = await _waiting_for_ops(h)
+    await give_up_recording(h.client, call_id, by="ops", reason="gone")
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def busy_signals_continue_as_new(h: Harness) -> list[Run]:
+    handle, _ = await h.start(recording_consent="off", continue_as_new_after_events=80)
+    await h.agent_joins(handle)
+    sends = []
+    for i in range(120):
+        sends.append(h.say(handle, "customer" if i % 2 else "assistant", f"busy line {i} " * 20))
+        if i % 7 == 0:
+            sends.append(handle.signal(CallWorkflow.agent_metrics, m.AgentMetrics(f"am{i}", 0.2)))
+            sends.append(handle.signal(CallWorkflow.silence, m.SilenceSignal(f"s{i}", "c", 31)))
+    await asyncio.gather(*sends)
+    await h.customer_leaves(handle)
+    await handle.result()
+    return runs_of(handle, "", recording=False)
+
+
+async def database_down_long_call(h: Harness) -> list[Run]:
+    h.fakes.append_failures = 4  # PostgreSQL down for 4 attempts (~15 s of local retries)
+    handle, _ = await h.start(
+        recording_consent="off", continue_as_new_after_events=30, carry_max_bytes=16 * 1024
+    )
+    await h.agent_joins(handle)
+    for i in range(0, 60, 10):
+        lines = [m.TranscriptLine(f"d{j}", "customer", "x" * 400) for j in range(i, i + 10)]
+        await handle.signal(CallWorkflow.transcript_batch, m.TranscriptBatch(f"db{i}", lines))
+    await until(lambda: h.fakes.event_writes >= 1, 120)  # PostgreSQL is back
+    for j in range(20):
+        await h.say(handle, "customer", f"after {j}")
+    await h.customer_leaves(handle)
+    await handle.result()
+    return runs_of(handle, "", recording=False)
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -145,6 +306,15 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "continue_as_new": continue_as_new,
     "recording_fails_then_ops_retry": recording_fails_then_ops_retry,
     "healing": healing,
+    "end_wins_over_continue_as_new": end_wins_over_continue_as_new,
+    "egress_ended_during_stop": egress_ended_during_stop,
+    "segments_after_mid_call_failure": segments_after_mid_call_failure,
+    "consent_withdrawn": consent_withdrawn,
+    "lost_egress_found_in_staging": lost_egress_found_in_staging,
+    "recording_waits_for_ops_then_retry": recording_waits_for_ops_then_retry,
+    "recording_given_up": recording_given_up,
+    "busy_signals_continue_as_new": busy_signals_continue_as_new,
+    "database_down_long_call": database_down_long_call,
 }
 
 
@@ -154,17 +324,17 @@ async def save_runs(client: Client, run: Run, out: Path, stem: str, counter: lis
     while True:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         counter[0] += 1
-        (out / f"{stem}.{counter[0]}.json").write_text(history.to_json())
+        path = out / f"{stem}.{counter[0]}.json"
+        if path.exists():  # the corpus is appended to, never rewritten
+            raise SystemExit(f"{path} exists: record a new release instead")
+        path.write_text(history.to_json())
         last = history.events[-1]
         if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
             return
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
 
 
-async def main(out: Path, only: list[str] | None = None) -> None:
-    """Records every scenario into a fresh `out`, or only the named ones (kept beside the rest)."""
-    if out.exists() and not only:
-        shutil.rmtree(out)
+async def main(out: Path, only: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
@@ -185,4 +355,6 @@ async def main(out: Path, only: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else HISTORIES, sys.argv[2:] or None))
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    asyncio.run(main(HISTORIES / sys.argv[1], sys.argv[2:]))

@@ -41,6 +41,9 @@ class StandIns:
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
     stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
+    mint_gate: asyncio.Event | None = None  # mint_customer_token waits for it
+    staged: dict[str, int] = field(default_factory=dict)  # staging bucket: key -> size
+    deleted_keys: list[str] = field(default_factory=list)
     get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
     append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
@@ -67,6 +70,8 @@ class StandIns:
             self.delete_room,
             self.dispatch_agent,
             self.download_and_store_recording,
+            self.find_staged_recording,
+            self.delete_recording_segments,
             self.append_call_events,
             self.record_recording,
         ]
@@ -91,6 +96,8 @@ class StandIns:
     @activity.defn(name=act.MINT_CUSTOMER_TOKEN)
     async def mint_customer_token(self, inp: act.MintTokenInput) -> m.TokenGrant:
         self.calls[act.MINT_CUSTOMER_TOKEN].append(inp)
+        if self.mint_gate is not None:
+            await self.mint_gate.wait()
         return m.TokenGrant(
             call_id=inp.call_id,
             room_name=inp.room_name,
@@ -154,13 +161,29 @@ class StandIns:
         return m.RecordingResult(
             call_id=inp.call_id,
             bucket="recordings",
-            key=m.recording_object_key(inp.call_id),
+            key=inp.object_key or m.recording_object_key(inp.call_id),
             size=inp.expected_size,
             sha256="ab" * 32,
             duration_s=duration,
             incomplete=self.download_incomplete,
             egress_id=inp.egress_id,
         )
+
+    @activity.defn(name=act.FIND_STAGED_RECORDING)
+    async def find_staged_recording(self, q: act.StagedRecordingQuery) -> m.RecordingFile | None:
+        self.calls[act.FIND_STAGED_RECORDING].append(q)
+        size = self.staged.get(q.object_key)
+        if size is None:
+            return None
+        return m.RecordingFile(q.object_key, f"http://s3.invalid/egress/{q.object_key}", size, 0)
+
+    @activity.defn(name=act.DELETE_RECORDING_SEGMENTS)
+    async def delete_recording_segments(self, req: act.SegmentsToDelete) -> int:
+        self.calls[act.DELETE_RECORDING_SEGMENTS].append(req)
+        self.deleted_keys += req.object_keys
+        for key in req.object_keys:
+            self.staged.pop(key, None)
+        return len(req.object_keys)
 
     # --- database ---------------------------------------------------------------------------
 

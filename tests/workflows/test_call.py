@@ -37,7 +37,8 @@ async def test_happy_path_end_to_end(harness: Harness) -> None:
     await h.agent_joins(handle)
     await h.say(handle, "assistant", "Hi, I'm Sarah from CME Auto Sales. This call is recorded.")
     await until(lambda: f.count(act.START_EGRESS) == 1, what="egress start")
-    assert f.calls[act.START_EGRESS][0].filepath == f"conversations/{call_id}.ogg"
+    start = f.calls[act.START_EGRESS][0]
+    assert start.filepath == start.object_key == f"conversations/{call_id}/1.ogg"
     await h.env.sleep(5)
     await h.say(handle, "customer", "I'd like to test drive a Camry.")
     await h.say(handle, "assistant", "Sure, what day suits you?")
@@ -57,33 +58,41 @@ async def test_happy_path_end_to_end(harness: Harness) -> None:
     )
     result = await handle.result()
 
+    # The call ends once its recording pipeline has started; the pipeline reports the rest.
     assert result.status == S.COMPLETED and result.end_reason == "customer_left"
-    assert result.recording_status == R.STORED and result.line_count == 3
-    assert result.recording and result.recording.key == f"conversations/{call_id}.ogg"
+    assert result.recording_status == R.UPLOADING and result.line_count == 3
+    assert [(g.n, g.object_key) for g in result.segments] == [(1, f"conversations/{call_id}/1.ogg")]
+    stored = await h.client.get_workflow_handle(
+        m.recording_workflow_id(call_id), result_type=m.RecordingResult
+    ).result()
+    assert stored.key == f"conversations/{call_id}/1.ogg" and not stored.given_up
+    assert [g.key for g in stored.segments] == [stored.key]
     assert f.count(act.DELETE_ROOM) == 1 and f.count(act.GET_EGRESS) == 0
     rec_in, _ = f.calls[act.DOWNLOAD_AND_STORE_RECORDING][0]
     assert rec_in.egress_id == "EG_1" and rec_in.expected_duration_s == 25
+    assert rec_in.object_key == stored.key
     assert rec_in.call_duration_s >= 25  # recorded from the greeting to the hang-up
-    assert f.recording_rows[-1].status == "stored"
+    assert [r.status for r in f.recording_rows] == ["uploading", "stored"]
+    assert f.recording_rows[-1].segments[0]["key"] == stored.key
 
     assert_contiguous(h)
     statuses = [e.data["status"] for e in f.of_kind("status")]
     assert statuses == ["waiting_for_agent", "in_progress", "ending", "completed"]
     recording = [e.data["status"] for e in f.of_kind("recording")]
-    assert recording == ["recording", "stopping", "uploading", "stored"]
+    assert recording == ["recording", "stopping", "uploading"]
     assert [e.data["speaker"] for e in f.of_kind("final_transcript")] == [
         "assistant",
         "customer",
         "assistant",
     ]
     final_row = f.call_rows[-1]
-    assert final_row.status == "completed" and final_row.recording_status == "stored"
+    assert final_row.status == "completed" and final_row.recording_status == "uploading"
     assert final_row.last_seq == max(f.events) and final_row.line_count == 3
 
     desc = await handle.describe()
     attrs = desc.typed_search_attributes
     assert attrs.get(sa.CALL_STATUS) == "completed"
-    assert attrs.get(sa.RECORDING_STATUS) == "stored"
+    assert attrs.get(sa.RECORDING_STATUS) == "uploading"  # the pipeline's own says stored
     assert attrs.get(sa.ROOM_NAME) == grant.room_name
     assert attrs.get(sa.CUSTOMER_NAME) == CUSTOMER
     assert attrs.get(sa.SILENCE_ALERTS) == 0
@@ -132,7 +141,10 @@ async def test_supervisor_ends_the_call(harness: Harness) -> None:
         await handle.execute_update(CallWorkflow.end_call, m.EndCallRequest("again"))
     result = await handle.result()
     assert result.status == S.COMPLETED and result.end_reason == "abusive caller"
-    assert result.recording_status == R.STORED  # stop answered COMPLETE: no wait for a webhook
+    assert result.recording_status == R.UPLOADING  # stop answered COMPLETE: no webhook wait
+    call_id = handle.id.removeprefix("call-")
+    await h.client.get_workflow_handle(m.recording_workflow_id(call_id)).result()
+    assert f.recording_rows[-1].status == R.STORED
     actions = f.of_kind("supervisor_action")
     assert len(actions) == 1 and actions[0].data["reason"] == "abusive caller"
     assert f.count(act.GET_EGRESS) == 0
@@ -163,7 +175,8 @@ async def test_max_duration_reached(harness: Harness) -> None:
     handle, _ = await h.start(max_duration_s=3600)
     await h.agent_joins(handle)
     await h.say(handle, "assistant", "Hello, this call is recorded.")
-    result = await handle.result()  # time skips to the max-duration timer
+    await h.env.sleep(3601)  # to the max-duration timer
+    result = await handle.result()
     assert result.status == S.COMPLETED and result.end_reason == "max_duration"
     state = await handle.query(CallWorkflow.get_state)
     assert state.ended_by == "system"
@@ -251,7 +264,7 @@ async def test_consent_ask(harness: Harness, answer: bool | None) -> None:
     await h.customer_leaves(handle)
     result = await handle.result()
     assert f.count(act.START_EGRESS) == (1 if answer else 0)
-    assert result.recording_status == (R.STORED if answer else R.NONE)
+    assert result.recording_status == (R.UPLOADING if answer else R.NONE)
     state = await handle.query(CallWorkflow.get_state)
     assert state.consent == {True: "granted", False: "refused", None: ""}[answer]
 
@@ -269,7 +282,7 @@ async def test_consent_off_never_records(harness: Harness) -> None:
 async def test_egress_fails_to_start(harness: Harness) -> None:
     h, f = harness, harness.fakes
     f.egress_start_failures = 10
-    handle, _ = await h.start(egress_retry_delay_s=10)
+    handle, _ = await h.start(egress_retry_delay_s=10, max_egress_starts=2)
     await h.agent_joins(handle)
     await h.say(handle, "assistant", "Hello, this call is recorded.")
     await until(lambda: f.count(act.START_EGRESS) == 1)
@@ -304,7 +317,7 @@ async def test_egress_start_succeeds_on_the_retry(harness: Harness) -> None:
     await until(lambda: f.count(act.START_EGRESS) == 2)
     await h.customer_leaves(handle)
     result = await handle.result()
-    assert result.recording_status == R.STORED
+    assert result.recording_status == R.UPLOADING
 
 
 async def test_egress_ended_never_arrives(harness: Harness) -> None:
@@ -318,7 +331,7 @@ async def test_egress_ended_never_arrives(harness: Harness) -> None:
     await h.customer_leaves(handle)
     result = await handle.result()  # skips the 10 minutes; then the workflow asks LiveKit
     assert f.count(act.GET_EGRESS) == 1
-    assert result.recording_status == R.STORED
+    assert result.recording_status == R.UPLOADING
 
 
 async def test_egress_ended_during_the_stop_is_kept_and_nothing_waits(harness: Harness) -> None:
@@ -357,7 +370,7 @@ async def test_egress_still_ending_is_polled_until_it_ends(harness: Harness) -> 
     await until(lambda: f.count(act.GET_EGRESS) >= 1)
     f.get_reports = "EGRESS_COMPLETE"
     result = await handle.result()
-    assert f.count(act.GET_EGRESS) == 2 and result.recording_status == R.STORED
+    assert f.count(act.GET_EGRESS) == 2 and result.recording_status == R.UPLOADING
 
 
 async def test_egress_lost_by_livekit_fails_the_recording_not_the_call(harness: Harness) -> None:
@@ -390,7 +403,7 @@ async def test_egress_failing_mid_call_is_retried_once(harness: Harness) -> None
     await until(lambda: f.count(act.START_EGRESS) == 2)
     await h.customer_leaves(handle)
     result = await handle.result()
-    assert result.recording_status == R.STORED
+    assert result.recording_status == R.UPLOADING
     rec_in, _ = f.calls[act.DOWNLOAD_AND_STORE_RECORDING][0]
     assert rec_in.egress_id == "EG_2"
 

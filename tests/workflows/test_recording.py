@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from temporalio.client import WorkflowFailureError
 
 from activities import types as act
 from core import models as m
 from tests.workflows.conftest import Harness
 from tests.workflows.standins import until
 from workflows import search as sa
-from workflows.call import CallWorkflow
 from workflows.ops import RecordingRetryRefused, retry_recording
 from workflows.recording import RecordingWorkflow
 
@@ -30,46 +30,53 @@ async def record_a_call(h: Harness, **config: object) -> tuple[str, m.CallResult
     return handle.id.removeprefix("call-"), await handle.result()
 
 
-async def test_download_fails_five_times_then_succeeds(harness: Harness) -> None:
-    harness.fakes.download_failures = 5
+async def stored_result(h: Harness, call_id: str) -> m.RecordingResult:
+    return await h.client.get_workflow_handle(
+        m.recording_workflow_id(call_id), result_type=m.RecordingResult
+    ).result()
+
+
+async def test_download_fails_twice_then_succeeds(harness: Harness) -> None:
+    harness.fakes.download_failures = 2  # backoff 5 s, 10 s (real time: the call has ended)
     call_id, result = await record_a_call(harness)
-    assert result.recording_status == R.STORED
+    assert result.recording_status == R.UPLOADING  # the call ends once the pipeline started
+    rows = harness.fakes.recording_rows
+    await until(lambda: rows and rows[-1].status == "stored", 60, "stored after retries")
     attempts = harness.fakes.calls[act.DOWNLOAD_AND_STORE_RECORDING]
-    assert len(attempts) == 6
+    assert len(attempts) == 3 and rows[-1].sha256 == "ab" * 32
     rec = harness.client.get_workflow_handle(m.recording_workflow_id(call_id))
-    desc = await rec.describe()
+    for _ in range(50):  # the search attribute follows the report by one workflow task
+        desc = await rec.describe()
+        if desc.typed_search_attributes.get(sa.RECORDING_STATUS) == "stored":
+            break
+        await asyncio.sleep(0.1)
     assert desc.typed_search_attributes.get(sa.RECORDING_STATUS) == "stored"
-    assert harness.fakes.recording_rows[-1].status == "stored"
-    # The call's own log says stored, once.
-    stored = [e for e in harness.fakes.of_kind("recording") if e.data["status"] == "stored"]
-    assert len(stored) == 1 and stored[0].data["sha256"] == "ab" * 32
+    # The pipeline reports to the call's log itself, once per report.
+    rows = harness.fakes.recording_rows
+    assert [r.status for r in rows] == ["uploading", "stored"]
+    assert len({r.append_event_for_run for r in rows}) == 2
+    assert all(r.append_event_for_run.startswith(desc.run_id + "/") for r in rows)
 
 
 async def test_download_fails_for_good_then_ops_restart_it(harness: Harness) -> None:
     h, f = harness, harness.fakes
     f.download_failures = 10**6
-    call_id, result = await record_a_call(h, recording_retry_for_s=3600)
-    assert result.status == "completed" and result.recording_status == R.FAILED
-    call = h.client.get_workflow_handle(m.call_workflow_id(call_id))
-    assert "connection reset" in (await call.query(CallWorkflow.get_state)).recording_error
-    failed_attempts = f.count(act.DOWNLOAD_AND_STORE_RECORDING)
-    assert failed_attempts > 5  # it kept trying, with backoff, for the hour
+    call_id, result = await record_a_call(h, recording_retry_for_s=2)
+    assert result.status == "completed" and result.recording_status == R.UPLOADING
+    await until(lambda: f.recording_rows and f.recording_rows[-1].status == "failed", 30)
+    assert "connection reset" in f.recording_rows[-1].error
     rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
-    with pytest.raises(WorkflowFailureError):
-        await rec.result()
-    assert f.recording_rows[-1].status == "failed"
-    assert (await rec.describe()).typed_search_attributes.get(sa.RECORDING_STATUS) == "failed"
+    desc = await rec.describe()
+    assert desc.status is not None and desc.status.name == "RUNNING"  # waiting for ops
+    assert desc.typed_search_attributes.get(sa.RECORDING_STATUS) == "failed"
 
-    # Ops fix the cause and replay the pipeline: a new run of the same id, same input.
+    # Ops fix the cause and retry: the same run goes on from the segment that failed.
     f.download_failures = 0
-    retry = await retry_recording(h.client, call_id)
-    assert retry.previous_status == "FAILED" and retry.run_id != retry.previous_run_id
-    stored = await h.client.get_workflow_handle_for(
-        RecordingWorkflow.run, retry.workflow_id, run_id=retry.run_id
-    ).result()
-    assert stored.key == f"conversations/{call_id}.ogg"
-    row = f.recording_rows[-1]
-    assert row.status == "stored" and row.append_event_for_run == retry.run_id
+    retry = await retry_recording(h.client, call_id, by="ops-1")
+    assert retry.previous_status == "WAITING_FOR_OPS" and retry.run_id == desc.run_id
+    stored = await stored_result(h, call_id)
+    assert stored.key == f"conversations/{call_id}/1.ogg"
+    assert [r.status for r in f.recording_rows] == ["uploading", "failed", "uploading", "stored"]
     last_input, _ = f.calls[act.DOWNLOAD_AND_STORE_RECORDING][-1]
     assert last_input.report_to_call and last_input.egress_id == "EG_1"
 
@@ -83,10 +90,10 @@ async def test_download_fails_for_good_then_ops_restart_it(harness: Harness) -> 
 
 async def test_much_shorter_recording_is_flagged_incomplete(harness: Harness) -> None:
     harness.fakes.download_incomplete = True
-    _, result = await record_a_call(harness)
-    assert result.recording_status == R.STORED
-    assert result.recording and result.recording.incomplete
-    assert len(harness.fakes.of_kind("recording_incomplete")) == 1
+    await record_a_call(harness)
+    rows = harness.fakes.recording_rows
+    await until(lambda: rows and rows[-1].status == "stored", 30, "stored")
+    assert rows[-1].incomplete
 
 
 async def test_recording_workflow_alone(harness: Harness) -> None:
@@ -109,4 +116,5 @@ async def test_recording_workflow_alone(harness: Harness) -> None:
         task_queue=harness.task_queue,
     )
     assert result.size == 1000 and not result.incomplete
-    assert harness.fakes.recording_rows[-1].append_event_for_run == ""  # the parent reports
+    # It reports to PostgreSQL itself (uploading, then stored), each report with its own id.
+    assert [r.status for r in harness.fakes.recording_rows] == ["uploading", "stored"]

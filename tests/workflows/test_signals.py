@@ -37,7 +37,7 @@ async def test_duplicate_signals_change_nothing(harness: Harness) -> None:
     await handle.signal(CallWorkflow.egress_ended, ended)
     result = await handle.result()
 
-    assert result.line_count == 2 and result.recording_status == R.STORED
+    assert result.line_count == 2 and result.recording_status == R.UPLOADING
     state = await handle.query(CallWorkflow.get_state)
     assert state.keyword_alerts == 1
     assert [p.identity for p in state.participants] == [AGENT]
@@ -83,7 +83,7 @@ async def test_out_of_order_signals(harness: Harness) -> None:
         CallWorkflow.egress_updated, m.EgressUpdate("eu-0", "EG_1", "EGRESS_ACTIVE")
     )
     result = await handle.result()
-    assert result.recording_status == R.STORED
+    assert result.recording_status == R.UPLOADING  # (the pipeline reports stored itself)
     state = await handle.query(CallWorkflow.get_state)
     assert state.egress and state.egress.status == "EGRESS_COMPLETE"
     assert f.count(act.GET_EGRESS) == 0
@@ -92,7 +92,9 @@ async def test_out_of_order_signals(harness: Harness) -> None:
 async def test_continue_as_new_keeps_every_line(dev_harness: Harness) -> None:
     h, f = dev_harness, dev_harness.fakes
     n_lines = 3000
-    handle, _ = await h.start(recording_consent="off", continue_as_new_after_events=200)
+    handle, _ = await h.start(
+        recording_consent="off", continue_as_new_after_events=200, carry_max_bytes=1024 * 1024
+    )
     await h.agent_joins(handle)
     ids = [f"line-{i}" for i in range(n_lines)]
     speakers = ["customer", "assistant"]

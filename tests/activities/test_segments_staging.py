@@ -1,0 +1,72 @@
+"""`find_staged_recording` and `delete_recording_segments` against a real S3 endpoint (moto),
+and the background heartbeat of the download activity."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pytest
+
+from activities import types as act
+from activities.storage import StorageActivities, heartbeating
+from core import models as m
+from tests.activities.conftest import Run, app_error
+
+
+@pytest.fixture
+def staging(s3: Any) -> StorageActivities:
+    bucket = "egress"
+    if not s3.client.bucket_exists(bucket):
+        s3.client.make_bucket(bucket)
+    return StorageActivities(s3.client, s3.bucket, staging_bucket=bucket)
+
+
+async def test_a_segment_in_staging_is_found_at_its_key(staging: StorageActivities) -> None:
+    call_id = m.new_call_id()
+    key = m.recording_object_key(call_id, 2)
+    staging.minio.put_object("egress", key, io.BytesIO(b"OggS" + b"x" * 96), 100)
+    found = await Run()(staging.find_staged_recording, act.StagedRecordingQuery(call_id, key))
+    assert found is not None and found.size == 100 and found.filename == key
+    assert found.location.endswith(f"/egress/{key}")
+    missing = m.recording_object_key(call_id, 3)
+    none = await Run()(staging.find_staged_recording, act.StagedRecordingQuery(call_id, missing))
+    assert none is None
+    err = await app_error(  # another call's key is refused, not looked up
+        Run()(
+            staging.find_staged_recording,
+            act.StagedRecordingQuery(call_id, "conversations/x/1.ogg"),
+        )
+    )
+    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
+
+
+async def test_withdrawn_segments_are_deleted_from_both_buckets(
+    staging: StorageActivities,
+) -> None:
+    call_id = m.new_call_id()
+    keys = [m.recording_object_key(call_id, n) for n in (1, 2)]
+    for bucket in ("egress", staging.bucket):
+        staging.minio.put_object(bucket, keys[0], io.BytesIO(b"OggS"), 4)
+    asked = await Run()(staging.delete_recording_segments, act.SegmentsToDelete(call_id, keys))
+    assert asked == 2  # the second never got there: fine
+    for bucket in ("egress", staging.bucket):
+        assert not list(staging.minio.list_objects(bucket, prefix=f"conversations/{call_id}/"))
+
+
+async def test_heartbeating_outside_an_activity_just_runs_the_body() -> None:
+    async with heartbeating(every_s=0.01):
+        await asyncio.sleep(0.03)
+
+
+async def test_background_beats_while_no_bytes_arrive() -> None:
+    """Backoff, back-pressure, completing: the activity still heartbeats."""
+    run = Run()
+
+    async def slow_phase() -> None:
+        async with heartbeating(every_s=0.05):
+            await asyncio.sleep(0.4)
+
+    await run(slow_phase)
+    assert len(run.heartbeats) >= 4

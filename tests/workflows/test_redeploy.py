@@ -1,0 +1,138 @@
+"""A redeploy: calls started on the dev server by the previous release's workflow code (checked
+out from git at its commit into a temp dir, run by a worker in its own process) and finished by
+the current code. A change that breaks running calls fails here with a workflow task that never
+completes (non-determinism), before it is deployed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from core import models as m
+from tests.workflows.standins import StandIns, egress_file, until
+from workflows.call import CallWorkflow
+from workflows.recording import RecordingWorkflow
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+# Release 1: main when release 2 (issue 10) started. Add the next release's commit when it ships.
+PREVIOUS_RELEASES = ["9c07ab5d2a32c3d7d6b6328115fee4778870ec6f"]
+PATHS = ["core", "workflows", "activities", "tests/__init__.py", "tests/workflows/__init__.py",
+         "tests/workflows/standins.py"]  # fmt: skip
+
+# Run by the previous release's code: start calls, bring each mid-call, then stop the worker.
+OLD_SIDE = """
+import asyncio, json, sys
+from temporalio.client import Client
+from temporalio.worker import Worker
+from core import models as m
+from tests.workflows.standins import StandIns, until
+from workflows.call import CallWorkflow
+from workflows.recording import RecordingWorkflow
+
+async def main(target, queue, n):
+    client = await Client.connect(target)
+    fakes = StandIns()
+    ids = []
+    async with Worker(client, task_queue=queue, workflows=[CallWorkflow, RecordingWorkflow],
+                      activities=fakes.activities()):
+        for i in range(n):
+            call_id = m.new_call_id()
+            cfg = m.CallConfig(livekit_url="ws://x", customer_join_timeout_s=3600,
+                               continue_as_new_after_events=40 if i % 2 else 2000)
+            h = await client.start_workflow(CallWorkflow.run, m.CallInput(call_id, "Ada", cfg),
+                                            id=m.call_workflow_id(call_id), task_queue=queue)
+            await h.execute_update(CallWorkflow.issue_token, m.IssueTokenRequest("Ada"))
+            await h.signal(CallWorkflow.agent_joined, m.AgentJoined(f"aj{i}", "agent-1"))
+            await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"g{i}", "assistant", "Recorded."))
+            for j in range(12):
+                await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"l{i}-{j}", "customer", "hi"))
+            ids.append(call_id)
+        await until(lambda: fakes.count("start_egress") >= n, 30)
+        await asyncio.sleep(1)
+    print(json.dumps(ids))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def checkout(commit: str, into: Path) -> bool:
+    """The release's files at `commit` into `into`; False when git or the commit is missing."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, *PATHS],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    path = into / "release.tar"
+    path.write_bytes(archive)
+    with tarfile.open(path) as tar:
+        tar.extractall(into, filter="data")
+    return True
+
+
+@pytest.mark.parametrize("commit", PREVIOUS_RELEASES)
+async def test_calls_started_by_the_previous_release_finish_on_this_one(
+    temporal_dev_env: WorkflowEnvironment, commit: str
+) -> None:
+    env = temporal_dev_env
+    with tempfile.TemporaryDirectory() as tmp:
+        if not checkout(commit, Path(tmp)):
+            pytest.skip(f"release {commit[:7]} is not in this checkout's git history")
+        queue = f"redeploy-{uuid.uuid4().hex[:8]}"
+        target = env.client.service_client.config.target_host
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OLD_SIDE, target, queue, "4",
+            cwd=tmp,
+            env={**os.environ, "PYTHONPATH": tmp},
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 240)
+        assert proc.returncode == 0
+        call_ids = json.loads(out.decode().strip().splitlines()[-1])
+
+    fakes = StandIns(stop_reports="EGRESS_ENDING")
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[CallWorkflow, RecordingWorkflow],
+        activities=fakes.activities(),
+    ):
+        handles = [env.client.get_workflow_handle(m.call_workflow_id(c)) for c in call_ids]
+        for i, (handle, call_id) in enumerate(zip(handles, call_ids, strict=True)):
+            for j in range(30):  # enough for the odd calls to continue as new
+                await handle.signal(
+                    CallWorkflow.transcript, m.TranscriptLine(f"n{i}-{j}", "assistant", "ok")
+                )
+            await handle.signal(
+                CallWorkflow.participant_left,
+                m.ParticipantLeft(f"pl{i}", m.customer_identity(call_id), "customer"),
+            )
+        await until(lambda: fakes.count("stop_egress") >= len(call_ids), 60, "every stop")
+        for handle, call_id in zip(handles, call_ids, strict=True):
+            state = await handle.query(CallWorkflow.get_state)
+            assert state.egress is not None
+            egress_id = state.egress.egress_id
+            await handle.signal(
+                CallWorkflow.egress_ended,
+                m.EgressUpdate(
+                    f"ee-{call_id}", egress_id, "EGRESS_COMPLETE", file=egress_file(call_id)
+                ),
+            )
+        results = [await asyncio.wait_for(h.result(), 120) for h in handles]
+    for result in results:
+        assert result["status"] == "completed" and result["line_count"] >= 43
+        assert result["recording_status"] in ("stored", "uploading")
