@@ -175,6 +175,9 @@ class RecordingRow:
     # `<run id>` for runs from before release 2, `<run id>/<n>` since).
     append_event_for_run: str = ""
     at: str = ""
+    by: str = ""  # who caused this report ("" the pipeline itself; an ops principal)
+    # Every stored segment in order (dicts: n, key, size, sha256, duration_s, egress_id).
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -182,9 +185,6 @@ class EraseRowsInput:
     request: EraseCallInput
     executions_deleted: int
     object_deleted: bool
-    by: str = ""  # who caused this report ("" the pipeline itself; an ops principal)
-    # Every stored segment in order (dicts: n, key, size, sha256, duration_s, egress_id).
-    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -255,9 +255,10 @@ async def test_consent_ask(harness: Harness, answer: bool | None) -> None:
         await handle.signal(
             CallWorkflow.recording_consent, m.RecordingConsentSignal(h.sid("rc"), answer)
         )
-        # the first answer is final
+        # A refusal is final; a second grant changes nothing (a withdrawal after a grant is
+        # test_safety's consent scenario).
         await handle.signal(
-            CallWorkflow.recording_consent, m.RecordingConsentSignal(h.sid("rc"), not answer)
+            CallWorkflow.recording_consent, m.RecordingConsentSignal(h.sid("rc"), True)
         )
     await h.say(handle, "customer", "Okay.")
     await h.env.sleep(5)
@@ -354,7 +355,9 @@ async def test_egress_ended_during_the_stop_is_kept_and_nothing_waits(harness: H
     await asyncio.sleep(0.5)  # the report is in before the stop answers EGRESS_ENDING
     f.stop_gate.set()
     result = await asyncio.wait_for(handle.result(), 60)
-    assert result.recording_status == R.STORED
+    assert result.recording_status == R.UPLOADING  # the pipeline has started: the call is over
+    stored = await asyncio.wait_for(recording_result(h, call_id), 60)
+    assert stored.key and not stored.given_up
     assert f.count(act.GET_EGRESS) == 0  # no 600 s wait, no asking LiveKit
 
 
@@ -404,8 +407,9 @@ async def test_egress_failing_mid_call_is_retried_once(harness: Harness) -> None
     await h.customer_leaves(handle)
     result = await handle.result()
     assert result.recording_status == R.UPLOADING
-    rec_in, _ = f.calls[act.DOWNLOAD_AND_STORE_RECORDING][0]
-    assert rec_in.egress_id == "EG_2"
+    await recording_result(h, handle.id.removeprefix("call-"))
+    rec_ins = [inp.egress_id for inp, _ in f.calls[act.DOWNLOAD_AND_STORE_RECORDING]]
+    assert rec_ins[-1] == "EG_2"
 
 
 async def test_room_creation_failure_fails_the_update_and_the_call(harness: Harness) -> None:
@@ -419,3 +423,11 @@ async def test_room_creation_failure_fails_the_update_and_the_call(harness: Harn
     handle = h.client.get_workflow_handle(m.call_workflow_id(inp.call_id))
     result = await handle.result()
     assert result["status"] == "failed"
+
+
+async def recording_result(h: Harness, call_id: str) -> m.RecordingResult:
+    """The call's recording pipeline's own outcome (the call no longer waits for it)."""
+    handle = h.client.get_workflow_handle(
+        m.recording_workflow_id(call_id), result_type=m.RecordingResult
+    )
+    return await handle.result()
