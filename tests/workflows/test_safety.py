@@ -345,6 +345,10 @@ async def test_database_down_in_a_long_call_postpones_the_carry_and_loses_nothin
     await until(lambda: len(f.events) >= 80, 120, "the backlog written")
     for j in range(80, 100):  # the call goes on past the threshold: it continues as new
         await h.say(handle, "customer", f"after {j}")
+    for _ in range(100):  # (how soon depends on the worker's pace: wait for it, not a guess)
+        if (await h.query(handle, CallWorkflow.get_state)).runs > 1:
+            break
+        await asyncio.sleep(0.2)
     await h.customer_leaves(handle)
     result = await handle.result()
     assert result.line_count == 100
