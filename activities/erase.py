@@ -96,14 +96,14 @@ class EraseActivities:
         """
         from minio.error import S3Error
 
-        from core.models import recording_object_key
+        from core.models import single_recording_object_key
 
         row = await self.pool.fetchrow(
             "SELECT bucket, object_key, egress_id FROM recordings WHERE call_id = $1", req.call_id
         )
         targets: dict[str, set[str]] = {}
         for bucket in (self.bucket, self.staging_bucket):
-            targets.setdefault(bucket, set()).add(recording_object_key(req.call_id))
+            targets.setdefault(bucket, set()).add(single_recording_object_key(req.call_id))
         if row and row["bucket"] and row["object_key"]:
             targets.setdefault(row["bucket"], set()).add(row["object_key"])
         if row and row["egress_id"]:  # the manifest an Egress writes when backup storage is used

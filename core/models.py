@@ -105,6 +105,12 @@ def customer_identity(call_id: str) -> str:
     return f"{CUSTOMER_IDENTITY_PREFIX}{call_id}"
 
 
+def single_recording_object_key(call_id: str) -> str:
+    """Where a call recorded before per-egress segments kept its one file (erasure still
+    looks there)."""
+    return f"conversations/{call_id}.ogg"
+
+
 def recording_object_key(call_id: str, n: int = 1) -> str:
     """Where egress `n` (1, 2, ... in the order they started) of a call writes its file, in the
     staging bucket and, once stored, in the recordings bucket."""

@@ -26,8 +26,8 @@ from core.models import (
     EraseCallResult,
     call_workflow_id,
     new_call_id,
-    recording_object_key,
     recording_workflow_id,
+    single_recording_object_key,
 )
 from workflows.erase import EraseCallWorkflow
 
@@ -78,7 +78,7 @@ async def _seed_call(db: asyncpg.Connection, s3: Any, call_id: str) -> None:
         call_id,
         json.dumps({"speaker": "customer", "text": "my phone is 555-0100"}),
     )
-    key = recording_object_key(call_id)
+    key = single_recording_object_key(call_id)
     s3.client.put_object(s3.bucket, key, io.BytesIO(b"OggS-audio"), 10)
     # Every copy a call can leave: segments stored and staged, the old single key staged.
     for bucket in (s3.bucket, STAGING):
@@ -186,7 +186,7 @@ async def test_erasure_refuses_a_call_that_still_runs_and_touches_nothing(
             )
         assert failed.value.cause.cause.type == ERR_CALL_STILL_RUNNING  # type: ignore[union-attr]
         assert await _counts(db, call_id) == [1, 2, 1, 1]
-        assert s3.client.stat_object(s3.bucket, recording_object_key(call_id)).size == 10
+        assert s3.client.stat_object(s3.bucket, single_recording_object_key(call_id)).size == 10
         assert await _exists(client, call_workflow_id(call_id))
         assert await db.fetchval("SELECT count(*) FROM erasures WHERE call_id = $1", call_id) == 0
     finally:
