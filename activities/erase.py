@@ -1,7 +1,8 @@
 """Activities of `EraseCallWorkflow`: remove everything a call left behind, idempotently.
 
 - `erase_workflow_executions`: delete the closed `call-<id>` and `recording-<id>` executions
-  (every run, continue-as-new included) from Temporal; refuses (non-retryable) while one runs.
+  (every run, continue-as-new included) from Temporal; refuses (non-retryable) while the call
+  runs; a recording pipeline still retrying or waiting for ops is stopped first.
 - `erase_recording_object`: delete every copy of the recording, stored and staging, every
   segment (a missing object is fine).
 - `erase_call_rows`: in one transaction, delete the call's rows from every table that has a
@@ -14,6 +15,7 @@ erasure record is written once (ON CONFLICT DO NOTHING) in the same transaction 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -60,12 +62,22 @@ class EraseActivities:
                 continue
             if (wid, desc.run_id, desc.status) not in runs:
                 runs.append((wid, desc.run_id, desc.status))
-        running = [wid for wid, _, status in runs if status == WorkflowExecutionStatus.RUNNING]
-        if running:
+        running = {wid for wid, _, status in runs if status == WorkflowExecutionStatus.RUNNING}
+        if call_workflow_id(req.call_id) in running:
             raise ApplicationError(
-                f"still running: {', '.join(sorted(set(running)))}",
+                f"still running: {', '.join(sorted(running))}",
                 type=ERR_CALL_STILL_RUNNING,
                 non_retryable=True,
+            )
+        if running:
+            # The call is over but its recording pipeline still retries (or waits for ops,
+            # possibly for days): erasure does not wait for it. It is stopped first, so no
+            # retry stores a file after the objects below are gone.
+            pipeline = self.client.get_workflow_handle(recording_workflow_id(req.call_id))
+            with contextlib.suppress(RPCError):  # it may have ended meanwhile
+                await pipeline.terminate(reason=f"erasure requested by {req.requested_by}")
+            activity.logger.info(
+                "erase_recording_pipeline_stopped call_id=%s by=%s", req.call_id, req.requested_by
             )
         deleted = 0
         for wid, run_id, _ in runs:

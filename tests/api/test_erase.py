@@ -4,6 +4,8 @@ call that still runs is refused with nothing touched."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import uuid
@@ -13,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio import workflow
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -191,3 +193,30 @@ async def test_erasure_refuses_a_call_that_still_runs_and_touches_nothing(
         assert await db.fetchval("SELECT count(*) FROM erasures WHERE call_id = $1", call_id) == 0
     finally:
         await running.terminate("test over")
+
+
+async def test_erasure_stops_a_recording_pipeline_that_still_retries(
+    temporal_dev_env: WorkflowEnvironment, erase_worker: str, db: asyncpg.Connection, s3: Any
+) -> None:
+    """The call is over; its pipeline waits for ops (days, maybe). Erasure does not wait."""
+    client = temporal_dev_env.client
+    call_id = new_call_id()
+    await _seed_call(db, s3, call_id)
+    pipeline = await client.start_workflow(
+        StandIn.run, 7 * 24 * 3600.0, id=recording_workflow_id(call_id), task_queue=erase_worker
+    )
+    result = await asyncio.wait_for(
+        client.execute_workflow(
+            EraseCallWorkflow.run,
+            EraseCallInput(call_id, "admin-x", datetime.now(UTC).isoformat()),
+            id=f"erase-{call_id}",
+            task_queue=erase_worker,
+        ),
+        60,
+    )
+    assert result.executions_deleted == 1 and result.object_deleted and result.rows_deleted
+    # Stopped, then its deletion accepted (the dev server completes it asynchronously).
+    with contextlib.suppress(RPCError):
+        assert (await pipeline.describe()).status == WorkflowExecutionStatus.TERMINATED
+    for bucket in (s3.bucket, STAGING):
+        assert not list(s3.client.list_objects(bucket, prefix=f"conversations/{call_id}"))
