@@ -204,22 +204,32 @@ async def get_recording(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | No
 
 
 async def get_recording_segments(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
-    """Every stored recording of a call, in the order they were stored, each with its time zero
+    """Every stored recording segment of a call in order (one per egress: `recording_segments`;
+    a call from before segments has its one `recordings` row), each with its time zero
     (`started_at`, `clock`) from the `recording` event that started its egress."""
     # LiveKit's own start (a `recording` event carrying started_at for this egress) wins over
     # when the workflow saw the egress start (the `recording` event with status recording).
     rows = await pool.fetch(
+        "WITH segs AS ("
+        "  SELECT s.n, s.bucket, s.object_key, s.egress_id, s.size_bytes, s.duration_s, "
+        "  s.sha256, coalesce((SELECT r.incomplete FROM recordings r WHERE r.call_id = $1 "
+        "  AND r.object_key = s.object_key), false) AS incomplete, s.stored_at "
+        "  FROM recording_segments s WHERE s.call_id = $1 "
+        "  UNION ALL "
+        "  SELECT 1, r.bucket, r.object_key, r.egress_id, r.size_bytes, r.duration_s, r.sha256, "
+        "  r.incomplete, r.stored_at FROM recordings r WHERE r.call_id = $1 "
+        "  AND NOT EXISTS (SELECT 1 FROM recording_segments s WHERE s.call_id = $1)) "
         "SELECT r.bucket, r.object_key, r.egress_id, r.size_bytes, r.duration_s, r.sha256, "
         "r.incomplete, r.stored_at, lk.data->>'started_at' AS egress_started_at, "
-        "seen.at AS seen_at FROM recordings r "
-        "LEFT JOIN LATERAL (SELECT e.data FROM call_events e WHERE e.call_id = r.call_id "
+        "seen.at AS seen_at FROM segs r "
+        "LEFT JOIN LATERAL (SELECT e.data FROM call_events e WHERE e.call_id = $1 "
         "  AND e.kind = 'recording' AND e.data->>'egress_id' = r.egress_id "
         "  AND coalesce(e.data->>'started_at', '') <> '' ORDER BY e.seq LIMIT 1) lk ON true "
-        "LEFT JOIN LATERAL (SELECT e.at FROM call_events e WHERE e.call_id = r.call_id "
+        "LEFT JOIN LATERAL (SELECT e.at FROM call_events e WHERE e.call_id = $1 "
         "  AND e.kind = 'recording' AND e.data->>'status' = 'recording' "
         "  AND coalesce(e.data->>'egress_id', r.egress_id) = r.egress_id "
         "  ORDER BY e.seq LIMIT 1) seen ON true "
-        "WHERE r.call_id = $1 ORDER BY r.stored_at, r.object_key",
+        "ORDER BY r.n, r.stored_at",
         call_id,
     )
     segments = []
