@@ -223,22 +223,27 @@ class ChaosStack:
             if spoken_only is not None:
                 spoken |= {(c, i) for c, said in spoken_only.items() for i in said}
             assert set(stored) <= spoken, set(stored) - spoken
+            # Every segment (one per egress: a restart after a crash adds one), in order.
             recs = await conn.fetch(
-                "SELECT call_id, object_key, egress_id, sha256, size_bytes FROM recordings "
-                "WHERE call_id = ANY($1::text[])",
+                "SELECT call_id, n, object_key, egress_id, sha256, size_bytes "
+                "FROM recording_segments WHERE call_id = ANY($1::text[]) ORDER BY call_id, n",
                 ids,
             )
         finally:
             await conn.close()
-        assert sorted(r["call_id"] for r in recs) == sorted(ids)
+        assert sorted({r["call_id"] for r in recs}) == sorted(ids)
         s3 = self.minio()
+        keys: dict[str, list[str]] = {}
+        for r in recs:
+            keys.setdefault(r["call_id"], []).append(r["object_key"])
+        for call_id, want in keys.items():
+            objects = list(s3.list_objects(self.settings.RECORDINGS_BUCKET,
+                                           prefix=f"conversations/{call_id}", recursive=True))  # fmt: skip
+            assert sorted(o.object_name for o in objects) == sorted(want), objects
         for r in recs:
             async with self.http.get(f"{self.control}/recordings/{r['egress_id']}.ogg") as resp:
                 assert resp.status == 200, resp.status
                 produced = hashlib.sha256(await resp.read()).hexdigest()
-            objects = list(s3.list_objects(self.settings.RECORDINGS_BUCKET,
-                                           prefix=f"conversations/{r['call_id']}", recursive=True))  # fmt: skip
-            assert [o.object_name for o in objects] == [r["object_key"]], objects
             body = s3.get_object(self.settings.RECORDINGS_BUCKET, r["object_key"])
             try:
                 in_s3 = hashlib.sha256(body.read()).hexdigest()
@@ -246,7 +251,7 @@ class ChaosStack:
                 body.close()
                 body.release_conn()
             assert r["sha256"] == in_s3 == produced, (r["call_id"], r["sha256"], in_s3, produced)
-        say(f"checked: {len(ids)} calls completed; {len(recs)} recordings stored once each with "
+        say(f"checked: {len(ids)} calls completed; {len(recs)} recording segments stored once each with "
             f"the SHA-256 of LiveKit's file; {len(spoken)} final lines each exactly once in "
             "PostgreSQL")  # fmt: skip
 
