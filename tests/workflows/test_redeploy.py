@@ -25,8 +25,12 @@ from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# Release 1: main when release 2 (issue 10) started. Add the next release's commit when it ships.
-PREVIOUS_RELEASES = ["9c07ab5d2a32c3d7d6b6328115fee4778870ec6f"]
+# Main when the issue-10 work started, and main just before it landed (healing, local set-up). Add
+# the next release's commit when it ships.
+PREVIOUS_RELEASES = [
+    "9c07ab5d2a32c3d7d6b6328115fee4778870ec6f",
+    "47f7005c977a140d1177d3bf66619b6cb3325049",
+]
 PATHS = ["core", "workflows", "activities", "tests/__init__.py", "tests/workflows/__init__.py",
          "tests/workflows/standins.py"]  # fmt: skip
 
