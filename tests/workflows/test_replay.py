@@ -47,6 +47,17 @@ def test_histories_are_recorded() -> None:
         "busy_signals_continue_as_new",
         "database_down_long_call",
     } <= release_2
+    # Release 3 (what landed: release 2 with healing and the local set-up): the same scenarios,
+    # recorded with every patch marker of today's code, the egress clock and poll retries too.
+    release_3 = {p.name.split(".")[0] for p in (CORPUS / "release-3").glob("*.json")}
+    assert (
+        release_2 - {"recording_fails_then_ops_retry"}
+        | {
+            "healing",
+            "egress_clock_and_poll_retries",
+        }
+        <= release_3
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=ids(HISTORIES))
