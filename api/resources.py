@@ -15,9 +15,9 @@ import asyncpg
 from livekit import api as lkapi
 from temporalio.client import Client
 
-from api import store
+from api.domain import store
+from api.domain.fanout import LiveHub
 from api.errors import Unavailable
-from api.fanout import LiveHub
 from core.codec import codec_from_settings
 from core.livekit import livekit_client, minio_client
 from core.log import get_logger

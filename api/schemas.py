@@ -346,7 +346,7 @@ class RecordingLink(BaseModel):
 
 
 class CallReport(BaseModel):
-    """`GET /api/calls/{call_id}/report`: the whole call in one document (see `api/report.py`)."""
+    """`GET /api/calls/{call_id}/report`: the whole call in one document (`api.domain.report`)."""
 
     call_id: str
     call: dict[str, Any]

@@ -17,11 +17,12 @@ from livekit.api import TwirpError
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import store
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import Integer, String, endpoint, query_param
+from api.domain import store
+from api.domain.livekit_room import agent_identities, send_command, supervisor_token
+from api.domain.workflows_client import CallsClient
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from api.livekit_room import agent_identities, send_command, supervisor_token
 from api.schemas import (
     TRANSCRIPT_PAGE,
     TRANSCRIPT_PAGE_MAX,
@@ -39,7 +40,6 @@ from api.schemas import (
     WhisperRequest,
 )
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import (
     SIGNAL_SUPERVISOR_ACTION,

@@ -1,5 +1,5 @@
 """Customer endpoints: no login, rate-limited per client address, admitted within the caps of
-`api.admission` (calls waiting for their customer; live calls per client).
+`api.domain.admission` (calls waiting for their customer; live calls per client).
 
 Both start a `CallWorkflow` by update-with-start and answer with the token the workflow issued;
 `/api/get-token` keeps the seed widget's request and response shape. `/api/calls/{id}/rejoin`
@@ -17,9 +17,11 @@ from livekit import api as lkapi
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import ratelimit, store
-from api.admission import Admission
+from api import ratelimit
 from api.docs import endpoint
+from api.domain import store
+from api.domain.admission import Admission
+from api.domain.workflows_client import CallsClient
 from api.errors import ApiError, Forbidden
 from api.metrics import CALLS_STARTED
 from api.ratelimit import rate_limited
@@ -31,7 +33,6 @@ from api.schemas import (
     SeedTokenResponse,
 )
 from api.validation import call_id_path, parse_body
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import TokenGrant, customer_identity, new_call_id, room_name_for
 

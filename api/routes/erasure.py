@@ -15,13 +15,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from api import store
 from api.auth import ERASE, require
 from api.docs import endpoint
+from api.domain import store
+from api.domain.workflows_client import CallsClient, temporal_error
 from api.errors import Conflict, NotFound
 from api.schemas import Empty, ErasureResult
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import CallsClient, temporal_error
 from core.log import get_logger
 from core.models import (
     ERASE_WORKFLOW,

@@ -28,13 +28,13 @@ from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
-from api import store
 from api.auth import READ_CALLS, WS_SUBPROTOCOL, authenticate
+from api.domain import store
+from api.domain.fanout import RESYNC, Subscription
+from api.domain.workflows_client import CallsClient
 from api.errors import ApiError, NotFound
-from api.fanout import RESYNC, Subscription
 from api.schemas import AfterQuery
 from api.validation import check_call_id, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import call_workflow_id, room_name_for
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import store
 from api.auth import RECORDINGS_READ, RECORDINGS_RETRY, require
 from api.docs import endpoint
+from api.domain import store
+from api.domain.workflows_client import CallsClient
 from api.errors import Conflict, NotFound
 from api.schemas import Accepted, Empty, RecordingLink
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 
 log = get_logger("api.recordings")

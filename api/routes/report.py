@@ -1,19 +1,19 @@
 """The post-call report: `GET /api/calls/{call_id}/report`, one JSON document per call (a thin
-route: `api/report.py` shapes what it gathers here)."""
+route: `api/domain/report.py` shapes what it gathers here)."""
 
 from __future__ import annotations
 
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import store
 from api.auth import READ_CALLS, require
 from api.docs import endpoint
+from api.domain import store
+from api.domain.report import build_report
+from api.domain.workflows_client import CallsClient
 from api.errors import NotFound, Unavailable
-from api.report import build_report
 from api.schemas import CallReport, Empty
 from api.validation import call_id_path, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 
 log = get_logger("api.report")
