@@ -11,7 +11,7 @@ from api.auth import RECORDINGS_READ, RECORDINGS_RETRY, require
 from api.docs import endpoint
 from api.domain import store
 from api.domain.workflows_client import CallsClient
-from api.errors import Conflict, NotFound
+from api.errors import Conflict
 from api.schemas import Accepted, Empty, RecordingLink
 from api.validation import call_id_path, parse_body, parse_query
 from core.log import get_logger
@@ -35,9 +35,7 @@ MAX_URL_TTL = timedelta(minutes=15)
 async def recording(request: Request, call_id: str) -> HTTPResponse:
     parse_query(request, Empty)
     res = request.app.ctx.res
-    call = await store.get_call(res.db, call_id)
-    if call is None:
-        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    call = await store.stored_call(res.db, call_id)
     segments = await store.get_recording_segments(res.db, call_id)
     if not segments:
         raise Conflict(

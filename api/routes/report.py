@@ -11,7 +11,7 @@ from api.docs import endpoint
 from api.domain import store
 from api.domain.report import build_report
 from api.domain.workflows_client import CallsClient
-from api.errors import NotFound, Unavailable
+from api.errors import Unavailable
 from api.schemas import CallReport, Empty
 from api.validation import call_id_path, parse_query
 from core.log import get_logger
@@ -33,9 +33,7 @@ bp = Blueprint("report", url_prefix="/api/calls")
 async def report(request: Request, call_id: str) -> HTTPResponse:
     parse_query(request, Empty)
     db = request.app.ctx.res.db
-    call = await store.get_call(db, call_id)
-    if call is None:
-        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    call = await store.stored_call(db, call_id)
     events = await store.events_after(db, call_id, 0)
     segments = await store.get_recording_segments(db, call_id)
     drives = await store.test_drives_of(db, call_id)
