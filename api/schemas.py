@@ -234,13 +234,19 @@ class RejoinRequest(Strict):
     token: str = Field(min_length=20, max_length=4096, description="the call's last customer token")
 
 
-class CallCreated(BaseModel):
+class RoomGrant(BaseModel):
+    """A LiveKit token for one call's room: the customer's, or a supervisor's."""
+
     call_id: str
     room_name: str
     token: str
     livekit_url: str
     participant_identity: str
     expires_at: str
+
+
+class CallCreated(RoomGrant):
+    pass  # the customer's grant, under its own name in /docs
 
 
 class SeedTokenResponse(BaseModel):
@@ -298,13 +304,7 @@ class Transcript(BaseModel):
     )
 
 
-class LiveKitGrant(BaseModel):
-    call_id: str
-    room_name: str
-    token: str
-    livekit_url: str
-    participant_identity: str
-    expires_at: str
+class LiveKitGrant(RoomGrant):
     can_publish: bool
     hidden: bool
 
