@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from api.domain import store
 from api.domain.fanout import LiveHub
+from api.domain.workflows_client import CallsClient
 from api.errors import Unavailable
 from core.codec import codec_from_settings
 from core.livekit import livekit_client, minio_client
@@ -116,6 +117,11 @@ class Resources:
             # The reason (address, namespace, transport error) is in the log, not the answer.
             raise Unavailable("temporal is not reachable", code="temporal_unavailable")
         return self._temporal
+
+    @property
+    def calls(self) -> CallsClient:
+        """What the API asks of Temporal; 503 `temporal_unavailable` until it is connected."""
+        return CallsClient(self.temporal, self.settings)
 
     @property
     def db(self) -> asyncpg.Pool:

@@ -67,7 +67,7 @@ _FROM_STATE = (
 
 
 def _calls(request: Request) -> CallsClient:
-    return CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+    return request.app.ctx.res.calls  # type: ignore[no-any-return]
 
 
 def _principal(request: Request) -> Principal:

@@ -21,7 +21,6 @@ from api import ratelimit
 from api.docs import endpoint
 from api.domain import store
 from api.domain.admission import Admission
-from api.domain.workflows_client import CallsClient
 from api.errors import ApiError, Forbidden
 from api.metrics import CALLS_STARTED
 from api.ratelimit import rate_limited
@@ -50,9 +49,7 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
         lambda ids: store.ended_calls(res.db, ids),
     )
     try:
-        grant = await CallsClient(res.temporal, request.app.ctx.settings).issue_token(
-            call_id, customer_name
-        )
+        grant = await res.calls.issue_token(call_id, customer_name)
     except ApiError:
         # Temporal unreachable or the room refused: no agent holds a job for this call.
         admission.release(call_id)
@@ -150,7 +147,7 @@ async def rejoin(request: Request, call_id: str) -> HTTPResponse:
     room = claims.video.room if claims.video is not None else ""
     if claims.identity != customer_identity(call_id) or room != room_name_for(call_id):
         raise Forbidden("token: not a token of this call", field="token")
-    grant = await CallsClient(request.app.ctx.res.temporal, settings).reissue_token(call_id)
+    grant = await request.app.ctx.res.calls.reissue_token(call_id)
     log.info("customer_rejoin_token", call_id=call_id)
     return _created(grant)
 

@@ -10,7 +10,6 @@ from sanic.response import HTTPResponse
 from api.auth import RECORDINGS_READ, RECORDINGS_RETRY, require
 from api.docs import endpoint
 from api.domain import store
-from api.domain.workflows_client import CallsClient
 from api.errors import Conflict
 from api.schemas import Accepted, Empty, RecordingLink
 from api.validation import call_id_path, parse_body, parse_query
@@ -88,8 +87,6 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
 @call_id_path
 async def retry(request: Request, call_id: str) -> HTTPResponse:
     parse_body(request, Empty, allow_empty=True)
-    run_id = await CallsClient(
-        request.app.ctx.res.temporal, request.app.ctx.settings
-    ).retry_recording(call_id)
+    run_id = await request.app.ctx.res.calls.retry_recording(call_id)
     log.info("recording_retried", call_id=call_id, run_id=run_id, by=request.ctx.principal.id)
     return json({"call_id": call_id, "action": "retry_recording", "status": "started"}, status=202)

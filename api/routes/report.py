@@ -10,7 +10,6 @@ from api.auth import READ_CALLS, require
 from api.docs import endpoint
 from api.domain import store
 from api.domain.report import build_report
-from api.domain.workflows_client import CallsClient
 from api.errors import Unavailable
 from api.schemas import CallReport, Empty
 from api.validation import call_id_path, parse_query
@@ -38,7 +37,7 @@ async def report(request: Request, call_id: str) -> HTTPResponse:
     segments = await store.get_recording_segments(db, call_id)
     drives = await store.test_drives_of(db, call_id)
     try:
-        calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+        calls = request.app.ctx.res.calls
     except Unavailable as exc:
         # The stored call is the report; what only Temporal knows is marked missing, not a 503.
         workflow = {"source": "unavailable", "status": None, "result": None, "error": str(exc)}

@@ -20,7 +20,6 @@ from sanic.response import HTTPResponse
 from api.docs import endpoint
 from api.domain.admission import Admission
 from api.domain.webhook_mapping import participant_kind, route
-from api.domain.workflows_client import CallsClient
 from api.errors import NotFound, Unauthorized
 from api.metrics import WEBHOOK_VERIFICATION_FAILURES, WEBHOOKS
 from core.log import get_logger
@@ -81,7 +80,7 @@ async def livekit_webhook(request: Request) -> HTTPResponse:
         WEBHOOKS.labels(event.event or "unknown", "ignored").inc()
         log.info("webhook_ignored", webhook_event=event.event, room=room, webhook_id=event.id)
         return json({"status": "ignored"})
-    calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+    calls = request.app.ctx.res.calls
     try:
         await calls.signal(routed.call_id, routed.signal, routed.arg)
     except NotFound:

@@ -268,7 +268,7 @@ async def test_hanging_up_mid_request_keeps_the_place_taken(
             cancelled.set()
             raise
 
-    monkeypatch.setattr("api.routes.customers.CallsClient.issue_token", slow_start)
+    monkeypatch.setattr("api.domain.workflows_client.CallsClient.issue_token", slow_start)
     async with run_api(api_stack.settings) as api:
         request = asyncio.create_task(api.http("POST", "/api/calls", json_body={}))
         await asyncio.wait_for(started.wait(), 10)
