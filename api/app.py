@@ -13,9 +13,9 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from api.admission import Admission
 from api.auth import TokenTable
 from api.codec_auth import CodecSessions, OidcVerifier
+from api.domain.admission import Admission
 from api.errors import render_error
 from api.metrics import observe_request
 from api.ratelimit import RateLimiter

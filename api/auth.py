@@ -101,6 +101,11 @@ def token_from_websocket(request: Request) -> str | None:
     return None
 
 
+def invalid_token(message: str = "the bearer token is not valid") -> Unauthorized:
+    """The 401 for a token that was presented and refused (RFC 6750's `invalid_token`)."""
+    return Unauthorized(message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 def authenticate(request: Request, roles: Iterable[str], *, websocket: bool = False) -> Principal:
     """Return the caller's principal; 401 without a valid token, 403 for a role not in `roles`."""
     token = token_from_websocket(request) if websocket else bearer_from_header(request)
@@ -110,10 +115,7 @@ def authenticate(request: Request, roles: Iterable[str], *, websocket: bool = Fa
         )
     principal: Principal | None = request.app.ctx.tokens.lookup(token)
     if principal is None:
-        raise Unauthorized(
-            "the bearer token is not valid",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        raise invalid_token()
     allowed = frozenset(roles)
     if principal.role not in allowed:
         raise Forbidden(

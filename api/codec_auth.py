@@ -25,7 +25,7 @@ from typing import Any
 import jwt
 from sanic import Request
 
-from api.auth import CODEC, Principal, bearer_from_header
+from api.auth import CODEC, Principal, bearer_from_header, invalid_token
 from api.errors import Forbidden, Unauthorized
 from core.log import get_logger
 from core.settings import Settings
@@ -94,10 +94,7 @@ class OidcVerifier:
                 options={"require": ["exp", "iss", "sub"], "verify_aud": bool(self.audience)},
             )
         except (jwt.PyJWTError, jwt.PyJWKClientError) as exc:
-            raise Unauthorized(
-                f"the access token is not valid: {type(exc).__name__}",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from None
+            raise invalid_token(f"the access token is not valid: {type(exc).__name__}") from None
         roles = claims.get(self.roles_claim) or []
         roles = [roles] if isinstance(roles, str) else list(roles)
         role = next((r for r in ("admin", "supervisor") if r in roles), None)
@@ -124,10 +121,7 @@ async def authenticate_codec(request: Request) -> Principal:
         if principal is None and verifier is not None and _looks_like_jwt(bearer):
             principal = await asyncio.to_thread(verifier.verify, bearer)
         if principal is None:
-            raise Unauthorized(
-                "the bearer token is not valid",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            raise invalid_token()
     else:
         cookie = request.cookies.get(COOKIE)
         if cookie:

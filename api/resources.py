@@ -15,9 +15,10 @@ import asyncpg
 from livekit import api as lkapi
 from temporalio.client import Client
 
-from api import store
+from api.domain import store
+from api.domain.fanout import LiveHub
+from api.domain.workflows_client import CallsClient
 from api.errors import Unavailable
-from api.fanout import LiveHub
 from core.codec import codec_from_settings
 from core.livekit import livekit_client, minio_client
 from core.log import get_logger
@@ -116,6 +117,11 @@ class Resources:
             # The reason (address, namespace, transport error) is in the log, not the answer.
             raise Unavailable("temporal is not reachable", code="temporal_unavailable")
         return self._temporal
+
+    @property
+    def calls(self) -> CallsClient:
+        """What the API asks of Temporal; 503 `temporal_unavailable` until it is connected."""
+        return CallsClient(self.temporal, self.settings)
 
     @property
     def db(self) -> asyncpg.Pool:

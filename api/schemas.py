@@ -10,9 +10,16 @@ from __future__ import annotations
 import json
 import unicodedata
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from core.models import CallStatus, RecordingStatus
 
@@ -53,6 +60,12 @@ def check_person_name(value: str) -> str:
     return name
 
 
+# A person's name as a request field: its length checked as sent, then `check_person_name`.
+PersonName = Annotated[
+    str, StringConstraints(min_length=1, max_length=NAME_MAX), AfterValidator(check_person_name)
+]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -65,14 +78,7 @@ class Empty(Strict):
 
 
 class CreateCallRequest(Strict):
-    customer_name: str | None = Field(
-        None, min_length=1, max_length=NAME_MAX, description="shown to the agent and supervisors"
-    )
-
-    @field_validator("customer_name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return None if v is None else check_person_name(v)
+    customer_name: PersonName | None = Field(None, description="shown to the agent and supervisors")
 
 
 class GetTokenRequest(Strict):
@@ -82,12 +88,7 @@ class GetTokenRequest(Strict):
     roomName: str | None = Field(
         None, min_length=1, max_length=ROOM_NAME_MAX, pattern=r"^[A-Za-z0-9_-]+$"
     )
-    participantName: str | None = Field(None, min_length=1, max_length=NAME_MAX)
-
-    @field_validator("participantName")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return None if v is None else check_person_name(v)
+    participantName: PersonName | None = None
 
 
 class EndCallRequest(Strict):
@@ -234,13 +235,19 @@ class RejoinRequest(Strict):
     token: str = Field(min_length=20, max_length=4096, description="the call's last customer token")
 
 
-class CallCreated(BaseModel):
+class RoomGrant(BaseModel):
+    """A LiveKit token for one call's room: the customer's, or a supervisor's."""
+
     call_id: str
     room_name: str
     token: str
     livekit_url: str
     participant_identity: str
     expires_at: str
+
+
+class CallCreated(RoomGrant):
+    pass  # the customer's grant, under its own name in /docs
 
 
 class SeedTokenResponse(BaseModel):
@@ -298,13 +305,7 @@ class Transcript(BaseModel):
     )
 
 
-class LiveKitGrant(BaseModel):
-    call_id: str
-    room_name: str
-    token: str
-    livekit_url: str
-    participant_identity: str
-    expires_at: str
+class LiveKitGrant(RoomGrant):
     can_publish: bool
     hidden: bool
 
@@ -346,7 +347,7 @@ class RecordingLink(BaseModel):
 
 
 class CallReport(BaseModel):
-    """`GET /api/calls/{call_id}/report`: the whole call in one document (see `api/report.py`)."""
+    """`GET /api/calls/{call_id}/report`: the whole call in one document (`api.domain.report`)."""
 
     call_id: str
     call: dict[str, Any]

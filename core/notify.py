@@ -4,9 +4,9 @@ payload each carries.
 - `EVENTS_CHANNEL` (`call_events`): `{"call_id", "seq", "kind"}` for each event committed to
   `call_events` (`event_notification`), sent in the same transaction by `activities.database`.
 - `INTERIM_CHANNEL` (`call_interim`): a whole interim-transcript message as UTF-8 JSON (never
-  stored), sent by `api.fanout.publish_interim`.
+  stored), sent by `api.domain.fanout.publish_interim`.
 
-`api.fanout` LISTENs on both and reads payloads with `parse_notification`.
+`api.domain.fanout` LISTENs on both and reads payloads with `parse_notification`.
 """
 
 from __future__ import annotations

@@ -122,15 +122,80 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
         ) from exc
 
 
+def tcld_command(namespace: str, names: list[str] | None = None) -> str:
+    """The `tcld` command that creates the search attributes `names` (default all): Temporal
+    Cloud's way, as its API refuses clients that try."""
+    wanted = {n: SEARCH_ATTRIBUTES[n] for n in (names or list(SEARCH_ATTRIBUTES))}
+    flags = " ".join(f'--search-attribute "{n}={t}"' for n, t in wanted.items())
+    return f"tcld namespace search-attributes add --namespace {namespace} {flags}"
+
+
 def search_attribute_commands(namespace: str, names: list[str] | None = None) -> str:
     """The commands that create the search attributes `names` (default all) by hand."""
     wanted = {n: SEARCH_ATTRIBUTES[n] for n in (names or list(SEARCH_ATTRIBUTES))}
-    cloud = " ".join(f'--search-attribute "{n}={t}"' for n, t in wanted.items())
     cli = " ".join(f"--name {n} --type {t}" for n, t in wanted.items())
     return (
-        f"  Temporal Cloud: tcld namespace search-attributes add --namespace {namespace} {cloud}\n"
+        f"  Temporal Cloud: {tcld_command(namespace, names)}\n"
         f"  self-hosted:    temporal operator search-attribute create --namespace {namespace} {cli}"
     )
+
+
+@dataclasses.dataclass
+class SearchAttributeState:
+    """What a namespace holds of SEARCH_ATTRIBUTES (each list in SEARCH_ATTRIBUTES' order)."""
+
+    present: list[str]
+    missing: list[str]
+    wrong_type: list[str]
+
+
+async def search_attribute_state(client: Client, namespace: str) -> SearchAttributeState:
+    """Which of SEARCH_ATTRIBUTES the namespace has, lacks, or has with another type. Raises
+    SearchAttributesMissing with the commands to run when the server will not list them."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+    except RPCError as exc:
+        if exc.status not in _REFUSED:
+            raise
+        raise SearchAttributesMissing(
+            f"Temporal refused to list search attributes of namespace {namespace} "
+            f"({exc.status.name}); make sure these exist:\n{search_attribute_commands(namespace)}"
+        ) from None
+    have = dict(listed.custom_attributes)
+    state = SearchAttributeState(present=[], missing=[], wrong_type=[])
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        if name not in have:
+            state.missing.append(name)
+        elif have[name] != _INDEXED[kind]:
+            state.wrong_type.append(name)
+        else:
+            state.present.append(name)
+    return state
+
+
+async def add_search_attributes(client: Client, namespace: str, names: list[str]) -> list[str]:
+    """Add the search attributes `names`; the names added ([] when another process was first).
+    Raises SearchAttributesMissing with the commands to run when the server refuses."""
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={n: _INDEXED[SEARCH_ATTRIBUTES[n]] for n in names},
+            )
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.ALREADY_EXISTS:  # another worker won the race
+            return []
+        if exc.status not in _REFUSED:
+            raise
+        raise SearchAttributesMissing(
+            f"namespace {namespace} lacks search attributes {', '.join(names)} and Temporal "
+            f"refused to add them ({exc.status.name}); run:\n"
+            f"{search_attribute_commands(namespace, names)}"
+        ) from None
+    return names
 
 
 async def ensure_search_attributes(client: Client, namespace: str | None = None) -> list[str]:
@@ -141,41 +206,12 @@ async def ensure_search_attributes(client: Client, namespace: str | None = None)
     `tcld` or its UI), or when an attribute exists with another type.
     """
     ns = namespace or client.namespace
-    try:
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=ns)
-        )
-    except RPCError as exc:
-        if exc.status not in _REFUSED:
-            raise
+    state = await search_attribute_state(client, ns)
+    if state.wrong_type:
         raise SearchAttributesMissing(
-            f"Temporal refused to list search attributes of namespace {ns} ({exc.status.name}); "
-            f"make sure these exist:\n{search_attribute_commands(ns)}"
-        ) from None
-    have = dict(listed.custom_attributes)
-    wrong = [n for n, t in SEARCH_ATTRIBUTES.items() if n in have and have[n] != _INDEXED[t]]
-    if wrong:
-        raise SearchAttributesMissing(
-            f"namespace {ns} has {', '.join(wrong)} with another type than "
-            + ", ".join(f"{n}={SEARCH_ATTRIBUTES[n]}" for n in wrong)
+            f"namespace {ns} has {', '.join(state.wrong_type)} with another type than "
+            + ", ".join(f"{n}={SEARCH_ATTRIBUTES[n]}" for n in state.wrong_type)
         )
-    missing = [n for n in SEARCH_ATTRIBUTES if n not in have]
-    if not missing:
+    if not state.missing:
         return []
-    try:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=ns,
-                search_attributes={n: _INDEXED[SEARCH_ATTRIBUTES[n]] for n in missing},
-            )
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.ALREADY_EXISTS:  # another worker won the race
-            return []
-        if exc.status not in _REFUSED:
-            raise
-        raise SearchAttributesMissing(
-            f"namespace {ns} lacks search attributes {', '.join(missing)} and Temporal refused "
-            f"to add them ({exc.status.name}); run:\n{search_attribute_commands(ns, missing)}"
-        ) from None
-    return missing
+    return await add_search_attributes(client, ns, state.missing)

@@ -14,7 +14,7 @@ import asyncpg
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from api import store
+from api.domain import store
 from core.models import EraseCallInput, EraseCallResult
 from workflows.erase import EraseCallWorkflow
 

@@ -3,38 +3,21 @@
 A workflow that upserts an unregistered attribute fails its workflow task and hangs, so this
 runs before the first worker. Self-hosted and dev servers take it through the operator service;
 Temporal Cloud does not (its API refuses it): there, the `tcld` command to run is printed.
-(The `prod` branch adds the same registration at worker start-up in core/temporal.py; when
-both land, this should call that one function.)
+The registration itself is the worker's own (`core.temporal`); this reports what it found.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
-from temporalio.service import RPCError, RPCStatusCode
 
-from workflows import search as sa
-
-KEYS: list[SearchAttributeKey] = [
-    sa.CALL_STATUS,
-    sa.RECORDING_STATUS,
-    sa.ROOM_NAME,
-    sa.CUSTOMER_NAME,
-    sa.SILENCE_ALERTS,
-]
-_CLOUD_REFUSALS = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED)
-_TCLD_TYPE = {
-    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-    SearchAttributeIndexedValueType.INT: "Int",
-    SearchAttributeIndexedValueType.TEXT: "Text",
-}
+from core.temporal import (
+    SearchAttributesMissing,
+    add_search_attributes,
+    search_attribute_state,
+    tcld_command,
+)
 
 
 @dataclass
@@ -50,52 +33,26 @@ def is_cloud(address: str) -> bool:
     return address.split(":")[0].endswith(".tmprl.cloud")
 
 
-def tcld_command(namespace: str, names: list[str]) -> str:
-    wanted = [k for k in KEYS if k.name in names]
-    flags = " ".join(
-        f'--search-attribute "{k.name}={_TCLD_TYPE[k.indexed_value_type]}"' for k in wanted
-    )
-    return f"tcld namespace search-attributes add --namespace {namespace} {flags}"
-
-
 async def register_search_attributes(client: Client, address: str = "") -> SetupResult:
     namespace = client.namespace
     result = SetupResult(namespace=namespace)
-    names = [k.name for k in KEYS]
     if is_cloud(address):
-        result.manual_command = tcld_command(namespace, names)
+        result.manual_command = tcld_command(namespace)
         return result
     try:
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
-    except RPCError as exc:
-        if exc.status not in _CLOUD_REFUSALS:
-            raise
-        result.manual_command = tcld_command(namespace, names)
+        state = await search_attribute_state(client, namespace)
+    except SearchAttributesMissing:
+        result.manual_command = tcld_command(namespace)
         return result
-    missing = {}
-    for key in KEYS:
-        have = listed.custom_attributes.get(key.name)
-        want = IndexedValueType.ValueType(int(key.indexed_value_type))
-        if have is None:
-            missing[key.name] = want
-        elif have != want:
-            result.wrong_type.append(key.name)
-        else:
-            result.present.append(key.name)
-    if missing:
+    result.present, result.wrong_type = state.present, state.wrong_type
+    if state.missing:
         try:
-            await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-            )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.ALREADY_EXISTS:  # another process was first
-                result.present += list(missing)
-                return result
-            if exc.status not in _CLOUD_REFUSALS:
-                raise
-            result.manual_command = tcld_command(namespace, list(missing))
+            added = await add_search_attributes(client, namespace, state.missing)
+        except SearchAttributesMissing:
+            result.manual_command = tcld_command(namespace, state.missing)
             return result
-        result.added = list(missing)
+        if added:
+            result.added = added
+        else:  # another process was first
+            result.present += state.missing
     return result

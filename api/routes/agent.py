@@ -12,8 +12,8 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from api.docs import endpoint
+from api.domain.fanout import publish_interim
 from api.errors import Unauthorized
-from api.fanout import publish_interim
 from api.schemas import Empty, InterimRequest
 from api.validation import call_id_path, parse_body, parse_query
 from core.models import EventKind, room_name_for

@@ -17,11 +17,12 @@ from livekit.api import TwirpError
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import store
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import Integer, String, endpoint, query_param
+from api.domain import store
+from api.domain.livekit_room import agent_identities, send_command, supervisor_token
+from api.domain.workflows_client import CallsClient
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
-from api.livekit_room import agent_identities, send_command, supervisor_token
 from api.schemas import (
     TRANSCRIPT_PAGE,
     TRANSCRIPT_PAGE_MAX,
@@ -39,7 +40,6 @@ from api.schemas import (
     WhisperRequest,
 )
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import (
     SIGNAL_SUPERVISOR_ACTION,
@@ -67,7 +67,7 @@ _FROM_STATE = (
 
 
 def _calls(request: Request) -> CallsClient:
-    return CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+    return request.app.ctx.res.calls  # type: ignore[no-any-return]
 
 
 def _principal(request: Request) -> Principal:
@@ -218,9 +218,7 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
 async def transcript(request: Request, call_id: str) -> HTTPResponse:
     q = parse_query(request, TranscriptQuery)
     db = request.app.ctx.res.db
-    row = await store.get_call(db, call_id)
-    if row is None:
-        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    row = await store.stored_call(db, call_id)
     # One more than asked tells whether another page follows, without a count.
     events = await store.transcript_after(db, call_id, q.after, limit=q.limit + 1)
     page = events[: q.limit]
@@ -334,16 +332,15 @@ async def barge(request: Request, call_id: str) -> HTTPResponse:
 @call_id_path
 async def whisper(request: Request, call_id: str) -> HTTPResponse:
     body = parse_body(request, WhisperRequest)
-    command_id = body.id or uuid.uuid4().hex
-    await _command(request, call_id, "whisper", command_id, text=body.text)
-    return json({"call_id": call_id, "action": "whisper", "status": "sent", "id": command_id},
-                status=202)  # fmt: skip
+    return await _command(request, call_id, "whisper", body.id, text=body.text)
 
 
 async def _command(
-    request: Request, call_id: str, action: str, command_id: str, text: str = ""
-) -> None:
-    """Record the action on the call, then send it to the agent (never the other way round)."""
+    request: Request, call_id: str, action: str, command_id: str | None, text: str = ""
+) -> HTTPResponse:
+    """Record the action on the call, then send it to the agent (never the other way round).
+    A command without an id gets a fresh one; the 202 answer names it."""
+    command_id = command_id or uuid.uuid4().hex
     row = await live_call(request, call_id)
     lk = request.app.ctx.res.lk
     by = _principal(request).id
@@ -363,6 +360,8 @@ async def _command(
         ) from exc
     except aiohttp.ClientError as exc:
         raise Unavailable("livekit is not reachable", code="livekit_unavailable") from exc
+    return json({"call_id": call_id, "action": action, "status": "sent", "id": command_id},
+                status=202)  # fmt: skip
 
 
 @bp.post("/<call_id:str>/takeover")
@@ -399,7 +398,4 @@ async def release(request: Request, call_id: str) -> HTTPResponse:
 
 async def _switch(request: Request, call_id: str, action: str) -> HTTPResponse:
     body = parse_body(request, SupervisorCommandRequest, allow_empty=True)
-    command_id = body.id or uuid.uuid4().hex
-    await _command(request, call_id, action, command_id)
-    return json({"call_id": call_id, "action": action, "status": "sent", "id": command_id},
-                status=202)  # fmt: skip
+    return await _command(request, call_id, action, body.id)

@@ -1,5 +1,5 @@
 """Customer endpoints: no login, rate-limited per client address, admitted within the caps of
-`api.admission` (calls waiting for their customer; live calls per client).
+`api.domain.admission` (calls waiting for their customer; live calls per client).
 
 Both start a `CallWorkflow` by update-with-start and answer with the token the workflow issued;
 `/api/get-token` keeps the seed widget's request and response shape. `/api/calls/{id}/rejoin`
@@ -17,9 +17,10 @@ from livekit import api as lkapi
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import ratelimit, store
-from api.admission import Admission
+from api import ratelimit
 from api.docs import endpoint
+from api.domain import store
+from api.domain.admission import Admission
 from api.errors import ApiError, Forbidden
 from api.metrics import CALLS_STARTED
 from api.ratelimit import rate_limited
@@ -31,7 +32,6 @@ from api.schemas import (
     SeedTokenResponse,
 )
 from api.validation import call_id_path, parse_body
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import TokenGrant, customer_identity, new_call_id, room_name_for
 
@@ -49,9 +49,7 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
         lambda ids: store.ended_calls(res.db, ids),
     )
     try:
-        grant = await CallsClient(res.temporal, request.app.ctx.settings).issue_token(
-            call_id, customer_name
-        )
+        grant = await res.calls.issue_token(call_id, customer_name)
     except ApiError:
         # Temporal unreachable or the room refused: no agent holds a job for this call.
         admission.release(call_id)
@@ -149,7 +147,7 @@ async def rejoin(request: Request, call_id: str) -> HTTPResponse:
     room = claims.video.room if claims.video is not None else ""
     if claims.identity != customer_identity(call_id) or room != room_name_for(call_id):
         raise Forbidden("token: not a token of this call", field="token")
-    grant = await CallsClient(request.app.ctx.res.temporal, settings).reissue_token(call_id)
+    grant = await request.app.ctx.res.calls.reissue_token(call_id)
     log.info("customer_rejoin_token", call_id=call_id)
     return _created(grant)
 

@@ -15,13 +15,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from api import store
 from api.auth import ERASE, require
 from api.docs import endpoint
+from api.domain import store
+from api.domain.workflows_client import temporal_error
 from api.errors import Conflict, NotFound
 from api.schemas import Empty, ErasureResult
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import CallsClient, temporal_error
 from core.log import get_logger
 from core.models import (
     ERASE_WORKFLOW,
@@ -55,7 +55,7 @@ async def erase_call(request: Request, call_id: str) -> HTTPResponse:
     wid = erase_workflow_id(call_id)
     if await store.get_erasure(res.db, call_id) is not None:
         return json({"call_id": call_id, "erasure_workflow_id": wid, "status": "erased"})
-    calls = CallsClient(res.temporal, request.app.ctx.settings)
+    calls = res.calls
     row = await store.get_call(res.db, call_id)
     call_running = await calls.is_running(call_workflow_id(call_id))
     if row is None and call_running is None:

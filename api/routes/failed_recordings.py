@@ -15,9 +15,9 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
-from api import store
 from api.auth import RECORDINGS_RETRY, require
 from api.docs import Integer, String, endpoint, query_param
+from api.domain import store
 from api.schemas import Strict
 from api.validation import parse_query
 from core.models import RecordingStatus

@@ -28,13 +28,12 @@ from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
-from api import store
 from api.auth import READ_CALLS, WS_SUBPROTOCOL, authenticate
+from api.domain import store
+from api.domain.fanout import RESYNC, Subscription
 from api.errors import ApiError, NotFound
-from api.fanout import RESYNC, Subscription
 from api.schemas import AfterQuery
 from api.validation import check_call_id, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import call_workflow_id, room_name_for
 
@@ -181,5 +180,4 @@ async def ws_call(request: Request, ws: WebsocketImplProtocol, call_id: str) -> 
 async def _workflow_exists(request: Request, call_id: str) -> bool:
     if await store.get_erasure(request.app.ctx.res.db, call_id) is not None:
         return False  # its history may linger in Temporal for a minute; the call is gone
-    calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
-    return await calls.is_running(call_workflow_id(call_id)) is not None
+    return await request.app.ctx.res.calls.is_running(call_workflow_id(call_id)) is not None

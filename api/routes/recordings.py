@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import store
 from api.auth import RECORDINGS_READ, RECORDINGS_RETRY, require
 from api.docs import endpoint
-from api.errors import Conflict, NotFound
+from api.domain import store
+from api.errors import Conflict
 from api.schemas import Accepted, Empty, RecordingLink
 from api.validation import call_id_path, parse_body, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 
 log = get_logger("api.recordings")
@@ -35,9 +34,7 @@ MAX_URL_TTL = timedelta(minutes=15)
 async def recording(request: Request, call_id: str) -> HTTPResponse:
     parse_query(request, Empty)
     res = request.app.ctx.res
-    call = await store.get_call(res.db, call_id)
-    if call is None:
-        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    call = await store.stored_call(res.db, call_id)
     segments = await store.get_recording_segments(res.db, call_id)
     if not segments:
         raise Conflict(
@@ -90,8 +87,6 @@ async def recording(request: Request, call_id: str) -> HTTPResponse:
 @call_id_path
 async def retry(request: Request, call_id: str) -> HTTPResponse:
     parse_body(request, Empty, allow_empty=True)
-    run_id = await CallsClient(
-        request.app.ctx.res.temporal, request.app.ctx.settings
-    ).retry_recording(call_id)
+    run_id = await request.app.ctx.res.calls.retry_recording(call_id)
     log.info("recording_retried", call_id=call_id, run_id=run_id, by=request.ctx.principal.id)
     return json({"call_id": call_id, "action": "retry_recording", "status": "started"}, status=202)

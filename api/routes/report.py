@@ -1,19 +1,18 @@
 """The post-call report: `GET /api/calls/{call_id}/report`, one JSON document per call (a thin
-route: `api/report.py` shapes what it gathers here)."""
+route: `api/domain/report.py` shapes what it gathers here)."""
 
 from __future__ import annotations
 
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api import store
 from api.auth import READ_CALLS, require
 from api.docs import endpoint
-from api.errors import NotFound, Unavailable
-from api.report import build_report
+from api.domain import store
+from api.domain.report import build_report
+from api.errors import Unavailable
 from api.schemas import CallReport, Empty
 from api.validation import call_id_path, parse_query
-from api.workflows_client import CallsClient
 from core.log import get_logger
 
 log = get_logger("api.report")
@@ -33,14 +32,12 @@ bp = Blueprint("report", url_prefix="/api/calls")
 async def report(request: Request, call_id: str) -> HTTPResponse:
     parse_query(request, Empty)
     db = request.app.ctx.res.db
-    call = await store.get_call(db, call_id)
-    if call is None:
-        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    call = await store.stored_call(db, call_id)
     events = await store.events_after(db, call_id, 0)
     segments = await store.get_recording_segments(db, call_id)
     drives = await store.test_drives_of(db, call_id)
     try:
-        calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+        calls = request.app.ctx.res.calls
     except Unavailable as exc:
         # The stored call is the report; what only Temporal knows is marked missing, not a 503.
         workflow = {"source": "unavailable", "status": None, "result": None, "error": str(exc)}

@@ -17,12 +17,11 @@ from livekit.protocol.webhook import WebhookEvent
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from api.admission import Admission
 from api.docs import endpoint
+from api.domain.admission import Admission
+from api.domain.webhook_mapping import participant_kind, route
 from api.errors import NotFound, Unauthorized
 from api.metrics import WEBHOOK_VERIFICATION_FAILURES, WEBHOOKS
-from api.webhook_mapping import participant_kind, route
-from api.workflows_client import CallsClient
 from core.log import get_logger
 from core.models import call_id_from_room
 
@@ -51,7 +50,7 @@ def verify(request: Request) -> WebhookEvent:
 
 
 def note_for_admission(admission: Admission, event: WebhookEvent, room: str | None) -> None:
-    """A verified event that frees a place of `api.admission`: the customer is in, or gone."""
+    """Free a place of `api.domain.admission` for a verified event: the customer is in, or gone."""
     call_id = call_id_from_room(room) if room else None
     if call_id is None:
         return
@@ -81,7 +80,7 @@ async def livekit_webhook(request: Request) -> HTTPResponse:
         WEBHOOKS.labels(event.event or "unknown", "ignored").inc()
         log.info("webhook_ignored", webhook_event=event.event, room=room, webhook_id=event.id)
         return json({"status": "ignored"})
-    calls = CallsClient(request.app.ctx.res.temporal, request.app.ctx.settings)
+    calls = request.app.ctx.res.calls
     try:
         await calls.signal(routed.call_id, routed.signal, routed.arg)
     except NotFound:

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from activities.erase import EraseActivities
 from activities.types import ERR_CALL_STILL_RUNNING
-from api.store import init_connection
+from api.domain.store import init_connection
 from core.models import (
     EraseCallInput,
     EraseCallResult,

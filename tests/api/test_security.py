@@ -18,12 +18,12 @@ from livekit import api as lkapi
 from pydantic import SecretStr
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.admission import Admission
+from api.domain.admission import Admission
+from api.domain.livekit_room import supervisor_token
+from api.domain.workflows_client import temporal_error
 from api.errors import RateLimited, Unavailable
-from api.livekit_room import supervisor_token
 from api.ratelimit import RateLimiter, client_key
 from api.schemas import INTERIM_TEXT_MAX, InterimRequest, json_utf8_size
-from api.workflows_client import temporal_error
 from core.models import new_call_id, room_name_for
 from core.notify import NOTIFY_MAX_BYTES
 from tests.api.conftest import ADMIN, SUPERVISOR, ApiStack, RunningApi, api_settings, run_api
@@ -268,7 +268,7 @@ async def test_hanging_up_mid_request_keeps_the_place_taken(
             cancelled.set()
             raise
 
-    monkeypatch.setattr("api.routes.customers.CallsClient.issue_token", slow_start)
+    monkeypatch.setattr("api.domain.workflows_client.CallsClient.issue_token", slow_start)
     async with run_api(api_stack.settings) as api:
         request = asyncio.create_task(api.http("POST", "/api/calls", json_body={}))
         await asyncio.wait_for(started.wait(), 10)

@@ -9,9 +9,9 @@ from livekit.protocol.webhook import WebhookEvent
 from pydantic import ValidationError
 
 from api.auth import Principal, TokenTable
+from api.domain.webhook_mapping import route
 from api.ratelimit import RateLimiter
 from api.schemas import CreateCallRequest, GetTokenRequest, check_person_name
-from api.webhook_mapping import route
 from core.models import (
     SIGNAL_EGRESS_ENDED,
     SIGNAL_PARTICIPANT_JOINED,
@@ -139,7 +139,7 @@ async def test_report_outcome_survives_a_result_encrypted_with_a_retired_key() -
 
     from temporalio.client import WorkflowExecutionStatus
 
-    from api.workflows_client import CallsClient
+    from api.domain.workflows_client import CallsClient
     from core.codec import PayloadDecryptError
 
     class Handle:

@@ -1,6 +1,6 @@
 """The CLI's surface: --help everywhere, a one-line message (exit 3, no traceback) when
 Temporal or PostgreSQL is down, calls list/show/erase, and `temporal setup` on a namespace
-that has none of the search attributes yet."""
+that has none of the search attributes yet, one of the wrong type, or a server that refuses."""
 
 from __future__ import annotations
 
@@ -10,17 +10,30 @@ import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.service import RPCError, RPCStatusCode
 
+from core.temporal import (
+    SEARCH_ATTRIBUTES,
+    SearchAttributesMissing,
+    ensure_search_attributes,
+    tcld_command,
+)
 from ops.cli import run
 from ops.parser import build_parser
-from ops.setup import KEYS, tcld_command
+from ops.setup import register_search_attributes
 from tests.api.conftest import ADMIN, ApiStack
 from tests.ops.conftest import ops, recorded_call, wait_call
+from workflows import search as sa
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 COMMANDS = [
@@ -115,16 +128,63 @@ async def test_temporal_setup_registers_what_is_missing_once(api_stack: ApiStack
     ns_client = await Client.connect(api_stack.temporal_address, namespace=namespace)
     first = await ops(api_stack, "temporal", "setup", "--json", **settings)
     assert first.code == 0, first.err
-    assert sorted(first.json["added"]) == sorted(k.name for k in KEYS)
+    assert sorted(first.json["added"]) == sorted(SEARCH_ATTRIBUTES)
     assert first.json["retention_schedule"] == "created"
     second = await ops(api_stack, "temporal", "setup", "--json", "--no-schedule", **settings)
     assert second.code == 0 and second.json["added"] == []
-    assert sorted(second.json["present"]) == sorted(k.name for k in KEYS)
+    assert sorted(second.json["present"]) == sorted(SEARCH_ATTRIBUTES)
     await ns_client.get_schedule_handle("call-retention").delete()
 
 
+async def test_setup_reports_a_wrong_type_that_the_worker_refuses(api_stack: ApiStack) -> None:
+    namespace = f"ops-{uuid.uuid4().hex[:8]}"
+    await api_stack.raw_client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace,
+            workflow_execution_retention_period=Duration(seconds=86400),
+        )
+    )
+    await api_stack.raw_client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={"CallStatus": IndexedValueType.INDEXED_VALUE_TYPE_TEXT},
+        )
+    )
+    r = await ops(api_stack, "temporal", "setup", "--json", "--no-schedule",
+                  TEMPORAL_NAMESPACE=namespace)  # fmt: skip
+    assert r.code == 1, r.out
+    assert r.json["wrong_type"] == ["CallStatus"]
+    assert sorted(r.json["added"]) == sorted(set(SEARCH_ATTRIBUTES) - {"CallStatus"})
+    ns_client = await Client.connect(api_stack.temporal_address, namespace=namespace)
+    with pytest.raises(SearchAttributesMissing, match="CallStatus=Keyword"):
+        await ensure_search_attributes(ns_client)
+
+
+class _RefusingOperator:
+    """Temporal Cloud's answer to a client that manages search attributes (no Cloud here)."""
+
+    async def list_search_attributes(self, req: Any) -> Any:
+        raise RPCError("not allowed", RPCStatusCode.PERMISSION_DENIED, b"")
+
+
+async def test_a_refusing_server_gets_the_commands_from_both() -> None:
+    client: Any = SimpleNamespace(namespace="calls.a1b2c", operator_service=_RefusingOperator())
+    result = await register_search_attributes(client, "127.0.0.1:7233")
+    assert result.manual_command == tcld_command("calls.a1b2c")
+    assert result.added == result.present == []
+    with pytest.raises(SearchAttributesMissing) as err:
+        await ensure_search_attributes(client)
+    assert tcld_command("calls.a1b2c") in str(err.value) and "PERMISSION_DENIED" in str(err.value)
+
+
+def test_setup_registers_the_keys_the_workflows_upsert() -> None:
+    keys = [k for k in vars(sa).values() if isinstance(k, SearchAttributeKey)]
+    upserted = {k.name: k.indexed_value_type.name.title() for k in keys}
+    assert upserted == SEARCH_ATTRIBUTES
+
+
 def test_cloud_gets_the_tcld_command() -> None:
-    cmd = tcld_command("calls.a1b2c", [k.name for k in KEYS])
+    cmd = tcld_command("calls.a1b2c")
     assert cmd.startswith("tcld namespace search-attributes add --namespace calls.a1b2c")
     assert '--search-attribute "SilenceAlerts=Int"' in cmd
     assert '--search-attribute "CallStatus=Keyword"' in cmd

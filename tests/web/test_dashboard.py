@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
-from api.store import ACTIVE_STATUSES
+from api.domain.store import ACTIVE_STATUSES
 from core.models import new_call_id, room_name_for
 from tests.web.conftest import CallTables, WebApi, screenshot
 

@@ -87,7 +87,8 @@ export function wsUrl(path: string, params: Record<string, string | number | und
 
 // --- contract shapes (api/schemas.py) ----------------------------------------------------------
 
-export interface CallCreated {
+/** A LiveKit token for one call's room: the customer's, or a supervisor's. */
+export interface RoomGrant {
   call_id: string;
   room_name: string;
   token: string;
@@ -95,6 +96,8 @@ export interface CallCreated {
   participant_identity: string;
   expires_at: string;
 }
+
+export type CallCreated = RoomGrant;
 
 export interface CallSummary {
   call_id: string;
@@ -133,13 +136,7 @@ export interface CallEvent {
   text?: string | null;
 }
 
-export interface LiveKitGrant {
-  call_id: string;
-  room_name: string;
-  token: string;
-  livekit_url: string;
-  participant_identity: string;
-  expires_at: string;
+export interface LiveKitGrant extends RoomGrant {
   can_publish: boolean;
   hidden: boolean;
 }

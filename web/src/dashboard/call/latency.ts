@@ -2,7 +2,7 @@
  * Agent latency per turn, from `agent_metrics` events: for every labelled figure an event carries
  * (any number under a key ending in `_s`, or in a nested `figures` map: STT delay, end of
  * utterance, LLM time to first token, TTS time to first byte, end to end…), the call's p50 and p95 and a
- * sparkline of its value turn by turn. The same reading as the report's (api/report.py).
+ * sparkline of its value turn by turn. The same reading as the report's (api/domain/report.py).
  */
 
 import { isRecord } from "../../shared/api";
@@ -10,7 +10,7 @@ import { h } from "../../shared/dom";
 import { humanize } from "../../shared/format";
 import { panelSection } from "./context";
 
-// Figure names (a key minus its `_s` unit suffix) as supervisors read them; as api/report.py.
+// Figure names (a key minus its `_s` unit suffix) as supervisors read them; as api/domain/report.py.
 const LABELS: Record<string, string> = {
   stt_delay: "STT delay",
   end_of_utterance_delay: "End of utterance",

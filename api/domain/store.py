@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from api.errors import ValidationFailed
+from api.errors import NotFound, ValidationFailed
 from core.models import CallStatus, EventKind
 
 ACTIVE_STATUSES = [s.value for s in CallStatus if s.is_active]
@@ -64,6 +64,15 @@ def event_row(row: asyncpg.Record) -> dict[str, Any]:
 async def get_call(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)
     return call_json(row) if row else None
+
+
+async def stored_call(pool: asyncpg.Pool, call_id: str) -> dict[str, Any]:
+    """The call's row; 404 `call_not_found` when there is none (yet: the workflow writes it in
+    its first step)."""
+    row = await get_call(pool, call_id)
+    if row is None:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
+    return row
 
 
 async def get_calls(pool: asyncpg.Pool, call_ids: list[str]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from api import store
+from api.domain import store
 from api.errors import ValidationFailed
 from core.log import get_logger
 from core.models import EventKind
