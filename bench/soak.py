@@ -46,12 +46,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import os
 import random
+import re
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -61,7 +65,7 @@ from minio import Minio
 from temporalio.client import Client
 
 from agent.signals import SignalQueue
-from bench.calls import Progress, check_calls, simulated_agent
+from bench.calls import ProcessMeter, Progress, check_calls, simulated_agent
 from bench.stack import Stack, percentile, running_stack
 from core import models as m
 from core.temporal import connect_temporal
@@ -86,6 +90,7 @@ class Call:
     """One call of the soak and what was seen of it (times are epoch seconds)."""
 
     n: int
+    due_s: float = 0.0  # when it was started, from the first call's start
     call_id: str = ""
     setup_ms: float = 0.0
     lines: list[str] = field(default_factory=list)
@@ -123,16 +128,37 @@ class SoakProgress(Progress):
         sys.stderr.flush()
 
 
-class LoadMeter:
-    """The machine's load while the soak runs: load average (1 min) and CPU busy %."""
+def process_meter(stack: Stack) -> ProcessMeter:
+    """CPU of each part of the stack, to tell the product's share from the machine's load."""
+    parts = {"worker": "worker.py", "api": "-m api", "temporal": "start-dev",
+             "s3": "moto.server", "emulator": "devstack.livekit"}  # fmt: skip
+    groups: dict[str, Callable[[], list[psutil.Process]]] = {
+        name: functools.partial(stack.processes, needle) for name, needle in parts.items()
+    }
+    groups["postgres"] = functools.partial(_postgres, str(stack.directory))
+    groups["soak"] = lambda: [psutil.Process()]
+    return ProcessMeter(groups)
 
-    def __init__(self) -> None:
-        self.load_start = os.getloadavg()[0]
-        self.load_max = self.load_start
-        psutil.cpu_percent()  # starts psutil's interval
-        self._task: asyncio.Task[None] | None = None
+
+def _postgres(directory: str) -> list[psutil.Process]:
+    """The stack's PostgreSQL: pg_ctl detaches it from devstack, so found by its data dir."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "bin/postgres" in cmd and directory in cmd:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                return [proc, *proc.children(recursive=True)]
+    return []
+
+
+class LoadMeter:
+    """The machine's load while the soak runs (load average, CPU busy %) and each part's CPU."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.load_start = self.load_max = self.load_end = os.getloadavg()[0]
         self.cpu_busy = 0.0
-        self.load_end = 0.0
+        self.parts = process_meter(stack)
+        self.part_cpu: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
 
     async def _sample(self) -> None:
         while True:
@@ -140,11 +166,13 @@ class LoadMeter:
             await asyncio.sleep(5)
 
     def start(self) -> None:
-        psutil.cpu_percent()
+        psutil.cpu_percent()  # starts psutil's interval
+        self.parts.start()
         self._task = asyncio.create_task(self._sample())
 
     async def stop(self) -> None:
         self.cpu_busy = psutil.cpu_percent()
+        self.part_cpu = await self.parts.stop()
         self.load_end = os.getloadavg()[0]
         self.load_max = max(self.load_max, self.load_end)
         if self._task is not None:
@@ -247,8 +275,8 @@ async def check_timeouts(conn: asyncpg.Connection, calls: list[Call], grace_s: f
     rows = await conn.fetch(
         "SELECT call_id, kind, data->>'status' AS status, data->>'reason' AS reason "
         "FROM call_events WHERE call_id = ANY($1::text[]) "
-        "AND kind IN ('recording', 'agent_dispatch', 'customer_connection', 'silence_alert', "
-        "'recording_incomplete') ORDER BY call_id, seq",
+        "AND kind IN ('recording', 'agent_dispatch', 'customer_connection', 'silence_alert') "
+        "ORDER BY call_id, seq",
         [c.call_id for c in calls if c.call_id],
     )
     by_id = {c.call_id: c for c in calls}
@@ -260,9 +288,7 @@ async def check_timeouts(conn: asyncpg.Connection, calls: list[Call], grace_s: f
         if r["kind"] == "agent_dispatch" and r["reason"] in ("no_agent_joined", "agent_lost"):
             what = f"agent dispatched again ({r['reason']})"
         if r["kind"] == "silence_alert":
-            what = "silence alert (no line for SILENCE_ALERT_S)"
-        if r["kind"] == "recording_incomplete":
-            what = "recording much shorter than the call (recording_incomplete)"
+            c.problems.append("late: silence alert (no line reached the call for SILENCE_ALERT_S)")
         if what:
             c.problems.append(f"timeout path: {what}")
 
@@ -308,7 +334,7 @@ async def check_recordings(
             c.problems.append(f"{len(segments)} recording segments, row: {row is not None}")
             continue
         if segments[0]["incomplete"]:
-            c.problems.append("recording marked incomplete")
+            c.problems.append("late: recording much shorter than the call (incomplete)")
         async with http.get(segments[0]["url"]) as r:
             via_link = hashlib.sha256(await r.read()).hexdigest() if r.status == 200 else ""
         async with http.get(f"{control}/recordings/{row['egress_id']}.ogg") as r:
@@ -343,6 +369,26 @@ def _figures(values: list[float | None]) -> tuple[str, list[float]]:
             f"max {max(got):6.1f} s   (n={len(got)})"), got  # fmt: skip
 
 
+def windows(calls: list[Call], span_s: float = 60.0) -> None:
+    """The delays per minute of starts: does the product keep up, or fall further behind?"""
+    by_window: dict[int, list[Call]] = {}
+    for c in calls:
+        by_window.setdefault(int(c.due_s // span_s), []).append(c)
+    if len(by_window) < 2:
+        return
+    print(f"{'started in':14}{'calls':>6}{'hang-up -> completed':>26}{'call end -> stored':>26}")
+    for w, group in sorted(by_window.items()):
+        cells = []
+        for until, since in (("completed_at", "hung_up_at"), ("stored_at", "ended_at")):
+            got = [
+                d for c in group
+                if (d := c.delay(getattr(c, until), getattr(c, since))) is not None
+            ]  # fmt: skip
+            cells.append(f"p50 {percentile(got, 50):5.1f}  max {max(got):5.1f} s" if got else "-")
+        label = f"{w * span_s:.0f}-{(w + 1) * span_s:.0f} s"
+        print(f"{label:14}{len(group):6}{cells[0]:>26}{cells[1]:>26}")
+
+
 def report(calls: list[Call], args: argparse.Namespace, took_s: float, load: LoadMeter,
            verified: int, lines: tuple[int, int]) -> bool:  # fmt: skip
     """Prints the figures and every problem; True when the soak passed."""
@@ -370,16 +416,25 @@ def report(calls: list[Call], args: argparse.Namespace, took_s: float, load: Loa
     completed = sum(1 for c in started if c.status == m.CallStatus.COMPLETED)
     stored = sum(1 for c in started if c.recording_status == m.RecordingStatus.STORED)
     timeouts = sum(1 for c in calls if any(p.startswith("timeout path") for p in c.problems))
+    late = sum(1 for c in calls if any(p.startswith("late:") for p in c.problems))
     missing, doubled = lines
     print(f"calls: {completed} completed, {stored} recordings stored, {verified} verified "
           f"(one object, SHA-256 of row = API link = LiveKit's file), {timeouts} took a "
-          f"timeout path; final lines missing {missing}, doubled {doubled}")  # fmt: skip
+          f"timeout path, {late} fell behind (silence alert or short recording); final lines missing {missing}, doubled {doubled}")  # fmt: skip
     print(f"machine: {os.cpu_count()} CPUs; load average (1 min) {load.load_start:.2f} at start, "
           f"max {load.load_max:.2f}, {load.load_end:.2f} at end; CPU busy {load.cpu_busy:.0f} % "
           f"over the run")  # fmt: skip
+    parts = ", ".join(f"{k} {v:.0f} %" for k, v in load.part_cpu.items())
+    print(f"CPU over the run (% of one core): {parts}")
+    windows(started)
     bad = [c for c in calls if c.problems]
-    for c in bad:
+    kinds = Counter(re.sub(r"\d+(\.\d+)?", "N", p) for c in bad for p in c.problems)
+    for kind, count in kinds.most_common():
+        print(f"  {count:4} x {kind}")
+    for c in bad[: args.show]:
         print(f"  call {c.n} {c.call_id or '(not started)'}: {'; '.join(c.problems)}")
+    if len(bad) > args.show:
+        print(f"  ... and {len(bad) - args.show} more calls (--show)")
     ok = not bad and not missing and not doubled and len(started) == len(calls)
     print("result: PASS" if ok else f"result: FAIL ({len(bad)} calls with problems)")
     return ok
@@ -421,7 +476,7 @@ async def main(args: argparse.Namespace) -> bool:
         client = await connect_temporal(stack.settings)
         if args.drop_egress_ended:
             await inject_dropped_egress_ended(stack, args.drop_egress_ended)
-        load = LoadMeter()
+        load = LoadMeter(stack)
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(dsn, calls, progress, stop))
         connector = aiohttp.TCPConnector(limit=0)
@@ -431,7 +486,7 @@ async def main(args: argparse.Namespace) -> bool:
             drivers = []
             for k in range(n):  # on schedule, whatever the earlier calls are doing
                 await asyncio.sleep(max(0.0, t0 + k / args.rate - time.monotonic()))
-                call = Call(k)
+                call = Call(k, due_s=k / args.rate)
                 calls.append(call)
                 drivers.append(asyncio.create_task(drive_call(
                     call, stack, http, client, args.lines, args.gap,
@@ -487,6 +542,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--egress-end-timeout", type=float, default=None,
                         help="EGRESS_END_TIMEOUT_S for the stack (product default: 600)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--show", type=int, default=20, help="calls with problems to list (20)")
     parser.add_argument("--drop-egress-ended", type=int, default=0, metavar="N",
                         help="self-check: the emulator drops N egress_ended webhooks, so "
                              "those calls wait for the egress-end timeout and the soak fails")  # fmt: skip
