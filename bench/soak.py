@@ -23,8 +23,10 @@ Then, through the public API, PostgreSQL and S3:
 - no call took a timeout path: its event log (`call_events`) has no `recording` event
   `egress_polled` / `egress_poll_failed` / `egress_lost` (the egress-end timeout ran out and the
   workflow asked LiveKit), `stop_failed`, no agent redispatch (`agent_dispatch` for
-  `no_agent_joined`/`agent_lost`), no rejoin grace running out (`customer_connection` `gone`),
-  no silence alert; none is still `stopping`/`uploading` when the soak gives up waiting;
+  `no_agent_joined`/`agent_lost`), no rejoin grace running out (`customer_connection` `gone`);
+  none is still `stopping`/`uploading` when the soak gives up waiting (`--wait`);
+- no call fell behind: no silence alert (no line reached the workflow for `SILENCE_ALERT_S`),
+  no recording marked incomplete (egress started late);
 - each call has exactly one recording (`GET /api/calls/{id}/recording`: one segment, not
   `incomplete`) and one object under `conversations/<call_id>` in the recordings bucket, no
   copy left in the staging bucket, and the SHA-256 of the row, of the bytes behind the API's
@@ -32,8 +34,13 @@ Then, through the public API, PostgreSQL and S3:
 - every final line is in PostgreSQL exactly once (bench.calls.check_calls).
 
 Prints p50/p95/max of hang-up -> completed, hang-up -> stored and call end -> stored, the
-counts, and how loaded the machine was. Exit status 1 when any check fails (each offending call
-is listed with what went wrong), 0 otherwise.
+counts, how loaded the machine was and each part's CPU, and the delays per minute of starts (a
+product that keeps up gives flat rows). Exit status 1 when any check fails (problems counted by
+kind, offending calls listed), 0 otherwise. `--drop-egress-ended N` is the soak's self-check:
+the emulator drops N `egress_ended` webhooks, so those calls must be reported.
+
+Only the public API, PostgreSQL and S3 are read, never workflow internals, so the soak does not
+depend on which workflow writes a call's recording outcome.
 
 The customer's rejoin grace (`CUSTOMER_REJOIN_GRACE_S`, 30 s by default) is a deliberate wait
 for a dropped customer, not the recording pipeline's: the soak sets it to `--rejoin-grace`
@@ -96,7 +103,7 @@ class Call:
     lines: list[str] = field(default_factory=list)
     hung_up_at: float | None = None
     completed_at: float | None = None  # first poll that saw an ended status
-    stored_at: float | None = None  # first poll that saw a settled recording
+    stored_at: float | None = None  # first poll that saw a settled recording (stored or not)
     ended_at: float | None = None  # the call's own end (`ended_at`)
     status: str = ""
     recording_status: str = ""
@@ -131,23 +138,12 @@ class SoakProgress(Progress):
 def process_meter(stack: Stack) -> ProcessMeter:
     """CPU of each part of the stack, to tell the product's share from the machine's load."""
     parts = {"worker": "worker.py", "api": "-m api", "temporal": "start-dev",
-             "s3": "moto.server", "emulator": "devstack.livekit"}  # fmt: skip
+             "postgres": "postgres", "s3": "moto.server", "emulator": "devstack.livekit"}  # fmt: skip
     groups: dict[str, Callable[[], list[psutil.Process]]] = {
         name: functools.partial(stack.processes, needle) for name, needle in parts.items()
     }
-    groups["postgres"] = functools.partial(_postgres, str(stack.directory))
     groups["soak"] = lambda: [psutil.Process()]
     return ProcessMeter(groups)
-
-
-def _postgres(directory: str) -> list[psutil.Process]:
-    """The stack's PostgreSQL: pg_ctl detaches it from devstack, so found by its data dir."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "bin/postgres" in cmd and directory in cmd:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                return [proc, *proc.children(recursive=True)]
-    return []
 
 
 class LoadMeter:
@@ -315,6 +311,9 @@ async def check_recordings(
         if not c.call_id:
             continue
         async with http.get(f"{stack.api_url}/api/calls/{c.call_id}", headers=auth) as r:
+            if r.status != 200:
+                c.problems.append(f"GET /api/calls/{{id}} answered {r.status}: {await r.text()}")
+                continue
             api_call = await r.json()
         c.status, c.recording_status = api_call.get("status", ""), api_call["recording_status"]
         if c.status != m.CallStatus.COMPLETED:
@@ -325,10 +324,10 @@ async def check_recordings(
             c.problems.append(f"recording is {c.recording_status}, not stored")
             continue
         async with http.get(f"{stack.api_url}/api/calls/{c.call_id}/recording", headers=auth) as r:
-            link = await r.json()
             if r.status != 200:
-                c.problems.append(f"GET recording answered {r.status}: {link}")
+                c.problems.append(f"GET recording answered {r.status}: {await r.text()}")
                 continue
+            link = await r.json()
         segments, row = link["segments"], rows.get(c.call_id)
         if len(segments) != 1 or row is None:
             c.problems.append(f"{len(segments)} recording segments, row: {row is not None}")
