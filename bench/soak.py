@@ -25,8 +25,8 @@ Then, through the public API, PostgreSQL and S3:
   workflow asked LiveKit), `stop_failed`, no agent redispatch (`agent_dispatch` for
   `no_agent_joined`/`agent_lost`), no rejoin grace running out (`customer_connection` `gone`);
   none is still `stopping`/`uploading` when the soak gives up waiting (`--wait`);
-- no call fell behind: no silence alert (no line reached the workflow for `SILENCE_ALERT_S`),
-  no recording marked incomplete (egress started late);
+- no call fell behind: no silence alert (nothing heard for `SILENCE_ALERT_S`: a line or the
+  hang-up came late), no recording marked incomplete (much shorter than the call);
 - each call has exactly one recording (`GET /api/calls/{id}/recording`: one segment, not
   `incomplete`) and one object under `conversations/<call_id>` in the recordings bucket, no
   copy left in the staging bucket, and the SHA-256 of the row, of the bytes behind the API's
@@ -284,7 +284,7 @@ async def check_timeouts(conn: asyncpg.Connection, calls: list[Call], grace_s: f
         if r["kind"] == "agent_dispatch" and r["reason"] in ("no_agent_joined", "agent_lost"):
             what = f"agent dispatched again ({r['reason']})"
         if r["kind"] == "silence_alert":
-            c.problems.append("late: silence alert (no line reached the call for SILENCE_ALERT_S)")
+            c.problems.append("late: silence alert (the call heard nothing for SILENCE_ALERT_S)")
         if what:
             c.problems.append(f"timeout path: {what}")
 
@@ -375,17 +375,19 @@ def windows(calls: list[Call], span_s: float = 60.0) -> None:
         by_window.setdefault(int(c.due_s // span_s), []).append(c)
     if len(by_window) < 2:
         return
-    print(f"{'started in':14}{'calls':>6}{'hang-up -> completed':>26}{'call end -> stored':>26}")
+    heads = ("hang-up -> end", "hang-up -> completed", "call end -> stored")
+    print(f"{'started in':14}{'calls':>6}" + "".join(f"{h:>26}" for h in heads))
     for w, group in sorted(by_window.items()):
         cells = []
-        for until, since in (("completed_at", "hung_up_at"), ("stored_at", "ended_at")):
+        for until, since in (("ended_at", "hung_up_at"), ("completed_at", "hung_up_at"),
+                             ("stored_at", "ended_at")):  # fmt: skip
             got = [
                 d for c in group
                 if (d := c.delay(getattr(c, until), getattr(c, since))) is not None
             ]  # fmt: skip
             cells.append(f"p50 {percentile(got, 50):5.1f}  max {max(got):5.1f} s" if got else "-")
         label = f"{w * span_s:.0f}-{(w + 1) * span_s:.0f} s"
-        print(f"{label:14}{len(group):6}{cells[0]:>26}{cells[1]:>26}")
+        print(f"{label:14}{len(group):6}" + "".join(f"{c:>26}" for c in cells))
 
 
 def report(calls: list[Call], args: argparse.Namespace, took_s: float, load: LoadMeter,
@@ -401,6 +403,9 @@ def report(calls: list[Call], args: argparse.Namespace, took_s: float, load: Loa
               f"p95 {percentile(setup, 95):6.0f} ms  max {max(setup):6.0f} ms")  # fmt: skip
     text, _ = _figures([c.delay(c.completed_at, c.hung_up_at) for c in started])
     print(f"{'hang-up -> completed':28} {text}")
+    # The call's own end: when the workflow handled the hang-up (webhook, API, signal).
+    text, _ = _figures([c.delay(c.ended_at, c.hung_up_at) for c in started])
+    print(f"{'  of which hang-up -> end':28} {text}")
     text, _ = _figures([c.delay(c.stored_at, c.hung_up_at) for c in started])
     print(f"{'hang-up -> recording stored':28} {text}")
     text, _ = _figures([c.delay(c.stored_at, c.ended_at) for c in started])
