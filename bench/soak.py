@@ -176,6 +176,11 @@ class LoadMeter:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+def emulator_control(stack: Stack) -> str:
+    """The LiveKit emulator's control API (customers join and leave there, as a widget would)."""
+    return stack.settings.LIVEKIT_URL.replace("ws", "http", 1).rstrip("/") + "/_emulator"
+
+
 async def drive_call(
     call: Call,
     stack: Stack,
@@ -187,7 +192,7 @@ async def drive_call(
     progress: SoakProgress,
 ) -> None:
     """One call through the product: set up, customer in, a short conversation, hang-up."""
-    control = stack.settings.LIVEKIT_URL.replace("ws", "http", 1).rstrip("/") + "/_emulator"
+    control = emulator_control(stack)
     t0 = time.perf_counter()
     async with http.post(f"{stack.api_url}/api/calls", json={"customer_name": "Soak"}) as r:
         body = await r.json()
@@ -295,7 +300,7 @@ async def check_recordings(
     """Each call's recording through the public API, its row and S3; the number verified."""
     s = stack.settings
     auth = {"Authorization": f"Bearer {stack.admin_token}"}
-    control = s.LIVEKIT_URL.replace("ws", "http", 1).rstrip("/") + "/_emulator"
+    control = emulator_control(stack)
     s3 = Minio(s.MINIO_ENDPOINT, access_key=s.MINIO_ACCESS_KEY.get_secret_value(),
                secret_key=s.MINIO_SECRET_KEY.get_secret_value(), secure=s.MINIO_SECURE)  # fmt: skip
     rows = {
@@ -447,7 +452,7 @@ def report(calls: list[Call], args: argparse.Namespace, took_s: float, load: Loa
 async def inject_dropped_egress_ended(stack: Stack, count: int) -> None:
     """The emulator drops the next `count` egress_ended webhooks: the soak's own check that
     it catches calls that wait for the egress-end timeout."""
-    control = stack.settings.LIVEKIT_URL.replace("ws", "http", 1).rstrip("/") + "/_emulator"
+    control = emulator_control(stack)
     async with aiohttp.ClientSession() as http:
         fault = {"kind": "webhook_drop", "event": "egress_ended", "count": count}
         async with http.post(f"{control}/faults", json=fault) as r:
