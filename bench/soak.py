@@ -36,8 +36,9 @@ Then, through the public API, PostgreSQL and S3:
 Prints p50/p95/max of hang-up -> completed, hang-up -> stored and call end -> stored, the
 counts, how loaded the machine was and each part's CPU, and the delays per minute of starts (a
 product that keeps up gives flat rows). Exit status 1 when any check fails (problems counted by
-kind, offending calls listed), 0 otherwise. `--drop-egress-ended N` is the soak's self-check:
-the emulator drops N `egress_ended` webhooks, so those calls must be reported.
+kind, offending calls listed), 0 otherwise. `--drop-webhook EVENT:N` is the soak's
+self-check: the emulator drops N webhooks of EVENT (as LiveKit drops those that wait too
+long), so the calls that then wait must be reported.
 
 Only the public API, PostgreSQL and S3 are read, never workflow internals, so the soak does not
 depend on which workflow writes a call's recording outcome.
@@ -449,14 +450,15 @@ def report(calls: list[Call], args: argparse.Namespace, took_s: float, load: Loa
     return ok
 
 
-async def inject_dropped_egress_ended(stack: Stack, count: int) -> None:
-    """The emulator drops the next `count` egress_ended webhooks: the soak's own check that
-    it catches calls that wait for the egress-end timeout."""
+async def drop_webhooks(stack: Stack, drops: list[tuple[str, int]]) -> None:
+    """The emulator drops the next N webhooks of each event named (LiveKit drops webhooks that
+    wait too long): the soak's own check that it catches the calls that then wait."""
     control = emulator_control(stack)
     async with aiohttp.ClientSession() as http:
-        fault = {"kind": "webhook_drop", "event": "egress_ended", "count": count}
-        async with http.post(f"{control}/faults", json=fault) as r:
-            assert r.status == 201, await r.text()
+        for event, count in drops:
+            fault = {"kind": "webhook_drop", "event": event, "count": count}
+            async with http.post(f"{control}/faults", json=fault) as r:
+                assert r.status == 201, await r.text()
 
 
 def stack_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -483,8 +485,8 @@ async def main(args: argparse.Namespace) -> bool:
     async with running_stack(workers=args.workers, **stack_settings(args)) as stack:
         dsn = stack.settings.DATABASE_URL.get_secret_value()
         client = await connect_temporal(stack.settings)
-        if args.drop_egress_ended:
-            await inject_dropped_egress_ended(stack, args.drop_egress_ended)
+        if args.drop_webhook:
+            await drop_webhooks(stack, args.drop_webhook)
         load = LoadMeter(stack)
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch(dsn, calls, progress, stop))
@@ -528,6 +530,13 @@ async def main(args: argparse.Namespace) -> bool:
     return report(calls, args, took, load, verified, (missing, doubled))
 
 
+def _drop(value: str) -> tuple[str, int]:
+    event, _, count = value.partition(":")
+    if not event or not (count or "1").isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not EVENT or EVENT:N")
+    return event, int(count or 1)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.soak",
@@ -552,9 +561,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="EGRESS_END_TIMEOUT_S for the stack (product default: 600)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--show", type=int, default=20, help="calls with problems to list (20)")
-    parser.add_argument("--drop-egress-ended", type=int, default=0, metavar="N",
-                        help="self-check: the emulator drops N egress_ended webhooks, so "
-                             "those calls wait for the egress-end timeout and the soak fails")  # fmt: skip
+    parser.add_argument("--drop-webhook", type=_drop, action="append", default=[],
+                        metavar="EVENT:N",
+                        help="self-check: the emulator drops the next N webhooks of EVENT "
+                             "(e.g. egress_ended:1), so those calls wait and the soak fails")  # fmt: skip
     args = parser.parse_args(argv)
     if args.calls is None and args.duration is None:
         args.calls = 100

@@ -13,7 +13,7 @@ from core.settings import ROOT
 def test_soak_fails_a_call_that_waited_for_the_egress_end_timeout() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.soak", "--calls", "2", "--rate", "1", "--lines", "2",
-         "--drop-egress-ended", "1", "--egress-end-timeout", "3"],
+         "--drop-webhook", "egress_ended:1", "--egress-end-timeout", "3"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
