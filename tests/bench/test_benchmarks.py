@@ -23,6 +23,7 @@ TINY: dict[str, tuple[list[str], str, int]] = {
     "calls": (["--calls", "3", "--lines", "2", "--workers", "2"], "history events per call", 500),
     "ops_retry": (["--n", "2"], "recordings retry --all-failed", 400),
     "metrics_labels": (["--n", "20"], "api_requests_total series", 300),
+    "soak": (["--calls", "3", "--rate", "1", "--lines", "4"], "result: PASS", 400),
 }
 # Modules of bench/ that are helpers, not benchmarks.
 HELPERS = {"__init__", "stack", "fixtures", "bare"}
