@@ -4,7 +4,7 @@ Every write has a natural key: an event is `(call_id, seq)` and is inserted once
 batch inserts nothing and notifies nothing); the `calls` row is upserted only by a batch at
 least as new as what it holds (`last_seq`), and a finished call never becomes active again.
 Each inserted event is announced with `NOTIFY call_events, '{"call_id","seq","kind"}'` in the
-same transaction (so listeners see it only once it is committed); `api/fanout.py` LISTENs.
+same transaction (so listeners see it only once it is committed); `api/domain/fanout.py` LISTENs.
 """
 
 from __future__ import annotations
