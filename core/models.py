@@ -129,6 +129,7 @@ SIGNAL_PARTICIPANT_LEFT = "participant_left"
 SIGNAL_EGRESS_UPDATED = "egress_updated"
 SIGNAL_EGRESS_ENDED = "egress_ended"
 SIGNAL_RECORDING_CONSENT = "recording_consent"
+SIGNAL_ROOM_FINISHED = "room_finished"
 SIGNAL_AGENT_METRICS = "agent_metrics"
 SIGNAL_AGENT_ALERT = "agent_alert"
 SIGNAL_SUPERVISOR_ACTION = "supervisor_action"
@@ -254,6 +255,15 @@ class ParticipantJoined:
     id: str
     identity: str
     kind: str  # customer | agent | supervisor | egress | other
+    at: str = ""
+
+
+@dataclass
+class RoomFinished:
+    """LiveKit's `room_finished`: the call's room is gone (every participant left, or it was
+    deleted), so nobody can talk in it any more."""
+
+    id: str
     at: str = ""
 
 

@@ -678,6 +678,15 @@ class CallWorkflow(Healing):
                 return
         self.book.participant_left(sig)
 
+    @workflow.signal(name=m.SIGNAL_ROOM_FINISHED)
+    def room_finished(self, sig: m.RoomFinished) -> None:
+        """The room is gone while the call is still on (a hang-up whose `participant_left` was
+        lost, or the room deleted from outside): nobody can talk in it, so the call ends
+        instead of dispatching agents into a room that no longer exists. After the workflow's
+        own hang-up (which deletes the room) it arrives late and changes nothing."""
+        if not self.book.late("room_finished", sig.id) and self.book.first(sig.id):
+            self.book.request_end("room_finished", "livekit")
+
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
     def transcript(self, line: m.TranscriptLine) -> None:
         if not self.book.late("transcript", line.id):

@@ -21,9 +21,11 @@ from core.models import (
     SIGNAL_EGRESS_UPDATED,
     SIGNAL_PARTICIPANT_JOINED,
     SIGNAL_PARTICIPANT_LEFT,
+    SIGNAL_ROOM_FINISHED,
     EgressUpdate,
     ParticipantJoined,
     ParticipantLeft,
+    RoomFinished,
     call_id_from_room,
 )
 
@@ -91,4 +93,10 @@ def route(event: WebhookEvent, body: bytes) -> tuple[str | None, Routed | None]:
             return room, None
         name = SIGNAL_EGRESS_ENDED if kind == "egress_ended" else SIGNAL_EGRESS_UPDATED
         return room, Routed(call_id, name, egress_update(sid, event.egress_info))
+    if kind == "room_finished":
+        room = event.room.name
+        call_id = call_id_from_room(room)
+        if call_id is None:
+            return room, None
+        return room, Routed(call_id, SIGNAL_ROOM_FINISHED, RoomFinished(id=sid, at=_at(event)))
     return event.room.name or None, None

@@ -15,8 +15,10 @@ from api.schemas import CreateCallRequest, GetTokenRequest, check_person_name
 from core.models import (
     SIGNAL_EGRESS_ENDED,
     SIGNAL_PARTICIPANT_JOINED,
+    SIGNAL_ROOM_FINISHED,
     EgressUpdate,
     ParticipantJoined,
+    RoomFinished,
 )
 from core.settings import ApiToken
 
@@ -130,6 +132,15 @@ def test_webhook_for_a_room_that_is_not_a_call_is_not_routed() -> None:
     ev = _event(event="participant_joined", id="EV_3", room=Room(name="lobby"))
     assert route(ev, b"") == ("lobby", None)
     assert route(_event(event="room_started", room=Room(name="call-" + "c" * 20)), b"")[1] is None
+
+
+def test_webhook_room_finished_tells_the_call_its_room_is_gone() -> None:
+    ev = _event(event="room_finished", id="EV_4", room=Room(name="call-" + "d" * 20))
+    room, routed = route(ev, b"")
+    assert room == "call-" + "d" * 20 and routed is not None
+    assert (routed.call_id, routed.signal) == ("d" * 20, SIGNAL_ROOM_FINISHED)
+    assert routed.arg == RoomFinished(id="lk-EV_4", at="")
+    assert route(_event(event="room_finished", room=Room(name="lobby")), b"")[1] is None
 
 
 async def test_report_outcome_survives_a_result_encrypted_with_a_retired_key() -> None:

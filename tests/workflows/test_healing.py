@@ -135,3 +135,20 @@ async def test_no_grace_ends_at_once(harness: Harness) -> None:
     result = await handle.result()
     assert result.end_reason == "customer_left"
     assert not h.fakes.of_kind(K.CUSTOMER_CONNECTION)
+
+
+async def test_room_finished_mid_call_ends_it_without_dispatching_into_a_gone_room(
+    harness: Harness,
+) -> None:
+    """The customer's `participant_left` was lost, then the agent left and the room finished:
+    the call ends `room_finished` with no agent dispatched into a room that no longer exists
+    and no hand-off requested (found by the soak with a dropped webhook)."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off")
+    await h.agent_joins(handle)
+    await h.say(handle, "customer", "Thanks, bye.")
+    await handle.signal(CallWorkflow.room_finished, m.RoomFinished("rf-1"))
+    result = await handle.result()
+    assert (result.status, result.end_reason) == (S.COMPLETED, "room_finished")
+    assert f.count(act.DISPATCH_AGENT) == 0
+    assert not f.of_kind("handoff_requested")
