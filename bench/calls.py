@@ -348,6 +348,18 @@ async def product_side(
     return side
 
 
+async def wait_quiet(client: Client, timeout_s: float = 300) -> float:
+    """Wait until no workflow runs (the product's recordings finish after its calls), so the
+    bare side has the server to itself as the product had; seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        running = await client.count_workflows("ExecutionStatus = 'Running'")
+        if running.count == 0:
+            break
+        await asyncio.sleep(2)
+    return time.monotonic() - t0
+
+
 async def check_calls(
     dsn: str, expected: dict[str, list[str]], timeout_s: float = 120
 ) -> tuple[int, int, int]:
@@ -526,6 +538,8 @@ async def main(
         print(f"machine: {os.cpu_count()} cores, load average {load()} at the start")
         prod = await product_side(stack, client, calls, lines, interim, rnd, profile)
         print(f"load average after the product side: {load()}")
+        quiet = await wait_quiet(client)
+        print(f"waited {quiet:.0f} s for the product's workflows (recordings) to end")
         base = await bare_side(stack, client, bare, calls, lines, rnd, profile)
         print(f"load average after the bare side: {load()}")
     report([prod, base])
