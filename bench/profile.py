@@ -65,6 +65,9 @@ IDLE_LEAVES = re.compile(r"^(\w+Selector\.select|_worker|Condition\.wait|wait) \
 PLUMBING = re.compile(r"runpy|asyncio/(runners|base_events|events)\.py|threading\.py|^<module>|"
                       r"concurrent/futures/thread\.py|contextvars")  # fmt: skip
 
+# RPCs that wait for something to happen (task polls, history and user-data long polls).
+LONG_POLLS = frozenset({"GetTaskQueueUserData", "GetWorkflowExecutionHistory"})
+
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -146,10 +149,10 @@ def summarise_metrics(
     """Time the Temporal server spent per persistence operation and per RPC over the phase."""
     out = []
     for family, title in (("persistence_latency", "SQLite (persistence) per operation"),
-                          ("service_latency", "RPCs per operation (task-queue long polls left out)")):  # fmt: skip
+                          ("service_latency", "RPCs per operation (long polls left out)")):  # fmt: skip
         rows = []
         for (name, op, svc), total in after.items():
-            if name != f"{family}_sum" or op.startswith("Poll") and op.endswith("TaskQueue"):
+            if name != f"{family}_sum" or op in LONG_POLLS or op.startswith("Poll"):
                 continue  # long polls wait for work, they do none
             s = total - before.get((name, op, svc), 0.0)
             n = after.get((f"{family}_count", op, svc), 0.0) - before.get(
