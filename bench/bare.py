@@ -62,11 +62,16 @@ class BareCallWorkflow:
         self.ended = True
 
 
-async def serve(task_queue: str, workflow_task_polls: int) -> None:
+async def serve(task_queue: str, workflow_task_polls: int, address: str = "") -> None:
+    from temporalio.client import Client
+
     from core.settings import settings_or_exit
     from core.temporal import connect_temporal
 
-    client = await connect_temporal(settings_or_exit())
+    if address:  # the server alone (bench.temporal_signals): plain JSON, no settings needed
+        client = await Client.connect(address)
+    else:
+        client = await connect_temporal(settings_or_exit())
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -82,5 +87,7 @@ if __name__ == "__main__":
     parser.add_argument("--task-queue", default=BARE_TASK_QUEUE)
     parser.add_argument("--workflow-task-polls", type=int, default=WORKFLOW_TASK_POLLS,
                         help="as the product's worker.py (default: the same)")  # fmt: skip
+    parser.add_argument("--address", default="",
+                        help="host:port of a Temporal server to use without settings or codec")  # fmt: skip
     a = parser.parse_args()
-    asyncio.run(serve(a.task_queue, a.workflow_task_polls))
+    asyncio.run(serve(a.task_queue, a.workflow_task_polls, a.address))

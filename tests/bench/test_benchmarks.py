@@ -24,6 +24,11 @@ TINY: dict[str, tuple[list[str], str, int]] = {
     "calls": (["--calls", "3", "--lines", "2", "--workers", "2"], "history events per call", 500),
     "ops_retry": (["--n", "2"], "recordings retry --all-failed", 400),
     "metrics_labels": (["--n", "20"], "api_requests_total series", 300),
+    "temporal_signals": (
+        ["--calls", "3", "--lines", "2", "--period", "0.5"],
+        "signal RPC p50",
+        300,
+    ),
 }
 # Modules of bench/ that are helpers, not benchmarks.
 HELPERS = {"__init__", "stack", "fixtures", "bare", "profile"}
