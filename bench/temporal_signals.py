@@ -33,7 +33,7 @@ import psutil
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from bench.bare import BARE_WORKFLOW, BareResult
+from bench.bare import BARE_WORKFLOW, WORKFLOW_TASK_POLLS, BareResult
 from bench.profile import _metrics, summarise_metrics
 from bench.stack import percentile
 from core import models as m
@@ -59,7 +59,7 @@ async def _connect(address: str, timeout: float = 60) -> Client:
             await asyncio.sleep(0.3)
 
 
-async def one_config(name: str, calls: int, lines: int, period: float) -> str:
+async def one_config(name: str, calls: int, lines: int, period: float, polls: int) -> str:
     directory = Path(tempfile.mkdtemp(prefix=f"bench-signals-{name}-"))
     port, metrics_port = free_port(), free_port()
     argv = [str(TEMPORAL_BIN), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
@@ -74,7 +74,7 @@ async def one_config(name: str, calls: int, lines: int, period: float) -> str:
         client = await _connect(address)
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.bare", "--task-queue", TASK_QUEUE, "--address", address,
-            stdout=asyncio.subprocess.PIPE,
+            "--workflow-task-polls", str(polls), stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert worker.stdout is not None
         await asyncio.wait_for(worker.stdout.readline(), 60)  # "bare worker started"
@@ -144,10 +144,10 @@ async def one_config(name: str, calls: int, lines: int, period: float) -> str:
                 await proc.wait()
 
 
-async def main(configs: list[str], calls: int, lines: int, period: float) -> None:
+async def main(configs: list[str], calls: int, lines: int, period: float, polls: int) -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
     for name in configs:
-        print(await one_config(name, calls, lines, period), flush=True)
+        print(await one_config(name, calls, lines, period, polls), flush=True)
 
 
 if __name__ == "__main__":
@@ -157,5 +157,7 @@ if __name__ == "__main__":
     parser.add_argument("--period", type=float, default=4.0, help="seconds between a call's lines")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of: "
                         + ", ".join(CONFIGS))  # fmt: skip
+    parser.add_argument("--workflow-task-polls", type=int, default=WORKFLOW_TASK_POLLS,
+                        help=f"the worker's (default {WORKFLOW_TASK_POLLS}, as worker.py)")  # fmt: skip
     a = parser.parse_args()
-    asyncio.run(main(a.configs.split(","), a.calls, a.lines, a.period))
+    asyncio.run(main(a.configs.split(","), a.calls, a.lines, a.period, a.workflow_task_polls))
