@@ -83,10 +83,10 @@ class SignalQueue:
     At `max_pending` (hours of talk) a new signal is refused and logged.
 
     Signals name the workflow's current run, looked up once (`describe`): a signal by workflow
-    id alone costs the server a read of the current run from its database every time (a
-    sixth of a line's persistence work on the dev server). When that run has ended (continued
-    as new), the server answers NOT_FOUND; the queue then looks the run up again and resends,
-    and only a workflow with no running run makes a signal undeliverable, as before.
+    id alone costs the server a read of the current run from its database every time (from a
+    sixth to over half of the dev server's SQLite time, docs/benchmarks.md). When that run has
+    ended (continued as new), the server answers NOT_FOUND; the queue then looks the run up
+    again and resends, and only a workflow with no running run makes a signal undeliverable.
     """
 
     def __init__(
