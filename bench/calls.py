@@ -1,6 +1,7 @@
 """N concurrent calls end to end, against a bare workflow with the same signals, same run.
 
-    uv run python -m bench.calls [--calls 500 --lines 6 --workers 2]
+    uv run python -m bench.calls [--calls 500 --lines 6 --workers 2] [--profile DIR]
+                                 [--temporal-in-memory]
 
 Starts the whole product (bench/stack.py: Temporal dev server, PostgreSQL, S3, LiveKit emulator,
 `--workers` worker processes, the API) and the bare baseline's worker (bench/bare.py) on the
@@ -20,6 +21,11 @@ Prints per side: set-up p50/p99, line latency p50/p99, sustained lines/s, histor
 call, CPU (% of one core) and peak RSS of the worker(s) and the API per 100 live calls; the
 ratios; and checks that nothing was lost: every final line exactly once in PostgreSQL, every
 call completed. Targets at 500 live calls: line p99 < 250 ms, worker RSS < 2 MB per live call.
+
+The bare side starts once no workflow of the product runs any more (its recordings end after
+its calls). `--profile DIR` runs bench/profile.py over each side's talk (py-spy of the workers,
+the API and this process; the Temporal server's own persistence and RPC times) and prints the
+summaries; `--temporal-in-memory` runs the dev server without its SQLite file.
 """
 
 from __future__ import annotations
