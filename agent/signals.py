@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.log import get_logger
@@ -81,6 +81,12 @@ class SignalQueue:
     (a backlog after an outage, or lines that arrive while one is in flight) go as one
     `transcript_batch` signal: fewer history events, same order, each line keeps its id.
     At `max_pending` (hours of talk) a new signal is refused and logged.
+
+    Signals name the workflow's current run, looked up once (`describe`): a signal by workflow
+    id alone costs the server a read of the current run from its database every time (from a
+    sixth to over half of the dev server's SQLite time, docs/benchmarks.md). When that run has
+    ended (continued as new), the server answers NOT_FOUND; the queue then looks the run up
+    again and resends, and only a workflow with no running run makes a signal undeliverable.
     """
 
     def __init__(
@@ -114,6 +120,8 @@ class SignalQueue:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        self._run_id = ""  # the run signals go to; "" = by workflow id (the current run)
+        self._run_lookups = 3  # a failed lookup is tried again, but not on every signal
         self.delivered = 0
         self.dropped = 0
 
@@ -239,11 +247,19 @@ class SignalQueue:
             except Exception as exc:  # noqa: BLE001 - any connect failure: keep the signal, retry
                 await self._back_off(name, f"connect: {type(exc).__name__}: {str(exc)[:200]}")
                 return False
+        if not self._run_id and self._run_lookups > 0:
+            await self._look_up_run()
         try:
-            await self._client.get_workflow_handle(self.workflow_id).signal(
-                name, payload, rpc_timeout=self._rpc_timeout
-            )
+            if self._run_id:
+                handle = self._client.get_workflow_handle(self.workflow_id, run_id=self._run_id)
+            else:
+                handle = self._client.get_workflow_handle(self.workflow_id)
+            await handle.signal(name, payload, rpc_timeout=self._rpc_timeout)
         except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND and self._run_id:
+                # that run has ended (continued as new): find the current one and resend
+                self._run_id, self._run_lookups = "", 1
+                return False
             if exc.status in _UNDELIVERABLE:
                 self.dropped += count
                 log.error(
@@ -277,6 +293,21 @@ class SignalQueue:
         self._failures = 0
         self.delivered += count
         return True
+
+    async def _look_up_run(self) -> None:
+        """Remember the workflow's running run, if there is one (an optimisation only: on any
+        failure signals go by workflow id, as they always may)."""
+        self._run_lookups -= 1
+        assert self._client is not None
+        try:
+            desc = await self._client.get_workflow_handle(self.workflow_id).describe(
+                rpc_timeout=self._rpc_timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure: signal by id, which also works
+            log.info("workflow_run_not_looked_up", call_id=self.call_id, error=repr(exc)[:200])
+            return
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            self._run_id = desc.run_id
 
     async def _back_off(self, name: str, error: str) -> None:
         self._failures += 1

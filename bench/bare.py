@@ -15,10 +15,12 @@ import signal
 from dataclasses import dataclass, field
 
 from temporalio import workflow
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 with workflow.unsafe.imports_passed_through():
     import core.models as m
+
+WORKFLOW_TASK_POLLS = 16  # worker.WORKFLOW_TASK_POLLS: the baseline is tuned as the product
 
 BARE_WORKFLOW = "BenchBareCall"
 BARE_TASK_QUEUE = "bench-bare"
@@ -60,15 +62,22 @@ class BareCallWorkflow:
         self.ended = True
 
 
-async def serve(task_queue: str) -> None:
+async def serve(task_queue: str, workflow_task_polls: int, address: str = "") -> None:
+    from temporalio.client import Client
+
     from core.settings import settings_or_exit
     from core.temporal import connect_temporal
 
-    client = await connect_temporal(settings_or_exit())
+    if address:  # the server alone (bench.temporal_signals): plain JSON, no settings needed
+        client = await Client.connect(address)
+    else:
+        client = await connect_temporal(settings_or_exit())
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with Worker(client, task_queue=task_queue, workflows=[BareCallWorkflow]):
+    polls = PollerBehaviorSimpleMaximum(workflow_task_polls)
+    async with Worker(client, task_queue=task_queue, workflows=[BareCallWorkflow],
+                      workflow_task_poller_behavior=polls):  # fmt: skip
         print("bare worker started", flush=True)
         await stop.wait()
 
@@ -76,4 +85,9 @@ async def serve(task_queue: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task-queue", default=BARE_TASK_QUEUE)
-    asyncio.run(serve(parser.parse_args().task_queue))
+    parser.add_argument("--workflow-task-polls", type=int, default=WORKFLOW_TASK_POLLS,
+                        help="as the product's worker.py (default: the same)")  # fmt: skip
+    parser.add_argument("--address", default="",
+                        help="host:port of a Temporal server to use without settings or codec")  # fmt: skip
+    a = parser.parse_args()
+    asyncio.run(serve(a.task_queue, a.workflow_task_polls, a.address))

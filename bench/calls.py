@@ -1,6 +1,7 @@
 """N concurrent calls end to end, against a bare workflow with the same signals, same run.
 
-    uv run python -m bench.calls [--calls 500 --lines 6 --workers 2]
+    uv run python -m bench.calls [--calls 500 --lines 6 --workers 2] [--profile DIR]
+                                 [--temporal-in-memory]
 
 Starts the whole product (bench/stack.py: Temporal dev server, PostgreSQL, S3, LiveKit emulator,
 `--workers` worker processes, the API) and the bare baseline's worker (bench/bare.py) on the
@@ -20,6 +21,11 @@ Prints per side: set-up p50/p99, line latency p50/p99, sustained lines/s, histor
 call, CPU (% of one core) and peak RSS of the worker(s) and the API per 100 live calls; the
 ratios; and checks that nothing was lost: every final line exactly once in PostgreSQL, every
 call completed. Targets at 500 live calls: line p99 < 250 ms, worker RSS < 2 MB per live call.
+
+The bare side starts once no workflow of the product runs any more (its recordings end after
+its calls). `--profile DIR` runs bench/profile.py over each side's talk (py-spy of the workers,
+the API and this process; the Temporal server's own persistence and RPC times) and prints the
+summaries; `--temporal-in-memory` runs the dev server without its SQLite file.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -44,6 +53,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from agent.interim import InterimPoster
 from agent.signals import SignalQueue, new_signal_id, utc_now
 from bench.bare import BARE_TASK_QUEUE, BARE_WORKFLOW, BareResult
+from bench.profile import Profile
 from bench.stack import Stack, bare_worker, percentile, running_stack
 from core import models as m
 from core.livekit import room_admin_token
@@ -153,6 +163,10 @@ async def bounded(n: int, jobs: list[Callable[[], Awaitable[float]]]) -> list[fl
     return list(await asyncio.gather(*(one(j) for j in jobs)))
 
 
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def pace(rnd: random.Random) -> float:
     return rnd.uniform(3.0, 5.0)  # a conversation's pace: a final line every 3-5 s
 
@@ -203,8 +217,26 @@ async def _history_events(client: Client, workflow_ids: list[str]) -> float:
     return sum(counts) / max(1, len(counts))
 
 
+def profiler(
+    out_dir: Path | None, label: str, stack: Stack, pythons: dict[str, int]
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """py-spy on `pythons` and the Temporal server's metrics over the talk, when `out_dir`."""
+    if out_dir is None:
+        return contextlib.nullcontext()
+    temporal = stack.processes("start-dev")
+    pythons = {**pythons, "bench": os.getpid()}
+    return Profile(out_dir, label, pythons, stack.temporal_metrics_url(),
+                   temporal[0] if temporal else None)  # fmt: skip
+
+
 async def product_side(
-    stack: Stack, client: Client, n: int, lines: int, interim: bool, rnd: random.Random
+    stack: Stack,
+    client: Client,
+    n: int,
+    lines: int,
+    interim: bool,
+    rnd: random.Random,
+    profile: Path | None = None,
 ) -> Side:
     side = Side("product", calls=n)
     auth = {"Authorization": f"Bearer {stack.admin_token}"}
@@ -271,6 +303,10 @@ async def product_side(
                 assert r.status < 300, await r.text()
 
         queues, posters, agents = [], [], []
+        pythons = {f"worker-{k}": p.pid for k, p in enumerate(stack.processes("worker.py"), 1)}
+        pythons.update({f"api-{k}": p.pid for k, p in enumerate(stack.processes("-m api"), 1)})
+        prof = profiler(profile, "product", stack, pythons)
+        await prof.__aenter__()
         meter.start()
         first_line = time.time()
         for call_id in ids:
@@ -296,6 +332,7 @@ async def product_side(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), 60)
         side.cpu = await meter.stop()
+        await prof.__aexit__(None, None, None)
         side.peak_rss = dict(meter.peak)
         progress.tick(force=True)
         sys.stderr.write("\n")
@@ -315,6 +352,18 @@ async def product_side(
     )
     side.events_per_call = await _history_events(client, [m.call_workflow_id(c) for c in ids])
     return side
+
+
+async def wait_quiet(client: Client, timeout_s: float = 300) -> float:
+    """Wait until no workflow runs (the product's recordings finish after its calls), so the
+    bare side has the server to itself as the product had; seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        running = await client.count_workflows("ExecutionStatus = 'Running'")
+        if running.count == 0:
+            break
+        await asyncio.sleep(2)
+    return time.monotonic() - t0
 
 
 async def check_calls(
@@ -346,7 +395,13 @@ async def check_calls(
 
 
 async def bare_side(
-    stack: Stack, client: Client, bare: psutil.Process, n: int, lines: int, rnd: random.Random
+    stack: Stack,
+    client: Client,
+    bare: psutil.Process,
+    n: int,
+    lines: int,
+    rnd: random.Random,
+    profile: Path | None = None,
 ) -> Side:
     side = Side("bare", calls=n)
     sent: dict[str, float] = {}
@@ -362,7 +417,7 @@ async def bare_side(
     async def start_call() -> float:
         cid = m.new_call_id()
         t0 = time.perf_counter()
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             BARE_WORKFLOW, cid, id=f"bare-{cid}", task_queue=BARE_TASK_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         )  # fmt: skip
@@ -375,6 +430,8 @@ async def bare_side(
 
     side.base_rss = meter.rss()
     side.setup_ms = await bounded(8, [start_call] * n)
+    prof = profiler(profile, "bare", stack, {"worker": bare.pid})
+    await prof.__aenter__()
     meter.start()
     first_line = time.time()
     queues, agents = [], []
@@ -395,6 +452,7 @@ async def bare_side(
         *(client.get_workflow_handle(f"bare-{c}", result_type=BareResult).result() for c in ids)
     )
     side.cpu = await meter.stop()
+    await prof.__aexit__(None, None, None)
     side.peak_rss = dict(meter.peak)
     last = 0.0
     by_id = {}
@@ -458,11 +516,20 @@ def report(sides: list[Side]) -> None:
     print("targets: line -> dashboard p99 < 250 ms; nothing lost; worker RSS < 2 MiB per live call")
 
 
-async def main(calls: int, lines: int, workers: int, interim: bool, seed: int) -> list[Side]:
+async def main(
+    calls: int,
+    lines: int,
+    workers: int,
+    interim: bool,
+    seed: int,
+    profile: Path | None = None,
+    temporal_in_memory: bool = False,
+) -> list[Side]:
     rnd = random.Random(seed)
     async with (
         running_stack(
             workers=workers,
+            temporal_in_memory=temporal_in_memory,
             RATE_LIMIT_PER_MINUTE="1000000",
             MAX_WAITING_CALLS="1000000",  # one address starts every call
             MAX_CALLS_PER_CLIENT="1000000",
@@ -474,9 +541,17 @@ async def main(calls: int, lines: int, workers: int, interim: bool, seed: int) -
         bare_worker(stack, BARE_TASK_QUEUE) as bare,
     ):
         client = await connect_temporal(stack.settings)
-        prod = await product_side(stack, client, calls, lines, interim, rnd)
-        base = await bare_side(stack, client, bare, calls, lines, rnd)
+        print(f"machine: {os.cpu_count()} cores, load average {load()} at the start")
+        prod = await product_side(stack, client, calls, lines, interim, rnd, profile)
+        print(f"load average after the product side: {load()}")
+        quiet = await wait_quiet(client)
+        print(f"waited {quiet:.0f} s for the product's workflows (recordings) to end")
+        base = await bare_side(stack, client, bare, calls, lines, rnd, profile)
+        print(f"load average after the bare side: {load()}")
     report([prod, base])
+    if profile is not None:
+        for label in ("product", "bare"):
+            print((profile / f"{label}.txt").read_text())
     return [prod, base]
 
 
@@ -487,5 +562,11 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--no-interim", action="store_true", help="no interim lines")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy the workers, the API and this process, and read the Temporal "
+                             "server's metrics, over each side's talk; summaries in DIR")  # fmt: skip
+    parser.add_argument("--temporal-in-memory", action="store_true",
+                        help="the dev server without SQLite (devstack --temporal-in-memory)")  # fmt: skip
     a = parser.parse_args()
-    asyncio.run(main(a.calls, a.lines, a.workers, not a.no_interim, a.seed))
+    asyncio.run(main(a.calls, a.lines, a.workers, not a.no_interim, a.seed, a.profile,
+                     a.temporal_in_memory))  # fmt: skip

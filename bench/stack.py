@@ -34,6 +34,14 @@ class Stack:
     directory: Path
     pid: int  # devstack's own; the product's processes are its children
 
+    def temporal_metrics_url(self) -> str | None:
+        """The dev server's Prometheus endpoint (devstack gives it a free `--metrics-port`)."""
+        for proc in self.processes("start-dev"):
+            argv = proc.cmdline()
+            if "--metrics-port" in argv:
+                return f"http://127.0.0.1:{argv[argv.index('--metrics-port') + 1]}/metrics"
+        return None
+
     def processes(self, needle: str) -> list[psutil.Process]:
         """The stack's child processes whose command line contains `needle`."""
         found = []
@@ -45,7 +53,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(workers: int = 1, **env: str) -> AsyncIterator[Stack]:
+async def running_stack(
+    workers: int = 1, temporal_in_memory: bool = False, **env: str
+) -> AsyncIterator[Stack]:
     """Start the stack; `env` adds settings for every process (e.g. RATE_LIMIT_PER_MINUTE)."""
     directory = Path(tempfile.mkdtemp(prefix="callcenter-bench-"))
     ports = {name: free_port() for name in ("api", "temporal", "ui", "livekit", "s3", "pg")}
@@ -56,6 +66,8 @@ async def running_stack(workers: int = 1, **env: str) -> AsyncIterator[Stack]:
         "--temporal-ui-port", str(ports["ui"]), "--livekit-port", str(ports["livekit"]),
         "--s3-port", str(ports["s3"]), "--postgres-port", str(ports["pg"]),
     ]  # fmt: skip
+    if temporal_in_memory:
+        argv.append("--temporal-in-memory")
     log = open(directory / "devstack.log", "wb")  # noqa: SIM115 - closed below
     proc = await asyncio.create_subprocess_exec(
         *argv,

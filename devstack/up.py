@@ -1,8 +1,9 @@
 """`python -m devstack up`: the whole call center on one machine, until Ctrl-C.
 
-Starts Temporal's dev server (Web UI, search attributes, state in `.devstack/temporal.sqlite`),
-PostgreSQL (data in `.devstack/pgdata`, migrated), an S3 endpoint with the recordings bucket,
-the LiveKit emulator, then the worker(s), the API and (when its keys are set) the agent. Every
+Starts Temporal's dev server (Web UI, search attributes, state in `.devstack/temporal.sqlite` in
+WAL mode, or in memory with `--temporal-in-memory` for benchmarks), PostgreSQL (data in
+`.devstack/pgdata`, migrated), an S3 endpoint with the recordings bucket, the LiveKit emulator,
+then the worker(s), the API and (when its keys are set) the agent. Every
 setting it chose is written to `.devstack/env`, which every process of the product reads.
 
 Supervision is compose's `restart: unless-stopped`: a product process (worker, API, agent,
@@ -75,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="seconds between the stand-in conversation's lines (default 4)")  # fmt: skip
     up.add_argument("--workers", type=int, default=int(env("DEVSTACK_WORKERS", 1)),
                     help="Temporal worker processes on the task queue (default 1)")  # fmt: skip
+    up.add_argument("--temporal-in-memory", action="store_true",
+                    help="Temporal keeps its state in memory, lost when it stops (benchmarks)")  # fmt: skip
     up.add_argument("--no-agent", action="store_true", help="never start the voice agent")
     up.add_argument("--no-standin", action="store_true",
                     help="without the agent, leave calls silent (no scripted conversation)")  # fmt: skip
@@ -292,6 +295,7 @@ async def up(args: argparse.Namespace) -> int:
                 ports.temporal,
                 ui_inner,
                 codec_endpoint=values["API_URL"] + "/codec",
+                in_memory=args.temporal_in_memory,
             )
         )
         await start(ui_proxy(ports.temporal_ui, ui_inner, logs, env))

@@ -51,6 +51,10 @@ _LIST_FIELDS = (
 )
 
 RESYNC = (-1, "")  # queue marker: the subscriber must catch up from the table
+# The calls of one batch of notifications are read side by side on this many pool connections
+# (the rest stay free for requests): read one after another, at 500 live calls the last call of
+# a batch waited for dozens of queries before it (docs/benchmarks.md).
+FETCH_CONCURRENCY = 4
 
 SUBSCRIBERS = Gauge("api_ws_subscribers", "Open WebSocket subscriptions", ["kind"])
 RESYNCS = Counter("api_ws_resyncs_total", "Subscribers that overflowed and resynced from the table")
@@ -231,9 +235,19 @@ class LiveHub:
             seqs[call_id].append(seq if isinstance(seq, int) else None)
             if data.get("kind") in LIST_KINDS or data.get("kind") is None:
                 listed.add(call_id)
-        for call_id, found in seqs.items():
-            if self._by_call.get(call_id):
+        reads = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def fetch(call_id: str, found: list[int | None]) -> None:
+            async with reads:
                 await self._fetch_and_deliver(call_id, found)
+
+        done = await asyncio.gather(
+            *(fetch(c, f) for c, f in seqs.items() if self._by_call.get(c)),
+            return_exceptions=True,
+        )
+        for outcome in done:  # every read has finished: the caller may resync the batch
+            if isinstance(outcome, BaseException):
+                raise outcome
         if self._list_subs and listed:
             await self._push_list(sorted(listed))
 

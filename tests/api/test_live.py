@@ -9,6 +9,7 @@ only PostgreSQL; the whole path through the workflow is in test_call_flow.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -107,6 +108,32 @@ async def test_snapshot_then_history_then_live_lines_in_order(
             "at": live[0]["at"],
             "data": {"speaker": "customer", "text": "a red one"},
         }
+
+
+async def test_many_calls_in_one_batch_each_get_their_own_lines_in_order(
+    live_api: RunningApi, db: asyncpg.Connection
+) -> None:
+    """One transaction notifies a dozen calls at once: the hub reads them side by side
+    (`FETCH_CONCURRENCY`), and each dashboard still gets exactly its lines, in order."""
+    calls = [new_call_id() for _ in range(12)]
+    for call_id in calls:
+        await insert_call(db, call_id)
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(live_api.ws(f"/ws/calls/{c}", token=SUPERVISOR))
+            for c in calls
+        ]
+        for ws in sockets:
+            assert (await receive(ws))["type"] == "snapshot"
+        async with db.transaction():  # every call's rows and NOTIFYs arrive together
+            for call_id in calls:
+                await append(db, call_id, 1, [f"{call_id} one", f"{call_id} two"])
+        for call_id, ws in zip(calls, sockets, strict=True):
+            got = [await receive(ws), await receive(ws)]
+            assert [(m["call_id"], m["seq"], m["data"]["text"]) for m in got] == [
+                (call_id, 1, f"{call_id} one"),
+                (call_id, 2, f"{call_id} two"),
+            ]
 
 
 async def test_reconnect_with_after_misses_nothing(

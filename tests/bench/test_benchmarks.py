@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,14 @@ TINY: dict[str, tuple[list[str], str, int]] = {
     "ops_retry": (["--n", "2"], "recordings retry --all-failed", 400),
     "metrics_labels": (["--n", "20"], "api_requests_total series", 300),
     "soak": (["--calls", "3", "--rate", "1", "--lines", "4"], "result: PASS", 400),
+    "temporal_signals": (
+        ["--calls", "3", "--lines", "2", "--period", "0.5"],
+        "signal RPC p50",
+        300,
+    ),
 }
 # Modules of bench/ that are helpers, not benchmarks.
-HELPERS = {"__init__", "stack", "fixtures", "bare"}
+HELPERS = {"__init__", "stack", "fixtures", "bare", "profile"}
 
 
 def test_every_benchmark_has_a_tiny_run() -> None:
@@ -35,8 +41,10 @@ def test_every_benchmark_has_a_tiny_run() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_benchmark_finishes_at_tiny_size(name: str) -> None:
+def test_benchmark_finishes_at_tiny_size(name: str, tmp_path: Path) -> None:
     args, expect, timeout = TINY[name]
+    if name == "calls":  # its profiler (py-spy, the Temporal server's metrics) runs too
+        args = [*args, "--profile", str(tmp_path)]
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *args],
         cwd=ROOT,
@@ -51,3 +59,6 @@ def test_benchmark_finishes_at_tiny_size(name: str) -> None:
     assert expect in done.stdout, out
     if name == "calls":
         assert "lost 0, doubled 0, calls not completed 0" in done.stdout, out
+        summary = (tmp_path / "product.txt").read_text()
+        assert "-- worker-1 (py-spy" in summary and "UpdateWorkflowExecution" in summary, summary
+        assert (tmp_path / "bare.txt").exists()

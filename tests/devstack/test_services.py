@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import sqlite3
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -76,6 +78,9 @@ async def test_temporal_dev_server_runs_a_workflow_and_keeps_state(tmp_path: Pat
         await proc.stop()
     assert _gone(proc)
     assert (tmp_path / "temporal.sqlite").stat().st_size > 0  # state is on disk, survives restart
+    # WAL, not the rollback journal that made every signal wait on file syncs (TEMPORAL_SQLITE_PRAGMAS)
+    with contextlib.closing(sqlite3.connect(tmp_path / "temporal.sqlite")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_postgres_answers_and_stops(tmp_path: Path) -> None:
