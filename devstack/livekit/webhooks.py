@@ -3,10 +3,14 @@
 Each event is the protobuf JSON of a `livekit.WebhookEvent` (camelCase, int64 as strings,
 with `id` "EV_..." and `createdAt` in unix seconds), posted with
 `Content-Type: application/webhook+json` and `Authorization: <jwt>` whose `sha256` claim is
-the base64 SHA-256 of the body. Events go out one at a time in the order they happened
-(LiveKit's per-URL queue); `emit` never blocks its caller. A connection error, a 5xx or a 429
-is retried with exponential backoff; any other non-2xx is final. Every outcome is logged and
-kept in `history` (last 500) for `GET /_emulator/state`.
+the base64 SHA-256 of the body. As livekit/protocol's `ResourceURLNotifier` does, events are
+queued per resource (the egress id for egress events, else the room name, so a room's
+participant events share its queue): each resource's events go out one at a time in the order
+they happened, and one resource's events never wait behind another's. An event that waited in
+its queue longer than `max_age_s` (LiveKit's default 30 s) is dropped, not sent late. `emit`
+never blocks its caller. A connection error, a 5xx or a 429 is retried with exponential backoff;
+any other non-2xx is final. Every outcome is logged and kept in `history` (last 500) for
+`GET /_emulator/state`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,18 @@ class _Item:
     delivery: Delivery
     signed: bool = True
     bad_signature: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+def resource_key(event: WebhookEvent) -> str:
+    """The queue an event waits in, as LiveKit keys it: egress, else room, else participant."""
+    if event.HasField("egress_info"):
+        return f"egress:{event.egress_info.egress_id}"
+    if event.HasField("room"):
+        return f"room:{event.room.name}"
+    if event.HasField("participant"):
+        return f"participant:{event.participant.identity}"
+    return "default"
 
 
 def encode_event(event: WebhookEvent) -> bytes:
@@ -77,6 +93,7 @@ class WebhookSender:
         retries: int = 3,
         backoff_s: float = 0.5,
         timeout_s: float = 5.0,
+        max_age_s: float = 30.0,
     ) -> None:
         self.url = url
         self._api_key = api_key
@@ -85,6 +102,10 @@ class WebhookSender:
         self._retries = retries
         self._backoff_s = backoff_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_age_s = max_age_s
+        # Per-resource send queues and their workers (created on first use, ended when empty).
+        self._resources: dict[str, asyncio.Queue[_Item]] = {}
+        self._resource_workers: dict[str, asyncio.Task[None]] = {}
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._held: list[tuple[_Item, float]] = []  # reorder fault: (item, deadline)
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -101,7 +122,8 @@ class WebhookSender:
         deadline = time.monotonic() + drain_s
         while not self.idle() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        tasks = [t for t in (self._worker, *self._side_tasks) if t is not None]
+        tasks = [t for t in (self._worker, *self._side_tasks, *self._resource_workers.values())
+                 if t is not None]  # fmt: skip
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -124,7 +146,8 @@ class WebhookSender:
     def idle(self) -> bool:
         """True when nothing is queued, held, delayed or being sent."""
         busy = any(d.outcome == "queued" for d in self.history)
-        return self._queue.empty() and not self._held and not self._side_tasks and not busy
+        return (self._queue.empty() and not self._held and not self._side_tasks and not busy
+                and not self._resources)  # fmt: skip
 
     async def _run(self) -> None:
         while True:
@@ -151,7 +174,7 @@ class WebhookSender:
             (release if (not expired_only or deadline <= now) else keep).append((item, deadline))
         self._held = keep
         for item, _ in release:
-            await self._send(item)
+            self._queue_send(item)
 
     async def _dispatch(self, item: _Item) -> bool:
         """Send (or drop, or delay) one event; True when a reorder fault holds it back."""
@@ -189,8 +212,42 @@ class WebhookSender:
                 self._held.append((item, time.monotonic() + float(hold.params["hold_s"])))
             return True
         for _ in range(copies):
-            await self._send(item)
+            self._queue_send(item)
         return False
+
+    def _queue_send(self, item: _Item) -> None:
+        """Into its resource's queue; that resource's worker sends in order."""
+        key = resource_key(item.event)
+        queue = self._resources.get(key)
+        if queue is None:
+            queue = self._resources[key] = asyncio.Queue()
+        queue.put_nowait(item)
+        worker = self._resource_workers.get(key)
+        if worker is None or worker.done():
+            self._resource_workers[key] = asyncio.create_task(
+                self._resource_worker(key, queue), name=f"livekit-emulator-webhooks-{key}"
+            )
+
+    async def _resource_worker(self, key: str, queue: asyncio.Queue[_Item]) -> None:
+        try:
+            while not queue.empty():
+                item = queue.get_nowait()
+                waited = time.monotonic() - item.queued_at
+                if waited > self._max_age_s:
+                    d = item.delivery
+                    d.outcome, d.error = "dropped", f"waited {waited:.1f} s in its queue (age)"
+                    log.warning("webhook_dropped_by_age", event=d.event, webhook_id=d.id,
+                                waited_s=round(waited, 1))  # fmt: skip
+                    continue
+                try:
+                    await self._send(item)
+                except Exception:  # one bad event must not stop its resource's queue
+                    item.delivery.outcome = "failed"
+                    log.exception("webhook_sender_error", webhook_id=item.delivery.id)
+        finally:
+            if self._resources.get(key) is queue and queue.empty():
+                del self._resources[key]
+                self._resource_workers.pop(key, None)
 
     async def _send_later(self, item: _Item, delay_s: float, copies: int) -> None:
         await asyncio.sleep(delay_s)

@@ -61,6 +61,7 @@ async def main(target, queue, n):
             await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"g{i}", "assistant", "Recorded."))
             for j in range(12):
                 await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"l{i}-{j}", "customer", "hi"))
+            await h.signal(CallWorkflow.agent_metrics, m.AgentMetrics(f"am{i}", 0.4, 0.3, 0.7))
             ids.append(call_id)
         await until(lambda: fakes.count("start_egress") >= n, 30)
         await asyncio.sleep(1)
@@ -121,6 +122,10 @@ async def test_calls_started_by_the_previous_release_finish_on_this_one(
                 await handle.signal(
                     CallWorkflow.transcript, m.TranscriptLine(f"n{i}-{j}", "assistant", "ok")
                 )
+                if j == 3:  # a turn's metrics mid-stream: a change to what they emit shows
+                    await handle.signal(
+                        CallWorkflow.agent_metrics, m.AgentMetrics(f"am-new{i}", 0.5, 0.2, 0.6)
+                    )
             await handle.signal(
                 CallWorkflow.participant_left,
                 m.ParticipantLeft(f"pl{i}", m.customer_identity(call_id), "customer"),
