@@ -14,7 +14,7 @@ however often it is retried. When a segment's retries run out it does not fail: 
 again from that segment, `give_up` ends the run (result `given_up`, the recording `failed`).
 Both are refused (the update fails, nothing changes) unless the run is waiting for ops, so two
 concurrent retries start one. Runs from before release 2 (no patch marker) fail instead and are
-replayed by `workflows.ops.retry_recording` as a new run.
+replayed by `workflows.client.retry_recording` as a new run.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ class RecordingWorkflow:
             await self._record_v1(inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error))
             raise ApplicationError(
                 f"recording of call {inp.call_id} not stored: {self._error} "
-                "(ops: workflows.ops.retry_recording restarts it)",
+                "(ops: workflows.client.retry_recording restarts it)",
                 type="RecordingNotStored",
                 non_retryable=True,
             ) from err
