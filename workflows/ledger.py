@@ -126,9 +126,7 @@ class CallLedger:
             self.s.participants.append(m.ParticipantState(sig.identity, sig.kind, iso(now())))
 
     def participant_left(self, sig: m.ParticipantLeft) -> None:
-        for p in self.s.participants:
-            if p.identity == sig.identity and not p.left_at:
-                p.left_at = iso(now())
+        self.mark_left(sig.identity)
         if sig.kind == "customer":
             self.request_end("customer_left", "customer")
         elif sig.kind == "agent" and sig.identity == self.s.agent_identity:
@@ -202,6 +200,67 @@ class CallLedger:
         ):
             self.egress_ended_early()
 
+    def mark_left(self, identity: str) -> None:
+        for p in self.s.participants:
+            if p.identity == identity and not p.left_at:
+                p.left_at = iso(now())
+
+    # --- the call's course (CallWorkflow changes the state only through these) ---------
+
+    @property
+    def status(self) -> S:
+        return S(self.s.status)
+
+    def conversation_started(self) -> None:
+        """The agent is in: the call is in progress, and the silence clock starts now."""
+        self.s.last_heard_at = now()
+        self.set_status(S.IN_PROGRESS)
+
+    def hanging_up(self, reason: str) -> None:
+        self.s.ended_at = now()
+        self.set_status(S.ENDING, reason)
+
+    def room_created(self) -> None:
+        self.s.room_ready = True
+
+    # --- healing (the agent and the customer's connection) -------------------------------
+
+    def dispatch_attempt(self) -> None:
+        """One more agent dispatch: counted for this loss, and numbered for the whole call."""
+        self.s.dispatch_attempts += 1
+        self.s.dispatch_serial += 1
+
+    def agent_lost(self, identity: str) -> None:
+        """The agent left while the customer stays: replacements are dispatched from now."""
+        self.mark_left(identity)
+        self.s.agent_lost_at = now()
+        self.s.dispatch_attempts = 0
+        self.emit(K.AGENT_DISPATCH, {"status": "agent_lost", "identity": identity})
+        self.publish()
+
+    def agent_replaced(self, identity: str) -> None:
+        self.s.agent_lost_at = 0.0
+        self.s.agent_identity = identity
+        self.s.participants.append(m.ParticipantState(identity, "agent", iso(now())))
+        self.emit(K.AGENT_DISPATCH, {"status": "agent_replaced", "identity": identity,
+                                     "attempts": self.s.dispatch_attempts})  # fmt: skip
+        self.publish()
+
+    def customer_away(self, identity: str, grace_s: float) -> None:
+        """The customer's connection dropped: the rejoin grace starts (once per absence)."""
+        self.mark_left(identity)
+        if not self.s.customer_away_since:
+            self.s.customer_away_since = now()
+            self.emit(K.CUSTOMER_CONNECTION, {"status": "reconnecting", "grace_s": grace_s})
+            self.publish()
+
+    def customer_back(self) -> None:
+        if self.s.customer_away_since:
+            away = round(now() - self.s.customer_away_since, 3)
+            self.s.customer_away_since = 0.0
+            self.emit(K.CUSTOMER_CONNECTION, {"status": "rejoined", "away_s": away})
+            self.publish()
+
     # --- egress -------------------------------------------------------------------------
 
     def egress_started(self, info: m.EgressState, n: int = 0, key: str = "") -> None:
@@ -250,6 +309,58 @@ class CallLedger:
                 "egress": eg.status, "error": eg.error, "will_restart": will_restart}  # fmt: skip
         self.emit(K.RECORDING, data)
 
+    def egress_attempt(self) -> int:
+        """Counts one more egress start; returns how many there have been."""
+        self.s.egress_attempts += 1
+        return self.s.egress_attempts
+
+    def egress_stopped(self, base: m.EgressState, info: m.EgressState) -> None:
+        """What `stop_egress` answered, merged into `base` (the egress as known after it)."""
+        self.s.egress = merge_egress(base, info)
+
+    def egress_polled(self, egress_id: str, state: m.EgressState) -> None:
+        """An egress's state as LiveKit answered when asked (the latest or an earlier segment)."""
+        if self.s.egress is not None and self.s.egress.egress_id == egress_id:
+            self.s.egress = state
+        else:
+            self.s.segments = [state if x.egress_id == egress_id else x for x in self.s.segments]
+
+    def egress_lost(self, error: str) -> None:
+        """LiveKit no longer knows the egress and its file is nowhere: none will come."""
+        self.s.recording_error = error
+        self.emit(K.RECORDING, {"status": "egress_lost", "error": error})
+
+    def recording_error_is(self, error: str) -> None:
+        self.s.recording_error = error
+
+    # --- the recording at the end of the call ---------------------------------------------
+
+    def recording_without_file(self) -> None:
+        """No egress left a file: the recording failed (with the first reason known)."""
+        eg = self.s.egress
+        assert eg is not None
+        self.s.recording_error = (
+            self.s.recording_error or eg.error or f"egress ended as {eg.status} without a file"
+        )
+        self.set_recording(R.FAILED, error=self.s.recording_error)
+
+    def recording_failed(self, error: str) -> None:
+        self.s.recording_error = error
+        self.set_recording(R.FAILED, error=error)
+
+    def recording_deleted(self, segments: int) -> None:
+        """Consent withdrawn with the `delete` policy: what was recorded is gone."""
+        self.s.recording_error = ""
+        self.set_recording(R.NONE, reason="consent_withdrawn", deleted=segments)
+
+    def recording_stored(self, result: m.RecordingResult, recorded_for: float) -> None:
+        self.s.recording = result
+        self.set_recording(R.STORED, key=result.key, size=result.size, sha256=result.sha256,
+                           duration_s=result.duration_s, incomplete=result.incomplete)  # fmt: skip
+        if result.incomplete:
+            data = {"duration_s": result.duration_s, "recorded_for_s": recorded_for}
+            self.emit(K.RECORDING_INCOMPLETE, data)
+
     def max_egress_starts(self) -> int:
         return self.cfg.max_egress_starts if self.v2 else 2
 
@@ -257,7 +368,27 @@ class CallLedger:
         """Every egress of the call in order (the latest last)."""
         return self.s.segments + ([self.s.egress] if self.s.egress is not None else [])
 
+    def segment(self, egress_id: str) -> m.EgressState | None:
+        for seg in self.all_segments():
+            if seg.egress_id == egress_id:
+                return seg
+        return None
+
     # --- the event log ------------------------------------------------------------------
+
+    def take_batch(self) -> list[act.CallEvent]:
+        """The flush hand-off: everything queued so far becomes the batch being written."""
+        batch, self.pending = self.pending, []
+        self.inflight = batch
+        return batch
+
+    def batch_done(self) -> None:
+        """The batch in flight was written (or dropped): nothing is being written now."""
+        self.inflight = []
+
+    def flushed(self) -> bool:
+        """Nothing queued and nothing being written."""
+        return not self.pending and not self.inflight
 
     def events_rejected(self, batch: list[act.CallEvent], error: str) -> None:
         """A batch the database can never take was dropped: logged every time, and noted once
