@@ -35,6 +35,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.events as ev
     import core.models as m
     import workflows.search as sa
 
@@ -49,7 +50,7 @@ from workflows.common import (
     merge_egress,
 )
 from workflows.healing import Healing
-from workflows.ledger import CallLedger, metrics_data, now
+from workflows.ledger import CallLedger, metrics_event, now
 from workflows.recording import RecordingWorkflow
 
 S = m.CallStatus
@@ -102,7 +103,7 @@ class CallWorkflow(Healing):
                     else []
                 )
             )
-            self.book.emit(K.STATUS, {"status": self.book.status})
+            self.book.emit(ev.Status(status=self.book.status))
         self.book.publish()
 
         if self.book.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
@@ -226,7 +227,7 @@ class CallWorkflow(Healing):
                 else:
                     self.book.egress_stopped(eg, info)
             except ActivityError as err:
-                self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
+                self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
 
     async def _close(self) -> m.CallResult:
         """Everything flushed and every handler done, then the result."""
@@ -326,7 +327,7 @@ class CallWorkflow(Healing):
                 self.book.egress_stopped(current, info)
         except ActivityError as err:
             # Deleting the room ends the egress too; the wait below still finds its file.
-            self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
+            self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
 
     async def _await_egress_end(self, eg: m.EgressState | None = None) -> m.RecordingFile | None:
         """The egress's file once it has ended: from the webhook, else asked of LiveKit, else
@@ -368,12 +369,10 @@ class CallWorkflow(Healing):
                         return None
                     # LiveKit unreachable for now: the file may well be there, ask again later.
                     poll_error = cause(err)
-                    self.book.emit(
-                        K.RECORDING, {"status": "egress_poll_failed", "error": poll_error}
-                    )
+                    self.book.emit(ev.Recording(status="egress_poll_failed", error=poll_error))
                     continue
                 self.book.egress_polled(egress_id, merge_egress(current(), info))
-                self.book.emit(K.RECORDING, {"status": "egress_polled", "egress": current().status})
+                self.book.emit(ev.Recording(status="egress_polled", egress=current().status))
                 if ended():
                     break
         final = current()
@@ -392,12 +391,12 @@ class CallWorkflow(Healing):
                 retry_policy=QUICK_RETRY,
             )
         except ActivityError as err:
-            self.book.emit(K.RECORDING, {"status": "staging_check_failed", "error": cause(err)})
+            self.book.emit(ev.Recording(status="staging_check_failed", error=cause(err)))
             return None
         if found is None or not found.location:
             return None
-        self.book.emit(K.RECORDING, {"status": "found_in_staging", "segment": eg.n,
-                                     "key": eg.object_key, "size": found.size})  # fmt: skip
+        self.book.emit(ev.Recording(status="found_in_staging", segment=eg.n, key=eg.object_key,
+                                    size=found.size))  # fmt: skip
         return found
 
     async def _store_recording(self) -> None:
@@ -457,7 +456,7 @@ class CallWorkflow(Healing):
                 retry_policy=FOREVER_RETRY,
             )
         except ActivityError as err:  # only invalid input gets here
-            self.book.emit(K.RECORDING, {"status": "delete_failed", "error": cause(err)})
+            self.book.emit(ev.Recording(status="delete_failed", error=cause(err)))
 
     async def _store_recording_v1(self) -> None:
         assert self.book.s.egress is not None
@@ -544,7 +543,7 @@ class CallWorkflow(Healing):
             )
         except ActivityError as err:
             # LiveKit closes an empty room by itself (empty_timeout); note it and move on.
-            self.book.emit(K.STATUS, {"status": self.book.status, "room_delete_failed": cause(err)})
+            self.book.emit(ev.Status(status=self.book.status, room_delete_failed=cause(err)))
 
     # --- updates --------------------------------------------------------------------------
 
@@ -601,8 +600,7 @@ class CallWorkflow(Healing):
         """Ends a live call (supervisor, agent or ops); returns once the call is ending."""
         self.book.request_end(req.reason.strip(), req.by)
         if req.by != "agent":
-            data = {"action": "end", "by": req.by, "reason": req.reason}
-            self.book.emit(K.SUPERVISOR_ACTION, data)
+            self.book.emit(ev.SupervisorAction(action="end", by=req.by, reason=req.reason))
         await workflow.wait_condition(
             lambda: self.book.status not in (S.WAITING_FOR_AGENT, S.IN_PROGRESS)
         )
@@ -674,8 +672,8 @@ class CallWorkflow(Healing):
     @workflow.signal(name=m.SIGNAL_SILENCE)
     def silence(self, sig: m.SilenceSignal) -> None:
         if not self.book.late("silence", sig.id) and self.book.first(sig.id):
-            self.book.silence_alert({"id": sig.id, "source": "agent", "speaker": sig.speaker,
-                                     "duration_s": sig.duration_s, "at": sig.at})  # fmt: skip
+            self.book.silence_alert(ev.SilenceAlert(id=sig.id, source="agent", speaker=sig.speaker,
+                                                    duration_s=sig.duration_s, at=sig.at))  # fmt: skip
 
     @workflow.signal(name=m.SIGNAL_EGRESS_UPDATED)
     def egress_updated(self, upd: m.EgressUpdate) -> None:
@@ -695,21 +693,19 @@ class CallWorkflow(Healing):
     @workflow.signal(name=m.SIGNAL_AGENT_METRICS)
     def agent_metrics(self, sig: m.AgentMetrics) -> None:
         if not self.book.late("agent_metrics", sig.id) and self.book.first(sig.id):
-            self.book.emit(K.AGENT_METRICS, metrics_data(sig))
+            self.book.emit(metrics_event(sig))
 
     @workflow.signal(name=m.SIGNAL_AGENT_ALERT)
     def agent_alert(self, sig: m.AgentAlert) -> None:
         if not self.book.late("agent_alert", sig.id) and self.book.first(sig.id):
-            kind = K.HANDOFF_REQUESTED if sig.kind == K.HANDOFF_REQUESTED else K.AGENT_ALERT
-            data = {"id": sig.id, "kind": sig.kind, "detail": sig.detail, "at": sig.at}
-            self.book.emit(kind, data)
+            alert = ev.HandoffRequested if sig.kind == K.HANDOFF_REQUESTED else ev.AgentAlert
+            self.book.emit(alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at))
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:
         if not self.book.late("supervisor_action", sig.id) and self.book.first(sig.id):
-            data = {"id": sig.id, "action": sig.action, "by": sig.by, "detail": sig.detail,
-                    "at": sig.at}  # fmt: skip
-            self.book.emit(K.SUPERVISOR_ACTION, data)
+            self.book.emit(ev.SupervisorAction(id=sig.id, action=sig.action, by=sig.by,
+                                               detail=sig.detail, at=sig.at))  # fmt: skip
 
     # --- queries --------------------------------------------------------------------------
 
@@ -738,8 +734,8 @@ class CallWorkflow(Healing):
                 # Not reset per line: fires, re-checks, sleeps the rest (history stays small).
                 await workflow.sleep(due - now(), summary="silence check")
                 continue
-            data = {"source": "workflow", "quiet_s": limit, "since": iso(self.book.s.last_heard_at)}
-            self.book.silence_alert(data)
+            since = iso(self.book.s.last_heard_at)
+            self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)

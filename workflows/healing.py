@@ -29,6 +29,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.events as ev
     import core.models as m
 
 # Workflow code: runs inside the sandbox with the call workflow.
@@ -107,12 +108,10 @@ class Healing:
             self._dispatch_event(self.book.s.dispatch_attempts, reason, "", error=cause(err))
 
     def _dispatch_event(self, attempt: int, reason: str, dispatch_id: str, error: str = "") -> None:
-        data: dict = {"status": "dispatched" if not error else "dispatch_failed",
-                      "attempt": attempt, "of": self.cfg.agent_dispatch_attempts,
-                      "reason": reason, "dispatch_id": dispatch_id}  # fmt: skip
-        if error:
-            data["error"] = error
-        self.book.emit(K.AGENT_DISPATCH, data)
+        self.book.emit(ev.AgentDispatch(status="dispatched" if not error else "dispatch_failed",
+                                        attempt=attempt, of=self.cfg.agent_dispatch_attempts,
+                                        reason=reason, dispatch_id=dispatch_id,
+                                        error=error or ev.UNSET))  # fmt: skip
 
     # --- the agent lost mid-call ----------------------------------------------------------
 
@@ -136,9 +135,9 @@ class Healing:
                     f"the agent left and no new agent joined after {self.book.s.dispatch_attempts} "
                     "dispatches: a person must take this call"
                 )
-                data = {"id": f"agent-lost-{self.book.s.dispatch_serial}", "kind": "handoff_requested",
-                        "source": "workflow", "detail": detail, "at": iso(now())}  # fmt: skip
-                self.book.emit(K.HANDOFF_REQUESTED, data)
+                self.book.emit(ev.HandoffRequested(id=f"agent-lost-{self.book.s.dispatch_serial}",
+                                                   kind=K.HANDOFF_REQUESTED.value, source="workflow",
+                                                   detail=detail, at=iso(now())))  # fmt: skip
                 self.book.request_end(AGENT_LOST_END_REASON, "system")
 
     def _customer_present(self) -> bool:
@@ -187,8 +186,8 @@ class Healing:
             since = self.book.s.customer_away_since
             back = await self._customer_back_by(since, since + self.cfg.customer_rejoin_grace_s)
             if not back:
-                self.book.emit(K.CUSTOMER_CONNECTION, {"status": "gone", "grace_s":
-                                                       self.cfg.customer_rejoin_grace_s})  # fmt: skip
+                grace = self.cfg.customer_rejoin_grace_s
+                self.book.emit(ev.CustomerConnection(status="gone", grace_s=grace))
                 self.book.request_end("customer_left", "customer")
 
     async def _customer_back_by(self, since: float, due: float) -> bool:

@@ -19,6 +19,7 @@ replayed by `workflows.client.retry_recording` as a new run.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -156,7 +157,8 @@ class RecordingWorkflow:
                 duration_s=first.duration_s,
                 sha256=first.sha256,
                 incomplete=any(r.incomplete for r in stored),
-                segments=[_segment_data(s) for s in segments],
+                # The `segments` of the stored `recording` event (core.events.Recording).
+                segments=[dataclasses.asdict(s) for s in segments],
                 error=self._error if given_up else "",
             )
             if not given_up:
@@ -301,8 +303,3 @@ class RecordingWorkflow:
 
 
 _NOT_WAITING_MESSAGE = "the recording pipeline is not waiting for ops (running, stored or done)"
-
-
-def _segment_data(s: m.StoredSegment) -> dict:
-    return {"n": s.n, "key": s.key, "size": s.size, "sha256": s.sha256,
-            "duration_s": s.duration_s, "egress_id": s.egress_id}  # fmt: skip
