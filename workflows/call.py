@@ -25,8 +25,9 @@ live in `workflows.ledger.CallLedger`; this class orchestrates.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -48,11 +49,13 @@ from workflows.common import (
     egress_failed_without_file,
     iso,
     merge_egress,
+    wait_for,
 )
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, metrics_event, now
 from workflows.recording import RecordingWorkflow
 
+T = TypeVar("T")
 S = m.CallStatus
 R = m.RecordingStatus
 K = m.EventKind
@@ -134,7 +137,7 @@ class CallWorkflow(Healing):
         if self._healing():
             await self._await_agent_healing(settled, deadline)  # dispatches again meanwhile
         else:
-            await _wait(settled, deadline - now())
+            await wait_for(settled, deadline - now())
         if self.book.s.agent_joined_at:
             self.book.conversation_started()
             return True
@@ -151,7 +154,7 @@ class CallWorkflow(Healing):
         """Until the call should end; continues as new when the history grows large."""
         deadline = self.book.s.created_at + self.cfg.max_duration_s
         while self.book.end is None:
-            in_time = await _wait(
+            in_time = await wait_for(
                 lambda: self.book.end is not None or self._history_large(), deadline - now()
             )
             if not in_time:
@@ -166,7 +169,7 @@ class CallWorkflow(Healing):
             await workflow.wait_condition(
                 lambda: not self._egress_busy and workflow.all_handlers_finished()
             )
-        elif not await _wait(
+        elif not await wait_for(
             # An end request wins: its `end_call` handler waits for the hang-up, which would
             # otherwise wait for every handler to finish (each waiting on the other).
             lambda: (
@@ -187,7 +190,7 @@ class CallWorkflow(Healing):
                 extra={"call_id": self.call_id},
             )
             done = self._batches_done
-            await _wait(
+            await wait_for(
                 lambda: self.book.end is not None or self._batches_done > done, deadline - now()
             )
             return
@@ -274,7 +277,7 @@ class CallWorkflow(Healing):
                     self.book.set_recording(R.FAILED, error=self.book.s.recording_error)
                 return
             if self.book.s.egress_attempts >= 1 and (self.v2 or self.book.s.egress_attempts == 1):
-                await _wait(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
+                await wait_for(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
                 if self.book.end is not None:
                     return
             attempt = self.book.egress_attempt()
@@ -343,10 +346,10 @@ class CallWorkflow(Healing):
             return current().status in EGRESS_TERMINAL
 
         poll_error = ""
-        if not await _wait(ended, self.cfg.egress_end_timeout_s):
+        if not await wait_for(ended, self.cfg.egress_end_timeout_s):
             # A missed webhook never loses a recording: ask, then keep asking now and then.
             for pause in (0, 30, 60, 120, 300, 600):
-                if pause and await _wait(ended, pause):
+                if pause and await wait_for(ended, pause):
                     break
                 try:
                     info = await workflow.execute_activity(
@@ -503,25 +506,8 @@ class CallWorkflow(Healing):
                 customer_name=self.book.customer_name,
             )
             try:
-                if workflow.patched(PATCH_LOCAL_SETUP):
-                    # In the update's own workflow task: no task-queue round trip per step.
-                    await workflow.execute_local_activity(
-                        act.CREATE_ROOM,
-                        room,
-                        result_type=act.RoomInfo,
-                        start_to_close_timeout=timedelta(seconds=10),
-                        schedule_to_close_timeout=timedelta(seconds=30),
-                        retry_policy=QUICK_RETRY,
-                    )
-                else:
-                    await workflow.execute_activity(
-                        act.CREATE_ROOM,
-                        room,
-                        result_type=act.RoomInfo,
-                        start_to_close_timeout=timedelta(seconds=10),
-                        schedule_to_close_timeout=timedelta(seconds=30),
-                        retry_policy=QUICK_RETRY,
-                    )
+                local = workflow.patched(PATCH_LOCAL_SETUP)
+                await _setup_step(act.CREATE_ROOM, room, act.RoomInfo, local=local)
                 self.book.room_created()
             except (ActivityError, ApplicationError) as err:
                 # A local activity's non-retryable error arrives bare, not in an ActivityError.
@@ -562,14 +548,7 @@ class CallWorkflow(Healing):
             # Room and token side by side: the token is useless until the update returns,
             # and it returns only once the room exists (or fails, and the token is dropped).
             token = asyncio.ensure_future(
-                workflow.execute_local_activity(
-                    act.MINT_CUSTOMER_TOKEN,
-                    mint,
-                    result_type=m.TokenGrant,
-                    start_to_close_timeout=timedelta(seconds=10),
-                    schedule_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=QUICK_RETRY,
-                )
+                _setup_step(act.MINT_CUSTOMER_TOKEN, mint, m.TokenGrant, local=True)
             )
             try:
                 await self._ensure_room()
@@ -579,14 +558,7 @@ class CallWorkflow(Healing):
             grant = await token
         else:
             await self._ensure_room()
-            grant = await workflow.execute_activity(
-                act.MINT_CUSTOMER_TOKEN,
-                mint,
-                result_type=m.TokenGrant,
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=timedelta(seconds=30),
-                retry_policy=QUICK_RETRY,
-            )
+            grant = await _setup_step(act.MINT_CUSTOMER_TOKEN, mint, m.TokenGrant, local=False)
         self._token_issued_at = self._token_issued_at or now()
         return grant
 
@@ -746,7 +718,7 @@ class CallWorkflow(Healing):
 
         await workflow.wait_condition(lambda: bool(self._token_issued_at) or gone())
         deadline = self._token_issued_at + self.cfg.customer_join_timeout_s
-        if not gone() and not await _wait(gone, deadline - now()):
+        if not gone() and not await wait_for(gone, deadline - now()):
             self.book.request_end("customer_never_joined", "system")
 
     async def _flush_loop(self) -> None:
@@ -785,12 +757,20 @@ class CallWorkflow(Healing):
         )
 
 
-async def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Wait for `condition` up to `timeout_s`; False when the time ran out."""
-    if timeout_s <= 0:
-        return condition()
-    try:
-        await workflow.wait_condition(condition, timeout=timeout_s)
-        return True
-    except TimeoutError:
-        return False
+def _setup_step(
+    activity: str, arg: Any, result_type: type[T], *, local: bool
+) -> Coroutine[Any, Any, T]:
+    """A step of the call's set-up (the room, a token). `local` (runs with `PATCH_LOCAL_SETUP`):
+    a local activity in the update's own workflow task, no task-queue round trip; before it, a
+    regular activity. Same timeouts and retries either way."""
+    run: Callable[..., Coroutine[Any, Any, T]] = (
+        workflow.execute_local_activity if local else workflow.execute_activity
+    )
+    return run(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(seconds=10),
+        schedule_to_close_timeout=timedelta(seconds=30),
+        retry_policy=QUICK_RETRY,
+    )

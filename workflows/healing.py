@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     import core.models as m
 
 # Workflow code: runs inside the sandbox with the call workflow.
-from workflows.common import QUICK_RETRY, cause, iso
+from workflows.common import QUICK_RETRY, cause, iso, wait_for
 from workflows.ledger import now
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Healing:
 
     async def _await_agent_healing(self, settled: Callable[[], bool], deadline: float) -> None:
         """Waits until `settled()` or the deadline, dispatching again while nobody answers."""
-        await _wait(lambda: self.book.s.room_ready or settled(), deadline - now())
+        await wait_for(lambda: self.book.s.room_ready or settled(), deadline - now())
         if settled() or not self.book.s.room_ready:
             return
         if self.book.s.dispatch_serial == 1:
@@ -74,13 +74,13 @@ class Healing:
         step = self.cfg.agent_redispatch_after_s
         while True:
             left = step if deadline is None else min(step, deadline - now())
-            if await _wait(settled, left):
+            if await wait_for(settled, left):
                 return
             if self.book.s.dispatch_attempts >= self.cfg.agent_dispatch_attempts or (
                 deadline is not None and now() >= deadline
             ):
                 if deadline is not None:
-                    await _wait(settled, deadline - now())  # the last one may still come
+                    await wait_for(settled, deadline - now())  # the last one may still come
                 return
             await self._dispatch_agent(resume)
 
@@ -191,7 +191,7 @@ class Healing:
                 self.book.request_end("customer_left", "customer")
 
     async def _customer_back_by(self, since: float, due: float) -> bool:
-        return await _wait(
+        return await wait_for(
             lambda: self.book.s.customer_away_since != since or self.book.end is not None,
             due - now(),
         )
@@ -202,13 +202,3 @@ class Healing:
             self.book.status == S.WAITING_FOR_AGENT and bool(self.book.s.agent_joined_at)
         )
         return self.book.end is None and live and self._healing()
-
-
-async def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    if timeout_s <= 0:
-        return condition()
-    try:
-        await workflow.wait_condition(condition, timeout=timeout_s)
-        return True
-    except TimeoutError:
-        return False

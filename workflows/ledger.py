@@ -3,6 +3,8 @@
 Every change of the call goes through here: it updates `CallCarry`, appends an event with the
 next per-call sequence number to the queue that the workflow's flusher writes to PostgreSQL,
 and keeps the search attributes and the Web UI's details line current. No I/O, no awaits.
+CallWorkflow (and its healing half) read `s` but change it only through the methods below
+(tests/workflows/test_ledger_sealed.py); each event is a `core.events` dataclass.
 """
 
 from __future__ import annotations
