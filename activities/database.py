@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
+from core import events as ev
 from core import models as m
 from core.log import get_logger
 from core.notify import EVENTS_CHANNEL, event_notification
@@ -139,7 +140,7 @@ class DatabaseActivities:
             raise _invalid(f"append_call_events: {batch.call_id!r} is not a call id")
         if batch.call is not None and batch.call.call_id != batch.call_id:
             raise _invalid("append_call_events: the call row belongs to another call")
-        if any(ev.seq <= 0 for ev in batch.events):
+        if any(e.seq <= 0 for e in batch.events):
             raise _invalid(f"append_call_events for call {batch.call_id}: seq must be positive")
         inserted = await _guard("append_call_events", batch.call_id, self._append(batch))
         if inserted:
@@ -276,15 +277,15 @@ class DatabaseActivities:
         seq = max(call["last_seq"], last) + 1
         # A bare run id: a replay by ops of a run from before release 2.
         by = row.by or ("pipeline" if "/" in row.append_event_for_run else "ops_retry")
-        data: dict[str, Any] = {"status": row.status, "run_id": row.append_event_for_run,
-                                "by": by}  # fmt: skip
+        event = ev.Recording(status=row.status, run_id=row.append_event_for_run, by=by)
         if row.status == m.RecordingStatus.STORED:
-            data.update(key=row.object_key, size=row.size_bytes, sha256=row.sha256,
-                        duration_s=row.duration_s, incomplete=row.incomplete)  # fmt: skip
-            if row.segments:
-                data["segments"] = row.segments
+            event = dataclasses.replace(
+                event, key=row.object_key, size=row.size_bytes, sha256=row.sha256,
+                duration_s=row.duration_s, incomplete=row.incomplete,
+                segments=row.segments or ev.UNSET,
+            )  # fmt: skip
         elif row.status == m.RecordingStatus.FAILED:
-            data["error"] = row.error
+            event.error = row.error
         await conn.execute(
             "INSERT INTO call_events (call_id, seq, kind, at, data) "
             "VALUES ($1, $2, $3, COALESCE(NULLIF($4::text, '')::timestamptz, now()), $5::text::jsonb)",
@@ -292,7 +293,7 @@ class DatabaseActivities:
             seq,
             m.EventKind.RECORDING.value,
             row.at,
-            json.dumps(data),
+            json.dumps(event.to_dict()),
         )
         await conn.execute(
             "UPDATE calls SET last_seq = $2, recording_status = $3, updated_at = now() "

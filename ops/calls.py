@@ -7,16 +7,15 @@ Erasure starts the same `EraseCallWorkflow(erase-<call_id>)` as `DELETE /api/cal
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from api.domain import store
-from core.models import EraseCallInput, EraseCallResult
-from workflows.erase import EraseCallWorkflow
+from core.models import EraseCallResult
+from workflows.client import start_erase
 
 LIST_COLUMNS = ("call_id", "status", "recording_status", "created_at", "ended_at", "customer_name")
 
@@ -44,16 +43,8 @@ async def show_call(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | None:
 async def erase_call(
     client: Client, call_id: str, *, by: str, task_queue: str, timeout_s: float
 ) -> dict[str, Any]:
-    handle = await client.start_workflow(
-        EraseCallWorkflow.run,
-        EraseCallInput(
-            call_id=call_id, requested_by=by, requested_at=datetime.now(UTC).isoformat()
-        ),
-        id=f"erase-{call_id}",
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        execution_timeout=timedelta(minutes=30),
+    handle = await start_erase(
+        client, call_id, by=by, task_queue=task_queue, execution_timeout=timedelta(minutes=30)
     )
     try:
         result: EraseCallResult = await asyncio.wait_for(handle.result(), timeout_s)

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=duration, help="only those failed within e.g. 24h, 7d")
     p = rs.add_parser(
         "retry",
-        help="replay failed pipelines (workflows.ops.retry_recording), with a progress bar",
+        help="replay failed pipelines (workflows.client.retry_recording), with a progress bar",
         parents=[common],
     )
     p.add_argument("call_ids", nargs="*", type=call_id_arg, metavar="CALL_ID")

@@ -1,5 +1,5 @@
 """Failed recording pipelines: find them through the `RecordingStatus` search attribute, and
-replay them with `workflows.ops.retry_recording` (the same function behind
+replay them with `workflows.client.retry_recording` (the same function behind
 `POST /api/recordings/{id}/retry`, so a change to how a retry works reaches both at once).
 
 Visibility keeps every run: a pipeline counts as failed only when its latest run is marked
@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEv
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import models as m
-from workflows import ops as wops
+from workflows import client as wclient
 from workflows import search as sa
 
 RETRY_CONCURRENCY = 16  # I/O bound: 4 RPCs each (bench.ops_retry: 16 at once is twice as fast as 4)
@@ -113,8 +113,8 @@ async def _reason(
 
 async def retry_one(client: Client, call_id: str) -> RetryOutcome:
     try:
-        retry = await wops.retry_recording(client, call_id)
-    except wops.RecordingRetryRefused as exc:
+        retry = await wclient.retry_recording(client, call_id)
+    except wclient.RecordingRetryRefused as exc:
         return RetryOutcome(call_id, "refused", f"{exc.code}: {exc}")
     except RPCError as exc:
         if exc.status == RPCStatusCode.ALREADY_EXISTS:

@@ -25,8 +25,9 @@ live in `workflows.ledger.CallLedger`; this class orchestrates.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -35,6 +36,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.events as ev
     import core.models as m
     import workflows.search as sa
 
@@ -47,11 +49,13 @@ from workflows.common import (
     egress_failed_without_file,
     iso,
     merge_egress,
+    wait_for,
 )
 from workflows.healing import Healing
-from workflows.ledger import CallLedger, metrics_data, now
+from workflows.ledger import CallLedger, metrics_event, now
 from workflows.recording import RecordingWorkflow
 
+T = TypeVar("T")
 S = m.CallStatus
 R = m.RecordingStatus
 K = m.EventKind
@@ -76,15 +80,13 @@ class CallWorkflow(Healing):
         self.call_id = inp.call_id
         self.cfg = inp.config
         self.book = CallLedger(inp)
-        self.s = self.book.s
-        self._flushing = False
         self._room_creating = False
         self._room_failed = ""
         self._egress_busy = False
         self._tasks: list[asyncio.Task] = []
         self._batches_done = 0  # batches the flusher has finished (written or dropped)
         # When the first token was issued; a carried run's first token came at the start.
-        self._token_issued_at = 0.0 if inp.carried is None else self.s.created_at
+        self._token_issued_at = 0.0 if inp.carried is None else self.book.s.created_at
         self.v2 = False  # decided as run() starts (patches are not known yet in __init__)
 
     # --- run ------------------------------------------------------------------------------
@@ -104,12 +106,12 @@ class CallWorkflow(Healing):
                     else []
                 )
             )
-            self.book.emit(K.STATUS, {"status": self.s.status})
+            self.book.emit(ev.Status(status=self.book.status))
         self.book.publish()
 
-        if self.s.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
+        if self.book.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
             return await self._close()
-        if self.s.status == S.IN_PROGRESS:
+        if self.book.status == S.IN_PROGRESS:
             watcher = asyncio.create_task(self._silence_watch())
             self._tasks += [watcher, asyncio.create_task(self._recorder())]
             if self._healing():
@@ -127,18 +129,17 @@ class CallWorkflow(Healing):
 
     async def _wait_for_agent(self) -> bool:
         """True once the agent is in; otherwise settles the call (no_agent, failed or ended)."""
-        deadline = self.s.created_at + self.cfg.agent_join_timeout_s
+        deadline = self.book.s.created_at + self.cfg.agent_join_timeout_s
 
         def settled() -> bool:
-            return bool(self.s.agent_joined_at or self.book.end or self._room_failed)
+            return bool(self.book.s.agent_joined_at or self.book.end or self._room_failed)
 
         if self._healing():
             await self._await_agent_healing(settled, deadline)  # dispatches again meanwhile
         else:
-            await _wait(settled, deadline - now())
-        if self.s.agent_joined_at:
-            self.s.last_heard_at = now()
-            self.book.set_status(S.IN_PROGRESS)
+            await wait_for(settled, deadline - now())
+        if self.book.s.agent_joined_at:
+            self.book.conversation_started()
             return True
         if self._room_failed:
             self.book.finish(S.FAILED, "room_unavailable", "system")
@@ -151,9 +152,9 @@ class CallWorkflow(Healing):
 
     async def _converse(self) -> None:
         """Until the call should end; continues as new when the history grows large."""
-        deadline = self.s.created_at + self.cfg.max_duration_s
+        deadline = self.book.s.created_at + self.cfg.max_duration_s
         while self.book.end is None:
-            in_time = await _wait(
+            in_time = await wait_for(
                 lambda: self.book.end is not None or self._history_large(), deadline - now()
             )
             if not in_time:
@@ -168,7 +169,7 @@ class CallWorkflow(Healing):
             await workflow.wait_condition(
                 lambda: not self._egress_busy and workflow.all_handlers_finished()
             )
-        elif not await _wait(
+        elif not await wait_for(
             # An end request wins: its `end_call` handler waits for the hang-up, which would
             # otherwise wait for every handler to finish (each waiting on the other).
             lambda: (
@@ -189,7 +190,7 @@ class CallWorkflow(Healing):
                 extra={"call_id": self.call_id},
             )
             done = self._batches_done
-            await _wait(
+            await wait_for(
                 lambda: self.book.end is not None or self._batches_done > done, deadline - now()
             )
             return
@@ -200,8 +201,7 @@ class CallWorkflow(Healing):
     async def _hang_up(self) -> None:
         """Stop recording, close the room, mark the call completed."""
         reason, by = self.book.end or ("unknown", "system")
-        self.s.ended_at = now()
-        self.book.set_status(S.ENDING, reason)
+        self.book.hanging_up(reason)
         if self.v2:
             await self._stop_egress()
         else:
@@ -211,7 +211,7 @@ class CallWorkflow(Healing):
 
     async def _hang_up_v1(self) -> None:
         await workflow.wait_condition(lambda: not self._egress_busy)
-        eg = self.s.egress
+        eg = self.book.s.egress
         if eg is not None and eg.status not in EGRESS_TERMINAL:
             self.book.set_recording(R.STOPPING)
             try:
@@ -224,13 +224,13 @@ class CallWorkflow(Healing):
                 )
                 # State read before an await is stale after it: an `egress_ended` (with its
                 # file) may have come in while the stop ran, and must not be thrown away.
-                latest = self.s.egress
+                latest = self.book.s.egress
                 if latest is not None and workflow.patched(PATCH_STOP_KEEPS_REPORTS):
-                    self.s.egress = merge_egress(latest, info)
+                    self.book.egress_stopped(latest, info)
                 else:
-                    self.s.egress = merge_egress(eg, info)
+                    self.book.egress_stopped(eg, info)
             except ActivityError as err:
-                self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
+                self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
 
     async def _close(self) -> m.CallResult:
         """Everything flushed and every handler done, then the result."""
@@ -242,11 +242,11 @@ class CallWorkflow(Healing):
             flusher.result()  # the flusher died (a bug): fail the task loudly, never hang
         return m.CallResult(
             call_id=self.call_id,
-            status=self.s.status,
-            recording_status=self.s.recording_status,
-            end_reason=self.s.end_reason,
-            line_count=self.s.lines_dropped + len(self.s.lines),
-            recording=self.s.recording,
+            status=self.book.status,
+            recording_status=self.book.s.recording_status,
+            end_reason=self.book.s.end_reason,
+            line_count=self.book.s.lines_dropped + len(self.book.s.lines),
+            recording=self.book.s.recording,
             segments=self.book.all_segments() if self.v2 else [],
         )
 
@@ -254,8 +254,8 @@ class CallWorkflow(Healing):
 
     def _recording_wanted(self) -> bool:
         policy = self.cfg.recording_consent
-        allowed = self.s.greeted if policy == "announce" else self.s.consent == "granted"
-        eg = self.s.egress
+        allowed = self.book.s.greeted if policy == "announce" else self.book.s.consent == "granted"
+        eg = self.book.s.egress
         if self.v2:  # any egress that ended mid-call is followed by a new segment
             return allowed and (eg is None or eg.status in EGRESS_TERMINAL)
         return allowed and (eg is None or egress_failed_without_file(eg))
@@ -272,16 +272,16 @@ class CallWorkflow(Healing):
             )
             if self.book.end is not None:
                 return
-            if self.s.egress_attempts >= self.book.max_egress_starts():
-                if self.v2 and self.s.recording_status == R.RECORDING:
-                    self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            if self.book.s.egress_attempts >= self.book.max_egress_starts():
+                if self.v2 and self.book.s.recording_status == R.RECORDING:
+                    self.book.set_recording(R.FAILED, error=self.book.s.recording_error)
                 return
-            if self.s.egress_attempts >= 1 and (self.v2 or self.s.egress_attempts == 1):
-                await _wait(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
+            if self.book.s.egress_attempts >= 1 and (self.v2 or self.book.s.egress_attempts == 1):
+                await wait_for(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
                 if self.book.end is not None:
                     return
-            self.s.egress_attempts += 1
-            n = self.s.egress_attempts if self.v2 else 1
+            attempt = self.book.egress_attempt()
+            n = attempt if self.v2 else 1
             key = m.recording_object_key(self.call_id, n)
             self._egress_busy = True
             try:
@@ -303,7 +303,7 @@ class CallWorkflow(Healing):
     async def _consent_watch(self) -> None:
         """Consent withdrawn mid-call (v2): stop the egress now; keep or delete at the end."""
         await workflow.wait_condition(
-            lambda: self.book.end is not None or self.s.consent == "withdrawn"
+            lambda: self.book.end is not None or self.book.s.consent == "withdrawn"
         )
         if self.book.end is None:
             await self._stop_egress()
@@ -311,7 +311,7 @@ class CallWorkflow(Healing):
     async def _stop_egress(self) -> None:
         """Stop the latest egress if it still runs (after a start in flight has answered)."""
         await workflow.wait_condition(lambda: not self._egress_busy)
-        eg = self.s.egress
+        eg = self.book.s.egress
         if eg is None or eg.status in EGRESS_TERMINAL:
             return
         self.book.set_recording(R.STOPPING)
@@ -324,42 +324,32 @@ class CallWorkflow(Healing):
                 retry_policy=QUICK_RETRY,
             )
             # What came in while the stop ran (egress_ended with its file) is kept.
-            current = self.s.egress if self.v2 and self.s.egress is not None else eg
+            latest = self.book.s.egress
+            current = latest if self.v2 and latest is not None else eg
             if current.egress_id == eg.egress_id:
-                self.s.egress = merge_egress(current, info)
+                self.book.egress_stopped(current, info)
         except ActivityError as err:
             # Deleting the room ends the egress too; the wait below still finds its file.
-            self.book.emit(K.RECORDING, {"status": "stop_failed", "error": cause(err)})
+            self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
 
     async def _await_egress_end(self, eg: m.EgressState | None = None) -> m.RecordingFile | None:
         """The egress's file once it has ended: from the webhook, else asked of LiveKit, else
         (v2, LiveKit no longer knows it) looked for at its key in the staging bucket."""
-        eg = eg or self.s.egress
+        eg = eg or self.book.s.egress
         assert eg is not None
         egress_id = eg.egress_id
 
         def current() -> m.EgressState:
-            for seg in self.book.all_segments():
-                if seg.egress_id == egress_id:
-                    return seg
-            return eg
+            return self.book.segment(egress_id) or eg
 
         def ended() -> bool:
             return current().status in EGRESS_TERMINAL
 
-        def update(state: m.EgressState) -> None:
-            if self.s.egress is not None and self.s.egress.egress_id == egress_id:
-                self.s.egress = state
-            else:
-                self.s.segments = [
-                    state if x.egress_id == egress_id else x for x in self.s.segments
-                ]
-
         poll_error = ""
-        if not await _wait(ended, self.cfg.egress_end_timeout_s):
+        if not await wait_for(ended, self.cfg.egress_end_timeout_s):
             # A missed webhook never loses a recording: ask, then keep asking now and then.
             for pause in (0, 30, 60, 120, 300, 600):
-                if pause and await _wait(ended, pause):
+                if pause and await wait_for(ended, pause):
                     break
                 try:
                     info = await workflow.execute_activity(
@@ -378,22 +368,19 @@ class CallWorkflow(Healing):
                             found = await self._find_staged(eg)
                             if found is not None:
                                 return found
-                        self.s.recording_error = cause(err)
-                        self.book.emit(K.RECORDING, {"status": "egress_lost", "error": cause(err)})
+                        self.book.egress_lost(cause(err))
                         return None
                     # LiveKit unreachable for now: the file may well be there, ask again later.
                     poll_error = cause(err)
-                    self.book.emit(
-                        K.RECORDING, {"status": "egress_poll_failed", "error": poll_error}
-                    )
+                    self.book.emit(ev.Recording(status="egress_poll_failed", error=poll_error))
                     continue
-                update(merge_egress(current(), info))
-                self.book.emit(K.RECORDING, {"status": "egress_polled", "egress": current().status})
+                self.book.egress_polled(egress_id, merge_egress(current(), info))
+                self.book.emit(ev.Recording(status="egress_polled", egress=current().status))
                 if ended():
                     break
         final = current()
         if poll_error and not ended():
-            self.s.recording_error = poll_error  # every ask failed: the call's record says why
+            self.book.recording_error_is(poll_error)  # every ask failed: the record says why
         return final.file if final.file and final.file.location else None
 
     async def _find_staged(self, eg: m.EgressState) -> m.RecordingFile | None:
@@ -407,23 +394,23 @@ class CallWorkflow(Healing):
                 retry_policy=QUICK_RETRY,
             )
         except ActivityError as err:
-            self.book.emit(K.RECORDING, {"status": "staging_check_failed", "error": cause(err)})
+            self.book.emit(ev.Recording(status="staging_check_failed", error=cause(err)))
             return None
         if found is None or not found.location:
             return None
-        self.book.emit(K.RECORDING, {"status": "found_in_staging", "segment": eg.n,
-                                     "key": eg.object_key, "size": found.size})  # fmt: skip
+        self.book.emit(ev.Recording(status="found_in_staging", segment=eg.n, key=eg.object_key,
+                                    size=found.size))  # fmt: skip
         return found
 
     async def _store_recording(self) -> None:
-        if self.s.egress is None:
+        if self.book.s.egress is None:
             return
         if not self.v2:
             return await self._store_recording_v1()
-        withdrawn = self.s.consent == "withdrawn"
+        withdrawn = self.book.s.consent == "withdrawn"
         delete = withdrawn and self.cfg.recording_on_withdrawal == "delete"
         segments: list[m.RecordingSegment] = []
-        spans = [*self.s.segment_spans, [self.s.egress_started_at, self.s.ended_at]]
+        spans = [*self.book.s.segment_spans, [self.book.s.egress_started_at, self.book.s.ended_at]]
         for seg, (start, end) in zip(self.book.all_segments(), spans, strict=True):
             file = await self._await_egress_end(seg)
             if file is not None:
@@ -434,15 +421,10 @@ class CallWorkflow(Healing):
                 ))  # fmt: skip
         if delete:
             await self._delete_staged([seg.object_key for seg in self.book.all_segments()])
-            self.s.recording_error = ""
-            self.book.set_recording(R.NONE, reason="consent_withdrawn", deleted=len(segments))
+            self.book.recording_deleted(len(segments))
             return
         if not segments:
-            eg = self.s.egress
-            self.s.recording_error = (
-                self.s.recording_error or eg.error or f"egress ended as {eg.status} without a file"
-            )
-            self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            self.book.recording_without_file()
             return
         first = segments[0]
         self.book.set_recording(R.UPLOADING, egress_id=first.egress_id,
@@ -477,27 +459,23 @@ class CallWorkflow(Healing):
                 retry_policy=FOREVER_RETRY,
             )
         except ActivityError as err:  # only invalid input gets here
-            self.book.emit(K.RECORDING, {"status": "delete_failed", "error": cause(err)})
+            self.book.emit(ev.Recording(status="delete_failed", error=cause(err)))
 
     async def _store_recording_v1(self) -> None:
-        assert self.s.egress is not None
+        assert self.book.s.egress is not None
         file = await self._await_egress_end()
         if file is None:
-            eg = self.s.egress
-            self.s.recording_error = (
-                self.s.recording_error or eg.error or f"egress ended as {eg.status} without a file"
-            )
-            self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            self.book.recording_without_file()
             return
-        self.book.set_recording(R.UPLOADING, egress_id=self.s.egress.egress_id)
-        recorded_for = max(0.0, self.s.ended_at - self.s.egress_started_at)
+        self.book.set_recording(R.UPLOADING, egress_id=self.book.s.egress.egress_id)
+        recorded_for = max(0.0, self.book.s.ended_at - self.book.s.egress_started_at)
         try:
             result = await workflow.execute_child_workflow(
                 RecordingWorkflow.run,
                 m.RecordingInput(
                     call_id=self.call_id,
                     room_name=m.room_name_for(self.call_id),
-                    egress_id=self.s.egress.egress_id,
+                    egress_id=self.book.s.egress.egress_id,
                     location=file.location,
                     expected_size=file.size,
                     expected_duration_s=file.duration_s,
@@ -508,23 +486,17 @@ class CallWorkflow(Healing):
                 parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
             )
         except ChildWorkflowError as err:
-            self.s.recording_error = cause(err)
-            self.book.set_recording(R.FAILED, error=self.s.recording_error)
+            self.book.recording_failed(cause(err))
             return
-        self.s.recording = result
-        self.book.set_recording(R.STORED, key=result.key, size=result.size, sha256=result.sha256,
-                                duration_s=result.duration_s, incomplete=result.incomplete)  # fmt: skip
-        if result.incomplete:
-            data = {"duration_s": result.duration_s, "recorded_for_s": recorded_for}
-            self.book.emit(K.RECORDING_INCOMPLETE, data)
+        self.book.recording_stored(result, recorded_for)
 
     # --- the room -------------------------------------------------------------------------
 
     async def _ensure_room(self) -> None:
-        if self.s.room_ready:
+        if self.book.s.room_ready:
             return
         if self._room_creating:
-            await workflow.wait_condition(lambda: self.s.room_ready or bool(self._room_failed))
+            await workflow.wait_condition(lambda: self.book.s.room_ready or bool(self._room_failed))
         else:
             self._room_creating = True
             room = act.CreateRoomInput(
@@ -534,32 +506,15 @@ class CallWorkflow(Healing):
                 customer_name=self.book.customer_name,
             )
             try:
-                if workflow.patched(PATCH_LOCAL_SETUP):
-                    # In the update's own workflow task: no task-queue round trip per step.
-                    await workflow.execute_local_activity(
-                        act.CREATE_ROOM,
-                        room,
-                        result_type=act.RoomInfo,
-                        start_to_close_timeout=timedelta(seconds=10),
-                        schedule_to_close_timeout=timedelta(seconds=30),
-                        retry_policy=QUICK_RETRY,
-                    )
-                else:
-                    await workflow.execute_activity(
-                        act.CREATE_ROOM,
-                        room,
-                        result_type=act.RoomInfo,
-                        start_to_close_timeout=timedelta(seconds=10),
-                        schedule_to_close_timeout=timedelta(seconds=30),
-                        retry_policy=QUICK_RETRY,
-                    )
-                self.s.room_ready = True
+                local = workflow.patched(PATCH_LOCAL_SETUP)
+                await _setup_step(act.CREATE_ROOM, room, act.RoomInfo, local=local)
+                self.book.room_created()
             except (ActivityError, ApplicationError) as err:
                 # A local activity's non-retryable error arrives bare, not in an ActivityError.
                 self._room_failed = cause(err)
             finally:
                 self._room_creating = False
-        if not self.s.room_ready:
+        if not self.book.s.room_ready:
             raise ApplicationError(
                 f"could not create the call's room: {self._room_failed}", type="RoomUnavailable"
             )
@@ -574,7 +529,7 @@ class CallWorkflow(Healing):
             )
         except ActivityError as err:
             # LiveKit closes an empty room by itself (empty_timeout); note it and move on.
-            self.book.emit(K.STATUS, {"status": self.s.status, "room_delete_failed": cause(err)})
+            self.book.emit(ev.Status(status=self.book.status, room_delete_failed=cause(err)))
 
     # --- updates --------------------------------------------------------------------------
 
@@ -593,14 +548,7 @@ class CallWorkflow(Healing):
             # Room and token side by side: the token is useless until the update returns,
             # and it returns only once the room exists (or fails, and the token is dropped).
             token = asyncio.ensure_future(
-                workflow.execute_local_activity(
-                    act.MINT_CUSTOMER_TOKEN,
-                    mint,
-                    result_type=m.TokenGrant,
-                    start_to_close_timeout=timedelta(seconds=10),
-                    schedule_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=QUICK_RETRY,
-                )
+                _setup_step(act.MINT_CUSTOMER_TOKEN, mint, m.TokenGrant, local=True)
             )
             try:
                 await self._ensure_room()
@@ -610,20 +558,13 @@ class CallWorkflow(Healing):
             grant = await token
         else:
             await self._ensure_room()
-            grant = await workflow.execute_activity(
-                act.MINT_CUSTOMER_TOKEN,
-                mint,
-                result_type=m.TokenGrant,
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=timedelta(seconds=30),
-                retry_policy=QUICK_RETRY,
-            )
+            grant = await _setup_step(act.MINT_CUSTOMER_TOKEN, mint, m.TokenGrant, local=False)
         self._token_issued_at = self._token_issued_at or now()
         return grant
 
     @issue_token.validator
     def _check_issue_token(self, req: m.IssueTokenRequest) -> None:
-        if self.book.end is not None or not S(self.s.status).is_active:
+        if self.book.end is not None or not S(self.book.status).is_active:
             raise ApplicationError("the call has ended", type="CallEnded")
 
     @workflow.update(name=m.UPDATE_END_CALL)
@@ -631,20 +572,22 @@ class CallWorkflow(Healing):
         """Ends a live call (supervisor, agent or ops); returns once the call is ending."""
         self.book.request_end(req.reason.strip(), req.by)
         if req.by != "agent":
-            data = {"action": "end", "by": req.by, "reason": req.reason}
-            self.book.emit(K.SUPERVISOR_ACTION, data)
+            self.book.emit(ev.SupervisorAction(action="end", by=req.by, reason=req.reason))
         await workflow.wait_condition(
-            lambda: self.s.status not in (S.WAITING_FOR_AGENT, S.IN_PROGRESS)
+            lambda: self.book.status not in (S.WAITING_FOR_AGENT, S.IN_PROGRESS)
         )
         return m.EndCallResult(
-            self.call_id, self.s.status, self.book.end[0] if self.book.end else ""
+            self.call_id, self.book.status, self.book.end[0] if self.book.end else ""
         )
 
     @end_call.validator
     def _check_end_call(self, req: m.EndCallRequest) -> None:
         if not req.reason.strip() or len(req.reason) > 500:
             raise ApplicationError("reason must be 1 to 500 characters", type="InvalidReason")
-        if self.book.end is not None or self.s.status not in (S.WAITING_FOR_AGENT, S.IN_PROGRESS):
+        if self.book.end is not None or self.book.status not in (
+            S.WAITING_FOR_AGENT,
+            S.IN_PROGRESS,
+        ):
             raise ApplicationError("the call has already ended", type="CallEnded")
 
     # --- signals (each carries an id; a duplicate changes nothing) ------------------------
@@ -660,8 +603,8 @@ class CallWorkflow(Healing):
             return
         if sig.kind == "agent" and self._heals() and self._agent_arrived(sig.identity):
             return
-        if sig.kind == "customer" and self.s.customer_away_since:
-            self._customer_back()
+        if sig.kind == "customer" and self.book.s.customer_away_since:
+            self.book.customer_back()
         self.book.participant_joined(sig)
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
@@ -701,8 +644,8 @@ class CallWorkflow(Healing):
     @workflow.signal(name=m.SIGNAL_SILENCE)
     def silence(self, sig: m.SilenceSignal) -> None:
         if not self.book.late("silence", sig.id) and self.book.first(sig.id):
-            self.book.silence_alert({"id": sig.id, "source": "agent", "speaker": sig.speaker,
-                                     "duration_s": sig.duration_s, "at": sig.at})  # fmt: skip
+            self.book.silence_alert(ev.SilenceAlert(id=sig.id, source="agent", speaker=sig.speaker,
+                                                    duration_s=sig.duration_s, at=sig.at))  # fmt: skip
 
     @workflow.signal(name=m.SIGNAL_EGRESS_UPDATED)
     def egress_updated(self, upd: m.EgressUpdate) -> None:
@@ -722,21 +665,19 @@ class CallWorkflow(Healing):
     @workflow.signal(name=m.SIGNAL_AGENT_METRICS)
     def agent_metrics(self, sig: m.AgentMetrics) -> None:
         if not self.book.late("agent_metrics", sig.id) and self.book.first(sig.id):
-            self.book.emit(K.AGENT_METRICS, metrics_data(sig))
+            self.book.emit(metrics_event(sig))
 
     @workflow.signal(name=m.SIGNAL_AGENT_ALERT)
     def agent_alert(self, sig: m.AgentAlert) -> None:
         if not self.book.late("agent_alert", sig.id) and self.book.first(sig.id):
-            kind = K.HANDOFF_REQUESTED if sig.kind == K.HANDOFF_REQUESTED else K.AGENT_ALERT
-            data = {"id": sig.id, "kind": sig.kind, "detail": sig.detail, "at": sig.at}
-            self.book.emit(kind, data)
+            alert = ev.HandoffRequested if sig.kind == K.HANDOFF_REQUESTED else ev.AgentAlert
+            self.book.emit(alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at))
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:
         if not self.book.late("supervisor_action", sig.id) and self.book.first(sig.id):
-            data = {"id": sig.id, "action": sig.action, "by": sig.by, "detail": sig.detail,
-                    "at": sig.at}  # fmt: skip
-            self.book.emit(K.SUPERVISOR_ACTION, data)
+            self.book.emit(ev.SupervisorAction(id=sig.id, action=sig.action, by=sig.by,
+                                               detail=sig.detail, at=sig.at))  # fmt: skip
 
     # --- queries --------------------------------------------------------------------------
 
@@ -755,18 +696,18 @@ class CallWorkflow(Healing):
         """Alerts once per quiet period of `silence_alert_s` without a line (durable timer)."""
         limit = self.cfg.silence_alert_s
         while self.book.end is None:
-            if self.s.silence_alerted:
+            if self.book.s.silence_alerted:
                 await workflow.wait_condition(
-                    lambda: not self.s.silence_alerted or self.book.end is not None
+                    lambda: not self.book.s.silence_alerted or self.book.end is not None
                 )
                 continue
-            due = self.s.last_heard_at + limit
+            due = self.book.s.last_heard_at + limit
             if now() < due:
                 # Not reset per line: fires, re-checks, sleeps the rest (history stays small).
                 await workflow.sleep(due - now(), summary="silence check")
                 continue
-            data = {"source": "workflow", "quiet_s": limit, "since": iso(self.s.last_heard_at)}
-            self.book.silence_alert(data)
+            since = iso(self.book.s.last_heard_at)
+            self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)
@@ -777,7 +718,7 @@ class CallWorkflow(Healing):
 
         await workflow.wait_condition(lambda: bool(self._token_issued_at) or gone())
         deadline = self._token_issued_at + self.cfg.customer_join_timeout_s
-        if not gone() and not await _wait(gone, deadline - now()):
+        if not gone() and not await wait_for(gone, deadline - now()):
             self.book.request_end("customer_never_joined", "system")
 
     async def _flush_loop(self) -> None:
@@ -787,8 +728,7 @@ class CallWorkflow(Healing):
         """
         while True:
             await workflow.wait_condition(lambda: bool(self.book.pending))
-            batch, self.book.pending = self.book.pending, []
-            self._flushing, self.book.inflight = True, batch
+            batch = self.book.take_batch()
             try:
                 await workflow.execute_local_activity(
                     act.APPEND_CALL_EVENTS,
@@ -803,11 +743,11 @@ class CallWorkflow(Healing):
                 # local activity's non-retryable error arrives bare, not in an ActivityError.
                 self.book.events_rejected(batch, cause(err))
             finally:
-                self._flushing, self.book.inflight = False, []
+                self.book.batch_done()
                 self._batches_done += 1
 
     def _quiet(self) -> bool:
-        return not self.book.pending and not self._flushing
+        return self.book.flushed()
 
     def _history_large(self) -> bool:
         info = workflow.info()
@@ -817,12 +757,20 @@ class CallWorkflow(Healing):
         )
 
 
-async def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Wait for `condition` up to `timeout_s`; False when the time ran out."""
-    if timeout_s <= 0:
-        return condition()
-    try:
-        await workflow.wait_condition(condition, timeout=timeout_s)
-        return True
-    except TimeoutError:
-        return False
+def _setup_step(
+    activity: str, arg: Any, result_type: type[T], *, local: bool
+) -> Coroutine[Any, Any, T]:
+    """A step of the call's set-up (the room, a token). `local` (runs with `PATCH_LOCAL_SETUP`):
+    a local activity in the update's own workflow task, no task-queue round trip; before it, a
+    regular activity. Same timeouts and retries either way."""
+    run: Callable[..., Coroutine[Any, Any, T]] = (
+        workflow.execute_local_activity if local else workflow.execute_activity
+    )
+    return run(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(seconds=10),
+        schedule_to_close_timeout=timedelta(seconds=30),
+        retry_policy=QUICK_RETRY,
+    )

@@ -1,11 +1,14 @@
-"""Pure helpers of the call workflows: deterministic, no I/O, no clock (callers pass times)."""
+"""Pure helpers of the call workflows: deterministic, no I/O, no clock (callers pass times).
+`wait_for` is the one exception: the bounded wait both halves of CallWorkflow use."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from activities import types as act
@@ -186,3 +189,15 @@ def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.Cal
         line_count=s.lines_dropped + len(s.lines),
         egress_id=s.egress.egress_id if s.egress else "",
     )
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Wait (in workflow code) for `condition` up to `timeout_s`; False when the time ran out.
+    When the time is already up, only checks the condition (no timer)."""
+    if timeout_s <= 0:
+        return condition()
+    try:
+        await workflow.wait_condition(condition, timeout=timeout_s)
+        return True
+    except TimeoutError:
+        return False

@@ -29,10 +29,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.events as ev
     import core.models as m
 
 # Workflow code: runs inside the sandbox with the call workflow.
-from workflows.common import QUICK_RETRY, cause, iso
+from workflows.common import QUICK_RETRY, cause, iso, wait_for
 from workflows.ledger import now
 
 if TYPE_CHECKING:
@@ -46,10 +47,10 @@ AGENT_LOST_END_REASON = "agent_lost_no_replacement"
 
 
 class Healing:
-    """The healing half of CallWorkflow (it supplies `book`, `s`, `cfg`, `call_id`)."""
+    """The healing half of CallWorkflow (it supplies `book`, `cfg`, `call_id`); the state
+    changes through `book`'s methods."""
 
     book: CallLedger
-    s: m.CallCarry
     cfg: m.CallConfig
     call_id: str
 
@@ -60,10 +61,10 @@ class Healing:
 
     async def _await_agent_healing(self, settled: Callable[[], bool], deadline: float) -> None:
         """Waits until `settled()` or the deadline, dispatching again while nobody answers."""
-        await _wait(lambda: self.s.room_ready or settled(), deadline - now())
-        if settled() or not self.s.room_ready:
+        await wait_for(lambda: self.book.s.room_ready or settled(), deadline - now())
+        if settled() or not self.book.s.room_ready:
             return
-        if self.s.dispatch_serial == 1:
+        if self.book.s.dispatch_serial == 1:
             self._dispatch_event(1, "room_created", "")
         await self._redispatch(settled, resume=False, deadline=deadline)
 
@@ -73,19 +74,18 @@ class Healing:
         step = self.cfg.agent_redispatch_after_s
         while True:
             left = step if deadline is None else min(step, deadline - now())
-            if await _wait(settled, left):
+            if await wait_for(settled, left):
                 return
-            if self.s.dispatch_attempts >= self.cfg.agent_dispatch_attempts or (
+            if self.book.s.dispatch_attempts >= self.cfg.agent_dispatch_attempts or (
                 deadline is not None and now() >= deadline
             ):
                 if deadline is not None:
-                    await _wait(settled, deadline - now())  # the last one may still come
+                    await wait_for(settled, deadline - now())  # the last one may still come
                 return
             await self._dispatch_agent(resume)
 
     async def _dispatch_agent(self, resume: bool) -> None:
-        self.s.dispatch_attempts += 1
-        self.s.dispatch_serial += 1
+        self.book.dispatch_attempt()
         reason = "agent_lost" if resume else "no_agent_joined"
         try:
             res = await workflow.execute_activity(
@@ -94,7 +94,7 @@ class Healing:
                     call_id=self.call_id,
                     room_name=m.room_name_for(self.call_id),
                     agent_name=self.cfg.agent_name,
-                    serial=self.s.dispatch_serial,
+                    serial=self.book.s.dispatch_serial,
                     resume=resume,
                 ),
                 result_type=act.DispatchResult,
@@ -102,18 +102,16 @@ class Healing:
                 schedule_to_close_timeout=timedelta(seconds=30),
                 retry_policy=QUICK_RETRY,
             )
-            self._dispatch_event(self.s.dispatch_attempts, reason, res.dispatch_id)
+            self._dispatch_event(self.book.s.dispatch_attempts, reason, res.dispatch_id)
         except ActivityError as err:
             # Counted as an attempt all the same: the next one comes after the usual wait.
-            self._dispatch_event(self.s.dispatch_attempts, reason, "", error=cause(err))
+            self._dispatch_event(self.book.s.dispatch_attempts, reason, "", error=cause(err))
 
     def _dispatch_event(self, attempt: int, reason: str, dispatch_id: str, error: str = "") -> None:
-        data: dict = {"status": "dispatched" if not error else "dispatch_failed",
-                      "attempt": attempt, "of": self.cfg.agent_dispatch_attempts,
-                      "reason": reason, "dispatch_id": dispatch_id}  # fmt: skip
-        if error:
-            data["error"] = error
-        self.book.emit(K.AGENT_DISPATCH, data)
+        self.book.emit(ev.AgentDispatch(status="dispatched" if not error else "dispatch_failed",
+                                        attempt=attempt, of=self.cfg.agent_dispatch_attempts,
+                                        reason=reason, dispatch_id=dispatch_id,
+                                        error=error or ev.UNSET))  # fmt: skip
 
     # --- the agent lost mid-call ----------------------------------------------------------
 
@@ -121,60 +119,51 @@ class Healing:
         """For the whole call: replaces an agent that left; a human is asked for otherwise."""
         while self.book.end is None:
             await workflow.wait_condition(
-                lambda: self.book.end is not None or bool(self.s.agent_lost_at)
+                lambda: self.book.end is not None or bool(self.book.s.agent_lost_at)
             )
             if self.book.end is not None:
                 return
 
             def back() -> bool:
-                return not self.s.agent_lost_at or self.book.end is not None
+                return not self.book.s.agent_lost_at or self.book.end is not None
 
-            if self.s.dispatch_attempts == 0:
+            if self.book.s.dispatch_attempts == 0:
                 await self._dispatch_agent(resume=True)
             await self._redispatch(back, resume=True, deadline=None)
             if not back():
                 detail = (
-                    f"the agent left and no new agent joined after {self.s.dispatch_attempts} "
+                    f"the agent left and no new agent joined after {self.book.s.dispatch_attempts} "
                     "dispatches: a person must take this call"
                 )
-                data = {"id": f"agent-lost-{self.s.dispatch_serial}", "kind": "handoff_requested",
-                        "source": "workflow", "detail": detail, "at": iso(now())}  # fmt: skip
-                self.book.emit(K.HANDOFF_REQUESTED, data)
+                self.book.emit(ev.HandoffRequested(id=f"agent-lost-{self.book.s.dispatch_serial}",
+                                                   kind=K.HANDOFF_REQUESTED.value, source="workflow",
+                                                   detail=detail, at=iso(now())))  # fmt: skip
                 self.book.request_end(AGENT_LOST_END_REASON, "system")
 
     def _customer_present(self) -> bool:
-        if self.s.customer_away_since:
+        if self.book.s.customer_away_since:
             return True  # reconnecting counts: they may well be back in a moment
-        records = [p for p in self.s.participants if p.kind == "customer"]
+        records = [p for p in self.book.s.participants if p.kind == "customer"]
         if records:
             return any(not p.left_at for p in records)
-        return any(e.speaker == "customer" for e in self.s.lines[-50:])
+        return any(e.speaker == "customer" for e in self.book.s.lines[-50:])
 
     def _agent_left_healed(self, sig: m.ParticipantLeft) -> bool:
         """True when the agent's leaving is healed (a new one is on its way) instead of ending."""
-        if sig.identity != self.s.agent_identity:
+        if sig.identity != self.book.s.agent_identity:
             return False
-        if self.s.agent_lost_at:
+        if self.book.s.agent_lost_at:
             return True  # already being replaced
         if not self._customer_present():
             return False
-        self._mark_left(sig.identity)
-        self.s.agent_lost_at = now()
-        self.s.dispatch_attempts = 0
-        self.book.emit(K.AGENT_DISPATCH, {"status": "agent_lost", "identity": sig.identity})
-        self.book.publish()
+        self.book.agent_lost(sig.identity)
         return True
 
     def _agent_arrived(self, identity: str) -> bool:
         """A replacement agent joined a call whose agent was lost: it takes over the call."""
-        if not self.s.agent_lost_at or not identity:
+        if not self.book.s.agent_lost_at or not identity:
             return False
-        self.s.agent_lost_at = 0.0
-        self.s.agent_identity = identity
-        self.s.participants.append(m.ParticipantState(identity, "agent", iso(now())))
-        self.book.emit(K.AGENT_DISPATCH, {"status": "agent_replaced", "identity": identity,
-                                          "attempts": self.s.dispatch_attempts})  # fmt: skip
-        self.book.publish()
+        self.book.agent_replaced(identity)
         return True
 
     # --- the customer's connection --------------------------------------------------------
@@ -183,59 +172,33 @@ class Healing:
         """True when the customer's leaving starts the rejoin grace instead of ending."""
         if self.cfg.customer_rejoin_grace_s <= 0:
             return False
-        self._mark_left(sig.identity)
-        if not self.s.customer_away_since:
-            self.s.customer_away_since = now()
-            data = {"status": "reconnecting", "grace_s": self.cfg.customer_rejoin_grace_s}
-            self.book.emit(K.CUSTOMER_CONNECTION, data)
-            self.book.publish()
+        self.book.customer_away(sig.identity, self.cfg.customer_rejoin_grace_s)
         return True
-
-    def _customer_back(self) -> None:
-        if self.s.customer_away_since:
-            away = round(now() - self.s.customer_away_since, 3)
-            self.s.customer_away_since = 0.0
-            self.book.emit(K.CUSTOMER_CONNECTION, {"status": "rejoined", "away_s": away})
-            self.book.publish()
 
     async def _customer_watch(self) -> None:
         """Ends the call `customer_left` when a dropped customer is not back within the grace."""
         while self.book.end is None:
             await workflow.wait_condition(
-                lambda: self.book.end is not None or bool(self.s.customer_away_since)
+                lambda: self.book.end is not None or bool(self.book.s.customer_away_since)
             )
             if self.book.end is not None:
                 return
-            since = self.s.customer_away_since
+            since = self.book.s.customer_away_since
             back = await self._customer_back_by(since, since + self.cfg.customer_rejoin_grace_s)
             if not back:
-                self.book.emit(K.CUSTOMER_CONNECTION, {"status": "gone", "grace_s":
-                                                       self.cfg.customer_rejoin_grace_s})  # fmt: skip
+                grace = self.cfg.customer_rejoin_grace_s
+                self.book.emit(ev.CustomerConnection(status="gone", grace_s=grace))
                 self.book.request_end("customer_left", "customer")
 
     async def _customer_back_by(self, since: float, due: float) -> bool:
-        return await _wait(
-            lambda: self.s.customer_away_since != since or self.book.end is not None, due - now()
+        return await wait_for(
+            lambda: self.book.s.customer_away_since != since or self.book.end is not None,
+            due - now(),
         )
-
-    def _mark_left(self, identity: str) -> None:
-        for p in self.s.participants:
-            if p.identity == identity and not p.left_at:
-                p.left_at = iso(now())
 
     def _heals(self) -> bool:
         """Healing applies: a call with its agent in, not ending, in a run that heals."""
-        live = self.s.status == S.IN_PROGRESS or (
-            self.s.status == S.WAITING_FOR_AGENT and bool(self.s.agent_joined_at)
+        live = self.book.status == S.IN_PROGRESS or (
+            self.book.status == S.WAITING_FOR_AGENT and bool(self.book.s.agent_joined_at)
         )
         return self.book.end is None and live and self._healing()
-
-
-async def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    if timeout_s <= 0:
-        return condition()
-    try:
-        await workflow.wait_condition(condition, timeout=timeout_s)
-        return True
-    except TimeoutError:
-        return False

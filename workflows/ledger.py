@@ -3,6 +3,8 @@
 Every change of the call goes through here: it updates `CallCarry`, appends an event with the
 next per-call sequence number to the queue that the workflow's flusher writes to PostgreSQL,
 and keeps the search attributes and the Web UI's details line current. No I/O, no awaits.
+CallWorkflow (and its healing half) read `s` but change it only through the methods below
+(tests/workflows/test_ledger_sealed.py); each event is a `core.events` dataclass.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.events as ev
     import core.models as m
     import workflows.search as sa
 
@@ -65,9 +68,9 @@ class CallLedger:
         self.s.seen_at = {}
         self.pending = [act.CallEvent(**e) for e in self.s.unflushed]
         by_seq = {e.seq: e for e in self.s.lines}
-        for ev in self.pending:  # a line's event was carried by reference to the line
-            if ev.kind == K.FINAL_TRANSCRIPT and not ev.data and ev.seq in by_seq:
-                ev.data = entry_data(by_seq[ev.seq])
+        for event in self.pending:  # a line's event was carried by reference to the line
+            if event.kind == K.FINAL_TRANSCRIPT and not event.data and event.seq in by_seq:
+                event.data = entry_data(by_seq[event.seq])
         self.inflight: list[act.CallEvent] = []  # the batch being written
         self.s.unflushed = []
         self.end: tuple[str, str] | None = None  # (reason, by): the first end request wins
@@ -126,9 +129,7 @@ class CallLedger:
             self.s.participants.append(m.ParticipantState(sig.identity, sig.kind, iso(now())))
 
     def participant_left(self, sig: m.ParticipantLeft) -> None:
-        for p in self.s.participants:
-            if p.identity == sig.identity and not p.left_at:
-                p.left_at = iso(now())
+        self.mark_left(sig.identity)
         if sig.kind == "customer":
             self.request_end("customer_left", "customer")
         elif sig.kind == "agent" and sig.identity == self.s.agent_identity:
@@ -149,31 +150,29 @@ class CallLedger:
         self.s.last_heard_at = now()
         self.s.silence_alerted = False
         if line.metrics is not None:
-            self.emit(K.AGENT_METRICS, metrics_data(line.metrics))
+            self.emit(metrics_event(line.metrics))
         if line.speaker == "customer":
             self.customer_seen = True  # a line of the customer says they are in
             found = matched_keywords(line.text, self.cfg.keywords)
             if found:
                 self.s.keyword_alerts += 1
-                data = {"line_id": line.id, "line_seq": entry.seq, "keywords": found}
-                self.emit(K.KEYWORD_ALERT, data)
+                self.emit(ev.KeywordAlert(line_id=line.id, line_seq=entry.seq, keywords=found))
 
-    def silence_alert(self, data: dict) -> None:
+    def silence_alert(self, alert: ev.SilenceAlert) -> None:
         self.s.silence_alerts += 1
         self.s.silence_alerted = True
-        self.emit(K.SILENCE_ALERT, data)
+        self.emit(alert)
         self.publish()
 
     def consent(self, sig: m.RecordingConsentSignal) -> None:
         if not self.s.consent:  # the first answer is final (but a grant can be withdrawn)
             self.s.consent = "granted" if sig.granted else "refused"
-            self.emit(K.RECORDING, {"consent": self.s.consent, "at": sig.at})
+            self.emit(ev.Recording(consent=self.s.consent, at=sig.at))
         elif self.v2 and self.s.consent == "granted" and not sig.granted:
             # Withdrawn: the egress stops; what was recorded is kept or deleted by policy.
             self.s.consent = "withdrawn"
-            data = {"consent": "withdrawn", "recorded": self.cfg.recording_on_withdrawal,
-                    "at": sig.at}  # fmt: skip
-            self.emit(K.RECORDING, data)
+            recorded = self.cfg.recording_on_withdrawal
+            self.emit(ev.Recording(consent="withdrawn", recorded=recorded, at=sig.at))
 
     def egress_report(self, upd: m.EgressUpdate) -> None:
         report = m.EgressState(upd.egress_id, upd.status, upd.error, upd.file, upd.started_at)
@@ -188,9 +187,7 @@ class CallLedger:
         self.s.egress = merge_egress(eg, report)
         if not eg.started_at and self.s.egress.started_at and workflow.patched(PATCH_EGRESS_CLOCK):
             # LiveKit's own start: the time zero the dashboard plays transcript and audio against.
-            self.emit(
-                K.RECORDING, {"egress_id": eg.egress_id, "started_at": self.s.egress.started_at}
-            )
+            self.emit(ev.Recording(egress_id=eg.egress_id, started_at=self.s.egress.started_at))
         if not was_failed and egress_failed_without_file(self.s.egress):
             self.egress_failed()
         elif (
@@ -201,6 +198,67 @@ class CallLedger:
             and self.s.status == S.IN_PROGRESS
         ):
             self.egress_ended_early()
+
+    def mark_left(self, identity: str) -> None:
+        for p in self.s.participants:
+            if p.identity == identity and not p.left_at:
+                p.left_at = iso(now())
+
+    # --- the call's course (CallWorkflow changes the state only through these) ---------
+
+    @property
+    def status(self) -> S:
+        return S(self.s.status)
+
+    def conversation_started(self) -> None:
+        """The agent is in: the call is in progress, and the silence clock starts now."""
+        self.s.last_heard_at = now()
+        self.set_status(S.IN_PROGRESS)
+
+    def hanging_up(self, reason: str) -> None:
+        self.s.ended_at = now()
+        self.set_status(S.ENDING, reason)
+
+    def room_created(self) -> None:
+        self.s.room_ready = True
+
+    # --- healing (the agent and the customer's connection) -------------------------------
+
+    def dispatch_attempt(self) -> None:
+        """One more agent dispatch: counted for this loss, and numbered for the whole call."""
+        self.s.dispatch_attempts += 1
+        self.s.dispatch_serial += 1
+
+    def agent_lost(self, identity: str) -> None:
+        """The agent left while the customer stays: replacements are dispatched from now."""
+        self.mark_left(identity)
+        self.s.agent_lost_at = now()
+        self.s.dispatch_attempts = 0
+        self.emit(ev.AgentDispatch(status="agent_lost", identity=identity))
+        self.publish()
+
+    def agent_replaced(self, identity: str) -> None:
+        self.s.agent_lost_at = 0.0
+        self.s.agent_identity = identity
+        self.s.participants.append(m.ParticipantState(identity, "agent", iso(now())))
+        attempts = self.s.dispatch_attempts
+        self.emit(ev.AgentDispatch(status="agent_replaced", identity=identity, attempts=attempts))
+        self.publish()
+
+    def customer_away(self, identity: str, grace_s: float) -> None:
+        """The customer's connection dropped: the rejoin grace starts (once per absence)."""
+        self.mark_left(identity)
+        if not self.s.customer_away_since:
+            self.s.customer_away_since = now()
+            self.emit(ev.CustomerConnection(status="reconnecting", grace_s=grace_s))
+            self.publish()
+
+    def customer_back(self) -> None:
+        if self.s.customer_away_since:
+            away = round(now() - self.s.customer_away_since, 3)
+            self.s.customer_away_since = 0.0
+            self.emit(ev.CustomerConnection(status="rejoined", away_s=away))
+            self.publish()
 
     # --- egress -------------------------------------------------------------------------
 
@@ -222,9 +280,8 @@ class CallLedger:
     def egress_start_failed(self, error: str) -> None:
         self.s.recording_error = error
         last = self.s.egress_attempts >= 2
-        data = {"status": "egress_start_failed", "attempt": self.s.egress_attempts,
-                "will_retry": not last, "error": error}  # fmt: skip
-        self.emit(K.RECORDING, data)
+        self.emit(ev.Recording(status="egress_start_failed", attempt=self.s.egress_attempts,
+                               will_retry=not last, error=error))  # fmt: skip
         if last:
             self.set_recording(R.FAILED)
 
@@ -233,9 +290,8 @@ class CallLedger:
         assert eg is not None
         self.s.recording_error = eg.error or eg.status
         will_retry = self.s.egress_attempts < self.max_egress_starts() and self.end is None
-        data = {"status": "egress_failed", "egress_id": eg.egress_id,
-                "error": self.s.recording_error, "will_retry": will_retry}  # fmt: skip
-        self.emit(K.RECORDING, data)
+        self.emit(ev.Recording(status="egress_failed", egress_id=eg.egress_id,
+                               error=self.s.recording_error, will_retry=will_retry))  # fmt: skip
         if not will_retry:
             self.set_recording(R.FAILED)
 
@@ -246,9 +302,62 @@ class CallLedger:
         will_restart = (
             self.s.consent != "withdrawn" and self.s.egress_attempts < self.max_egress_starts()
         )
-        data = {"status": "egress_ended_mid_call", "egress_id": eg.egress_id, "segment": eg.n,
-                "egress": eg.status, "error": eg.error, "will_restart": will_restart}  # fmt: skip
-        self.emit(K.RECORDING, data)
+        self.emit(ev.Recording(status="egress_ended_mid_call", egress_id=eg.egress_id,
+                               segment=eg.n, egress=eg.status, error=eg.error,
+                               will_restart=will_restart))  # fmt: skip
+
+    def egress_attempt(self) -> int:
+        """Counts one more egress start; returns how many there have been."""
+        self.s.egress_attempts += 1
+        return self.s.egress_attempts
+
+    def egress_stopped(self, base: m.EgressState, info: m.EgressState) -> None:
+        """What `stop_egress` answered, merged into `base` (the egress as known after it)."""
+        self.s.egress = merge_egress(base, info)
+
+    def egress_polled(self, egress_id: str, state: m.EgressState) -> None:
+        """An egress's state as LiveKit answered when asked (the latest or an earlier segment)."""
+        if self.s.egress is not None and self.s.egress.egress_id == egress_id:
+            self.s.egress = state
+        else:
+            self.s.segments = [state if x.egress_id == egress_id else x for x in self.s.segments]
+
+    def egress_lost(self, error: str) -> None:
+        """LiveKit no longer knows the egress and its file is nowhere: none will come."""
+        self.s.recording_error = error
+        self.emit(ev.Recording(status="egress_lost", error=error))
+
+    def recording_error_is(self, error: str) -> None:
+        self.s.recording_error = error
+
+    # --- the recording at the end of the call ---------------------------------------------
+
+    def recording_without_file(self) -> None:
+        """No egress left a file: the recording failed (with the first reason known)."""
+        eg = self.s.egress
+        assert eg is not None
+        self.s.recording_error = (
+            self.s.recording_error or eg.error or f"egress ended as {eg.status} without a file"
+        )
+        self.set_recording(R.FAILED, error=self.s.recording_error)
+
+    def recording_failed(self, error: str) -> None:
+        self.s.recording_error = error
+        self.set_recording(R.FAILED, error=error)
+
+    def recording_deleted(self, segments: int) -> None:
+        """Consent withdrawn with the `delete` policy: what was recorded is gone."""
+        self.s.recording_error = ""
+        self.set_recording(R.NONE, reason="consent_withdrawn", deleted=segments)
+
+    def recording_stored(self, result: m.RecordingResult, recorded_for: float) -> None:
+        self.s.recording = result
+        self.set_recording(R.STORED, key=result.key, size=result.size, sha256=result.sha256,
+                           duration_s=result.duration_s, incomplete=result.incomplete)  # fmt: skip
+        if result.incomplete:
+            self.emit(
+                ev.RecordingIncomplete(duration_s=result.duration_s, recorded_for_s=recorded_for)
+            )
 
     def max_egress_starts(self) -> int:
         return self.cfg.max_egress_starts if self.v2 else 2
@@ -257,7 +366,27 @@ class CallLedger:
         """Every egress of the call in order (the latest last)."""
         return self.s.segments + ([self.s.egress] if self.s.egress is not None else [])
 
+    def segment(self, egress_id: str) -> m.EgressState | None:
+        for seg in self.all_segments():
+            if seg.egress_id == egress_id:
+                return seg
+        return None
+
     # --- the event log ------------------------------------------------------------------
+
+    def take_batch(self) -> list[act.CallEvent]:
+        """The flush hand-off: everything queued so far becomes the batch being written."""
+        batch, self.pending = self.pending, []
+        self.inflight = batch
+        return batch
+
+    def batch_done(self) -> None:
+        """The batch in flight was written (or dropped): nothing is being written now."""
+        self.inflight = []
+
+    def flushed(self) -> bool:
+        """Nothing queued and nothing being written."""
+        return not self.pending and not self.inflight
 
     def events_rejected(self, batch: list[act.CallEvent], error: str) -> None:
         """A batch the database can never take was dropped: logged every time, and noted once
@@ -267,7 +396,7 @@ class CallLedger:
         first = not self.s.event_log_error
         self.s.event_log_error = f"events {seqs} not written: {error}"
         if first:
-            self.emit(K.STATUS, {"status": self.s.status, "events_rejected": seqs, "error": error})
+            self.emit(ev.Status(status=self.s.status, events_rejected=seqs, error=error))
 
     # --- status -------------------------------------------------------------------------
 
@@ -283,19 +412,20 @@ class CallLedger:
     def set_status(self, status: S, reason: str = "") -> None:
         if self.s.status != status:
             self.s.status = status
-            data = {"status": status, "reason": reason} if reason else {"status": status}
-            self.emit(K.STATUS, data)
+            self.emit(ev.Status(status=status, reason=reason or ev.UNSET))
             self.publish()
 
-    def set_recording(self, status: R, **data: object) -> None:
+    def set_recording(self, status: R, **details: Any) -> None:
+        """A new recording status, with what goes with it (fields of `core.events.Recording`)."""
         if self.s.recording_status != status:
             self.s.recording_status = status
-            self.emit(K.RECORDING, {"status": status, **data})
+            self.emit(ev.Recording(status=status, **details))
             self.publish()
 
-    def emit(self, kind: K, data: dict) -> None:
+    def emit(self, event: ev.EventData) -> None:
+        """Appends `event` to the call's log with the next seq (written by the flusher)."""
         self.s.seq += 1
-        self._queue(self.s.seq, kind, data)
+        self._queue(self.s.seq, event.KIND, event.to_dict())
 
     def _queue(self, seq: int, kind: K, data: dict) -> None:
         self.pending.append(act.CallEvent(seq, kind.value, iso(now()), data))
@@ -353,9 +483,9 @@ class CallLedger:
         line_seqs = {e.seq for e in unflushed if e.kind == K.FINAL_TRANSCRIPT}
         must = [e for e in self.s.lines if e.seq in line_seqs]
         events = [dataclasses.asdict(e) for e in unflushed]
-        for ev in events:
-            if ev["seq"] in line_seqs and any(e.seq == ev["seq"] for e in must):
-                ev["data"] = {}  # rebuilt from the carried line
+        for event in events:
+            if event["seq"] in line_seqs and any(e.seq == event["seq"] for e in must):
+                event["data"] = {}  # rebuilt from the carried line
         horizon = now() - SEEN_WINDOW_S
         base = dataclasses.replace(
             self.s,
@@ -421,13 +551,17 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def metrics_data(sig: m.AgentMetrics) -> dict:
-    data = {"id": sig.id, "end_of_utterance_delay_s": sig.end_of_utterance_delay_s,
-            "time_to_first_token_s": sig.time_to_first_token_s,
-            "time_to_first_audio_s": sig.time_to_first_audio_s, "at": sig.at}  # fmt: skip
+def metrics_event(sig: m.AgentMetrics) -> ev.AgentMetrics:
+    event = ev.AgentMetrics(
+        id=sig.id,
+        end_of_utterance_delay_s=sig.end_of_utterance_delay_s,
+        time_to_first_token_s=sig.time_to_first_token_s,
+        time_to_first_audio_s=sig.time_to_first_audio_s,
+        at=sig.at,
+    )
     # Newer agents label each figure (TTS TTFB is `time_to_first_audio_s`, kept as it was).
     if sig.stt_delay_s is not None or sig.end_to_end_latency_s is not None:
-        data["stt_delay_s"] = sig.stt_delay_s
-        data["end_to_end_latency_s"] = sig.end_to_end_latency_s
-        data["tts_ttfb_s"] = sig.time_to_first_audio_s
-    return data
+        event.stt_delay_s = sig.stt_delay_s
+        event.end_to_end_latency_s = sig.end_to_end_latency_s
+        event.tts_ttfb_s = sig.time_to_first_audio_s
+    return event

@@ -14,11 +14,12 @@ however often it is retried. When a segment's retries run out it does not fail: 
 again from that segment, `give_up` ends the run (result `given_up`, the recording `failed`).
 Both are refused (the update fails, nothing changes) unless the run is waiting for ops, so two
 concurrent retries start one. Runs from before release 2 (no patch marker) fail instead and are
-replayed by `workflows.ops.retry_recording` as a new run.
+replayed by `workflows.client.retry_recording` as a new run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -156,7 +157,8 @@ class RecordingWorkflow:
                 duration_s=first.duration_s,
                 sha256=first.sha256,
                 incomplete=any(r.incomplete for r in stored),
-                segments=[_segment_data(s) for s in segments],
+                # The `segments` of the stored `recording` event (core.events.Recording).
+                segments=[dataclasses.asdict(s) for s in segments],
                 error=self._error if given_up else "",
             )
             if not given_up:
@@ -267,7 +269,7 @@ class RecordingWorkflow:
             await self._record_v1(inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error))
             raise ApplicationError(
                 f"recording of call {inp.call_id} not stored: {self._error} "
-                "(ops: workflows.ops.retry_recording restarts it)",
+                "(ops: workflows.client.retry_recording restarts it)",
                 type="RecordingNotStored",
                 non_retryable=True,
             ) from err
@@ -301,8 +303,3 @@ class RecordingWorkflow:
 
 
 _NOT_WAITING_MESSAGE = "the recording pipeline is not waiting for ops (running, stored or done)"
-
-
-def _segment_data(s: m.StoredSegment) -> dict:
-    return {"n": s.n, "key": s.key, "size": s.size, "sha256": s.sha256,
-            "duration_s": s.duration_s, "egress_id": s.egress_id}  # fmt: skip

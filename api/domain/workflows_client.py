@@ -1,6 +1,6 @@
 """What the API asks of Temporal: start a call (update-with-start), query, update, signal,
 replay a failed recording pipeline. The client-side calls themselves live with the workflows
-(`workflows/ops.py`); Temporal's errors become API errors here, once.
+(`workflows/client.py`); Temporal's errors become API errors here, once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from core.models import (
     call_workflow_id,
 )
 from core.settings import Settings
-from workflows import ops
+from workflows import client as wclient
 
 
 def _application_error(exc: BaseException) -> ApplicationError | None:
@@ -80,7 +80,7 @@ class CallsClient:
         itself): 503, the customer may try again.
         """
         try:
-            return await ops.start_call(
+            return await wclient.start_call(
                 self.client,
                 call_id,
                 customer_name,
@@ -123,7 +123,7 @@ class CallsClient:
     async def end(self, call_id: str, reason: str, by: str) -> str:
         """End a live call; returns the call's status after the update ("ending" or later)."""
         try:
-            result = await ops.end_call(self.client, call_id, reason, by)
+            result = await wclient.end_call(self.client, call_id, reason, by)
         except (RPCError, WorkflowUpdateFailedError) as exc:
             raise temporal_error(exc, call_id) from exc
         return result.status
@@ -148,8 +148,8 @@ class CallsClient:
     async def retry_recording(self, call_id: str) -> str:
         """Start a new run of a failed `recording-<id>`; 404 without one, 409 unless failed."""
         try:
-            retry = await ops.retry_recording(self.client, call_id)
-        except ops.RecordingRetryRefused as exc:
+            retry = await wclient.retry_recording(self.client, call_id)
+        except wclient.RecordingRetryRefused as exc:
             if exc.code == "not_found":
                 raise NotFound(str(exc), code="recording_not_found", field="call_id") from exc
             raise Conflict(str(exc), code=f"recording_{exc.code}") from exc

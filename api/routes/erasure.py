@@ -7,12 +7,11 @@ recording pipeline that still retries or waits for ops is stopped by the erasure
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 from temporalio.client import WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from api.auth import ERASE, require
@@ -23,13 +22,8 @@ from api.errors import Conflict, NotFound
 from api.schemas import Empty, ErasureResult
 from api.validation import call_id_path, parse_body, parse_query
 from core.log import get_logger
-from core.models import (
-    ERASE_WORKFLOW,
-    EraseCallInput,
-    EraseCallResult,
-    call_workflow_id,
-    erase_workflow_id,
-)
+from core.models import call_workflow_id, erase_workflow_id
+from workflows.client import start_erase
 
 log = get_logger("api.erasure")
 bp = Blueprint("erasure", url_prefix="/api/calls")
@@ -66,18 +60,11 @@ async def erase_call(request: Request, call_id: str) -> HTTPResponse:
     # erase workflow stops it first.
     principal = request.ctx.principal
     try:
-        handle = await res.temporal.start_workflow(
-            ERASE_WORKFLOW,
-            EraseCallInput(
-                call_id=call_id,
-                requested_by=principal.id,
-                requested_at=datetime.now(UTC).isoformat(),
-            ),
-            id=wid,
+        handle = await start_erase(
+            res.temporal,
+            call_id,
+            by=principal.id,
             task_queue=request.app.ctx.settings.TEMPORAL_TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            result_type=EraseCallResult,
         )
     except RPCError as exc:
         raise temporal_error(exc, call_id) from exc

@@ -25,7 +25,7 @@ from core import models as m
 from core.temporal import connect_temporal
 from tests.activities.conftest import Run
 from tests.fixtures.livekit import LiveKitEmulator
-from workflows import ops
+from workflows import client as wclient
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
@@ -147,7 +147,7 @@ async def test_a_whole_call_on_the_real_activities(
                 ),
             ),
         ):
-            grant = await ops.start_call(client, call_id, "Ada", config, task_queue=queue)
+            grant = await wclient.start_call(client, call_id, "Ada", config, task_queue=queue)
             assert grant.room_name == room and grant.livekit_url == lk.url
             await lk.join(room, grant.participant_identity, kind="customer")
             handle = client.get_workflow_handle_for(CallWorkflow.run, m.call_workflow_id(call_id))
@@ -175,7 +175,7 @@ async def test_a_whole_call_on_the_real_activities(
             await handle.signal(
                 CallWorkflow.transcript, m.TranscriptLine("l2", "customer", "I'd like a test drive")
             )
-            await ops.end_call(client, call_id, "test over", "ops")
+            await wclient.end_call(client, call_id, "test over", "ops")
             result = await asyncio.wait_for(handle.result(), 60)
             # The call is over once its pipeline started; the pipeline reports its own outcome.
             pipeline = client.get_workflow_handle(

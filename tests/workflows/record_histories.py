@@ -28,7 +28,7 @@ from tests.fixtures.services import register_search_attributes
 from tests.workflows.conftest import AGENT, Harness, running_harness
 from tests.workflows.standins import egress_file, until
 from workflows.call import CallWorkflow
-from workflows.ops import give_up_recording, retry_recording
+from workflows.client import give_up_recording, retry_recording
 
 Run = tuple[str, str | None]  # workflow id, run id (None: the latest run)
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"

@@ -11,7 +11,7 @@ from core import models as m
 from tests.workflows.conftest import Harness
 from tests.workflows.standins import until
 from workflows import search as sa
-from workflows.ops import RecordingRetryRefused, retry_recording
+from workflows.client import RecordingRetryRefused, retry_recording
 from workflows.recording import RecordingWorkflow
 
 R = m.RecordingStatus

@@ -10,7 +10,7 @@ from activities import types as act
 from core import models as m
 from tests.workflows.conftest import CUSTOMER, Harness
 from workflows.call import CallWorkflow
-from workflows.ops import end_call, start_call
+from workflows.client import end_call, start_call
 
 
 async def test_start_call_with_update_with_start_then_end_it(dev_harness: Harness) -> None:

@@ -3,6 +3,8 @@
 - `start_call`: update-with-start of `CallWorkflow` + `issue_token` (what `POST /api/calls` does).
 - `end_call`: the `end_call` update.
 - `retry_recording`: replay a failed recording pipeline (`POST /api/recordings/{id}/retry`).
+- `start_erase`: start (or join) `EraseCallWorkflow(erase-<call_id>)` (`DELETE /api/calls/{id}`
+  and `ops calls erase`, so the two never erase a call twice).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -23,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core import models as m
 from workflows.call import CallWorkflow
+from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 
 
@@ -84,6 +89,29 @@ async def end_call(client: Client, call_id: str, reason: str, by: str) -> m.EndC
     handle = client.get_workflow_handle(m.call_workflow_id(call_id))
     return await handle.execute_update(
         m.UPDATE_END_CALL, m.EndCallRequest(reason, by), result_type=m.EndCallResult
+    )
+
+
+async def start_erase(
+    client: Client,
+    call_id: str,
+    *,
+    by: str,
+    task_queue: str,
+    execution_timeout: timedelta | None = None,
+) -> WorkflowHandle[EraseCallWorkflow, m.EraseCallResult]:
+    """Start `erase-<call_id>`, or join the erasure already running under that id (a failed one
+    may be started again). Raises `RPCError` when Temporal does not answer."""
+    return await client.start_workflow(
+        EraseCallWorkflow.run,
+        m.EraseCallInput(
+            call_id=call_id, requested_by=by, requested_at=datetime.now(UTC).isoformat()
+        ),
+        id=m.erase_workflow_id(call_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        execution_timeout=execution_timeout,
     )
 
 
