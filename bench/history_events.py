@@ -21,14 +21,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from temporalio.testing import WorkflowEnvironment
-
 from activities import types as act
 from core import models as m
-from devstack.services import TEMPORAL_TEST_SERVER_BIN
-from tests.fixtures.services import register_search_attributes
-from tests.workflows.conftest import Harness, running_harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import Harness, running_harness
+from testkit.standins import egress_file, until
+from testkit.temporal import start_time_skipping
 from workflows.call import CallWorkflow
 
 LINES = 150
@@ -78,11 +75,8 @@ async def call_events(h: Harness, mode: str, lines: int) -> int:
 
 
 async def main(lines: int = LINES) -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
-    )
+    env = await start_time_skipping()
     try:
-        await register_search_attributes(env.client)
         async with running_harness(env) as h:
             baseline = await call_events(h, "line", 0)
         print(f"call without lines (greeting only): {baseline} history events")
