@@ -1,7 +1,7 @@
 # The two commands a fresh clone needs: `make dev` and `make test` (see README.md).
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-PY_SRC := core db devstack workflows activities api agent ops worker.py bench tests
+PY_SRC := core db devstack workflows activities api agent ops worker.py bench testkit tests
 
 .PHONY: dev test setup web browser compose lint typecheck pytest clean-devstack screenshots
 
@@ -21,7 +21,7 @@ lint:
 	uv run ruff format --check $(wildcard $(PY_SRC))
 
 typecheck:
-	uv run mypy core workflows activities ops
+	uv run mypy core workflows activities ops testkit
 	@if [ -f web/package.json ]; then cd web && npm run typecheck; fi
 
 pytest:

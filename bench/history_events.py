@@ -21,14 +21,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from temporalio.testing import WorkflowEnvironment
-
 from activities import types as act
 from core import models as m
-from devstack.services import TEMPORAL_TEST_SERVER_BIN
-from tests.fixtures.services import register_search_attributes
-from tests.workflows.conftest import Harness, running_harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import Harness, running_harness
+from testkit.standins import egress_file, until
+from testkit.temporal import start_time_skipping
 from workflows.call import CallWorkflow
 
 LINES = 150
@@ -80,11 +77,8 @@ async def call_events(h: Harness, mode: str, lines: int) -> int:
 async def measured(mode: str, lines: int) -> int:
     """One call on a time-skipping server of its own: the test server stops skipping time once
     a call completed before its abandoned recording pipeline (tests/fixtures/services.py)."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
-    )
+    env = await start_time_skipping()
     try:
-        await register_search_attributes(env.client)
         async with running_harness(env) as h:
             return await call_events(h, mode, lines)
     finally:

@@ -18,7 +18,7 @@ from core import models as m
 from core.codec import ENCODING, KEY_ID_META, EncryptionCodec, PayloadDecryptError
 from core.settings import SettingsError
 from core.temporal import connect_temporal, data_converter
-from tests.workflows.standins import StandIns
+from testkit.standins import StandIns
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 

@@ -56,8 +56,8 @@ from core.models import (
 )
 from core.settings import RecordingConsent
 from devstack.services import TEMPORAL_BIN, free_port
+from testkit.standins import StandIns, until
 from tests.agent.fake_llm import Call, Say, ScriptedLLM
-from tests.workflows.standins import StandIns, until
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 

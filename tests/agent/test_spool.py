@@ -21,8 +21,8 @@ from core.models import (
     TranscriptLine,
     customer_identity,
 )
+from testkit.standins import StandIns
 from tests.agent.test_bridge import live_call  # noqa: F401 - the fixture
-from tests.workflows.standins import StandIns
 from workflows.call import CallWorkflow
 
 

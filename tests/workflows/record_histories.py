@@ -19,14 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateStage
-from temporalio.testing import WorkflowEnvironment
 
 from activities import types as act
 from core import models as m
-from devstack.services import TEMPORAL_TEST_SERVER_BIN
-from tests.fixtures.services import register_search_attributes
-from tests.workflows.conftest import AGENT, Harness, running_harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import AGENT, Harness, running_harness
+from testkit.standins import egress_file, until
+from testkit.temporal import start_time_skipping
 from workflows.call import CallWorkflow
 from workflows.client import give_up_recording, retry_recording
 
@@ -363,11 +361,8 @@ async def main(out: Path, only: list[str]) -> None:
             continue
         # A test server per scenario: one stops skipping time once a call completed before
         # its abandoned recording pipeline (see tests/fixtures/services.py).
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
-        )
+        env = await start_time_skipping()
         try:
-            await register_search_attributes(env.client)
             async with running_harness(env) as h:
                 ids = await scenario(h)
             counter = [0]

@@ -9,8 +9,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import AGENT, CUSTOMER, Harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import AGENT, CUSTOMER, Harness
+from testkit.standins import egress_file, until
 from workflows import search as sa
 from workflows.call import CallWorkflow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import AGENT, Harness
-from tests.workflows.standins import until
+from testkit.harness import AGENT, Harness
+from testkit.standins import until
 from workflows.call import CallWorkflow
 from workflows.healing import AGENT_LOST_END_REASON
 

@@ -8,8 +8,8 @@ import pytest
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import Harness
-from tests.workflows.standins import until
+from testkit.harness import Harness
+from testkit.standins import until
 from workflows import search as sa
 from workflows.client import RecordingRetryRefused, retry_recording
 from workflows.recording import RecordingWorkflow

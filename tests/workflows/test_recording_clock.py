@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import Harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import Harness
+from testkit.standins import egress_file, until
 from workflows.call import CallWorkflow
 
 STARTED = "2026-01-02T03:04:05.678000+00:00"

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import models as m
-from tests.workflows.standins import StandIns, egress_file, until
+from testkit.standins import StandIns, egress_file, until
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
@@ -31,18 +31,24 @@ PREVIOUS_RELEASES = [
     "9c07ab5d2a32c3d7d6b6328115fee4778870ec6f",
     "47f7005c977a140d1177d3bf66619b6cb3325049",
 ]
-PATHS = ["core", "workflows", "activities", "tests/__init__.py", "tests/workflows/__init__.py",
-         "tests/workflows/standins.py"]  # fmt: skip
+# What the old side runs (those of them a release has): see `standins_module`.
+PATHS = ["core", "workflows", "activities", "testkit", "tests/__init__.py",
+         "tests/workflows/__init__.py", "tests/workflows/standins.py"]  # fmt: skip
 
 # Run by the previous release's code: start calls, bring each mid-call, then stop the worker.
 OLD_SIDE = """
-import asyncio, json, sys
+import asyncio, importlib, json, os, sys
 from temporalio.client import Client
 from temporalio.worker import Worker
 from core import models as m
-from tests.workflows.standins import StandIns, until
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
+
+# The release's own stand-ins, never this checkout's (on sys.path too, after the release's tree).
+standins = importlib.import_module(sys.argv[4])
+for module in (standins, sys.modules["workflows.call"]):
+    assert os.path.realpath(module.__file__).startswith(os.path.realpath(".")), module
+StandIns, until = standins.StandIns, standins.until
 
 async def main(target, queue, n):
     client = await Client.connect(target)
@@ -72,10 +78,18 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 
 
 def checkout(commit: str, into: Path) -> bool:
-    """The release's files at `commit` into `into`; False when git or the commit is missing."""
+    """The release's files at `commit` into `into` (those of PATHS it has); False when git or
+    the commit is missing."""
     try:
+        listed = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-tree", "--name-only", commit, "--", *PATHS],
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=60,
+        ).stdout.split()
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, *PATHS],
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, *listed],
             capture_output=True,
             check=True,
             timeout=60,
@@ -89,6 +103,11 @@ def checkout(commit: str, into: Path) -> bool:
     return True
 
 
+def standins_module(release: Path) -> str:
+    """Where a release keeps its stand-in activities: testkit/, or tests/ before testkit/."""
+    return "testkit.standins" if (release / "testkit").is_dir() else "tests.workflows.standins"
+
+
 @pytest.mark.parametrize("commit", PREVIOUS_RELEASES)
 async def test_calls_started_by_the_previous_release_finish_on_this_one(
     temporal_dev_env: WorkflowEnvironment, commit: str
@@ -100,7 +119,7 @@ async def test_calls_started_by_the_previous_release_finish_on_this_one(
         queue = f"redeploy-{uuid.uuid4().hex[:8]}"
         target = env.client.service_client.config.target_host
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", OLD_SIDE, target, queue, "4",
+            sys.executable, "-c", OLD_SIDE, target, queue, "4", standins_module(Path(tmp)),
             cwd=tmp,
             env={**os.environ, "PYTHONPATH": tmp},
             stdout=asyncio.subprocess.PIPE,

@@ -6,8 +6,8 @@ from temporalio.client import WorkflowHandle
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import Harness
-from tests.workflows.standins import until
+from testkit.harness import Harness
+from testkit.standins import until
 from workflows.call import CallWorkflow
 
 S = m.CallStatus

@@ -12,8 +12,8 @@ from temporalio.service import RPCError
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import Harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import Harness
+from testkit.standins import egress_file, until
 from workflows import search as sa
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow

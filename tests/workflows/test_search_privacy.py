@@ -8,7 +8,7 @@ import os
 
 from core import models as m
 from core.settings import load_settings
-from tests.workflows.conftest import CUSTOMER, Harness
+from testkit.harness import CUSTOMER, Harness
 from workflows import search as sa
 
 BASE = dict(

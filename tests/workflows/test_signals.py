@@ -7,8 +7,8 @@ import time
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import AGENT, Harness
-from tests.workflows.standins import egress_file, until
+from testkit.harness import AGENT, Harness
+from testkit.standins import egress_file, until
 from workflows.call import CallWorkflow
 
 S = m.CallStatus

@@ -8,7 +8,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import types as act
 from core import models as m
-from tests.workflows.conftest import CUSTOMER, Harness
+from testkit.harness import CUSTOMER, Harness
 from workflows.call import CallWorkflow
 from workflows.client import end_call, start_call
 

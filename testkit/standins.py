@@ -1,6 +1,6 @@
-"""Stand-in activities registered under the real names, to test the workflows alone.
+"""Stand-in activities registered under the real names, to run the workflows alone (tests, benches).
 
-One `StandIns` object per test: it records every call, keeps an in-memory "database" with the
+One `StandIns` object per worker: it records every call, keeps an in-memory "database" with the
 same natural keys as the real one (so a retried batch is visibly a no-op), and can be told to
 fail in the ways the tests need.
 """
