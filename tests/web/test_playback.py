@@ -152,7 +152,12 @@ async def test_segments_play_in_order_on_one_clock(
     # Back into the first segment, near its end: playing on hands over to the second.
     await lines.nth(2).locator("button.line-seek").click()
     await expect(audio).to_have_attribute("data-segment", "0")
-    await audio.evaluate("a => { a.currentTime = a.duration - 0.3; return a.play(); }")
+    # (Back on segment 0 its metadata may still be loading: duration is NaN until then.)
+    await audio.evaluate(
+        "async a => { if (!Number.isFinite(a.duration)) await new Promise("
+        "r => a.addEventListener('loadedmetadata', r, { once: true }));"
+        " a.currentTime = a.duration - 0.3; return a.play(); }"
+    )
     await expect(audio).to_have_attribute("data-segment", "1", timeout=10_000)
     await expect(page.locator("#playback-clock")).to_have_text(
         re.compile(r"^0:3\d$"), timeout=5_000
