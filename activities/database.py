@@ -39,6 +39,12 @@ ON CONFLICT (call_id, seq) DO NOTHING
 RETURNING seq, kind
 """
 
+# A call's lines are found by its primary key's prefix (call_id); only rare lines are asked.
+_STORED_LINE_IDS = """
+SELECT DISTINCT data->>'id' AS id FROM call_events
+WHERE call_id = $1 AND kind = 'final_transcript' AND data->>'id' = ANY($2::text[])
+"""
+
 _UPSERT_CALL = """
 INSERT INTO calls AS c (call_id, room_name, customer_name, status, recording_status, created_at,
     agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq, line_count,
@@ -168,6 +174,21 @@ class DatabaseActivities:
                     [event_notification(batch.call_id, seq, kind) for seq, kind in new],
                 )
         return len(new)
+
+    @activity.defn(name=act.STORED_LINE_IDS)
+    async def stored_line_ids(self, query: act.LineIdsQuery) -> list[str]:
+        """The ids among `query.ids` of final transcript lines already in the call's event log
+        (the workflow asks only for a line that may repeat one it no longer remembers)."""
+        if not m.is_call_id(query.call_id):
+            raise _invalid(f"stored_line_ids: {query.call_id!r} is not a call id")
+        if not query.ids:
+            return []
+        rows = await _guard(
+            "stored_line_ids",
+            query.call_id,
+            self.pool.fetch(_STORED_LINE_IDS, query.call_id, [_text(i) for i in query.ids]),
+        )
+        return sorted({r["id"] for r in rows})
 
     @staticmethod
     async def _upsert_call(conn: Any, row: act.CallRow) -> None:

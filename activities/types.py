@@ -27,6 +27,7 @@ DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
 RECORD_RECORDING = "record_recording"
+STORED_LINE_IDS = "stored_line_ids"
 # Erasure (activities/erase.py)
 ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
 ERASE_RECORDING_OBJECT = "erase_recording_object"
@@ -153,6 +154,14 @@ class EventBatch:
 @dataclass
 class AppendResult:
     inserted: int  # events written now (a retried batch writes 0)
+
+
+@dataclass
+class LineIdsQuery:
+    """`stored_line_ids`: which of these transcript line ids the call's event log holds."""
+
+    call_id: str
+    ids: list[str] = field(default_factory=list)
 
 
 @dataclass

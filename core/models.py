@@ -190,6 +190,9 @@ class CallConfig:
     max_egress_starts: int = 5
     # Consent withdrawn mid-call: keep | delete what was recorded until then.
     recording_on_withdrawal: str = "delete"
+    # Signal ids a run remembers (and carries) this long. A line that may repeat one forgotten
+    # since (sent before the oldest remembered) is looked up in `call_events` instead.
+    seen_window_s: float = 3600
 
     @classmethod
     def from_settings(cls, settings: Any) -> CallConfig:
@@ -619,6 +622,11 @@ class CallCarry:
     # Release 2: seqs of carried lines whose text was too large to carry: their text is ""
     # here and whole in `call_events` (written before they were left out).
     line_refs: list[int] = field(default_factory=list)
+    # Release 4: the latest time (workflow clock) at which a signal id now forgotten was first
+    # seen (0: none forgotten). A line sent before it (plus clock skew) is checked against the
+    # event log before it counts; `suspects` are such lines not yet checked.
+    forgot_before: float = 0.0
+    suspects: list[TranscriptLine] = field(default_factory=list)
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

@@ -96,7 +96,8 @@ class CallWorkflow(Healing):
         # First of all: a run has release 2's behaviour throughout, or not at all. (Not in
         # __init__: while replaying, the history's patch markers are known only from here.)
         self.v2 = self.book.v2 = workflow.patched(PATCH_RELEASE_2)
-        self._tasks = [asyncio.create_task(self._flush_loop())]
+        self._tasks = [asyncio.create_task(self._flush_loop()),
+                       asyncio.create_task(self._check_loop())]  # fmt: skip
         if inp.carried is None:
             workflow.upsert_search_attributes(
                 [sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
@@ -746,8 +747,33 @@ class CallWorkflow(Healing):
                 self.book.batch_done()
                 self._batches_done += 1
 
+    async def _check_loop(self) -> None:
+        """Asks the event log about lines that may repeat one whose id the run has forgotten
+        (`CallLedger.suspects`; none in a call shorter than `seen_window_s`). No patch: only a
+        run carried by this release's code can hold a suspect, so no older history reaches it."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self.book.suspects))
+            lines = list(self.book.suspects)
+            try:
+                stored = await workflow.execute_local_activity(
+                    act.STORED_LINE_IDS,
+                    act.LineIdsQuery(self.call_id, [line.id for line in lines]),
+                    result_type=list[str],
+                    start_to_close_timeout=timedelta(seconds=15),
+                    retry_policy=FOREVER_RETRY,  # PostgreSQL down: the lines wait (carried)
+                )
+            except (ActivityError, ApplicationError) as err:
+                # Only a query that can never succeed gets here: keep the lines (a line shown
+                # twice is better than a line lost) and say why.
+                workflow.logger.warning(
+                    f"call {self.call_id}: line check failed, lines kept: {cause(err)}",
+                    extra={"call_id": self.call_id},
+                )
+                stored = []
+            self.book.suspects_checked(lines, set(stored))
+
     def _quiet(self) -> bool:
-        return self.book.flushed()
+        return self.book.flushed() and not self.book.suspects
 
     def _history_large(self) -> bool:
         info = workflow.info()

@@ -30,6 +30,7 @@ from workflows.common import (
     details_line,
     egress_failed_without_file,
     entry_data,
+    epoch,
     iso,
     line_entry,
     matched_keywords,
@@ -45,7 +46,9 @@ TRANSCRIPT_PAGE = 500
 # Emits a `recording` event with LiveKit's egress start when an egress report first carries it.
 PATCH_EGRESS_CLOCK = "egress-clock-event"
 LARGE_LINE = 1000  # characters: a longer line is carried by reference (its text is in PG)
-SEEN_WINDOW_S = 3600.0  # signal ids carried this long (duplicates come within minutes)
+# A line the agent stamped this long after the latest forgotten signal id was first seen cannot
+# repeat a forgotten line (the agent's clock may run this far behind the workflow's).
+CLOCK_SKEW_S = 600.0
 
 
 def now() -> float:
@@ -66,6 +69,9 @@ class CallLedger:
         self.seen = set(self.s.seen_ids) | set(self.s.seen_at)
         self.seen_at = dict(self.s.seen_at)  # id -> when first seen (bounds the carried ids)
         self.s.seen_at = {}
+        # Lines that may repeat one whose id is forgotten: held until the event log is asked.
+        self.suspects: list[m.TranscriptLine] = list(self.s.suspects)
+        self.s.suspects = []
         self.pending = [act.CallEvent(**e) for e in self.s.unflushed]
         by_seq = {e.seq: e for e in self.s.lines}
         for event in self.pending:  # a line's event was carried by reference to the line
@@ -135,8 +141,12 @@ class CallLedger:
         elif sig.kind == "agent" and sig.identity == self.s.agent_identity:
             self.request_end("agent_left", "agent")
 
-    def add_line(self, line: m.TranscriptLine) -> None:
+    def add_line(self, line: m.TranscriptLine, *, checked: bool = False) -> None:
         if line.id in self.line_ids or line.id in self.seen:
+            return
+        if not checked and self._may_repeat_forgotten(line):
+            if all(x.id != line.id for x in self.suspects):
+                self.suspects.append(line)  # CallWorkflow asks the event log, then decides
             return
         self.line_ids.add(line.id)
         self.seen_at[line.id] = now()  # carried (bounded) when the line itself is not
@@ -157,6 +167,31 @@ class CallLedger:
             if found:
                 self.s.keyword_alerts += 1
                 self.emit(ev.KeywordAlert(line_id=line.id, line_seq=entry.seq, keywords=found))
+
+    def _may_repeat_forgotten(self, line: m.TranscriptLine) -> bool:
+        """True if the line could be a resend of one whose id this run no longer holds: ids are
+        forgotten only once older than the window, and a resend carries its original's
+        `started_at`, stamped before the original was first seen. A line without one counts."""
+        if not self.s.forgot_before:
+            return False
+        sent = epoch(line.started_at)
+        return sent is None or sent <= self.s.forgot_before + CLOCK_SKEW_S
+
+    def suspects_checked(self, lines: list[m.TranscriptLine], stored: set[str]) -> None:
+        """The event log's answer for suspect lines: a stored one is a duplicate (refused,
+        logged), any other is new and counts from now."""
+        asked = {line.id for line in lines}
+        self.suspects = [x for x in self.suspects if x.id not in asked]
+        for line in lines:
+            if line.id in stored:
+                workflow.logger.warning(
+                    f"call {self.call_id}: duplicate line {line.id} refused (in the event log)",
+                    extra={"call_id": self.call_id, "signal_id": line.id},
+                )
+                self.seen.add(line.id)
+                self.seen_at[line.id] = now()
+            else:
+                self.add_line(line, checked=True)
 
     def silence_alert(self, alert: ev.SilenceAlert) -> None:
         self.s.silence_alerts += 1
@@ -474,9 +509,11 @@ class CallLedger:
         A copy, so this run stays intact if the server refuses the continue-as-new. Carried:
         every unwritten event once (a line's event by reference to its line), then the newest
         lines that fit (a line longer than `LARGE_LINE` characters by reference: its text is in
-        `call_events` already), the signal ids seen in the last `SEEN_WINDOW_S` (a sender's
+        `call_events` already), the signal ids seen in the last `seen_window_s` (a sender's
         retries and LiveKit's webhook resends come within minutes; carried lines keep their own
-        ids), and early egress reports."""
+        ids), early egress reports, lines still to be checked, and when the newest id left out
+        was first seen (`forgot_before`: a later resend of a line it no longer holds is looked
+        up in `call_events`, so every duplicate is refused, however late)."""
         if not self.v2:
             return self._carry_v1()
         unflushed = self.inflight + self.pending
@@ -486,7 +523,7 @@ class CallLedger:
         for event in events:
             if event["seq"] in line_seqs and any(e.seq == event["seq"] for e in must):
                 event["data"] = {}  # rebuilt from the carried line
-        horizon = now() - SEEN_WINDOW_S
+        horizon = now() - self.cfg.seen_window_s
         base = dataclasses.replace(
             self.s,
             lines=[],
@@ -497,6 +534,7 @@ class CallLedger:
             unflushed=events,
             early_egress=dict(self.early_egress),
             line_refs=[],
+            suspects=list(self.suspects),
         )
         size = encoded_size(dataclasses.asdict(base))
         budget = int(self.cfg.carry_max_bytes * 0.9)  # the codec and the envelope add a little
@@ -525,8 +563,17 @@ class CallLedger:
         base.seen_at = {k: t for k, t in base.seen_at.items() if k not in kept_ids}
         for entry in self.s.lines:  # a line left out keeps its id (it may have come carried)
             if entry.id not in kept_ids:
-                base.seen_at.setdefault(entry.id, self.seen_at.get(entry.id, now()))
+                # When it was first seen: a carried line's own receipt time (`at`).
+                first = self.seen_at.get(entry.id) or epoch(entry.at) or now()
+                if first >= horizon:
+                    base.seen_at.setdefault(entry.id, first)
         base.lines_dropped = self.s.lines_dropped + len(self.s.lines) - len(rows)
+        # Ids the next run will not hold: a line sent before the newest of them is checked.
+        held = set(base.seen_at) | kept_ids
+        gone = [self.seen_at.get(i, now()) for i in self.seen | set(self.seen_at) | self.line_ids
+                if i not in held]  # fmt: skip
+        if gone:
+            base.forgot_before = max(self.s.forgot_before, *gone)
         return base
 
     def _carry_v1(self) -> m.CallCarry:
