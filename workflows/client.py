@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio.client import (
     Client,
@@ -29,6 +31,8 @@ from core import models as m
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
+
+T = TypeVar("T")
 
 
 class RecordingRetryRefused(Exception):
@@ -83,12 +87,44 @@ async def start_call(
         raise
 
 
+# How long an update waits out a workflow task the server reports failing (it retries it).
+NOT_READY_FOR_S = 30.0
+
+
+def workflow_not_ready(exc: BaseException) -> bool:
+    """The server refused an update because the run's workflow task is failing or timed out
+    (`WorkflowNotReadyFailure`, FAILED_PRECONDITION): transient, the server retries the task.
+    Seen when a local activity (the call's set-up) outlives the workflow task's timeout."""
+    return (
+        isinstance(exc, RPCError)
+        and exc.status == RPCStatusCode.FAILED_PRECONDITION
+        and any(d.type_url.endswith("WorkflowNotReadyFailure") for d in exc.grpc_status.details)
+    )
+
+
+async def when_ready(op: Callable[[], Awaitable[T]], for_s: float = NOT_READY_FOR_S) -> T:
+    """`op()`, tried again while the server answers that the workflow is not ready."""
+    loop = asyncio.get_running_loop()
+    give_up, pause = loop.time() + for_s, 0.2
+    while True:
+        try:
+            return await op()
+        except RPCError as exc:
+            if not workflow_not_ready(exc) or loop.time() + pause > give_up:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
 async def end_call(client: Client, call_id: str, reason: str, by: str) -> m.EndCallResult:
     """End a live call. `WorkflowUpdateFailedError` (cause ApplicationError type `CallEnded` or
-    `InvalidReason`) when refused; `RPCError` NOT_FOUND for an unknown or finished call."""
+    `InvalidReason`) when refused; `RPCError` NOT_FOUND for an unknown or finished call. A run
+    whose workflow task is failing for the moment is waited out (`when_ready`)."""
     handle = client.get_workflow_handle(m.call_workflow_id(call_id))
-    return await handle.execute_update(
-        m.UPDATE_END_CALL, m.EndCallRequest(reason, by), result_type=m.EndCallResult
+    return await when_ready(
+        lambda: handle.execute_update(
+            m.UPDATE_END_CALL, m.EndCallRequest(reason, by), result_type=m.EndCallResult
+        )
     )
 
 
@@ -120,10 +156,12 @@ async def give_up_recording(client: Client, call_id: str, *, by: str, reason: st
     Returns the recording status; `RecordingRetryRefused` when it is not waiting."""
     handle = client.get_workflow_handle(m.recording_workflow_id(call_id))
     try:
-        done = await handle.execute_update(
-            m.UPDATE_RECORDING_GIVE_UP,
-            m.RecordingOpsRequest(by=by, reason=reason),
-            result_type=m.RecordingOpsResult,
+        done = await when_ready(
+            lambda: handle.execute_update(
+                m.UPDATE_RECORDING_GIVE_UP,
+                m.RecordingOpsRequest(by=by, reason=reason),
+                result_type=m.RecordingOpsResult,
+            )
         )
     except WorkflowUpdateFailedError as err:
         raise RecordingRetryRefused("not_waiting", "the pipeline is not waiting for ops") from err
@@ -162,10 +200,12 @@ async def retry_recording(
     if desc.status == WorkflowExecutionStatus.RUNNING:
         # Release 2: a pipeline out of retries waits for this update instead of failing.
         try:
-            await handle.execute_update(
-                m.UPDATE_RECORDING_RETRY,
-                m.RecordingOpsRequest(by=by, reason=reason, retry_for_s=retry_for_s or 0.0),
-                result_type=m.RecordingOpsResult,
+            await when_ready(
+                lambda: handle.execute_update(
+                    m.UPDATE_RECORDING_RETRY,
+                    m.RecordingOpsRequest(by=by, reason=reason, retry_for_s=retry_for_s or 0.0),
+                    result_type=m.RecordingOpsResult,
+                )
             )
         except WorkflowUpdateFailedError as err:
             raise RecordingRetryRefused(

@@ -99,8 +99,10 @@ class CallsClient:
         workflow): 409 once the call has ended, 404 for no such live call."""
         handle = self.client.get_workflow_handle(call_workflow_id(call_id))
         try:
-            return await handle.execute_update(
-                UPDATE_ISSUE_TOKEN, IssueTokenRequest(), result_type=TokenGrant
+            return await wclient.when_ready(
+                lambda: handle.execute_update(
+                    UPDATE_ISSUE_TOKEN, IssueTokenRequest(), result_type=TokenGrant
+                )
             )
         except (RPCError, WorkflowUpdateFailedError) as exc:
             raise temporal_error(exc, call_id) from exc
