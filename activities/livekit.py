@@ -20,7 +20,7 @@ import aiohttp
 from livekit import api
 from livekit.protocol.egress import EgressInfo, EgressStatus
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import types as act
 from core import models as m
@@ -303,6 +303,8 @@ class LiveKitActivities:
             + (f" ({answer})" if answer else ""),
             type=act.ERR_ROOM_GONE,
             non_retryable=True,
+            # An answer, not a fault: the SDK logs it at debug, without a traceback or metric.
+            category=ApplicationErrorCategory.BENIGN,
         )
 
     async def _dispatch(self, inp: act.DispatchAgentInput) -> act.DispatchResult:

@@ -12,6 +12,7 @@ from aiohttp import web
 from livekit import api
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
+from temporalio.exceptions import ApplicationErrorCategory
 
 from activities import types as act
 from activities.livekit import LiveKitActivities, livekit_error
@@ -306,6 +307,7 @@ async def test_dispatch_into_a_room_that_is_gone_is_room_gone(
     inp = act.DispatchAgentInput(call_id, room, "sarah-cme", 2, resume=True)
     err = await app_error(Run()(lka.dispatch_agent, inp))
     assert err.type == act.ERR_ROOM_GONE and err.non_retryable
+    assert err.category == ApplicationErrorCategory.BENIGN  # an answer, logged without alarm
     assert room in err.message
     assert await rooms_named(lka.lk, room) == []  # not re-created by a dispatch
     assert act.ERR_ROOM_GONE in act.NON_RETRYABLE_ERRORS
