@@ -4,7 +4,8 @@ Every one is idempotent: creating an existing room returns it, starting egress f
 an active egress of the room, stopping an ended egress or deleting a gone room is not an error.
 Errors become `ApplicationError`s typed as in `activities.types`: a request LiveKit will never
 accept (4xx, bad credentials) is `LiveKitRejected` (non-retryable); an outage (5xx, timeout,
-refused connection) is `LiveKitUnavailable`, which Temporal retries.
+refused connection) is `LiveKitUnavailable`, which Temporal retries. A dispatch into a room
+that no longer exists is `RoomGone` (non-retryable): the call it was for is over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import aiohttp
 from livekit import api
 from livekit.protocol.egress import EgressInfo, EgressStatus
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import types as act
 from core import models as m
@@ -269,7 +270,44 @@ class LiveKitActivities:
         Earlier dispatches of the same agent that no job has taken are withdrawn first, so a
         late answer to one of them cannot put a second agent in the room. A dispatch whose
         metadata already carries this `serial` is returned as it is (a retried activity).
+
+        A room LiveKit no longer has raises `RoomGone` (non-retryable): the call is over. Its
+        existence is asked of `ListRooms`, because livekit-server never says so otherwise: it
+        routes the dispatch calls to the room's node, so for a missing room they answer 503
+        `unavailable` "no response from servers" (what an outage answers), and CreateDispatch
+        with `room.auto_create` on (the default) would even create the room again
+        (pkg/service/agent_dispatch_service.go).
         """
+        if not await self._room_exists(inp.call_id, inp.room_name):
+            raise self._room_gone(inp, "")
+        try:
+            return await self._dispatch(inp)
+        except ApplicationError as err:
+            # Whatever LiveKit answered: a room closed meanwhile explains it (it can't be
+            # told from the code alone), anything else stays as it was.
+            if await self._room_exists(inp.call_id, inp.room_name):
+                raise
+            raise self._room_gone(inp, err.message) from None  # the message says it all
+
+    async def _room_exists(self, call_id: str, room_name: str) -> bool:
+        res = await self._call(
+            "list_rooms", call_id, self.lk.room.list_rooms(api.ListRoomsRequest(names=[room_name]))
+        )
+        return any(r.name == room_name for r in res.rooms)
+
+    @staticmethod
+    def _room_gone(inp: act.DispatchAgentInput, answer: str) -> ApplicationError:
+        log.info("dispatch_room_gone", call_id=inp.call_id, room=inp.room_name, answer=answer)
+        return ApplicationError(
+            f"dispatch_agent: room {inp.room_name} no longer exists"
+            + (f" ({answer})" if answer else ""),
+            type=act.ERR_ROOM_GONE,
+            non_retryable=True,
+            # An answer, not a fault: the SDK logs it at debug, without a traceback or metric.
+            category=ApplicationErrorCategory.BENIGN,
+        )
+
+    async def _dispatch(self, inp: act.DispatchAgentInput) -> act.DispatchResult:
         found = await self._call(
             "list_dispatch", inp.call_id, self.lk.agent_dispatch.list_dispatch(inp.room_name)
         )

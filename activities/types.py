@@ -44,7 +44,13 @@ ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
 ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
 ERR_DATABASE_UNAVAILABLE = "DatabaseUnavailable"
 ERR_CALL_STILL_RUNNING = "CallStillRunning"  # erasure refused: the call's workflow still runs
-NON_RETRYABLE_ERRORS = [ERR_INVALID_INPUT, ERR_LIVEKIT_REJECTED, ERR_SOURCE_UNUSABLE]
+ERR_ROOM_GONE = "RoomGone"  # a dispatch into a room LiveKit no longer has: the call is over
+NON_RETRYABLE_ERRORS = [
+    ERR_INVALID_INPUT,
+    ERR_LIVEKIT_REJECTED,
+    ERR_SOURCE_UNUSABLE,
+    ERR_ROOM_GONE,
+]
 
 
 @dataclass

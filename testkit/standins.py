@@ -48,6 +48,7 @@ class StandIns:
     append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
     on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
+    dispatch_error: str = ""  # every dispatch_agent fails with this error type (RoomGone: final)
     # records
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
@@ -149,6 +150,12 @@ class StandIns:
         self.calls[act.DISPATCH_AGENT].append(inp)
         if self.on_dispatch is not None:
             self.on_dispatch(inp)
+        if self.dispatch_error:
+            raise ApplicationError(
+                f"dispatch_agent: {self.dispatch_error}",
+                type=self.dispatch_error,
+                non_retryable=self.dispatch_error in act.NON_RETRYABLE_ERRORS,
+            )
         return act.DispatchResult(dispatch_id=f"AD_{inp.serial}")
 
     # --- storage ----------------------------------------------------------------------------

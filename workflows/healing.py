@@ -9,6 +9,9 @@ drops mid-call is dispatched again, and a customer whose connection drops may co
   metadata (it reads the transcript so far from `get_transcript` and picks up the thread),
   again every `agent_redispatch_after_s`, up to `agent_dispatch_attempts`; none joined ->
   a `handoff_requested` event for a human and the call ends `agent_lost_no_replacement`.
+- A dispatch refused because the room is gone (`RoomGone`, with `PATCH_DISPATCH_ROOM_GONE`)
+  ends the call as LiveKit's `room_finished` does (`room_finished`, by `livekit`): no further
+  dispatch, no hand-off. Any other failure (LiveKit unreachable) counts as an attempt.
 - Customer reconnect: a customer who leaves an in-progress call has `customer_rejoin_grace_s`
   to join again (same identity, fresh token from `issue_token`); meanwhile the call stays
   open and the log says `reconnecting`; past the grace the call ends `customer_left`.
@@ -25,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
@@ -44,6 +47,11 @@ K = m.EventKind
 # Runs from before an unanswered dispatch, a lost agent or a dropped customer ended the call.
 PATCH_HEALING = "call-healing"
 AGENT_LOST_END_REASON = "agent_lost_no_replacement"
+# Runs from before a dispatch refused with `RoomGone` ended the call (they dispatched on).
+PATCH_DISPATCH_ROOM_GONE = "dispatch-room-gone"
+# The room_finished signal's reason: one reason for "the room closed under a live call",
+# whichever told the workflow first (the dispatch_failed event says which).
+ROOM_GONE_END_REASON = "room_finished"
 
 
 class Healing:
@@ -106,6 +114,10 @@ class Healing:
         except ActivityError as err:
             # Counted as an attempt all the same: the next one comes after the usual wait.
             self._dispatch_event(self.book.s.dispatch_attempts, reason, "", error=cause(err))
+            gone = isinstance(err.cause, ApplicationError) and err.cause.type == act.ERR_ROOM_GONE
+            if gone and workflow.patched(PATCH_DISPATCH_ROOM_GONE):
+                # The news LiveKit's room_finished webhook brings, learnt first: no next one.
+                self.book.request_end(ROOM_GONE_END_REASON, "livekit")
 
     def _dispatch_event(self, attempt: int, reason: str, dispatch_id: str, error: str = "") -> None:
         self.book.emit(ev.AgentDispatch(status="dispatched" if not error else "dispatch_failed",

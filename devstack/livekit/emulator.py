@@ -375,7 +375,10 @@ class Emulator(EgressMixin):
     def create_dispatch(
         self, room_name: str, agent_name: str, metadata: str, attributes: dict[str, str]
     ) -> dispatch_pb.AgentDispatch:
-        """Record an explicit dispatch (creating the room) and, unless disabled, join an agent."""
+        """Record an explicit dispatch (creating the room) and, unless disabled, join an agent.
+
+        A room that is gone is created again, as livekit-server does with `room.auto_create`
+        on, its default (pkg/service/agent_dispatch_service.go `CreateDispatch`)."""
         room = self.ensure_room(room_name)
         d = dispatch_pb.AgentDispatch(
             id=new_id("AD_"),
@@ -426,8 +429,18 @@ class Emulator(EgressMixin):
             publish_audio=True,
         )
 
+    def dispatch_room(self, name: str) -> Room:
+        """The room a ListDispatch/DeleteDispatch is routed to. livekit-server sends these over
+        psrpc to the room's own topic (pkg/service/agent_dispatch_service.go, livekit/psrpc
+        pkg/client/rpc.go): with no room, no server claims the request and Twirp answers
+        503 `unavailable` "no response from servers", not `not_found`."""
+        room = self.rooms.get(name)
+        if room is None:
+            raise TwirpError("unavailable", "no response from servers")
+        return room
+
     def delete_dispatch(self, room_name: str, dispatch_id: str) -> dispatch_pb.AgentDispatch:
-        room = self.get_room(room_name)
+        room = self.dispatch_room(room_name)
         d = room.dispatches.pop(dispatch_id, None)
         if d is None:
             raise TwirpError("not_found", "dispatch not found")

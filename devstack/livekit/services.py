@@ -176,7 +176,7 @@ def list_dispatch(
     emu: Emulator, req: dispatch_pb.ListAgentDispatchRequest, g: Grants | None
 ) -> Message:
     require_admin(g, req.room)
-    room = emu.get_room(req.room)
+    room = emu.dispatch_room(req.room)
     found = [d for d in room.dispatches.values() if not req.dispatch_id or d.id == req.dispatch_id]
     return dispatch_pb.ListAgentDispatchResponse(agent_dispatches=found)
 

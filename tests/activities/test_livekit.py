@@ -12,6 +12,7 @@ from aiohttp import web
 from livekit import api
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
+from temporalio.exceptions import ApplicationErrorCategory
 
 from activities import types as act
 from activities.livekit import LiveKitActivities, livekit_error
@@ -281,3 +282,70 @@ async def test_dispatch_agent_again_withdraws_unanswered_dispatches(
     (live,) = await lka.lk.agent_dispatch.list_dispatch(room)
     assert live.id == third.dispatch_id
     assert json.loads(live.metadata) == {"call_id": call_id, "serial": 3, "resume": True}
+
+
+async def rooms_named(lk: api.LiveKitAPI, room: str) -> list[str]:
+    res = await lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))
+    return [r.name for r in res.rooms]
+
+
+async def test_dispatch_into_a_room_that_is_gone_is_room_gone(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    """The room closed under the call (the customer hung up, `room_finished` not yet in): the
+    dispatch is `RoomGone`, never retried, and no room is created again for it (livekit-server's
+    CreateDispatch would, with auto-create on)."""
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    await livekit_emulator.end_room(room)
+    assert await rooms_named(lka.lk, room) == []
+    # What LiveKit itself answers for the dispatch calls on a room it no longer has.
+    with pytest.raises(api.TwirpError) as raw:
+        await lka.lk.agent_dispatch.list_dispatch(room)
+    assert (raw.value.status, raw.value.code) == (503, "unavailable")
+    assert livekit_error(raw.value, "list_dispatch").type == act.ERR_LIVEKIT_UNAVAILABLE
+
+    inp = act.DispatchAgentInput(call_id, room, "sarah-cme", 2, resume=True)
+    err = await app_error(Run()(lka.dispatch_agent, inp))
+    assert err.type == act.ERR_ROOM_GONE and err.non_retryable
+    assert err.category == ApplicationErrorCategory.BENIGN  # an answer, logged without alarm
+    assert room in err.message
+    assert await rooms_named(lka.lk, room) == []  # not re-created by a dispatch
+    assert act.ERR_ROOM_GONE in act.NON_RETRYABLE_ERRORS
+
+
+async def test_room_closing_during_the_dispatch_is_room_gone(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    """The room is there when asked, gone by the time the dispatch is listed: LiveKit answers
+    503 (an outage's answer), which the room's absence explains."""
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    dispatch = lka.lk.agent_dispatch
+    real_list = dispatch.list_dispatch
+
+    async def list_after_the_room_closed(room_name: str) -> list:
+        await livekit_emulator.end_room(room_name)
+        return await real_list(room_name)
+
+    dispatch.list_dispatch = list_after_the_room_closed  # type: ignore[method-assign]
+    try:
+        inp = act.DispatchAgentInput(call_id, room, "sarah-cme", 2, resume=True)
+        err = await app_error(Run()(lka.dispatch_agent, inp))
+    finally:
+        del dispatch.list_dispatch
+    assert err.type == act.ERR_ROOM_GONE and err.non_retryable
+    assert "no response from servers" in err.message  # what LiveKit said, kept for the record
+
+
+async def test_dispatch_with_livekit_unavailable_stays_retryable(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    """An outage is not a gone room: whether the room check or the dispatch fails, the error
+    is `LiveKitUnavailable`, retried, and the retry dispatches."""
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    inp = act.DispatchAgentInput(call_id, room, "sarah-cme", 2, resume=True)
+    for method in ("ListRooms", "ListDispatch", "CreateDispatch"):
+        await livekit_emulator.set_fault("twirp_unavailable", method=method)
+        err = await app_error(Run()(lka.dispatch_agent, inp))
+        assert err.type == act.ERR_LIVEKIT_UNAVAILABLE and not err.non_retryable, method
+    done = await Run()(lka.dispatch_agent, inp)
+    assert done.dispatch_id.startswith("AD_")

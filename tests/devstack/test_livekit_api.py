@@ -92,6 +92,28 @@ async def test_agent_dispatch_service_round_trips(livekit_emulator: LiveKitEmula
         assert e.value.code == "not_found" and e.value.status == 404
 
 
+async def test_dispatch_calls_on_a_room_that_does_not_exist(livekit_emulator: LiveKitEmulator):
+    """As livekit-server answers them (pkg/service/agent_dispatch_service.go): List and Delete
+    go to the room's node over psrpc, which no node claims, so 503 `unavailable` "no response
+    from servers"; CreateDispatch creates the room first (auto-create)."""
+    room = room_name()
+    await livekit_emulator.set_auto_agent(enabled=False, room=room)
+    async with livekit_emulator.api() as lk:
+        calls = [
+            lambda: lk.agent_dispatch.list_dispatch(room),
+            lambda: lk.agent_dispatch.delete_dispatch("AD_nope", room),
+        ]
+        for call in calls:
+            with pytest.raises(api.TwirpError) as e:
+                await call()
+            assert (e.value.status, e.value.code) == (503, "unavailable")
+            assert e.value.message == "no response from servers"
+        await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(agent_name="sarah-cme", room=room)
+        )
+        assert len((await lk.room.list_rooms(room_pb.ListRoomsRequest(names=[room]))).rooms) == 1
+
+
 async def test_participant_methods_round_trip(livekit_emulator: LiveKitEmulator):
     room = room_name()
     await livekit_emulator.join(room, "customer-1", "customer", name="Ann", publish_audio=True)

@@ -318,6 +318,25 @@ async def database_down_long_call(h: Harness) -> list[Run]:
     return runs_of(handle, "", recording=False)
 
 
+async def dispatch_into_a_room_gone(h: Harness) -> list[Run]:
+    """Dispatches refused `RoomGone` (patch `dispatch-room-gone`): a call still waiting for its
+    agent, then one whose agent left mid-call; each ends `room_finished` at the first refusal."""
+    h.fakes.dispatch_error = act.ERR_ROOM_GONE
+    waiting, _ = await h.start(agent_redispatch_after_s=10)
+    await waiting.result()
+    handle, _ = await h.start(recording_consent="off", agent_redispatch_after_s=10)
+    call_id = handle.id.removeprefix("call-")
+    await handle.signal(
+        CallWorkflow.participant_joined,
+        m.ParticipantJoined("pj1", m.customer_identity(call_id), "customer"),
+    )
+    await h.agent_joins(handle)
+    await h.say(handle, "customer", "Thanks, bye.")
+    await handle.signal(CallWorkflow.participant_left, m.ParticipantLeft("al1", AGENT, "agent"))
+    await handle.result()
+    return runs_of(waiting, "", recording=False) + runs_of(handle, "", recording=False)
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -335,6 +354,7 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "busy_signals_continue_as_new": busy_signals_continue_as_new,
     "database_down_long_call": database_down_long_call,
     "egress_clock_and_poll_retries": egress_clock_and_poll_retries,
+    "dispatch_into_a_room_gone": dispatch_into_a_room_gone,
 }
 
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from activities import types as act
 from core import models as m
 from testkit.harness import AGENT, Harness
 from testkit.standins import until
 from workflows.call import CallWorkflow
-from workflows.healing import AGENT_LOST_END_REASON
+from workflows.healing import AGENT_LOST_END_REASON, ROOM_GONE_END_REASON
 
 S = m.CallStatus
 K = m.EventKind
@@ -152,3 +154,62 @@ async def test_room_finished_mid_call_ends_it_without_dispatching_into_a_gone_ro
     assert (result.status, result.end_reason) == (S.COMPLETED, "room_finished")
     assert f.count(act.DISPATCH_AGENT) == 0
     assert not f.of_kind("handoff_requested")
+
+
+def seconds(state: m.CallState) -> float:
+    return (datetime.fromisoformat(state.ended_at) - datetime.fromisoformat(state.created_at)).total_seconds()  # fmt: skip
+
+
+async def test_lost_agent_redispatch_into_a_gone_room_ends_the_call(harness: Harness) -> None:
+    """The customer hung up and the room closed, but neither webhook has come yet when the
+    agent leaves: the replacement dispatch is refused `RoomGone`, and the call ends as the
+    `room_finished` webhook would end it, at once: no more dispatches, no hand-off."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", agent_redispatch_after_s=10)
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    f.dispatch_error = act.ERR_ROOM_GONE
+    await h.say(handle, "customer", "Thanks, bye.")
+    lost_at = (await h.query(handle, CallWorkflow.get_state)).created_at
+    await agent_leaves(h, handle)
+    result = await handle.result()
+    assert (result.status, result.end_reason) == (S.COMPLETED, ROOM_GONE_END_REASON)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.ended_by == "livekit"
+    assert (datetime.fromisoformat(state.ended_at) - datetime.fromisoformat(lost_at)).total_seconds() < 10  # fmt: skip
+    assert f.count(act.DISPATCH_AGENT) == 1  # refused once, never asked again
+    failed = [e.data for e in f.of_kind(K.AGENT_DISPATCH) if e.data["status"] == "dispatch_failed"]
+    assert len(failed) == 1 and act.ERR_ROOM_GONE in failed[0]["error"]
+    assert not f.of_kind(K.HANDOFF_REQUESTED)
+
+
+async def test_redispatch_while_waiting_into_a_gone_room_ends_the_call(harness: Harness) -> None:
+    """No agent yet and the room already gone: the first redispatch's refusal ends the call,
+    instead of dispatching on until the join timeout and calling it `no_agent`."""
+    h, f = harness, harness.fakes
+    f.dispatch_error = act.ERR_ROOM_GONE
+    handle, _ = await h.start(agent_join_timeout_s=60, agent_redispatch_after_s=10)
+    result = await handle.result()
+    assert (result.status, result.end_reason) == (S.COMPLETED, ROOM_GONE_END_REASON)
+    assert f.count(act.DISPATCH_AGENT) == 1
+    assert seconds(await h.query(handle, CallWorkflow.get_state)) < 20
+    assert not f.of_kind(K.HANDOFF_REQUESTED)
+
+
+async def test_lost_agent_with_livekit_unreachable_dispatches_on_then_asks_for_a_human(
+    harness: Harness,
+) -> None:
+    """LiveKit unreachable is not a gone room: each dispatch is retried, counted as a failed
+    attempt, the next comes after the usual wait, and a person is asked for in the end."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", agent_redispatch_after_s=10)
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    f.dispatch_error = act.ERR_LIVEKIT_UNAVAILABLE
+    await agent_leaves(h, handle)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == AGENT_LOST_END_REASON
+    failed = [e.data for e in f.of_kind(K.AGENT_DISPATCH) if e.data["status"] == "dispatch_failed"]
+    assert [e["attempt"] for e in failed] == [1, 2, 3]
+    assert f.count(act.DISPATCH_AGENT) > 3  # each attempt retried by Temporal
+    assert len(f.of_kind(K.HANDOFF_REQUESTED)) == 1
