@@ -71,7 +71,9 @@ PART_SIZE = 8 * MiB  # S3 parts are >= 5 MiB (but the last); 10,000 parts -> fil
 CHUNK = 256 * 1024
 MAX_RESUMES = 8  # cut connections survived within one attempt (then Temporal retries)
 HEARTBEAT_EVERY_S = 1.0
-BACKGROUND_BEAT_S = 10.0  # the workflow's heartbeat timeout is 150 s
+# Also how soon a cancellation (erasure) is seen during a phase without progress beats (a
+# PUT in flight, a backoff); the SDK throttles what it sends (worker.HEARTBEAT_THROTTLE).
+BACKGROUND_BEAT_S = 2.0
 MAX_URL_TTL = timedelta(minutes=15)
 RETENTION_RULE_ID = "recordings-retention"
 STAGING_RULE_ID = "egress-staging-expiry"
@@ -270,7 +272,7 @@ class StorageActivities:
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
         """`_download_and_store`, heartbeating from a background task the whole time (backoff,
         back-pressure, completing and tagging included), not only when bytes arrive."""
-        async with heartbeating():
+        async with heartbeating(BACKGROUND_BEAT_S):
             return await self._download_and_store(inp)
 
     @activity.defn(name=act.FIND_STAGED_RECORDING)
