@@ -35,6 +35,7 @@ from activities.storage import StorageActivities
 from activities.types import DOWNLOAD_AND_STORE_RECORDING
 from api.domain.store import init_connection
 from core import models as m
+from workflows.client import RecordingRetryRefused, retry_recording
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 
@@ -186,3 +187,7 @@ async def test_an_upload_in_flight_cannot_store_its_recording_after_the_erasure(
     assert await db.fetchval("SELECT count(*) FROM recordings WHERE call_id = $1", call_id) == 0
     record = await db.fetchrow("SELECT * FROM erasures WHERE call_id = $1", call_id)
     assert record["requested_by"] == "admin-race" and record["object_deleted"]
+    # Nor can an ops retry put the recording back now.
+    with pytest.raises(RecordingRetryRefused) as refused:
+        await retry_recording(client, call_id, by="ops-1")
+    assert refused.value.code == "erasing"
