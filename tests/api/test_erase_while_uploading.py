@@ -65,6 +65,16 @@ class SlowWrites(Minio):
             return super().put_object(*args, **kwargs)
         return self._delayed(super().put_object, *args, **kwargs)
 
+    def _create_multipart_upload(self, *args: Any, **kwargs: Any) -> Any:
+        if self.slow != "create":
+            return super()._create_multipart_upload(*args, **kwargs)
+        return self._delayed(super()._create_multipart_upload, *args, **kwargs)
+
+    def _upload_part(self, *args: Any, **kwargs: Any) -> Any:
+        if self.slow != "part":
+            return super()._upload_part(*args, **kwargs)
+        return self._delayed(super()._upload_part, *args, **kwargs)
+
     def _complete_multipart_upload(self, *args: Any, **kwargs: Any) -> Any:
         if self.slow != "complete":
             return super()._complete_multipart_upload(*args, **kwargs)
@@ -77,8 +87,8 @@ def _ogg_like(size: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("slow", "size"),
-    [("put_object", 64 * 1024), ("complete", 11 * MiB)],
-    ids=["single-put", "multipart-complete"],
+    [("put_object", 64 * 1024), ("create", 11 * MiB), ("part", 11 * MiB), ("complete", 11 * MiB)],
+    ids=["single-put", "multipart-create", "multipart-part", "multipart-complete"],
 )
 async def test_an_upload_in_flight_cannot_store_its_recording_after_the_erasure(
     temporal_dev_env: WorkflowEnvironment,
