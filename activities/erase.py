@@ -43,9 +43,11 @@ from activities.types import (
 from core.models import EraseCallInput, call_workflow_id, recording_workflow_id
 
 # Above what a cancelled pipeline can need: the upload learns of it at its next heartbeat
-# (throttled, at most 60 s), or the server times a dead worker's attempt out (150 s).
+# (sent every 5 s by worker.py, at most 60 s by a worker on the SDK's default), or the server
+# times a dead worker's attempt out (150 s); then its S3 calls finish and it reports.
 PIPELINE_STOP_WAIT_S = 240.0
-# After a forced stop: the upload's heartbeat timeout (150 s) and throttle (60 s).
+# After a forced stop: the upload's heartbeat timeout (150 s) and the SDK's longest throttle
+# (60 s): by then a worker still uploading has been told to stop (or is dead).
 SWEEP_AGAIN_AFTER_S = 210.0
 # While running, old erasures (no stop step) wait less: their step times out at 2 minutes.
 LEGACY_STOP_WAIT_S = 90.0

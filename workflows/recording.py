@@ -100,7 +100,7 @@ class RecordingWorkflow:
             if not self.v2:
                 return await self._run_v1(inp)
             return await self._run_v2(inp)
-        except BaseException as err:
+        except (Exception, asyncio.CancelledError) as err:  # an eviction passes through
             if workflow.cancellation_reason() is None:
                 raise
             await self._cancelled(inp)
