@@ -39,7 +39,7 @@ from workflows.client import RecordingRetryRefused, retry_recording
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 
-WRITE_DELAY_S = 4.0
+WRITE_DELAY_S = 6.0  # well above how long a cancellation takes to reach the upload (~2 s)
 MiB = 1024 * 1024
 
 
