@@ -49,6 +49,10 @@ WORKFLOWS = [CallWorkflow, RecordingWorkflow, EraseCallWorkflow, RetentionWorkfl
 # five polls were all busy often enough that 11 % of the tasks went that way (56 % for a bare
 # worker with one process), each adding a persistence write and a read to the line's latency.
 WORKFLOW_TASK_POLLS = 16
+# A cancellation reaches an activity only in the answer to a heartbeat the SDK sends, at most
+# once per this interval (its default: 60 s). Short, so that an erasure stops an upload in
+# seconds (one small RPC per running activity every 5 s).
+HEARTBEAT_THROTTLE = timedelta(seconds=5)
 
 log = get_logger("worker")
 
@@ -93,6 +97,7 @@ async def run(
             workflows=WORKFLOWS,
             activities=activities,
             graceful_shutdown_timeout=timedelta(seconds=drain_s),
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
             workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(workflow_task_polls),
         )
         async with worker:

@@ -117,6 +117,7 @@ def build_activities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
         )
         acts += [
+            erase.stop_recording_pipeline,
             erase.erase_workflow_executions,
             erase.erase_recording_object,
             erase.erase_call_rows,

@@ -1,8 +1,16 @@
 """Activities of `EraseCallWorkflow`: remove everything a call left behind, idempotently.
 
+- `stop_recording_pipeline`: refuses (non-retryable) while the call runs; a recording pipeline
+  still uploading, retrying or waiting for ops is asked to cancel, and waited for (heartbeating,
+  at most `pipeline_stop_wait_s`) until it has closed. A cancelled pipeline closes only once its
+  upload confirmed it stopped (`workflows.recording`), so after `cancelled` nothing of it can
+  write. One that does not close in time (its workflow stuck, say) is terminated, the last
+  resort: a write already sent may then still land, so the answer tells the workflow to sweep
+  the objects again after `sweep_again_after_s` (the upload's heartbeat timeout and throttle:
+  by then a worker that was uploading has learnt it must stop, or is dead).
 - `erase_workflow_executions`: delete the closed `call-<id>` and `recording-<id>` executions
   (every run, continue-as-new included) from Temporal; refuses (non-retryable) while the call
-  runs; a recording pipeline still retrying or waiting for ops is stopped first.
+  runs; a pipeline still running (an erasure started before release 4) is stopped as above.
 - `erase_recording_object`: delete every copy of the recording, stored and staging, every
   segment (a missing object is fine).
 - `erase_call_rows`: in one transaction, delete the call's rows from every table that has a
@@ -15,39 +23,123 @@ erasure record is written once (ON CONFLICT DO NOTHING) in the same transaction 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
+from collections.abc import Awaitable
 
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.types import (
     ERASE_CALL_ROWS,
     ERASE_RECORDING_OBJECT,
     ERASE_WORKFLOW_EXECUTIONS,
     ERR_CALL_STILL_RUNNING,
+    STOP_RECORDING_PIPELINE,
     EraseRowsInput,
+    PipelineStop,
 )
-from core.models import EraseCallInput
+from core.models import EraseCallInput, call_workflow_id, recording_workflow_id
+
+# Above what a cancelled pipeline can need: the upload learns of it at its next heartbeat
+# (sent every 5 s by worker.py, at most 60 s by a worker on the SDK's default), or the server
+# times a dead worker's attempt out (150 s); then its S3 calls finish and it reports.
+PIPELINE_STOP_WAIT_S = 240.0
+# After a forced stop: the upload's heartbeat timeout (150 s) and the SDK's longest throttle
+# (60 s): by then a worker still uploading has been told to stop (or is dead).
+SWEEP_AGAIN_AFTER_S = 210.0
+# While running, old erasures (no stop step) wait less: their step times out at 2 minutes.
+LEGACY_STOP_WAIT_S = 90.0
+POLL_S = 1.0
 
 
 class EraseActivities:
     """Built once by the worker with its connection pool, S3 client and Temporal client."""
 
-    def __init__(self, pool, minio, client, bucket: str, staging_bucket: str = "egress") -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        pool,
+        minio,
+        client,
+        bucket: str,
+        staging_bucket: str = "egress",
+        *,
+        pipeline_stop_wait_s: float = PIPELINE_STOP_WAIT_S,
+        sweep_again_after_s: float = SWEEP_AGAIN_AFTER_S,
+    ) -> None:
         self.pool = pool
         self.minio = minio
         self.client = client
         self.bucket = bucket
         self.staging_bucket = staging_bucket
+        self.pipeline_stop_wait_s = pipeline_stop_wait_s
+        self.sweep_again_after_s = sweep_again_after_s
+
+    @activity.defn(name=STOP_RECORDING_PIPELINE)
+    async def stop_recording_pipeline(self, req: EraseCallInput) -> PipelineStop:
+        """Close the call's recording pipeline so that nothing of it can write any more."""
+        await self._refuse_while_the_call_runs(req)
+        return await self._stop_pipeline(req, self.pipeline_stop_wait_s)
+
+    async def _refuse_while_the_call_runs(self, req: EraseCallInput) -> None:
+        try:
+            desc = await self.client.get_workflow_handle(call_workflow_id(req.call_id)).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            raise ApplicationError(
+                f"still running: {desc.id}", type=ERR_CALL_STILL_RUNNING, non_retryable=True
+            )
+
+    async def _stop_pipeline(self, req: EraseCallInput, wait_s: float) -> PipelineStop:
+        """Cancel every running run of `recording-<id>` and wait until none runs; terminate
+        one still running after `wait_s` (a new run an ops retry started is cancelled too)."""
+        wid = recording_workflow_id(req.call_id)
+        reason = f"erasure requested by {req.requested_by}"
+        deadline = time.monotonic() + wait_s
+        asked: set[str] = set()
+        while True:
+            try:
+                desc = await self.client.get_workflow_handle(wid).describe()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                return PipelineStop("cancelled" if asked else "absent")
+            status = desc.status.name if desc.status else ""
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                how = "cancelled" if asked else "closed"
+                activity.logger.info(
+                    "recording_pipeline_closed call_id=%s how=%s status=%s run_id=%s",
+                    req.call_id, how, status, desc.run_id,
+                )  # fmt: skip
+                return PipelineStop(how, desc.run_id)
+            run = self.client.get_workflow_handle(wid, run_id=desc.run_id)
+            if desc.run_id not in asked:
+                asked.add(desc.run_id)
+                await _ignore_not_found(run.cancel(reason=reason))
+                activity.logger.info(
+                    "recording_pipeline_cancel_requested call_id=%s by=%s run_id=%s",
+                    req.call_id, req.requested_by, desc.run_id,
+                )  # fmt: skip
+            elif time.monotonic() >= deadline:
+                await _ignore_not_found(
+                    run.terminate(reason=f"{reason}; not stopped after {wait_s:.0f} s")
+                )
+                activity.logger.warning(
+                    "recording_pipeline_terminated call_id=%s run_id=%s waited_s=%.0f",
+                    req.call_id, desc.run_id, wait_s,
+                )  # fmt: skip
+                return PipelineStop("terminated", desc.run_id, self.sweep_again_after_s)
+            activity.heartbeat(desc.run_id)
+            await asyncio.sleep(POLL_S)
 
     @activity.defn(name=ERASE_WORKFLOW_EXECUTIONS)
     async def erase_workflow_executions(self, req: EraseCallInput) -> int:
         from temporalio.api.common.v1 import WorkflowExecution
         from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
-        from temporalio.client import WorkflowExecutionStatus
-        from temporalio.service import RPCError, RPCStatusCode
-
-        from core.models import call_workflow_id, recording_workflow_id
 
         ids = [call_workflow_id(req.call_id), recording_workflow_id(req.call_id)]
         query = " OR ".join(f"WorkflowId = '{wid}'" for wid in ids)
@@ -70,15 +162,10 @@ class EraseActivities:
                 non_retryable=True,
             )
         if running:
-            # The call is over but its recording pipeline still retries (or waits for ops,
-            # possibly for days): erasure does not wait for it. It is stopped first, so no
-            # retry stores a file after the objects below are gone.
-            pipeline = self.client.get_workflow_handle(recording_workflow_id(req.call_id))
-            with contextlib.suppress(RPCError):  # it may have ended meanwhile
-                await pipeline.terminate(reason=f"erasure requested by {req.requested_by}")
-            activity.logger.info(
-                "erase_recording_pipeline_stopped call_id=%s by=%s", req.call_id, req.requested_by
-            )
+            # The call is over but its recording pipeline still runs (an erasure from before
+            # `stop_recording_pipeline`, or a run an ops retry started since): stop it first,
+            # so that nothing of it writes after the objects are gone.
+            await self._stop_pipeline(req, min(self.pipeline_stop_wait_s, LEGACY_STOP_WAIT_S))
         deleted = 0
         for wid, run_id, _ in runs:
             activity.heartbeat(wid)
@@ -182,3 +269,12 @@ class EraseActivities:
             )
         activity.logger.info("erase_call_rows call_id=%s rows=%d", req.call_id, deleted)
         return deleted
+
+
+async def _ignore_not_found(call: Awaitable[None]) -> None:
+    """A run that ended (or was deleted) meanwhile needs no stopping."""
+    try:
+        await call
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise

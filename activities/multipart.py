@@ -5,12 +5,17 @@ Uses minio's low-level multipart calls (`_create_multipart_upload`, `_upload_par
 `_complete_multipart_upload`, `_abort_multipart_upload`; minio as locked, covered by the tests) because
 `put_object` cannot be told to abandon an upload at the end, which the "same bytes: no second
 write" rule of the recordings needs.
+
+Cancellation: a blocking minio call cannot be recalled once its thread runs, and a cancelled
+`asyncio.to_thread` returns at once while the thread goes on (and may still write). So every
+call here runs through `in_thread`, and `abort` waits for parts still uploading: a cancelled
+caller returns only when no byte of it can still reach the bucket (what erasure relies on).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import urllib3
@@ -40,6 +45,29 @@ def s3_call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise storage_unavailable(what, exc) from exc
+
+
+async def settle(aw: Awaitable[T]) -> T:
+    """Await `aw` to its end even if the caller is cancelled meanwhile; then re-raise that
+    cancellation (its result is dropped). Further cancellations while waiting are absorbed."""
+    task = asyncio.ensure_future(aw)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller reports
+        raise cancelled
+    return task.result()
+
+
+async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`asyncio.to_thread`, except that a cancelled caller first waits for the thread to end
+    (a request it has sent may still write: the caller must not say it stopped before)."""
+    return await settle(asyncio.to_thread(fn, *args, **kwargs))
 
 
 class MultipartSink:
@@ -95,18 +123,21 @@ class MultipartSink:
 
     async def _send(self, buf: bytearray, length: int) -> None:
         if not self.upload_id:
-            self.upload_id = await asyncio.to_thread(
-                s3_call,
-                "create multipart upload",
-                self.minio._create_multipart_upload,
-                self.bucket,
-                self.key,
-                dict(self.headers),
-            )
+            # Set by the thread itself, so that an `abort` after a cancellation knows it.
+            await in_thread(self._create)
         number, self._next_part = self._next_part, self._next_part + 1
         data = buf if length == len(buf) else memoryview(buf)[:length]
         fut = asyncio.ensure_future(asyncio.to_thread(self._upload, number, data))
         self._in_flight[fut] = buf
+
+    def _create(self) -> None:
+        self.upload_id = s3_call(
+            "create multipart upload",
+            self.minio._create_multipart_upload,
+            self.bucket,
+            self.key,
+            dict(self.headers),
+        )
 
     def _upload(self, number: int, data: bytearray | memoryview) -> Part:
         etag = s3_call(
@@ -146,7 +177,7 @@ class MultipartSink:
 
     async def complete(self) -> None:
         parts = sorted(self.parts, key=lambda p: p.part_number)
-        await asyncio.to_thread(
+        await in_thread(
             s3_call,
             "complete multipart upload",
             self.minio._complete_multipart_upload,
@@ -158,12 +189,17 @@ class MultipartSink:
         self.upload_id = ""
 
     async def abort(self) -> None:
-        """Discard everything written (safe to call at any time, more than once)."""
-        for fut in self._in_flight:
-            fut.cancel()
+        """Discard everything written (safe to call at any time, more than once). Parts still
+        uploading are waited for first (their threads cannot be stopped, and a part landing
+        after the abort would outlive it); a cancellation meanwhile is re-raised at the end."""
+        await settle(self._abort())
+
+    async def _abort(self) -> None:
         if self._in_flight:
             await asyncio.wait(self._in_flight)
-        # Buffers a cancelled upload thread may still read are dropped, not reused.
+        for fut in self._in_flight:  # their failures do not matter any more: retrieved here
+            if not fut.cancelled():
+                fut.exception()
         self._in_flight, self._free, self._allocated, self._buf = {}, [], 0, None
         self.parts, self._next_part = [], 1
         upload_id, self.upload_id = self.upload_id, ""

@@ -16,6 +16,11 @@ itself) when the egress location names an S3 endpoint the product knows (see
 http(s) location is fetched only from a host in `source_hosts` (RECORDING_SOURCE_HOSTS). Once
 the stored copy is verified (size and SHA-256 tag), the staging object is deleted, unless
 `staging_keep_days` leaves it to the staging bucket's lifecycle rule.
+
+Cancelled (the pipeline stopped for an erasure), the activity returns only once nothing of it
+can still be written: every minio call runs through `activities.multipart.in_thread` (a
+cancelled caller waits for its thread) and the multipart upload is aborted after its last part
+has landed. Erasure deletes the objects after that, so no copy outlives it.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ from activities.multipart import (
     MiB,
     MultipartSink,
     abort_upload,
+    in_thread,
     s3_call,
+    settle,
     storage_unavailable,
 )
 from core import models as m
@@ -64,7 +71,9 @@ PART_SIZE = 8 * MiB  # S3 parts are >= 5 MiB (but the last); 10,000 parts -> fil
 CHUNK = 256 * 1024
 MAX_RESUMES = 8  # cut connections survived within one attempt (then Temporal retries)
 HEARTBEAT_EVERY_S = 1.0
-BACKGROUND_BEAT_S = 10.0  # the workflow's heartbeat timeout is 150 s
+# Also how soon a cancellation (erasure) is seen during a phase without progress beats (a
+# PUT in flight, a backoff); the SDK throttles what it sends (worker.HEARTBEAT_THROTTLE).
+BACKGROUND_BEAT_S = 2.0
 MAX_URL_TTL = timedelta(minutes=15)
 RETENTION_RULE_ID = "recordings-retention"
 STAGING_RULE_ID = "egress-staging-expiry"
@@ -263,7 +272,7 @@ class StorageActivities:
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
         """`_download_and_store`, heartbeating from a background task the whole time (backoff,
         back-pressure, completing and tagging included), not only when bytes arrive."""
-        async with heartbeating():
+        async with heartbeating(BACKGROUND_BEAT_S):
             return await self._download_and_store(inp)
 
     @activity.defn(name=act.FIND_STAGED_RECORDING)
@@ -344,7 +353,7 @@ class StorageActivities:
         source = self.recording_source(inp)
         key = self.stored_key(inp, source)
         await self._abort_previous_attempt(key)
-        existing = await asyncio.to_thread(self.stored_object, key)
+        existing = await in_thread(self.stored_object, key)
         if (
             existing is not None
             and existing.sha256
@@ -380,8 +389,14 @@ class StorageActivities:
             tags = Tags.new_object_tags()
             tags.update({"sha256": sha256, "duration-s": f"{duration:.3f}"})
             await self._write(key, sink, whole, metadata, tags)
-        except BaseException:
-            await asyncio.shield(sink.abort())
+        except BaseException as exc:
+            try:
+                await settle(sink.abort())
+            except ApplicationError:
+                if not isinstance(exc, asyncio.CancelledError):
+                    raise
+                # Nothing can be written any more; its parts go with the lifecycle rule.
+                log.warning("recording_abort_failed", call_id=inp.call_id, key=key)
             raise
         await self._verify_stored(inp, key, got.size, sha256)
         await self._drop_staging(inp, source, key)
@@ -459,7 +474,7 @@ class StorageActivities:
 
     async def _verify_stored(self, inp: m.RecordingInput, key: str, size: int, sha: str) -> None:
         """The object now at `key` has the bytes read (size, SHA-256 tag) before staging goes."""
-        stored = await asyncio.to_thread(self.stored_object, key)
+        stored = await in_thread(self.stored_object, key)
         if stored is None or stored.size != size or stored.sha256 != sha:
             raise ApplicationError(
                 f"recording of call {inp.call_id}: the stored object at {key} does not match "
@@ -474,9 +489,7 @@ class StorageActivities:
         bucket, skey = source.staging
         if (bucket, skey) == (self.bucket, key):  # staging is the stored object itself
             return
-        await asyncio.to_thread(
-            s3_call, "remove staging object", self.minio.remove_object, bucket, skey
-        )
+        await in_thread(s3_call, "remove staging object", self.minio.remove_object, bucket, skey)
         log.info("staging_object_deleted", call_id=inp.call_id, bucket=bucket, key=skey)
 
     # --- helpers --------------------------------------------------------------------------
@@ -501,7 +514,7 @@ class StorageActivities:
         details = activity.info().heartbeat_details if activity.in_activity() else []
         upload_id = details[0].get("upload_id") if details and isinstance(details[0], dict) else ""
         if upload_id:
-            await asyncio.to_thread(abort_upload, self.minio, self.bucket, key, upload_id)
+            await in_thread(abort_upload, self.minio, self.bucket, key, upload_id)
 
     async def _write(
         self,
@@ -512,7 +525,7 @@ class StorageActivities:
         tags: Tags,
     ) -> None:
         if whole is not None:
-            await asyncio.to_thread(
+            await in_thread(
                 s3_call,
                 "put object",
                 self.minio.put_object,
@@ -528,7 +541,7 @@ class StorageActivities:
         await sink.complete()
         # Tagged last: an object without its sha256 tag counts as not stored (a crash right
         # here makes the next attempt write it again).
-        await asyncio.to_thread(
+        await in_thread(
             s3_call, "set object tags", self.minio.set_object_tags, self.bucket, key, tags
         )
 

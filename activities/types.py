@@ -32,6 +32,7 @@ STORED_LINE_IDS = "stored_line_ids"
 ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
 ERASE_RECORDING_OBJECT = "erase_recording_object"
 ERASE_CALL_ROWS = "erase_call_rows"
+STOP_RECORDING_PIPELINE = "stop_recording_pipeline"
 
 # ApplicationError types the activities raise; the non-retryable ones name input that can never
 # succeed (retrying it would only delay the inevitable).
@@ -200,6 +201,24 @@ class EraseRowsInput:
     request: EraseCallInput
     executions_deleted: int
     object_deleted: bool
+
+
+@dataclass
+class PipelineStop:
+    """`stop_recording_pipeline`'s answer: how the call's recording pipeline came to a close.
+
+    `how`: `absent` (never ran), `closed` (had ended already), `cancelled` (stopped by this
+    erasure and confirmed: nothing of it can write any more) or `terminated` (it did not close
+    in time: forced, so a write already sent may still land; sweep the objects again after
+    `sweep_again_after_s`)."""
+
+    how: str
+    run_id: str = ""
+    sweep_again_after_s: float = 0.0
+
+    @property
+    def forced(self) -> bool:
+        return self.how == "terminated"
 
 
 @dataclass

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -112,6 +113,7 @@ async def running_harness(env: WorkflowEnvironment) -> AsyncIterator[Harness]:
         task_queue=task_queue,
         workflows=[CallWorkflow, RecordingWorkflow],
         activities=fakes.activities(),
+        max_heartbeat_throttle_interval=timedelta(seconds=1),  # cancellations arrive quickly
     ):
         harness = Harness(env, task_queue, fakes)
         yield harness

@@ -42,6 +42,9 @@ class StandIns:
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
     stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
     mint_gate: asyncio.Event | None = None  # mint_customer_token waits for it
+    # download_and_store_recording waits for it, heartbeating (an upload cancelled mid-way)
+    upload_gate: asyncio.Event | None = None
+    uploads_cancelled: int = 0
     staged: dict[str, int] = field(default_factory=dict)  # staging bucket: key -> size
     deleted_keys: list[str] = field(default_factory=list)
     get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
@@ -165,6 +168,13 @@ class StandIns:
         self.calls[act.DOWNLOAD_AND_STORE_RECORDING].append((inp, time.monotonic()))
         if self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
             raise ApplicationError("connection reset", type=act.ERR_SOURCE_UNAVAILABLE)
+        try:
+            while self.upload_gate is not None and not self.upload_gate.is_set():
+                activity.heartbeat()  # how a cancellation reaches it
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            self.uploads_cancelled += 1
+            raise
         duration = inp.call_duration_s / 4 if self.download_incomplete else inp.expected_duration_s
         return m.RecordingResult(
             call_id=inp.call_id,

@@ -40,7 +40,7 @@ class RecordingRetryRefused(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        # not_found | still_running | already_stored | call_still_running | not_waiting
+        # not_found | still_running | already_stored | call_still_running | not_waiting | erasing
         self.code = code
 
 
@@ -186,8 +186,11 @@ async def retry_recording(
     A new run is allowed only when the latest run failed, timed out, was cancelled or
     terminated and the call's own workflow has finished. The new run writes the outcome to PostgreSQL itself
     (recording row, the call's recording_status, and a `recording` event with the next seq).
-    Raises `RecordingRetryRefused` otherwise.
+    Raises `RecordingRetryRefused` otherwise, and always once the call's erasure has started
+    (a new run would put back the recording the erasure removes).
     """
+    if await _erasure_started(client, call_id):
+        raise RecordingRetryRefused("erasing", "the call is being erased, or was")
     handle = client.get_workflow_handle(m.recording_workflow_id(call_id))
     try:
         desc = await handle.describe()
@@ -246,3 +249,14 @@ async def retry_recording(
         previous_run_id=desc.run_id,
         previous_status=desc.status.name if desc.status else "",
     )
+
+
+async def _erasure_started(client: Client, call_id: str) -> bool:
+    """True while `erase-<call_id>` runs or once it completed (a failed one may be re-run)."""
+    try:
+        desc = await client.get_workflow_handle(m.erase_workflow_id(call_id)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return desc.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)

@@ -15,16 +15,25 @@ again from that segment, `give_up` ends the run (result `given_up`, the recordin
 Both are refused (the update fails, nothing changes) unless the run is waiting for ops, so two
 concurrent retries start one. Runs from before release 2 (no patch marker) fail instead and are
 replayed by `workflows.client.retry_recording` as a new run.
+
+Cancelling the run (what erasure does, `activities.erase`) stops it so that nothing of it can be
+written afterwards: its activities are cancelled with WAIT_CANCELLATION_COMPLETED, so the run
+waits until the upload has confirmed that it stopped (the activity returns only when none of its
+S3 calls can still write), starts no new activity, reports `failed` ("cancelled: <reason>")
+unless already stored, and ends as cancelled. Only a run that received a cancellation request
+takes this path, so recorded histories replay unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
@@ -47,6 +56,8 @@ DOWNLOAD_RETRY = RetryPolicy(
 # Beats come every few seconds from a background task; this only catches a dead worker, and is
 # above twice the download's socket read timeout (60 s) so a stalled read fails first.
 HEARTBEAT_TIMEOUT = timedelta(seconds=150)
+# A cancelled activity is waited for until it says it stopped: no write of it comes later.
+WAIT_CANCELLED = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 def segment_inputs(inp: m.RecordingInput) -> list[m.RecordingInput]:
@@ -85,8 +96,20 @@ class RecordingWorkflow:
     @workflow.run
     async def run(self, inp: m.RecordingInput) -> m.RecordingResult:
         self.v2 = workflow.patched(PATCH_RELEASE_2)
-        if not self.v2:
-            return await self._run_v1(inp)
+        try:
+            if not self.v2:
+                return await self._run_v1(inp)
+            return await self._run_v2(inp)
+        except (Exception, asyncio.CancelledError) as err:  # an eviction passes through
+            if workflow.cancellation_reason() is None:
+                raise
+            await self._cancelled(inp)
+            if is_cancelled_exception(err):
+                raise
+            # Failed while stopping (e.g. its abort): still a cancellation, so it ends cancelled.
+            raise asyncio.CancelledError(self._error) from err
+
+    async def _run_v2(self, inp: m.RecordingInput) -> m.RecordingResult:
         self._set(R.UPLOADING, inp)
         await self._report(inp, act.RecordingRow(inp.call_id, R.UPLOADING))
         stored: list[m.RecordingResult] = []
@@ -96,12 +119,15 @@ class RecordingWorkflow:
                     stored.append(await self._store(seg))
                     break
                 except ActivityError as err:
+                    if workflow.cancellation_reason() is not None:
+                        raise
                     self._error = cause(err)
                 if not await self._wait_for_ops(inp):
                     return await self._finish(inp, stored, given_up=True)
         return await self._finish(inp, stored, given_up=False)
 
     async def _store(self, seg: m.RecordingInput) -> m.RecordingResult:
+        _stop_if_cancelled()
         return await workflow.execute_activity(
             act.DOWNLOAD_AND_STORE_RECORDING,
             seg,
@@ -110,6 +136,22 @@ class RecordingWorkflow:
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=DOWNLOAD_RETRY,
+            cancellation_type=WAIT_CANCELLED,
+        )
+
+    async def _cancelled(self, inp: m.RecordingInput) -> None:
+        """Cancelled (erasure, or ops): say so unless stored, after everything in flight stopped."""
+        self._waiting, self._decision = False, None
+        if self._status == R.STORED:
+            return
+        self._error = f"cancelled: {workflow.cancellation_reason() or 'no reason given'}"
+        self._set(R.FAILED, inp)
+        await self._report(
+            inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error), last=True
+        )
+        workflow.logger.warning(
+            f"recording pipeline of call {inp.call_id} {self._error}",
+            extra={"call_id": inp.call_id},
         )
 
     async def _wait_for_ops(self, inp: m.RecordingInput) -> bool:
@@ -233,12 +275,18 @@ class RecordingWorkflow:
             updates.append(sa.ROOM_NAME.value_set(inp.room_name))
         workflow.upsert_search_attributes(updates)
         detail = f"**{status}** · call `{inp.call_id}` · egress `{inp.egress_id}`"
-        if self._waiting or (status == R.FAILED and self.v2):
+        waits = status == R.FAILED and self.v2 and workflow.cancellation_reason() is None
+        if self._waiting or waits:
             detail += " · waiting for ops (retry / give_up)"
         workflow.set_current_details(detail + (f" · {self._error}" if self._error else ""))
 
-    async def _report(self, inp: m.RecordingInput, row: act.RecordingRow) -> None:
-        """One status report to PostgreSQL, with an id of its own (idempotent when retried)."""
+    async def _report(
+        self, inp: m.RecordingInput, row: act.RecordingRow, *, last: bool = False
+    ) -> None:
+        """One status report to PostgreSQL, with an id of its own (idempotent when retried).
+        Once cancelled, only the `last` report (the cancellation's own) is still made."""
+        if not last:
+            _stop_if_cancelled()
         self._reports += 1
         row.at = iso(workflow.now().timestamp())
         row.append_event_for_run = f"{workflow.info().run_id}/{self._reports}"
@@ -247,12 +295,14 @@ class RecordingWorkflow:
             row,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=FOREVER_RETRY,
+            cancellation_type=WAIT_CANCELLED,
         )
 
     # --- runs from before release 2 -------------------------------------------------------
 
     async def _run_v1(self, inp: m.RecordingInput) -> m.RecordingResult:
         self._set(R.UPLOADING, inp)
+        _stop_if_cancelled()
         try:
             result = await workflow.execute_activity(
                 act.DOWNLOAD_AND_STORE_RECORDING,
@@ -262,8 +312,11 @@ class RecordingWorkflow:
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(seconds=60),
                 retry_policy=DOWNLOAD_RETRY,
+                cancellation_type=WAIT_CANCELLED,
             )
         except ActivityError as err:
+            if workflow.cancellation_reason() is not None:
+                raise
             self._error = cause(err)
             self._set(R.FAILED, inp)
             await self._record_v1(inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error))
@@ -291,6 +344,7 @@ class RecordingWorkflow:
         return result
 
     async def _record_v1(self, inp: m.RecordingInput, row: act.RecordingRow) -> None:
+        _stop_if_cancelled()
         row.at = iso(workflow.now().timestamp())
         if inp.report_to_call:
             row.append_event_for_run = workflow.info().run_id
@@ -299,7 +353,15 @@ class RecordingWorkflow:
             row,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=FOREVER_RETRY,
+            cancellation_type=WAIT_CANCELLED,
         )
+
+
+def _stop_if_cancelled() -> None:
+    """Cancelled while an activity finished anyway (WAIT_CANCELLATION_COMPLETED returns its
+    result): start nothing more. Never true in a history without a cancellation request."""
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError("recording pipeline cancelled")
 
 
 _NOT_WAITING_MESSAGE = "the recording pipeline is not waiting for ops (running, stored or done)"

@@ -389,3 +389,24 @@ def test_ogg_duration_needs_a_final_page() -> None:
     assert ogg_opus_duration(head, b"junkOggS" + page + b"12345") == 3.0
     assert ogg_opus_duration(head, page + b"1234") is None  # the page does not end the file
     assert ogg_opus_duration(b"not opus", page + b"12345") is None
+
+
+async def test_a_cancelled_thread_call_is_waited_for_however_often_it_is_cancelled() -> None:
+    """`in_thread`: the caller learns of its cancellation only once the thread has returned
+    (an S3 request it sent may still write), even when cancelled again while it waits."""
+    from activities.multipart import in_thread
+
+    done: list[bool] = []
+
+    def write() -> None:
+        time.sleep(0.5)
+        done.append(True)
+
+    task = asyncio.ensure_future(in_thread(write))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    await asyncio.sleep(0.1)
+    task.cancel()  # a second cancellation is absorbed too
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(done) == 1  # the thread had returned when the cancellation was raised

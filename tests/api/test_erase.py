@@ -58,6 +58,7 @@ async def erase_worker(temporal_dev_env: WorkflowEnvironment, pg_dsn: str, s3: A
         task_queue=queue,
         workflows=[EraseCallWorkflow, StandIn],
         activities=[
+            acts.stop_recording_pipeline,
             acts.erase_workflow_executions,
             acts.erase_recording_object,
             acts.erase_call_rows,
@@ -215,8 +216,77 @@ async def test_erasure_stops_a_recording_pipeline_that_still_retries(
         60,
     )
     assert result.executions_deleted == 1 and result.object_deleted and result.rows_deleted
-    # Stopped, then its deletion accepted (the dev server completes it asynchronously).
+    # Cancelled (not terminated), then its deletion accepted (completed asynchronously).
     with contextlib.suppress(RPCError):
-        assert (await pipeline.describe()).status == WorkflowExecutionStatus.TERMINATED
+        assert (await pipeline.describe()).status == WorkflowExecutionStatus.CANCELED
     for bucket in (s3.bucket, STAGING):
         assert not list(s3.client.list_objects(bucket, prefix=f"conversations/{call_id}"))
+
+
+@workflow.defn(name="EraseTestStuckPipeline", sandboxed=False)
+class StuckPipeline:
+    """A pipeline that never closes when cancelled (stuck: the case terminate is kept for)."""
+
+    @workflow.run
+    async def run(self) -> str:
+        while True:
+            with contextlib.suppress(asyncio.CancelledError):
+                await workflow.sleep(timedelta(hours=1))
+
+
+async def test_a_pipeline_that_will_not_stop_is_terminated_and_swept_twice(
+    temporal_dev_env: WorkflowEnvironment, pg_dsn: str, db: asyncpg.Connection, s3: Any
+) -> None:
+    client = temporal_dev_env.client
+    call_id = new_call_id()
+    await _seed_call(db, s3, call_id)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=init_connection)
+    acts = EraseActivities(
+        pool, s3.client, client, s3.bucket, STAGING, pipeline_stop_wait_s=2, sweep_again_after_s=3
+    )
+    queue = f"erase-stuck-{uuid.uuid4().hex[:8]}"
+    try:
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[EraseCallWorkflow, StuckPipeline],
+            activities=[
+                acts.stop_recording_pipeline,
+                acts.erase_workflow_executions,
+                acts.erase_recording_object,
+                acts.erase_call_rows,
+            ],
+        ):
+            pipeline = await client.start_workflow(
+                StuckPipeline.run, id=recording_workflow_id(call_id), task_queue=queue
+            )
+            erasure = await client.start_workflow(
+                EraseCallWorkflow.run,
+                EraseCallInput(call_id, "admin-x", datetime.now(UTC).isoformat()),
+                id=f"erase-{call_id}",
+                task_queue=queue,
+            )
+            async with asyncio.timeout(30):
+                while (await pipeline.describe()).status != WorkflowExecutionStatus.TERMINATED:
+                    await asyncio.sleep(0.1)
+            # A write the stuck pipeline's upload had sent lands after the first sweep.
+            await asyncio.sleep(1)
+            late = f"conversations/{call_id}/1.ogg"
+            s3.client.put_object(s3.bucket, late, io.BytesIO(b"OggS-late"), 9)
+            result = await asyncio.wait_for(erasure.result(), 60)
+            history = await erasure.fetch_history()
+    finally:
+        await pool.close()
+    assert result.object_deleted and result.rows_deleted
+    for bucket in s3.client.list_buckets():
+        left = s3.client.list_objects(
+            bucket.name, prefix=f"conversations/{call_id}", recursive=True
+        )
+        assert not [o.object_name for o in left], bucket.name
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("erase_recording_object") == 2  # swept again after the wait
+    assert any(e.HasField("timer_started_event_attributes") for e in history.events)

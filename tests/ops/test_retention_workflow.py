@@ -21,8 +21,10 @@ from activities.erase import (
     ERASE_RECORDING_OBJECT,
     ERASE_WORKFLOW_EXECUTIONS,
     ERR_CALL_STILL_RUNNING,
+    STOP_RECORDING_PIPELINE,
     EraseCallInput,
     EraseRowsInput,
+    PipelineStop,
 )
 from activities.retention import FIND_EXPIRED_CALLS, ExpiredCalls, ExpiredCallsQuery
 from workflows.erase import EraseCallWorkflow
@@ -45,6 +47,12 @@ class Store:
         self.queries.append(q)
         return ExpiredCalls(self.expired[: q.limit])
 
+    @activity.defn(name=STOP_RECORDING_PIPELINE)
+    async def stop(self, req: EraseCallInput) -> PipelineStop:
+        if req.call_id in self.busy:
+            raise ApplicationError("still running", type=ERR_CALL_STILL_RUNNING, non_retryable=True)
+        return PipelineStop("absent")
+
     @activity.defn(name=ERASE_WORKFLOW_EXECUTIONS)
     async def executions(self, req: EraseCallInput) -> int:
         if req.call_id in self.busy:
@@ -62,7 +70,7 @@ class Store:
         return 3
 
     def activities(self) -> list[Any]:
-        return [self.find, self.executions, self.recording, self.rows]
+        return [self.find, self.stop, self.executions, self.recording, self.rows]
 
 
 async def sweep(env: WorkflowEnvironment, store: Store, batch: int) -> tuple[RetentionResult, Any]:

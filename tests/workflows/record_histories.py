@@ -335,6 +335,38 @@ async def dispatch_into_a_room_gone(h: Harness) -> list[Run]:
     await handle.signal(CallWorkflow.participant_left, m.ParticipantLeft("al1", AGENT, "agent"))
     await handle.result()
     return runs_of(waiting, "", recording=False) + runs_of(handle, "", recording=False)
+# --- release 4 ------------------------------------------------------------------------------
+
+
+async def _uploading(h: Harness) -> tuple[WorkflowHandle, str]:
+    """A call over, its recording's upload in flight (held until cancelled)."""
+    h.fakes.upload_gate, h.fakes.stop_reports = asyncio.Event(), "EGRESS_COMPLETE"
+    handle, _ = await h.start()
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await handle.result()
+    await until(lambda: h.fakes.count(act.DOWNLOAD_AND_STORE_RECORDING) == 1, 30)
+    return handle, call_id
+
+
+async def recording_erased_while_uploading(h: Harness) -> list[Run]:
+    """Erasure cancels the pipeline mid-upload: it waits for the upload to stop, reports, ends."""
+    handle, call_id = await _uploading(h)
+    rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
+    await rec.cancel(reason="erasure requested by admin")
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def recording_erased_while_waiting_for_ops(h: Harness) -> list[Run]:
+    handle, call_id = await _waiting_for_ops(h)
+    rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
+    await rec.cancel(reason="erasure requested by admin")
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
 
 
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
@@ -355,6 +387,8 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "database_down_long_call": database_down_long_call,
     "egress_clock_and_poll_retries": egress_clock_and_poll_retries,
     "dispatch_into_a_room_gone": dispatch_into_a_room_gone,
+    "recording_erased_while_uploading": recording_erased_while_uploading,
+    "recording_erased_while_waiting_for_ops": recording_erased_while_waiting_for_ops,
 }
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from activities import types as act
 from core import models as m
@@ -118,3 +121,48 @@ async def test_recording_workflow_alone(harness: Harness) -> None:
     assert result.size == 1000 and not result.incomplete
     # It reports to PostgreSQL itself (uploading, then stored), each report with its own id.
     assert [r.status for r in harness.fakes.recording_rows] == ["uploading", "stored"]
+
+
+async def test_cancelled_while_waiting_for_ops_reports_it_and_ends_cancelled(
+    harness: Harness,
+) -> None:
+    """What erasure does to a pipeline out of retries: it reports why and ends cancelled."""
+    h, f = harness, harness.fakes
+    f.download_failures = 10**6
+    call_id, _ = await record_a_call(h, recording_retry_for_s=2)
+    await until(lambda: f.recording_rows and f.recording_rows[-1].status == "failed", 30)
+    rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
+    await rec.cancel(reason="erasure requested by admin-1")
+    with pytest.raises(WorkflowFailureError) as failed:
+        await rec.result()
+    assert isinstance(failed.value.cause, CancelledError)
+    desc = await rec.describe()
+    assert desc.status == WorkflowExecutionStatus.CANCELED
+    assert desc.typed_search_attributes.get(sa.RECORDING_STATUS) == "failed"
+    last = f.recording_rows[-1]
+    assert (last.status, last.error) == ("failed", "cancelled: erasure requested by admin-1")
+    assert [r.status for r in f.recording_rows] == ["uploading", "failed", "failed"]
+    assert len(f.calls[act.DOWNLOAD_AND_STORE_RECORDING]) == 1  # nothing tried once waiting
+
+
+async def test_cancelled_mid_upload_waits_for_the_upload_to_stop(harness: Harness) -> None:
+    """The run closes only after its upload confirmed the cancellation (erasure relies on it)."""
+    h, f = harness, harness.fakes
+    f.upload_gate, f.stop_reports = asyncio.Event(), "EGRESS_COMPLETE"
+    call_id, _ = await record_a_call(h)
+    await until(lambda: f.count(act.DOWNLOAD_AND_STORE_RECORDING) == 1, 30, "upload started")
+    rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
+    await rec.cancel(reason="erasure requested by admin-1")
+    with pytest.raises(WorkflowFailureError):
+        await rec.result()
+    assert f.uploads_cancelled == 1
+    kinds = [EventType.Name(e.event_type) for e in (await rec.fetch_history()).events]
+    assert "EVENT_TYPE_ACTIVITY_TASK_CANCELED" in kinds
+    # The upload said it stopped before the run reported and closed.
+    assert kinds.index("EVENT_TYPE_ACTIVITY_TASK_CANCELED") < kinds.index(
+        "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED"
+    )
+    assert (await rec.describe()).status == WorkflowExecutionStatus.CANCELED
+    last = f.recording_rows[-1]
+    assert (last.status, last.error) == ("failed", "cancelled: erasure requested by admin-1")
+    assert len(f.calls[act.DOWNLOAD_AND_STORE_RECORDING]) == 1  # no retry after the cancel
