@@ -25,11 +25,13 @@ from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# Main when the issue-10 work started, and main just before it landed (healing, local set-up). Add
-# the next release's commit when it ships.
+# Main when the issue-10 work started, main just before it landed (healing, local set-up), and
+# release 3 (what landed with it: the code running when release 4 deploys). Add the next
+# release's commit when it ships.
 PREVIOUS_RELEASES = [
     "9c07ab5d2a32c3d7d6b6328115fee4778870ec6f",
     "47f7005c977a140d1177d3bf66619b6cb3325049",
+    "e46d3976f67bfce920a9b345bcd2d276e1c48dc7",
 ]
 # What the old side runs (those of them a release has): see `standins_module`.
 PATHS = ["core", "workflows", "activities", "testkit", "tests/__init__.py",

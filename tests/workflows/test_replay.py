@@ -58,6 +58,21 @@ def test_histories_are_recorded() -> None:
         }
         <= release_3
     )
+    # Release 4: every scenario again with this release's markers, plus the room gone (its
+    # signal and a dispatch refused RoomGone), erasure cancelling a pipeline, a line resent
+    # after its id was forgotten (the event log asked).
+    release_4 = {p.name.split(".")[0] for p in (CORPUS / "release-4").glob("*.json")}
+    assert (
+        release_3
+        | {
+            "room_finished_mid_call",
+            "dispatch_into_a_room_gone",
+            "recording_erased_while_uploading",
+            "recording_erased_while_waiting_for_ops",
+            "line_resent_after_window",
+        }
+        <= release_4
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=ids(HISTORIES))
