@@ -101,6 +101,24 @@ async def test_a_retried_batch_inserts_once_and_notifies_once(
     assert len(listener.of(call_id)) == 3  # the retried batch announced nothing
 
 
+async def test_stored_line_ids_names_only_the_call_s_own_final_lines(
+    dba: DatabaseActivities,
+) -> None:
+    """What CallWorkflow asks about a line that may repeat a forgotten one: which ids are in
+    this call's log as final lines (not another call's, not another kind's id)."""
+    call_id, other = m.new_call_id(), m.new_call_id()
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [
+        ev(1, id="line-a", text="mine"),
+        ev(2, "agent_alert", id="line-b", detail="a human, please"),
+    ]))  # fmt: skip
+    await Run()(dba.append_call_events, act.EventBatch(other, [ev(1, id="line-c", text="theirs")]))
+    asked = act.LineIdsQuery(call_id, ["line-a", "line-b", "line-c", "line-new"])
+    assert await Run()(dba.stored_line_ids, asked) == ["line-a"]
+    assert await Run()(dba.stored_line_ids, act.LineIdsQuery(call_id, [])) == []
+    err = await app_error(Run()(dba.stored_line_ids, act.LineIdsQuery("not a call", ["x"])))
+    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
+
+
 async def test_overlapping_batches_keep_the_first_write(
     dba: DatabaseActivities, pool: asyncpg.Pool
 ) -> None:
