@@ -203,35 +203,9 @@ class CallWorkflow(Healing):
         """Stop recording, close the room, mark the call completed."""
         reason, by = self.book.end or ("unknown", "system")
         self.book.hanging_up(reason)
-        if self.v2:
-            await self._stop_egress()
-        else:
-            await self._hang_up_v1()
+        await self._stop_egress()
         await self._delete_room()
         self.book.finish(S.COMPLETED, reason, by)
-
-    async def _hang_up_v1(self) -> None:
-        await workflow.wait_condition(lambda: not self._egress_busy)
-        eg = self.book.s.egress
-        if eg is not None and eg.status not in EGRESS_TERMINAL:
-            self.book.set_recording(R.STOPPING)
-            try:
-                info = await workflow.execute_activity(
-                    act.STOP_EGRESS,
-                    act.EgressRef(self.call_id, eg.egress_id),
-                    result_type=m.EgressState,
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=QUICK_RETRY,
-                )
-                # State read before an await is stale after it: an `egress_ended` (with its
-                # file) may have come in while the stop ran, and must not be thrown away.
-                latest = self.book.s.egress
-                if latest is not None and workflow.patched(PATCH_STOP_KEEPS_REPORTS):
-                    self.book.egress_stopped(latest, info)
-                else:
-                    self.book.egress_stopped(eg, info)
-            except ActivityError as err:
-                self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
 
     async def _close(self) -> m.CallResult:
         """Everything flushed and every handler done, then the result."""
@@ -310,7 +284,8 @@ class CallWorkflow(Healing):
             await self._stop_egress()
 
     async def _stop_egress(self) -> None:
-        """Stop the latest egress if it still runs (after a start in flight has answered)."""
+        """Stop the latest egress if it still runs (after a start in flight has answered): at
+        the hang-up (both releases) and when consent is withdrawn (v2)."""
         await workflow.wait_condition(lambda: not self._egress_busy)
         eg = self.book.s.egress
         if eg is None or eg.status in EGRESS_TERMINAL:
@@ -324,11 +299,18 @@ class CallWorkflow(Healing):
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=QUICK_RETRY,
             )
-            # What came in while the stop ran (egress_ended with its file) is kept.
+            # State read before an await is stale after it: an `egress_ended` (with its file)
+            # that came in while the stop ran is kept (v1: only with PATCH_STOP_KEEPS_REPORTS,
+            # asked exactly where release 1 asked it, so its histories replay).
             latest = self.book.s.egress
-            current = latest if self.v2 and latest is not None else eg
-            if current.egress_id == eg.egress_id:
-                self.book.egress_stopped(current, info)
+            if self.v2:
+                current = latest if latest is not None else eg
+                if current.egress_id == eg.egress_id:
+                    self.book.egress_stopped(current, info)
+            elif latest is not None and workflow.patched(PATCH_STOP_KEEPS_REPORTS):
+                self.book.egress_stopped(latest, info)
+            else:
+                self.book.egress_stopped(eg, info)
         except ActivityError as err:
             # Deleting the room ends the egress too; the wait below still finds its file.
             self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
