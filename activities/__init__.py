@@ -116,13 +116,7 @@ def build_activities(
         erase = EraseActivities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
         )
-        acts += [
-            erase.stop_recording_pipeline,
-            erase.erase_workflow_executions,
-            erase.erase_recording_object,
-            erase.erase_call_rows,
-            RetentionActivities(pool).find_expired_calls,
-        ]
+        acts += [*erase.activities(), RetentionActivities(pool).find_expired_calls]
     return acts
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
@@ -75,6 +76,15 @@ class EraseActivities:
         self.staging_bucket = staging_bucket
         self.pipeline_stop_wait_s = pipeline_stop_wait_s
         self.sweep_again_after_s = sweep_again_after_s
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """Every step `EraseCallWorkflow` runs, in its order (what a worker registers)."""
+        return [
+            self.stop_recording_pipeline,
+            self.erase_workflow_executions,
+            self.erase_recording_object,
+            self.erase_call_rows,
+        ]
 
     @activity.defn(name=STOP_RECORDING_PIPELINE)
     async def stop_recording_pipeline(self, req: EraseCallInput) -> PipelineStop:

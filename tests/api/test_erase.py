@@ -57,12 +57,7 @@ async def erase_worker(temporal_dev_env: WorkflowEnvironment, pg_dsn: str, s3: A
         temporal_dev_env.client,
         task_queue=queue,
         workflows=[EraseCallWorkflow, StandIn],
-        activities=[
-            acts.stop_recording_pipeline,
-            acts.erase_workflow_executions,
-            acts.erase_recording_object,
-            acts.erase_call_rows,
-        ],
+        activities=acts.activities(),
     ):
         yield queue
     await pool.close()
@@ -250,12 +245,7 @@ async def test_a_pipeline_that_will_not_stop_is_terminated_and_swept_twice(
             client,
             task_queue=queue,
             workflows=[EraseCallWorkflow, StuckPipeline],
-            activities=[
-                acts.stop_recording_pipeline,
-                acts.erase_workflow_executions,
-                acts.erase_recording_object,
-                acts.erase_call_rows,
-            ],
+            activities=acts.activities(),
         ):
             pipeline = await client.start_workflow(
                 StuckPipeline.run, id=recording_workflow_id(call_id), task_queue=queue

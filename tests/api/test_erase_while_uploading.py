@@ -136,10 +136,7 @@ async def test_an_upload_in_flight_cannot_store_its_recording_after_the_erasure(
             activities=[
                 upload,
                 DatabaseActivities(pool).record_recording,
-                erase.stop_recording_pipeline,
-                erase.erase_workflow_executions,
-                erase.erase_recording_object,
-                erase.erase_call_rows,
+                *erase.activities(),
             ],
             # As worker.py: a cancellation reaches the upload within seconds.
             max_heartbeat_throttle_interval=timedelta(seconds=1),

@@ -354,26 +354,27 @@ async def _uploading(h: Harness) -> tuple[WorkflowHandle, str]:
     return handle, call_id
 
 
-async def recording_erased_while_uploading(h: Harness) -> list[Run]:
-    """Erasure cancels the pipeline mid-upload: it waits for the upload to stop, reports, ends."""
-    handle, call_id = await _uploading(h)
+async def _erased(h: Harness, handle: WorkflowHandle, call_id: str) -> list[Run]:
+    """Cancel the call's pipeline as erasure does, and wait until it has ended."""
     rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
     await rec.cancel(reason="erasure requested by admin")
     await recording_done(h, call_id)
     return runs_of(handle, call_id)
+
+
+async def recording_erased_while_uploading(h: Harness) -> list[Run]:
+    """Erasure cancels the pipeline mid-upload: it waits for the upload to stop, reports, ends."""
+    return await _erased(h, *await _uploading(h))
 
 
 async def recording_erased_while_waiting_for_ops(h: Harness) -> list[Run]:
-    handle, call_id = await _waiting_for_ops(h)
-    rec = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
-    await rec.cancel(reason="erasure requested by admin")
-    await recording_done(h, call_id)
-    return runs_of(handle, call_id)
+    """Erasure cancels a pipeline out of retries that waits for ops."""
+    return await _erased(h, *await _waiting_for_ops(h))
 
 
 async def room_finished_mid_call(h: Harness) -> list[Run]:
     """LiveKit's `room_finished` while the call is on (its `participant_left` lost): the call
-    ends `room_finished`, the recording is stored; a second report afterwards is late."""
+    ends `room_finished` and the recording is stored."""
     h.fakes.stop_reports = "EGRESS_COMPLETE"
     handle, _ = await h.start()
     call_id = handle.id.removeprefix("call-")
