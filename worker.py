@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -34,6 +31,7 @@ from core.temporal import (
     TemporalUnavailable,
     connect_temporal,
     ensure_search_attributes,
+    exit_process,
 )
 from ops.metrics import sdk_runtime, serve_metrics
 from ops.retention import ensure_retention_schedule
@@ -174,10 +172,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: the Temporal core's Tokio threads can abort a finalizing
-    # interpreter (SIGABRT, "PyGILState_Release"; temporalio/sdk-python#300).
-    os._exit(code)
+    exit_process(main())

@@ -25,4 +25,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     main()
+    exit_process(0)

@@ -91,8 +91,11 @@ async def main(n: int, warmup: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
     asyncio.run(main(args.n, args.warmup))
+    exit_process(0)

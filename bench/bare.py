@@ -83,6 +83,8 @@ async def serve(task_queue: str, workflow_task_polls: int, address: str = "") ->
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task-queue", default=BARE_TASK_QUEUE)
     parser.add_argument("--workflow-task-polls", type=int, default=WORKFLOW_TASK_POLLS,
@@ -91,3 +93,4 @@ if __name__ == "__main__":
                         help="host:port of a Temporal server to use without settings or codec")  # fmt: skip
     a = parser.parse_args()
     asyncio.run(serve(a.task_queue, a.workflow_task_polls, a.address))
+    exit_process(0)

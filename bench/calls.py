@@ -556,6 +556,8 @@ async def main(
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--lines", type=int, default=6, help="final lines per call")
@@ -570,3 +572,4 @@ if __name__ == "__main__":
     a = parser.parse_args()
     asyncio.run(main(a.calls, a.lines, a.workers, not a.no_interim, a.seed, a.profile,
                      a.temporal_in_memory))  # fmt: skip
+    exit_process(0)

@@ -101,6 +101,9 @@ async def main(lines: int = LINES) -> None:
 if __name__ == "__main__":
     import argparse
 
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=LINES, help="final lines per call (even)")
     asyncio.run(main(parser.parse_args().lines))
+    exit_process(0)

@@ -108,6 +108,9 @@ async def main(n: int) -> None:
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
     asyncio.run(main(parser.parse_args().n))
+    exit_process(0)

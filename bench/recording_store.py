@@ -157,6 +157,8 @@ async def main(size_mb: int, rounds: int, source: str = "http") -> int:
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]))
         sys.exit(0)
@@ -167,4 +169,4 @@ if __name__ == "__main__":
                         help="http: an allowed HTTP host; staging: the egress bucket (S3)")  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-    sys.exit(asyncio.run(main(args.size_mb, args.rounds, args.source)))
+    exit_process(asyncio.run(main(args.size_mb, args.rounds, args.source)))

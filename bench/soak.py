@@ -76,7 +76,7 @@ from agent.signals import SignalQueue
 from bench.calls import ProcessMeter, Progress, check_calls, simulated_agent
 from bench.stack import Stack, percentile, running_stack
 from core import models as m
-from core.temporal import connect_temporal
+from core.temporal import connect_temporal, exit_process
 
 POLL_S = 0.25
 ENDED = {m.CallStatus.COMPLETED.value, m.CallStatus.NO_AGENT.value, m.CallStatus.FAILED.value}
@@ -574,4 +574,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if asyncio.run(main(parse_args())) else 1)
+    exit_process(0 if asyncio.run(main(parse_args())) else 1)

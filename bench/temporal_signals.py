@@ -151,6 +151,8 @@ async def main(configs: list[str], calls: int, lines: int, period: float, polls:
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--lines", type=int, default=4, help="signals per call")
@@ -161,3 +163,4 @@ if __name__ == "__main__":
                         help=f"the worker's (default {WORKFLOW_TASK_POLLS}, as worker.py)")  # fmt: skip
     a = parser.parse_args()
     asyncio.run(main(a.configs.split(","), a.calls, a.lines, a.period, a.workflow_task_polls))
+    exit_process(0)

@@ -142,9 +142,12 @@ async def _wait_in_progress(
 
 
 if __name__ == "__main__":
+    from core.temporal import exit_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--period", type=float, default=5.0)
     args = parser.parse_args()
     asyncio.run(main(args.calls, args.rounds, args.period))
+    exit_process(0)

@@ -11,7 +11,11 @@ attributes the workflows upsert, or says exactly what to run where the server do
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import temporalio.converter
 from temporalio.api.enums.v1 import IndexedValueType
@@ -215,3 +219,22 @@ async def ensure_search_attributes(client: Client, namespace: str | None = None)
     if not state.missing:
         return []
     return await add_search_attributes(client, ns, state.missing)
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """Leave a process that has used a Temporal client or worker: flush the logs and stdio, then
+    `os._exit(code)` without interpreter teardown.
+
+    The Temporal core's Tokio threads can call into a finalizing interpreter, which then aborts
+    (SIGABRT, "Fatal Python error: PyGILState_Release: thread state ... must be current when
+    releasing"; temporalio/sdk-python#300). A process that had finished its work cleanly would
+    exit -6 at random; CI saw it in two subprocesses of one run. Every `__main__` that touched
+    Temporal ends here.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say on it
+            pass
+    os._exit(code)

@@ -31,7 +31,7 @@ from core.models import (
     customer_identity,
 )
 from core.settings import Settings, settings_or_exit
-from core.temporal import connect_temporal
+from core.temporal import connect_temporal, exit_process
 
 log = get_logger("devstack.standin")
 
@@ -132,6 +132,7 @@ def main() -> None:
     setup_logging()
     settings = settings_or_exit()
     asyncio.run(run(settings, settings.LIVEKIT_URL.replace("ws", "http", 1), args.pace))
+    exit_process(0)
 
 
 if __name__ == "__main__":

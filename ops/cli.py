@@ -254,12 +254,6 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-    import os
+    from core.temporal import exit_process
 
-    code = asyncio.run(run(sys.argv[1:] if argv is None else argv))
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: the Temporal core's threads can abort it (see worker.py).
-    os._exit(code)
+    exit_process(asyncio.run(run(sys.argv[1:] if argv is None else argv)))

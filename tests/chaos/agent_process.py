@@ -16,7 +16,7 @@ import random
 from agent.signals import SignalQueue, new_signal_id
 from core import models as m
 from core.settings import settings_or_exit
-from core.temporal import connect_temporal
+from core.temporal import connect_temporal, exit_process
 
 
 async def speak(call_id: str, first: int, lines: int, client_factory) -> None:  # type: ignore[no-untyped-def]
@@ -52,3 +52,4 @@ if __name__ == "__main__":
     p.add_argument("calls", nargs="+")
     a = p.parse_args()
     asyncio.run(main(a.first, a.lines, a.calls))
+    exit_process(0)

@@ -481,3 +481,7 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     asyncio.run(main(HISTORIES / sys.argv[1], sys.argv[2:]))
+
+    from core.temporal import exit_process
+
+    exit_process(0)
