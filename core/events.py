@@ -198,3 +198,17 @@ class CustomerConnection(EventData):
     status: str
     grace_s: float = UNSET
     away_s: float = UNSET
+
+
+@dataclass(kw_only=True)
+class InterimTranscript(EventData):
+    """A line still being spoken, as the agent heard it so far: live only (WebSocket, with
+    `seq: null`), never in history, `call_events` or a report. `id` is the final line's id when
+    the agent knows it; `by` is the agent's identity."""
+
+    KIND = EventKind.INTERIM_TRANSCRIPT
+    speaker: str
+    text: str
+    confidence: float | None
+    id: str | None
+    by: str

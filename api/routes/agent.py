@@ -16,7 +16,8 @@ from api.domain.fanout import publish_interim
 from api.errors import Unauthorized
 from api.schemas import Empty, InterimRequest
 from api.validation import call_id_path, parse_body, parse_query
-from core.models import EventKind, room_name_for
+from core.events import InterimTranscript
+from core.models import room_name_for
 
 # Named "internal" as before: route names (`internal.interim`) stay what they were.
 bp = Blueprint("internal", url_prefix="/internal/calls")
@@ -54,17 +55,13 @@ async def interim(request: Request, call_id: str) -> HTTPResponse:
     parse_query(request, Empty)
     body = parse_body(request, InterimRequest)
     message = {
-        "type": EventKind.INTERIM_TRANSCRIPT.value,
+        "type": InterimTranscript.KIND.value,
         "call_id": call_id,
         "seq": None,
         "at": datetime.now(UTC).isoformat(),
-        "data": {
-            "speaker": body.speaker,
-            "text": body.text,
-            "confidence": body.confidence,
-            "id": body.id,
-            "by": by,
-        },
+        "data": InterimTranscript(
+            speaker=body.speaker, text=body.text, confidence=body.confidence, id=body.id, by=by
+        ).to_dict(),
     }
     await publish_interim(request.app.ctx.res.db, message)
     return HTTPResponse(status=202)

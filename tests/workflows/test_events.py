@@ -109,6 +109,15 @@ def test_every_stored_kind_has_its_dataclass() -> None:
     assert {kind for _, kind, _ in CASES} == stored
 
 
+def test_an_interim_line_keeps_its_null_figures() -> None:
+    """The live-only kind: an unknown confidence or id is null, never a missing key."""
+    line = ev.InterimTranscript(speaker="customer", text="I'd like", confidence=None, id=None,
+                                by="agent-1")  # fmt: skip
+    assert line.KIND == K.INTERIM_TRANSCRIPT
+    assert line.to_dict() == {"speaker": "customer", "text": "I'd like", "confidence": None,
+                              "id": None, "by": "agent-1"}  # fmt: skip
+
+
 def test_agent_metrics_keep_null_figures_and_label_them_only_for_newer_agents() -> None:
     old = m.AgentMetrics("m1", 0.2, None, 0.5, at="t")
     assert metrics_event(old).to_dict() == {
