@@ -3,7 +3,9 @@
 `check_cluster` fetches from Temporal the histories of every execution on the task queue that
 is still running or closed within `since`, and replays them (payloads decoded with the same
 codec as the worker, `core.temporal.data_converter`) through the worker's own workflow classes.
-A non-determinism error means this code would break those runs: do not deploy it.
+A non-determinism error means this code would break those runs: do not deploy it. An execution
+deleted between the listing and the fetch of its history (an erased call, retention) is counted as
+`gone`, not as a failure: there is no run of it left to break.
 `check_files` does the same for exported JSON histories (tests/histories, a bug report's file).
 """
 
@@ -15,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 import temporalio.converter
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecution, WorkflowHistory
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
 
@@ -23,13 +26,19 @@ from temporalio.worker import Replayer
 class ReplayReport:
     checked: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)  # workflow_id, run_id, error
+    gone: list[str] = field(default_factory=list)  # workflow ids deleted before their fetch
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def as_dict(self) -> dict[str, object]:
-        return {"checked": self.checked, "ok": self.ok, "failures": self.failures}
+        return {
+            "checked": self.checked,
+            "ok": self.ok,
+            "failures": self.failures,
+            "gone": self.gone,
+        }
 
 
 def workflows_of_this_code() -> Sequence[type]:
@@ -83,8 +92,29 @@ async def check_cluster(
     limit: int,
     on_each: Callable[[str], None] | None = None,
 ) -> ReplayReport:
-    histories = client.list_workflows(cluster_query(task_queue, since), limit=limit).map_histories()
-    return await _replay(histories, client.data_converter, on_each)
+    gone: list[str] = []
+    executions = client.list_workflows(cluster_query(task_queue, since), limit=limit)
+    report = await _replay(histories_still_there(client, executions, gone), client.data_converter,
+                           on_each)  # fmt: skip
+    report.gone = gone
+    return report
+
+
+async def histories_still_there(
+    client: Client, executions: AsyncIterator[WorkflowExecution], gone: list[str]
+) -> AsyncIterator[WorkflowHistory]:
+    """The history of each listed execution, in order; one deleted since it was listed (Temporal
+    answers NOT_FOUND) goes to `gone` instead. Any other refusal is raised."""
+    async for execution in executions:
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        try:
+            history = await handle.fetch_history()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            gone.append(execution.id)
+            continue
+        yield history
 
 
 async def check_files(
