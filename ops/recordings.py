@@ -65,22 +65,34 @@ async def find_failed(
     async for ex in client.list_workflows(failed_query(since), limit=limit):
         if ex.id in seen:
             continue
-        latest = await client.get_workflow_handle(ex.id).describe()
-        if latest.run_id != ex.run_id:
-            continue  # replayed since: the latest run is listed on its own if it failed too
-        if latest.status == WorkflowExecutionStatus.COMPLETED:
-            continue
-        if latest.typed_search_attributes.get(sa.RECORDING_STATUS) != m.RecordingStatus.FAILED:
-            continue
-        seen[ex.id] = FailedRecording(
-            call_id=call_id_of(ex.id),
-            workflow_id=ex.id,
-            run_id=latest.run_id,
-            status=latest.status.name if latest.status else "",
-            closed_at=latest.close_time.isoformat() if latest.close_time else "",
-            reason=await _reason(client, ex.id, latest.run_id, latest.status),
-        )
+        try:
+            found = await _still_failed(client, ex.id, ex.run_id)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue  # deleted since it was listed (the call was erased): nothing to retry
+        if found is not None:
+            seen[ex.id] = found
     return sorted(seen.values(), key=lambda f: (f.closed_at, f.call_id))
+
+
+async def _still_failed(client: Client, wid: str, listed_run_id: str) -> FailedRecording | None:
+    """The listed pipeline as it is now, when its latest run is still the failed one."""
+    latest = await client.get_workflow_handle(wid).describe()
+    if latest.run_id != listed_run_id:
+        return None  # replayed since: the latest run is listed on its own if it failed too
+    if latest.status == WorkflowExecutionStatus.COMPLETED:
+        return None
+    if latest.typed_search_attributes.get(sa.RECORDING_STATUS) != m.RecordingStatus.FAILED:
+        return None
+    return FailedRecording(
+        call_id=call_id_of(wid),
+        workflow_id=wid,
+        run_id=latest.run_id,
+        status=latest.status.name if latest.status else "",
+        closed_at=latest.close_time.isoformat() if latest.close_time else "",
+        reason=await _reason(client, wid, latest.run_id, latest.status),
+    )
 
 
 async def _reason(

@@ -7,8 +7,13 @@ import asyncio
 import io
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution as ProtoExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecution
 
 from core.models import SIGNAL_TRANSCRIPT, TranscriptLine, call_workflow_id
 from ops.cli import run
@@ -69,3 +74,30 @@ async def recorded_call(stack: ApiStack, name: str, lines: list[tuple[str, str]]
         )
     await wait_call(stack, call_id, recording_status="recording", timeout=30)
     return call_id
+
+
+async def listed_then_one_deleted(
+    client: Client, workflow_type: str = "NoWorkerRunsThis", n: int = 2
+) -> tuple[list[WorkflowExecution], WorkflowExecution]:
+    """`n` executions on a queue no worker polls (they only need to exist), as Temporal lists
+    them; then the first is deleted, as an erasure or retention would between a listing and
+    what ops does with it."""
+    queue = f"no-worker-{uuid.uuid4().hex[:8]}"
+    ids = [f"listed-{uuid.uuid4().hex[:8]}" for _ in range(n)]
+    for wid in ids:
+        await client.start_workflow(workflow_type, id=wid, task_queue=queue)
+    listed: list[WorkflowExecution] = []
+    for _ in range(100):  # the dev server's visibility lags its writes a little
+        listed = [e async for e in client.list_workflows(f"TaskQueue = '{queue}'")]
+        if len(listed) == n:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(e.id for e in listed) == sorted(ids)
+    deleted = listed[0]
+    await client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=ProtoExecution(workflow_id=deleted.id, run_id=deleted.run_id or ""),
+        )
+    )
+    return listed, deleted

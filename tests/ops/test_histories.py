@@ -4,7 +4,6 @@ exported history of a call (payload key set) holds none of its transcript's word
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,15 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio import workflow
-from temporalio.api.common.v1 import WorkflowExecution as ProtoExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowExecution
 from temporalio.worker import Worker
 
 from core.models import RecordingInput, RecordingResult
 from ops.histories import histories_still_there
 from tests.api.conftest import ADMIN, ApiStack
-from tests.ops.conftest import ops, recorded_call, wait_call
+from tests.ops.conftest import listed_then_one_deleted, ops, recorded_call, wait_call
 
 CORPUS = Path(__file__).resolve().parent.parent / "histories"
 
@@ -105,31 +102,14 @@ async def test_an_execution_deleted_after_the_listing_is_gone_not_a_failure(
     """An erasure or retention can delete an execution between the cluster check's listing and
     the fetch of its history (CI saw NOT_FOUND fail the check): it is reported as gone, and the
     other histories are still fetched."""
-    client = api_stack.client
-    queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # nothing runs them: they only need to exist
-    ids = [f"listed-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    for wid in ids:
-        await client.start_workflow("NoWorkerRunsThis", id=wid, task_queue=queue)
-    listed: list[WorkflowExecution] = []
-    for _ in range(100):  # the dev server's visibility lags its writes a little
-        listed = [e async for e in client.list_workflows(f"TaskQueue = '{queue}'")]
-        if len(listed) == 2:
-            break
-        await asyncio.sleep(0.1)
-    assert sorted(e.id for e in listed) == sorted(ids)
-    deleted = listed[0]
-    await client.workflow_service.delete_workflow_execution(
-        DeleteWorkflowExecutionRequest(
-            namespace=client.namespace,
-            workflow_execution=ProtoExecution(workflow_id=deleted.id, run_id=deleted.run_id or ""),
-        )
-    )
+    listed, deleted = await listed_then_one_deleted(api_stack.client)
 
     async def the_listing() -> AsyncIterator[WorkflowExecution]:
         for execution in listed:
             yield execution
 
     gone: list[str] = []
-    histories = [h async for h in histories_still_there(client, the_listing(), gone)]
+    histories = [h async for h in histories_still_there(api_stack.client, the_listing(), gone)]
     assert gone == [deleted.id]
-    assert [h.workflow_id for h in histories] == [listed[1].id] and histories[0].events
+    kept = [e.id for e in listed if e.id != deleted.id]
+    assert [h.workflow_id for h in histories] == kept and histories[0].events
