@@ -1,16 +1,15 @@
-"""PostgreSQL activities: the call's event log, its row in `calls`, its recording.
+"""PostgreSQL activities: the call's decisions in its event log, its row in `calls`, its recording.
 
-Every write has a natural key: an event is `(call_id, seq)` and is inserted once (a retried
-batch inserts nothing and notifies nothing); the `calls` row is upserted only by a batch at
-least as new as what it holds (`last_seq`), and a finished call never becomes active again.
-Each inserted event is announced with `NOTIFY call_events, '{"call_id","seq","kind"}'` in the
-same transaction (so listeners see it only once it is committed); `api/domain/fanout.py` LISTENs.
+Events are appended through `core.eventlog` (ids unique per call, seq allocated by the database,
+NOTIFY in the same transaction; a resend stores nothing, a refused event is dropped alone). The
+`calls` row is upserted only by a write at least as new as what it holds (`row_version`), and a
+finished call never becomes active again. Lines are not written here: the API stores them as
+the agent sends them (api/routes/agent.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -19,10 +18,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
+from core import eventlog
 from core import events as ev
 from core import models as m
 from core.log import get_logger
-from core.notify import EVENTS_CHANNEL, event_notification
 
 log = get_logger("activities.database")
 
@@ -31,27 +30,20 @@ T = TypeVar("T")
 _ACTIVE = [s.value for s in m.CallStatus if s.is_active]
 _FINISHED = [s.value for s in m.CallStatus if not s.is_active]
 
-_INSERT_EVENTS = """
-INSERT INTO call_events (call_id, seq, kind, at, data)
-SELECT $1, e.seq, e.kind, COALESCE(NULLIF(e.at, '')::timestamptz, now()), e.data::jsonb
-FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) AS e(seq, kind, at, data)
-ON CONFLICT (call_id, seq) DO NOTHING
-RETURNING seq, kind
-"""
-
-# A call's lines are found by its primary key's prefix (call_id); only rare lines are asked.
-_STORED_LINE_IDS = """
-SELECT DISTINCT data->>'id' AS id FROM call_events
-WHERE call_id = $1 AND kind = 'final_transcript' AND data->>'id' = ANY($2::text[])
-"""
-
+# The workflow's view of the row: status, times, silence alerts. Lines, keyword alerts and the
+# newest seq are counted by `append_call_event` as they are stored (the API stores lines), so
+# an update never touches them; a new row starts from what the log already holds.
 _UPSERT_CALL = """
 INSERT INTO calls AS c (call_id, room_name, customer_name, status, recording_status, created_at,
-    agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq, line_count,
-    egress_id, updated_at)
-VALUES ($1, $2, $3, $4, $5, COALESCE(NULLIF($6::text, '')::timestamptz, now()),
+    agent_joined_at, ended_at, end_reason, silence_alerts, egress_id, row_version, updated_at,
+    line_count, keyword_alerts, last_seq)
+SELECT $1, $2, $3, $4, $5, COALESCE(NULLIF($6::text, '')::timestamptz, now()),
     NULLIF($7::text, '')::timestamptz, NULLIF($8::text, '')::timestamptz, NULLIF($9::text, ''),
-    $10, $11, $12, $13, NULLIF($14::text, ''), now())
+    $10, NULLIF($11::text, ''), $12, now(),
+    count(*) FILTER (WHERE e.kind = 'final_transcript'),
+    count(*) FILTER (WHERE e.kind = 'keyword_alert'),
+    COALESCE(max(e.seq), 0)
+FROM (SELECT kind, seq FROM call_events WHERE call_id = $1) e
 ON CONFLICT (call_id) DO UPDATE SET
     room_name = EXCLUDED.room_name,
     customer_name = EXCLUDED.customer_name,
@@ -62,13 +54,11 @@ ON CONFLICT (call_id) DO UPDATE SET
     ended_at = EXCLUDED.ended_at,
     end_reason = EXCLUDED.end_reason,
     silence_alerts = EXCLUDED.silence_alerts,
-    keyword_alerts = EXCLUDED.keyword_alerts,
-    last_seq = EXCLUDED.last_seq,
-    line_count = EXCLUDED.line_count,
     egress_id = EXCLUDED.egress_id,
+    row_version = EXCLUDED.row_version,
     updated_at = now()
-WHERE c.last_seq <= EXCLUDED.last_seq
-  AND NOT (c.status = ANY($15::text[]) AND EXCLUDED.status = ANY($16::text[]))
+WHERE c.row_version <= EXCLUDED.row_version
+  AND NOT (c.status = ANY($13::text[]) AND EXCLUDED.status = ANY($14::text[]))
 """
 
 _RECORDING_REPORTS = (
@@ -121,18 +111,6 @@ async def _guard(what: str, call_id: str, op: Awaitable[T]) -> T:
         ) from exc
 
 
-def _text(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL: replace it (a customer's or an STT's stray
-    control character must not block the call's log)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_text(k): _text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_text(v) for v in value]
-    return value
-
-
 class DatabaseActivities:
     """Built once per worker with an asyncpg pool (any jsonb codec on it does not matter)."""
 
@@ -141,58 +119,34 @@ class DatabaseActivities:
 
     @activity.defn(name=act.APPEND_CALL_EVENTS)
     async def append_call_events(self, batch: act.EventBatch) -> act.AppendResult:
-        """Insert the batch's events (once each), upsert the call's row, NOTIFY each new event."""
+        """Append the batch's events (once each, by id; one PostgreSQL refuses is dropped alone
+        and named in the result), then upsert the call's row, in one transaction."""
         if not m.is_call_id(batch.call_id):
             raise _invalid(f"append_call_events: {batch.call_id!r} is not a call id")
         if batch.call is not None and batch.call.call_id != batch.call_id:
             raise _invalid("append_call_events: the call row belongs to another call")
-        if any(e.seq <= 0 for e in batch.events):
-            raise _invalid(f"append_call_events for call {batch.call_id}: seq must be positive")
-        inserted = await _guard("append_call_events", batch.call_id, self._append(batch))
-        if inserted:
-            log.debug("call_events_appended", call_id=batch.call_id, inserted=inserted)
-        return act.AppendResult(inserted=inserted)
+        done = await _guard("append_call_events", batch.call_id, self._append(batch))
+        if done.stored:
+            log.debug("call_events_appended", call_id=batch.call_id, inserted=len(done.stored))
+        return act.AppendResult(
+            inserted=len(done.stored),
+            duplicates=done.duplicates,
+            refused=[f"{event_id}: {reason}" for event_id, reason in done.refused],
+        )
 
-    async def _append(self, batch: act.EventBatch) -> int:
-        events = sorted(batch.events, key=lambda e: e.seq)
+    async def _append(self, batch: act.EventBatch) -> eventlog.Appended:
+        events = [
+            eventlog.NewEvent(e.id or f"wf:{e.seq}", e.kind, e.data, e.at) for e in batch.events
+        ]
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                _INSERT_EVENTS,
-                batch.call_id,
-                [e.seq for e in events],
-                [_text(e.kind) for e in events],
-                [_text(e.at) for e in events],
-                [json.dumps(_text(e.data)) for e in events],
-            )
+            done = await eventlog.append(conn, batch.call_id, events)
             if batch.call is not None:
                 await self._upsert_call(conn, batch.call)
-            new = sorted((r["seq"], r["kind"]) for r in rows)
-            if new:
-                await conn.execute(
-                    "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-                    EVENTS_CHANNEL,
-                    [event_notification(batch.call_id, seq, kind) for seq, kind in new],
-                )
-        return len(new)
-
-    @activity.defn(name=act.STORED_LINE_IDS)
-    async def stored_line_ids(self, query: act.LineIdsQuery) -> list[str]:
-        """The ids among `query.ids` of final transcript lines already in the call's event log
-        (the workflow asks only for a line that may repeat one it no longer remembers)."""
-        if not m.is_call_id(query.call_id):
-            raise _invalid(f"stored_line_ids: {query.call_id!r} is not a call id")
-        if not query.ids:
-            return []
-        rows = await _guard(
-            "stored_line_ids",
-            query.call_id,
-            self.pool.fetch(_STORED_LINE_IDS, query.call_id, [_text(i) for i in query.ids]),
-        )
-        return sorted({r["id"] for r in rows})
+        return done
 
     @staticmethod
     async def _upsert_call(conn: Any, row: act.CallRow) -> None:
-        row = act.CallRow(**_text(dataclasses.asdict(row)))
+        row = act.CallRow(**eventlog.clean(dataclasses.asdict(row)))
         await conn.execute(
             _UPSERT_CALL,
             row.call_id,
@@ -205,10 +159,8 @@ class DatabaseActivities:
             row.ended_at,
             row.end_reason,
             row.silence_alerts,
-            row.keyword_alerts,
-            row.last_seq,
-            row.line_count,
             row.egress_id,
+            row.row_version,
             _FINISHED,
             _ACTIVE,
         )
@@ -225,7 +177,7 @@ class DatabaseActivities:
             )
         if row.status == m.RecordingStatus.STORED and not (row.bucket and row.object_key):
             raise _invalid("record_recording: a stored recording needs a bucket and a key")
-        row = act.RecordingRow(**_text(dataclasses.asdict(row)))
+        row = act.RecordingRow(**eventlog.clean(dataclasses.asdict(row)))
         await _guard("record_recording", row.call_id, self._record(row))
         log.info(
             "recording_recorded",
@@ -275,27 +227,15 @@ class DatabaseActivities:
 
     @staticmethod
     async def _append_run_event(conn: Any, row: act.RecordingRow) -> None:
+        """The call's `recording` event for one pipeline run (`rec:<run id>`: once per run)."""
         call = await conn.fetchrow(
-            "SELECT last_seq, recording_status FROM calls WHERE call_id = $1 FOR UPDATE",
-            row.call_id,
+            "SELECT recording_status FROM calls WHERE call_id = $1", row.call_id
         )
         if call is None:
             log.warning("recording_event_without_call", call_id=row.call_id)
             return
-        done = await conn.fetchval(
-            "SELECT 1 FROM call_events WHERE call_id = $1 AND kind = $2 AND data->>'run_id' = $3",
-            row.call_id,
-            m.EventKind.RECORDING.value,
-            row.append_event_for_run,
-        )
-        if done or (
-            row.status == m.RecordingStatus.UPLOADING and call["recording_status"] == row.status
-        ):
-            return  # reported already (or, for uploading, nothing to tell: the call said so)
-        last = await conn.fetchval(
-            "SELECT COALESCE(max(seq), 0) FROM call_events WHERE call_id = $1", row.call_id
-        )
-        seq = max(call["last_seq"], last) + 1
+        if row.status == m.RecordingStatus.UPLOADING and call["recording_status"] == row.status:
+            return  # nothing to tell: the call said so
         # A bare run id: a replay by ops of a run from before release 2.
         by = row.by or ("pipeline" if "/" in row.append_event_for_run else "ops_retry")
         event = ev.Recording(status=row.status, run_id=row.append_event_for_run, by=by)
@@ -307,24 +247,13 @@ class DatabaseActivities:
             )  # fmt: skip
         elif row.status == m.RecordingStatus.FAILED:
             event.error = row.error
-        await conn.execute(
-            "INSERT INTO call_events (call_id, seq, kind, at, data) "
-            "VALUES ($1, $2, $3, COALESCE(NULLIF($4::text, '')::timestamptz, now()), $5::text::jsonb)",
-            row.call_id,
-            seq,
-            m.EventKind.RECORDING.value,
-            row.at,
-            json.dumps(event.to_dict()),
+        new = eventlog.NewEvent(
+            f"rec:{row.append_event_for_run}", event.KIND.value, event.to_dict(), row.at
         )
-        await conn.execute(
-            "UPDATE calls SET last_seq = $2, recording_status = $3, updated_at = now() "
-            "WHERE call_id = $1",
-            row.call_id,
-            seq,
-            row.status,
-        )
-        await conn.execute(
-            "SELECT pg_notify($1, $2)",
-            EVENTS_CHANNEL,
-            event_notification(row.call_id, seq, m.EventKind.RECORDING.value),
-        )
+        done = await eventlog.append(conn, row.call_id, [new])
+        if done.stored:
+            await conn.execute(
+                "UPDATE calls SET recording_status = $2, updated_at = now() WHERE call_id = $1",
+                row.call_id,
+                row.status,
+            )

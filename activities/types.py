@@ -125,10 +125,14 @@ class RoomRef:
 
 @dataclass
 class CallEvent:
+    """One event the workflow appends; `id` is unique in the call (the database allocates the
+    seq the dashboard orders by; `seq` is the workflow's own count, `wf:<seq>` when no id)."""
+
     seq: int
     kind: str  # core.models.EventKind value
     at: str  # ISO 8601 UTC
     data: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
 
 
 @dataclass
@@ -149,6 +153,7 @@ class CallRow:
     last_seq: int = 0
     line_count: int = 0
     egress_id: str = ""
+    row_version: int = 0  # grows with every change the workflow makes (older never wins)
 
 
 @dataclass
@@ -161,6 +166,8 @@ class EventBatch:
 @dataclass
 class AppendResult:
     inserted: int  # events written now (a retried batch writes 0)
+    duplicates: int = 0  # events the log held already
+    refused: list[str] = field(default_factory=list)  # "<event id>: <why>", dropped alone
 
 
 @dataclass

@@ -62,6 +62,12 @@ CALL_ID_RE = re.compile(r"^[a-z0-9]{12,40}$")
 TASK_QUEUE_DEFAULT = "callcenter"
 
 
+def matched_keywords(text: str, phrases: list[str]) -> list[str]:
+    """Configured phrases found in a line, as whole words, case-insensitively."""
+    low = text.lower()
+    return [p for p in phrases if p and re.search(rf"(?<!\w){re.escape(p.lower())}(?!\w)", low)]
+
+
 def new_call_id() -> str:
     """Server-generated opaque call id (a client never chooses one)."""
     return secrets.token_hex(10)

@@ -93,12 +93,6 @@ def egress_failed_without_file(eg: m.EgressState | None) -> bool:
     )
 
 
-def matched_keywords(text: str, phrases: list[str]) -> list[str]:
-    """Configured phrases found in a line, as whole words, case-insensitively."""
-    low = text.lower()
-    return [p for p in phrases if p and re.search(rf"(?<!\w){re.escape(p.lower())}(?!\w)", low)]
-
-
 def line_entry(line: m.TranscriptLine, seq: int, at: str) -> m.TranscriptEntry:
     return m.TranscriptEntry(
         seq=seq,
