@@ -106,7 +106,6 @@ def build_activities(
         storage.find_staged_recording,
         storage.delete_recording_segments,
         db.append_call_events,
-        db.stored_line_ids,
         db.record_recording,
     ]
     if client is not None:

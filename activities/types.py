@@ -27,7 +27,6 @@ DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
 RECORD_RECORDING = "record_recording"
-STORED_LINE_IDS = "stored_line_ids"
 # Erasure (activities/erase.py)
 ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
 ERASE_RECORDING_OBJECT = "erase_recording_object"
@@ -168,14 +167,6 @@ class AppendResult:
     inserted: int  # events written now (a retried batch writes 0)
     duplicates: int = 0  # events the log held already
     refused: list[str] = field(default_factory=list)  # "<event id>: <why>", dropped alone
-
-
-@dataclass
-class LineIdsQuery:
-    """`stored_line_ids`: which of these transcript line ids the call's event log holds."""
-
-    call_id: str
-    ids: list[str] = field(default_factory=list)
 
 
 @dataclass

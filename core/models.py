@@ -184,21 +184,12 @@ class CallConfig:
     egress_retry_delay_s: float = 10  # a failed egress start is retried once, after this
     # Continue-as-new once a run's history reaches this many events (the server suggests 4,096).
     continue_as_new_after_events: int = 2000
-    # Lines a run carries into the next (~300 bytes each; Temporal refuses payloads over 2 MB).
-    # Older ones stay in `call_events`; `get_transcript` then says `truncated`.
-    carry_max_lines: int = 3000
     # Search attributes are never encrypted: with PAYLOAD_KEYS set, no customer name goes there.
     customer_name_searchable: bool = True
-    # Release 2: the carry's encoded size is bounded too (lines beyond it are left to
-    # `call_events`; a line too large to carry is carried by reference, its text dropped).
-    carry_max_bytes: int = 256 * 1024
-    # Release 2: egress starts per call (each restart after a mid-call end is a new segment).
+    # Egress starts per call (each restart after a mid-call end is a new segment).
     max_egress_starts: int = 5
     # Consent withdrawn mid-call: keep | delete what was recorded until then.
     recording_on_withdrawal: str = "delete"
-    # Signal ids a run remembers (and carries) this long. A line that may repeat one forgotten
-    # since (sent before the oldest remembered) is looked up in `call_events` instead.
-    seen_window_s: float = 3600
 
     @classmethod
     def from_settings(cls, settings: Any) -> CallConfig:
@@ -218,7 +209,6 @@ class CallConfig:
             keywords=list(settings.keywords),
             recording_retry_for_s=settings.RECORDING_RETRY_FOR_S,
             customer_name_searchable=not settings.payload_keys,
-            carry_max_bytes=settings.CARRY_MAX_BYTES,
             recording_on_withdrawal=str(settings.RECORDING_ON_WITHDRAWAL),
         )
 
@@ -576,7 +566,9 @@ class CallResult:
 
 @dataclass
 class CallCarry:
-    """Everything a call carries into its next run when it continues as new. Internal."""
+    """What a call carries into its next run when it continues as new (internal). A few
+    kilobytes whatever the call's length: PostgreSQL holds what was said, the run keeps only a
+    bounded window of recent lines (`lines`) for its queries and a replacement agent."""
 
     status: str
     recording_status: str
@@ -587,12 +579,15 @@ class CallCarry:
     greeted: bool = False
     consent: str = ""
     participants: list[ParticipantState] = field(default_factory=list)
-    egress: EgressState | None = None
+    egress: EgressState | None = None  # the latest egress
     egress_attempts: int = 0
     egress_started_at: float = 0.0
+    segments: list[EgressState] = field(default_factory=list)  # earlier egresses, in order
+    segment_spans: list[list[float]] = field(default_factory=list)  # [started, ended] each
+    early_egress: dict[str, EgressState] = field(default_factory=dict)  # beat start_egress
     recording: RecordingResult | None = None
     recording_error: str = ""
-    event_log_error: str = ""  # a batch of events PostgreSQL rejected for good, and why
+    event_log_error: str = ""  # an event PostgreSQL refused, and why
     end_reason: str = ""
     ended_by: str = ""
     ended_at: float = 0.0
@@ -600,16 +595,11 @@ class CallCarry:
     keyword_alerts: int = 0
     last_heard_at: float = 0.0
     silence_alerted: bool = False
-    seq: int = 0
-    lines: list[TranscriptEntry] = field(default_factory=list)  # the live list (not carried)
-    # `lines` packed as rows when carried: decoding thousands of dataclasses is slow enough to
-    # trip the workflow deadlock detector, and rows are a third smaller.
-    line_rows: list[list[Any]] = field(default_factory=list)
-    lines_dropped: int = 0  # oldest lines not carried (see CallConfig.carry_max_lines)
-    seen_ids: list[str] = field(default_factory=list)  # signal ids other than kept lines'
-    # Events not yet confirmed written when the run continued as new; the next run writes
-    # them first (a batch written twice is a no-op: the key is (call_id, seq)).
-    unflushed: list[dict[str, Any]] = field(default_factory=list)
+    seq: int = 0  # events this call has emitted (each goes to the log as `wf:<seq>`)
+    line_count: int = 0  # lines received (each once per run; PostgreSQL's count is the record)
+    lines: list[TranscriptEntry] = field(default_factory=list)  # the recent window
+    seen_ids: list[str] = field(default_factory=list)  # recent signal ids (bounded)
+    unflushed: list[dict[str, Any]] = field(default_factory=list)  # events not yet written
     runs: int = 1
     # Healing: dispatches made so far in the current episode (1 = the room's own dispatch),
     # when the agent was lost (0: not lost), when the customer's connection dropped (0: there).
@@ -617,22 +607,7 @@ class CallCarry:
     dispatch_serial: int = 1  # every dispatch of the call, the room's own first
     agent_lost_at: float = 0.0
     customer_away_since: float = 0.0
-    # Release 2: earlier egresses of the call (ended), in order; `egress` is the latest.
-    segments: list[EgressState] = field(default_factory=list)
-    segment_spans: list[list[float]] = field(default_factory=list)  # [started, ended] each
-    # Release 2: early egress reports (egress id -> state) that beat start_egress's answer.
-    early_egress: dict[str, EgressState] = field(default_factory=dict)
-    # Release 2: ids of signals seen in the last `seen_window` (id -> workflow time seen); an
-    # older duplicate is caught by PostgreSQL's unique keys (lines) or its own check.
-    seen_at: dict[str, float] = field(default_factory=dict)
-    # Release 2: seqs of carried lines whose text was too large to carry: their text is ""
-    # here and whole in `call_events` (written before they were left out).
-    line_refs: list[int] = field(default_factory=list)
-    # Release 4: the latest time (workflow clock) at which a signal id now forgotten was first
-    # seen (0: none forgotten). A line sent before it (plus clock skew) is checked against the
-    # event log before it counts; `suspects` are such lines not yet checked.
-    forgot_before: float = 0.0
-    suspects: list[TranscriptLine] = field(default_factory=list)
+    token_issued_at: float = 0.0  # the first token (the customer-join clock starts there)
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

@@ -77,7 +77,6 @@ class StandIns:
             self.find_staged_recording,
             self.delete_recording_segments,
             self.append_call_events,
-            self.stored_line_ids,
             self.record_recording,
         ]
 
@@ -224,12 +223,6 @@ class StandIns:
         if batch.call is not None:
             self.call_rows.append(batch.call)
         return act.AppendResult(inserted)
-
-    @activity.defn(name=act.STORED_LINE_IDS)
-    async def stored_line_ids(self, query: act.LineIdsQuery) -> list[str]:
-        self.calls[act.STORED_LINE_IDS].append(query)
-        stored = {e.data.get("id") for e in self.of_kind("final_transcript")}
-        return sorted(i for i in query.ids if i in stored)
 
     @activity.defn(name=act.RECORD_RECORDING)
     async def record_recording(self, row: act.RecordingRow) -> None:

@@ -1,38 +1,34 @@
-"""CallWorkflow (`call-<call_id>`): one customer call, from the first token to the stored recording.
+"""CallWorkflow (`call-<call_id>`): one customer call, from the first token to the recording
+handed to its pipeline.
 
 Life of a call: `issue_token` (update-with-start by the API) creates the room with the agent
 dispatched and returns the customer's token -> the agent joins (`agent_joined` signal, or a
-`participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> if no
-customer has joined (or spoken) `customer_join_timeout_s` after the first token, the call ends
-`customer_never_joined` -> lines,
-alerts and metrics arrive as signals and go to PostgreSQL in batches -> recording starts once
-policy allows -> the customer leaves, a supervisor or the agent ends it (`end_call`), or the
-max-duration timer fires -> egress stopped, room deleted, `completed` -> the child
-`RecordingWorkflow` stores the file.
+`participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> lines,
+silence reports and metrics arrive as signals; the call decides on them (silence alerts, who is
+in, healing, the end) -> recording starts once policy allows (workflows/recorder.py) -> the
+customer leaves, a supervisor or the agent ends it (`end_call`), the room finishes, or the max
+duration passes -> egress stopped, room deleted, `completed` -> the child `RecordingWorkflow`
+stores the files.
 
-Recording policy (`CallConfig.recording_consent`): `announce` starts egress right after the
-agent's first assistant line (the greeting says the call is recorded, so nothing before that is
-recorded); `ask` only after a `recording_consent` signal with `granted: true` (the first answer
-is final); `off` never.
+The workflow decides, PostgreSQL records: what was said reaches PostgreSQL from the agent
+through the API, never through this workflow; the call's decisions go there as events through a
+regular activity (`append_call_events`), so an outage of the database never holds a workflow
+task, and an update such as `issue_token` answers as fast as ever. Each event has an id unique
+in the call, so a batch written twice (a retry, a continue-as-new) stores nothing.
 
-History budget: a line costs one signal and one workflow task plus its share of one local
-activity marker; the silence timer is never reset per line (it fires, re-checks and sleeps
-the remainder). The run continues as new after `continue_as_new_after_events` events (or when
-the server suggests it), carrying everything in `CallCarry`. State changes and the event log
-live in `workflows.ledger.CallLedger`; this class orchestrates.
+Calls run pinned to the worker deployment version they started on (docs/deploy.md): a new
+release never replays a running call, so this code has no version gates. A long call continues
+as new when the history grows, carrying a few kilobytes (`CallCarry`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
-from temporalio.workflow import ParentClosePolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
@@ -41,92 +37,69 @@ with workflow.unsafe.imports_passed_through():
     import workflows.search as sa
 
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
-from workflows.common import (
-    EGRESS_TERMINAL,
-    FOREVER_RETRY,
-    QUICK_RETRY,
-    cause,
-    egress_failed_without_file,
-    iso,
-    merge_egress,
-    wait_for,
-)
+from workflows.common import QUICK_RETRY, cause, iso, wait_for
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, metrics_event, now
-from workflows.recording import RecordingWorkflow
+from workflows.recorder import Recorder
 
-T = TypeVar("T")
 S = m.CallStatus
-R = m.RecordingStatus
 K = m.EventKind
-# Runs from before it gave up on the egress at the first failed ask of LiveKit.
-PATCH_EGRESS_POLL_RETRIES = "egress-poll-retries"
-# Runs from before a customer who never joined ended the call.
-PATCH_CUSTOMER_JOIN_TIMEOUT = "customer-join-timeout"
-# Runs from before the room and the token were local activities run side by side.
-PATCH_LOCAL_SETUP = "local-room-and-token"
-# Runs from before the hang-up kept an egress report that arrived while the stop was running.
-PATCH_STOP_KEEPS_REPORTS = "stop-keeps-reports"
-# Runs from before release 2 (issue 10): an end request wins over a pending continue-as-new,
-# the hang-up keeps an egress report that came in during the stop, late signals change
-# nothing, the recording pipeline is started and not awaited. Decided once, as a run starts.
-PATCH_RELEASE_2 = "release-2-temporal-safety"
+# The event log: retried until PostgreSQL is back (a regular activity: the wait is the
+# server's, not a workflow task's); only a batch that can never be written gives up.
+LOG_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[act.ERR_INVALID_INPUT],
+)
+# Set-up steps run as local activities inside the update's workflow task: well inside the
+# task timeout (10 s), so the update is never refused for a slow task.
+SETUP_TIMEOUT = timedelta(seconds=3)
+SETUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+    non_retryable_error_types=act.NON_RETRYABLE_ERRORS,
+)
 
 
-@workflow.defn(name=m.WORKFLOW_CALL)
-class CallWorkflow(Healing):
+@workflow.defn(name=m.WORKFLOW_CALL, versioning_behavior=VersioningBehavior.PINNED)
+class CallWorkflow(Healing, Recorder):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:
+        # Everything a handler reads is set here: handlers of a run's first task run before run().
         self.call_id = inp.call_id
         self.cfg = inp.config
         self.book = CallLedger(inp)
         self._room_creating = False
         self._room_failed = ""
         self._egress_busy = False
-        self._tasks: list[asyncio.Task] = []
-        self._batches_done = 0  # batches the flusher has finished (written or dropped)
-        # When the first token was issued; a carried run's first token came at the start.
-        self._token_issued_at = 0.0 if inp.carried is None else self.book.s.created_at
-        self.v2 = False  # decided as run() starts (patches are not known yet in __init__)
 
     # --- run ------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: m.CallInput) -> m.CallResult:
-        # First of all: a run has release 2's behaviour throughout, or not at all. (Not in
-        # __init__: while replaying, the history's patch markers are known only from here.)
-        self.v2 = self.book.v2 = workflow.patched(PATCH_RELEASE_2)
-        self._tasks = [asyncio.create_task(self._flush_loop()),
-                       asyncio.create_task(self._check_loop())]  # fmt: skip
+        flusher = asyncio.create_task(self._flush_loop())
         if inp.carried is None:
-            workflow.upsert_search_attributes(
-                [sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
-                + (
-                    [sa.CUSTOMER_NAME.value_set(inp.customer_name)]
-                    if inp.customer_name and self.cfg.customer_name_searchable
-                    else []
-                )
-            )
+            names = [sa.CUSTOMER_NAME.value_set(inp.customer_name)] if (
+                inp.customer_name and self.cfg.customer_name_searchable) else []  # fmt: skip
+            workflow.upsert_search_attributes([sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
+                                              + names)  # fmt: skip
             self.book.emit(ev.Status(status=self.book.status))
         self.book.publish()
 
         if self.book.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
-            return await self._close()
+            return await self._close(flusher)
         if self.book.status == S.IN_PROGRESS:
-            watcher = asyncio.create_task(self._silence_watch())
-            self._tasks += [watcher, asyncio.create_task(self._recorder())]
-            if self._healing():
-                self._tasks += [asyncio.create_task(self._agent_watch()),
-                                asyncio.create_task(self._customer_watch())]  # fmt: skip
-            if self.v2:
-                self._tasks.append(asyncio.create_task(self._consent_watch()))
-            if not self.book.customer_seen and workflow.patched(PATCH_CUSTOMER_JOIN_TIMEOUT):
-                self._tasks.append(asyncio.create_task(self._customer_join_watch()))
+            watchers = [asyncio.create_task(w()) for w in (
+                self._silence_watch, self._recorder, self._agent_watch, self._customer_watch,
+                self._consent_watch, self._customer_join_watch)]  # fmt: skip
             await self._converse()
-            watcher.cancel()
+            for w in watchers:
+                w.cancel()
             await self._hang_up()
         await self._store_recording()
-        return await self._close()
+        return await self._close(flusher)
 
     async def _wait_for_agent(self) -> bool:
         """True once the agent is in; otherwise settles the call (no_agent, failed or ended)."""
@@ -135,10 +108,7 @@ class CallWorkflow(Healing):
         def settled() -> bool:
             return bool(self.book.s.agent_joined_at or self.book.end or self._room_failed)
 
-        if self._healing():
-            await self._await_agent_healing(settled, deadline)  # dispatches again meanwhile
-        else:
-            await wait_for(settled, deadline - now())
+        await self._await_agent_healing(settled, deadline)  # dispatches again meanwhile
         if self.book.s.agent_joined_at:
             self.book.conversation_started()
             return True
@@ -152,52 +122,32 @@ class CallWorkflow(Healing):
         return False
 
     async def _converse(self) -> None:
-        """Until the call should end; continues as new when the history grows large."""
+        """Until the call should end; continues as new when the history grows large. Every
+        turn of the loop awaits a timer or a condition, so it can never spin."""
         deadline = self.book.s.created_at + self.cfg.max_duration_s
-        while self.book.end is None:
-            in_time = await wait_for(
-                lambda: self.book.end is not None or self._history_large(), deadline - now()
-            )
-            if not in_time:
-                self.book.request_end("max_duration", "system")
-            elif self.book.end is None:
-                await self._continue_as_new(deadline)
 
-    async def _continue_as_new(self, deadline: float) -> None:
-        # Not waiting for the event queue to drain: under a steady stream of lines it never
-        # does. Unwritten (and in-flight) events travel with the state instead.
-        if not self.v2:
-            await workflow.wait_condition(
-                lambda: not self._egress_busy and workflow.all_handlers_finished()
+        def ending() -> bool:
+            return self.book.end is not None
+
+        while not ending():
+            if not await wait_for(lambda: ending() or self._history_large(), deadline - now()):
+                self.book.request_end("max_duration", "system")
+                return
+            if ending():
+                return
+            # Not from a handler, not with an egress start in flight: those end first. An end
+            # request wins (its handler waits for the hang-up).
+            ready = await wait_for(
+                lambda: ending() or (not self._egress_busy and workflow.all_handlers_finished()),
+                deadline - now(),
             )
-        elif not await wait_for(
-            # An end request wins: its `end_call` handler waits for the hang-up, which would
-            # otherwise wait for every handler to finish (each waiting on the other).
-            lambda: (
-                self.book.end is not None
-                or (not self._egress_busy and workflow.all_handlers_finished())
-            ),
-            deadline - now(),
-        ):
-            self.book.request_end("max_duration", "system")
-        if self.book.end is not None:
-            return  # an end request came in meanwhile: end here instead
-        carried = self.book.carry()
-        if carried is None:
-            # Unwritten events alone exceed the bound (PostgreSQL down): go on until a batch
-            # is written, then try again; the history grows meanwhile, not the carry.
-            workflow.logger.warning(
-                f"call {self.call_id}: continue-as-new postponed, unwritten events too large",
-                extra={"call_id": self.call_id},
-            )
-            done = self._batches_done
-            await wait_for(
-                lambda: self.book.end is not None or self._batches_done > done, deadline - now()
-            )
-            return
-        workflow.continue_as_new(
-            m.CallInput(self.call_id, self.book.customer_name, self.cfg, carried=carried)
-        )
+            if not ready:
+                self.book.request_end("max_duration", "system")
+            if not ending():
+                carried = self.book.carry()
+                workflow.continue_as_new(
+                    m.CallInput(self.call_id, self.book.customer_name, self.cfg, carried=carried)
+                )
 
     async def _hang_up(self) -> None:
         """Stop recording, close the room, mark the call completed."""
@@ -207,11 +157,10 @@ class CallWorkflow(Healing):
         await self._delete_room()
         self.book.finish(S.COMPLETED, reason, by)
 
-    async def _close(self) -> m.CallResult:
-        """Everything flushed and every handler done, then the result."""
-        flusher = self._tasks[0]
+    async def _close(self, flusher: asyncio.Task) -> m.CallResult:
+        """Everything written and every handler done, then the result."""
         await workflow.wait_condition(
-            lambda: (self._quiet() or flusher.done()) and workflow.all_handlers_finished()
+            lambda: (self.book.flushed() or flusher.done()) and workflow.all_handlers_finished()
         )
         if flusher.done():
             flusher.result()  # the flusher died (a bug): fail the task loudly, never hang
@@ -220,258 +169,10 @@ class CallWorkflow(Healing):
             status=self.book.status,
             recording_status=self.book.s.recording_status,
             end_reason=self.book.s.end_reason,
-            line_count=self.book.s.lines_dropped + len(self.book.s.lines),
+            line_count=self.book.s.line_count,
             recording=self.book.s.recording,
-            segments=self.book.all_segments() if self.v2 else [],
+            segments=self.book.all_segments(),
         )
-
-    # --- recording ------------------------------------------------------------------------
-
-    def _recording_wanted(self) -> bool:
-        policy = self.cfg.recording_consent
-        allowed = self.book.s.greeted if policy == "announce" else self.book.s.consent == "granted"
-        eg = self.book.s.egress
-        if self.v2:  # any egress that ended mid-call is followed by a new segment
-            return allowed and (eg is None or eg.status in EGRESS_TERMINAL)
-        return allowed and (eg is None or egress_failed_without_file(eg))
-
-    async def _recorder(self) -> None:
-        """Starts egress once policy allows. v1: a failed start is retried once. v2: each
-        egress is a segment with its own key; one that ends mid-call (or fails to start) is
-        followed by a new one after `egress_retry_delay_s`, up to `max_egress_starts`."""
-        if self.cfg.recording_consent not in ("announce", "ask"):
-            return
-        while True:
-            await workflow.wait_condition(
-                lambda: self.book.end is not None or self._recording_wanted()
-            )
-            if self.book.end is not None:
-                return
-            if self.book.s.egress_attempts >= self.book.max_egress_starts():
-                if self.v2 and self.book.s.recording_status == R.RECORDING:
-                    self.book.set_recording(R.FAILED, error=self.book.s.recording_error)
-                return
-            if self.book.s.egress_attempts >= 1 and (self.v2 or self.book.s.egress_attempts == 1):
-                await wait_for(lambda: self.book.end is not None, self.cfg.egress_retry_delay_s)
-                if self.book.end is not None:
-                    return
-            attempt = self.book.egress_attempt()
-            n = attempt if self.v2 else 1
-            key = m.recording_object_key(self.call_id, n)
-            self._egress_busy = True
-            try:
-                info = await workflow.execute_activity(
-                    act.START_EGRESS,
-                    act.StartEgressInput(
-                        self.call_id, m.room_name_for(self.call_id), key, object_key=key
-                    ),
-                    result_type=m.EgressState,
-                    start_to_close_timeout=timedelta(seconds=20),
-                    retry_policy=RetryPolicy(maximum_attempts=1),  # the retry is ours
-                )
-                self.book.egress_started(info, n, key)
-            except ActivityError as err:
-                self.book.egress_start_failed(cause(err))
-            finally:
-                self._egress_busy = False
-
-    async def _consent_watch(self) -> None:
-        """Consent withdrawn mid-call (v2): stop the egress now; keep or delete at the end."""
-        await workflow.wait_condition(
-            lambda: self.book.end is not None or self.book.s.consent == "withdrawn"
-        )
-        if self.book.end is None:
-            await self._stop_egress()
-
-    async def _stop_egress(self) -> None:
-        """Stop the latest egress if it still runs (after a start in flight has answered): at
-        the hang-up (both releases) and when consent is withdrawn (v2)."""
-        await workflow.wait_condition(lambda: not self._egress_busy)
-        eg = self.book.s.egress
-        if eg is None or eg.status in EGRESS_TERMINAL:
-            return
-        self.book.set_recording(R.STOPPING)
-        try:
-            info = await workflow.execute_activity(
-                act.STOP_EGRESS,
-                act.EgressRef(self.call_id, eg.egress_id),
-                result_type=m.EgressState,
-                start_to_close_timeout=timedelta(seconds=15),
-                retry_policy=QUICK_RETRY,
-            )
-            # State read before an await is stale after it: an `egress_ended` (with its file)
-            # that came in while the stop ran is kept (v1: only with PATCH_STOP_KEEPS_REPORTS,
-            # asked exactly where release 1 asked it, so its histories replay).
-            latest = self.book.s.egress
-            if self.v2:
-                current = latest if latest is not None else eg
-                if current.egress_id == eg.egress_id:
-                    self.book.egress_stopped(current, info)
-            elif latest is not None and workflow.patched(PATCH_STOP_KEEPS_REPORTS):
-                self.book.egress_stopped(latest, info)
-            else:
-                self.book.egress_stopped(eg, info)
-        except ActivityError as err:
-            # Deleting the room ends the egress too; the wait below still finds its file.
-            self.book.emit(ev.Recording(status="stop_failed", error=cause(err)))
-
-    async def _await_egress_end(self, eg: m.EgressState | None = None) -> m.RecordingFile | None:
-        """The egress's file once it has ended: from the webhook, else asked of LiveKit, else
-        (v2, LiveKit no longer knows it) looked for at its key in the staging bucket."""
-        eg = eg or self.book.s.egress
-        assert eg is not None
-        egress_id = eg.egress_id
-
-        def current() -> m.EgressState:
-            return self.book.segment(egress_id) or eg
-
-        def ended() -> bool:
-            return current().status in EGRESS_TERMINAL
-
-        poll_error = ""
-        if not await wait_for(ended, self.cfg.egress_end_timeout_s):
-            # A missed webhook never loses a recording: ask, then keep asking now and then.
-            for pause in (0, 30, 60, 120, 300, 600):
-                if pause and await wait_for(ended, pause):
-                    break
-                try:
-                    info = await workflow.execute_activity(
-                        act.GET_EGRESS,
-                        act.EgressRef(self.call_id, egress_id),
-                        result_type=m.EgressState,
-                        start_to_close_timeout=timedelta(seconds=15),
-                        retry_policy=QUICK_RETRY,
-                    )
-                except ActivityError as err:
-                    # Rejected (LiveKit no longer knows the egress): no file will ever come.
-                    if err.retry_state == RetryState.NON_RETRYABLE_FAILURE or not workflow.patched(
-                        PATCH_EGRESS_POLL_RETRIES
-                    ):
-                        if self.v2 and eg.object_key:
-                            found = await self._find_staged(eg)
-                            if found is not None:
-                                return found
-                        self.book.egress_lost(cause(err))
-                        return None
-                    # LiveKit unreachable for now: the file may well be there, ask again later.
-                    poll_error = cause(err)
-                    self.book.emit(ev.Recording(status="egress_poll_failed", error=poll_error))
-                    continue
-                self.book.egress_polled(egress_id, merge_egress(current(), info))
-                self.book.emit(ev.Recording(status="egress_polled", egress=current().status))
-                if ended():
-                    break
-        final = current()
-        if poll_error and not ended():
-            self.book.recording_error_is(poll_error)  # every ask failed: the record says why
-        return final.file if final.file and final.file.location else None
-
-    async def _find_staged(self, eg: m.EgressState) -> m.RecordingFile | None:
-        """The egress's file at its key in the staging bucket, if it got there."""
-        try:
-            found = await workflow.execute_activity(
-                act.FIND_STAGED_RECORDING,
-                act.StagedRecordingQuery(self.call_id, eg.object_key),
-                result_type=m.RecordingFile,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=QUICK_RETRY,
-            )
-        except ActivityError as err:
-            self.book.emit(ev.Recording(status="staging_check_failed", error=cause(err)))
-            return None
-        if found is None or not found.location:
-            return None
-        self.book.emit(ev.Recording(status="found_in_staging", segment=eg.n, key=eg.object_key,
-                                    size=found.size))  # fmt: skip
-        return found
-
-    async def _store_recording(self) -> None:
-        if self.book.s.egress is None:
-            return
-        if not self.v2:
-            return await self._store_recording_v1()
-        withdrawn = self.book.s.consent == "withdrawn"
-        delete = withdrawn and self.cfg.recording_on_withdrawal == "delete"
-        segments: list[m.RecordingSegment] = []
-        spans = [*self.book.s.segment_spans, [self.book.s.egress_started_at, self.book.s.ended_at]]
-        for seg, (start, end) in zip(self.book.all_segments(), spans, strict=True):
-            file = await self._await_egress_end(seg)
-            if file is not None:
-                segments.append(m.RecordingSegment(
-                    n=seg.n, egress_id=seg.egress_id, object_key=seg.object_key,
-                    location=file.location, expected_size=file.size,
-                    expected_duration_s=file.duration_s, recorded_for_s=max(0.0, end - start),
-                ))  # fmt: skip
-        if delete:
-            await self._delete_staged([seg.object_key for seg in self.book.all_segments()])
-            self.book.recording_deleted(len(segments))
-            return
-        if not segments:
-            self.book.recording_without_file()
-            return
-        first = segments[0]
-        self.book.set_recording(R.UPLOADING, egress_id=first.egress_id,
-                                segments=[s.n for s in segments])  # fmt: skip
-        # The pipeline appends its own events after the call's last one: write ours first.
-        await workflow.wait_condition(lambda: self._quiet())
-        await workflow.start_child_workflow(
-            RecordingWorkflow.run,
-            m.RecordingInput(
-                call_id=self.call_id,
-                room_name=m.room_name_for(self.call_id),
-                egress_id=first.egress_id,
-                location=first.location,
-                expected_size=first.expected_size,
-                expected_duration_s=first.expected_duration_s,
-                call_duration_s=sum(s.recorded_for_s for s in segments),
-                retry_for_s=self.cfg.recording_retry_for_s,
-                report_to_call=True,
-                object_key=first.object_key,
-                segments=segments,
-            ),
-            id=m.recording_workflow_id(self.call_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
-        )
-
-    async def _delete_staged(self, keys: list[str]) -> None:
-        try:
-            await workflow.execute_activity(
-                act.DELETE_RECORDING_SEGMENTS,
-                act.SegmentsToDelete(self.call_id, keys),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=FOREVER_RETRY,
-            )
-        except ActivityError as err:  # only invalid input gets here
-            self.book.emit(ev.Recording(status="delete_failed", error=cause(err)))
-
-    async def _store_recording_v1(self) -> None:
-        assert self.book.s.egress is not None
-        file = await self._await_egress_end()
-        if file is None:
-            self.book.recording_without_file()
-            return
-        self.book.set_recording(R.UPLOADING, egress_id=self.book.s.egress.egress_id)
-        recorded_for = max(0.0, self.book.s.ended_at - self.book.s.egress_started_at)
-        try:
-            result = await workflow.execute_child_workflow(
-                RecordingWorkflow.run,
-                m.RecordingInput(
-                    call_id=self.call_id,
-                    room_name=m.room_name_for(self.call_id),
-                    egress_id=self.book.s.egress.egress_id,
-                    location=file.location,
-                    expected_size=file.size,
-                    expected_duration_s=file.duration_s,
-                    call_duration_s=recorded_for,
-                    retry_for_s=self.cfg.recording_retry_for_s,
-                ),
-                id=m.recording_workflow_id(self.call_id),
-                parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
-            )
-        except ChildWorkflowError as err:
-            self.book.recording_failed(cause(err))
-            return
-        self.book.recording_stored(result, recorded_for)
 
     # --- the room -------------------------------------------------------------------------
 
@@ -489,8 +190,10 @@ class CallWorkflow(Healing):
                 customer_name=self.book.customer_name,
             )
             try:
-                local = workflow.patched(PATCH_LOCAL_SETUP)
-                await _setup_step(act.CREATE_ROOM, room, act.RoomInfo, local=local)
+                await workflow.execute_local_activity(
+                    act.CREATE_ROOM, room, result_type=act.RoomInfo,
+                    start_to_close_timeout=SETUP_TIMEOUT, retry_policy=SETUP_RETRY,
+                )  # fmt: skip
                 self.book.room_created()
             except (ActivityError, ApplicationError) as err:
                 # A local activity's non-retryable error arrives bare, not in an ActivityError.
@@ -518,7 +221,9 @@ class CallWorkflow(Healing):
 
     @workflow.update(name=m.UPDATE_ISSUE_TOKEN)
     async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
-        """Creates the room (once) with the agent dispatched; returns a fresh customer token."""
+        """Creates the room (once) with the agent dispatched; returns a fresh customer token.
+        Room and token side by side: the token is useless until the update returns, and it
+        returns only once the room exists (or fails, and the token is dropped)."""
         mint = act.MintTokenInput(
             call_id=self.call_id,
             room_name=m.room_name_for(self.call_id),
@@ -527,22 +232,17 @@ class CallWorkflow(Healing):
             ttl_s=self.cfg.token_ttl_s,
             livekit_url=self.cfg.livekit_url,
         )
-        if workflow.patched(PATCH_LOCAL_SETUP):
-            # Room and token side by side: the token is useless until the update returns,
-            # and it returns only once the room exists (or fails, and the token is dropped).
-            token = asyncio.ensure_future(
-                _setup_step(act.MINT_CUSTOMER_TOKEN, mint, m.TokenGrant, local=True)
-            )
-            try:
-                await self._ensure_room()
-            except ApplicationError:
-                token.cancel()
-                raise
-            grant = await token
-        else:
+        token = asyncio.ensure_future(workflow.execute_local_activity(
+            act.MINT_CUSTOMER_TOKEN, mint, result_type=m.TokenGrant,
+            start_to_close_timeout=SETUP_TIMEOUT, retry_policy=SETUP_RETRY,
+        ))  # fmt: skip
+        try:
             await self._ensure_room()
-            grant = await _setup_step(act.MINT_CUSTOMER_TOKEN, mint, m.TokenGrant, local=False)
-        self._token_issued_at = self._token_issued_at or now()
+        except ApplicationError:
+            token.cancel()
+            raise
+        grant = await token
+        self.book.token_issued()
         return grant
 
     @issue_token.validator
@@ -595,28 +295,24 @@ class CallWorkflow(Healing):
         if not self.book.first(sig.id):
             return
         if sig.kind in ("agent", "customer") and self._heals():
-            healed = (
-                self._agent_left_healed(sig)
-                if sig.kind == "agent"
-                else self._customer_left_healed(sig)
-            )
-            if healed:
+            if sig.kind == "agent" and self._agent_left_healed(sig):
+                return
+            if sig.kind == "customer" and self._customer_left_healed(sig):
                 return
         self.book.participant_left(sig)
 
     @workflow.signal(name=m.SIGNAL_ROOM_FINISHED)
     def room_finished(self, sig: m.RoomFinished) -> None:
         """The room is gone while the call is still on (a hang-up whose `participant_left` was
-        lost, or the room deleted from outside): nobody can talk in it, so the call ends
-        instead of dispatching agents into a room that no longer exists. After the workflow's
-        own hang-up (which deletes the room) it arrives late and changes nothing."""
+        lost, or the room deleted from outside): the call ends. After the workflow's own
+        hang-up (which deletes the room) it arrives late and changes nothing."""
         if not self.book.late("room_finished", sig.id) and self.book.first(sig.id):
             self.book.request_end("room_finished", "livekit")
 
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT)
     def transcript(self, line: m.TranscriptLine) -> None:
         if not self.book.late("transcript", line.id):
-            self.book.add_line(line)  # de-duplicated by the line's id
+            self.book.add_line(line)
 
     @workflow.signal(name=m.SIGNAL_TRANSCRIPT_BATCH)
     def transcript_batch(self, batch: m.TranscriptBatch) -> None:
@@ -627,8 +323,9 @@ class CallWorkflow(Healing):
     @workflow.signal(name=m.SIGNAL_SILENCE)
     def silence(self, sig: m.SilenceSignal) -> None:
         if not self.book.late("silence", sig.id) and self.book.first(sig.id):
-            self.book.silence_alert(ev.SilenceAlert(id=sig.id, source="agent", speaker=sig.speaker,
-                                                    duration_s=sig.duration_s, at=sig.at))  # fmt: skip
+            alert = ev.SilenceAlert(id=sig.id, source="agent", speaker=sig.speaker,
+                                    duration_s=sig.duration_s, at=sig.at)  # fmt: skip
+            self.book.silence_alert(alert, f"sig:{sig.id}")
 
     @workflow.signal(name=m.SIGNAL_EGRESS_UPDATED)
     def egress_updated(self, upd: m.EgressUpdate) -> None:
@@ -648,19 +345,21 @@ class CallWorkflow(Healing):
     @workflow.signal(name=m.SIGNAL_AGENT_METRICS)
     def agent_metrics(self, sig: m.AgentMetrics) -> None:
         if not self.book.late("agent_metrics", sig.id) and self.book.first(sig.id):
-            self.book.emit(metrics_event(sig))
+            self.book.emit(metrics_event(sig), f"sig:{sig.id}")
 
     @workflow.signal(name=m.SIGNAL_AGENT_ALERT)
     def agent_alert(self, sig: m.AgentAlert) -> None:
         if not self.book.late("agent_alert", sig.id) and self.book.first(sig.id):
             alert = ev.HandoffRequested if sig.kind == K.HANDOFF_REQUESTED else ev.AgentAlert
-            self.book.emit(alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at))
+            event = alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at)
+            self.book.emit(event, f"sig:{sig.id}")
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:
         if not self.book.late("supervisor_action", sig.id) and self.book.first(sig.id):
-            self.book.emit(ev.SupervisorAction(id=sig.id, action=sig.action, by=sig.by,
-                                               detail=sig.detail, at=sig.at))  # fmt: skip
+            event = ev.SupervisorAction(id=sig.id, action=sig.action, by=sig.by,
+                                        detail=sig.detail, at=sig.at)  # fmt: skip
+            self.book.emit(event, f"sig:{sig.id}")
 
     # --- queries --------------------------------------------------------------------------
 
@@ -670,7 +369,8 @@ class CallWorkflow(Healing):
 
     @workflow.query(name=m.QUERY_GET_TRANSCRIPT)
     def get_transcript(self, after_seq: int = 0) -> m.TranscriptPage:
-        """Lines with seq > after_seq, oldest first, at most 500 (`more` says there are more)."""
+        """The recent window's lines with seq > after_seq, oldest first (`truncated`: older
+        lines are in PostgreSQL only)."""
         return self.book.transcript(after_seq)
 
     # --- background -----------------------------------------------------------------------
@@ -699,63 +399,28 @@ class CallWorkflow(Healing):
         def gone() -> bool:
             return self.book.customer_seen or self.book.end is not None
 
-        await workflow.wait_condition(lambda: bool(self._token_issued_at) or gone())
-        deadline = self._token_issued_at + self.cfg.customer_join_timeout_s
+        await workflow.wait_condition(lambda: bool(self.book.s.token_issued_at) or gone())
+        deadline = self.book.s.token_issued_at + self.cfg.customer_join_timeout_s
         if not gone() and not await wait_for(gone, deadline - now()):
             self.book.request_end("customer_never_joined", "system")
 
     async def _flush_loop(self) -> None:
-        """Appends queued events (and the call's row) to PostgreSQL, a batch per local activity.
-
-        Everything queued while a batch is being written goes in the next one.
-        """
+        """Writes queued events (and the call's row) to PostgreSQL, a batch per activity;
+        everything queued while a batch is written goes in the next one."""
         while True:
             await workflow.wait_condition(lambda: bool(self.book.pending))
             batch = self.book.take_batch()
             try:
-                await workflow.execute_local_activity(
+                result = await workflow.execute_activity(
                     act.APPEND_CALL_EVENTS,
                     act.EventBatch(self.call_id, batch, self.book.row()),
                     result_type=act.AppendResult,
                     start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=FOREVER_RETRY,  # gives up only on a batch that can never fit
+                    retry_policy=LOG_RETRY,
                 )
-            except (ActivityError, ApplicationError) as err:
-                # Only a batch that can never be written gets here (the policy retries anything
-                # else forever): drop it, say so, and keep writing the events that follow. A
-                # local activity's non-retryable error arrives bare, not in an ActivityError.
-                self.book.events_rejected(batch, cause(err))
-            finally:
-                self.book.batch_done()
-                self._batches_done += 1
-
-    async def _check_loop(self) -> None:
-        """Asks the event log about lines that may repeat one whose id the run has forgotten
-        (`CallLedger.suspects`; none in a call shorter than `seen_window_s`). No patch: only a
-        run carried by this release's code can hold a suspect, so no older history reaches it."""
-        while True:
-            await workflow.wait_condition(lambda: bool(self.book.suspects))
-            lines = list(self.book.suspects)
-            try:
-                stored = await workflow.execute_local_activity(
-                    act.STORED_LINE_IDS,
-                    act.LineIdsQuery(self.call_id, [line.id for line in lines]),
-                    result_type=list[str],
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=FOREVER_RETRY,  # PostgreSQL down: the lines wait (carried)
-                )
-            except (ActivityError, ApplicationError) as err:
-                # Only a query that can never succeed gets here: keep the lines (a line shown
-                # twice is better than a line lost) and say why.
-                workflow.logger.warning(
-                    f"call {self.call_id}: line check failed, lines kept: {cause(err)}",
-                    extra={"call_id": self.call_id},
-                )
-                stored = []
-            self.book.suspects_checked(lines, set(stored))
-
-    def _quiet(self) -> bool:
-        return self.book.flushed() and not self.book.suspects
+                self.book.batch_done(result)
+            except ActivityError as err:  # only a batch that can never be written
+                self.book.batch_done(None, cause(err))
 
     def _history_large(self) -> bool:
         info = workflow.info()
@@ -763,22 +428,3 @@ class CallWorkflow(Healing):
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= self.cfg.continue_as_new_after_events
         )
-
-
-def _setup_step(
-    activity: str, arg: Any, result_type: type[T], *, local: bool
-) -> Coroutine[Any, Any, T]:
-    """A step of the call's set-up (the room, a token). `local` (runs with `PATCH_LOCAL_SETUP`):
-    a local activity in the update's own workflow task, no task-queue round trip; before it, a
-    regular activity. Same timeouts and retries either way."""
-    run: Callable[..., Coroutine[Any, Any, T]] = (
-        workflow.execute_local_activity if local else workflow.execute_activity
-    )
-    return run(
-        activity,
-        arg,
-        result_type=result_type,
-        start_to_close_timeout=timedelta(seconds=10),
-        schedule_to_close_timeout=timedelta(seconds=30),
-        retry_policy=QUICK_RETRY,
-    )

@@ -1,11 +1,9 @@
 """Pure helpers of the call workflows: deterministic, no I/O, no clock (callers pass times).
-`wait_for` is the one exception: the bounded wait both halves of CallWorkflow use."""
+`wait_for` is the one exception: the bounded wait every part of CallWorkflow uses."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -107,31 +105,12 @@ def line_entry(line: m.TranscriptLine, seq: int, at: str) -> m.TranscriptEntry:
     )
 
 
-_ROW_FIELDS = ("seq", "id", "speaker", "text", "confidence", "started_at", "ended_at",
-               "interrupted", "at")  # fmt: skip
-
-
-def pack_lines(lines: list[m.TranscriptEntry]) -> list[list]:
-    return [[getattr(e, f) for f in _ROW_FIELDS] for e in lines]
-
-
-def unpack_lines(rows: list[list]) -> list[m.TranscriptEntry]:
-    return [m.TranscriptEntry(*row) for row in rows]
-
-
-def entry_data(entry: m.TranscriptEntry) -> dict:
-    """A line as it goes into `call_events.data` (everything but the seq, which is the key)."""
-    data = asdict(entry)
-    data.pop("seq")
-    return data
-
-
 def details_line(call_id: str, s: m.CallCarry) -> str:
     """The Web UI's current-details line: no customer data (names, words) in it."""
     parts = [f"**{s.status}**", f"call `{call_id}`"]
     if s.agent_identity:
         parts.append(f"agent `{s.agent_identity}`")
-    parts.append(f"{s.lines_dropped + len(s.lines)} lines")
+    parts.append(f"{s.line_count} lines")
     parts.append(f"recording: {s.recording_status}")
     if s.silence_alerts or s.keyword_alerts:
         parts.append(f"alerts: {s.silence_alerts} silence, {s.keyword_alerts} keyword")
@@ -164,7 +143,7 @@ def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.Cal
         consent=s.consent,
         silence_alerts=s.silence_alerts,
         keyword_alerts=s.keyword_alerts,
-        line_count=s.lines_dropped + len(s.lines),
+        line_count=s.line_count,
         last_seq=s.seq,
         last_lines=s.lines[-10:],
         runs=s.runs,
@@ -187,20 +166,19 @@ def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.Cal
         ended_at=iso(s.ended_at),
         end_reason=s.end_reason,
         silence_alerts=s.silence_alerts,
-        keyword_alerts=s.keyword_alerts,
-        last_seq=s.seq,
-        line_count=s.lines_dropped + len(s.lines),
         egress_id=s.egress.egress_id if s.egress else "",
+        row_version=s.seq,  # every change the row shows comes with an event
     )
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
     """Wait (in workflow code) for `condition` up to `timeout_s`; False when the time ran out.
-    When the time is already up, only checks the condition (no timer)."""
-    if timeout_s <= 0:
-        return condition()
+    Unless the condition already holds it always awaits a durable timer (at least a
+    millisecond, when the time is already up), so a loop around it can never spin."""
+    if condition():
+        return True
     try:
-        await workflow.wait_condition(condition, timeout=timeout_s)
+        await workflow.wait_condition(condition, timeout=max(timeout_s, 0.001))
         return True
     except TimeoutError:
         return False

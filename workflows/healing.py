@@ -9,7 +9,7 @@ drops mid-call is dispatched again, and a customer whose connection drops may co
   metadata (it reads the transcript so far from `get_transcript` and picks up the thread),
   again every `agent_redispatch_after_s`, up to `agent_dispatch_attempts`; none joined ->
   a `handoff_requested` event for a human and the call ends `agent_lost_no_replacement`.
-- A dispatch refused because the room is gone (`RoomGone`, with `PATCH_DISPATCH_ROOM_GONE`)
+- A dispatch refused because the room is gone (`RoomGone`)
   ends the call as LiveKit's `room_finished` does (`room_finished`, by `livekit`): no further
   dispatch, no hand-off. Any other failure (LiveKit unreachable) counts as an attempt.
 - Customer reconnect: a customer who leaves an in-progress call has `customer_rejoin_grace_s`
@@ -17,8 +17,7 @@ drops mid-call is dispatched again, and a customer whose connection drops may co
   open and the log says `reconnecting`; past the grace the call ends `customer_left`.
 
 Every attempt and state change is an event in the call's log (`agent_dispatch`,
-`customer_connection`), so the dashboard shows it. All of it runs only where
-`PATCH_HEALING` is in the history: runs recorded before it replay as they were.
+`customer_connection`), so the dashboard shows it.
 """
 
 from __future__ import annotations
@@ -44,11 +43,7 @@ if TYPE_CHECKING:
 
 S = m.CallStatus
 K = m.EventKind
-# Runs from before an unanswered dispatch, a lost agent or a dropped customer ended the call.
-PATCH_HEALING = "call-healing"
 AGENT_LOST_END_REASON = "agent_lost_no_replacement"
-# Runs from before a dispatch refused with `RoomGone` ended the call (they dispatched on).
-PATCH_DISPATCH_ROOM_GONE = "dispatch-room-gone"
 # The room_finished signal's reason: one reason for "the room closed under a live call",
 # whichever told the workflow first (the dispatch_failed event says which).
 ROOM_GONE_END_REASON = "room_finished"
@@ -61,9 +56,6 @@ class Healing:
     book: CallLedger
     cfg: m.CallConfig
     call_id: str
-
-    def _healing(self) -> bool:
-        return workflow.patched(PATCH_HEALING)
 
     # --- dispatch -------------------------------------------------------------------------
 
@@ -115,7 +107,7 @@ class Healing:
             # Counted as an attempt all the same: the next one comes after the usual wait.
             self._dispatch_event(self.book.s.dispatch_attempts, reason, "", error=cause(err))
             gone = isinstance(err.cause, ApplicationError) and err.cause.type == act.ERR_ROOM_GONE
-            if gone and workflow.patched(PATCH_DISPATCH_ROOM_GONE):
+            if gone:
                 # The news LiveKit's room_finished webhook brings, learnt first: no next one.
                 self.book.request_end(ROOM_GONE_END_REASON, "livekit")
 
@@ -158,7 +150,7 @@ class Healing:
         records = [p for p in self.book.s.participants if p.kind == "customer"]
         if records:
             return any(not p.left_at for p in records)
-        return any(e.speaker == "customer" for e in self.book.s.lines[-50:])
+        return any(e.speaker == "customer" for e in self.book.s.lines)
 
     def _agent_left_healed(self, sig: m.ParticipantLeft) -> bool:
         """True when the agent's leaving is healed (a new one is on its way) instead of ending."""
@@ -209,8 +201,8 @@ class Healing:
         )
 
     def _heals(self) -> bool:
-        """Healing applies: a call with its agent in, not ending, in a run that heals."""
+        """Healing applies: a call with its agent in, not ending."""
         live = self.book.status == S.IN_PROGRESS or (
             self.book.status == S.WAITING_FOR_AGENT and bool(self.book.s.agent_joined_at)
         )
-        return self.book.end is None and live and self._healing()
+        return self.book.end is None and live

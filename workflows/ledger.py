@@ -1,16 +1,21 @@
-"""CallLedger: a call's state and its event log, as CallWorkflow keeps them (workflow code).
+"""CallLedger: a call's state and what it tells the world, as CallWorkflow keeps them.
 
-Every change of the call goes through here: it updates `CallCarry`, appends an event with the
-next per-call sequence number to the queue that the workflow's flusher writes to PostgreSQL,
-and keeps the search attributes and the Web UI's details line current. No I/O, no awaits.
-CallWorkflow (and its healing half) read `s` but change it only through the methods below
-(tests/workflows/test_ledger_sealed.py); each event is a `core.events` dataclass.
+Every change of the call goes through here: it updates `CallCarry`, queues an event for the
+call's log in PostgreSQL (each with an id unique in the call, so a batch written twice stores
+nothing) and keeps the search attributes and the Web UI's details line current. No I/O, no
+awaits. CallWorkflow (and its healing and recording halves) read `s` but change it only through
+the methods below (tests/workflows/test_ledger_sealed.py); each event is a `core.events` class.
+
+What was said is not kept here: the agent stores each line in PostgreSQL through the API (with
+its keyword alert). The workflow receives every line as a signal for what it decides (silence,
+the agent's presence, the customer's) and keeps a bounded window of recent lines for its
+queries and for a replacement agent's context.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections import deque
 from typing import Any
 
 from temporalio import workflow
@@ -29,26 +34,19 @@ from workflows.common import (
     call_state,
     details_line,
     egress_failed_without_file,
-    entry_data,
-    epoch,
     iso,
     line_entry,
-    matched_keywords,
     merge_egress,
-    pack_lines,
-    unpack_lines,
 )
 
 S = m.CallStatus
 R = m.RecordingStatus
 K = m.EventKind
 TRANSCRIPT_PAGE = 500
-# Emits a `recording` event with LiveKit's egress start when an egress report first carries it.
-PATCH_EGRESS_CLOCK = "egress-clock-event"
-LARGE_LINE = 1000  # characters: a longer line is carried by reference (its text is in PG)
-# A line the agent stamped this long after the latest forgotten signal id was first seen cannot
-# repeat a forgotten line (the agent's clock may run this far behind the workflow's).
-CLOCK_SKEW_S = 600.0
+WINDOW_LINES = 40  # recent lines a run keeps (a replacement agent's context, the queries)
+WINDOW_CHARS = 4000  # ...and their text at most (a longer line is cut in the window only)
+SEEN_IDS = 64  # recent signal ids a run remembers besides its window's lines
+MAX_PENDING = 200  # events waiting for PostgreSQL; beyond, the oldest metrics go first
 
 
 def now() -> float:
@@ -63,33 +61,17 @@ class CallLedger:
         self.s = inp.carried or m.CallCarry(
             status=S.WAITING_FOR_AGENT, recording_status=R.NONE, created_at=now()
         )
-        if self.s.line_rows:
-            self.s.lines, self.s.line_rows = unpack_lines(self.s.line_rows), []
-        self.line_ids = {e.id for e in self.s.lines}  # (ids of dropped lines are in `seen`)
-        self.seen = set(self.s.seen_ids) | set(self.s.seen_at)
-        self.seen_at = dict(self.s.seen_at)  # id -> when first seen (bounds the carried ids)
-        self.s.seen_at = {}
-        # Lines that may repeat one whose id is forgotten: held until the event log is asked.
-        self.suspects: list[m.TranscriptLine] = list(self.s.suspects)
-        self.s.suspects = []
+        self.seen: deque[str] = deque(self.s.seen_ids, maxlen=SEEN_IDS)
         self.pending = [act.CallEvent(**e) for e in self.s.unflushed]
-        by_seq = {e.seq: e for e in self.s.lines}
-        for event in self.pending:  # a line's event was carried by reference to the line
-            if event.kind == K.FINAL_TRANSCRIPT and not event.data and event.seq in by_seq:
-                event.data = entry_data(by_seq[event.seq])
-        self.inflight: list[act.CallEvent] = []  # the batch being written
         self.s.unflushed = []
+        self.inflight: list[act.CallEvent] = []  # the batch being written
         self.end: tuple[str, str] | None = None  # (reason, by): the first end request wins
-        # Reports that beat start_egress (carried since release 2).
-        self.early_egress: dict[str, m.EgressState] = self.s.early_egress
         self._sa_sent: tuple[str, str, int] | None = None
-        self.v2 = False  # release 2's behaviour (CallWorkflow sets it from its patch gate)
-        # Derived, not carried: a carried participant or line of the customer says the same
-        # (and a run that dropped lines has had a long call, not an absent customer).
+        # Derived, not carried: a carried participant or line of the customer says the same.
         self.customer_seen = (
-            self.s.lines_dropped > 0
-            or any(p.kind == "customer" for p in self.s.participants)
+            any(p.kind == "customer" for p in self.s.participants)
             or any(e.speaker == "customer" for e in self.s.lines)
+            or self.s.line_count > len(self.s.lines)
         )
 
     # --- signals ------------------------------------------------------------------------
@@ -97,7 +79,7 @@ class CallLedger:
     def late(self, signal: str, signal_id: str) -> bool:
         """True for a signal about the conversation that came after the call ended (status
         completed, no_agent or failed): logged as late, it changes nothing."""
-        if not self.v2 or S(self.s.status).is_active:
+        if S(self.s.status).is_active:
             return False
         workflow.logger.warning(
             f"call {self.call_id}: late {signal} signal {signal_id} ignored "
@@ -107,11 +89,11 @@ class CallLedger:
         return True
 
     def first(self, signal_id: str) -> bool:
-        """True the first time a signal id is seen (a duplicate must change nothing)."""
+        """True the first time this run has seen a signal id (recent ids only: an older resend
+        gets through, and its event is refused by the log's unique id)."""
         if signal_id in self.seen:
             return False
-        self.seen.add(signal_id)
-        self.seen_at[signal_id] = now()
+        self.seen.append(signal_id)
         return True
 
     def agent_in(self, identity: str) -> None:
@@ -141,69 +123,44 @@ class CallLedger:
         elif sig.kind == "agent" and sig.identity == self.s.agent_identity:
             self.request_end("agent_left", "agent")
 
-    def add_line(self, line: m.TranscriptLine, *, checked: bool = False) -> None:
-        if line.id in self.line_ids or line.id in self.seen:
+    def add_line(self, line: m.TranscriptLine) -> None:
+        """A final line the agent also stored in PostgreSQL: it resets the silence clock, says
+        who is in, and joins the window. A resend of a line in the window changes nothing."""
+        if any(e.id == line.id for e in self.s.lines):
             return
-        if not checked and self._may_repeat_forgotten(line):
-            if all(x.id != line.id for x in self.suspects):
-                self.suspects.append(line)  # CallWorkflow asks the event log, then decides
-            return
-        self.line_ids.add(line.id)
-        self.seen_at[line.id] = now()  # carried (bounded) when the line itself is not
         if line.speaker == "assistant":
             self.agent_in(self.s.agent_identity)  # a line of the agent says it is in
             self.s.greeted = True
-        self.s.seq += 1
-        entry = line_entry(line, self.s.seq, iso(now()))
-        self.s.lines.append(entry)
-        self._queue(self.s.seq, K.FINAL_TRANSCRIPT, entry_data(entry))
+        else:
+            self.customer_seen = True  # a line of the customer says they are in
+            if m.matched_keywords(line.text, self.cfg.keywords):
+                self.s.keyword_alerts += 1  # the API raised the alert as it stored the line
+        self.s.line_count += 1
+        self.s.lines.append(line_entry(line, self.s.line_count, iso(now())))
+        self._trim_window()
         self.s.last_heard_at = now()
         self.s.silence_alerted = False
-        if line.metrics is not None:
-            self.emit(metrics_event(line.metrics))
-        if line.speaker == "customer":
-            self.customer_seen = True  # a line of the customer says they are in
-            found = matched_keywords(line.text, self.cfg.keywords)
-            if found:
-                self.s.keyword_alerts += 1
-                self.emit(ev.KeywordAlert(line_id=line.id, line_seq=entry.seq, keywords=found))
 
-    def _may_repeat_forgotten(self, line: m.TranscriptLine) -> bool:
-        """True if the line could be a resend of one whose id this run no longer holds: ids are
-        forgotten only once older than the window, and a resend carries its original's
-        `started_at`, stamped before the original was first seen. A line without one counts."""
-        if not self.s.forgot_before:
-            return False
-        sent = epoch(line.started_at)
-        return sent is None or sent <= self.s.forgot_before + CLOCK_SKEW_S
+    def _trim_window(self) -> None:
+        lines = self.s.lines
+        while len(lines) > WINDOW_LINES or (
+            len(lines) > 1 and sum(len(e.text) for e in lines) > WINDOW_CHARS
+        ):
+            lines.pop(0)
+        if len(lines[-1].text) > WINDOW_CHARS:  # the whole line is in PostgreSQL
+            lines[-1] = dataclasses.replace(lines[-1], text=lines[-1].text[:WINDOW_CHARS] + "…")
 
-    def suspects_checked(self, lines: list[m.TranscriptLine], stored: set[str]) -> None:
-        """The event log's answer for suspect lines: a stored one is a duplicate (refused,
-        logged), any other is new and counts from now."""
-        asked = {line.id for line in lines}
-        self.suspects = [x for x in self.suspects if x.id not in asked]
-        for line in lines:
-            if line.id in stored:
-                workflow.logger.warning(
-                    f"call {self.call_id}: duplicate line {line.id} refused (in the event log)",
-                    extra={"call_id": self.call_id, "signal_id": line.id},
-                )
-                self.seen.add(line.id)
-                self.seen_at[line.id] = now()
-            else:
-                self.add_line(line, checked=True)
-
-    def silence_alert(self, alert: ev.SilenceAlert) -> None:
+    def silence_alert(self, alert: ev.SilenceAlert, event_id: str = "") -> None:
         self.s.silence_alerts += 1
         self.s.silence_alerted = True
-        self.emit(alert)
+        self.emit(alert, event_id)
         self.publish()
 
     def consent(self, sig: m.RecordingConsentSignal) -> None:
         if not self.s.consent:  # the first answer is final (but a grant can be withdrawn)
             self.s.consent = "granted" if sig.granted else "refused"
             self.emit(ev.Recording(consent=self.s.consent, at=sig.at))
-        elif self.v2 and self.s.consent == "granted" and not sig.granted:
+        elif self.s.consent == "granted" and not sig.granted:
             # Withdrawn: the egress stops; what was recorded is kept or deleted by policy.
             self.s.consent = "withdrawn"
             recorded = self.cfg.recording_on_withdrawal
@@ -214,20 +171,19 @@ class CallLedger:
         eg = self.s.egress
         if eg is None or eg.egress_id != upd.egress_id:
             # Out of order (before start_egress's result) or an older egress: keep for later.
-            prev = self.early_egress.get(upd.egress_id)
-            self.early_egress[upd.egress_id] = merge_egress(prev, report) if prev else report
+            prev = self.s.early_egress.get(upd.egress_id)
+            self.s.early_egress[upd.egress_id] = merge_egress(prev, report) if prev else report
             return
         was_failed = egress_failed_without_file(eg)
         was_ended = eg.status in EGRESS_TERMINAL
         self.s.egress = merge_egress(eg, report)
-        if not eg.started_at and self.s.egress.started_at and workflow.patched(PATCH_EGRESS_CLOCK):
+        if not eg.started_at and self.s.egress.started_at:
             # LiveKit's own start: the time zero the dashboard plays transcript and audio against.
             self.emit(ev.Recording(egress_id=eg.egress_id, started_at=self.s.egress.started_at))
         if not was_failed and egress_failed_without_file(self.s.egress):
             self.egress_failed()
         elif (
-            self.v2
-            and not was_ended
+            not was_ended
             and self.s.egress.status in EGRESS_TERMINAL
             and self.end is None
             and self.s.status == S.IN_PROGRESS
@@ -256,6 +212,10 @@ class CallLedger:
 
     def room_created(self) -> None:
         self.s.room_ready = True
+
+    def token_issued(self) -> None:
+        """The customer-join clock starts at the first token."""
+        self.s.token_issued_at = self.s.token_issued_at or now()
 
     # --- healing (the agent and the customer's connection) -------------------------------
 
@@ -298,12 +258,13 @@ class CallLedger:
     # --- egress -------------------------------------------------------------------------
 
     def egress_started(self, info: m.EgressState, n: int = 0, key: str = "") -> None:
-        early = self.early_egress.pop(info.egress_id, None)
-        if self.v2 and self.s.egress is not None:
+        early = self.s.early_egress.pop(info.egress_id, None)
+        if self.s.egress is not None:
             # The earlier egress ended mid-call: it is a segment of its own.
             self.s.segments.append(self.s.egress)
             self.s.segment_spans.append([self.s.egress_started_at, now()])
-        info.n, info.object_key = n or info.n, key or info.object_key
+        # A reused egress (an earlier start that timed out) keeps its own segment and key.
+        info.n, info.object_key = info.n or n, info.object_key or key
         self.s.egress = merge_egress(info, early) if early else info
         self.s.egress_started_at = now()
         self.s.recording_error = ""
@@ -314,7 +275,7 @@ class CallLedger:
 
     def egress_start_failed(self, error: str) -> None:
         self.s.recording_error = error
-        last = self.s.egress_attempts >= 2
+        last = self.s.egress_attempts >= self.max_egress_starts()
         self.emit(ev.Recording(status="egress_start_failed", attempt=self.s.egress_attempts,
                                will_retry=not last, error=error))  # fmt: skip
         if last:
@@ -395,7 +356,7 @@ class CallLedger:
             )
 
     def max_egress_starts(self) -> int:
-        return self.cfg.max_egress_starts if self.v2 else 2
+        return self.cfg.max_egress_starts
 
     def all_segments(self) -> list[m.EgressState]:
         """Every egress of the call in order (the latest last)."""
@@ -415,23 +376,24 @@ class CallLedger:
         self.inflight = batch
         return batch
 
-    def batch_done(self) -> None:
-        """The batch in flight was written (or dropped): nothing is being written now."""
-        self.inflight = []
+    def batch_done(self, result: act.AppendResult | None, error: str = "") -> None:
+        """The batch in flight was written (`result`), or can never be (`error`): either way
+        nothing is being written now. What PostgreSQL refused is logged, and noted once."""
+        batch, self.inflight = self.inflight, []
+        refused = result.refused if result is not None else [f"{len(batch)} events: {error}"]
+        if not refused:
+            return
+        for why in refused:
+            workflow.logger.error(f"call {self.call_id}: event refused: {why}",
+                                  extra={"call_id": self.call_id})  # fmt: skip
+        if not self.s.event_log_error:
+            self.s.event_log_error = refused[0]
+            self.emit(ev.Status(status=self.s.status, events_rejected=str(len(refused)),
+                                error=refused[0]))  # fmt: skip
 
     def flushed(self) -> bool:
         """Nothing queued and nothing being written."""
         return not self.pending and not self.inflight
-
-    def events_rejected(self, batch: list[act.CallEvent], error: str) -> None:
-        """A batch the database can never take was dropped: logged every time, and noted once
-        in the event log itself (more notes could loop if the call's row is what fails)."""
-        seqs = f"{batch[0].seq}..{batch[-1].seq}"
-        workflow.logger.error(f"call {self.call_id}: events {seqs} dropped, rejected: {error}")
-        first = not self.s.event_log_error
-        self.s.event_log_error = f"events {seqs} not written: {error}"
-        if first:
-            self.emit(ev.Status(status=self.s.status, events_rejected=seqs, error=error))
 
     # --- status -------------------------------------------------------------------------
 
@@ -457,13 +419,20 @@ class CallLedger:
             self.emit(ev.Recording(status=status, **details))
             self.publish()
 
-    def emit(self, event: ev.EventData) -> None:
-        """Appends `event` to the call's log with the next seq (written by the flusher)."""
+    def emit(self, event: ev.EventData, event_id: str = "") -> None:
+        """Queues `event` for the call's log. Its id is `event_id` (from a signal's own id, so a
+        resend the run no longer remembers is refused by the log) or `wf:<n>`."""
         self.s.seq += 1
-        self._queue(self.s.seq, event.KIND, event.to_dict())
-
-    def _queue(self, seq: int, kind: K, data: dict) -> None:
-        self.pending.append(act.CallEvent(seq, kind.value, iso(now()), data))
+        event_id = event_id or f"wf:{self.s.seq}"
+        data = event.to_dict()
+        self.pending.append(act.CallEvent(self.s.seq, event.KIND.value, iso(now()), data, event_id))
+        if len(self.pending) > MAX_PENDING:  # PostgreSQL has been down a long while
+            drop = next((e for e in self.pending if e.kind == K.AGENT_METRICS), self.pending[0])
+            self.pending.remove(drop)
+            workflow.logger.warning(
+                f"call {self.call_id}: event {drop.id} ({drop.kind}) dropped, log unreachable",
+                extra={"call_id": self.call_id},
+            )
         workflow.set_current_details(details_line(self.call_id, self.s))
 
     def publish(self) -> None:
@@ -488,114 +457,26 @@ class CallLedger:
         return call_row(self.call_id, self.customer_name, self.s)
 
     def transcript(self, after_seq: int) -> m.TranscriptPage:
-        lines = self.s.lines
-        lo, hi = 0, len(lines)
-        while lo < hi:  # the first line with seq > after_seq (lines are in seq order)
-            mid = (lo + hi) // 2
-            lo, hi = (mid + 1, hi) if lines[mid].seq <= after_seq else (lo, mid)
-        page = lines[lo : lo + TRANSCRIPT_PAGE]
-        truncated = (
-            lo == 0 and self.s.lines_dropped > 0 and (not lines or after_seq < lines[0].seq - 1)
-        )
-        return m.TranscriptPage(
-            self.call_id, page, self.s.seq, lo + len(page) < len(lines), truncated
-        )
+        """The window's lines after `after_seq` (the run's own line numbers); `truncated` when
+        earlier lines exist that the window no longer holds (PostgreSQL has them all)."""
+        lines = [e for e in self.s.lines if e.seq > after_seq]
+        page = lines[:TRANSCRIPT_PAGE]
+        first = self.s.lines[0].seq if self.s.lines else self.s.line_count + 1
+        more = len(lines) > len(page)
+        return m.TranscriptPage(self.call_id, page, self.s.seq, more, after_seq < first - 1)
 
-    def carry(self) -> m.CallCarry | None:
-        """The state for the next run, its encoded size bounded by `carry_max_bytes`; None when
-        what must travel (events not yet written, and their lines) is larger than that: the run
-        goes on until the database takes them.
-
-        A copy, so this run stays intact if the server refuses the continue-as-new. Carried:
-        every unwritten event once (a line's event by reference to its line), then the newest
-        lines that fit (a line longer than `LARGE_LINE` characters by reference: its text is in
-        `call_events` already), the signal ids seen in the last `seen_window_s` (a sender's
-        retries and LiveKit's webhook resends come within minutes; carried lines keep their own
-        ids), early egress reports, lines still to be checked, and when the newest id left out
-        was first seen (`forgot_before`: a later resend of a line it no longer holds is looked
-        up in `call_events`, so every duplicate is refused, however late)."""
-        if not self.v2:
-            return self._carry_v1()
-        unflushed = self.inflight + self.pending
-        line_seqs = {e.seq for e in unflushed if e.kind == K.FINAL_TRANSCRIPT}
-        must = [e for e in self.s.lines if e.seq in line_seqs]
-        events = [dataclasses.asdict(e) for e in unflushed]
-        for event in events:
-            if event["seq"] in line_seqs and any(e.seq == event["seq"] for e in must):
-                event["data"] = {}  # rebuilt from the carried line
-        horizon = now() - self.cfg.seen_window_s
-        base = dataclasses.replace(
-            self.s,
-            lines=[],
-            line_rows=pack_lines(must),
-            seen_ids=[],
-            seen_at={k: t for k, t in self.seen_at.items() if t >= horizon},
-            runs=self.s.runs + 1,
-            unflushed=events,
-            early_egress=dict(self.early_egress),
-            line_refs=[],
-            suspects=list(self.suspects),
-        )
-        size = encoded_size(dataclasses.asdict(base))
-        budget = int(self.cfg.carry_max_bytes * 0.9)  # the codec and the envelope add a little
-        if size > budget:
-            return None
-        rest = [e for e in self.s.lines if e.seq not in line_seqs]
-        if self.cfg.carry_max_lines:
-            rest = rest[-self.cfg.carry_max_lines :]
-        else:
-            rest = []
-        kept: list[list[Any]] = []
-        for entry in reversed(rest):
-            [row] = pack_lines([entry])
-            if len(entry.text) > LARGE_LINE:
-                row[3] = ""
-                base.line_refs.append(entry.seq)
-            cost = encoded_size(row) + 1
-            if size + cost > budget:
-                break
-            size += cost
-            kept.append(row)
-        rows = sorted(base.line_rows + kept, key=lambda r: r[0])
-        kept_ids = {r[1] for r in rows}
-        base.line_refs = sorted(x for x in base.line_refs if any(r[0] == x for r in kept))
-        base.line_rows = rows
-        base.seen_at = {k: t for k, t in base.seen_at.items() if k not in kept_ids}
-        for entry in self.s.lines:  # a line left out keeps its id (it may have come carried)
-            if entry.id not in kept_ids:
-                # When it was first seen: a carried line's own receipt time (`at`).
-                first = self.seen_at.get(entry.id) or epoch(entry.at) or now()
-                if first >= horizon:
-                    base.seen_at.setdefault(entry.id, first)
-        base.lines_dropped = self.s.lines_dropped + len(self.s.lines) - len(rows)
-        # Ids the next run will not hold: a line sent before the newest of them is checked.
-        held = set(base.seen_at) | kept_ids
-        gone = [self.seen_at.get(i, now()) for i in self.seen | set(self.seen_at) | self.line_ids
-                if i not in held]  # fmt: skip
-        if gone:
-            base.forgot_before = max(self.s.forgot_before, *gone)
-        return base
-
-    def _carry_v1(self) -> m.CallCarry:
-        """The state for the next run: a copy, so this run stays intact if the server refuses
-        the continue-as-new (a signal came in meanwhile) and the run goes on. Events not yet
-        written travel along (writing a batch twice is a no-op)."""
-        keep = self.s.lines[-self.cfg.carry_max_lines :] if self.cfg.carry_max_lines else []
-        dropped = self.s.lines[: len(self.s.lines) - len(keep)]
+    def carry(self) -> m.CallCarry:
+        """The state for the next run: a copy (this run stays intact if the server refuses the
+        continue-as-new). Events not yet written travel along; a batch written twice stores
+        nothing, since each event has its id."""
         return dataclasses.replace(
             self.s,
-            lines=[],
-            line_rows=pack_lines(keep),
-            lines_dropped=self.s.lines_dropped + len(dropped),
-            seen_ids=sorted(self.seen | {e.id for e in dropped}),  # still de-duplicated
-            runs=self.s.runs + 1,
+            lines=list(self.s.lines),
+            seen_ids=list(self.seen),
             unflushed=[dataclasses.asdict(e) for e in self.inflight + self.pending],
+            early_egress=dict(self.s.early_egress),
+            runs=self.s.runs + 1,
         )
-
-
-def encoded_size(value: Any) -> int:
-    """Bytes of `value` as JSON: what the payload converter writes (before the codec)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def metrics_event(sig: m.AgentMetrics) -> ev.AgentMetrics:

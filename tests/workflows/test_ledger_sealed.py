@@ -1,4 +1,4 @@
-"""The ledger is sealed: `CallWorkflow` and its healing half read the call's state through
+"""The ledger is sealed: `CallWorkflow` and its healing and recording halves read the call's state through
 `CallLedger` but change it only by calling its methods (no write behind its back)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def writes_to_state(source: str) -> list[int]:
     return sorted(lines)
 
 
-@pytest.mark.parametrize("path", ["workflows/call.py", "workflows/healing.py"])
+@pytest.mark.parametrize("path", ["workflows/call.py", "workflows/healing.py", "workflows/recorder.py"])
 def test_the_workflow_changes_the_calls_state_only_through_the_ledger(path: str) -> None:
     assert writes_to_state((ROOT / path).read_text()) == [], f"{path} writes the ledger's state"
 
