@@ -60,6 +60,7 @@ from activities.multipart import (
     in_thread,
     s3_call,
     settle,
+    storage_error,
     storage_unavailable,
 )
 from core import models as m
@@ -309,7 +310,9 @@ class StorageActivities:
     @activity.defn(name=act.DELETE_RECORDING_SEGMENTS)
     async def delete_recording_segments(self, req: act.SegmentsToDelete) -> int:
         """Delete a call's segments from the staging and the recordings bucket (consent
-        withdrawn, policy delete); a missing object is fine. Returns how many keys were asked."""
+        withdrawn, policy delete); a missing object is fine. Returns how many keys were asked.
+        A refusal S3 will repeat (AccessDenied) is StorageRefused, not retried: the call's
+        workflow records `delete_failed` and finishes instead of retrying for ever."""
         prefix = f"conversations/{req.call_id}/"
         if not m.is_call_id(req.call_id) or not all(k.startswith(prefix) for k in req.object_keys):
             raise ApplicationError(
@@ -322,8 +325,16 @@ class StorageActivities:
                 try:
                     await asyncio.to_thread(self.minio.remove_object, bucket, key)
                 except S3Error as exc:
-                    if exc.code not in (*_NOT_FOUND, "NoSuchBucket"):
-                        raise storage_unavailable("remove object", exc) from exc
+                    if exc.code in (*_NOT_FOUND, "NoSuchBucket"):
+                        continue
+                    log.warning(
+                        "recording_segment_delete_failed",
+                        call_id=req.call_id,
+                        bucket=bucket,
+                        key=key,
+                        code=exc.code,
+                    )
+                    raise storage_error("remove object", exc, bucket, key) from exc
                 except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
                     raise storage_unavailable("remove object", exc) from exc
         log.info("recording_segments_deleted", call_id=req.call_id, keys=len(req.object_keys))

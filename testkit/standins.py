@@ -47,6 +47,7 @@ class StandIns:
     uploads_cancelled: int = 0
     staged: dict[str, int] = field(default_factory=dict)  # staging bucket: key -> size
     deleted_keys: list[str] = field(default_factory=list)
+    delete_refused: bool = False  # delete_recording_segments: S3 refuses for good (StorageRefused)
     get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
     append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
@@ -198,6 +199,12 @@ class StandIns:
     @activity.defn(name=act.DELETE_RECORDING_SEGMENTS)
     async def delete_recording_segments(self, req: act.SegmentsToDelete) -> int:
         self.calls[act.DELETE_RECORDING_SEGMENTS].append(req)
+        if self.delete_refused:
+            raise ApplicationError(
+                "remove object s3://egress/...: refused by object storage (AccessDenied)",
+                type=act.ERR_STORAGE_REFUSED,
+                non_retryable=True,
+            )
         self.deleted_keys += req.object_keys
         for key in req.object_keys:
             self.staged.pop(key, None)
