@@ -116,7 +116,7 @@ def build_activities(
         erase = EraseActivities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
         )
-        acts += [*erase.activities(), RetentionActivities(pool).find_expired_calls]
+        acts += [*erase.activities(), RetentionActivities(pool, client).find_expired_calls]
     return acts
 
 
