@@ -391,3 +391,31 @@ async def test_erase_refused_by_s3_is_not_retried(pg_dsn: str, temporal_dev_env:
     err = caught.value
     assert err.type == ERR_STORAGE_REFUSED and err.non_retryable
     assert "s3://recordings/" in str(err) and "AKIDSECRETISH" not in str(err)
+
+
+async def test_the_api_erases_a_call_whose_workflow_was_terminated(
+    api_stack: Any, db: asyncpg.Connection
+) -> None:
+    """The row still says `in_progress` (the workflow died before its final status): Temporal
+    says it is closed, so the call is not live and DELETE erases it (it used to be 409)."""
+    from tests.api.conftest import ADMIN
+
+    call_id = new_call_id()
+    await db.execute(
+        "INSERT INTO calls (call_id, room_name, status, recording_status) "
+        "VALUES ($1, $2, 'in_progress', 'recording')",
+        call_id,
+        f"call-{call_id}",
+    )
+    handle = await api_stack.client.start_workflow(
+        "CallWorkflow", id=call_workflow_id(call_id), task_queue=f"nobody-{uuid.uuid4().hex}"
+    )
+    r = await api_stack.api.http("DELETE", f"/api/calls/{call_id}", token=ADMIN)
+    assert r.status == 409 and r.error["code"] == "call_live"  # still running: refused
+    await handle.terminate("lost with its worker")
+    r = await api_stack.api.http("DELETE", f"/api/calls/{call_id}", token=ADMIN)
+    assert r.status in (200, 202), r.body
+    async with asyncio.timeout(60):
+        while not await db.fetchval("SELECT 1 FROM erasures WHERE call_id = $1", call_id):
+            await asyncio.sleep(0.3)
+    assert await db.fetchval("SELECT count(*) FROM calls WHERE call_id = $1", call_id) == 0
