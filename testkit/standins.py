@@ -38,6 +38,7 @@ class StandIns:
     get_reports: str = "EGRESS_COMPLETE"  # status get_egress answers with (with a file)
     download_failures: int = 0  # fail this many downloads, then succeed
     download_incomplete: bool = False
+    download_failing_keys: frozenset[str] = frozenset()  # downloads of these keys always fail
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
     stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
@@ -167,7 +168,8 @@ class StandIns:
     @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
         self.calls[act.DOWNLOAD_AND_STORE_RECORDING].append((inp, time.monotonic()))
-        if self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
+        failing = inp.object_key in self.download_failing_keys
+        if failing or self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
             raise ApplicationError("connection reset", type=act.ERR_SOURCE_UNAVAILABLE)
         try:
             while self.upload_gate is not None and not self.upload_gate.is_set():
