@@ -28,6 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import models as m
+from workflows import search as sa
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
@@ -40,7 +41,8 @@ class RecordingRetryRefused(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        # not_found | still_running | already_stored | call_still_running | not_waiting | erasing
+        # not_found | still_running | already_stored | given_up | call_still_running |
+        # not_waiting | erasing
         self.code = code
 
 
@@ -216,6 +218,9 @@ async def retry_recording(
             ) from err
         return RecordingRetry(handle.id, desc.run_id, desc.run_id, "WAITING_FOR_OPS")
     if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+        # A pipeline that completed `failed` was given up on by ops: it stays so.
+        if desc.typed_search_attributes.get(sa.RECORDING_STATUS) == m.RecordingStatus.FAILED:
+            raise RecordingRetryRefused("given_up", "ops gave up on this recording")
         raise RecordingRetryRefused("already_stored", "the recording is already stored")
     try:
         call = await client.get_workflow_handle(m.call_workflow_id(call_id)).describe()
