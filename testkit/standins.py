@@ -39,6 +39,7 @@ class StandIns:
     download_failures: int = 0  # fail this many downloads, then succeed
     download_incomplete: bool = False
     download_failing_keys: frozenset[str] = frozenset()  # downloads of these keys always fail
+    download_error: str = ""  # every download fails with this error type (CallErased: final)
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
     stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
@@ -168,6 +169,12 @@ class StandIns:
     @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
         self.calls[act.DOWNLOAD_AND_STORE_RECORDING].append((inp, time.monotonic()))
+        if self.download_error:
+            raise ApplicationError(
+                f"download_and_store_recording: {self.download_error}",
+                type=self.download_error,
+                non_retryable=self.download_error in act.NON_RETRYABLE_ERRORS,
+            )
         failing = inp.object_key in self.download_failing_keys
         if failing or self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
             raise ApplicationError("connection reset", type=act.ERR_SOURCE_UNAVAILABLE)

@@ -189,7 +189,8 @@ async def retry_recording(
     terminated and the call's own workflow has finished. The new run writes the outcome to PostgreSQL itself
     (recording row, the call's recording_status, and a `recording` event with the next seq).
     Raises `RecordingRetryRefused` otherwise, and always once the call's erasure has started
-    (a new run would put back the recording the erasure removes).
+    (a new run would put back the recording the erasure removes): checked before, and again
+    after the new run started (an erasure that began meanwhile cancels it).
     """
     if await _erasure_started(client, call_id):
         raise RecordingRetryRefused("erasing", "the call is being erased, or was")
@@ -248,6 +249,16 @@ async def retry_recording(
         raise RecordingRetryRefused(
             "still_running", "another retry restarted the recording pipeline first"
         ) from err
+    if await _erasure_started(client, call_id):
+        # The erasure started while this retry did: its pipeline stop may have passed before
+        # the new run existed, so the new run is stopped here (its store step also refuses an
+        # erased call).
+        try:
+            await new.cancel(reason="erasure started during the retry")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # gone already: nothing to stop
+                raise
+        raise RecordingRetryRefused("erasing", "the call is being erased, or was")
     return RecordingRetry(
         workflow_id=new.id,
         run_id=new.result_run_id or "",

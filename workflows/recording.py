@@ -49,6 +49,7 @@ R = m.RecordingStatus
 PATCH_RELEASE_2 = "release-2-temporal-safety"  # the same gate as CallWorkflow's
 ERR_NOT_WAITING = "NotWaitingForOps"
 PATCH_GIVE_UP_KEEPS_SEGMENTS = "recording-give-up-records-stored-segments"
+PATCH_ERASED_ENDS = "recording-ends-when-the-call-was-erased"
 
 # Backoff between download attempts: 5 s, 10 s, 20 s ... then every 10 minutes.
 DOWNLOAD_RETRY = RetryPolicy(
@@ -82,6 +83,14 @@ def segment_inputs(inp: m.RecordingInput) -> list[m.RecordingInput]:
             object_key=seg.object_key,
         )
         for seg in inp.segments
+    ]
+
+
+def stored_segments(stored: list[m.RecordingResult]) -> list[m.StoredSegment]:
+    """The segments stored so far, numbered in order."""
+    return [
+        m.StoredSegment(n, r.key, r.size, r.sha256, r.duration_s, r.egress_id)
+        for n, r in enumerate(stored, 1)
     ]
 
 
@@ -127,6 +136,8 @@ class RecordingWorkflow:
                     if workflow.cancellation_reason() is not None:
                         raise
                     self._error = cause(err)
+                    if _call_erased(err) and workflow.patched(PATCH_ERASED_ENDS):
+                        return await self._erased(inp, stored)
                 if not await self._wait_for_ops(inp):
                     return await self._finish(inp, stored, given_up=True)
         return await self._finish(inp, stored, given_up=False)
@@ -143,6 +154,23 @@ class RecordingWorkflow:
             retry_policy=DOWNLOAD_RETRY,
             cancellation_type=WAIT_CANCELLED,
         )
+
+    async def _erased(
+        self, inp: m.RecordingInput, stored: list[m.RecordingResult]
+    ) -> m.RecordingResult:
+        """The store step refused: the call was erased (an ops retry raced the erasure). End
+        without a report, no ops to wait for: nothing of an erased call may be written."""
+        self._given_up = "erasure"
+        self._set(R.FAILED, inp)
+        workflow.logger.warning(
+            f"recording pipeline of call {inp.call_id} ended: the call was erased",
+            extra={"call_id": inp.call_id},
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        result = m.RecordingResult(inp.call_id, "", "", 0, "", 0.0, egress_id=inp.egress_id)
+        result.given_up = True
+        result.segments = stored_segments(stored)
+        return result
 
     async def _cancelled(self, inp: m.RecordingInput) -> None:
         """Cancelled (erasure, or ops): say so unless stored, after everything in flight stopped."""
@@ -190,10 +218,7 @@ class RecordingWorkflow:
     async def _finish(
         self, inp: m.RecordingInput, stored: list[m.RecordingResult], *, given_up: bool
     ) -> m.RecordingResult:
-        segments = [
-            m.StoredSegment(n, r.key, r.size, r.sha256, r.duration_s, r.egress_id)
-            for n, r in enumerate(stored, 1)
-        ]
+        segments = stored_segments(stored)
         if stored:
             first = stored[0]
             row = act.RecordingRow(
@@ -384,6 +409,10 @@ class RecordingWorkflow:
             retry_policy=FOREVER_RETRY,
             cancellation_type=WAIT_CANCELLED,
         )
+
+
+def _call_erased(err: ActivityError) -> bool:
+    return isinstance(err.cause, ApplicationError) and err.cause.type == act.ERR_CALL_ERASED
 
 
 def _stop_if_cancelled() -> None:

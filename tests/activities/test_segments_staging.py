@@ -95,3 +95,36 @@ async def test_access_denied_on_delete_is_refused_for_good(refusing_s3: Minio) -
     assert err.type == act.ERR_STORAGE_REFUSED and err.non_retryable
     assert f"s3://egress/{key}" in str(err) and "AccessDenied" in str(err)
     assert "AKIDSECRETISH" not in str(err) and "very-secret-key" not in str(err)
+
+
+async def test_an_erased_call_is_never_stored_again(s3: Any, pg_dsn: str) -> None:
+    """An ops retry that raced the erasure reaches the store step after the erasure was
+    recorded: it is refused for good, and nothing is written."""
+    import asyncpg
+
+    call_id = m.new_call_id()
+    key = m.recording_object_key(call_id, 1)
+    s3.client.put_object("egress", key, io.BytesIO(b"OggS" + b"x" * 96), 100)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        storage = StorageActivities(s3.client, s3.bucket, staging_bucket="egress", pool=pool)
+        await pool.execute(
+            "INSERT INTO erasures (call_id, requested_by, requested_at, rows_deleted, "
+            "object_deleted, executions_deleted) VALUES ($1, 'admin-x', now(), 3, true, 2)",
+            call_id,
+        )
+        inp = m.RecordingInput(
+            call_id=call_id,
+            room_name=m.room_name_for(call_id),
+            egress_id="EG_1",
+            location="",
+            expected_size=100,
+            expected_duration_s=1.0,
+            call_duration_s=1.0,
+            object_key=key,
+        )
+        err = await app_error(Run()(storage.download_and_store_recording, inp))
+    finally:
+        await pool.close()
+    assert err.type == act.ERR_CALL_ERASED and err.non_retryable
+    assert not list(s3.client.list_objects(s3.bucket, prefix=f"conversations/{call_id}/"))
