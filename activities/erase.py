@@ -155,7 +155,10 @@ class EraseActivities:
 
         ids = [call_workflow_id(req.call_id), recording_workflow_id(req.call_id)]
         query = " OR ".join(f"WorkflowId = '{wid}'" for wid in ids)
-        runs = [(e.id, e.run_id, e.status) async for e in self.client.list_workflows(query)]
+        runs = []
+        async for e in self.client.list_workflows(query):
+            activity.heartbeat(e.id)  # a long listing (many continue-as-new runs) is progress
+            runs.append((e.id, e.run_id, e.status))
         # Visibility can lag behind: also ask for the latest run of each id directly.
         for wid in ids:
             try:
