@@ -47,8 +47,10 @@ def storage_activities(
     settings: Settings,
     minio: Minio,
     http_session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+    pool: asyncpg.Pool | None = None,
 ) -> StorageActivities:
-    """The storage activities for these settings (recordings and staging buckets)."""
+    """The storage activities for these settings (recordings and staging buckets); with
+    `pool`, they refuse to store a recording of an erased call."""
     from activities.storage import StorageActivities
 
     return StorageActivities(
@@ -60,6 +62,7 @@ def storage_activities(
         s3_endpoints=(settings.MINIO_ENDPOINT, settings.egress_s3_endpoint),
         source_hosts=settings.recording_source_hosts,
         staging_keep_days=settings.EGRESS_STAGING_KEEP_DAYS,
+        pool=pool,
     )
 
 
@@ -92,7 +95,7 @@ def build_activities(
         settings.livekit_public_url,
         egress_upload(settings),
     )
-    storage = storage_activities(settings, minio, http_session_factory)
+    storage = storage_activities(settings, minio, http_session_factory, pool)
     db = DatabaseActivities(pool)
     acts: list[Callable[..., Any]] = [
         live.create_room,
@@ -115,7 +118,7 @@ def build_activities(
         erase = EraseActivities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
         )
-        acts += [*erase.activities(), RetentionActivities(pool).find_expired_calls]
+        acts += [*erase.activities(), RetentionActivities(pool, client).find_expired_calls]
     return acts
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
@@ -53,6 +53,8 @@ SWEEP_AGAIN_AFTER_S = 210.0
 # While running, old erasures (no stop step) wait less: their step times out at 2 minutes.
 LEGACY_STOP_WAIT_S = 90.0
 POLL_S = 1.0
+_MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound")
+T = TypeVar("T")
 
 
 class EraseActivities:
@@ -153,7 +155,10 @@ class EraseActivities:
 
         ids = [call_workflow_id(req.call_id), recording_workflow_id(req.call_id)]
         query = " OR ".join(f"WorkflowId = '{wid}'" for wid in ids)
-        runs = [(e.id, e.run_id, e.status) async for e in self.client.list_workflows(query)]
+        runs = []
+        async for e in self.client.list_workflows(query):
+            activity.heartbeat(e.id)  # a long listing (many continue-as-new runs) is progress
+            runs.append((e.id, e.run_id, e.status))
         # Visibility can lag behind: also ask for the latest run of each id directly.
         for wid in ids:
             try:
@@ -201,10 +206,10 @@ class EraseActivities:
 
         In each bucket (recordings, the egress staging bucket, and the bucket its row names):
         every object under `conversations/<call_id>/` and the single key
-        `conversations/<call_id>.ogg`. True when anything existed.
+        `conversations/<call_id>.ogg`. True when anything existed. Heartbeats once per bucket
+        listed and per object, so a slow S3 never looks like a dead worker. A refusal S3 will
+        repeat (AccessDenied) is StorageRefused (non-retryable), naming bucket and key.
         """
-        from minio.error import S3Error
-
         from core.models import single_recording_object_key
 
         row = await self.pool.fetchrow(
@@ -218,34 +223,70 @@ class EraseActivities:
         if row and row["egress_id"]:  # the manifest an Egress writes when backup storage is used
             targets[self.staging_bucket].add(f"conversations/{row['egress_id']}.json")
         prefix = f"conversations/{req.call_id}/"
-        missing = ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound")
-
-        def delete() -> int:
-            deleted = 0
-            for bucket, keys in targets.items():
-                try:
-                    listed = {o.object_name for o in self.minio.list_objects(
-                        bucket, prefix=prefix, recursive=True)}  # fmt: skip
-                except S3Error as exc:
-                    if exc.code != "NoSuchBucket":
-                        raise
-                    continue
-                for key in sorted(keys | {k for k in listed if k}):
-                    try:
-                        self.minio.stat_object(bucket, key)
-                    except S3Error as exc:
-                        if exc.code in missing:
-                            continue
-                        raise
-                    self.minio.remove_object(bucket, key)
+        deleted = 0
+        for bucket, keys in targets.items():
+            activity.heartbeat(bucket)
+            listed = await self._s3(req, "list objects", bucket, prefix, self._list, bucket, prefix)
+            if listed is None:
+                continue  # no such bucket
+            for key in sorted(keys | listed):
+                activity.heartbeat(f"{bucket}/{key}")
+                if await self._s3(req, "remove object", bucket, key, self._remove, bucket, key):
                     deleted += 1
-            return deleted
-
-        deleted = await asyncio.to_thread(delete)
         activity.logger.info(
             "erase_recording_object call_id=%s objects_deleted=%d", req.call_id, deleted
         )
         return deleted > 0
+
+    def _list(self, bucket: str, prefix: str) -> set[str] | None:
+        """Every key under `prefix` (blocking); None when the bucket does not exist."""
+        from minio.error import S3Error
+
+        try:
+            objects = self.minio.list_objects(bucket, prefix=prefix, recursive=True)
+            return {o.object_name for o in objects if o.object_name}
+        except S3Error as exc:
+            if exc.code != "NoSuchBucket":
+                raise
+            return None
+
+    def _remove(self, bucket: str, key: str) -> bool:
+        """Delete `key` (blocking); False when there was nothing to delete."""
+        from minio.error import S3Error
+
+        try:
+            self.minio.stat_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                return False
+            raise
+        self.minio.remove_object(bucket, key)
+        return True
+
+    async def _s3(
+        self,
+        req: EraseCallInput,
+        what: str,
+        bucket: str,
+        key: str,
+        fn: Callable[..., T],
+        *args: Any,
+    ) -> T:
+        """`fn(*args)` in a thread; its S3 failure as StorageRefused or StorageUnavailable."""
+        import urllib3
+        from minio.error import MinioException
+
+        from activities.multipart import storage_error
+
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            err = storage_error(what, exc, bucket, key)
+            activity.logger.warning(
+                "erase_recording_object_failed call_id=%s bucket=%s key=%s error=%s",
+                req.call_id, bucket, key, err.type,
+            )  # fmt: skip
+            raise err from exc
 
     @activity.defn(name=ERASE_CALL_ROWS)
     async def erase_call_rows(self, inp: EraseRowsInput) -> int:

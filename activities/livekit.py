@@ -38,6 +38,23 @@ _RETRYABLE_4XX = frozenset({408, 409, 429})
 _LIVE_EGRESS = frozenset({EgressStatus.EGRESS_STARTING, EgressStatus.EGRESS_ACTIVE})
 
 
+def egress_file_key(info: EgressInfo) -> str:
+    """Where an egress writes: its request's file path, else the file name it reports."""
+    rc = info.room_composite
+    outputs = [rc.file] if rc.HasField("file") else list(rc.file_outputs)
+    if outputs and outputs[0].filepath:
+        return outputs[0].filepath
+    files = list(info.file_results) or ([info.file] if info.HasField("file") else [])
+    return files[0].filename if files else ""
+
+
+def segment_number(call_id: str, key: str) -> int:
+    """n of `conversations/<call_id>/<n>.ogg`; 0 when the key is not of that shape."""
+    name = key.removeprefix(f"conversations/{call_id}/")
+    stem, dot, ext = name.partition(".")
+    return int(stem) if name != key and dot and ext == "ogg" and stem.isdigit() else 0
+
+
 def livekit_error(exc: BaseException, what: str) -> ApplicationError:
     """The ApplicationError for a failed LiveKit call (no secrets: only code, status, message)."""
     if isinstance(exc, api.ServerError):
@@ -190,7 +207,9 @@ class LiveKitActivities:
     async def start_egress(self, inp: act.StartEgressInput) -> m.EgressState:
         """Audio-only, dual-channel (agent left, customer right) Ogg recording of the room.
 
-        Reuses the room's active egress when there is one, so a retried start records once.
+        Reuses the room's active egress when there is one, so a retried start records once;
+        the state then carries that egress's own key and segment number (what it really
+        writes, told by an earlier attempt), not this request's.
         """
         active = await self._call(
             "list_egress",
@@ -199,8 +218,17 @@ class LiveKitActivities:
         )
         for info in active.items:
             if info.room_name == inp.room_name and info.status in _LIVE_EGRESS:
-                log.info("egress_reused", call_id=inp.call_id, egress_id=info.egress_id)
-                return egress_state(info)
+                state = egress_state(info)
+                state.object_key = egress_file_key(info)
+                state.n = segment_number(inp.call_id, state.object_key)
+                log.info(
+                    "egress_reused",
+                    call_id=inp.call_id,
+                    egress_id=info.egress_id,
+                    object_key=state.object_key,
+                    requested_key=inp.object_key or inp.filepath,
+                )
+                return state
         info = await self._call(
             "start_egress",
             inp.call_id,

@@ -28,6 +28,18 @@ from activities import types as act
 
 MiB = 1024 * 1024
 MAX_IN_FLIGHT = 2  # parts being uploaded while the next one fills
+# S3 error codes that say the request is refused for good (credentials, policy, the bucket's
+# name): retrying cannot succeed, so they are not retried (a loop that never ends otherwise).
+REFUSED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "InvalidAccessKeyId",
+        "InvalidBucketName",
+        "SignatureDoesNotMatch",
+    }
+)
 
 T = TypeVar("T")
 
@@ -37,6 +49,19 @@ def storage_unavailable(what: str, exc: BaseException) -> ApplicationError:
         f"{what}: object storage failed ({type(exc).__name__}: {exc})",
         type=act.ERR_STORAGE_UNAVAILABLE,
     )
+
+
+def storage_error(what: str, exc: BaseException, bucket: str, key: str) -> ApplicationError:
+    """A failed S3 request as an ApplicationError: StorageRefused (non-retryable) when S3
+    refused it for good, naming the bucket, the key and S3's error code only (an S3 error
+    body may quote the access key id); else the retryable StorageUnavailable."""
+    if isinstance(exc, S3Error) and exc.code in REFUSED_CODES:
+        return ApplicationError(
+            f"{what} s3://{bucket}/{key}: refused by object storage ({exc.code})",
+            type=act.ERR_STORAGE_REFUSED,
+            non_retryable=True,
+        )
+    return storage_unavailable(what, exc)
 
 
 def s3_call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

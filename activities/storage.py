@@ -17,6 +17,10 @@ http(s) location is fetched only from a host in `source_hosts` (RECORDING_SOURCE
 the stored copy is verified (size and SHA-256 tag), the staging object is deleted, unless
 `staging_keep_days` leaves it to the staging bucket's lifecycle rule.
 
+An erased call (a row in `erasures`, when the activities have a database pool) is refused,
+non-retryable `CallErased`, before anything is read and again right before the object becomes
+visible: an ops retry that raced the erasure must not bring the recording back.
+
 Cancelled (the pipeline stopped for an erasure), the activity returns only once nothing of it
 can still be written: every minio call runs through `activities.multipart.in_thread` (a
 cancelled caller waits for its thread) and the multipart upload is aborted after its last part
@@ -38,6 +42,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter, Tags
@@ -60,6 +65,7 @@ from activities.multipart import (
     in_thread,
     s3_call,
     settle,
+    storage_error,
     storage_unavailable,
 )
 from core import models as m
@@ -168,7 +174,8 @@ class StorageActivities:
     `retention_days` is the bucket's lifecycle expiration for recordings. `staging_bucket`
     is where Egress uploads (EGRESS_BUCKET); `s3_endpoints` are other host[:port] names of
     the same S3 (e.g. the one Egress was told); `source_hosts` may serve http(s) locations;
-    `staging_keep_days` > 0 keeps staging objects for a lifecycle rule to expire.
+    `staging_keep_days` > 0 keeps staging objects for a lifecycle rule to expire. With a
+    `pool` (asyncpg), a call recorded in `erasures` is never stored again.
     """
 
     def __init__(
@@ -183,6 +190,7 @@ class StorageActivities:
         s3_endpoints: tuple[str, ...] = (),
         source_hosts: frozenset[str] = frozenset(),
         staging_keep_days: int = 0,
+        pool: Any = None,
     ) -> None:
         if part_size < 5 * MiB:
             raise ValueError("part_size must be at least 5 MiB (S3's minimum part size)")
@@ -194,6 +202,7 @@ class StorageActivities:
         self.s3_endpoints = tuple(e for e in s3_endpoints if e)
         self.source_hosts = frozenset(h.lower() for h in source_hosts)
         self.staging_keep_days = staging_keep_days
+        self.pool = pool
         self._session_factory = http_session_factory or _default_session
 
     # --- bucket and links (plain methods, for the worker's start-up and the API) -------------
@@ -309,7 +318,9 @@ class StorageActivities:
     @activity.defn(name=act.DELETE_RECORDING_SEGMENTS)
     async def delete_recording_segments(self, req: act.SegmentsToDelete) -> int:
         """Delete a call's segments from the staging and the recordings bucket (consent
-        withdrawn, policy delete); a missing object is fine. Returns how many keys were asked."""
+        withdrawn, policy delete); a missing object is fine. Returns how many keys were asked.
+        A refusal S3 will repeat (AccessDenied) is StorageRefused, not retried: the call's
+        workflow records `delete_failed` and finishes instead of retrying for ever."""
         prefix = f"conversations/{req.call_id}/"
         if not m.is_call_id(req.call_id) or not all(k.startswith(prefix) for k in req.object_keys):
             raise ApplicationError(
@@ -322,8 +333,16 @@ class StorageActivities:
                 try:
                     await asyncio.to_thread(self.minio.remove_object, bucket, key)
                 except S3Error as exc:
-                    if exc.code not in (*_NOT_FOUND, "NoSuchBucket"):
-                        raise storage_unavailable("remove object", exc) from exc
+                    if exc.code in (*_NOT_FOUND, "NoSuchBucket"):
+                        continue
+                    log.warning(
+                        "recording_segment_delete_failed",
+                        call_id=req.call_id,
+                        bucket=bucket,
+                        key=key,
+                        code=exc.code,
+                    )
+                    raise storage_error("remove object", exc, bucket, key) from exc
                 except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
                     raise storage_unavailable("remove object", exc) from exc
         log.info("recording_segments_deleted", call_id=req.call_id, keys=len(req.object_keys))
@@ -350,6 +369,7 @@ class StorageActivities:
                 type=act.ERR_INVALID_INPUT,
                 non_retryable=True,
             )
+        await self._refuse_if_erased(inp)
         source = self.recording_source(inp)
         key = self.stored_key(inp, source)
         await self._abort_previous_attempt(key)
@@ -388,6 +408,7 @@ class StorageActivities:
                 return self._result(inp, key, got.size, sha256, duration, True)
             tags = Tags.new_object_tags()
             tags.update({"sha256": sha256, "duration-s": f"{duration:.3f}"})
+            await self._refuse_if_erased(inp)  # the erasure may have finished meanwhile
             await self._write(key, sink, whole, metadata, tags)
         except BaseException as exc:
             try:
@@ -493,6 +514,28 @@ class StorageActivities:
         log.info("staging_object_deleted", call_id=inp.call_id, bucket=bucket, key=skey)
 
     # --- helpers --------------------------------------------------------------------------
+
+    async def _refuse_if_erased(self, inp: m.RecordingInput) -> None:
+        """Raise CallErased (non-retryable) when the call's erasure is recorded."""
+        if self.pool is None:
+            return
+        try:
+            erased = await self.pool.fetchval(
+                "SELECT 1 FROM erasures WHERE call_id = $1", inp.call_id
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ApplicationError(
+                f"recording of call {inp.call_id}: cannot tell whether the call was erased "
+                f"({type(exc).__name__})",
+                type=act.ERR_DATABASE_UNAVAILABLE,
+            ) from exc
+        if erased:
+            log.warning("recording_refused_call_erased", call_id=inp.call_id)
+            raise ApplicationError(
+                f"recording of call {inp.call_id}: the call was erased",
+                type=act.ERR_CALL_ERASED,
+                non_retryable=True,
+            )
 
     def _result(
         self, inp: m.RecordingInput, key: str, size: int, sha: str, duration: float, already: bool

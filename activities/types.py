@@ -42,14 +42,19 @@ ERR_SOURCE_UNUSABLE = "RecordingSourceUnusable"
 ERR_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
 ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
 ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
+# Object storage refused the request for good (access denied, bad credentials): no retry helps.
+ERR_STORAGE_REFUSED = "StorageRefused"
 ERR_DATABASE_UNAVAILABLE = "DatabaseUnavailable"
 ERR_CALL_STILL_RUNNING = "CallStillRunning"  # erasure refused: the call's workflow still runs
+ERR_CALL_ERASED = "CallErased"  # the call was erased: nothing of it may be stored again
 ERR_ROOM_GONE = "RoomGone"  # a dispatch into a room LiveKit no longer has: the call is over
 NON_RETRYABLE_ERRORS = [
     ERR_INVALID_INPUT,
     ERR_LIVEKIT_REJECTED,
     ERR_SOURCE_UNUSABLE,
     ERR_ROOM_GONE,
+    ERR_STORAGE_REFUSED,
+    ERR_CALL_ERASED,
 ]
 
 

@@ -38,6 +38,8 @@ class StandIns:
     get_reports: str = "EGRESS_COMPLETE"  # status get_egress answers with (with a file)
     download_failures: int = 0  # fail this many downloads, then succeed
     download_incomplete: bool = False
+    download_failing_keys: frozenset[str] = frozenset()  # downloads of these keys always fail
+    download_error: str = ""  # every download fails with this error type (CallErased: final)
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
     stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
@@ -47,6 +49,7 @@ class StandIns:
     uploads_cancelled: int = 0
     staged: dict[str, int] = field(default_factory=dict)  # staging bucket: key -> size
     deleted_keys: list[str] = field(default_factory=list)
+    delete_refused: bool = False  # delete_recording_segments: S3 refuses for good (StorageRefused)
     get_failures: int = 0  # fail this many get_egress calls (retryable: LiveKit unreachable)
     append_failures: int = 0  # fail this many append_call_events calls (retryable: db down)
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
@@ -165,7 +168,14 @@ class StandIns:
     @activity.defn(name=act.DOWNLOAD_AND_STORE_RECORDING)
     async def download_and_store_recording(self, inp: m.RecordingInput) -> m.RecordingResult:
         self.calls[act.DOWNLOAD_AND_STORE_RECORDING].append((inp, time.monotonic()))
-        if self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
+        if self.download_error:
+            raise ApplicationError(
+                f"download_and_store_recording: {self.download_error}",
+                type=self.download_error,
+                non_retryable=self.download_error in act.NON_RETRYABLE_ERRORS,
+            )
+        failing = inp.object_key in self.download_failing_keys
+        if failing or self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
             raise ApplicationError("connection reset", type=act.ERR_SOURCE_UNAVAILABLE)
         try:
             while self.upload_gate is not None and not self.upload_gate.is_set():
@@ -197,6 +207,12 @@ class StandIns:
     @activity.defn(name=act.DELETE_RECORDING_SEGMENTS)
     async def delete_recording_segments(self, req: act.SegmentsToDelete) -> int:
         self.calls[act.DELETE_RECORDING_SEGMENTS].append(req)
+        if self.delete_refused:
+            raise ApplicationError(
+                "remove object s3://egress/...: refused by object storage (AccessDenied)",
+                type=act.ERR_STORAGE_REFUSED,
+                non_retryable=True,
+            )
         self.deleted_keys += req.object_keys
         for key in req.object_keys:
             self.staged.pop(key, None)

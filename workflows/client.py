@@ -28,6 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import models as m
+from workflows import search as sa
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
@@ -40,7 +41,8 @@ class RecordingRetryRefused(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        # not_found | still_running | already_stored | call_still_running | not_waiting | erasing
+        # not_found | still_running | already_stored | given_up | call_still_running |
+        # not_waiting | erasing
         self.code = code
 
 
@@ -187,7 +189,8 @@ async def retry_recording(
     terminated and the call's own workflow has finished. The new run writes the outcome to PostgreSQL itself
     (recording row, the call's recording_status, and a `recording` event with the next seq).
     Raises `RecordingRetryRefused` otherwise, and always once the call's erasure has started
-    (a new run would put back the recording the erasure removes).
+    (a new run would put back the recording the erasure removes): checked before, and again
+    after the new run started (an erasure that began meanwhile cancels it).
     """
     if await _erasure_started(client, call_id):
         raise RecordingRetryRefused("erasing", "the call is being erased, or was")
@@ -216,6 +219,9 @@ async def retry_recording(
             ) from err
         return RecordingRetry(handle.id, desc.run_id, desc.run_id, "WAITING_FOR_OPS")
     if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+        # A pipeline that completed `failed` was given up on by ops: it stays so.
+        if desc.typed_search_attributes.get(sa.RECORDING_STATUS) == m.RecordingStatus.FAILED:
+            raise RecordingRetryRefused("given_up", "ops gave up on this recording")
         raise RecordingRetryRefused("already_stored", "the recording is already stored")
     try:
         call = await client.get_workflow_handle(m.call_workflow_id(call_id)).describe()
@@ -243,6 +249,16 @@ async def retry_recording(
         raise RecordingRetryRefused(
             "still_running", "another retry restarted the recording pipeline first"
         ) from err
+    if await _erasure_started(client, call_id):
+        # The erasure started while this retry did: its pipeline stop may have passed before
+        # the new run existed, so the new run is stopped here (its store step also refuses an
+        # erased call).
+        try:
+            await new.cancel(reason="erasure started during the retry")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # gone already: nothing to stop
+                raise
+        raise RecordingRetryRefused("erasing", "the call is being erased, or was")
     return RecordingRetry(
         workflow_id=new.id,
         run_id=new.result_run_id or "",

@@ -37,6 +37,8 @@ ERASE_RETRY = RetryPolicy(
 )
 
 STEP_TIMEOUT = timedelta(minutes=2)
+# The steps that can take long (waiting for the pipeline, deleting executions, deleting
+# objects) heartbeat per poll, per execution and per object: a dead worker shows in 30 s.
 HEARTBEAT = timedelta(seconds=30)
 # Above the stop step's own bound (activities.erase.PIPELINE_STOP_WAIT_S, 4 minutes).
 STOP_TIMEOUT = timedelta(minutes=6)
@@ -76,8 +78,8 @@ class EraseCallWorkflow:
                 request=req, executions_deleted=executions, object_deleted=object_deleted
             ),
             result_type=int,
+            # One short transaction: no heartbeat (the start-to-close bound catches a hang).
             start_to_close_timeout=STEP_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT,
             retry_policy=ERASE_RETRY,
         )
         return EraseCallResult(

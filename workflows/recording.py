@@ -11,9 +11,12 @@ attribute and, through `record_recording`, to PostgreSQL (the call's `recording_
 `recording` event on the call's log with the next seq, the `recordings` row), each report once
 however often it is retried. When a segment's retries run out it does not fail: it reports
 `failed` and waits, durably and for as long as it takes, for ops: the `retry` update tries
-again from that segment, `give_up` ends the run (result `given_up`, the recording `failed`).
-Both are refused (the update fails, nothing changes) unless the run is waiting for ops, so two
-concurrent retries start one. Runs from before release 2 (no patch marker) fail instead and are
+again from that segment, `give_up` ends the run (result `given_up`, the recording `failed`;
+its details and `get_status` say given up, not waiting). The segments stored before the one
+given up on keep rows naming them (`recordings`, `recording_segments`, marked incomplete), so
+the partial recording can be served and is found by erasure. Both updates are refused (the
+update fails, nothing changes) unless the run is waiting for ops, so two concurrent retries
+start one. Runs from before release 2 (no patch marker) fail instead and are
 replayed by `workflows.client.retry_recording` as a new run.
 
 Cancelling the run (what erasure does, `activities.erase`) stops it so that nothing of it can be
@@ -45,6 +48,8 @@ from workflows.common import FOREVER_RETRY, cause, iso
 R = m.RecordingStatus
 PATCH_RELEASE_2 = "release-2-temporal-safety"  # the same gate as CallWorkflow's
 ERR_NOT_WAITING = "NotWaitingForOps"
+PATCH_GIVE_UP_KEEPS_SEGMENTS = "recording-give-up-records-stored-segments"
+PATCH_ERASED_ENDS = "recording-ends-when-the-call-was-erased"
 
 # Backoff between download attempts: 5 s, 10 s, 20 s ... then every 10 minutes.
 DOWNLOAD_RETRY = RetryPolicy(
@@ -81,6 +86,14 @@ def segment_inputs(inp: m.RecordingInput) -> list[m.RecordingInput]:
     ]
 
 
+def stored_segments(stored: list[m.RecordingResult]) -> list[m.StoredSegment]:
+    """The segments stored so far, numbered in order."""
+    return [
+        m.StoredSegment(n, r.key, r.size, r.sha256, r.duration_s, r.egress_id)
+        for n, r in enumerate(stored, 1)
+    ]
+
+
 @workflow.defn(name=m.WORKFLOW_RECORDING)
 class RecordingWorkflow:
     @workflow.init
@@ -89,6 +102,7 @@ class RecordingWorkflow:
         self._error = ""
         self.v2 = False  # decided as run() starts (patch markers are not known in __init__)
         self._waiting = False  # retries ran out: waiting for an ops decision
+        self._given_up = ""  # who gave up on it (ops), once they did
         self._decision: tuple[str, m.RecordingOpsRequest] | None = None
         self._reports = 0  # report ids: <run id>/<n>
         self._retry_for_s = inp.retry_for_s
@@ -122,6 +136,8 @@ class RecordingWorkflow:
                     if workflow.cancellation_reason() is not None:
                         raise
                     self._error = cause(err)
+                    if _call_erased(err) and workflow.patched(PATCH_ERASED_ENDS):
+                        return await self._erased(inp, stored)
                 if not await self._wait_for_ops(inp):
                     return await self._finish(inp, stored, given_up=True)
         return await self._finish(inp, stored, given_up=False)
@@ -138,6 +154,23 @@ class RecordingWorkflow:
             retry_policy=DOWNLOAD_RETRY,
             cancellation_type=WAIT_CANCELLED,
         )
+
+    async def _erased(
+        self, inp: m.RecordingInput, stored: list[m.RecordingResult]
+    ) -> m.RecordingResult:
+        """The store step refused: the call was erased (an ops retry raced the erasure). End
+        without a report, no ops to wait for: nothing of an erased call may be written."""
+        self._given_up = "erasure"
+        self._set(R.FAILED, inp)
+        workflow.logger.warning(
+            f"recording pipeline of call {inp.call_id} ended: the call was erased",
+            extra={"call_id": inp.call_id},
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        result = m.RecordingResult(inp.call_id, "", "", 0, "", 0.0, egress_id=inp.egress_id)
+        result.given_up = True
+        result.segments = stored_segments(stored)
+        return result
 
     async def _cancelled(self, inp: m.RecordingInput) -> None:
         """Cancelled (erasure, or ops): say so unless stored, after everything in flight stopped."""
@@ -168,6 +201,8 @@ class RecordingWorkflow:
         action, req = self._decision
         if action == m.UPDATE_RECORDING_GIVE_UP:
             self._error = f"given up by {req.by}: {req.reason or self._error}"
+            self._given_up = req.by
+            self._details(inp)
             await self._report(
                 inp, act.RecordingRow(inp.call_id, R.FAILED, error=self._error, by=req.by)
             )
@@ -183,10 +218,7 @@ class RecordingWorkflow:
     async def _finish(
         self, inp: m.RecordingInput, stored: list[m.RecordingResult], *, given_up: bool
     ) -> m.RecordingResult:
-        segments = [
-            m.StoredSegment(n, r.key, r.size, r.sha256, r.duration_s, r.egress_id)
-            for n, r in enumerate(stored, 1)
-        ]
+        segments = stored_segments(stored)
         if stored:
             first = stored[0]
             row = act.RecordingRow(
@@ -205,6 +237,10 @@ class RecordingWorkflow:
             )
             if not given_up:
                 await self._report(inp, row)
+            elif workflow.patched(PATCH_GIVE_UP_KEEPS_SEGMENTS):
+                # Rows naming what was stored (incomplete); the call's recording stays failed.
+                rows = dataclasses.replace(row, status=R.STORED, incomplete=True, error="")
+                await self._report(inp, rows, event=False)
             result = m.RecordingResult(
                 call_id=inp.call_id,
                 bucket=first.bucket,
@@ -264,7 +300,12 @@ class RecordingWorkflow:
 
     @workflow.query(name="get_status")
     def get_status(self) -> dict:
-        return {"status": self._status, "error": self._error, "waiting_for_ops": self._waiting}
+        return {
+            "status": self._status,
+            "error": self._error,
+            "waiting_for_ops": self._waiting,
+            "given_up": bool(self._given_up),
+        }
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -274,22 +315,35 @@ class RecordingWorkflow:
         if status == R.UPLOADING:
             updates.append(sa.ROOM_NAME.value_set(inp.room_name))
         workflow.upsert_search_attributes(updates)
-        detail = f"**{status}** · call `{inp.call_id}` · egress `{inp.egress_id}`"
-        waits = status == R.FAILED and self.v2 and workflow.cancellation_reason() is None
-        if self._waiting or waits:
+        self._details(inp)
+
+    def _details(self, inp: m.RecordingInput) -> None:
+        """The Web UI's line: the status, and whether ops are waited for or gave up."""
+        detail = f"**{self._status}** · call `{inp.call_id}` · egress `{inp.egress_id}`"
+        failed = self._status == R.FAILED and self.v2 and workflow.cancellation_reason() is None
+        if self._given_up:
+            detail += f" · given up by {self._given_up}"
+        elif self._waiting or failed:
             detail += " · waiting for ops (retry / give_up)"
         workflow.set_current_details(detail + (f" · {self._error}" if self._error else ""))
 
     async def _report(
-        self, inp: m.RecordingInput, row: act.RecordingRow, *, last: bool = False
+        self,
+        inp: m.RecordingInput,
+        row: act.RecordingRow,
+        *,
+        last: bool = False,
+        event: bool = True,
     ) -> None:
         """One status report to PostgreSQL, with an id of its own (idempotent when retried).
-        Once cancelled, only the `last` report (the cancellation's own) is still made."""
+        Once cancelled, only the `last` report (the cancellation's own) is still made. Without
+        `event` only the rows are written (no `recording` event, the call's status unchanged)."""
         if not last:
             _stop_if_cancelled()
         self._reports += 1
         row.at = iso(workflow.now().timestamp())
-        row.append_event_for_run = f"{workflow.info().run_id}/{self._reports}"
+        if event:
+            row.append_event_for_run = f"{workflow.info().run_id}/{self._reports}"
         await workflow.execute_activity(
             act.RECORD_RECORDING,
             row,
@@ -355,6 +409,10 @@ class RecordingWorkflow:
             retry_policy=FOREVER_RETRY,
             cancellation_type=WAIT_CANCELLED,
         )
+
+
+def _call_erased(err: ActivityError) -> bool:
+    return isinstance(err.cause, ApplicationError) and err.cause.type == act.ERR_CALL_ERASED
 
 
 def _stop_if_cancelled() -> None:

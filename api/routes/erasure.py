@@ -1,6 +1,8 @@
 """`DELETE /api/calls/{call_id}` (admin): erase a finished call through `EraseCallWorkflow`.
 
-Idempotent: erasing an erased call answers 200 again. A live call is 409 (end it first); a
+Idempotent: erasing an erased call answers 200 again. A live call is 409 (end it first): live
+means its workflow runs, as Temporal says, whatever its row says; a call whose workflow closed
+without writing a final status (terminated, failed, timed out) or is gone is erasable. A
 recording pipeline that still retries or waits for ops is stopped by the erasure, not waited for.
 """
 
@@ -54,7 +56,7 @@ async def erase_call(request: Request, call_id: str) -> HTTPResponse:
     call_running = await calls.is_running(call_workflow_id(call_id))
     if row is None and call_running is None:
         raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
-    if call_running or (row is not None and row["live"]):
+    if call_running:
         raise Conflict(f"call {call_id} is live; end it before erasing", code="call_live")
     # A recording pipeline still retrying (or waiting for ops) does not hold erasure up: the
     # erase workflow stops it first.

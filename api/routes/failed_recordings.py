@@ -4,6 +4,9 @@ newest first, for the dashboard's Failed recordings view. Replaying one is the e
 
 Read from PostgreSQL (`calls.recording_status`, `calls.recording_error`, which the pipeline
 writes itself), not from Temporal visibility: cheap, and paginated with the calls' cursor.
+`given_up` says ops gave up on it (nothing will retry it, and a retry is refused): the call's
+latest failed `recording` report was made by a person (`by`), not by the pipeline itself. Its
+error is the call's, else that report's (a give-up that kept stored segments clears the call's).
 """
 
 from __future__ import annotations
@@ -24,6 +27,22 @@ from core.models import RecordingStatus
 
 bp = Blueprint("failed_recordings")
 
+# Who makes a recording report that is not a person's decision (activities.database).
+_PIPELINE_REPORTERS = ("pipeline", "ops_retry")
+_FAILED = """
+SELECT c.call_id, c.room_name, c.customer_name, c.status, c.created_at, c.ended_at,
+    COALESCE(c.recording_error, e.data->>'error') AS recording_error,
+    COALESCE(e.data->>'by' <> ALL($3::text[]), false) AS given_up
+FROM calls c
+LEFT JOIN LATERAL (
+    SELECT data FROM call_events
+    WHERE call_id = c.call_id AND kind = 'recording' AND data->>'status' = 'failed'
+      AND data ? 'run_id'
+    ORDER BY seq DESC LIMIT 1
+) e ON true
+WHERE {where} ORDER BY c.created_at DESC, c.call_id DESC LIMIT $2
+"""
+
 
 class FailedRecordingsQuery(Strict):
     status: Literal["failed"]  # the only list ops need; other statuses are on GET /api/calls
@@ -39,6 +58,7 @@ class FailedRecording(BaseModel):
     created_at: str | None
     ended_at: str | None
     recording_error: str | None
+    given_up: bool
 
 
 class FailedRecordings(BaseModel):
@@ -49,17 +69,13 @@ class FailedRecordings(BaseModel):
 async def failed_recordings(
     pool: Any, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    args: list[Any] = [RecordingStatus.FAILED.value, limit + 1]
-    where = "recording_status = $1"
+    args: list[Any] = [RecordingStatus.FAILED.value, limit + 1, list(_PIPELINE_REPORTERS)]
+    where = "c.recording_status = $1"
     if cursor:
         at, cid = store.decode_cursor(cursor)
-        where += " AND (created_at, call_id) < ($3, $4)"
+        where += " AND (c.created_at, c.call_id) < ($4, $5)"
         args += [at, cid]
-    rows = await pool.fetch(
-        "SELECT call_id, room_name, customer_name, status, created_at, ended_at, recording_error "
-        f"FROM calls WHERE {where} ORDER BY created_at DESC, call_id DESC LIMIT $2",
-        *args,
-    )
+    rows = await pool.fetch(_FAILED.format(where=where), *args)
     page = rows[:limit]
     nxt = (
         store.encode_cursor(page[-1]["created_at"], page[-1]["call_id"])

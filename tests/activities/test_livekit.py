@@ -169,6 +169,24 @@ async def test_egress_lifecycle_is_idempotent_end_to_end(
     assert list(rooms.rooms) == []
 
 
+async def test_a_reused_egress_reports_its_own_key(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    """A start that timed out after LiveKit began the egress, then a new attempt for the
+    next segment: the egress found running is reported with the key it really writes."""
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    first_key, next_key = (m.recording_object_key(call_id, n) for n in (1, 2))
+    first = await Run()(
+        lka.start_egress, act.StartEgressInput(call_id, room, first_key, object_key=first_key)
+    )
+    again = await Run()(
+        lka.start_egress, act.StartEgressInput(call_id, room, next_key, object_key=next_key)
+    )
+    assert again.egress_id == first.egress_id
+    assert (again.object_key, again.n) == (first_key, 1)
+    await Run()(lka.stop_egress, act.EgressRef(call_id, first.egress_id))
+
+
 async def test_unknown_egress(lka: LiveKitActivities) -> None:
     call_id, _ = new_call()
     ref = act.EgressRef(call_id, "EG_doesnotexist")

@@ -280,3 +280,142 @@ async def test_a_pipeline_that_will_not_stop_is_terminated_and_swept_twice(
     ]
     assert scheduled.count("erase_recording_object") == 2  # swept again after the wait
     assert any(e.HasField("timer_started_event_attributes") for e in history.events)
+
+
+@contextlib.asynccontextmanager
+async def slow_s3(s3: Any, delay_s: float) -> Any:
+    """A Minio client whose every request reaches the real S3 (moto) `delay_s` late, through
+    an HTTP proxy: a slow object store, as seen from the worker."""
+    import aiohttp
+    from aiohttp import web
+
+    from tests.fixtures.s3_http import s3_served_by
+
+    async def forward(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay_s)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as http,
+            http.request(
+                request.method,
+                f"http://{s3.endpoint}{request.path_qs}",
+                headers=headers,
+                data=await request.read(),
+            ) as resp,
+        ):
+            body = await resp.read()
+            keep = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "etag")}
+            return web.Response(status=resp.status, body=body, headers=keep)
+
+    async with s3_served_by(forward, s3.access_key, s3.secret_key) as minio:
+        yield minio
+
+
+async def test_a_slow_erase_heartbeats_and_is_not_timed_out(
+    temporal_dev_env: WorkflowEnvironment,
+    pg_dsn: str,
+    db: asyncpg.Connection,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deleting many objects from a slow S3 takes longer than the steps' heartbeat timeout:
+    the step heartbeats per object, so its first attempt finishes the job."""
+    from temporalio.worker import UnsandboxedWorkflowRunner
+
+    import workflows.erase as erase_module
+
+    monkeypatch.setattr(erase_module, "HEARTBEAT", timedelta(seconds=2))  # read at each call
+    client = temporal_dev_env.client
+    call_id = new_call_id()
+    if not s3.client.bucket_exists(STAGING):
+        s3.client.make_bucket(STAGING)
+    await _seed_call(db, s3, call_id)
+    for n in range(3, 9):
+        s3.client.put_object(s3.bucket, f"conversations/{call_id}/{n}.ogg", io.BytesIO(b"x"), 1)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=init_connection)
+    queue = f"erase-slow-{uuid.uuid4().hex[:8]}"
+    try:
+        async with slow_s3(s3, 0.3) as minio:
+            acts = EraseActivities(pool, minio, client, s3.bucket, STAGING)
+            async with Worker(
+                client,
+                task_queue=queue,
+                workflows=[EraseCallWorkflow],
+                activities=acts.activities(),
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ):
+                erasure = await client.start_workflow(
+                    EraseCallWorkflow.run,
+                    EraseCallInput(call_id, "admin-x", datetime.now(UTC).isoformat()),
+                    id=f"erase-{call_id}",
+                    task_queue=queue,
+                )
+                result = await asyncio.wait_for(erasure.result(), 90)
+                history = await erasure.fetch_history()
+    finally:
+        await pool.close()
+    assert result.object_deleted
+    names = {}
+    attempts = []
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+        if e.HasField("activity_task_started_event_attributes"):
+            started = e.activity_task_started_event_attributes
+            attempts.append((names[started.scheduled_event_id], started.attempt))
+    assert ("erase_recording_object", 1) in attempts, attempts  # never timed out and retried
+    for bucket in (s3.bucket, STAGING):
+        left = s3.client.list_objects(bucket, prefix=f"conversations/{call_id}", recursive=True)
+        assert not [o.object_name for o in left], bucket
+
+
+async def test_erase_refused_by_s3_is_not_retried(pg_dsn: str, temporal_dev_env: Any) -> None:
+    """AccessDenied while erasing objects is StorageRefused (non-retryable), naming the
+    bucket and key but not the credentials."""
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.types import ERR_STORAGE_REFUSED
+    from tests.fixtures.s3_http import access_denied, s3_served_by
+
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2, init=init_connection)
+    call_id = new_call_id()
+    try:
+        async with s3_served_by(access_denied, "AKIDSECRETISH", "very-secret-key") as minio:
+            acts = EraseActivities(pool, minio, temporal_dev_env.client, "recordings", STAGING)
+            req = EraseCallInput(call_id, "admin-x", datetime.now(UTC).isoformat())
+            with pytest.raises(ApplicationError) as caught:
+                await ActivityEnvironment().run(acts.erase_recording_object, req)
+    finally:
+        await pool.close()
+    err = caught.value
+    assert err.type == ERR_STORAGE_REFUSED and err.non_retryable
+    assert "s3://recordings/" in str(err) and "AKIDSECRETISH" not in str(err)
+
+
+async def test_the_api_erases_a_call_whose_workflow_was_terminated(
+    api_stack: Any, db: asyncpg.Connection
+) -> None:
+    """The row still says `in_progress` (the workflow died before its final status): Temporal
+    says it is closed, so the call is not live and DELETE erases it (it used to be 409)."""
+    from tests.api.conftest import ADMIN
+
+    call_id = new_call_id()
+    await db.execute(
+        "INSERT INTO calls (call_id, room_name, status, recording_status) "
+        "VALUES ($1, $2, 'in_progress', 'recording')",
+        call_id,
+        f"call-{call_id}",
+    )
+    handle = await api_stack.client.start_workflow(
+        "CallWorkflow", id=call_workflow_id(call_id), task_queue=f"nobody-{uuid.uuid4().hex}"
+    )
+    r = await api_stack.api.http("DELETE", f"/api/calls/{call_id}", token=ADMIN)
+    assert r.status == 409 and r.error["code"] == "call_live"  # still running: refused
+    await handle.terminate("lost with its worker")
+    r = await api_stack.api.http("DELETE", f"/api/calls/{call_id}", token=ADMIN)
+    assert r.status in (200, 202), r.body
+    async with asyncio.timeout(60):
+        while not await db.fetchval("SELECT 1 FROM erasures WHERE call_id = $1", call_id):
+            await asyncio.sleep(0.3)
+    assert await db.fetchval("SELECT count(*) FROM calls WHERE call_id = $1", call_id) == 0

@@ -5,24 +5,46 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from temporalio.client import ScheduleActionStartWorkflow
+from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
+from temporalio.testing import ActivityEnvironment
 
-from core.models import new_call_id, room_name_for
+from activities.retention import ExpiredCallsQuery, RetentionActivities
+from core.models import call_workflow_id, new_call_id, room_name_for
 from ops.retention import ensure_retention_schedule
 from tests.api.conftest import ApiStack
-from workflows.retention import RETENTION_SCHEDULE_ID, RetentionInput
+from workflows.retention import RETENTION_SCHEDULE_ID, RetentionInput, RetentionWorkflow
 
 
-async def _insert_call(db: asyncpg.Connection, call_id: str, age_days: int) -> None:
+async def call_workflow_without_worker(client: Client, call_id: str) -> WorkflowHandle:
+    """A `call-<id>` execution no worker will ever run (it stays RUNNING until terminated)."""
+    return await client.start_workflow(
+        "CallWorkflow", id=call_workflow_id(call_id), task_queue=f"nobody-{uuid.uuid4().hex}"
+    )
+
+
+async def died_before_its_final_status(client: Client, db: asyncpg.Connection, age: int) -> str:
+    """An old call whose row still says `in_progress`: its workflow was terminated."""
+    call_id = new_call_id()
+    await _insert_call(db, call_id, age_days=age, status="in_progress")
+    await (await call_workflow_without_worker(client, call_id)).terminate("lost with its worker")
+    return call_id
+
+
+async def _insert_call(
+    db: asyncpg.Connection, call_id: str, age_days: int, status: str = "completed"
+) -> None:
     await db.execute(
         "INSERT INTO calls (call_id, room_name, status, recording_status, created_at, ended_at) "
-        "VALUES ($1, $2, 'completed', 'stored', now() - make_interval(days => $3), "
+        "VALUES ($1, $2, $4, 'stored', now() - make_interval(days => $3), "
         "now() - make_interval(days => $3))",
         call_id,
         room_name_for(call_id),
         age_days,
+        status,
     )
     await db.execute(
         "INSERT INTO call_events (call_id, seq, kind, at, data) VALUES "
@@ -67,3 +89,45 @@ async def test_schedule_erases_an_old_call_and_keeps_a_new_one(
         assert await db.fetchval("SELECT 1 FROM erasures WHERE call_id = $1", new) is None
     finally:
         await handle.delete()
+
+
+async def test_calls_whose_workflow_died_are_expired_and_running_ones_are_not(
+    api_stack: ApiStack, db: asyncpg.Connection, pg_dsn: str
+) -> None:
+    """A row left `in_progress` or `waiting_for_agent` is erasable unless Temporal says its
+    workflow still runs (terminated, or no execution at all: not live)."""
+    client = api_stack.client
+    terminated = await died_before_its_final_status(client, db, age=45)
+    gone, running = new_call_id(), new_call_id()
+    await _insert_call(db, gone, age_days=45, status="waiting_for_agent")
+    await _insert_call(db, running, age_days=45, status="in_progress")
+    handle = await call_workflow_without_worker(client, running)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        cutoff = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        acts = RetentionActivities(pool, client)
+        found = await ActivityEnvironment().run(
+            acts.find_expired_calls, ExpiredCallsQuery(cutoff, limit=100_000)
+        )
+    finally:
+        await pool.close()
+        await handle.terminate("test finished")
+    assert {terminated, gone} <= set(found.call_ids)
+    assert running in found.live and running not in found.call_ids
+
+
+async def test_a_sweep_erases_calls_whose_workflow_died(
+    api_stack: ApiStack, db: asyncpg.Connection
+) -> None:
+    """The oldest calls died before their final status: the sweep erases them too."""
+    client = api_stack.client
+    dead = [await died_before_its_final_status(client, db, age=4000 + i) for i in range(3)]
+    result = await client.execute_workflow(
+        RetentionWorkflow.run,
+        RetentionInput(retention_days=30, batch=2),
+        id=f"retention-test-{uuid.uuid4().hex[:8]}",
+        task_queue=api_stack.settings.TEMPORAL_TASK_QUEUE,
+        execution_timeout=timedelta(minutes=3),
+    )
+    erased = await db.fetch("SELECT call_id FROM erasures WHERE call_id = ANY($1::text[])", dead)
+    assert sorted(r["call_id"] for r in erased) == sorted(dead), result

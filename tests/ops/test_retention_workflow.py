@@ -36,16 +36,25 @@ HISTORIES = Path(__file__).resolve().parent / "histories"
 class Store:
     """Calls by id; `busy` ones refuse erasure like a call whose pipeline still runs."""
 
-    def __init__(self, expired: list[str], busy: set[str]) -> None:
-        self.expired = list(expired)
+    def __init__(self, expired: list[str], busy: set[str], live: frozenset[str] = frozenset()):
+        self.expired = sorted(expired)
         self.busy = busy
+        self.live = live  # listed, but their workflow still runs (never offered for erasure)
         self.queries: list[ExpiredCallsQuery] = []
         self.erased: list[EraseCallInput] = []
 
     @activity.defn(name=FIND_EXPIRED_CALLS)
     async def find(self, q: ExpiredCallsQuery) -> ExpiredCalls:
+        """One page after the cursor, ordered by id (all these calls are equally old)."""
         self.queries.append(q)
-        return ExpiredCalls(self.expired[: q.limit])
+        page = [c for c in self.expired if c > q.after_call_id][: q.limit]
+        return ExpiredCalls(
+            call_ids=[c for c in page if c not in self.live],
+            live=[c for c in page if c in self.live],
+            listed=len(page),
+            next_created_at="2020-01-01T00:00:00+00:00" if page else "",
+            next_call_id=page[-1] if page else "",
+        )
 
     @activity.defn(name=STOP_RECORDING_PIPELINE)
     async def stop(self, req: EraseCallInput) -> PipelineStop:
@@ -121,6 +130,21 @@ async def test_a_full_batch_continues_as_new_until_done(
     assert sorted(r.call_id for r in store.erased) == ids
     assert len(store.queries) == 3  # 2 + 2 + 1: the last, short batch ends the sweep
     assert result.erased == [ids[4]]
+
+
+async def test_a_full_page_of_calls_it_cannot_erase_does_not_stop_the_sweep(
+    temporal_test_env: WorkflowEnvironment,
+) -> None:
+    """The oldest calls are live or refused: the sweep pages past them and erases the rest."""
+    tag = uuid.uuid4().hex[:10]  # erase-<id> is taken for good once erased: ids of its own
+    head = [f"{tag}{i:010d}" for i in range(4)]
+    rest = [f"{tag}{i:010d}" for i in range(4, 7)]
+    store = Store(head + rest, busy=set(head[:2]), live=frozenset(head[2:]))
+    await sweep(temporal_test_env, store, batch=2)
+    assert sorted(r.call_id for r in store.erased) == rest
+    assert store.expired == head  # still there: the next sweep tries them again
+    assert [q.after_call_id for q in store.queries] == ["", head[1], head[3], rest[1]]
+    assert len({q.cutoff for q in store.queries}) == 1  # one sweep, one cutoff
 
 
 async def test_recorded_sweeps_replay_against_this_code(make_settings: Any) -> None:

@@ -229,6 +229,24 @@ async def test_consent_withdrawn_mid_call_stops_the_egress(harness: Harness, pol
         assert f.recording_rows[-1].status == R.STORED
 
 
+async def test_a_refused_delete_of_withdrawn_segments_ends_the_call(harness: Harness) -> None:
+    """StorageRefused is non-retryable: the call's FOREVER_RETRY honours it, records
+    `delete_failed` and completes (it used to retry for ever and never finish)."""
+    h, f = harness, harness.fakes
+    f.stop_reports, f.delete_refused = "EGRESS_COMPLETE", True
+    handle, _ = await h.start(recording_consent="ask", recording_on_withdrawal="delete")
+    await h.agent_joins(handle)
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c1", True))
+    await until(lambda: f.count(act.START_EGRESS) == 1)
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c2", False))
+    await until(lambda: f.count(act.STOP_EGRESS) == 1, what="the egress stopped")
+    await h.customer_leaves(handle)
+    await asyncio.wait_for(handle.result(), 60)
+    assert f.count(act.DELETE_RECORDING_SEGMENTS) == 1  # tried once, not again
+    failed = [e.data for e in f.of_kind("recording") if e.data.get("status") == "delete_failed"]
+    assert failed and "AccessDenied" in failed[0]["error"]
+
+
 async def test_a_lost_egress_whose_file_is_in_staging_is_stored(harness: Harness) -> None:
     h, f = harness, harness.fakes
     f.stop_reports, f.get_reports = "EGRESS_ENDING", "UNKNOWN"
