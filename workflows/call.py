@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 from temporalio.workflow import ParentClosePolicy
 
@@ -73,7 +73,7 @@ PATCH_STOP_KEEPS_REPORTS = "stop-keeps-reports"
 PATCH_RELEASE_2 = "release-2-temporal-safety"
 
 
-@workflow.defn(name=m.WORKFLOW_CALL)
+@workflow.defn(name=m.WORKFLOW_CALL, versioning_behavior=VersioningBehavior.PINNED)
 class CallWorkflow(Healing):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:

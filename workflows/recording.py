@@ -31,7 +31,7 @@ import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -81,7 +81,7 @@ def segment_inputs(inp: m.RecordingInput) -> list[m.RecordingInput]:
     ]
 
 
-@workflow.defn(name=m.WORKFLOW_RECORDING)
+@workflow.defn(name=m.WORKFLOW_RECORDING, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class RecordingWorkflow:
     @workflow.init
     def __init__(self, inp: m.RecordingInput) -> None:
