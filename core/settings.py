@@ -27,7 +27,7 @@ ROLES = ("supervisor", "ops", "admin")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_BUILD_ID = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
+BUILD_ID = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class Settings(BaseSettings):
     @field_validator("WORKER_BUILD_ID", "PIN_NEW_CALLS_TO")
     @classmethod
     def _build_id(cls, v: str) -> str:
-        if v and not _BUILD_ID.match(v):
+        if v and not BUILD_ID.match(v):
             raise ValueError("must be 1-128 letters, digits, '.', '-', '_' or '+', or empty")
         return v
 
