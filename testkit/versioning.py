@@ -15,10 +15,14 @@ from workflows.recording import RecordingWorkflow
 
 
 def versioned_worker(
-    client: Client, task_queue: str, version: WorkerDeploymentVersion | None, fakes: StandIns
+    client: Client,
+    task_queue: str,
+    version: WorkerDeploymentVersion | None,
+    fakes: StandIns,
+    identity: str | None = None,
 ) -> Worker:
     """A worker of the call workflows polling as `version` (None: an unversioned one), as
-    worker.py builds it (`worker.deployment_config`)."""
+    worker.py builds it; `identity` is what the history names on each task it completes."""
     config = (
         WorkerDeploymentConfig(version=version, use_worker_versioning=True) if version else None
     )
@@ -28,6 +32,7 @@ def versioned_worker(
         workflows=[CallWorkflow, RecordingWorkflow],
         activities=fakes.activities(),
         deployment_config=config,
+        identity=identity,
     )
 
 
@@ -37,7 +42,9 @@ async def start_waiting_call(
     """A call that waits for its customer for an hour, its first task done; `pinned_to` pins
     it at start as the API does with PIN_NEW_CALLS_TO."""
     call_id = m.new_call_id()
-    config = m.CallConfig(livekit_url="ws://x", customer_join_timeout_s=3600)
+    config = m.CallConfig(
+        livekit_url="ws://x", customer_join_timeout_s=3600, customer_rejoin_grace_s=0
+    )
     handle = await client.start_workflow(
         CallWorkflow.run,
         m.CallInput(call_id, "Ada", config),
