@@ -153,7 +153,7 @@ async def histories_check(ctx: Context) -> int:
         queue = args.task_queue or ctx.settings.TEMPORAL_TASK_QUEUE
         report = await check_cluster(
             await ctx.temporal(), task_queue=queue, since=datetime.now(UTC) - args.since,
-            limit=max(1, args.limit),
+            limit=max(1, args.limit), bridge=args.bridge,
         )  # fmt: skip
         where = f"task queue {queue}"
     if out.json:

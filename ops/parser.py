@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="closed within this long (default 2d); running ones always")  # fmt: skip
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.add_argument("--task-queue", help="default TEMPORAL_TASK_QUEUE")
+    p.add_argument("--bridge", action="store_true",
+                   help="leave out the calls of unversioned workers: they finish on their own "
+                   "(the deploy from release 4, docs/deploy.md); pinned ones always are")  # fmt: skip
     p.add_argument("--files", type=Path, metavar="PATH",
                    help="replay exported JSON histories (a file or a folder) instead")  # fmt: skip
     p = hs.add_parser(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.common import WorkerDeploymentVersion
@@ -14,6 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings, load_settings
 from ops.cli import run
+from ops.deploy import wait_for_pollers
+from ops.histories import cluster_query
 from testkit.standins import StandIns
 from testkit.versioning import runs_on, start_waiting_call, versioned_worker
 
@@ -105,3 +108,29 @@ async def test_promote_refuses_while_calls_of_unversioned_workers_run(
 async def test_promote_waits_for_the_version_to_poll(temporal_dev_env: WorkflowEnvironment) -> None:
     code, _, err = await deploy(settings_for(temporal_dev_env), "promote", "nobody", "--wait", "1")
     assert code == 1 and "no worker of" in err and "has not polled" in err
+
+
+async def test_the_pre_deploy_check_leaves_out_what_never_runs_on_new_code(
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    """`ops histories check` lists pinned calls never (their version runs them to the end) and,
+    with `--bridge`, not the calls of unversioned workers either (they finish on their own)."""
+    client, s = temporal_dev_env.client, settings_for(temporal_dev_env)
+    queue = s.TEMPORAL_TASK_QUEUE
+    v1 = WorkerDeploymentVersion(s.WORKER_DEPLOYMENT_NAME, "v1")
+    since = datetime.now(UTC) - timedelta(hours=1)
+    async with (
+        versioned_worker(client, queue, None, StandIns()),
+        versioned_worker(client, queue, v1, StandIns()),
+    ):
+        await wait_for_pollers(client, v1, 30)
+        unversioned = await start_waiting_call(client, queue)
+        pinned = await start_waiting_call(client, queue, pinned_to=v1)
+        assert await runs_on(pinned) == ("pinned", "v1")
+        listed = [w.id async for w in client.list_workflows(cluster_query(queue, since))]
+        bridged = [
+            w.id async for w in client.list_workflows(cluster_query(queue, since, bridge=True))
+        ]
+        for call in (unversioned, pinned):
+            await call.terminate("test over")
+    assert listed == [unversioned.id] and bridged == []
