@@ -1,20 +1,28 @@
 """Worker Versioning as the worker sets it up: each workflow type's behavior, the worker's
-deployment from the settings, and unversioned workers leaving the behavior out
-(core/versioning.py). The behavior on a real server: tests/ops/test_deploy.py and
-test_redeploy.py."""
+deployment from the settings, unversioned workers leaving the behavior out
+(core/versioning.py), and the API pinning a call at start. Deploys on a real server:
+tests/ops/test_deploy.py and test_redeploy.py."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import WorkerConfig, WorkerDeploymentConfig
 
+from activities import types as act
+from core import models as m
 from core.versioning import UnversionedRunner, UnversionedWorkers
+from ops.deploy import wait_for_pollers
+from testkit.standins import StandIns
+from testkit.versioning import runs_on, versioned_worker
 from tests.devstack.test_settings import VALID, load
 from worker import WORKFLOWS, deployment_config
 from workflows.call import CallWorkflow
+from workflows.client import start_call
 
 
 def test_calls_are_pinned_and_the_long_lived_workflows_auto_upgrade() -> None:
@@ -45,3 +53,27 @@ def test_only_unversioned_workers_leave_the_behavior_out() -> None:
     assert "workflow_runner" not in configured(deployment_config=versioned)
     wrapped = configured()["workflow_runner"]
     assert configured(workflow_runner=wrapped)["workflow_runner"] is wrapped  # not twice
+
+
+async def test_the_api_pins_a_new_call_during_the_bridge(
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    """PIN_NEW_CALLS_TO: update-with-start pins the call to that version although the
+    Deployment has no Current Version (unversioned workers still run the rest)."""
+    client = temporal_dev_env.client
+    queue, version = (
+        f"bridge-{uuid.uuid4().hex[:8]}",
+        WorkerDeploymentVersion(f"bridge-{uuid.uuid4().hex[:8]}", "new"),
+    )
+    fakes = StandIns()
+    async with versioned_worker(client, queue, version, fakes):
+        await wait_for_pollers(client, version, 30)
+        call_id = m.new_call_id()
+        config = m.CallConfig(livekit_url="wss://lk.example", recording_consent="off")
+        grant = await start_call(
+            client, call_id, "Ada", config, task_queue=queue, pinned_to=version
+        )
+        assert grant.call_id == call_id and fakes.count(act.CREATE_ROOM) == 1
+        handle = client.get_workflow_handle(m.call_workflow_id(call_id))
+        assert await runs_on(handle) == ("pinned", "new")
+        await handle.terminate("test over")
