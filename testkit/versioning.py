@@ -4,6 +4,7 @@ the server records it (`describe`)."""
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import PinnedVersioningOverride, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
@@ -62,3 +63,13 @@ async def runs_on(handle: WorkflowHandle) -> tuple[str, str | None]:
     info = (await handle.describe()).raw_description.workflow_execution_info.versioning_info
     behavior = {0: "unspecified", 1: "pinned", 2: "auto_upgrade"}[info.behavior]
     return behavior, info.deployment_version.build_id or None
+
+
+async def task_workers(handle: WorkflowHandle) -> set[str]:
+    """The identities of the workers that completed the run's workflow tasks (its history)."""
+    history = await handle.fetch_history()
+    return {
+        e.workflow_task_completed_event_attributes.identity
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    }

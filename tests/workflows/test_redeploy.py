@@ -29,7 +29,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
@@ -37,7 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from core import models as m
 from ops.deploy import promote, wait_drained, wait_for_pollers
 from testkit.standins import StandIns, egress_file, until
-from testkit.versioning import runs_on, start_waiting_call, versioned_worker
+from testkit.versioning import runs_on, start_waiting_call, task_workers, versioned_worker
 from workflows.call import CallWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -141,16 +140,6 @@ def checkout(commit: str, into: Path) -> bool:
 def standins_module(release: Path) -> str:
     """Where a release keeps its stand-in activities: testkit/, or tests/ before testkit/."""
     return "testkit.standins" if (release / "testkit").is_dir() else "tests.workflows.standins"
-
-
-async def task_workers(handle: WorkflowHandle) -> set[str]:
-    """The identities of the workers that completed the run's workflow tasks."""
-    history = await handle.fetch_history()
-    return {
-        e.workflow_task_completed_event_attributes.identity
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    }
 
 
 async def talk_then_hang_up(handle: WorkflowHandle, fakes: StandIns) -> None:

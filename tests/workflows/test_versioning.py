@@ -5,6 +5,7 @@ tests/ops/test_deploy.py and test_redeploy.py."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -16,9 +17,9 @@ from temporalio.worker import WorkerConfig, WorkerDeploymentConfig
 from activities import types as act
 from core import models as m
 from core.versioning import UnversionedRunner, UnversionedWorkers
-from ops.deploy import wait_for_pollers
+from ops.deploy import promote, wait_for_pollers
 from testkit.standins import StandIns
-from testkit.versioning import runs_on, versioned_worker
+from testkit.versioning import runs_on, task_workers, versioned_worker
 from tests.devstack.test_settings import VALID, load
 from worker import WORKFLOWS, deployment_config
 from workflows.call import CallWorkflow
@@ -77,3 +78,44 @@ async def test_the_api_pins_a_new_call_during_the_bridge(
         handle = client.get_workflow_handle(m.call_workflow_id(call_id))
         assert await runs_on(handle) == ("pinned", "new")
         await handle.terminate("test over")
+
+
+async def test_a_pinned_call_continues_as_new_on_its_own_version(
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    """A long call's next run stays pinned where the call started, even after a newer
+    version became current: a call never meets other code mid-way."""
+    client = temporal_dev_env.client
+    queue, name = f"can-{uuid.uuid4().hex[:8]}", f"can-{uuid.uuid4().hex[:8]}"
+    v1, v2 = WorkerDeploymentVersion(name, "v1"), WorkerDeploymentVersion(name, "v2")
+    async with (
+        versioned_worker(client, queue, v1, StandIns()),
+        versioned_worker(client, queue, v2, StandIns(), identity="v2"),
+    ):
+        await promote(client, v1, task_queue=queue, wait_s=30)
+        call_id = m.new_call_id()
+        config = m.CallConfig(livekit_url="ws://x", customer_join_timeout_s=3600,
+                              continue_as_new_after_events=40)  # fmt: skip
+        handle = await client.start_workflow(
+            CallWorkflow.run, m.CallInput(call_id, "Ada", config),
+            id=m.call_workflow_id(call_id), task_queue=queue,
+        )  # fmt: skip
+        await handle.execute_update(CallWorkflow.issue_token, m.IssueTokenRequest("Ada"))
+        await handle.signal(CallWorkflow.agent_joined, m.AgentJoined("aj", "agent-1"))
+        first_run = (await handle.describe()).run_id
+        await promote(client, v2, task_queue=queue, wait_s=30)
+        for j in range(40):
+            await handle.signal(
+                CallWorkflow.transcript, m.TranscriptLine(f"l{j}", "customer", "hi")
+            )
+        latest = client.get_workflow_handle(handle.id)
+        for _ in range(200):
+            if (await latest.describe()).run_id != first_run:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the call never continued as new")
+        assert await runs_on(latest) == ("pinned", "v1")
+        await latest.query(CallWorkflow.get_state)
+        assert "v2" not in await task_workers(latest)
+        await latest.terminate("test over")
