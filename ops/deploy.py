@@ -234,11 +234,19 @@ async def wait_drained(
 ) -> dict[str, object]:
     """Wait until no call on `task_queue` runs on `version` (None: on unversioned workers) any
     more, and the version takes no new ones (it is not current or ramping): its workers may
-    then stop. Raise DeployRefused for a version that still takes new calls, TimeoutError with
-    the count left after `timeout_s`."""
+    then stop. Raise DeployRefused for a version the Deployment does not know or that still
+    takes new calls, TimeoutError with the count left after `timeout_s`."""
     label = version.build_id if version else "(unversioned)"
     if version is not None:
         described = await _describe(client, version.deployment_name)
+        known = described is not None and any(
+            s.deployment_version.build_id == version.build_id
+            for s in described.worker_deployment_info.version_summaries
+        )
+        if not known:  # a typo must not read as "drained": its workers would be stopped
+            raise DeployRefused(
+                f"{version.deployment_name} has no version {label} (see `ops deploy status`)"
+            )
         routing = described.worker_deployment_info.routing_config if described else None
         if routing is not None and version.build_id in (
             routing.current_deployment_version.build_id,

@@ -105,9 +105,14 @@ async def test_promote_refuses_while_calls_of_unversioned_workers_run(
         assert code == 0 and got["current"] == "v1", err
 
 
-async def test_promote_waits_for_the_version_to_poll(temporal_dev_env: WorkflowEnvironment) -> None:
-    code, _, err = await deploy(settings_for(temporal_dev_env), "promote", "nobody", "--wait", "1")
+async def test_an_unknown_version_is_neither_promoted_nor_drained(
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    s = settings_for(temporal_dev_env)
+    code, _, err = await deploy(s, "promote", "nobody", "--wait", "1")
     assert code == 1 and "no worker of" in err and "has not polled" in err
+    code, _, err = await deploy(s, "wait-drained", "nobody", "--timeout", "1s")
+    assert code == 1 and "has no version nobody" in err  # a typo must not read as drained
 
 
 async def test_the_pre_deploy_check_leaves_out_what_never_runs_on_new_code(
