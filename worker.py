@@ -4,8 +4,13 @@
 
 Start-up applies pending database migrations, creates the recordings bucket (with its
 retention rule) if missing, creates or updates the retention schedule (`ops.retention`),
-serves metrics on WORKER_METRICS_ADDRESS (the SDK's and the product's), then polls until SIGINT/SIGTERM; running activities get
-`--drain-s` seconds to finish before the worker stops.
+serves metrics on WORKER_METRICS_ADDRESS (the SDK's and the product's), then polls until
+SIGINT/SIGTERM; running activities get `--drain-s` seconds to finish before the worker stops.
+
+With WORKER_BUILD_ID set it polls as the Worker Deployment Version
+WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID: it takes new calls once that version is current
+(`python -m ops deploy promote`), and keeps the calls pinned to it until they end
+(docs/deploy.md). Without one it is an unversioned worker.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import timedelta
 import asyncpg
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerDeploymentConfig
 
 from activities import open_activities
 from core.log import get_logger, setup_logging
@@ -97,6 +102,7 @@ async def run(
             graceful_shutdown_timeout=timedelta(seconds=drain_s),
             max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
             workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(workflow_task_polls),
+            deployment_config=deployment_config(settings),
         )
         async with worker:
             log.info(
@@ -107,11 +113,24 @@ async def run(
                 workflows=len(WORKFLOWS),
                 activities=len(activities),
                 encryption="on" if settings.payload_keys else "off",
+                version=v.to_canonical_string() if (v := settings.worker_version) else None,
             )
             await stop.wait()
             log.info("worker_stopping", task_queue=settings.TEMPORAL_TASK_QUEUE)
     log.info("worker_stopped", task_queue=settings.TEMPORAL_TASK_QUEUE)
     return 0
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """With WORKER_BUILD_ID: poll as that Worker Deployment Version, so that each workflow type
+    follows its `versioning_behavior` (calls PINNED to the version they started on, the
+    long-lived workflows AUTO_UPGRADE). No default behavior: a workflow type that declares none
+    stops the worker at start-up instead of being routed by accident. Without a build id: an
+    unversioned worker (tests, the time-skipping server, a release before versioning)."""
+    version = settings.worker_version
+    if version is None:
+        return None
+    return WorkerDeploymentConfig(version=version, use_worker_versioning=True)
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.common import WorkerDeploymentVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVSTACK_ENV = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "env"
@@ -25,6 +26,8 @@ ROLES = ("supervisor", "ops", "admin")
 # RFC 7230 `tchar`: the dashboard sends its token as a WebSocket subprotocol, which allows no more.
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+BUILD_ID = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,20 @@ class Settings(BaseSettings):
     TEMPORAL_TLS_CA: str = ""  # server CA (PEM file path); TLS with system roots when only this
     TEMPORAL_TLS: bool = False  # TLS with system roots and no client certificate
     TEMPORAL_API_KEY: SecretStr | None = None  # Temporal Cloud API key (implies TLS)
+    # Worker Versioning (docs/deploy.md): with a build id the worker polls as the version
+    # WORKER_DEPLOYMENT_NAME.WORKER_BUILD_ID and calls stay pinned to the version they started
+    # on; unset, it is an unversioned worker (tests, the time-skipping server, release 4).
+    WORKER_DEPLOYMENT_NAME: str = Field(
+        "callcenter", description="the Worker Deployment's name (letters, digits, - and _)"
+    )
+    WORKER_BUILD_ID: str = Field(
+        "", description="this build's id, e.g. a git commit or release tag (empty: unversioned)"
+    )
+    # While the calls of an unversioned release drain, the Deployment has no Current Version
+    # (one would take those calls over): the API pins each new call to this build instead.
+    PIN_NEW_CALLS_TO: str = Field(
+        "", description="build id new calls are pinned to at start (the unversioned bridge)"
+    )
     # PostgreSQL
     DATABASE_URL: SecretStr = Field(
         description="postgresql://user:pass@host:port/db (or ?host=<socket dir>)"
@@ -191,6 +208,21 @@ class Settings(BaseSettings):
             raise ValueError("must be host:port")
         return v
 
+    @field_validator("WORKER_DEPLOYMENT_NAME")
+    @classmethod
+    def _deployment_name(cls, v: str) -> str:
+        # Temporal joins name and build id with "." in a version's canonical string.
+        if not _DEPLOYMENT_NAME.match(v):
+            raise ValueError("must be 1-64 letters, digits, '-' or '_' (no '.')")
+        return v
+
+    @field_validator("WORKER_BUILD_ID", "PIN_NEW_CALLS_TO")
+    @classmethod
+    def _build_id(cls, v: str) -> str:
+        if v and not BUILD_ID.match(v):
+            raise ValueError("must be 1-128 letters, digits, '.', '-', '_' or '+', or empty")
+        return v
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _pg_url(cls, v: SecretStr) -> SecretStr:
@@ -273,6 +305,21 @@ class Settings(BaseSettings):
     @property
     def keywords(self) -> list[str]:
         return [k.strip().lower() for k in self.KEYWORD_ALERTS.split(",") if k.strip()]
+
+    @property
+    def worker_version(self) -> WorkerDeploymentVersion | None:
+        """The Worker Deployment Version this worker polls as; None: an unversioned worker."""
+        if not self.WORKER_BUILD_ID:
+            return None
+        return WorkerDeploymentVersion(self.WORKER_DEPLOYMENT_NAME, self.WORKER_BUILD_ID)
+
+    @property
+    def new_calls_pinned_to(self) -> WorkerDeploymentVersion | None:
+        """The version the API pins new calls to at start (PIN_NEW_CALLS_TO), or None: the
+        Deployment's Current Version decides (or, unversioned, any worker)."""
+        if not self.PIN_NEW_CALLS_TO:
+            return None
+        return WorkerDeploymentVersion(self.WORKER_DEPLOYMENT_NAME, self.PIN_NEW_CALLS_TO)
 
     @property
     def database_url(self) -> str:

@@ -108,6 +108,7 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
     except SettingsError as exc:
         raise TemporalUnavailable(f"cannot connect to Temporal: {exc}") from None
     from core.telemetry import temporal_interceptors
+    from core.versioning import UnversionedWorkers
 
     try:
         return await Client.connect(
@@ -118,6 +119,8 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
             runtime=runtime,
             tls=tls,
             api_key=api_key or None,
+            # Its unversioned workers must not send the workflows' versioning behavior.
+            plugins=[UnversionedWorkers()],
         )
     except RuntimeError as exc:
         raise TemporalUnavailable(

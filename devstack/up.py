@@ -104,6 +104,9 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
         "TEMPORAL_NAMESPACE": "default",
         "TEMPORAL_TASK_QUEUE": "callcenter",
+        # The worker polls as a Worker Deployment Version; `up` makes it current once it polls.
+        "WORKER_DEPLOYMENT_NAME": "callcenter",
+        "WORKER_BUILD_ID": os.environ.get("DEVSTACK_BUILD_ID") or build_id(),
         "DATABASE_URL": postgres_dsn(ports.postgres),
         "MINIO_ENDPOINT": f"127.0.0.1:{ports.s3}",
         "MINIO_ACCESS_KEY": keep("MINIO_ACCESS_KEY", lambda: "devstack"),
@@ -128,6 +131,41 @@ def choose_settings(ports: Ports) -> dict[str, str]:
             "PAYLOAD_KEYS", lambda: "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         ),
     }
+
+
+def build_id() -> str:
+    """This checkout's build id: the commit (`-dirty` with uncommitted changes, so that editing
+    and restarting keeps one version), or `dev` outside git."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True,
+                              check=False, timeout=10)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return "dev"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+async def promote_worker_version(env: dict[str, str], logs: Path) -> None:
+    """Make the worker's version current once it polls (`python -m ops deploy promote`), so new
+    calls go to it. On one machine there is nobody else's calls to protect: calls of an
+    unversioned worker (a stack from before versioning) are taken over, and a call pinned to
+    an earlier build of this checkout waits for that build's worker (docs/deploy.md)."""
+    argv = [sys.executable, "-m", "ops", "deploy", "promote", env["WORKER_BUILD_ID"],
+            "--wait", "120", "--take-over-unversioned"]  # fmt: skip
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "promote.log", "ab") as log:
+        proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=ROOT, stdout=log,
+                                                    stderr=log)  # fmt: skip
+        if await proc.wait() != 0:
+            raise ServiceError(
+                f"could not make worker version {env['WORKER_BUILD_ID']} current "
+                f"(see {logs / 'promote.log'})"
+            )
+    print(f"worker version {env['WORKER_BUILD_ID']} is current", flush=True)
 
 
 def write_env_file(values: dict[str, str]) -> None:
@@ -317,6 +355,8 @@ async def up(args: argparse.Namespace) -> int:
                                           workers=max(1, args.workers),
                                           standin_pace_s=args.standin_pace):  # fmt: skip
                 await start(proc, product=True)
+            if (ROOT / "worker.py").exists():
+                await promote_worker_version(env, logs)
         rows = [
             ("Dashboard", f"http://127.0.0.1:{ports.api}/dashboard", "supervisor view"),
             ("Widget", f"http://127.0.0.1:{ports.api}/", "customer 'Call' button"),

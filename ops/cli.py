@@ -153,7 +153,7 @@ async def histories_check(ctx: Context) -> int:
         queue = args.task_queue or ctx.settings.TEMPORAL_TASK_QUEUE
         report = await check_cluster(
             await ctx.temporal(), task_queue=queue, since=datetime.now(UTC) - args.since,
-            limit=max(1, args.limit),
+            limit=max(1, args.limit), bridge=args.bridge,
         )  # fmt: skip
         where = f"task queue {queue}"
     if out.json:
@@ -206,6 +206,65 @@ async def temporal_setup(ctx: Context) -> int:
     return EXIT_FAILED if result.wrong_type else EXIT_OK
 
 
+def _version(ctx: Context) -> Any:
+    from temporalio.common import WorkerDeploymentVersion
+
+    return WorkerDeploymentVersion(ctx.settings.WORKER_DEPLOYMENT_NAME, ctx.args.build_id)
+
+
+async def deploy_status(ctx: Context) -> int:
+    from ops.deploy import state
+
+    got = await state(
+        await ctx.temporal(), ctx.settings.WORKER_DEPLOYMENT_NAME, ctx.settings.TEMPORAL_TASK_QUEUE
+    )
+    if ctx.out.json:
+        ctx.out.emit(got.as_dict())
+        return EXIT_OK
+    ramp = f" · ramping {got.ramping} {got.ramping_percent:g}%" if got.ramping else ""
+    ctx.out.emit(
+        [vars(v) for v in got.versions],
+        columns=("build_id", "status", "running_calls", "drainage", "current_since"),
+        title=f"deployment {got.name} · current {got.current or '(unversioned workers)'}{ramp}",
+    )
+    return EXIT_OK
+
+
+async def deploy_promote(ctx: Context) -> int:
+    from ops.deploy import DeployRefused, promote
+
+    try:
+        result = await promote(
+            await ctx.temporal(),
+            _version(ctx),
+            task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+            wait_s=max(0.0, ctx.args.wait),
+            take_over_unversioned=ctx.args.take_over_unversioned,
+        )
+    except DeployRefused as exc:
+        ctx.out.note(f"refused: {exc}")
+        return EXIT_FAILED
+    ctx.out.emit(result)
+    return EXIT_OK
+
+
+async def deploy_wait_drained(ctx: Context) -> int:
+    from ops.deploy import DeployRefused, wait_drained
+
+    try:
+        result = await wait_drained(
+            await ctx.temporal(),
+            None if ctx.args.unversioned else _version(ctx),
+            task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+            timeout_s=ctx.args.timeout.total_seconds(),
+        )
+    except (DeployRefused, TimeoutError) as exc:
+        ctx.out.note(f"not drained: {exc}")
+        return EXIT_FAILED
+    ctx.out.emit(result)
+    return EXIT_OK
+
+
 COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("calls", "list"): calls_list,
     ("calls", "show"): calls_show,
@@ -215,6 +274,9 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("histories", "check"): histories_check,
     ("histories", "export"): histories_export,
     ("temporal", "setup"): temporal_setup,
+    ("deploy", "status"): deploy_status,
+    ("deploy", "promote"): deploy_promote,
+    ("deploy", "wait-drained"): deploy_wait_drained,
 }
 
 

@@ -7,6 +7,11 @@ A non-determinism error means this code would break those runs: do not deploy it
 deleted between the listing and the fetch of its history (an erased call, retention) is counted as
 `gone`, not as a failure: there is no run of it left to break.
 `check_files` does the same for exported JSON histories (tests/histories, a bug report's file).
+
+Executions pinned to a Worker Deployment Version (calls, docs/deploy.md) are left out: they run
+on their own version's code to the end and never on this one. With `bridge` (the deploy from an
+unversioned release) the calls of unversioned workers are left out too: they finish on their
+own workers.
 """
 
 from __future__ import annotations
@@ -48,11 +53,19 @@ def workflows_of_this_code() -> Sequence[type]:
     return WORKFLOWS
 
 
-def cluster_query(task_queue: str, since: datetime) -> str:
-    return (
+def cluster_query(task_queue: str, since: datetime, *, bridge: bool = False) -> str:
+    """The executions this code may run: not pinned (and, with `bridge`, no call of an
+    unversioned worker), running or closed since `since`."""
+    query = (
         f"TaskQueue = '{task_queue}' AND "
-        f"(ExecutionStatus = 'Running' OR CloseTime > '{since.isoformat()}')"
+        f"(ExecutionStatus = 'Running' OR CloseTime > '{since.isoformat()}') AND "
+        "(TemporalWorkflowVersioningBehavior IS NULL OR TemporalWorkflowVersioningBehavior != 'Pinned')"
     )
+    if bridge:
+        query += (
+            " AND NOT (WorkflowType = 'CallWorkflow' AND TemporalWorkerDeploymentVersion IS NULL)"
+        )
+    return query
 
 
 async def _replay(
@@ -90,10 +103,11 @@ async def check_cluster(
     task_queue: str,
     since: datetime,
     limit: int,
+    bridge: bool = False,
     on_each: Callable[[str], None] | None = None,
 ) -> ReplayReport:
     gone: list[str] = []
-    executions = client.list_workflows(cluster_query(task_queue, since), limit=limit)
+    executions = client.list_workflows(cluster_query(task_queue, since, bridge=bridge), limit=limit)
     report = await _replay(histories_still_there(client, executions, gone), client.data_converter,
                            on_each)  # fmt: skip
     report.gone = gone

@@ -27,19 +27,29 @@ def call_id_arg(text: str) -> str:
     return text
 
 
+def build_id_arg(text: str) -> str:
+    from core.settings import BUILD_ID
+
+    if not BUILD_ID.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a build id (letters, digits, . - _ +)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine output: JSON on stdout")
     root = argparse.ArgumentParser(
         prog="python -m ops",
         description="Ops for the call center: calls, failed recording pipelines, the pre-deploy "
-        "history check, Temporal setup. Settings come from the environment, .env and "
+        "history check, Temporal setup, deploys with Worker Versioning. Settings come from the environment, .env and "
         ".devstack/env. Exit codes: 0 ok, 1 a check or an action failed, 2 usage, "
         "3 Temporal or PostgreSQL unreachable.",
     )
     root.add_argument("--json", dest="json_root", action="store_true",
                       help="machine output: JSON on stdout")  # fmt: skip
-    groups = root.add_subparsers(dest="group", metavar="{calls,recordings,histories,temporal}")
+    groups = root.add_subparsers(
+        dest="group", metavar="{calls,recordings,histories,temporal,deploy}"
+    )
     groups.required = True
 
     calls = groups.add_parser("calls", help="list, show and erase calls", parents=[common])
@@ -96,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="closed within this long (default 2d); running ones always")  # fmt: skip
     p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.add_argument("--task-queue", help="default TEMPORAL_TASK_QUEUE")
+    p.add_argument("--bridge", action="store_true",
+                   help="leave out the calls of unversioned workers: they finish on their own "
+                   "(the deploy from release 4, docs/deploy.md); pinned ones always are")  # fmt: skip
     p.add_argument("--files", type=Path, metavar="PATH",
                    help="replay exported JSON histories (a file or a folder) instead")  # fmt: skip
     p = hs.add_parser(
@@ -116,4 +129,48 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     p.add_argument("--no-schedule", action="store_true", help="skip the retention schedule")
+
+    dep = groups.add_parser(
+        "deploy",
+        help="Worker Versioning: versions, their calls, promote, drain (docs/deploy.md)",
+        description="Calls stay pinned to the Worker Deployment Version (WORKER_DEPLOYMENT_NAME "
+        "+ WORKER_BUILD_ID) they started on. A deploy starts the new version's workers beside "
+        "the old ones, promotes it, and stops the old workers once wait-drained returns.",
+        parents=[common],
+    )
+    ds = dep.add_subparsers(dest="command", required=True)
+    ds.add_parser(
+        "status",
+        help="current and ramping version, every version's state and running calls "
+        "(and calls of unversioned workers)",
+        parents=[common],
+    )
+    p = ds.add_parser(
+        "promote",
+        help="make BUILD_ID the current version: new calls start on it (refused while calls "
+        "of unversioned workers run: they would move to it)",
+        parents=[common],
+    )
+    p.add_argument("build_id", type=build_id_arg, metavar="BUILD_ID")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for the version's workers to poll (default: don't)")  # fmt: skip
+    p.add_argument(
+        "--take-over-unversioned",
+        action="store_true",
+        help="promote even though calls of unversioned workers run: they finish on BUILD_ID's "
+        "code, which must then replay their histories (`ops histories check`)",
+    )
+    p = ds.add_parser(
+        "wait-drained",
+        help="wait until no call runs on BUILD_ID (or on unversioned workers): its workers "
+        "may stop then; exits 1 on timeout",
+        parents=[common],
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("build_id", nargs="?", type=build_id_arg, metavar="BUILD_ID")
+    target.add_argument("--unversioned", action="store_true",
+                        help="the calls started on unversioned workers (the release before "
+                        "versioning)")  # fmt: skip
+    p.add_argument("--timeout", type=duration, default=timedelta(hours=3),
+                   help="give up after this long (default 3h: the longest call is 2h)")  # fmt: skip
     return root

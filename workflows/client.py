@@ -23,7 +23,12 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    PinnedVersioningOverride,
+    WorkerDeploymentVersion,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -61,8 +66,13 @@ async def start_call(
     config: m.CallConfig,
     *,
     task_queue: str,
+    pinned_to: WorkerDeploymentVersion | None = None,
 ) -> m.TokenGrant:
     """Start `call-<call_id>` and get the customer's token in one round trip.
+
+    `pinned_to` pins the call to that Worker Deployment Version from its first task (the bridge
+    from an unversioned release, PIN_NEW_CALLS_TO: the Deployment then has no Current Version
+    to pin it); None lets the Current Version take it, as every call does once one is set.
 
     Raises `temporalio.client.WorkflowUpdateFailedError` when the room cannot be created
     (the call then ends `failed` by itself) and `WorkflowAlreadyStartedError` if the id is taken.
@@ -73,6 +83,7 @@ async def start_call(
         id=m.call_workflow_id(call_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        versioning_override=PinnedVersioningOverride(pinned_to) if pinned_to else None,
     )
     try:
         return await client.execute_update_with_start_workflow(

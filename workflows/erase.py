@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.types import (
@@ -45,7 +45,7 @@ STOP_TIMEOUT = timedelta(minutes=6)
 PATCH_STOP_PIPELINE = "release-4-erase-stops-pipeline"
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class EraseCallWorkflow:
     @workflow.run
     async def run(self, req: EraseCallInput) -> EraseCallResult:

@@ -34,7 +34,7 @@ import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -94,7 +94,7 @@ def stored_segments(stored: list[m.RecordingResult]) -> list[m.StoredSegment]:
     ]
 
 
-@workflow.defn(name=m.WORKFLOW_RECORDING)
+@workflow.defn(name=m.WORKFLOW_RECORDING, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class RecordingWorkflow:
     @workflow.init
     def __init__(self, inp: m.RecordingInput) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import VersioningBehavior, WorkflowIDReusePolicy
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -50,7 +50,7 @@ class RetentionResult:
     skipped: list[str] = field(default_factory=list)  # refused now; the next run tries again
 
 
-@workflow.defn(name=WORKFLOW_RETENTION)
+@workflow.defn(name=WORKFLOW_RETENTION, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class RetentionWorkflow:
     @workflow.run
     async def run(self, inp: RetentionInput) -> RetentionResult:

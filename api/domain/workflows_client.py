@@ -86,6 +86,7 @@ class CallsClient:
                 customer_name,
                 CallConfig.from_settings(self.settings),
                 task_queue=self.settings.TEMPORAL_TASK_QUEUE,
+                pinned_to=self.settings.new_calls_pinned_to,
             )
         except WorkflowUpdateFailedError as exc:
             raise Unavailable(

@@ -320,6 +320,7 @@ async def chaos_stack() -> AsyncIterator[ChaosStack]:
         for proc in up.product_processes(env, ports, logs, agent=False, standin=False, workers=2):
             await proc.start()
             product.append(up.Supervised(proc))
+        await up.promote_worker_version(env, logs)  # versioned workers take calls once current
         supervisor = asyncio.create_task(_supervise(product))
         client = await connect_temporal(settings)
         async with aiohttp.ClientSession() as http:

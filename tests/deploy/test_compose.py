@@ -103,7 +103,8 @@ def test_temporal_is_not_published_and_uis_only_on_loopback() -> None:
 def test_every_service_is_health_checked_and_waited_for() -> None:
     services = _compose()["services"]
     for name, svc in services.items():
-        assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        one_shot = svc.get("restart") == "no"  # a job that runs once (`promote`): nothing to check
+        assert one_shot or svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         deps = svc.get("depends_on", {})
         assert isinstance(deps, dict), f"{name}: depends_on must name conditions"
         for dep, cond in deps.items():
@@ -125,3 +126,12 @@ def test_the_image_is_multi_stage_locked_and_not_root() -> None:
     assert users and users[-1] not in ("root", "0")
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".devstack"} <= set(ignored)
+
+
+def test_the_worker_is_versioned_and_its_version_promoted_once_it_polls() -> None:
+    """Calls pin to the worker's version (docs/deploy.md); `promote` makes it current."""
+    services = _compose()["services"]
+    assert services["worker"]["environment"]["WORKER_BUILD_ID"].startswith("${WORKER_BUILD_ID:?")
+    promote = services["promote"]
+    assert promote["command"].startswith("python -m ops deploy promote ${WORKER_BUILD_ID}")
+    assert promote["depends_on"]["worker"] == {"condition": "service_healthy"}

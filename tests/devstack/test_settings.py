@@ -116,3 +116,22 @@ def test_api_tokens_may_carry_the_name_audits_show() -> None:
         (None, "sup-token-0123456789x", "ops"),
     ]
     assert s.api_tokens == {"admin-token-0123456789": "admin", "sup-token-0123456789x": "ops"}
+
+
+def test_worker_is_unversioned_unless_a_build_id_is_set() -> None:
+    """Tests and the time-skipping server run unversioned workers: no build id by default."""
+    s = load(**VALID)
+    assert s.WORKER_DEPLOYMENT_NAME == "callcenter"
+    assert s.worker_version is None and s.new_calls_pinned_to is None
+    v = load(**VALID, WORKER_BUILD_ID="v5.0.1+abc", PIN_NEW_CALLS_TO="v5.0.1+abc").worker_version
+    assert v is not None and v.to_canonical_string() == "callcenter.v5.0.1+abc"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("WORKER_DEPLOYMENT_NAME", "call.center"), ("WORKER_DEPLOYMENT_NAME", ""),
+     ("WORKER_BUILD_ID", "has space"), ("PIN_NEW_CALLS_TO", "a/b")],
+)  # fmt: skip
+def test_malformed_versioning_settings_are_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} is malformed"):
+        load(**VALID, **{name: value})

@@ -42,6 +42,7 @@ COMMANDS = [
     ["recordings"], ["recordings", "failed"], ["recordings", "retry"],
     ["histories"], ["histories", "check"], ["histories", "export"],
     ["temporal"], ["temporal", "setup"],
+    ["deploy"], ["deploy", "status"], ["deploy", "promote"], ["deploy", "wait-drained"],
 ]  # fmt: skip
 
 

@@ -6,8 +6,10 @@
 Runs each scenario on the time-skipping test server with the stand-in activities and saves every
 run's history (each run of a call that continued as new, each run of a recording) as
 `<scenario>.<n>.json`. The corpus only grows: a file that exists is never overwritten (the
-command refuses), so the histories of every release stay, and every change must replay them
-all (guard it with `workflow.patched`). The files at the top of tests/histories/ are release 1.
+command refuses), so the histories of every release stay. The auto-upgrade workflows
+(RecordingWorkflow, ...) must replay them all (guard a change with `workflow.patched`);
+CallWorkflow is pinned and replays only the corpora listed in tests/histories/CALL_WORKFLOW_CORPORA
+(test_replay.py). The files at the top of tests/histories/ are release 1.
 """
 
 from __future__ import annotations

@@ -1,7 +1,20 @@
-"""A redeploy: calls started on the dev server by the previous release's workflow code (checked
-out from git at its commit into a temp dir, run by a worker in its own process) and finished by
-the current code. A change that breaks running calls fails here with a workflow task that never
-completes (non-determinism), before it is deployed."""
+"""A redeploy with Worker Versioning, on the dev server, from the previous release's code.
+
+The previous release (checked out from git at its commit into a temp dir) runs its unversioned
+worker in its own process and starts calls; this code's worker joins the same task queue as a
+Worker Deployment Version. Then, as docs/deploy.md says:
+
+1. bridge: the Deployment has no Current Version; new calls are pinned to the new version at
+   start (the API's PIN_NEW_CALLS_TO) and the previous release's calls finish on its own worker;
+2. `promote` once they have drained: calls started after it are pinned by CallWorkflow's own
+   behavior to the version that was current when they started;
+3. a later version promoted beside it never runs a task of a call pinned to another version.
+
+Who ran each workflow task is read from the history (the identity on every
+WorkflowTaskCompleted), not inferred. The previous release's calls never reach this code, so a
+change to CallWorkflow needs no patch for them: the replay corpus (test_replay.py) says which
+histories this code must still replay.
+"""
 
 from __future__ import annotations
 
@@ -16,28 +29,29 @@ import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from core import models as m
+from ops.deploy import promote, wait_drained, wait_for_pollers
 from testkit.standins import StandIns, egress_file, until
+from testkit.versioning import runs_on, start_waiting_call, task_workers, versioned_worker
 from workflows.call import CallWorkflow
-from workflows.recording import RecordingWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# Main when the issue-10 work started, main just before it landed (healing, local set-up), and
-# release 3 (what landed with it: the code running when release 4 deploys). Add the next
-# release's commit when it ships.
-PREVIOUS_RELEASES = [
-    "9c07ab5d2a32c3d7d6b6328115fee4778870ec6f",
-    "47f7005c977a140d1177d3bf66619b6cb3325049",
-    "e46d3976f67bfce920a9b345bcd2d276e1c48dc7",
-]
+# The release whose calls are running when this code deploys: release 4, the last unversioned
+# one. Replace it with the next release's commit when that ships (its calls are then pinned,
+# and its own versioned worker finishes them the same way).
+PREVIOUS_RELEASE = "c3c8012"
 # What the old side runs (those of them a release has): see `standins_module`.
 PATHS = ["core", "workflows", "activities", "testkit", "tests/__init__.py",
          "tests/workflows/__init__.py", "tests/workflows/standins.py"]  # fmt: skip
+OLD_IDENTITY = "previous-release"
 
-# Run by the previous release's code: start calls, bring each mid-call, then stop the worker.
+# Run by the previous release's code, as its unversioned worker: start calls and bring each
+# mid-call, print their ids; on "finish" (stdin) end them, print their results; keep polling
+# throughout, as the old workers do during a deploy.
 OLD_SIDE = """
 import asyncio, importlib, json, os, sys
 from temporalio.client import Client
@@ -50,30 +64,44 @@ from workflows.recording import RecordingWorkflow
 standins = importlib.import_module(sys.argv[4])
 for module in (standins, sys.modules["workflows.call"]):
     assert os.path.realpath(module.__file__).startswith(os.path.realpath(".")), module
-StandIns, until = standins.StandIns, standins.until
+StandIns, until, egress_file = standins.StandIns, standins.until, standins.egress_file
 
 async def main(target, queue, n):
     client = await Client.connect(target)
-    fakes = StandIns()
-    ids = []
+    fakes = StandIns(stop_reports="EGRESS_ENDING")
+    handles = []
     async with Worker(client, task_queue=queue, workflows=[CallWorkflow, RecordingWorkflow],
-                      activities=fakes.activities()):
+                      activities=fakes.activities(), identity=sys.argv[5]):
         for i in range(n):
             call_id = m.new_call_id()
-            cfg = m.CallConfig(livekit_url="ws://x", customer_join_timeout_s=3600,
+            cfg = m.CallConfig(livekit_url="ws://x", customer_join_timeout_s=3600, customer_rejoin_grace_s=0,
                                continue_as_new_after_events=40 if i % 2 else 2000)
             h = await client.start_workflow(CallWorkflow.run, m.CallInput(call_id, "Ada", cfg),
                                             id=m.call_workflow_id(call_id), task_queue=queue)
             await h.execute_update(CallWorkflow.issue_token, m.IssueTokenRequest("Ada"))
             await h.signal(CallWorkflow.agent_joined, m.AgentJoined(f"aj{i}", "agent-1"))
+            # The consent announcement: recording starts once it is said.
             await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"g{i}", "assistant", "Recorded."))
-            for j in range(12):
+            for j in range(6):
                 await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"l{i}-{j}", "customer", "hi"))
-            await h.signal(CallWorkflow.agent_metrics, m.AgentMetrics(f"am{i}", 0.4, 0.3, 0.7))
-            ids.append(call_id)
+            handles.append((call_id, h))
         await until(lambda: fakes.count("start_egress") >= n, 30)
-        await asyncio.sleep(1)
-    print(json.dumps(ids))
+        print(json.dumps([c for c, _ in handles]), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        for i, (call_id, h) in enumerate(handles):
+            for j in range(30):  # enough for the odd calls to continue as new
+                await h.signal(CallWorkflow.transcript, m.TranscriptLine(f"n{i}-{j}", "assistant", "ok"))
+            await h.signal(CallWorkflow.participant_left,
+                           m.ParticipantLeft(f"pl{i}", m.customer_identity(call_id), "customer"))
+        await until(lambda: fakes.count("stop_egress") >= n, 60)
+        results = []
+        for call_id, h in handles:
+            egress = (await h.query(CallWorkflow.get_state)).egress.egress_id
+            await h.signal(CallWorkflow.egress_ended, m.EgressUpdate(
+                f"ee-{call_id}", egress, "EGRESS_COMPLETE", file=egress_file(call_id)))
+            r = await asyncio.wait_for(h.result(), 120)
+            results.append({"status": r.status, "lines": r.line_count, "recording": r.recording_status})
+    print(json.dumps(results), flush=True)
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 # The release's core may predate core.temporal.exit_process: the same, by hand (no teardown,
@@ -114,59 +142,105 @@ def standins_module(release: Path) -> str:
     return "testkit.standins" if (release / "testkit").is_dir() else "tests.workflows.standins"
 
 
-@pytest.mark.parametrize("commit", PREVIOUS_RELEASES)
-async def test_calls_started_by_the_previous_release_finish_on_this_one(
-    temporal_dev_env: WorkflowEnvironment, commit: str
+async def talk_then_hang_up(handle: WorkflowHandle, fakes: StandIns) -> None:
+    """The customer joins, the agent greets (recording starts), the customer leaves, the
+    egress ends: the call completes. `fakes`: the stand-ins of the worker it runs on."""
+    call_id = handle.id.removeprefix("call-")
+    starts = fakes.count("start_egress")
+    await handle.execute_update(CallWorkflow.issue_token, m.IssueTokenRequest("Ada"))
+    await handle.signal(CallWorkflow.agent_joined, m.AgentJoined(f"aj-{call_id}", "agent-1"))
+    await handle.signal(
+        CallWorkflow.transcript, m.TranscriptLine(f"g-{call_id}", "assistant", "Recorded.")
+    )
+    await until(lambda: fakes.count("start_egress") > starts, 30, "the egress")
+    await hang_up(handle, fakes)
+
+
+async def hang_up(handle: WorkflowHandle, fakes: StandIns) -> None:
+    """The customer leaves, the egress ends: the call completes (`fakes`: its worker's)."""
+    stops = fakes.count("stop_egress")
+    call_id = handle.id.removeprefix("call-")
+    await handle.signal(
+        CallWorkflow.participant_left,
+        m.ParticipantLeft(f"pl-{call_id}", m.customer_identity(call_id), "customer"),
+    )
+    await until(lambda: fakes.count("stop_egress") > stops, 30, "the stop")
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.egress is not None
+    await handle.signal(
+        CallWorkflow.egress_ended,
+        m.EgressUpdate(
+            f"ee-{call_id}", state.egress.egress_id, "EGRESS_COMPLETE", file=egress_file(call_id)
+        ),
+    )
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "completed"
+
+
+async def test_previous_release_calls_finish_on_its_worker_new_calls_are_pinned(
+    temporal_dev_env: WorkflowEnvironment,
 ) -> None:
     env = temporal_dev_env
+    client = env.client
+    queue = f"redeploy-{uuid.uuid4().hex[:8]}"
+    deployment = f"redeploy-{uuid.uuid4().hex[:8]}"
+    new, later = (
+        WorkerDeploymentVersion(deployment, "new"),
+        WorkerDeploymentVersion(deployment, "later"),
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        if not checkout(commit, Path(tmp)):
-            pytest.skip(f"release {commit[:7]} is not in this checkout's git history")
-        queue = f"redeploy-{uuid.uuid4().hex[:8]}"
-        target = env.client.service_client.config.target_host
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", OLD_SIDE, target, queue, "4", standins_module(Path(tmp)),
-            cwd=tmp,
-            env={**os.environ, "PYTHONPATH": tmp},
-            stdout=asyncio.subprocess.PIPE,
+        if not checkout(PREVIOUS_RELEASE, Path(tmp)):
+            pytest.skip(f"release {PREVIOUS_RELEASE} is not in this checkout's git history")
+        old = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OLD_SIDE, client.service_client.config.target_host, queue, "2",
+            standins_module(Path(tmp)), OLD_IDENTITY,
+            cwd=tmp, env={**os.environ, "PYTHONPATH": tmp},
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, _ = await asyncio.wait_for(proc.communicate(), 240)
-        assert proc.returncode == 0
-        call_ids = json.loads(out.decode().strip().splitlines()[-1])
+        assert old.stdin is not None and old.stdout is not None
+        try:
+            old_ids = json.loads(await asyncio.wait_for(old.stdout.readline(), 120))
+            old_calls = [client.get_workflow_handle(m.call_workflow_id(c)) for c in old_ids]
+            new_fakes, later_fakes = StandIns(), StandIns()
+            async with versioned_worker(client, queue, new, new_fakes, identity="new"):
+                await wait_for_pollers(client, new, 30)  # pinning to a version needs that
+                # 1. Bridge: no Current Version; the API pins new calls to the new version.
+                bridged = await start_waiting_call(client, queue, pinned_to=new)
+                assert await runs_on(bridged) == ("pinned", "new")
+                old.stdin.write(b"finish\n")
+                await old.stdin.drain()
+                results = json.loads(await asyncio.wait_for(old.stdout.readline(), 180))
+                for r in results:
+                    assert r["status"] == "completed" and r["lines"] >= 37, r
+                    assert r["recording"] in ("stored", "uploading"), r
+                assert await asyncio.wait_for(old.wait(), 30) == 0
+        finally:
+            if old.returncode is None:
+                old.kill()
+                await old.wait()
+    # The previous release's calls (a continued-as-new run among them) ran on its worker only.
+    for handle in old_calls:
+        assert await runs_on(handle) == ("unspecified", None)
+        assert await task_workers(handle) == {OLD_IDENTITY}
+    assert not {c for c in old_ids if any(c in str(a) for a in new_fakes.calls.values())}
 
-    fakes = StandIns(stop_reports="EGRESS_ENDING")
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[CallWorkflow, RecordingWorkflow],
-        activities=fakes.activities(),
+    async with (
+        versioned_worker(client, queue, new, new_fakes, identity="new"),
+        versioned_worker(client, queue, later, later_fakes, identity="later"),
     ):
-        handles = [env.client.get_workflow_handle(m.call_workflow_id(c)) for c in call_ids]
-        for i, (handle, call_id) in enumerate(zip(handles, call_ids, strict=True)):
-            for j in range(30):  # enough for the odd calls to continue as new
-                await handle.signal(
-                    CallWorkflow.transcript, m.TranscriptLine(f"n{i}-{j}", "assistant", "ok")
-                )
-                if j == 3:  # a turn's metrics mid-stream: a change to what they emit shows
-                    await handle.signal(
-                        CallWorkflow.agent_metrics, m.AgentMetrics(f"am-new{i}", 0.5, 0.2, 0.6)
-                    )
-            await handle.signal(
-                CallWorkflow.participant_left,
-                m.ParticipantLeft(f"pl{i}", m.customer_identity(call_id), "customer"),
-            )
-        await until(lambda: fakes.count("stop_egress") >= len(call_ids), 60, "every stop")
-        for handle, call_id in zip(handles, call_ids, strict=True):
-            state = await handle.query(CallWorkflow.get_state)
-            assert state.egress is not None
-            egress_id = state.egress.egress_id
-            await handle.signal(
-                CallWorkflow.egress_ended,
-                m.EgressUpdate(
-                    f"ee-{call_id}", egress_id, "EGRESS_COMPLETE", file=egress_file(call_id)
-                ),
-            )
-        results = [await asyncio.wait_for(h.result(), 120) for h in handles]
-    for result in results:
-        assert result["status"] == "completed" and result["line_count"] >= 43
-        assert result["recording_status"] in ("stored", "uploading")
+        # 2. Drained: promote; a call started now is pinned by its own behavior.
+        await wait_drained(client, None, task_queue=queue, timeout_s=30)
+        await promote(client, new, task_queue=queue, wait_s=30)
+        pinned = await start_waiting_call(client, queue)
+        assert await runs_on(pinned) == ("pinned", "new")
+        # 3. A later version becomes current: the pinned calls stay where they started.
+        await promote(client, later, task_queue=queue, wait_s=30)
+        newest = await start_waiting_call(client, queue)
+        assert await runs_on(newest) == ("pinned", "later")
+        await talk_then_hang_up(pinned, new_fakes)
+        await talk_then_hang_up(bridged, new_fakes)
+        await newest.terminate("test over")
+    for handle in (bridged, pinned):
+        assert await runs_on(handle) == ("pinned", "new")
+        assert await task_workers(handle) == {"new"}
+    assert later_fakes.count("start_egress") == later_fakes.count("stop_egress") == 0

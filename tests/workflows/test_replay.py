@@ -1,7 +1,12 @@
-"""The versioning net: every history in the corpus (tests/histories/, appended per release by
-`python -m tests.workflows.record_histories`, never rewritten) replays against the current
+"""The versioning net: the histories of the corpus (tests/histories/, appended per release by
+`python -m tests.workflows.record_histories`, never rewritten) replay against the current
 workflow code without non-determinism, also through the production data converter (the payload
-codec), so a history exported from an encrypted cluster can be checked the same way."""
+codec), so a history exported from an encrypted cluster can be checked the same way.
+
+Which ones: CallWorkflow is pinned (Worker Versioning), so its histories replay only from the
+corpora listed in tests/histories/CALL_WORKFLOW_CORPORA (the calls this code can run); the
+histories of every other workflow (auto-upgrade: they move to new code mid-run) replay from
+every corpus."""
 
 from __future__ import annotations
 
@@ -17,12 +22,36 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from core import models as m
 from core.codec import EncryptionCodec
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
 CORPUS = Path(__file__).resolve().parent.parent / "histories"
-HISTORIES = sorted(CORPUS.rglob("*.json"))
+ALL_HISTORIES = sorted(CORPUS.rglob("*.json"))
+CALL_CORPORA_FILE = CORPUS / "CALL_WORKFLOW_CORPORA"
+
+
+def call_corpora() -> set[Path]:
+    """The corpus directories listed in CALL_WORKFLOW_CORPORA ("." is the top level)."""
+    lines = (line.split("#", 1)[0].strip() for line in CALL_CORPORA_FILE.read_text().splitlines())
+    return {(CORPUS / line).resolve() for line in lines if line}
+
+
+def workflow_type(path: Path) -> str:
+    """The workflow type of an exported history (its first event's)."""
+    first = json.loads(path.read_text())["events"][0]
+    return str(first["workflowExecutionStartedEventAttributes"]["workflowType"]["name"])
+
+
+def replayed(paths: list[Path]) -> list[Path]:
+    """The histories the current code must replay: CallWorkflow's from the listed corpora only,
+    every other workflow's from all."""
+    listed = call_corpora()
+    return [p for p in paths if workflow_type(p) != m.WORKFLOW_CALL or p.parent.resolve() in listed]
+
+
+HISTORIES = replayed(ALL_HISTORIES)
 
 
 def ids(paths: list[Path]) -> list[str]:
@@ -30,7 +59,7 @@ def ids(paths: list[Path]) -> list[str]:
 
 
 def test_histories_are_recorded() -> None:
-    names = {p.name.split(".")[0] for p in HISTORIES}
+    names = {p.name.split(".")[0] for p in ALL_HISTORIES}
     assert {"happy_path", "no_agent", "continue_as_new", "recording_fails_then_ops_retry",
             "healing"} <= names  # fmt: skip
     release_2 = {p.name.split(".")[0] for p in (CORPUS / "release-2").glob("*.json")}
@@ -73,6 +102,18 @@ def test_histories_are_recorded() -> None:
         }
         <= release_4
     )
+
+
+def test_call_workflow_corpora_exist_and_hold_call_histories() -> None:
+    """A typo in CALL_WORKFLOW_CORPORA would silently replay no call at all."""
+    listed = call_corpora()
+    assert listed, "CALL_WORKFLOW_CORPORA lists no corpus"
+    for corpus in listed:
+        assert corpus.is_dir() and corpus.is_relative_to(CORPUS.resolve()), corpus
+        calls = [p for p in corpus.glob("*.json") if workflow_type(p) == m.WORKFLOW_CALL]
+        assert calls, f"{corpus} holds no CallWorkflow history"
+    others = [p for p in ALL_HISTORIES if workflow_type(p) != m.WORKFLOW_CALL]
+    assert set(others) <= set(HISTORIES)  # auto-upgrade workflows: every corpus, always
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=ids(HISTORIES))
