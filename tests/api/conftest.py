@@ -162,6 +162,22 @@ async def run_api(
         Sanic.unregister_app(app)
 
 
+@contextlib.asynccontextmanager
+async def database_only_api(pg_dsn: str, s3: Any, **overrides: Any) -> AsyncIterator[RunningApi]:
+    """The API on PostgreSQL alone (no Temporal), once its live fan-out listens."""
+    settings = api_settings(
+        pg_dsn=pg_dsn, s3=s3, temporal_address="127.0.0.1:1", livekit=None, **overrides
+    )
+    async with run_api(settings, wait_temporal=False) as running:
+        hub = running.app.ctx.res.live
+        for _ in range(100):
+            if hub.listening:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.listening
+        yield running
+
+
 @pytest.fixture
 async def db(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_dsn)
