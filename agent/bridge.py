@@ -1,7 +1,12 @@
-"""The agent's side of the call's workflow: session events in, Temporal signals out.
+"""The agent's side of the call: session events in; final lines to the API, signals out.
 
-    AgentSession events ──CallBridge──▶ SignalQueue ──signal──▶ CallWorkflow(call-<id>)
+    AgentSession events ──CallBridge──▶ FinalLines (spool on disk) ──POST──▶ API ──▶ PostgreSQL
+                           ├──────────▶ SignalQueue ──signal──▶ CallWorkflow(call-<id>)
                            └─interim──▶ InterimPoster ──POST──▶ API live path (never history)
+
+- A final line (the customer's, Sarah's, a supervisor's) is first written ahead to the job's
+  spool file (`FinalLines`, agent/lines.py), which stores it through the API, the system of
+  record for what was said; only then is it signalled to the workflow, which decides on it.
 
 - `SignalQueue` (agent/signals.py) delivers signals to one workflow in the order they were
   sent, each at least once (every signal carries an id; the workflow ignores an id it has
@@ -13,7 +18,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
@@ -28,6 +34,7 @@ from livekit.agents import (
 from livekit.agents.llm import ChatMessage
 
 from agent.interim import InterimPoster
+from agent.lines import FinalLines, fit_for_storage
 from agent.signals import SignalQueue, SignalSink, iso_from_epoch, new_signal_id, utc_now
 from agent.spool import Spool
 from agent.stt_confidence import FinalTranscripts
@@ -65,10 +72,12 @@ class CallBridge:
         interim: InterimPoster | None = None,
         finals: FinalTranscripts | None = None,
         away_after_s: float = 30.0,
+        lines: FinalLines | None = None,
     ) -> None:
         self.call_id = call_id
         self.customer_identity = customer_identity
         self._signals = signals
+        self.lines = lines
         self._interim = interim
         self.finals = finals or FinalTranscripts()
         self._away_after_s = away_after_s
@@ -83,6 +92,10 @@ class CallBridge:
 
     # SignalSink ----------------------------------------------------------------------------
     def send(self, name: str, payload: Any) -> None:
+        """A final line is written ahead and sent to the API first, then signalled."""
+        if name == SIGNAL_TRANSCRIPT and self.lines is not None:
+            payload = fit_for_storage(payload)
+            self.lines.add(payload)
         self._signals.send(name, payload)
 
     # lifecycle -----------------------------------------------------------------------------
@@ -126,17 +139,22 @@ class CallBridge:
         )
 
     async def aclose(self, timeout: float, spool: Spool | None = None) -> bool:
-        """Flush every queued signal (the call's last line included) within `timeout` seconds;
-        what is still undelivered then goes to `spool` for the next job to send."""
+        """Store every final line and flush every queued signal (the call's last line
+        included) within `timeout` seconds. Lines not stored yet stay in their spool file for
+        the next job; signals still undelivered go to `spool` for the next job to send."""
         if self._interim is not None:
             await self._interim.aclose()
-        if isinstance(self._signals, SignalQueue):
-            left = self._signals
-            delivered_all = await left.aclose(timeout)
-            if not delivered_all and spool is not None:
-                spool.save(left.workflow_id, self.call_id, left.undelivered())
-            return delivered_all
-        return True
+        flushes: list[Awaitable[bool]] = []
+        if self.lines is not None:
+            flushes.append(self.lines.aclose(timeout))
+        left = self._signals if isinstance(self._signals, SignalQueue) else None
+        if left is not None:
+            flushes.append(left.aclose(timeout))
+        done = await asyncio.gather(*flushes)
+        if left is not None and not done[-1] and spool is not None:
+            # (a line also left in its own spool is signalled twice: the workflow keeps one)
+            spool.save(left.workflow_id, self.call_id, left.undelivered())
+        return all(done)
 
     # session events ------------------------------------------------------------------------
     def on_user_state_changed(self, ev: UserStateChangedEvent) -> None:

@@ -22,10 +22,12 @@ from livekit.protocol import agent as agent_proto
 from temporalio.client import Client
 
 from agent import metrics as turn_metrics
+from agent.api_client import AgentApi
 from agent.bridge import CallBridge
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
+from agent.lines import FinalLines, send_orphans
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
 from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
@@ -37,6 +39,8 @@ from agent.supervisor import SupervisorChannel
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger
 from core.models import (
+    SIGNAL_TRANSCRIPT,
+    TranscriptLine,
     call_id_from_room,
     call_workflow_id,
     customer_identity,
@@ -122,15 +126,13 @@ async def entrypoint(ctx: JobContext) -> None:
         queue.start()
         resend = asyncio.create_task(_resend_spool(cfg, spool_dir=cfg.env.AGENT_SPOOL_DIR))
         resend.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-    interim = None
+    api: AgentApi | None = None
+    interim: InterimPoster | None = None
+    final_lines: FinalLines | None = None  # written ahead, then stored through the API
     if not console:
-        token = room_admin_token(
-            cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
-            cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
-            room=room_name_for(call_id),
-            identity=f"{AGENT_IDENTITY_PREFIX}{cfg.agent_name}",
-        )
-        interim = InterimPoster(cfg.api_url, token, call_id=call_id)
+        api = agent_api(cfg, call_id)
+        interim = InterimPoster(api)
+        final_lines = FinalLines(cfg.env.AGENT_SPOOL_DIR, api)
     bridge = CallBridge(
         call_id=call_id,
         customer_identity=customer_identity(call_id),
@@ -138,6 +140,7 @@ async def entrypoint(ctx: JobContext) -> None:
         interim=interim,
         finals=finals,
         away_after_s=cfg.silence_after_s,
+        lines=final_lines,
     )
     dealership = Dealership(cfg.settings.database_url)
 
@@ -145,6 +148,8 @@ async def entrypoint(ctx: JobContext) -> None:
 
     async def finish(reason: str) -> None:
         delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S, spool)
+        if api is not None:
+            await api.aclose()
         await dealership.aclose()
         log.info("call_finished", call_id=call_id, reason=reason, all_signals=delivered_all)
 
@@ -207,14 +212,48 @@ async def entrypoint(ctx: JobContext) -> None:
     )
 
 
+def agent_api(cfg: AgentConfig, call_id: str) -> AgentApi:
+    """The API's internal endpoints for one call, with a roomAdmin token on its room."""
+    token = room_admin_token(
+        cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
+        cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
+        room=room_name_for(call_id),
+        identity=f"{AGENT_IDENTITY_PREFIX}{cfg.agent_name}",
+    )
+    return AgentApi(cfg.api_url, token, call_id=call_id)
+
+
 async def _resend_spool(cfg: AgentConfig, *, spool_dir: str) -> None:
-    """What earlier jobs on this machine could not deliver, sent now (in the background)."""
+    """What earlier jobs on this machine could not deliver, sent now (in the background): the
+    final lines of a process that died (to the API, and to their workflow again), then the
+    signals a job could not deliver before it ended."""
     try:
-        sent = await Spool(spool_dir).resend(await connect_temporal(cfg.settings))
-        if sent:
-            log.info("spool_sent", count=sent)
+        client = await connect_temporal(cfg.settings)
+
+        async def signal(call_id: str, lines: list[TranscriptLine]) -> None:
+            queue = SignalQueue(call_workflow_id(call_id), _shared(client), call_id=call_id)
+            for line in lines:
+                queue.send(SIGNAL_TRANSCRIPT, line)
+            await queue.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S)
+
+        stored = await send_orphans(
+            spool_dir,
+            lambda call_id: agent_api(cfg, call_id),
+            signal,
+            timeout_s=cfg.env.AGENT_FLUSH_TIMEOUT_S,
+        )
+        sent = await Spool(spool_dir).resend(client)
+        if sent or stored:
+            log.info("spool_sent", count=sent, lines=stored)
     except Exception as exc:  # noqa: BLE001 - the spool stays for the next job; the call goes on
         log.warning("spool_not_sent", error=repr(exc))
+
+
+def _shared(client: Client) -> ClientFactory:
+    async def connect() -> Client:
+        return client
+
+    return connect
 
 
 def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:

@@ -34,6 +34,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from agent.api_client import AgentApi
 from agent.bridge import CallBridge
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
@@ -190,17 +191,15 @@ async def test_session_events_become_signals_in_order_once_each(
     finals = FinalTranscripts()
     queue = fast_queue(handle.id, connect, call_id=call_id)
     queue.start()
+    token = room_admin_token(
+        LK_KEY, LK_SECRET, room=m.room_name_for(call_id), identity="agent-sarah"
+    )
+    api = AgentApi(api_url, token, call_id=call_id)
     bridge = CallBridge(
         call_id=call_id,
         customer_identity=customer_identity(call_id),
         signals=queue,
-        interim=InterimPoster(
-            api_url,
-            room_admin_token(
-                LK_KEY, LK_SECRET, room=m.room_name_for(call_id), identity="agent-sarah"
-            ),
-            call_id=call_id,
-        ),
+        interim=InterimPoster(api),
         finals=finals,
         away_after_s=30,
     )
@@ -254,6 +253,7 @@ async def test_session_events_become_signals_in_order_once_each(
     session.emit("close", CloseEvent(reason=CloseReason.PARTICIPANT_DISCONNECTED))  # said once
 
     assert await bridge.aclose(timeout=20), "every signal delivered before the end"
+    await api.aclose()
 
     # what reached the workflow, in order, once each
     signals = await settled_signals(handle, 8)
@@ -430,12 +430,12 @@ async def test_a_full_queue_refuses_new_signals_and_says_so() -> None:
 
 
 async def test_interim_failures_are_tolerated() -> None:
-    poster = InterimPoster(
-        f"http://127.0.0.1:{free_port()}", lambda: "t", call_id="c", timeout_s=0.5
-    )
+    api = AgentApi(f"http://127.0.0.1:{free_port()}", lambda: "t", call_id="c")
+    poster = InterimPoster(api, timeout_s=0.5)
     poster.post("hello")
     poster.post("hello there")
     await poster.aclose()
+    await api.aclose()
     assert poster.sent == 0 and poster.failures >= 1
 
 
