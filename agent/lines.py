@@ -39,13 +39,16 @@ from typing import Any
 import aiohttp
 
 from agent.api_client import AgentApi
+from agent.signals import ClientFactory, SignalQueue
 from core.log import get_logger
 from core.models import (
     LINE_TEXT_MAX,
     LINES_PER_POST_MAX,
     LINES_POST_MAX_BYTES,
+    SIGNAL_TRANSCRIPT,
     AgentMetrics,
     TranscriptLine,
+    call_workflow_id,
     is_call_id,
 )
 
@@ -366,6 +369,21 @@ async def send_orphans(
         finally:
             await api.aclose()
     return sent
+
+
+def signal_to_workflow(
+    connect: ClientFactory, *, timeout_s: float
+) -> Callable[[str, list[TranscriptLine]], Awaitable[bool]]:
+    """`send_orphans`' `signal`: a call's lines to its workflow through a `SignalQueue`, as the
+    bridge sends them (a workflow that has ended takes nothing: logged, not retried)."""
+
+    async def signal(call_id: str, lines: list[TranscriptLine]) -> bool:
+        queue = SignalQueue(call_workflow_id(call_id), connect, call_id=call_id)
+        for line in lines:
+            queue.send(SIGNAL_TRANSCRIPT, line)
+        return await queue.aclose(timeout_s)
+
+    return signal
 
 
 # small files on local disk: plain blocking calls (well under a millisecond but the fsync) ----

@@ -27,7 +27,7 @@ from agent.bridge import CallBridge
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
-from agent.lines import FinalLines, send_orphans
+from agent.lines import FinalLines, send_orphans, signal_to_workflow
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
 from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
@@ -39,8 +39,6 @@ from agent.supervisor import SupervisorChannel
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger
 from core.models import (
-    SIGNAL_TRANSCRIPT,
-    TranscriptLine,
     call_id_from_room,
     call_workflow_id,
     customer_identity,
@@ -141,6 +139,7 @@ async def entrypoint(ctx: JobContext) -> None:
         finals=finals,
         away_after_s=cfg.silence_after_s,
         lines=final_lines,
+        api=api,
     )
     dealership = Dealership(cfg.settings.database_url)
 
@@ -148,8 +147,6 @@ async def entrypoint(ctx: JobContext) -> None:
 
     async def finish(reason: str) -> None:
         delivered_all = await bridge.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S, spool)
-        if api is not None:
-            await api.aclose()
         await dealership.aclose()
         log.info("call_finished", call_id=call_id, reason=reason, all_signals=delivered_all)
 
@@ -229,18 +226,12 @@ async def _resend_spool(cfg: AgentConfig, *, spool_dir: str) -> None:
     signals a job could not deliver before it ended."""
     try:
         client = await connect_temporal(cfg.settings)
-
-        async def signal(call_id: str, lines: list[TranscriptLine]) -> None:
-            queue = SignalQueue(call_workflow_id(call_id), _shared(client), call_id=call_id)
-            for line in lines:
-                queue.send(SIGNAL_TRANSCRIPT, line)
-            await queue.aclose(cfg.env.AGENT_FLUSH_TIMEOUT_S)
-
+        timeout_s = cfg.env.AGENT_FLUSH_TIMEOUT_S
         stored = await send_orphans(
             spool_dir,
             lambda call_id: agent_api(cfg, call_id),
-            signal,
-            timeout_s=cfg.env.AGENT_FLUSH_TIMEOUT_S,
+            signal_to_workflow(_shared(client), timeout_s=timeout_s),
+            timeout_s=timeout_s,
         )
         sent = await Spool(spool_dir).resend(client)
         if sent or stored:
