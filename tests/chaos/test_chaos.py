@@ -115,8 +115,8 @@ async def test_webhooks_duplicated_reordered_dropped_and_forged(
 
 
 async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size: int) -> None:
-    """The agent's process dies mid-call (SIGKILL) while the API is stalled, so lines it had
-    are still only in its write-ahead spool; a new agent process claims the spool, sends those
+    """The agent's process dies mid-call (SIGKILL) while PostgreSQL is down (the API answers
+    503), so lines it had are only in its write-ahead spool; a new agent process claims the spool, sends those
     lines, and takes the calls over from the next line, as a re-dispatched agent does. Every
     line the killed process produced is stored in PostgreSQL exactly once, none is invented,
     and the calls complete."""
@@ -152,16 +152,21 @@ async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size
 
     first = await agent(0)
     await read(first, until_lines=2 * chaos_size)  # a couple of lines per call are stored
-    api = st.proc("api").proc
-    assert api is not None
-    api.send_signal(signal.SIGSTOP)  # the API hangs: new lines stay in the agent's spool
+    postgres = st.infra["postgres"]
+    assert postgres.proc is not None
+    # PostgreSQL goes down (a fast shutdown): the API answers 503, new lines stay in the spool
+    os.killpg(postgres.proc.pid, signal.SIGINT)
+    await postgres.stop(timeout=10)
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(read(first, None), st.rnd.uniform(1.5, 2.5))
+        assert first.returncode is None, "the agent process ended before it could be killed"
         first.send_signal(signal.SIGKILL)
         await first.wait()
     finally:
-        api.send_signal(signal.SIGCONT)
+        if first.returncode is None:
+            first.kill()
+        await postgres.start()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(read(first, None), 1)
     # What the dead process produced: every line it printed, and every line in its spool (one
@@ -169,7 +174,7 @@ async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size
     left = {c: set(ids_) for c, ids_ in spooled_lines(st.spool_dir).items()}
     assert sum(map(len, left.values())) > 0, "the kill left no line in the spool to recover"
     resume = max(max(s, default=-1) for s in said.values()) + 1
-    say(f"SIGKILLed the agent process mid-call with the API stalled: "
+    say(f"SIGKILLed the agent process mid-call with PostgreSQL down: "
         f"{sum(map(len, stored.values()))} lines stored, {sum(map(len, left.values()))} only in "
         f"its spool; a new agent process claims them and continues from line {resume}")  # fmt: skip
     second = await agent(resume)
