@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import random
 import uuid
@@ -72,11 +73,20 @@ def api_line(line: TranscriptLine) -> dict[str, Any]:
         "id": line.id,
         "speaker": line.speaker,
         "text": line.text,
-        "confidence": float(line.confidence),
+        "confidence": _confidence(line.confidence),
         "started_at": line.started_at,
         "ended_at": line.ended_at,
         "interrupted": line.interrupted,
     }
+
+
+def _confidence(value: object) -> float:
+    # A number the API would refuse (NaN, out of range) must not cost the line its storage.
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1.0
+    return min(1.0, max(0.0, number)) if math.isfinite(number) else 1.0
 
 
 def _record(call_id: str, line: TranscriptLine) -> bytes:
@@ -210,7 +220,11 @@ class FinalLines:
             self._failures = 0
             for _ in batch:  # still at the front: add() only appends
                 self._pending.popleft()
-            self._compact()
+            try:
+                self._compact()
+            except OSError as exc:  # the stored lines stay in the file: resent, stored once
+                self._rewrite_due = True
+                log.error("spool_compact_failed", call_id=self.call_id, error=type(exc).__name__)
 
     def _next_batch(self) -> list[TranscriptLine]:
         batch: list[TranscriptLine] = []

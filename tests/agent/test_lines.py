@@ -20,7 +20,7 @@ from aiohttp import web
 
 from agent.api_client import AgentApi
 from agent.bridge import CallBridge
-from agent.lines import FinalLines, claim_orphans, send_orphans
+from agent.lines import FinalLines, api_line, claim_orphans, send_orphans
 from core.models import (
     LINE_TEXT_MAX,
     SIGNAL_SILENCE,
@@ -260,3 +260,9 @@ async def test_an_orphan_the_api_cannot_take_yet_stays_for_the_next_job(
     assert await send_orphans(tmp_path, lambda c: client(url, c)) == 1
     assert api.stored[call_id] == ["l1"] and spooled(tmp_path) == {}
     assert not os.listdir(tmp_path)
+
+
+def test_a_confidence_the_api_would_refuse_does_not_cost_the_line() -> None:
+    for bad, sent in ((float("nan"), 1.0), (float("inf"), 1.0), (1.7, 1.0), (-0.2, 0.0)):
+        line = TranscriptLine(id="l1", speaker="customer", text="hi", confidence=bad)
+        assert api_line(line)["confidence"] == sent
