@@ -223,26 +223,37 @@ def agent_api(cfg: AgentConfig, call_id: str) -> AgentApi:
 async def _resend_spool(cfg: AgentConfig, *, spool_dir: str) -> None:
     """What earlier jobs on this machine could not deliver, sent now (in the background): the
     final lines of a process that died (to the API, and to their workflow again), then the
-    signals a job could not deliver before it ended."""
+    signals a job could not deliver before it ended. Temporal being down holds back neither
+    the lines' storage nor the call: only the signals wait (and stay spooled)."""
+    connect = _connect_once(cfg.settings)
+    timeout_s = cfg.env.AGENT_FLUSH_TIMEOUT_S
     try:
-        client = await connect_temporal(cfg.settings)
-        timeout_s = cfg.env.AGENT_FLUSH_TIMEOUT_S
         stored = await send_orphans(
             spool_dir,
             lambda call_id: agent_api(cfg, call_id),
-            signal_to_workflow(_shared(client), timeout_s=timeout_s),
+            signal_to_workflow(connect, timeout_s=timeout_s),
             timeout_s=timeout_s,
         )
-        sent = await Spool(spool_dir).resend(client)
-        if sent or stored:
-            log.info("spool_sent", count=sent, lines=stored)
+        if stored:
+            log.info("spool_lines_sent", lines=stored)
+    except Exception as exc:  # noqa: BLE001 - the files stay for the next job; the call goes on
+        log.warning("spool_lines_not_sent", error=repr(exc))
+    try:
+        sent = await Spool(spool_dir).resend(await connect())
+        if sent:
+            log.info("spool_sent", count=sent)
     except Exception as exc:  # noqa: BLE001 - the spool stays for the next job; the call goes on
         log.warning("spool_not_sent", error=repr(exc))
 
 
-def _shared(client: Client) -> ClientFactory:
+def _connect_once(settings: Settings) -> ClientFactory:
+    """A client factory that connects on first use and then hands out that client."""
+    client: list[Client] = []
+
     async def connect() -> Client:
-        return client
+        if not client:
+            client.append(await connect_temporal(settings))
+        return client[0]
 
     return connect
 
@@ -262,7 +273,8 @@ def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
 
 
 def build_server(cfg: AgentConfig) -> AgentServer:
-    """The worker, registered for explicit dispatch under `AGENT_NAME`."""
+    """The worker, registered for explicit dispatch under `AGENT_NAME`; once it runs, it sends
+    what dead processes left in the spool (each job does so again as it starts)."""
     settings = cfg.settings
     server = AgentServer(
         setup_fnc=prewarm,
@@ -280,4 +292,15 @@ def build_server(cfg: AgentConfig) -> AgentServer:
         else None,
     )
     server.rtc_session(entrypoint, agent_name=cfg.agent_name)
+    started: set[asyncio.Task[None]] = set()
+
+    def resend_at_start() -> None:
+        # What a process that died left in the spool goes now, not at the first call's start.
+        task = asyncio.get_running_loop().create_task(
+            _resend_spool(cfg, spool_dir=cfg.env.AGENT_SPOOL_DIR), name="spool-at-start"
+        )
+        started.add(task)
+        task.add_done_callback(started.discard)
+
+    server.on("worker_started", resend_at_start)
     return server

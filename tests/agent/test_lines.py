@@ -20,7 +20,9 @@ from aiohttp import web
 
 from agent.api_client import AgentApi
 from agent.bridge import CallBridge
+from agent.config import AgentConfig, AgentEnv
 from agent.lines import FinalLines, api_line, claim_orphans, send_orphans
+from agent.worker import _resend_spool
 from core.models import (
     LINE_TEXT_MAX,
     SIGNAL_SILENCE,
@@ -31,6 +33,7 @@ from core.models import (
     customer_identity,
     new_call_id,
 )
+from core.settings import load_settings
 from devstack.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,3 +269,35 @@ def test_a_confidence_the_api_would_refuse_does_not_cost_the_line() -> None:
     for bad, sent in ((float("nan"), 1.0), (float("inf"), 1.0), (1.7, 1.0), (-0.2, 0.0)):
         line = TranscriptLine(id="l1", speaker="customer", text="hi", confidence=bad)
         assert api_line(line)["confidence"] == sent
+
+
+async def test_a_new_job_stores_a_dead_jobs_lines_even_with_temporal_down(
+    fake_api: tuple[str, FakeApi], tmp_path: Path
+) -> None:
+    """The worker's start-of-job resend: the lines' storage never waits on Temporal (their
+    signals stay queued for the workflow, not the lines for the dashboard)."""
+    url, api = fake_api
+    call_id = new_call_id()
+    api.answer = 503
+    dead = FinalLines(tmp_path, client(url, call_id), backoff_initial_s=0.05)
+    dead.add(line(1))
+    assert not await dead.aclose(0.2)  # as a killed process leaves it: unlocked, unsent
+    api.answer = 200
+    settings = load_settings(
+        _env_file=None,
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",  # nobody there
+        LIVEKIT_API_KEY="devkey",
+        LIVEKIT_API_SECRET="devsecret-devsecret-devsecret-0123456789",
+        DATABASE_URL="postgresql://u:p@127.0.0.1:1/db",
+        MINIO_ENDPOINT="127.0.0.1:1",
+        MINIO_ACCESS_KEY="k",
+        MINIO_SECRET_KEY="s",
+        LIVEKIT_URL="http://127.0.0.1:1",
+        API_TOKENS="t0123456789abcdef:admin",
+    )
+    env = AgentEnv(API_URL=url, AGENT_SPOOL_DIR=str(tmp_path), AGENT_FLUSH_TIMEOUT_S=1.0)
+    await _resend_spool(AgentConfig(settings=settings, env=env), spool_dir=str(tmp_path))
+    assert api.stored == {call_id: ["l1"]}
+    ((_, _, authorization),) = [p for p in api.posts if p[1] == ["l1"]][-1:]
+    assert authorization.startswith("Bearer ey")  # a LiveKit JWT for the call's room
+    assert spooled(tmp_path) == {}
