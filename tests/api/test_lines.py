@@ -8,6 +8,8 @@ call's workflow.
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -196,3 +198,44 @@ async def test_database_down_is_503_for_the_agent_to_retry(s3: Any) -> None:
         assert r.status == 503, r
         assert r.error["code"] == "database_unavailable"
         assert r.headers.get("Retry-After")
+
+
+def random_text(rnd: random.Random) -> str:
+    """Any code points: NUL, controls, lone surrogates, astral ones, at any length."""
+    pools = [(0, 0x20), (0x20, 0x7F), (0xD800, 0xE000), (0x1F600, 0x1F650), (0x80, 0x3000)]
+    out = []
+    for _ in range(rnd.choice([1, 3, 40, 2000])):
+        lo, hi = rnd.choice(pools)
+        out.append(chr(rnd.randrange(lo, hi)))
+    return "".join(out)
+
+
+async def test_random_lines_are_stored_or_refused_never_a_server_error(
+    lines_api: RunningApi, db: asyncpg.Connection
+) -> None:
+    rnd = random.Random(20261207)
+    answers = []
+    for n in range(40):
+        call_id = new_call_id()
+        lines = [{"id": f"r{n}-{k}", "speaker": rnd.choice(["customer", "assistant", "supervisor"]),
+                  "text": random_text(rnd), "confidence": rnd.choice([0.0, 0.5, 1, 1.0]),
+                  "started_at": rnd.choice(["", "2026-01-01T00:00:00Z", "yesterday"]),
+                  "interrupted": rnd.random() < 0.5}
+                 for k in range(rnd.randint(1, 5))]  # fmt: skip
+        raw = json.dumps({"lines": lines})  # ASCII escapes: lone surrogates spelled as JSON can
+        r = await lines_api.http(
+            "POST",
+            f"/internal/calls/{call_id}/lines",
+            token=_agent_token(call_id),
+            data=raw,
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status in (200, 422), (r, lines)
+        answers.append(r.status)
+        stored = await db.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", call_id)
+        if r.status == 200:
+            assert [s["id"] for s in r.body["stored"]] == [x["id"] for x in lines]
+            assert stored >= len(lines)
+        else:
+            assert stored == 0
+    assert answers.count(200) > 30, answers  # what any STT could say is stored
