@@ -145,9 +145,6 @@ class FinalLines:
     def pending(self) -> int:
         return len(self._pending)
 
-    def lines(self) -> list[TranscriptLine]:
-        return [line for line, _ in self._pending]
-
     def add(self, line: TranscriptLine) -> None:
         """Write `line` ahead (append + fsync: it survives this process), then queue its POST.
         Call before the line is signalled or shown anywhere."""
