@@ -59,6 +59,7 @@ from core.settings import RecordingConsent
 from devstack.services import TEMPORAL_BIN, free_port
 from testkit.standins import StandIns, until
 from tests.agent.fake_llm import Call, Say, ScriptedLLM
+from tests.agent.stand_in_api import serve
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
@@ -155,14 +156,8 @@ class InterimSink:
 @pytest.fixture
 async def interim_sink() -> AsyncIterator[tuple[str, InterimSink]]:
     sink = InterimSink()
-    app = web.Application()
-    app.router.add_post("/internal/calls/{call_id}/interim", sink.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", sink
-    await runner.cleanup()
+    async with serve("/internal/calls/{call_id}/interim", sink.handle) as url:
+        yield url, sink
 
 
 def assistant(

@@ -35,6 +35,7 @@ from core.models import (
 )
 from core.settings import load_settings
 from devstack.services import free_port
+from tests.agent.stand_in_api import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,14 +70,8 @@ class FakeApi:
 @pytest.fixture
 async def fake_api() -> AsyncIterator[tuple[str, FakeApi]]:
     api = FakeApi()
-    app = web.Application()
-    app.router.add_post("/internal/calls/{call_id}/lines", api.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", api
-    await runner.cleanup()
+    async with serve("/internal/calls/{call_id}/lines", api.handle) as url:
+        yield url, api
 
 
 def client(url: str, call_id: str) -> AgentApi:
