@@ -41,6 +41,18 @@ async def post(api: RunningApi, call_id: str, lines: list[dict[str, Any]], **kw:
     )
 
 
+async def post_raw(api: RunningApi, call_id: str, raw: str) -> Any:
+    """A body as JSON text (JSON can spell what Python's encoder would not: a NUL, a lone
+    surrogate), with the call's agent token."""
+    return await api.http(
+        "POST",
+        f"/internal/calls/{call_id}/lines",
+        token=_agent_token(call_id),
+        data=raw,
+        headers={"Content-Type": "application/json"},
+    )
+
+
 async def events(db: asyncpg.Connection, call_id: str) -> list[tuple[str, str]]:
     rows = await db.fetch(
         "SELECT kind, event_id FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
@@ -102,13 +114,7 @@ async def test_text_postgresql_cannot_hold_is_stored_cleaned(
     # JSON can spell a lone surrogate and a NUL; PostgreSQL can hold neither
     raw = ('{"lines": [{"id": "l-1", "speaker": "customer", "text": "half \\ud83d emoji"},'
            ' {"id": "l-2", "speaker": "customer", "text": "nul\\u0000here"}]}')  # fmt: skip
-    r = await lines_api.http(
-        "POST",
-        f"/internal/calls/{call_id}/lines",
-        token=_agent_token(call_id),
-        data=raw,
-        headers={"Content-Type": "application/json"},
-    )
+    r = await post_raw(lines_api, call_id, raw)
     assert r.status == 200, r.body
     assert [s["seq"] for s in r.body["stored"]] == [1, 2]
     texts = await db.fetch(
@@ -223,13 +229,7 @@ async def test_random_lines_are_stored_or_refused_never_a_server_error(
                   "interrupted": rnd.random() < 0.5}
                  for k in range(rnd.randint(1, 5))]  # fmt: skip
         raw = json.dumps({"lines": lines})  # ASCII escapes: lone surrogates spelled as JSON can
-        r = await lines_api.http(
-            "POST",
-            f"/internal/calls/{call_id}/lines",
-            token=_agent_token(call_id),
-            data=raw,
-            headers={"Content-Type": "application/json"},
-        )
+        r = await post_raw(lines_api, call_id, raw)
         assert r.status in (200, 422), (r, lines)
         answers.append(r.status)
         stored = await db.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", call_id)
