@@ -1,7 +1,12 @@
-"""The agent's side of the call's workflow: session events in, Temporal signals out.
+"""The agent's side of the call: session events in; final lines to the API, signals out.
 
-    AgentSession events ──CallBridge──▶ SignalQueue ──signal──▶ CallWorkflow(call-<id>)
+    AgentSession events ──CallBridge──▶ FinalLines (spool on disk) ──POST──▶ API ──▶ PostgreSQL
+                           ├──────────▶ SignalQueue ──signal──▶ CallWorkflow(call-<id>)
                            └─interim──▶ InterimPoster ──POST──▶ API live path (never history)
+
+- A final line (the customer's, Sarah's, a supervisor's) is first written ahead to the job's
+  spool file (`FinalLines`, agent/lines.py), which stores it through the API, the system of
+  record for what was said; only then is it signalled to the workflow, which decides on it.
 
 - `SignalQueue` (agent/signals.py) delivers signals to one workflow in the order they were
   sent, each at least once (every signal carries an id; the workflow ignores an id it has
@@ -13,7 +18,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from livekit import rtc
@@ -27,8 +34,17 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatMessage
 
+from agent.api_client import AgentApi
 from agent.interim import InterimPoster
-from agent.signals import SignalQueue, SignalSink, iso_from_epoch, new_signal_id, utc_now
+from agent.lines import FinalLines, fit_for_storage
+from agent.signals import (
+    ClientFactory,
+    SignalQueue,
+    SignalSink,
+    iso_from_epoch,
+    new_signal_id,
+    utc_now,
+)
 from agent.spool import Spool
 from agent.stt_confidence import FinalTranscripts
 from core.log import get_logger
@@ -44,6 +60,8 @@ from core.models import (
     ParticipantLeft,
     SilenceSignal,
     TranscriptLine,
+    call_workflow_id,
+    customer_identity,
 )
 
 log = get_logger(__name__)
@@ -65,11 +83,15 @@ class CallBridge:
         interim: InterimPoster | None = None,
         finals: FinalTranscripts | None = None,
         away_after_s: float = 30.0,
+        lines: FinalLines | None = None,
+        api: AgentApi | None = None,
     ) -> None:
         self.call_id = call_id
         self.customer_identity = customer_identity
         self._signals = signals
-        self._interim = interim
+        self.lines = lines
+        self._api = api  # closed with the bridge (the interim poster and the lines share it)
+        self.interim = interim
         self.finals = finals or FinalTranscripts()
         self._away_after_s = away_after_s
         self.supervisor_active = False  # a supervisor has taken over: silence is theirs
@@ -83,6 +105,10 @@ class CallBridge:
 
     # SignalSink ----------------------------------------------------------------------------
     def send(self, name: str, payload: Any) -> None:
+        """A final line is written ahead and sent to the API first, then signalled."""
+        if name == SIGNAL_TRANSCRIPT and self.lines is not None:
+            payload = fit_for_storage(payload)
+            self.lines.add(payload)
         self._signals.send(name, payload)
 
     # lifecycle -----------------------------------------------------------------------------
@@ -126,17 +152,33 @@ class CallBridge:
         )
 
     async def aclose(self, timeout: float, spool: Spool | None = None) -> bool:
-        """Flush every queued signal (the call's last line included) within `timeout` seconds;
-        what is still undelivered then goes to `spool` for the next job to send."""
-        if self._interim is not None:
-            await self._interim.aclose()
+        """Store every final line and flush every queued signal (the call's last line
+        included) within `timeout` seconds. Lines not stored yet stay in their spool file for
+        the next job; signals still undelivered go to `spool` for the next job to send."""
+        if self.interim is not None:
+            await self.interim.aclose()
+        flushes: list[Awaitable[bool]] = []
+        if self.lines is not None:
+            flushes.append(self.lines.aclose(timeout))
+        left = self._signals if isinstance(self._signals, SignalQueue) else None
+        if left is not None:
+            flushes.append(left.aclose(timeout))
+        done = await asyncio.gather(*flushes)
+        if left is not None and not done[-1] and spool is not None:
+            # (a line also left in its own spool is signalled twice: the workflow keeps one)
+            spool.save(left.workflow_id, self.call_id, left.undelivered())
+        if self._api is not None:
+            await self._api.aclose()
+        return all(done)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every line sent so far is stored and every signal delivered."""
+        waits: list[Awaitable[bool]] = []
+        if self.lines is not None:
+            waits.append(self.lines.drain(timeout))
         if isinstance(self._signals, SignalQueue):
-            left = self._signals
-            delivered_all = await left.aclose(timeout)
-            if not delivered_all and spool is not None:
-                spool.save(left.workflow_id, self.call_id, left.undelivered())
-            return delivered_all
-        return True
+            waits.append(self._signals.drain(timeout))
+        return all(await asyncio.gather(*waits))
 
     # session events ------------------------------------------------------------------------
     def on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
@@ -158,8 +200,8 @@ class CallBridge:
         if not text:
             return
         if not ev.is_final:
-            if self._interim is not None:
-                self._interim.post(text)
+            if self.interim is not None:
+                self.interim.post(text)
             return
         confidence = self.finals.take(text)
         started = self._speech_started_at or ev.created_at
@@ -231,6 +273,33 @@ class CallBridge:
             self._left_sent = True
             self.customer_left(iso_from_epoch(ev.created_at))
         log.info("session_closed", call_id=self.call_id, reason=ev.reason.value)
+
+
+def bridge_for_call(
+    call_id: str,
+    connect: ClientFactory,
+    *,
+    api_url: str,
+    token: Callable[[], str],
+    spool_dir: str | Path,
+    interim: bool = True,
+    **queue_options: Any,
+) -> CallBridge:
+    """A call's bridge wired as a job wires it (signal queue started, final lines written ahead
+    and stored through the API, interims to the API), for what speaks for an agent without a
+    LiveKit session: devstack's stand-in, the benchmarks, the chaos tests' agent process.
+    `token` is a roomAdmin token source for the call's room (`core.livekit.room_admin_token`)."""
+    queue = SignalQueue(call_workflow_id(call_id), connect, call_id=call_id, **queue_options)
+    queue.start()
+    api = AgentApi(api_url, token, call_id=call_id)
+    return CallBridge(
+        call_id=call_id,
+        customer_identity=customer_identity(call_id),
+        signals=queue,
+        interim=InterimPoster(api) if interim else None,
+        lines=FinalLines(spool_dir, api),
+        api=api,
+    )
 
 
 def _round(value: float | None) -> float | None:

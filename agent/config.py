@@ -32,7 +32,7 @@ class AgentEnv(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    # Where the live (interim) transcript goes: the API's internal endpoint.
+    # Where final lines (stored) and interim lines (live only) go: the API's internal endpoints.
     API_URL: str | None = Field(
         None, description="base URL of the API (default http://API_HOST:API_PORT)"
     )
@@ -53,7 +53,8 @@ class AgentEnv(BaseSettings):
     AGENT_TIMEZONE: str = "America/New_York"
     AGENT_SIGNAL_QUEUE_MAX: int = Field(5000, ge=10)
     AGENT_FLUSH_TIMEOUT_S: float = Field(45.0, gt=0)
-    # Signals still undelivered when a job ends wait here for the next job (customer data: 0600).
+    # Final lines are written ahead here until the API stored them, and signals still
+    # undelivered when a job ends wait here for the next job (customer data: 0600).
     AGENT_SPOOL_DIR: str = "/var/tmp/callcenter-agent-spool"
     # How long a customer's final line may wait for the assistant's reply to share its signal.
     # 0 (default): every final line goes at once, so its keyword alert is not delayed.

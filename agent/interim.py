@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from agent.api_client import AgentApi
 from core.log import get_logger
 
 log = get_logger(__name__)
@@ -21,26 +21,18 @@ class InterimPoster:
 
     Only the latest line matters (each interim supersedes the last), so while one POST is in
     flight newer lines replace each other and the next POST carries the newest. Failures are
-    counted and logged, never raised: the live view is best-effort; finals go through Temporal.
+    counted and logged, never raised: the live view is best-effort; finals go through the
+    write-ahead spool (agent/lines.py).
 
-    Contract (the API's `POST /internal/calls/{call_id}/interim`): bearer token = a LiveKit JWT
-    signed with our API key/secret granting `roomAdmin` on the call's room (`token()` supplies
-    it); JSON `{"speaker": "customer", "text": str (<= 1000 chars), "id": str}`; 2xx = success.
+    Contract (the API's `POST /internal/calls/{call_id}/interim`, through `AgentApi`'s roomAdmin
+    token): JSON `{"speaker": "customer", "text": str (<= 1000 chars), "id": str}`; 2xx = success.
     """
 
-    def __init__(
-        self,
-        api_url: str,
-        token: Callable[[], str],
-        *,
-        call_id: str,
-        timeout_s: float = 2.0,
-    ) -> None:
-        self.url = f"{api_url.rstrip('/')}/internal/calls/{call_id}/interim"
-        self.call_id = call_id
-        self._token = token
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._http: aiohttp.ClientSession | None = None
+    def __init__(self, api: AgentApi, *, timeout_s: float = 2.0) -> None:
+        self.api = api
+        self.url = api.url("interim")
+        self.call_id = api.call_id
+        self._timeout_s = timeout_s
         self._latest: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
@@ -60,14 +52,11 @@ class InterimPoster:
     async def _run(self) -> None:
         while self._latest is not None:
             body, self._latest = self._latest, None
-            if self._http is None:
-                self._http = aiohttp.ClientSession(timeout=self._timeout)
-            headers = {"Authorization": f"Bearer {self._token()}"}
             try:
-                async with self._http.post(self.url, json=body, headers=headers) as resp:
-                    if resp.status >= 300:
-                        self._failed(f"HTTP {resp.status}")
-                        continue
+                status, _ = await self.api.post("interim", body, timeout_s=self._timeout_s)
+                if status >= 300:
+                    self._failed(f"HTTP {status}")
+                    continue
                 self.sent += 1
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._failed(type(exc).__name__)
@@ -80,10 +69,8 @@ class InterimPoster:
             )
 
     async def aclose(self) -> None:
+        """Let the last interim go (2 s at most). The `AgentApi` is its owner's to close."""
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=2.0)
             if not self._task.done():
                 self._task.cancel()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None

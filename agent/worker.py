@@ -22,10 +22,12 @@ from livekit.protocol import agent as agent_proto
 from temporalio.client import Client
 
 from agent import metrics as turn_metrics
+from agent.api_client import AgentApi
 from agent.bridge import CallBridge
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
+from agent.lines import FinalLines, send_orphans, signal_to_workflow
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
 from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
@@ -122,15 +124,13 @@ async def entrypoint(ctx: JobContext) -> None:
         queue.start()
         resend = asyncio.create_task(_resend_spool(cfg, spool_dir=cfg.env.AGENT_SPOOL_DIR))
         resend.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-    interim = None
+    api: AgentApi | None = None
+    interim: InterimPoster | None = None
+    final_lines: FinalLines | None = None  # written ahead, then stored through the API
     if not console:
-        token = room_admin_token(
-            cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
-            cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
-            room=room_name_for(call_id),
-            identity=f"{AGENT_IDENTITY_PREFIX}{cfg.agent_name}",
-        )
-        interim = InterimPoster(cfg.api_url, token, call_id=call_id)
+        api = agent_api(cfg, call_id)
+        interim = InterimPoster(api)
+        final_lines = FinalLines(cfg.env.AGENT_SPOOL_DIR, api)
     bridge = CallBridge(
         call_id=call_id,
         customer_identity=customer_identity(call_id),
@@ -138,6 +138,8 @@ async def entrypoint(ctx: JobContext) -> None:
         interim=interim,
         finals=finals,
         away_after_s=cfg.silence_after_s,
+        lines=final_lines,
+        api=api,
     )
     dealership = Dealership(cfg.settings.database_url)
 
@@ -207,14 +209,53 @@ async def entrypoint(ctx: JobContext) -> None:
     )
 
 
+def agent_api(cfg: AgentConfig, call_id: str) -> AgentApi:
+    """The API's internal endpoints for one call, with a roomAdmin token on its room."""
+    token = room_admin_token(
+        cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
+        cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
+        room=room_name_for(call_id),
+        identity=f"{AGENT_IDENTITY_PREFIX}{cfg.agent_name}",
+    )
+    return AgentApi(cfg.api_url, token, call_id=call_id)
+
+
 async def _resend_spool(cfg: AgentConfig, *, spool_dir: str) -> None:
-    """What earlier jobs on this machine could not deliver, sent now (in the background)."""
+    """What earlier jobs on this machine could not deliver, sent now (in the background): the
+    final lines of a process that died (to the API, and to their workflow again), then the
+    signals a job could not deliver before it ended. Temporal being down holds back neither
+    the lines' storage nor the call: only the signals wait (and stay spooled)."""
+    connect = _connect_once(cfg.settings)
+    timeout_s = cfg.env.AGENT_FLUSH_TIMEOUT_S
     try:
-        sent = await Spool(spool_dir).resend(await connect_temporal(cfg.settings))
+        stored = await send_orphans(
+            spool_dir,
+            lambda call_id: agent_api(cfg, call_id),
+            signal_to_workflow(connect, timeout_s=timeout_s),
+            timeout_s=timeout_s,
+        )
+        if stored:
+            log.info("spool_lines_sent", lines=stored)
+    except Exception as exc:  # noqa: BLE001 - the files stay for the next job; the call goes on
+        log.warning("spool_lines_not_sent", error=repr(exc))
+    try:
+        sent = await Spool(spool_dir).resend(await connect())
         if sent:
             log.info("spool_sent", count=sent)
     except Exception as exc:  # noqa: BLE001 - the spool stays for the next job; the call goes on
         log.warning("spool_not_sent", error=repr(exc))
+
+
+def _connect_once(settings: Settings) -> ClientFactory:
+    """A client factory that connects on first use and then hands out that client."""
+    client: list[Client] = []
+
+    async def connect() -> Client:
+        if not client:
+            client.append(await connect_temporal(settings))
+        return client[0]
+
+    return connect
 
 
 def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
@@ -232,7 +273,8 @@ def new_session(cfg: AgentConfig, *, vad: object) -> AgentSession:
 
 
 def build_server(cfg: AgentConfig) -> AgentServer:
-    """The worker, registered for explicit dispatch under `AGENT_NAME`."""
+    """The worker, registered for explicit dispatch under `AGENT_NAME`; once it runs, it sends
+    what dead processes left in the spool (each job does so again as it starts)."""
     settings = cfg.settings
     server = AgentServer(
         setup_fnc=prewarm,
@@ -250,4 +292,15 @@ def build_server(cfg: AgentConfig) -> AgentServer:
         else None,
     )
     server.rtc_session(entrypoint, agent_name=cfg.agent_name)
+    started: set[asyncio.Task[None]] = set()
+
+    def resend_at_start() -> None:
+        # What a process that died left in the spool goes now, not at the first call's start.
+        task = asyncio.get_running_loop().create_task(
+            _resend_spool(cfg, spool_dir=cfg.env.AGENT_SPOOL_DIR), name="spool-at-start"
+        )
+        started.add(task)
+        task.add_done_callback(started.discard)
+
+    server.on("worker_started", resend_at_start)
     return server

@@ -22,6 +22,7 @@ _ERROR_TEXT = {
     403: "The token's role may not do this",
     404: "No such resource",
     409: "Not possible in the resource's current state",
+    410: "The resource is gone for good (erased)",
     422: "Invalid input; `error.field` names the field",
     429: "Rate limited; see `Retry-After`",
     503: "A dependency is unavailable",

@@ -84,6 +84,11 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class Gone(ApiError):
+    status = 410
+    code = "gone"
+
+
 class RateLimited(ApiError):
     status = 429
     code = "rate_limited"

@@ -21,7 +21,14 @@ from pydantic import (
     field_validator,
 )
 
-from core.models import CallStatus, RecordingStatus
+from core.models import (
+    LINE_ID_PATTERN,
+    LINE_TEXT_MAX,
+    LINE_TIME_MAX,
+    LINES_PER_POST_MAX,
+    CallStatus,
+    RecordingStatus,
+)
 
 NAME_MAX = 64
 _NAME_PUNCT = frozenset(" '-.")
@@ -136,6 +143,39 @@ class InterimRequest(Strict):
         if json_utf8_size(v) - 2 > INTERIM_TEXT_MAX_BYTES:  # not counting its quotes
             raise ValueError(f"must be at most {INTERIM_TEXT_MAX_BYTES} bytes as UTF-8 JSON")
         return v
+
+
+class FinalLine(Strict):
+    """One final transcript line as the agent has it; `id` is unique in the call (a resend
+    stores nothing) and never holds ':' (the ids of other events do)."""
+
+    id: str = Field(pattern=LINE_ID_PATTERN)
+    speaker: Literal["customer", "assistant", "supervisor"]
+    text: str = Field(min_length=1, max_length=LINE_TEXT_MAX)
+    confidence: float = Field(1.0, ge=0.0, le=1.0)
+    started_at: str = Field("", max_length=LINE_TIME_MAX, description="ISO 8601")
+    ended_at: str = Field("", max_length=LINE_TIME_MAX, description="ISO 8601")
+    interrupted: bool = False
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _number(cls, v: object) -> object:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v  # JSON's 1
+
+
+class FinalLinesRequest(Strict):
+    """Final lines from the agent, stored in order (its write-ahead spool resends until 200)."""
+
+    lines: list[FinalLine] = Field(min_length=1, max_length=LINES_PER_POST_MAX)
+
+
+class LineStored(BaseModel):
+    id: str
+    seq: int | None = Field(description="the line's place in the call's log; null: stored before")
+
+
+class LinesStored(BaseModel):
+    stored: list[LineStored]
 
 
 class CodecPayload(BaseModel):

@@ -12,6 +12,7 @@ from sanic import Request
 
 from api.docs import CALL_ID_PATH
 from api.errors import ValidationFailed
+from core.eventlog import clean
 from core.models import is_call_id
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,8 +32,14 @@ def _raise_from(exc: ValidationError, prefix: str = "") -> None:
     raise ValidationFailed(f"{field}: {what}", field=field) from None
 
 
-def parse_body(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
-    """Parse the JSON object body into `model`. An empty body counts as `{}` when `allow_empty`."""
+def parse_body(
+    request: Request, model: type[M], *, allow_empty: bool = False, repair: bool = False
+) -> M:
+    """Parse the JSON object body into `model`. An empty body counts as `{}` when `allow_empty`.
+
+    With `repair`, text PostgreSQL cannot hold (NUL, an unpaired surrogate) is replaced by
+    U+FFFD (`core.eventlog.clean`) instead of refused: for words someone said, which are
+    stored as heard rather than lost."""
     raw = request.body or b""
     if not raw.strip():
         if not allow_empty:
@@ -48,6 +55,11 @@ def parse_body(request: Request, model: type[M], *, allow_empty: bool = False) -
             raise ValidationFailed("body: is nested too deeply", field="body") from None
     if not isinstance(data, dict):
         raise ValidationFailed("body: must be a JSON object", field="body")
+    if repair:
+        try:
+            data = clean(data)
+        except RecursionError:
+            raise ValidationFailed("body: is nested too deeply", field="body") from None
     try:
         # JSON may spell an unpaired surrogate (`"\\ud800"`), which no UTF-8 consumer
         # (PostgreSQL, Temporal, pg_notify) can take: refuse it here, not with a 500 later.

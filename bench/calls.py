@@ -9,15 +9,19 @@ same Temporal server. Then, per side (product first, then bare):
 
 - product: `--calls` calls through `POST /api/calls` (set-up time each); the emulator's agent
   joins each (webhook); a dashboard WebSocket per call; a simulated agent per call on the agent's
-  own code path (`agent.signals.SignalQueue`, interim lines through `agent.interim.InterimPoster`)
-  speaks `--lines` final lines, one every 3-5 s with an interim line between, then the customer
-  hangs up (emulator -> signed webhook). Line latency: from the moment the simulated agent has
-  the line (just before `SignalQueue.send`) to the WebSocket message carrying it.
+  own code path (`agent.bridge.bridge_for_call`: each final line written ahead to its spool,
+  stored through `POST /internal/calls/{id}/lines`, signalled to the workflow; interim lines
+  through `agent.interim.InterimPoster`) speaks `--lines` final lines, one every 3-5 s with an
+  interim line between (every other customer line asks for a manager: a keyword alert), then
+  the customer hangs up (emulator -> signed webhook). Line latency: from the moment the
+  simulated agent has the line (just before `CallBridge.send`) to the WebSocket message carrying
+  it (API store -> NOTIFY -> WebSocket); keyword alert latency likewise to its alert.
 - bare: the same number of bare workflows by update-with-start (a no-op update), the same
   SignalQueue signals at the same pace, hang-up as a `participant_left` signal. Line latency:
   from the same moment to the workflow's clock in the task that handled the signal.
 
-Prints per side: set-up p50/p99, line latency p50/p99, sustained lines/s, history events per
+Prints per side: set-up p50/p99, line latency p50/p99 (product: "final line reaches the
+dashboard", "keyword alert reaches the dashboard"; bare: the signal's time to the workflow), sustained lines/s, history events per
 call, CPU (% of one core) and peak RSS of the worker(s) and the API per 100 live calls; the
 ratios; and checks that nothing was lost: every final line exactly once in PostgreSQL, every
 call completed. Targets at 500 live calls: line p99 < 250 ms, worker RSS < 2 MB per live call.
@@ -50,13 +54,14 @@ import psutil
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from agent.interim import InterimPoster
-from agent.signals import SignalQueue, new_signal_id, utc_now
+from agent.bridge import CallBridge, bridge_for_call
+from agent.signals import ClientFactory, SignalQueue, new_signal_id, utc_now
 from bench.bare import BARE_TASK_QUEUE, BARE_WORKFLOW, BareResult
 from bench.profile import Profile
 from bench.stack import Stack, bare_worker, percentile, running_stack
 from core import models as m
 from core.livekit import room_admin_token
+from core.settings import Settings
 from core.temporal import connect_temporal
 
 MiB = 1024 * 1024
@@ -70,9 +75,10 @@ class Side:
     calls: int = 0
     setup_ms: list[float] = field(default_factory=list)
     line_ms: list[float] = field(default_factory=list)
-    # product only: the line's split at the workflow's timestamp on its event
+    # product only: the line's split at its event's time (the API's store, PostgreSQL's now())
     to_workflow_ms: list[float] = field(default_factory=list)
     from_workflow_ms: list[float] = field(default_factory=list)
+    alert_ms: list[float] = field(default_factory=list)  # product only: keyword alert -> WS
     lines_sent: int = 0
     talk_s: float = 0.0  # from the first line spoken to the last one delivered
     events_per_call: float = 0.0
@@ -171,38 +177,66 @@ def pace(rnd: random.Random) -> float:
     return rnd.uniform(3.0, 5.0)  # a conversation's pace: a final line every 3-5 s
 
 
+def agent_bridge(
+    settings: Settings,
+    api_url: str,
+    call_id: str,
+    connect: ClientFactory,
+    spool_dir: Path,
+    *,
+    interim: bool = False,
+) -> CallBridge:
+    """A simulated agent's bridge, wired as the real agent's job wires it: final lines written
+    ahead and stored through the API, then signalled; interims to the API when `interim`."""
+    token = room_admin_token(
+        settings.LIVEKIT_API_KEY.get_secret_value(),
+        settings.LIVEKIT_API_SECRET.get_secret_value(),
+        room=m.room_name_for(call_id),
+        identity="agent-simulated",
+    )
+    return bridge_for_call(
+        call_id, connect, api_url=api_url, token=token, spool_dir=spool_dir, interim=interim
+    )
+
+
 async def simulated_agent(
-    queue: SignalQueue,
+    bridge: CallBridge,
     call_id: str,
     lines: int,
     sent: dict[str, float],
     rnd: random.Random,
-    interim: InterimPoster | None,
     progress: Progress,
     hang_up: Callable[[], Awaitable[None]],
     gap: Callable[[random.Random], float] = pace,
     first_speaker: str = "customer",
+    alerts: dict[str, float] | None = None,
 ) -> list[str]:
-    """Speaks `lines` final lines at a conversation's pace, then hangs up; their ids."""
+    """Speaks `lines` final lines at a conversation's pace through the agent's own bridge
+    (written ahead, stored through the API, signalled), then hangs up; their ids. With
+    `alerts`, every other customer line asks for a manager (a keyword alert), and its id is
+    noted there with the time it was said."""
     ids = []
     await asyncio.sleep(rnd.uniform(0, 4.0))  # calls do not all speak in step
     for k in range(lines):
         wait = gap(rnd)
-        if interim is not None:
+        if bridge.interim is not None:
             await asyncio.sleep(wait / 2)
-            interim.post(f"line {k} of {call_id} so")
+            bridge.interim.post(f"line {k} of {call_id} so")
             await asyncio.sleep(wait / 2)
         else:
             await asyncio.sleep(wait)
         other = "assistant" if first_speaker == "customer" else "customer"
         speaker = first_speaker if k % 2 == 0 else other
-        line = m.TranscriptLine(id=new_signal_id("line"), speaker=speaker,
-                                text=f"line {k} of {call_id}", confidence=0.95,
-                                started_at=utc_now(), ended_at=utc_now())  # fmt: skip
+        keyword = alerts is not None and speaker == "customer" and (k // 2) % 2 == 0
+        text = f"line {k} of {call_id}" + (", can I talk to a manager?" if keyword else "")
+        line = m.TranscriptLine(id=new_signal_id("line"), speaker=speaker, text=text,
+                                confidence=0.95, started_at=utc_now(), ended_at=utc_now())  # fmt: skip
         sent[line.text] = time.time()  # the simulated agent has the line now
-        queue.send(m.SIGNAL_TRANSCRIPT, line)
+        if keyword and alerts is not None:
+            alerts[line.id] = sent[line.text]
+        bridge.send(m.SIGNAL_TRANSCRIPT, line)
         ids.append(line.id)
-    await queue.drain(120)
+    await bridge.drain(120)
     await hang_up()
     progress.calls_done += 1
     return ids
@@ -241,9 +275,8 @@ async def product_side(
     side = Side("product", calls=n)
     auth = {"Authorization": f"Bearer {stack.admin_token}"}
     control = stack.settings.LIVEKIT_URL.replace("ws", "http", 1).rstrip("/") + "/_emulator"
-    key = stack.settings.LIVEKIT_API_KEY.get_secret_value()
-    secret = stack.settings.LIVEKIT_API_SECRET.get_secret_value()
     sent: dict[str, float] = {}
+    alerts: dict[str, float] = {}  # line id -> said at, for lines that raise a keyword alert
     progress = Progress("product", n * lines)
     all_in = asyncio.Event()
     last_delivery = [0.0]
@@ -277,6 +310,11 @@ async def product_side(
                 ready.set()
                 async for msg in ws:
                     event = json.loads(msg.data)
+                    if event.get("type") == "keyword_alert":
+                        said = alerts.pop(event["data"].get("line_id", ""), None)
+                        if said is not None:
+                            side.alert_ms.append((time.time() - said) * 1000)
+                        continue
                     if event.get("type") != "final_transcript":
                         continue
                     had = sent.pop(event["data"].get("text", ""), None)
@@ -302,7 +340,7 @@ async def product_side(
                                        "kind": "customer", "publish_audio": True}) as r:  # fmt: skip
                 assert r.status < 300, await r.text()
 
-        queues, posters, agents = [], [], []
+        bridges, agents = [], []
         pythons = {f"worker-{k}": p.pid for k, p in enumerate(stack.processes("worker.py"), 1)}
         pythons.update({f"api-{k}": p.pid for k, p in enumerate(stack.processes("-m api"), 1)})
         prof = profiler(profile, "product", stack, pythons)
@@ -310,15 +348,10 @@ async def product_side(
         meter.start()
         first_line = time.time()
         for call_id in ids:
-            queue = SignalQueue(m.call_workflow_id(call_id), shared, call_id=call_id)
-            queue.start()
-            queues.append(queue)
+            bridge = agent_bridge(stack.settings, stack.api_url, call_id, shared,
+                                  stack.directory / "agent-spool", interim=interim)  # fmt: skip
+            bridges.append(bridge)
             room = m.room_name_for(call_id)
-            poster = None
-            if interim:
-                token = room_admin_token(key, secret, room=room, identity="agent-bench")
-                poster = InterimPoster(stack.api_url, token, call_id=call_id)
-                posters.append(poster)
 
             async def hang_up(room: str = room, call_id: str = call_id) -> None:
                 ident = m.customer_identity(call_id)
@@ -326,8 +359,8 @@ async def product_side(
                     assert r.status < 300, await r.text()
 
             agents.append(asyncio.create_task(simulated_agent(
-                queue, call_id, lines, sent, random.Random(rnd.random()), poster, progress,
-                hang_up)))  # fmt: skip
+                bridge, call_id, lines, sent, random.Random(rnd.random()), progress,
+                hang_up, alerts=alerts)))  # fmt: skip
         spoken = await asyncio.gather(*agents)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), 60)
@@ -338,10 +371,8 @@ async def product_side(
         sys.stderr.write("\n")
         side.talk_s = max(1e-6, last_delivery[0] - first_line)
         side.lines_sent = sum(len(s) for s in spoken)
-        for q in queues:
-            await q.aclose(5)
-        for p in posters:
-            await p.aclose()
+        for b in bridges:
+            await b.aclose(5)
         for w in watchers:
             w.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -445,8 +476,9 @@ async def bare_side(
                        m.ParticipantLeft(new_signal_id("left"), "customer", "customer"))  # fmt: skip
             await queue.drain(60)
 
+        bare_bridge = CallBridge(call_id=cid, customer_identity="customer", signals=queue)
         agents.append(asyncio.create_task(simulated_agent(
-            queue, cid, lines, sent, random.Random(rnd.random()), None, progress, hang_up)))  # fmt: skip
+            bare_bridge, cid, lines, sent, random.Random(rnd.random()), progress, hang_up)))  # fmt: skip
     spoken = await asyncio.gather(*agents)
     results = await asyncio.gather(
         *(client.get_workflow_handle(f"bare-{c}", result_type=BareResult).result() for c in ids)
@@ -481,7 +513,8 @@ async def bare_side(
 def report(sides: list[Side]) -> None:
     prod, bare = sides
     print(
-        f"live calls: {prod.calls}; final lines per call: {prod.lines_sent // max(1, prod.calls)}"
+        f"live calls: {prod.calls}; final lines per call: {prod.lines_sent // max(1, prod.calls)}; "
+        f"keyword alerts seen: {len(prod.alert_ms)}"
     )
 
     def row(label: str, fn: Callable[[Side], float], unit: str, ratio: bool = True) -> None:
@@ -493,8 +526,8 @@ def report(sides: list[Side]) -> None:
     print(f"{'':42}{'product':>16}{'bare':>16}{'ratio':>9}")
     row("set-up p50", lambda s: percentile(s.setup_ms, 50), "ms")
     row("set-up p99", lambda s: percentile(s.setup_ms, 99), "ms")
-    row("final line -> dashboard (bare: workflow) p50", lambda s: percentile(s.line_ms, 50), "ms")
-    row("final line -> dashboard (bare: workflow) p99", lambda s: percentile(s.line_ms, 99), "ms")
+    row("final line -> dashboard (bare: -> wf) p50", lambda s: percentile(s.line_ms, 50), "ms")
+    row("final line -> dashboard (bare: -> wf) p99", lambda s: percentile(s.line_ms, 99), "ms")
     row("sustained final lines/s", lambda s: len(s.line_ms) / s.talk_s, "/s")
     row("history events per call", lambda s: s.events_per_call, "")
     row("worker CPU per 100 live calls", lambda s: s.cpu["worker"] * per100(s), "%")
@@ -504,8 +537,11 @@ def report(sides: list[Side]) -> None:
         lambda s: (s.peak_rss["worker"] - s.base_rss["worker"]) / max(1, s.calls), "MiB")  # fmt: skip
     row("Temporal server CPU (whole server)", lambda s: s.cpu["temporal"], "%")
     row("this benchmark's own CPU (agents, sockets)", lambda s: s.cpu["bench"], "%")
-    for label, ms in (("  of which line -> workflow event time", prod.to_workflow_ms),
-                      ("  of which event time -> dashboard", prod.from_workflow_ms)):  # fmt: skip
+    for label, ms in (("final line reaches the dashboard", prod.line_ms),
+                      ("  of which said -> stored (event time)", prod.to_workflow_ms),
+                      ("  of which stored -> dashboard", prod.from_workflow_ms),
+                      ("keyword alert reaches the dashboard", prod.alert_ms),
+                      ("bare: final line signal -> workflow", bare.line_ms)):  # fmt: skip
         if ms:
             print(f"{label:42} p50 {percentile(ms, 50):8.1f} ms   p99 {percentile(ms, 99):8.1f} ms")
     print(f"{'API CPU per 100 live calls':42}{prod.cpu['api'] * per100(prod):10.1f} %")

@@ -72,8 +72,7 @@ import psutil
 from minio import Minio
 from temporalio.client import Client
 
-from agent.signals import SignalQueue
-from bench.calls import ProcessMeter, Progress, check_calls, simulated_agent
+from bench.calls import ProcessMeter, Progress, agent_bridge, check_calls, simulated_agent
 from bench.stack import Stack, percentile, running_stack
 from core import models as m
 from core.temporal import connect_temporal, exit_process
@@ -219,16 +218,16 @@ async def drive_call(
             if r.status >= 300:
                 call.problems.append(f"hang-up refused: {r.status} {await r.text()}")
 
-    queue = SignalQueue(m.call_workflow_id(call.call_id), shared, call_id=call.call_id)
-    queue.start()
+    bridge = agent_bridge(stack.settings, stack.api_url, call.call_id, shared,
+                          stack.directory / "agent-spool")  # fmt: skip
     try:
         # The assistant speaks first: its greeting carries the recording disclosure.
         call.lines = await simulated_agent(
-            queue, call.call_id, lines, {}, rnd, None, progress, hang_up,
+            bridge, call.call_id, lines, {}, rnd, progress, hang_up,
             gap=lambda r: r.uniform(0.5 * gap, 1.5 * gap), first_speaker="assistant",
         )  # fmt: skip
     finally:
-        await queue.aclose(5)
+        await bridge.aclose(5)
 
 
 async def watch(dsn: str, calls: list[Call], progress: SoakProgress, stop: asyncio.Event) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ from core.log import get_logger
 
 log = get_logger("core.eventlog")
 
+# NUL and the surrogate code points (a lone half of a UTF-16 pair, as JSON can spell it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _APPEND = "SELECT append_call_event($1, $2, $3, $4, $5::text::jsonb)"
 
 
@@ -51,8 +54,7 @@ def clean(value: Any) -> Any:
     """What PostgreSQL's text and jsonb can hold: NUL and lone surrogates become U+FFFD, and a
     number JSON cannot express (NaN, infinity) becomes null."""
     if isinstance(value, str):
-        value = value.replace("\x00", "\ufffd")
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _UNSTORABLE.sub("\ufffd", value)  # one replacement for each bad character
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -97,6 +99,10 @@ async def append(conn: Any, call_id: str, events: list[NewEvent]) -> Appended:
     return out
 
 
+class CallErased(Exception):
+    """The call was erased: what was said in it is not stored again."""
+
+
 @dataclass
 class StoredLine:
     seq: int | None  # None: the line was stored before (a resend)
@@ -132,9 +138,16 @@ def line_events(line: m.TranscriptLine, keywords: list[str]) -> list[NewEvent]:
 async def store_line(pool: asyncpg.Pool, call_id: str, line: m.TranscriptLine,
                      keywords: list[str]) -> StoredLine:  # fmt: skip
     """Store one final line (and its keyword alert) in one transaction; idempotent by the
-    line's id. The alert names the line's seq, known only once the line is in."""
+    line's id. The alert names the line's seq, known only once the line is in.
+
+    Raises `CallErased` for a call that was erased (a line resent late must not bring its
+    words back) and ValueError for a line PostgreSQL refuses; connection errors propagate."""
     events = line_events(line, keywords)
     async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM erasures WHERE call_id = $1)", call_id
+        ):
+            raise CallErased(call_id)
         first = await append(conn, call_id, events[:1])
         if first.refused:
             raise ValueError(f"line {line.id} refused: {first.refused[0][1]}")

@@ -303,6 +303,16 @@ class TranscriptLine:
     metrics: AgentMetrics | None = None
 
 
+# A final line as the agent sends it to the API (`POST /internal/calls/{call_id}/lines`):
+# the bounds both sides hold to. An id never holds ':' (event ids with a colon are the
+# workflow's `wf:`, a keyword alert's `kw:`, a pipeline's `rec:`: a line must not take one).
+LINE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+LINE_TEXT_MAX = 10_000  # characters; the agent cuts a longer line here before anyone sees it
+LINES_PER_POST_MAX = 50
+LINES_POST_MAX_BYTES = 256_000  # the agent's batches stay well under the API's 1 MB bodies
+LINE_TIME_MAX = 64  # an ISO 8601 time as text
+
+
 @dataclass
 class TranscriptBatch:
     """Several final lines in one signal (each line keeps its own id for de-duplication).

@@ -3,8 +3,9 @@
 The LiveKit emulator already joins a stand-in agent participant to each dispatched room; this
 process gives that call a conversation, through the product's own paths, so `make dev` shows a
 whole call: the customer joins (emulator control API -> signed webhook), lines are spoken
-(interim lines to the API's live path, final lines as signals through the agent's own
-`SignalQueue`), the greeting's recording disclosure starts egress, a keyword raises an alert,
+(interim lines to the API's live path, final lines through the agent's own bridge: written
+ahead to a spool under the devstack directory, stored through the API, signalled to the call's
+workflow), the greeting's recording disclosure starts egress, a keyword raises an alert,
 and the customer hangs up (webhook) so the recording is stored.
 
     python -m devstack.standin     # devstack up starts it when the agent is not started
@@ -14,26 +15,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+from pathlib import Path
 
 import aiohttp
 
+from agent.bridge import bridge_for_call
 from agent.greetings import greeting as sarah_greeting
-from agent.interim import InterimPoster
-from agent.signals import SignalQueue, new_signal_id, utc_now
+from agent.signals import new_signal_id, utc_now
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
 from core.models import (
     SIGNAL_TRANSCRIPT,
     TranscriptLine,
     call_id_from_room,
-    call_workflow_id,
     customer_identity,
 )
-from core.settings import Settings, settings_or_exit
+from core.settings import ROOT, Settings, settings_or_exit
 from core.temporal import connect_temporal, exit_process
 
 log = get_logger("devstack.standin")
+
+# Its final lines' write-ahead spool (the real agent's is AGENT_SPOOL_DIR).
+SPOOL_DIR = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "agent-spool"
 
 SCRIPT: list[tuple[str, str]] = [
     ("customer", "Hi Sarah, I'm looking for a used pickup truck under thirty thousand dollars."),
@@ -52,19 +57,18 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
     """One call's conversation, then the customer hangs up."""
     call_id = call_id_from_room(room)
     assert call_id is not None
-    queue = SignalQueue(
-        call_workflow_id(call_id), lambda: connect_temporal(settings), call_id=call_id
-    )
-    queue.start()
     key, secret = (
         settings.LIVEKIT_API_KEY.get_secret_value(),
         settings.LIVEKIT_API_SECRET.get_secret_value(),
     )
-    interim = InterimPoster(
-        f"http://{settings.API_HOST}:{settings.API_PORT}",
-        room_admin_token(key, secret, room=room, identity=f"{AGENT_IDENTITY_PREFIX}standin"),
-        call_id=call_id,
+    bridge = bridge_for_call(
+        call_id,
+        lambda: connect_temporal(settings),
+        api_url=f"http://{settings.API_HOST}:{settings.API_PORT}",
+        token=room_admin_token(key, secret, room=room, identity=f"{AGENT_IDENTITY_PREFIX}standin"),
+        spool_dir=SPOOL_DIR,
     )
+    assert bridge.interim is not None
     greeting = sarah_greeting(settings.RECORDING_CONSENT)
     ident = customer_identity(call_id)
     async with aiohttp.ClientSession() as http:
@@ -76,17 +80,16 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
             if speaker == "customer":
                 words = text.split()
                 for cut in (len(words) // 3, 2 * len(words) // 3):
-                    interim.post(" ".join(words[:cut]))
+                    bridge.interim.post(" ".join(words[:cut]))
                     await asyncio.sleep(pace_s / 3)
             else:
                 await asyncio.sleep(pace_s)
             line = TranscriptLine(id=new_signal_id("line"), speaker=speaker, text=text,
                                   confidence=0.95, started_at=started, ended_at=utc_now())  # fmt: skip
-            queue.send(SIGNAL_TRANSCRIPT, line)
-        await queue.drain(30)
+            bridge.send(SIGNAL_TRANSCRIPT, line)
+        await bridge.drain(30)
         await http.delete(f"{control}/rooms/{room}/participants/{ident}")
-    await interim.aclose()
-    await queue.aclose(10)
+    await bridge.aclose(10)
     log.info("standin_call_finished", call_id=call_id)
 
 

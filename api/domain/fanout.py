@@ -1,8 +1,10 @@
 """Live fan-out: PostgreSQL LISTEN -> WebSocket subscribers, one listener per API process.
 
-The workflow appends each call event to `call_events` and NOTIFYs `core.notify.EVENTS_CHANNEL` with
-`{"call_id", "seq", "kind"}`; interim transcripts are NOTIFYed on `INTERIM_CHANNEL` with the whole
-message and never stored. Because every API instance LISTENs, any instance can serve any
+Every writer of the event log (the API storing the agent's final lines and their keyword
+alerts, the workflow's activities storing what it decided) appends to `call_events` through
+`append_call_event`, which NOTIFYs `core.notify.EVENTS_CHANNEL` with `{"call_id", "seq",
+"kind"}`; interim transcripts are NOTIFYed on `INTERIM_CHANNEL` with the whole message and never
+stored. Because every API instance LISTENs, any instance can serve any
 dashboard (the fan-out is not in one process's memory).
 
 Each subscriber has a bounded queue. The hub never waits for a subscriber: when a queue is full

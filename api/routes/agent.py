@@ -1,23 +1,35 @@
-"""The agent's entry point: `POST /internal/calls/{call_id}/interim` fans an interim transcript
-out to the call's live WebSockets (never stored; `seq: null`). The agent authenticates with a
-LiveKit JWT signed by our API key/secret granting `roomAdmin` on the call's room.
+"""The agent's entry points, authenticated with a LiveKit JWT signed by our API key/secret
+granting `roomAdmin` on the call's room:
+
+- `POST /internal/calls/{call_id}/interim` fans an interim transcript out to the call's live
+  WebSockets (never stored; `seq: null`);
+- `POST /internal/calls/{call_id}/lines` stores final lines (`core.eventlog.store_line`): the
+  system of record for what was said. The agent keeps each line in its write-ahead spool until
+  this answers 200 (agent/lines.py), so a line is stored once however often it is sent, and the
+  dashboards get it from PostgreSQL's NOTIFY without waiting for the call's workflow.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import jwt
-from sanic import Blueprint, Request
+from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from api.docs import endpoint
 from api.domain.fanout import publish_interim
-from api.errors import Unauthorized
-from api.schemas import Empty, InterimRequest
+from api.errors import Gone, Unauthorized, Unavailable, ValidationFailed
+from api.schemas import Empty, FinalLinesRequest, InterimRequest, LinesStored
 from api.validation import call_id_path, parse_body, parse_query
+from core import eventlog
 from core.events import InterimTranscript
-from core.models import room_name_for
+from core.log import get_logger
+from core.models import TranscriptLine, room_name_for
+
+log = get_logger("api.agent")
 
 # Named "internal" as before: route names (`internal.interim`) stay what they were.
 bp = Blueprint("internal", url_prefix="/internal/calls")
@@ -65,3 +77,56 @@ async def interim(request: Request, call_id: str) -> HTTPResponse:
     }
     await publish_interim(request.app.ctx.res.db, message)
     return HTTPResponse(status=202)
+
+
+@bp.post("/<call_id:str>/lines")
+@endpoint(
+    "Final transcript lines from the agent, stored once each (the system of record)",
+    tag="internal",
+    body=FinalLinesRequest,
+    response=LinesStored,
+    errors=(401, 410, 503),
+    description=(
+        "Authenticated with a LiveKit JWT (API key/secret) granting roomAdmin on the call's "
+        "room. Each line is stored in order, idempotent by its `id` (a resend answers "
+        "`seq: null` and stores nothing), with its keyword alert for a customer line naming a "
+        "configured keyword; the dashboards see it through PostgreSQL NOTIFY. NUL and unpaired "
+        "surrogates in the text are stored as U+FFFD. 503 while PostgreSQL is unreachable "
+        "(retry the same lines); 410 for an erased call (nothing is stored, do not retry)."
+    ),
+)
+@call_id_path
+async def lines(request: Request, call_id: str) -> HTTPResponse:
+    authenticate_agent(request, call_id)
+    parse_query(request, Empty)
+    body = parse_body(request, FinalLinesRequest, repair=True)
+    keywords = request.app.ctx.settings.keywords
+    stored: list[dict[str, Any]] = []
+    try:
+        for i, line in enumerate(body.lines):
+            try:
+                done = await eventlog.store_line(
+                    request.app.ctx.res.db, call_id, TranscriptLine(**line.model_dump()), keywords
+                )
+            except ValueError as exc:  # PostgreSQL refused it even cleaned: never storable
+                raise ValidationFailed(f"lines.{i}: {exc}", field=f"lines.{i}") from None
+            stored.append({"id": line.id, "seq": done.seq})
+    except eventlog.CallErased:
+        raise Gone("the call was erased; its lines are not stored", code="call_erased") from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        # Any database failure here is an outage to the agent, which resends the same lines.
+        log.warning(
+            "lines_not_stored", call_id=call_id, stored=len(stored), error=type(exc).__name__
+        )
+        raise Unavailable(
+            "the database is unavailable; send the same lines again",
+            code="database_unavailable",
+            headers={"Retry-After": "1"},
+        ) from None
+    log.info(
+        "lines_stored",
+        call_id=call_id,
+        lines=len(stored),
+        new=sum(1 for s in stored if s["seq"] is not None),
+    )
+    return json({"stored": stored})

@@ -34,6 +34,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from agent.api_client import AgentApi
 from agent.bridge import CallBridge
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
@@ -58,6 +59,7 @@ from core.settings import RecordingConsent
 from devstack.services import TEMPORAL_BIN, free_port
 from testkit.standins import StandIns, until
 from tests.agent.fake_llm import Call, Say, ScriptedLLM
+from tests.agent.stand_in_api import serve
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
@@ -154,14 +156,8 @@ class InterimSink:
 @pytest.fixture
 async def interim_sink() -> AsyncIterator[tuple[str, InterimSink]]:
     sink = InterimSink()
-    app = web.Application()
-    app.router.add_post("/internal/calls/{call_id}/interim", sink.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", sink
-    await runner.cleanup()
+    async with serve("/internal/calls/{call_id}/interim", sink.handle) as url:
+        yield url, sink
 
 
 def assistant(
@@ -190,17 +186,15 @@ async def test_session_events_become_signals_in_order_once_each(
     finals = FinalTranscripts()
     queue = fast_queue(handle.id, connect, call_id=call_id)
     queue.start()
+    token = room_admin_token(
+        LK_KEY, LK_SECRET, room=m.room_name_for(call_id), identity="agent-sarah"
+    )
+    api = AgentApi(api_url, token, call_id=call_id)
     bridge = CallBridge(
         call_id=call_id,
         customer_identity=customer_identity(call_id),
         signals=queue,
-        interim=InterimPoster(
-            api_url,
-            room_admin_token(
-                LK_KEY, LK_SECRET, room=m.room_name_for(call_id), identity="agent-sarah"
-            ),
-            call_id=call_id,
-        ),
+        interim=InterimPoster(api),
         finals=finals,
         away_after_s=30,
     )
@@ -254,6 +248,7 @@ async def test_session_events_become_signals_in_order_once_each(
     session.emit("close", CloseEvent(reason=CloseReason.PARTICIPANT_DISCONNECTED))  # said once
 
     assert await bridge.aclose(timeout=20), "every signal delivered before the end"
+    await api.aclose()
 
     # what reached the workflow, in order, once each
     signals = await settled_signals(handle, 8)
@@ -430,12 +425,12 @@ async def test_a_full_queue_refuses_new_signals_and_says_so() -> None:
 
 
 async def test_interim_failures_are_tolerated() -> None:
-    poster = InterimPoster(
-        f"http://127.0.0.1:{free_port()}", lambda: "t", call_id="c", timeout_s=0.5
-    )
+    api = AgentApi(f"http://127.0.0.1:{free_port()}", lambda: "t", call_id="c")
+    poster = InterimPoster(api, timeout_s=0.5)
     poster.post("hello")
     poster.post("hello there")
     await poster.aclose()
+    await api.aclose()
     assert poster.sent == 0 and poster.failures >= 1
 
 

@@ -24,8 +24,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import open_activities
+from agent.lines import api_line
 from api.app import create_app
 from api.wsproto import OptionalSubprotocolWebSocketProtocol
+from core.livekit import room_admin_token
+from core.models import SIGNAL_TRANSCRIPT, TranscriptLine, call_workflow_id, room_name_for
 from core.settings import Settings, load_settings
 from core.temporal import connect_temporal
 from devstack.services import free_port
@@ -162,6 +165,22 @@ async def run_api(
         Sanic.unregister_app(app)
 
 
+@contextlib.asynccontextmanager
+async def database_only_api(pg_dsn: str, s3: Any, **overrides: Any) -> AsyncIterator[RunningApi]:
+    """The API on PostgreSQL alone (no Temporal), once its live fan-out listens."""
+    settings = api_settings(
+        pg_dsn=pg_dsn, s3=s3, temporal_address="127.0.0.1:1", livekit=None, **overrides
+    )
+    async with run_api(settings, wait_temporal=False) as running:
+        hub = running.app.ctx.res.live
+        for _ in range(100):
+            if hub.listening:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.listening
+        yield running
+
+
 @pytest.fixture
 async def db(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_dsn)
@@ -248,6 +267,25 @@ async def start_live_call(stack: ApiStack, customer_name: str = "Contract Tester
             return call_id  # type: ignore[no-any-return]
         await asyncio.sleep(0.2)
     raise AssertionError(f"the call never got its agent: {got.body}")
+
+
+async def say_lines(stack: ApiStack, call_id: str, lines: list[TranscriptLine]) -> None:
+    """Final lines as the agent sends them: stored through the API (`/internal/.../lines`, with
+    the call's roomAdmin token), then signalled to the call's workflow, which decides on them."""
+    token = room_admin_token(
+        stack.settings.LIVEKIT_API_KEY.get_secret_value(),
+        stack.settings.LIVEKIT_API_SECRET.get_secret_value(),
+        room=room_name_for(call_id),
+        identity="agent-test",
+    )
+    body = {"lines": [api_line(line) for line in lines]}
+    r = await stack.api.http(
+        "POST", f"/internal/calls/{call_id}/lines", token=token(), json_body=body
+    )
+    assert r.status == 200, r.body
+    handle = stack.client.get_workflow_handle(call_workflow_id(call_id))
+    for line in lines:
+        await handle.signal(SIGNAL_TRANSCRIPT, line)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from core.models import (
-    SIGNAL_TRANSCRIPT,
     RecordingInput,
     TranscriptLine,
     call_workflow_id,
@@ -29,7 +28,7 @@ from core.models import (
     recording_workflow_id,
     room_name_for,
 )
-from tests.api.conftest import ADMIN, OPS, SUPERVISOR, ApiStack
+from tests.api.conftest import ADMIN, OPS, SUPERVISOR, ApiStack, say_lines
 from workflows.recording import RecordingWorkflow
 
 LINES = [
@@ -85,14 +84,12 @@ async def test_a_whole_call_through_the_api(
     assert live["source"] == "workflow" and live["state"]["agent_identity"]
     agent = live["state"]["agent_identity"]
 
-    handle = api_stack.client.get_workflow_handle(call_workflow_id(call_id))
     async with api.ws(f"/ws/calls/{call_id}", token=SUPERVISOR) as ws:
         snap = json.loads((await ws.receive(timeout=5)).data)
         assert snap["type"] == "snapshot" and snap["call"]["call_id"] == call_id
-        for i, (speaker, text) in enumerate(LINES):
-            await handle.signal(
-                SIGNAL_TRANSCRIPT, TranscriptLine(id=f"line-{i}", speaker=speaker, text=text)
-            )
+        await say_lines(api_stack, call_id, [TranscriptLine(id=f"line-{i}", speaker=speaker,
+                                                            text=text)
+                                             for i, (speaker, text) in enumerate(LINES)])  # fmt: skip
         got = [await next_of(ws, "final_transcript") for _ in LINES]
         assert [(m["data"]["speaker"], m["data"]["text"]) for m in got] == LINES
         seqs = [m["seq"] for m in got]

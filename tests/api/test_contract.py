@@ -240,6 +240,8 @@ async def test_openapi_document(api_stack: ApiStack) -> None:
         "/api/session/codec",
         "/api/recordings/{call_id}/retry",
         "/webhooks/livekit",
+        "/internal/calls/{call_id}/interim",
+        "/internal/calls/{call_id}/lines",
         "/codec/decode",
         "/healthz",
         "/readyz",

@@ -8,7 +8,6 @@ only PostgreSQL; the whole path through the workflow is in test_call_flow.py.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -22,19 +21,12 @@ from livekit import api as lkapi
 
 from core.models import new_call_id, room_name_for
 from core.notify import EVENTS_CHANNEL
-from tests.api.conftest import OPS, SUPERVISOR, RunningApi, api_settings, run_api
+from tests.api.conftest import OPS, SUPERVISOR, RunningApi, database_only_api
 
 
 @pytest.fixture(scope="module")
 async def live_api(pg_dsn: str, s3: Any) -> AsyncIterator[RunningApi]:
-    settings = api_settings(pg_dsn=pg_dsn, s3=s3, temporal_address="127.0.0.1:1", livekit=None)
-    async with run_api(settings, wait_temporal=False) as running:
-        hub = running.app.ctx.res.live
-        for _ in range(100):
-            if hub.listening:
-                break
-            await asyncio.sleep(0.05)
-        assert hub.listening
+    async with database_only_api(pg_dsn, s3) as running:
         yield running
 
 

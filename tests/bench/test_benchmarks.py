@@ -20,7 +20,11 @@ TINY: dict[str, tuple[list[str], str, int]] = {
     "history_events": (["--lines", "4"], "events/line", 300),
     "recording_store": (["--size-mb", "4", "--rounds", "1"], "result:", 300),
     "api_call_latency": (["--n", "3", "--warmup", "1"], "bare update-with-start", 400),
-    "ws_latency": (["--calls", "3", "--rounds", "2", "--period", "1"], "signal -> WebSocket", 400),
+    "ws_latency": (
+        ["--calls", "3", "--rounds", "2", "--period", "1"],
+        "keyword alert reaches the dashboard",
+        400,
+    ),
     "calls": (["--calls", "3", "--lines", "2", "--workers", "2"], "history events per call", 500),
     "ops_retry": (["--n", "2"], "recordings retry --all-failed", 400),
     "metrics_labels": (["--n", "20"], "api_requests_total series", 300),
@@ -59,6 +63,7 @@ def test_benchmark_finishes_at_tiny_size(name: str, tmp_path: Path) -> None:
     assert expect in done.stdout, out
     if name == "calls":
         assert "lost 0, doubled 0, calls not completed 0" in done.stdout, out
+        assert "keyword alert reaches the dashboard" in done.stdout, out
         summary = (tmp_path / "product.txt").read_text()
         assert "-- worker-1 (py-spy" in summary and "UpdateWorkflowExecution" in summary, summary
         assert (tmp_path / "bare.txt").exists()

@@ -7,7 +7,8 @@ Every test prints what it did and what it checked.
 
 `ChaosStack.run_calls(n, during=...)` drives N calls the way the product sees them: set up
 through `POST /api/calls`, the customer joins (emulator -> webhook), a simulated agent on the
-agent's own `SignalQueue` greets (recording starts) and speaks lines, the customer hangs up;
+agent's own bridge greets (recording starts) and speaks lines (written ahead, stored through the
+API, signalled to the workflow), the customer hangs up;
 `during` is the chaos, run while the calls talk. `check(...)` then asserts that every call
 completed, every recording is stored once with the SHA-256 of the file LiveKit produced, and
 every final line is in PostgreSQL exactly once.
@@ -34,8 +35,7 @@ from minio import Minio
 from temporalio.client import Client
 
 import devstack.up as up
-from agent.signals import SignalQueue
-from bench.calls import Progress, simulated_agent
+from bench.calls import Progress, agent_bridge, simulated_agent
 from core import models as m
 from core.settings import Settings, load_settings
 from core.temporal import connect_temporal
@@ -85,6 +85,11 @@ class ChaosStack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """The simulated agents' write-ahead spool (AGENT_SPOOL_DIR of the agent process)."""
+        return self.directory / "agent-spool"
 
     @property
     def control(self) -> str:
@@ -151,25 +156,24 @@ class ChaosStack:
 
         progress = Progress("chaos", n * lines)
         sent: dict[str, float] = {}
-        queues = []
+        bridges = []
         agents = []
         for cid in ids:
-            queue = SignalQueue(m.call_workflow_id(cid), shared, call_id=cid)
-            queue.start()
-            queues.append(queue)
+            bridge = agent_bridge(self.settings, self.api_url, cid, shared, self.spool_dir)
+            bridges.append(bridge)
 
             async def hang_up(cid: str = cid) -> None:
                 await self.hang_up(cid)
 
             agents.append(asyncio.create_task(simulated_agent(
-                queue, cid, lines, sent, random.Random(self.rnd.random()), None, progress,
+                bridge, cid, lines, sent, random.Random(self.rnd.random()), progress,
                 hang_up, gap=lambda r: r.uniform(*gap_s), first_speaker="assistant")))  # fmt: skip
         chaos = asyncio.create_task(during(ids)) if during else None
         spoken = await asyncio.gather(*agents)
         if chaos is not None:
             await chaos
-        for q in queues:
-            await q.aclose(5)
+        for b in bridges:
+            await b.aclose(5)
         say(f"{n} calls spoke {sum(len(s) for s in spoken)} final lines and hung up")
         return Outcome(dict(zip(ids, spoken, strict=True)))
 

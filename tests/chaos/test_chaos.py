@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from core.settings import ROOT
 from tests.chaos.conftest import ChaosStack, Outcome, say
@@ -113,9 +115,11 @@ async def test_webhooks_duplicated_reordered_dropped_and_forged(
 
 
 async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size: int) -> None:
-    """The agent's process dies mid-call (SIGKILL) and a new one takes the calls over from the
-    next line, as a re-dispatched agent does. What it had not handed to Temporal dies with it;
-    every line Temporal accepted is stored exactly once, and the calls complete."""
+    """The agent's process dies mid-call (SIGKILL) while PostgreSQL is down (the API answers
+    503), so lines it had are only in its write-ahead spool; a new agent process claims the spool, sends those
+    lines, and takes the calls over from the next line, as a re-dispatched agent does. Every
+    line the killed process produced is stored in PostgreSQL exactly once, none is invented,
+    and the calls complete."""
     st = chaos_stack
     ids = [await st.post_call() for _ in range(chaos_size)]
     for cid in ids:
@@ -124,12 +128,13 @@ async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size
 
     async def agent(first: int) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.chaos.agent_process", "--from", str(first),
-            "--lines", "10", *ids, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "tests.chaos.agent_process", "--spool", str(st.spool_dir),
+            "--from", str(first), "--lines", "10", *ids, cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
     said: dict[str, dict[int, str]] = {c: {} for c in ids}
-    delivered: dict[str, set[str]] = {c: set() for c in ids}
+    stored: dict[str, set[str]] = {c: set() for c in ids}
 
     async def read(proc: asyncio.subprocess.Process, until_lines: int | None) -> None:
         assert proc.stdout is not None
@@ -139,27 +144,55 @@ async def test_agent_process_killed_mid_call(chaos_stack: ChaosStack, chaos_size
             if word == "said":
                 cid, k, line_id = rest
                 said[cid][int(k)] = line_id
-            elif word == "delivered":
-                delivered[rest[0]].add(rest[2])
+            elif word == "stored":
+                stored[rest[0]].add(rest[2])
                 count += 1
                 if until_lines is not None and count >= until_lines:
                     return
 
     first = await agent(0)
-    await read(first, until_lines=2 * chaos_size)  # a couple of lines per call are out
-    await asyncio.sleep(st.rnd.uniform(0.0, 0.8))  # and the next ones may be in flight
-    first.send_signal(signal.SIGKILL)
-    await first.wait()
+    await read(first, until_lines=2 * chaos_size)  # a couple of lines per call are stored
+    postgres = st.infra["postgres"]
+    assert postgres.proc is not None
+    # PostgreSQL goes down (a fast shutdown): the API answers 503, new lines stay in the spool
+    os.killpg(postgres.proc.pid, signal.SIGINT)
+    await postgres.stop(timeout=10)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(read(first, None), st.rnd.uniform(1.5, 2.5))
+        assert first.returncode is None, "the agent process ended before it could be killed"
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    finally:
+        if first.returncode is None:
+            first.kill()
+        await postgres.start()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(read(first, None), 1)
+    # What the dead process produced: every line it printed, and every line in its spool (one
+    # may be on disk without its print: it was killed in between).
+    left = {c: set(ids_) for c, ids_ in spooled_lines(st.spool_dir).items()}
+    assert sum(map(len, left.values())) > 0, "the kill left no line in the spool to recover"
     resume = max(max(s, default=-1) for s in said.values()) + 1
-    say(f"SIGKILLed the agent process mid-call after {sum(map(len, delivered.values()))} "
-        f"delivered lines; a new agent process continues from line {resume}")  # fmt: skip
+    say(f"SIGKILLed the agent process mid-call with PostgreSQL down: "
+        f"{sum(map(len, stored.values()))} lines stored, {sum(map(len, left.values()))} only in "
+        f"its spool; a new agent process claims them and continues from line {resume}")  # fmt: skip
     second = await agent(resume)
     await read(second, None)
     assert await second.wait() == 0
     for cid in ids:
         await st.hang_up(cid)
-    # Lines the killed process had but never delivered may be missing; none may be doubled.
-    outcome = Outcome({c: sorted(delivered[c]) for c in ids})
-    await st.check(outcome, spoken_only={c: set(said[c].values()) for c in ids})
+    assert spooled_lines(st.spool_dir) == {}, "the spool was not emptied"
+    produced = {c: sorted(set(said[c].values()) | left.get(c, set())) for c in ids}
+    await st.check(Outcome(produced))
+
+
+def spooled_lines(directory: Path) -> dict[str, list[str]]:
+    """Line ids in the agent spool files, by call (a torn last record is no line)."""
+    out: dict[str, list[str]] = {}
+    for path in directory.glob("lines-*.jsonl"):
+        for record in path.read_bytes().splitlines():
+            with contextlib.suppress(ValueError, KeyError):
+                data = json.loads(record)
+                out.setdefault(data["call_id"], []).append(data["line"]["id"])
+    return out

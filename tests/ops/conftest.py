@@ -15,7 +15,7 @@ from temporalio.api.common.v1 import WorkflowExecution as ProtoExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecution
 
-from core.models import SIGNAL_TRANSCRIPT, TranscriptLine, call_workflow_id
+from core.models import TranscriptLine
 from ops.cli import run
 from tests.api.conftest import (  # noqa: F401  (fixtures re-used here)
     SUPERVISOR,
@@ -24,6 +24,7 @@ from tests.api.conftest import (  # noqa: F401  (fixtures re-used here)
     _live_calls,
     api_stack,
     db,
+    say_lines,
     start_live_call,
 )
 
@@ -66,12 +67,9 @@ GREETING = "Hello! Welcome to CME Auto Sales. My name is Sarah. This call is rec
 async def recorded_call(stack: ApiStack, name: str, lines: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
     """A live call whose agent greeted (so egress runs), with `lines` said after the greeting."""
     call_id = await start_live_call(stack, name)
-    handle = stack.client.get_workflow_handle(call_workflow_id(call_id))
     said = [("assistant", GREETING), *lines]
-    for i, (speaker, text) in enumerate(said):
-        await handle.signal(
-            SIGNAL_TRANSCRIPT, TranscriptLine(id=f"l{i}", speaker=speaker, text=text)
-        )
+    await say_lines(stack, call_id, [TranscriptLine(id=f"l{i}", speaker=speaker, text=text)
+                                     for i, (speaker, text) in enumerate(said)])  # fmt: skip
     await wait_call(stack, call_id, recording_status="recording", timeout=30)
     return call_id
 
