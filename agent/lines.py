@@ -77,7 +77,21 @@ def api_line(line: TranscriptLine) -> dict[str, Any]:
         "started_at": line.started_at,
         "ended_at": line.ended_at,
         "interrupted": line.interrupted,
+        "metrics": _figures(line.metrics),
     }
+
+
+def _figures(metrics: AgentMetrics | None) -> dict[str, Any] | None:
+    """The turn's figures as the API takes them: one it would refuse (NaN, negative) is left
+    out rather than costing the line."""
+    if metrics is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(metrics).items():
+        if isinstance(value, float) and not (0.0 <= value <= 3600.0):
+            continue  # also drops NaN
+        out[key] = value
+    return out
 
 
 def _confidence(value: object) -> float:

@@ -145,6 +145,26 @@ class InterimRequest(Strict):
         return v
 
 
+class LineMetrics(Strict):
+    """The turn's latency figures an assistant line carries (seconds; null: not measured)."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    end_of_utterance_delay_s: float | None = Field(None, ge=0.0, le=3600.0)
+    time_to_first_token_s: float | None = Field(None, ge=0.0, le=3600.0)
+    time_to_first_audio_s: float | None = Field(None, ge=0.0, le=3600.0)
+    at: str = Field("", max_length=LINE_TIME_MAX, description="ISO 8601")
+    stt_delay_s: float | None = Field(None, ge=0.0, le=3600.0)
+    end_to_end_latency_s: float | None = Field(None, ge=0.0, le=3600.0)
+
+    @field_validator(
+        "end_of_utterance_delay_s", "time_to_first_token_s", "time_to_first_audio_s",
+        "stt_delay_s", "end_to_end_latency_s", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _number(cls, v: object) -> object:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v  # JSON's 1
+
+
 class FinalLine(Strict):
     """One final transcript line as the agent has it; `id` is unique in the call (a resend
     stores nothing) and never holds ':' (the ids of other events do)."""
@@ -156,6 +176,7 @@ class FinalLine(Strict):
     started_at: str = Field("", max_length=LINE_TIME_MAX, description="ISO 8601")
     ended_at: str = Field("", max_length=LINE_TIME_MAX, description="ISO 8601")
     interrupted: bool = False
+    metrics: LineMetrics | None = None
 
     @field_validator("confidence", mode="before")
     @classmethod

@@ -125,19 +125,23 @@ def line_data(line: m.TranscriptLine) -> dict[str, Any]:
 
 
 def line_events(line: m.TranscriptLine, keywords: list[str]) -> list[NewEvent]:
-    """The events one final line makes: the line itself and, for a customer's line naming a
-    configured keyword, its alert (`kw:<line id>`, so a resend raises no second alert)."""
+    """The events one final line makes: the line itself, for a customer's line naming a
+    configured keyword its alert (`kw:<line id>`, so a resend raises no second alert), and the
+    turn's latency figures the line carries (`m:<line id>`)."""
     out = [NewEvent(line.id, m.EventKind.FINAL_TRANSCRIPT.value, line_data(line))]
     found = m.matched_keywords(line.text, keywords) if line.speaker == "customer" else []
     if found:
         alert = ev.KeywordAlert(line_id=line.id, line_seq=0, keywords=found)
         out.append(NewEvent(f"kw:{line.id}", alert.KIND.value, alert.to_dict()))
+    if line.metrics is not None:
+        figures = ev.metrics_event(line.metrics)
+        out.append(NewEvent(f"m:{line.id}", figures.KIND.value, figures.to_dict()))
     return out
 
 
 async def store_line(pool: asyncpg.Pool, call_id: str, line: m.TranscriptLine,
                      keywords: list[str]) -> StoredLine:  # fmt: skip
-    """Store one final line (and its keyword alert) in one transaction; idempotent by the
+    """Store one final line (with its keyword alert and figures) in one transaction; idempotent by the
     line's id. The alert names the line's seq, known only once the line is in.
 
     Raises `CallErased` for a call that was erased (a line resent late must not bring its
@@ -154,12 +158,15 @@ async def store_line(pool: asyncpg.Pool, call_id: str, line: m.TranscriptLine,
         if not first.stored:
             return StoredLine(seq=None)
         seq = first.stored[0][0]
-        if len(events) == 1:
-            return StoredLine(seq=seq)
-        events[1].data["line_seq"] = seq
-        alert = await append(conn, call_id, events[1:])
+        rest = events[1:]
+        for e in rest:
+            if e.kind == m.EventKind.KEYWORD_ALERT:
+                e.data["line_seq"] = seq
+        after = await append(conn, call_id, rest)
+        kinds = {seq_kind[1]: seq_kind[0] for seq_kind in after.stored}
+        alert = next((e for e in rest if e.kind == m.EventKind.KEYWORD_ALERT), None)
         return StoredLine(
             seq=seq,
-            keyword_alert_seq=alert.stored[0][0] if alert.stored else None,
-            keywords=list(events[1].data["keywords"]),
+            keyword_alert_seq=kinds.get(m.EventKind.KEYWORD_ALERT.value),
+            keywords=list(alert.data["keywords"]) if alert else [],
         )

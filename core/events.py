@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from core import models as m
 from core.models import EventKind
 
 
@@ -212,3 +213,20 @@ class InterimTranscript(EventData):
     confidence: float | None
     id: str | None
     by: str
+
+
+def metrics_event(sig: m.AgentMetrics) -> AgentMetrics:
+    """A turn's figures as the `agent_metrics` event holds them."""
+    event = AgentMetrics(
+        id=sig.id,
+        end_of_utterance_delay_s=sig.end_of_utterance_delay_s,
+        time_to_first_token_s=sig.time_to_first_token_s,
+        time_to_first_audio_s=sig.time_to_first_audio_s,
+        at=sig.at,
+    )
+    # Newer agents label each figure (TTS TTFB is `time_to_first_audio_s`, kept as it was).
+    if sig.stt_delay_s is not None or sig.end_to_end_latency_s is not None:
+        event.stt_delay_s = sig.stt_delay_s
+        event.end_to_end_latency_s = sig.end_to_end_latency_s
+        event.tts_ttfb_s = sig.time_to_first_audio_s
+    return event

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
 from workflows.common import QUICK_RETRY, cause, iso, wait_for
 from workflows.healing import Healing
-from workflows.ledger import CallLedger, metrics_event, now
+from workflows.ledger import CallLedger, now
 from workflows.recorder import Recorder
 
 S = m.CallStatus
@@ -345,7 +345,7 @@ class CallWorkflow(Healing, Recorder):
     @workflow.signal(name=m.SIGNAL_AGENT_METRICS)
     def agent_metrics(self, sig: m.AgentMetrics) -> None:
         if not self.book.late("agent_metrics", sig.id) and self.book.first(sig.id):
-            self.book.emit(metrics_event(sig), f"sig:{sig.id}")
+            self.book.emit(ev.metrics_event(sig), f"sig:{sig.id}")
 
     @workflow.signal(name=m.SIGNAL_AGENT_ALERT)
     def agent_alert(self, sig: m.AgentAlert) -> None:

@@ -131,7 +131,7 @@ class CallLedger:
         if line.speaker == "assistant":
             self.agent_in(self.s.agent_identity)  # a line of the agent says it is in
             self.s.greeted = True
-        else:
+        elif line.speaker == "customer":
             self.customer_seen = True  # a line of the customer says they are in
             if m.matched_keywords(line.text, self.cfg.keywords):
                 self.s.keyword_alerts += 1  # the API raised the alert as it stored the line
@@ -477,19 +477,3 @@ class CallLedger:
             early_egress=dict(self.s.early_egress),
             runs=self.s.runs + 1,
         )
-
-
-def metrics_event(sig: m.AgentMetrics) -> ev.AgentMetrics:
-    event = ev.AgentMetrics(
-        id=sig.id,
-        end_of_utterance_delay_s=sig.end_of_utterance_delay_s,
-        time_to_first_token_s=sig.time_to_first_token_s,
-        time_to_first_audio_s=sig.time_to_first_audio_s,
-        at=sig.at,
-    )
-    # Newer agents label each figure (TTS TTFB is `time_to_first_audio_s`, kept as it was).
-    if sig.stt_delay_s is not None or sig.end_to_end_latency_s is not None:
-        event.stt_delay_s = sig.stt_delay_s
-        event.end_to_end_latency_s = sig.end_to_end_latency_s
-        event.tts_ttfb_s = sig.time_to_first_audio_s
-    return event

@@ -22,12 +22,12 @@ from sanic.response import HTTPResponse
 from api.docs import endpoint
 from api.domain.fanout import publish_interim
 from api.errors import Gone, Unauthorized, Unavailable, ValidationFailed
-from api.schemas import Empty, FinalLinesRequest, InterimRequest, LinesStored
+from api.schemas import Empty, FinalLine, FinalLinesRequest, InterimRequest, LinesStored
 from api.validation import call_id_path, parse_body, parse_query
 from core import eventlog
 from core.events import InterimTranscript
 from core.log import get_logger
-from core.models import TranscriptLine, room_name_for
+from core.models import AgentMetrics, TranscriptLine, room_name_for
 
 log = get_logger("api.agent")
 
@@ -106,7 +106,7 @@ async def lines(request: Request, call_id: str) -> HTTPResponse:
         for i, line in enumerate(body.lines):
             try:
                 done = await eventlog.store_line(
-                    request.app.ctx.res.db, call_id, TranscriptLine(**line.model_dump()), keywords
+                    request.app.ctx.res.db, call_id, final_line(line), keywords
                 )
             except ValueError as exc:  # PostgreSQL refused it even cleaned: never storable
                 raise ValidationFailed(f"lines.{i}: {exc}", field=f"lines.{i}") from None
@@ -130,3 +130,10 @@ async def lines(request: Request, call_id: str) -> HTTPResponse:
         new=sum(1 for s in stored if s["seq"] is not None),
     )
     return json({"stored": stored})
+
+
+def final_line(line: FinalLine) -> TranscriptLine:
+    """The request's line as `core.models` has it (its figures as `AgentMetrics`)."""
+    data = line.model_dump(exclude={"metrics"})
+    figures = AgentMetrics(**line.metrics.model_dump()) if line.metrics is not None else None
+    return TranscriptLine(**data, metrics=figures)

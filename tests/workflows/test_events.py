@@ -9,7 +9,6 @@ import pytest
 
 import core.events as ev
 import core.models as m
-from workflows.ledger import metrics_event
 
 S, R, K = m.CallStatus, m.RecordingStatus, m.EventKind
 
@@ -88,7 +87,7 @@ CASES = [
      {"status": "reconnecting", "grace_s": 30.0}),
     (ev.CustomerConnection(status="rejoined", away_s=4.2), K.CUSTOMER_CONNECTION,
      {"status": "rejoined", "away_s": 4.2}),
-    (metrics_event(m.AgentMetrics("m1", 0.2, None, 0.5, at="t")), K.AGENT_METRICS,
+    (ev.metrics_event(m.AgentMetrics("m1", 0.2, None, 0.5, at="t")), K.AGENT_METRICS,
      {"id": "m1", "end_of_utterance_delay_s": 0.2, "time_to_first_token_s": None,
       "time_to_first_audio_s": 0.5, "at": "t"}),
 ]  # fmt: skip
@@ -120,12 +119,12 @@ def test_an_interim_line_keeps_its_null_figures() -> None:
 
 def test_agent_metrics_keep_null_figures_and_label_them_only_for_newer_agents() -> None:
     old = m.AgentMetrics("m1", 0.2, None, 0.5, at="t")
-    assert metrics_event(old).to_dict() == {
+    assert ev.metrics_event(old).to_dict() == {
         "id": "m1", "end_of_utterance_delay_s": 0.2, "time_to_first_token_s": None,
         "time_to_first_audio_s": 0.5, "at": "t",
     }  # fmt: skip
     new = dataclasses.replace(old, stt_delay_s=0.1, end_to_end_latency_s=None)
-    assert metrics_event(new).to_dict() == {
+    assert ev.metrics_event(new).to_dict() == {
         "id": "m1", "end_of_utterance_delay_s": 0.2, "time_to_first_token_s": None,
         "time_to_first_audio_s": 0.5, "at": "t", "stt_delay_s": 0.1,
         "end_to_end_latency_s": None, "tts_ttfb_s": 0.5,

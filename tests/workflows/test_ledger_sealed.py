@@ -41,7 +41,9 @@ def writes_to_state(source: str) -> list[int]:
     return sorted(lines)
 
 
-@pytest.mark.parametrize("path", ["workflows/call.py", "workflows/healing.py", "workflows/recorder.py"])
+@pytest.mark.parametrize(
+    "path", ["workflows/call.py", "workflows/healing.py", "workflows/recorder.py"]
+)
 def test_the_workflow_changes_the_calls_state_only_through_the_ledger(path: str) -> None:
     assert writes_to_state((ROOT / path).read_text()) == [], f"{path} writes the ledger's state"
 
