@@ -31,6 +31,12 @@ log = get_logger("core.eventlog")
 # NUL and the surrogate code points (a lone half of a UTF-16 pair, as JSON can spell it).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _APPEND = "SELECT append_call_event($1, $2, $3, $4, $5::text::jsonb)"
+# What PostgreSQL says of one event it can never store (as opposed to an outage).
+REFUSALS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
 
 
 @dataclass
@@ -79,18 +85,17 @@ async def append(conn: Any, call_id: str, events: list[NewEvent]) -> Appended:
     that PostgreSQL refuses is dropped alone). Connection errors propagate."""
     out = Appended()
     for e in events:
-        data = json.dumps(clean(e.data), allow_nan=False)
         try:
+            data = json.dumps(clean(e.data), allow_nan=False)
             async with conn.transaction():  # a savepoint: a refusal undoes this event only
                 seq = await conn.fetchval(
                     _APPEND, call_id, clean(e.event_id), clean(e.kind), _timestamp(e.at), data
                 )
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            out.refused.append((e.event_id, reason))
-            log.warning(
-                "event_refused", call_id=call_id, event_id=e.event_id, kind=e.kind, reason=reason
-            )
+        except (ValueError, TypeError, *REFUSALS) as exc:
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+            out.refused.append((e.event_id[:100], reason))
+            log.warning("event_refused", call_id=call_id, event_id=e.event_id[:100],
+                        kind=e.kind, reason=reason)  # fmt: skip
             continue
         if seq is None:
             out.duplicates += 1

@@ -175,8 +175,6 @@ class Settings(BaseSettings):
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
     # Consent withdrawn mid-call: what was recorded until then is kept or deleted.
     RECORDING_ON_WITHDRAWAL: RecordingOnWithdrawal = RecordingOnWithdrawal.DELETE
-    # Continue-as-new input bound (encoded bytes; Temporal warns at 512 KB, refuses at 2 MB).
-    CARRY_MAX_BYTES: int = Field(256 * 1024, ge=16 * 1024, le=1024 * 1024)
     KEYWORD_ALERTS: str = "manager,lawyer,cancel"
 
     @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")

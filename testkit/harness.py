@@ -159,3 +159,18 @@ async def stop_leftovers(client: Client, workflow_ids: list[str]) -> None:
             await asyncio.sleep(0.5)
             with contextlib.suppress(RPCError):
                 await handle.terminate("test finished")
+
+
+async def continued_as_new_input_sizes(h: Harness, handle: WorkflowHandle) -> list[int]:
+    """The encoded size of each continue-as-new input of the call, run by run."""
+    sizes: list[int] = []
+    run_id = handle.first_execution_run_id
+    while run_id:
+        history = await h.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        last = history.events[-1]
+        if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+            break
+        attrs = last.workflow_execution_continued_as_new_event_attributes
+        sizes.append(sum(p.ByteSize() for p in attrs.input.payloads))
+        run_id = attrs.new_execution_run_id
+    return sizes

@@ -229,16 +229,20 @@ class StandIns:
             raise ApplicationError(
                 "batch can never be written", type=act.ERR_INVALID_INPUT, non_retryable=True
             )
-        inserted = 0
+        inserted = duplicates = 0
         self.written_batches.append([ev.seq for ev in batch.events])
+        ids = {e.id for e in self.events.values()}
         for ev in batch.events:
-            if ev.seq not in self.events:  # ON CONFLICT (call_id, seq) DO NOTHING
-                self.events[ev.seq] = ev
-                inserted += 1
+            if ev.id in ids:  # the log's unique (call_id, event_id): a resend stores nothing
+                duplicates += 1
+                continue
+            self.events[ev.seq] = ev
+            ids.add(ev.id)
+            inserted += 1
         self.event_writes += 1
         if batch.call is not None:
             self.call_rows.append(batch.call)
-        return act.AppendResult(inserted)
+        return act.AppendResult(inserted, duplicates)
 
     @activity.defn(name=act.RECORD_RECORDING)
     async def record_recording(self, row: act.RecordingRow) -> None:

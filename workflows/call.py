@@ -91,13 +91,15 @@ class CallWorkflow(Healing, Recorder):
         if self.book.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
             return await self._close(flusher)
         if self.book.status == S.IN_PROGRESS:
-            watchers = [asyncio.create_task(w()) for w in (
-                self._silence_watch, self._recorder, self._agent_watch, self._customer_watch,
-                self._consent_watch, self._customer_join_watch)]  # fmt: skip
+            # Each of these returns once the call ends (an egress start in flight answers
+            # first, so its egress is stopped); the silence check is merely asleep.
+            silence = asyncio.create_task(self._silence_watch())
+            watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
+                       self._customer_watch, self._consent_watch, self._customer_join_watch)]  # fmt: skip
             await self._converse()
-            for w in watchers:
-                w.cancel()
+            silence.cancel()
             await self._hang_up()
+            await asyncio.gather(*watches)  # each returns once the call ends
         await self._store_recording()
         return await self._close(flusher)
 

@@ -43,9 +43,9 @@ S = m.CallStatus
 R = m.RecordingStatus
 K = m.EventKind
 TRANSCRIPT_PAGE = 500
-WINDOW_LINES = 40  # recent lines a run keeps (a replacement agent's context, the queries)
-WINDOW_CHARS = 4000  # ...and their text at most (a longer line is cut in the window only)
-SEEN_IDS = 64  # recent signal ids a run remembers besides its window's lines
+WINDOW_LINES = 20  # recent lines a run keeps (a replacement agent's context, the queries)
+WINDOW_CHARS = 3000  # ...and their text at most (a longer line is cut in the window only)
+SEEN_IDS = 32  # recent signal ids a run remembers (the carry stays under 8 KB)
 MAX_PENDING = 200  # events waiting for PostgreSQL; beyond, the oldest metrics go first
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from activities import types as act
 from activities.database import DatabaseActivities
+from core import eventlog
 from core import models as m
 from core.notify import EVENTS_CHANNEL
 from tests.activities.conftest import Run, app_error
@@ -60,7 +63,7 @@ async def listener(pg_dsn: str) -> AsyncIterator[Listener]:
     await conn.close()
 
 
-def row(call_id: str, status: str = "in_progress", last_seq: int = 0, **kw: Any) -> act.CallRow:
+def row(call_id: str, status: str = "in_progress", version: int = 0, **kw: Any) -> act.CallRow:
     return act.CallRow(
         call_id=call_id,
         room_name=m.room_name_for(call_id),
@@ -68,14 +71,15 @@ def row(call_id: str, status: str = "in_progress", last_seq: int = 0, **kw: Any)
         status=status,
         recording_status=kw.pop("recording_status", "none"),
         created_at=T0,
-        last_seq=last_seq,
+        row_version=version,
         **kw,
     )
 
 
-def ev(seq: int, kind: str = "final_transcript", **data: Any) -> act.CallEvent:
+def ev(n: int, kind: str = "status", **data: Any) -> act.CallEvent:
+    """The workflow's n-th event (its id `wf:<n>`: the database allocates the seq)."""
     return act.CallEvent(
-        seq, kind, f"2030-01-01T10:00:{seq:02d}+00:00", data or {"text": f"l{seq}"}
+        n, kind, f"2030-01-01T10:00:{n:02d}+00:00", data or {"text": f"e{n}"}, id=f"wf:{n}"
     )
 
 
@@ -83,96 +87,119 @@ async def test_a_retried_batch_inserts_once_and_notifies_once(
     dba: DatabaseActivities, pool: asyncpg.Pool, listener: Listener
 ) -> None:
     call_id = m.new_call_id()
-    batch = act.EventBatch(call_id, [ev(2), ev(1, "status", status="in_progress"), ev(3)],
-                           row(call_id, last_seq=3))  # fmt: skip
+    batch = act.EventBatch(call_id, [ev(1, status="waiting_for_agent"), ev(2, "recording"),
+                                     ev(3, status="in_progress")], row(call_id, version=3))  # fmt: skip
     assert (await Run()(dba.append_call_events, batch)).inserted == 3
-    assert (await Run()(dba.append_call_events, batch)).inserted == 0
+    again = await Run()(dba.append_call_events, batch)
+    assert (again.inserted, again.duplicates) == (0, 3)
     rows = await pool.fetch(
-        "SELECT seq, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
+        "SELECT seq, event_id, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
     )
-    assert [(r["seq"], r["kind"]) for r in rows] == [
-        (1, "status"), (2, "final_transcript"), (3, "final_transcript")
+    assert [(r["seq"], r["event_id"], r["kind"]) for r in rows] == [
+        (1, "wf:1", "status"), (2, "wf:2", "recording"), (3, "wf:3", "status")
     ]  # fmt: skip
-    assert json.loads(rows[1]["data"]) == {"text": "l2"}
+    assert json.loads(rows[1]["data"]) == {"text": "e2"}
     notes = await listener.wait(3, call_id)
     assert notes == [{"call_id": call_id, "seq": s, "kind": k}
-                     for s, k in [(1, "status"), (2, "final_transcript"), (3, "final_transcript")]]  # fmt: skip
+                     for s, k in [(1, "status"), (2, "recording"), (3, "status")]]  # fmt: skip
     await asyncio.sleep(0.2)
     assert len(listener.of(call_id)) == 3  # the retried batch announced nothing
 
 
-async def test_stored_line_ids_names_only_the_call_s_own_final_lines(
-    dba: DatabaseActivities,
-) -> None:
-    """What CallWorkflow asks about a line that may repeat a forgotten one: which ids are in
-    this call's log as final lines (not another call's, not another kind's id)."""
-    call_id, other = m.new_call_id(), m.new_call_id()
-    await Run()(dba.append_call_events, act.EventBatch(call_id, [
-        ev(1, id="line-a", text="mine"),
-        ev(2, "agent_alert", id="line-b", detail="a human, please"),
-    ]))  # fmt: skip
-    await Run()(dba.append_call_events, act.EventBatch(other, [ev(1, id="line-c", text="theirs")]))
-    asked = act.LineIdsQuery(call_id, ["line-a", "line-b", "line-c", "line-new"])
-    assert await Run()(dba.stored_line_ids, asked) == ["line-a"]
-    assert await Run()(dba.stored_line_ids, act.LineIdsQuery(call_id, [])) == []
-    err = await app_error(Run()(dba.stored_line_ids, act.LineIdsQuery("not a call", ["x"])))
-    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
-
-
-async def test_overlapping_batches_keep_the_first_write(
+async def test_two_writers_share_one_sequence_and_lines_are_counted(
     dba: DatabaseActivities, pool: asyncpg.Pool
 ) -> None:
+    """The API stores lines while the workflow's activity stores its events, side by side:
+    every event gets the next seq (no gap, no clash), the row counts the lines and keyword
+    alerts the log holds, and a row written after the lines starts from what the log holds."""
     call_id = m.new_call_id()
-    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(1, text="first")]))
-    result = await Run()(
-        dba.append_call_events, act.EventBatch(call_id, [ev(1, text="changed"), ev(2)])
+    line = m.TranscriptLine("line-1", "customer", "get me a manager")
+
+    async def lines(k: int) -> None:
+        for i in range(k):
+            await eventlog.store_line(pool, call_id, dataclasses.replace(line, id=f"l{i}"),
+                                      ["manager"])  # fmt: skip
+
+    await lines(3)  # before the workflow's first write: no row yet
+    await asyncio.gather(
+        lines(20),
+        *(Run()(dba.append_call_events,
+                act.EventBatch(call_id, [ev(n)], row(call_id, version=n))) for n in range(1, 11)),
+    )  # fmt: skip
+    seqs = [r["seq"] for r in await pool.fetch(
+        "SELECT seq FROM call_events WHERE call_id = $1 ORDER BY seq", call_id)]  # fmt: skip
+    assert seqs == list(range(1, 20 * 2 + 10 + 1))  # 20 lines, 20 alerts, 10 events
+    got = await pool.fetchrow("SELECT * FROM calls WHERE call_id = $1", call_id)
+    assert (got["line_count"], got["keyword_alerts"], got["last_seq"]) == (20, 20, 50)
+    assert got["row_version"] == 10
+
+
+async def test_an_event_postgresql_refuses_is_dropped_alone(
+    dba: DatabaseActivities, pool: asyncpg.Pool
+) -> None:
+    """An event that can never be stored (an id too large for PostgreSQL's index, a number
+    JSON cannot write) costs only itself: the events around it are stored and the result
+    names each. (A NaN and a lone surrogate are cleaned, not refused.)"""
+    call_id = m.new_call_id()
+    huge_id = act.CallEvent(2, "status", T0, {}, id=secrets.token_hex(8000))
+    batch = act.EventBatch(call_id, [
+        ev(1, "agent_metrics", figure=float("nan")),
+        huge_id,
+        ev(3, "status", note="lone \ud800 surrogate"),
+        ev(4, "agent_metrics", figure=10**5000),
+    ], row(call_id, version=4))  # fmt: skip
+    result = await Run()(dba.append_call_events, batch)
+    assert result.inserted == 2 and len(result.refused) == 2
+    assert "ProgramLimitExceeded" in result.refused[0]
+    assert result.refused[1].startswith("wf:4: ValueError")
+    rows = await pool.fetch(
+        "SELECT event_id, data FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
     )
-    assert result.inserted == 1
-    data = await pool.fetchval(
-        "SELECT data->>'text' FROM call_events WHERE call_id = $1 AND seq = 1", call_id
-    )
-    assert data == "first"
+    assert [r["event_id"] for r in rows] == ["wf:1", "wf:3"]
+    assert json.loads(rows[0]["data"]) == {"figure": None}
+    assert json.loads(rows[1]["data"]) == {"note": "lone \ufffd surrogate"}
+    assert await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id)
 
 
 async def test_the_call_row_never_goes_backwards(
     dba: DatabaseActivities, pool: asyncpg.Pool
 ) -> None:
     call_id = m.new_call_id()
-    newer = row(call_id, "completed", last_seq=9, ended_at=T0, end_reason="customer_left",
-                line_count=4, egress_id="EG_1", recording_status="stored")  # fmt: skip
-    older = row(call_id, "in_progress", last_seq=5, line_count=2, recording_status="recording")
-    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(9, "status")], newer))
+    newer = row(call_id, "completed", version=9, ended_at=T0, end_reason="customer_left",
+                egress_id="EG_1", recording_status="stored")  # fmt: skip
+    older = row(call_id, "in_progress", version=5, recording_status="recording")
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(9)], newer))
     await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(5)], older))  # late
     got = await pool.fetchrow("SELECT * FROM calls WHERE call_id = $1", call_id)
-    assert got["status"] == "completed" and got["last_seq"] == 9 and got["line_count"] == 4
+    assert got["status"] == "completed" and got["row_version"] == 9
     assert got["recording_status"] == "stored" and got["egress_id"] == "EG_1"
     assert got["end_reason"] == "customer_left" and got["ended_at"] is not None
     # A finished call never becomes active again, even if a row claims to be newer.
-    await Run()(dba.append_call_events, act.EventBatch(call_id, [], row(call_id, last_seq=10)))
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [], row(call_id, version=10)))
     assert (
         await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id) == "completed"
     )
     # A newer row of a live call does update.
     live = m.new_call_id()
-    for seq, status in [(1, "waiting_for_agent"), (2, "in_progress")]:
+    for n, status in [(1, "waiting_for_agent"), (2, "in_progress")]:
         await Run()(dba.append_call_events,
-                    act.EventBatch(live, [ev(seq, "status")], row(live, status, last_seq=seq)))  # fmt: skip
+                    act.EventBatch(live, [ev(n)], row(live, status, version=n)))  # fmt: skip
     got = await pool.fetchrow(
-        "SELECT status, last_seq, created_at FROM calls WHERE call_id = $1", live
+        "SELECT status, row_version, created_at FROM calls WHERE call_id = $1", live
     )
-    assert (got["status"], got["last_seq"]) == ("in_progress", 2)
+    assert (got["status"], got["row_version"]) == ("in_progress", 2)
     assert got["created_at"].isoformat() == T0
 
 
-async def test_invalid_input_is_not_retried(dba: DatabaseActivities) -> None:
+async def test_invalid_input_is_not_retried(dba: DatabaseActivities, pool: asyncpg.Pool) -> None:
     call_id = m.new_call_id()
-    bad_time = act.EventBatch(call_id, [act.CallEvent(1, "status", "yesterday-ish", {})])
-    err = await app_error(Run()(dba.append_call_events, bad_time))
-    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
     err = await app_error(Run()(dba.append_call_events, act.EventBatch("NOT A CALL", [ev(1)])))
-    assert err.type == act.ERR_INVALID_INPUT
+    assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
     other = act.EventBatch(call_id, [ev(1)], row(m.new_call_id()))
     assert (await app_error(Run()(dba.append_call_events, other))).type == act.ERR_INVALID_INPUT
+    # An unreadable time is not worth an event: it is stored at the time of the write.
+    bad_time = act.EventBatch(call_id, [act.CallEvent(1, "status", "yesterday-ish", {}, "wf:1")])
+    assert (await Run()(dba.append_call_events, bad_time)).inserted == 1
 
 
 async def test_an_unreachable_database_is_retryable() -> None:
@@ -202,7 +229,7 @@ async def test_record_recording_upserts_the_stored_recording(
     dba: DatabaseActivities, pool: asyncpg.Pool
 ) -> None:
     call_id = m.new_call_id()
-    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(1)], row(call_id, last_seq=1)))
+    await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(1)], row(call_id, version=1)))
     await Run()(dba.record_recording, act.RecordingRow(call_id, "failed", error="egress lost"))
     assert (
         await pool.fetchval("SELECT recording_error FROM calls WHERE call_id = $1", call_id)
@@ -234,7 +261,7 @@ async def test_release_2_reports_uploading_after_a_failure_and_every_segment(
     """A retry, a reset or the first report: the call's status is right at once; segments rows
     in order; an `uploading` the call already said appends nothing."""
     call_id = m.new_call_id()
-    final = row(call_id, "completed", last_seq=3, recording_status="uploading")
+    final = row(call_id, "completed", version=3, recording_status="uploading")
     await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(3, "recording")], final))
     up = act.RecordingRow(call_id, "uploading", append_event_for_run="r1/1", at=T0)
     await Run()(dba.record_recording, up)  # the call said uploading already: no event
@@ -256,7 +283,7 @@ async def test_release_2_reports_uploading_after_a_failure_and_every_segment(
     )
     assert [(r["n"], r["object_key"]) for r in rows] == [(1, segs[0]["key"]), (2, segs[1]["key"])]
     events = await pool.fetch(
-        "SELECT data FROM call_events WHERE call_id = $1 AND seq > 3 ORDER BY seq", call_id
+        "SELECT data FROM call_events WHERE call_id = $1 AND seq > 1 ORDER BY seq", call_id
     )
     data = [json.loads(e["data"]) for e in events]
     assert [d["status"] for d in data] == ["failed", "uploading", "stored"]
@@ -268,7 +295,7 @@ async def test_an_ops_retry_appends_one_event_per_run(
     dba: DatabaseActivities, pool: asyncpg.Pool, listener: Listener
 ) -> None:
     call_id = m.new_call_id()
-    final = row(call_id, "completed", last_seq=7, recording_status="failed")
+    final = row(call_id, "completed", version=7, recording_status="failed")
     await Run()(dba.append_call_events, act.EventBatch(call_id, [ev(7, "recording")], final))
     first = act.RecordingRow(
         call_id, "failed", error="source 503", append_event_for_run="run-1", at=T0
@@ -281,17 +308,17 @@ async def test_an_ops_retry_appends_one_event_per_run(
     events = await pool.fetch(
         "SELECT seq, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq", call_id
     )
-    assert [(e["seq"], e["kind"]) for e in events] == [(7, "recording"), (8, "recording"),
-                                                       (9, "recording")]  # fmt: skip
+    assert [(e["seq"], e["kind"]) for e in events] == [(1, "recording"), (2, "recording"),
+                                                       (3, "recording")]  # fmt: skip
     assert json.loads(events[1]["data"])["status"] == "failed"
     last = json.loads(events[2]["data"])
     assert last["status"] == "stored" and last["sha256"] == "ab" * 32 and last["run_id"] == "run-2"
     call = await pool.fetchrow(
         "SELECT recording_status, last_seq FROM calls WHERE call_id = $1", call_id
     )
-    assert (call["recording_status"], call["last_seq"]) == ("stored", 9)
+    assert (call["recording_status"], call["last_seq"]) == ("stored", 3)
     notes = await listener.wait(3, call_id)
-    assert [n["seq"] for n in notes] == [7, 8, 9]
+    assert [n["seq"] for n in notes] == [1, 2, 3]
 
 
 async def test_nul_characters_do_not_block_the_log(

@@ -284,19 +284,16 @@ async def test_session_events_become_signals_in_order_once_each(
     state = await handle.query(CallWorkflow.get_state)
     assert state.end_reason == "customer_left" and state.silence_alerts == 1
     assert state.agent_identity == "agent-sarah"
-    [metrics] = fakes.of_kind("agent_metrics")
-    assert (metrics.data["end_of_utterance_delay_s"], metrics.data["time_to_first_token_s"],
-            metrics.data["time_to_first_audio_s"]) == (0.42, 0.31, 0.22)  # fmt: skip
+    # the turn's figures ride on the assistant's line (the API stores them with it)
+    metrics = signals[2][1]["metrics"]
+    assert (metrics["end_of_utterance_delay_s"], metrics["time_to_first_token_s"],
+            metrics["time_to_first_audio_s"]) == (0.42, 0.31, 0.22)  # fmt: skip
     # every figure labelled for what it is
-    assert (metrics.data["stt_delay_s"], metrics.data["tts_ttfb_s"],
-            metrics.data["end_to_end_latency_s"]) == (0.18, 0.22, 1.05)  # fmt: skip
+    assert (metrics["stt_delay_s"], metrics["end_to_end_latency_s"]) == (0.18, 1.05)
     assert observed and observed[0].end_to_end_latency_s == 1.05
     assert [e.data["kind"] for e in fakes.of_kind("handoff_requested")] == ["handoff_requested"]
-    # the last line is on the call before it started ending
-    events = [(e.kind, e.data) for e in (fakes.events[seq] for seq in sorted(fakes.events))]
-    last_line = max(i for i, (k, _) in enumerate(events) if k == "final_transcript")
-    ending = next(i for i, (k, d) in enumerate(events) if k == "status" and d["status"] == "ending")
-    assert events[last_line][1]["text"] == "Never mind, bye." and last_line < ending
+    # the workflow logs what it decided, never what was said
+    assert fakes.of_kind("final_transcript") == [] and fakes.of_kind("agent_metrics") == []
 
     # interims went to the API's live path only, with the service token
     assert [(path, body) for path, _, body in sink.posts] == [

@@ -15,7 +15,7 @@ from temporalio.api.common.v1 import WorkflowExecution as ProtoExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecution
 
-from core.models import TranscriptLine
+from core.models import QUERY_GET_STATE, CallState, TranscriptLine
 from ops.cli import run
 from tests.api.conftest import (  # noqa: F401  (fixtures re-used here)
     SUPERVISOR,
@@ -71,6 +71,14 @@ async def recorded_call(stack: ApiStack, name: str, lines: list[tuple[str, str]]
     await say_lines(stack, call_id, [TranscriptLine(id=f"l{i}", speaker=speaker, text=text)
                                      for i, (speaker, text) in enumerate(said)])  # fmt: skip
     await wait_call(stack, call_id, recording_status="recording", timeout=30)
+    # Active, as LiveKit reports it: an egress stopped before that is aborted without a file.
+    handle = stack.client.get_workflow_handle(f"call-{call_id}")
+    deadline = time.monotonic() + 30
+    while (await handle.query(QUERY_GET_STATE, result_type=CallState)).egress.status != (  # type: ignore[union-attr]
+        "EGRESS_ACTIVE"
+    ):
+        assert time.monotonic() < deadline, "the egress never became active"
+        await asyncio.sleep(0.1)
     return call_id
 
 
