@@ -56,9 +56,10 @@ class AgentEnv(BaseSettings):
     # Final lines are written ahead here until the API stored them, and signals still
     # undelivered when a job ends wait here for the next job (customer data: 0600).
     AGENT_SPOOL_DIR: str = "/var/tmp/callcenter-agent-spool"
-    # How long a customer's final line may wait for the assistant's reply to share its signal.
-    # 0 (default): every final line goes at once, so its keyword alert is not delayed.
-    AGENT_TURN_COALESCE_S: float = Field(0.0, ge=0)
+    # How long a customer's final line may wait for the assistant's reply to share its signal to
+    # the workflow (a turn a signal: fewer history events). Only the workflow waits: the line
+    # goes to the API, the dashboard and its keyword alert at once. 0: a signal a line.
+    AGENT_TURN_COALESCE_S: float = Field(6.0, ge=0)
     AGENT_HTTP_PORT: int = Field(8081, ge=0, le=65535)
     # Prometheus `/metrics` of the worker (per-turn latency histograms); 0 turns it off.
     AGENT_PROMETHEUS_PORT: int = Field(9464, ge=0, le=65535)

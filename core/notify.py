@@ -1,8 +1,10 @@
 """PostgreSQL NOTIFY between the writers and the API's live fan-out: the channels, and the
 payload each carries.
 
-- `EVENTS_CHANNEL` (`call_events`): `{"call_id", "seq", "kind"}` for each event committed to
-  `call_events` (`event_notification`), sent in the same transaction by `activities.database`.
+- `EVENTS_CHANNEL` (`call_events`): `{"call_id", "seq", "kind", "at", "data"}` for each event
+  committed to `call_events`, sent in the same transaction by the database function
+  `append_call_event` (db/migrations/0005_event_ids.sql); `at` and `data` are left out when the
+  whole would not fit a notification.
 - `INTERIM_CHANNEL` (`call_interim`): a whole interim-transcript message as UTF-8 JSON (never
   stored), sent by `api.domain.fanout.publish_interim`.
 
@@ -18,11 +20,6 @@ EVENTS_CHANNEL = "call_events"
 INTERIM_CHANNEL = "call_interim"
 # pg_notify refuses a payload of 8000 bytes or more (bytes, not characters).
 NOTIFY_MAX_BYTES = 7999
-
-
-def event_notification(call_id: str, seq: int, kind: str) -> str:
-    """The `EVENTS_CHANNEL` payload announcing one stored event."""
-    return json.dumps({"call_id": call_id, "seq": seq, "kind": kind})
 
 
 def parse_notification(payload: str) -> dict[str, Any]:

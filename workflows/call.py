@@ -54,7 +54,7 @@ LOG_RETRY = RetryPolicy(
 )
 # Set-up steps run as local activities inside the update's workflow task: well inside the
 # task timeout (10 s), so the update is never refused for a slow task.
-SETUP_TIMEOUT = timedelta(seconds=3)
+SETUP_TIMEOUT = timedelta(seconds=2)
 SETUP_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=1),

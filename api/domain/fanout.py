@@ -1,11 +1,12 @@
 """Live fan-out: PostgreSQL LISTEN -> WebSocket subscribers, one listener per API process.
 
-Every writer of the event log (the API storing the agent's final lines and their keyword
-alerts, the workflow's activities storing what it decided) appends to `call_events` through
-`append_call_event`, which NOTIFYs `core.notify.EVENTS_CHANNEL` with `{"call_id", "seq",
-"kind"}`; interim transcripts are NOTIFYed on `INTERIM_CHANNEL` with the whole message and never
-stored. Because every API instance LISTENs, any instance can serve any
-dashboard (the fan-out is not in one process's memory).
+Every write to `call_events` (the API storing a line, the workflow's activity storing what it
+decided) goes through `append_call_event`, which NOTIFYs `core.notify.EVENTS_CHANNEL` with the
+whole event `{"call_id", "seq", "kind", "at", "data"}` when it fits a notification (else the key
+alone); interim transcripts are NOTIFYed on `INTERIM_CHANNEL` with the whole message and never
+stored. Because every API instance LISTENs, any instance can serve any dashboard (the fan-out is
+not in one process's memory), and an event that came whole reaches its dashboards without a
+query.
 
 Each subscriber has a bounded queue. The hub never waits for a subscriber: when a queue is full
 it is emptied and replaced by one `resync` marker, and that subscriber (alone) catches up from the
@@ -59,6 +60,7 @@ RESYNC = (-1, "")  # queue marker: the subscriber must catch up from the table
 FETCH_CONCURRENCY = 4
 
 SUBSCRIBERS = Gauge("api_ws_subscribers", "Open WebSocket subscriptions", ["kind"])
+INLINE = Counter("api_ws_inline_events_total", "Events delivered from their notification alone")
 RESYNCS = Counter("api_ws_resyncs_total", "Subscribers that overflowed and resynced from the table")
 NOTIFICATIONS = Counter("api_pg_notifications_total", "NOTIFY messages received", ["channel"])
 
@@ -222,7 +224,7 @@ class LiveHub:
                         sub.resync()
 
     async def _process(self, batch: list[tuple[str, str]]) -> None:
-        seqs: dict[str, list[int | None]] = defaultdict(list)
+        seqs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         listed: set[str] = set()
         for channel, payload in batch:
             data = parse_notification(payload)
@@ -233,13 +235,12 @@ class LiveHub:
             if channel == INTERIM_CHANNEL:
                 self._deliver(call_id, (None, json.dumps(data)))
                 continue
-            seq = data.get("seq")
-            seqs[call_id].append(seq if isinstance(seq, int) else None)
+            seqs[call_id].append(data)
             if data.get("kind") in LIST_KINDS or data.get("kind") is None:
                 listed.add(call_id)
         reads = asyncio.Semaphore(FETCH_CONCURRENCY)
 
-        async def fetch(call_id: str, found: list[int | None]) -> None:
+        async def fetch(call_id: str, found: list[dict[str, Any]]) -> None:
             async with reads:
                 await self._fetch_and_deliver(call_id, found)
 
@@ -253,15 +254,25 @@ class LiveHub:
         if self._list_subs and listed:
             await self._push_list(sorted(listed))
 
-    async def _fetch_and_deliver(self, call_id: str, notified: list[int | None]) -> None:
-        known = [s for s in notified if s is not None]
+    async def _fetch_and_deliver(self, call_id: str, notified: list[dict[str, Any]]) -> None:
+        """Deliver what the notifications announced. They carry the whole event when it fits
+        (`append_call_event`), so an unbroken run after what was delivered goes out as it came;
+        a gap, a lost notification or a key-only one costs one read of the table."""
+        seqs = [n.get("seq") for n in notified]
+        known = [s for s in seqs if isinstance(s, int)]
         last = self._last_seq.get(call_id)
-        if not known or (last is None and None in notified):
+        if not known or (last is None and len(known) < len(seqs)):
             for sub in self._by_call[call_id]:
                 sub.resync()
             return
         after = last if last is not None else min(known) - 1
-        events = await store.events_after(self._pool, call_id, after, upto=max(known))
+        inline = sorted((n for n in notified if "data" in n and n["seq"] > after),
+                        key=lambda n: n["seq"])  # fmt: skip
+        if [n["seq"] for n in inline] == list(range(after + 1, max(known) + 1)):
+            events = [_message(call_id, n) for n in inline]
+            INLINE.inc(len(events))
+        else:
+            events = await store.events_after(self._pool, call_id, after, upto=max(known))
         for event in events:
             self._deliver(call_id, (event["seq"], json.dumps(event)))
         if events:
@@ -283,6 +294,17 @@ class LiveHub:
             text = json.dumps({"type": "call_updated", "call": call})
             for sub in self._list_subs:
                 sub.offer((None, text))
+
+
+def _message(call_id: str, note: dict[str, Any]) -> dict[str, Any]:
+    """A notification that carries its event, as the dashboard message `store.event_row` makes."""
+    return {
+        "type": note["kind"],
+        "call_id": call_id,
+        "seq": note["seq"],
+        "at": note.get("at"),
+        "data": note["data"],
+    }
 
 
 async def publish_interim(pool: asyncpg.Pool, message: dict[str, Any]) -> None:

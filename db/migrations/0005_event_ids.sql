@@ -16,6 +16,8 @@ CREATE FUNCTION append_call_event(p_call_id text, p_event_id text, p_kind text,
 LANGUAGE plpgsql AS $$
 DECLARE
     next_seq bigint;
+    stamp timestamptz := COALESCE(p_at, now());
+    note text;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('call_events:' || p_call_id, 0));
     IF p_event_id IS NOT NULL AND EXISTS (
@@ -25,14 +27,20 @@ BEGIN
     END IF;
     SELECT COALESCE(max(seq), 0) + 1 INTO next_seq FROM call_events WHERE call_id = p_call_id;
     INSERT INTO call_events (call_id, seq, event_id, kind, at, data)
-    VALUES (p_call_id, next_seq, p_event_id, p_kind, COALESCE(p_at, now()), p_data);
+    VALUES (p_call_id, next_seq, p_event_id, p_kind, stamp, p_data);
     UPDATE calls SET
         last_seq = GREATEST(last_seq, next_seq),
         line_count = line_count + (p_kind = 'final_transcript')::int,
         keyword_alerts = keyword_alerts + (p_kind = 'keyword_alert')::int
     WHERE call_id = p_call_id;
-    PERFORM pg_notify('call_events',
-                      json_build_object('call_id', p_call_id, 'seq', next_seq, 'kind', p_kind)::text);
+    -- The whole event when it fits a notification (the live fan-out then needs no read of
+    -- the table), else its key alone (pg_notify refuses 8000 bytes or more).
+    note := json_build_object('call_id', p_call_id, 'seq', next_seq, 'kind', p_kind,
+                              'at', stamp, 'data', p_data)::text;
+    IF octet_length(note) > 7999 THEN
+        note := json_build_object('call_id', p_call_id, 'seq', next_seq, 'kind', p_kind)::text;
+    END IF;
+    PERFORM pg_notify('call_events', note);
     RETURN next_seq;
 END
 $$;

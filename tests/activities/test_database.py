@@ -100,8 +100,10 @@ async def test_a_retried_batch_inserts_once_and_notifies_once(
     ]  # fmt: skip
     assert json.loads(rows[1]["data"]) == {"text": "e2"}
     notes = await listener.wait(3, call_id)
-    assert notes == [{"call_id": call_id, "seq": s, "kind": k}
-                     for s, k in [(1, "status"), (2, "recording"), (3, "status")]]  # fmt: skip
+    assert [(n["call_id"], n["seq"], n["kind"]) for n in notes] == [
+        (call_id, 1, "status"), (call_id, 2, "recording"), (call_id, 3, "status")
+    ]  # fmt: skip
+    assert notes[1]["data"] == {"text": "e2"}  # the whole event: the fan-out reads no table
     await asyncio.sleep(0.2)
     assert len(listener.of(call_id)) == 3  # the retried batch announced nothing
 
@@ -159,6 +161,17 @@ async def test_an_event_postgresql_refuses_is_dropped_alone(
     assert json.loads(rows[0]["data"]) == {"figure": None}
     assert json.loads(rows[1]["data"]) == {"note": "lone \ufffd surrogate"}
     assert await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id)
+
+
+async def test_a_notification_too_large_carries_the_key_alone(
+    dba: DatabaseActivities, listener: Listener
+) -> None:
+    call_id = m.new_call_id()
+    big = act.EventBatch(call_id, [ev(1, "agent_alert", detail="x" * 9000), ev(2)])
+    assert (await Run()(dba.append_call_events, big)).inserted == 2
+    notes = await listener.wait(2, call_id)
+    assert notes[0] == {"call_id": call_id, "seq": 1, "kind": "agent_alert"}
+    assert notes[1]["data"] == {"text": "e2"} and notes[1]["at"].startswith("2030-01-01T10:00:02")
 
 
 async def test_the_call_row_never_goes_backwards(

@@ -21,6 +21,7 @@ from activities import build_activities
 from activities import types as act
 from activities.livekit import EgressUpload, LiveKitActivities
 from activities.storage import StorageActivities
+from core import eventlog
 from core import models as m
 from core.temporal import connect_temporal
 from tests.activities.conftest import Run
@@ -153,9 +154,14 @@ async def test_a_whole_call_on_the_real_activities(
             handle = client.get_workflow_handle_for(CallWorkflow.run, m.call_workflow_id(call_id))
             agent = await until(lambda: _agent_in(lk, room))
             await handle.signal(CallWorkflow.agent_joined, m.AgentJoined("aj-1", agent))
-            await handle.signal(
-                CallWorkflow.transcript,
-                m.TranscriptLine("l1", "assistant", "Hi, this is Sarah. This call is recorded."),
+
+            async def say(line: m.TranscriptLine) -> None:
+                # As the agent does (no API here): stored in PostgreSQL, then signalled.
+                await eventlog.store_line(pool, call_id, line, config.keywords)
+                await handle.signal(CallWorkflow.transcript, line)
+
+            await say(
+                m.TranscriptLine("l1", "assistant", "Hi, this is Sarah. This call is recorded.")
             )
 
             async def recording() -> m.EgressState | None:
@@ -172,9 +178,7 @@ async def test_a_whole_call_on_the_real_activities(
 
             await until(active)
             await lk.advance(egress.egress_id, 60)
-            await handle.signal(
-                CallWorkflow.transcript, m.TranscriptLine("l2", "customer", "I'd like a test drive")
-            )
+            await say(m.TranscriptLine("l2", "customer", "I'd like a test drive"))
             await wclient.end_call(client, call_id, "test over", "ops")
             result = await asyncio.wait_for(handle.result(), 60)
             # The call is over once its pipeline started; the pipeline reports its own outcome.

@@ -319,3 +319,34 @@ async def test_websocket_authentication(live_api: RunningApi, db: asyncpg.Connec
     ) as ws:
         assert ws.protocol == "bearer"
         assert (await receive(ws))["type"] == "snapshot"
+
+
+async def test_an_event_that_came_whole_needs_no_read_and_a_gap_reads_the_table(
+    live_api: RunningApi, db: asyncpg.Connection
+) -> None:
+    """`append_call_event` NOTIFYs the whole event when it fits: the hub delivers it as it came
+    (proved with a notification whose row is not in the table), and reads the table only when
+    the notifications leave a gap."""
+    call_id = new_call_id()
+    await insert_call(db, call_id)
+    async with live_api.ws(f"/ws/calls/{call_id}", token=SUPERVISOR) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        await db.execute("SELECT append_call_event($1, 'l-1', 'final_transcript', now(), $2)",
+                         call_id, json.dumps({"speaker": "customer", "text": "stored"}))  # fmt: skip
+        assert (await receive(ws))["data"]["text"] == "stored"
+        whole = {"call_id": call_id, "seq": 2, "kind": "final_transcript",
+                 "at": "2030-01-01T10:00:00+00:00", "data": {"speaker": "customer", "text": "inline"}}  # fmt: skip
+        await db.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, json.dumps(whole))
+        got = await receive(ws)
+        assert (got["seq"], got["data"]["text"], got["at"]) == (2, "inline", whole["at"])
+        # 3 and 4 are in the table, 3's notification was lost: 4's shows the gap.
+        for seq in (3, 4):
+            await db.execute(
+                "INSERT INTO call_events (call_id, seq, event_id, kind, at, data) "
+                "VALUES ($1, $2, $3, 'final_transcript', now(), $4)",
+                call_id, seq, f"l-{seq}", json.dumps({"speaker": "customer", "text": f"table {seq}"}),
+            )  # fmt: skip
+        gap = {**whole, "seq": 4, "data": {"speaker": "customer", "text": "as notified"}}
+        await db.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, json.dumps(gap))
+        got = [await receive(ws), await receive(ws)]
+        assert [(m["seq"], m["data"]["text"]) for m in got] == [(3, "table 3"), (4, "table 4")]

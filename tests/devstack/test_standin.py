@@ -6,6 +6,7 @@ bucket as Egress does, the worker read it from there with credentials, and remov
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 from devstack.standin import SCRIPT, converse
 from tests.api.conftest import SUPERVISOR, ApiStack, _api_stack_session, api_stack  # noqa: F401
@@ -18,7 +19,12 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
     assert started.status == 201, started.body
     call_id, room = started.body["call_id"], started.body["room_name"]
 
-    await converse(api_stack.settings, api_stack.livekit.control_url, room, pace_s=0.2)
+    # The stand-in stores its lines through the API, as the agent does: this test's API.
+    api = urlsplit(api_stack.api.url)
+    settings = api_stack.settings.model_copy(
+        update={"API_HOST": api.hostname, "API_PORT": api.port}
+    )
+    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2)
 
     for _ in range(150):
         call = await api_stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)

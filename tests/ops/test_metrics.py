@@ -19,9 +19,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.metrics import METHODS
-from core.models import SIGNAL_TRANSCRIPT, TranscriptLine
+from core.models import TranscriptLine
 from ops.metrics import sdk_runtime, serve_metrics
-from tests.api.conftest import ADMIN, ApiStack
+from tests.api.conftest import ADMIN, ApiStack, say_lines
 from tests.ops.conftest import recorded_call, wait_call
 
 
@@ -123,10 +123,8 @@ async def test_worker_metrics_port_serves_sdk_and_product_metrics(
             assert value(live, "callcenter_recordings", state="pending") >= 1
             # a line whose speech ended 3 s before it was signalled: the lag shows it
             spoke = (datetime.now(UTC) - timedelta(seconds=3)).isoformat()
-            await api_stack.client.get_workflow_handle(f"call-{call_id}").signal(
-                SIGNAL_TRANSCRIPT,
-                TranscriptLine(id="late", speaker="customer", text="Hi", ended_at=spoke),
-            )
+            late = TranscriptLine(id="late", speaker="customer", text="Hi", ended_at=spoke)
+            await say_lines(api_stack, call_id, [late])
             for _ in range(50):
                 lagged = await page()
                 if value(lagged, "callcenter_signal_lag_seconds", quantile="1.0") >= 3:

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import types as act
@@ -67,12 +67,11 @@ async def test_end_wins_over_continue_as_new_with_an_egress_start_in_flight(
 
 
 async def test_end_wins_over_continue_as_new_with_an_update_in_flight(dev_harness: Harness) -> None:
-    """A token update whose set-up (a local activity) outlives the workflow task's timeout while
-    the history passes the continue-as-new threshold, then an end request. The server may
-    refuse updates while that task is failing (WorkflowNotReadyFailure, even dropping the token
-    update in flight): the API's client waits it out (`when_ready`). Whichever way the server
-    takes it, nothing freezes: the end is accepted, the call completes `done`, the token
-    request gets an answer (a token, or `CallEnded`)."""
+    """A token update whose set-up (a local activity) is stuck while the history passes the
+    continue-as-new threshold, then an end request. The set-up gives up inside the workflow
+    task's timeout (3 attempts of 2 s), so the update is answered (the token refused) instead
+    of failing the task; nothing freezes: the end is accepted, the call completes `done`, the
+    token request gets an answer (a token, `CallEnded`, or the set-up's time-out)."""
     h, f = dev_harness, dev_harness.fakes
     handle, _ = await h.start(continue_as_new_after_events=40, recording_consent="off")
     latest = h.client.get_workflow_handle(handle.id)  # whichever run is current
@@ -103,7 +102,9 @@ async def test_end_wins_over_continue_as_new_with_an_update_in_flight(dev_harnes
         grant = await asyncio.wait_for(token, 60)
         assert grant.token
     except WorkflowUpdateFailedError as err:
-        assert isinstance(err.cause, ApplicationError) and err.cause.type == "CallEnded"
+        ended = isinstance(err.cause, ApplicationError) and err.cause.type == "CallEnded"
+        timed_out = isinstance(err.cause, ActivityError) and "timed out" in str(err.cause)
+        assert ended or timed_out, err.cause
     except RPCError as err:
         assert err.status == RPCStatusCode.NOT_FOUND or workflow_not_ready(err), err
 
