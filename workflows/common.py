@@ -53,15 +53,6 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat() if ts else ""
 
 
-def epoch(stamp: str) -> float | None:
-    """ISO 8601 (a sender's stamp; UTC if it names no zone) -> epoch seconds; None if unusable."""
-    try:
-        at = datetime.fromisoformat(stamp)
-    except (TypeError, ValueError):
-        return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
 def egress_rank(status: str) -> int:
     return _EGRESS_RANK.get(status, -1)
 

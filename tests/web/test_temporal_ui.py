@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -33,9 +35,25 @@ from tests.web.conftest import STATIC, _require_build, screenshot
 LINE = "My VIN is 4T1BF1FK5CU123456 and my phone is 555-0100"
 
 
+def _port_below_ephemeral() -> int:
+    """A free port outside the kernel's ephemeral range (32768 up): the API binds it only after
+    the Temporal dev server has started, whose own listeners (bound to port 0) and outgoing
+    connections take ephemeral ports, so a hint from that range was once taken meanwhile."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 @contextlib.asynccontextmanager
 async def _ui_stack(tmp: Path, pg_dsn: str, s3, livekit) -> AsyncIterator[tuple[str, str, Client]]:  # type: ignore[no-untyped-def]
-    api_port_hint = free_port()
+    api_port_hint = _port_below_ephemeral()
     temporal_port, ui_inner, ui_port = free_port(), free_port(), free_port()
     ui = f"http://127.0.0.1:{ui_port}"
     # The codec endpoint must be known before the API's port is: serve the API where we said.
