@@ -141,7 +141,8 @@ class CallEvent:
 
 @dataclass
 class CallRow:
-    """The `calls` row as of the batch it travels with (upserted, never older over newer)."""
+    """The workflow's part of the `calls` row (upserted, never older over newer). Lines, keyword
+    alerts and the newest seq are counted by the database as events are stored."""
 
     call_id: str
     room_name: str
@@ -153,9 +154,6 @@ class CallRow:
     ended_at: str = ""
     end_reason: str = ""
     silence_alerts: int = 0
-    keyword_alerts: int = 0
-    last_seq: int = 0
-    line_count: int = 0
     egress_id: str = ""
     row_version: int = 0  # grows with every change the workflow makes (older never wins)
 

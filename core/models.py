@@ -481,7 +481,8 @@ class StoredSegment:
 
 @dataclass
 class TranscriptEntry:
-    """A final line as the call keeps it: the line plus its event sequence number."""
+    """A final line in the call's recent window: the line plus its number in the call (1, 2, ...;
+    not the event log's seq, which the database allocates)."""
 
     seq: int
     id: str
@@ -500,7 +501,7 @@ class TranscriptPage:
 
     call_id: str
     lines: list[TranscriptEntry] = field(default_factory=list)
-    last_seq: int = 0  # the call's latest event seq (any kind)
+    last_seq: int = 0  # events the workflow has emitted (its own count, not the log's seq)
     more: bool = False  # more lines exist beyond this page: ask again with the last line's seq
     # Lines before this page exist but the workflow no longer holds them (a very long call):
     # read them from the `call_events` table.
