@@ -378,7 +378,12 @@ class CallWorkflow(Healing, Recorder):
     # --- background -----------------------------------------------------------------------
 
     async def _silence_watch(self) -> None:
-        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer)."""
+        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer).
+
+        The timer is not reset per line. A line heard in the last third before it is due
+        moves it, inside that line's own workflow task (a cancel and a start: 2 history
+        events); a timer that fires on a call still talking costs 5 (fired, a workflow task,
+        started again). On a call that talks, the check then never fires at all."""
         limit = self.cfg.silence_alert_s
         while self.book.end is None:
             if self.book.s.silence_alerted:
@@ -386,10 +391,15 @@ class CallWorkflow(Healing, Recorder):
                     lambda: not self.book.s.silence_alerted or self.book.end is not None
                 )
                 continue
-            due = self.book.s.last_heard_at + limit
+            heard = self.book.s.last_heard_at
+            due = heard + limit
             if now() < due:
-                # Not reset per line: fires, re-checks, sleeps the rest (history stays small).
-                await workflow.sleep(due - now(), summary="silence check")
+
+                def moved(heard: float = heard, due: float = due) -> bool:
+                    late = self.book.s.last_heard_at != heard and now() >= due - limit / 3
+                    return late or self.book.end is not None
+
+                await wait_for(moved, due - now(), summary="silence check")
                 continue
             since = iso(self.book.s.last_heard_at)
             self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))

@@ -162,14 +162,18 @@ def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.Cal
     )
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+async def wait_for(
+    condition: Callable[[], bool], timeout_s: float, summary: str | None = None
+) -> bool:
     """Wait (in workflow code) for `condition` up to `timeout_s`; False when the time ran out.
     Unless the condition already holds it always awaits a durable timer (at least a
     millisecond, when the time is already up), so a loop around it can never spin."""
     if condition():
         return True
     try:
-        await workflow.wait_condition(condition, timeout=max(timeout_s, 0.001))
+        await workflow.wait_condition(
+            condition, timeout=max(timeout_s, 0.001), timeout_summary=summary
+        )
         return True
     except TimeoutError:
         return False

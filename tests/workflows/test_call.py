@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities import types as act
@@ -211,6 +212,15 @@ async def test_no_silence_alert_while_lines_keep_coming(harness: Harness) -> Non
         await h.env.sleep(10)
     state = await handle.query(CallWorkflow.get_state)
     assert state.silence_alerts == 0 and state.line_count == 24
+    # The check moved with the lines inside their own tasks: it never fired while they came
+    # (a fire costs a workflow task of its own).
+    history = await handle.fetch_history()
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
+    # ...and still alerts 30 s after the last line (said 10 s ago).
+    await h.env.sleep(19)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 0
+    await h.env.sleep(2)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 1
 
 
 async def test_agent_reported_silence_counts_once_per_quiet_period(harness: Harness) -> None:
