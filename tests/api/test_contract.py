@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -249,6 +251,24 @@ async def test_openapi_document(api_stack: ApiStack) -> None:
         assert path in paths, path
     body = r.body["components"]["schemas"]["CreateCallRequest"]
     assert body["additionalProperties"] is False
+    # docs/api.md names every endpoint the served document has
+    documented = documented_endpoints()
+    served = {
+        (method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+        for path, item in paths.items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    assert not served - documented, f"missing from docs/api.md: {sorted(served - documented)}"
+
+
+def documented_endpoints() -> set[tuple[str, str]]:
+    """(method, path with every `{param}` as `{}`) for each endpoint docs/api.md names."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    return {
+        (method, re.sub(r"\{[^}]*\}", "{}", path))
+        for method, path in re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) (/[^\s`?]*)", text)
+    }
 
 
 @pytest.mark.parametrize(
