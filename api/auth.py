@@ -138,12 +138,7 @@ async def authenticate(
         if principal is None:
             raise invalid_token()
     else:
-        principal = await session_principal(request)
-        if principal is None:
-            raise Unauthorized(
-                "sign in (a session cookie) or send a bearer token",
-                headers={"WWW-Authenticate": 'Bearer realm="api"'},
-            )
+        principal = await signed_in(request, realm="api")
         if websocket or request.method not in ("GET", "HEAD", "OPTIONS"):
             require_same_origin(request)
     allowed = frozenset(roles)
@@ -171,6 +166,17 @@ async def session_principal(request: Request) -> Principal | None:
         via="session",
         expires_at=found.expires_at,
     )
+
+
+async def signed_in(request: Request, *, realm: str) -> Principal:
+    """The session cookie's principal; 401 (naming both ways in) without a live session."""
+    principal = await session_principal(request)
+    if principal is None:
+        raise Unauthorized(
+            "sign in (a session cookie) or send a bearer token",
+            headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
+        )
+    return principal
 
 
 def require_same_origin(request: Request) -> None:

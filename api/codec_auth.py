@@ -21,8 +21,8 @@ import hashlib
 
 from sanic import Request
 
-from api.auth import CODEC, Principal, bearer_from_header, invalid_token, session_principal
-from api.errors import Forbidden, Unauthorized
+from api.auth import CODEC, Principal, bearer_from_header, invalid_token, signed_in
+from api.errors import Forbidden
 from api.oidc import Issuer, TokenRefused
 from core.log import get_logger
 
@@ -60,12 +60,7 @@ async def authenticate_codec(request: Request) -> Principal:
         if principal is None:
             raise invalid_token()
     else:
-        principal = await session_principal(request)
-        if principal is None:
-            raise Unauthorized(
-                "sign in to the dashboard (a session cookie) or send a bearer token",
-                headers={"WWW-Authenticate": 'Bearer realm="codec"'},
-            )
+        principal = await signed_in(request, realm="codec")
     if not principal.may(CODEC):
         raise Forbidden(f"role {principal.role} may not decode payloads; needs supervisor or admin")
     request.ctx.principal = principal
