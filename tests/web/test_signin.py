@@ -83,6 +83,7 @@ async def _sign_in(page: Page, idp: OidcProvider) -> None:
     await page.goto("/dashboard")
     link = page.get_by_role("link", name="Sign in with your organisation")
     await expect(link).to_be_visible()
+    await screenshot(page, "dashboard-signin-oidc")
     await link.click()  # to the provider, which signs its user in and sends the browser back
     await page.wait_for_url("**/dashboard**")
     await expect(page.locator("#app")).to_be_visible()

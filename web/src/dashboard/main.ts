@@ -65,6 +65,11 @@ function showSignin(message?: string): void {
 async function offerIdentityProvider(): Promise<void> {
   const href = loginUrl(await signInOptions());
   oidcSignin.hidden = !href;
+  // With an identity provider, the token is the secondary way in (scripts, devstack).
+  byId("token-or").hidden = !href;
+  byId("token-only").hidden = !!href;
+  signinButton.classList.toggle("btn-primary", !href);
+  signinButton.classList.toggle("btn-secondary", !!href);
   if (href) {
     oidcSignin.href = href;
     oidcSignin.focus();
