@@ -14,10 +14,10 @@ from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from api.auth import TokenTable
-from api.codec_auth import CodecSessions, OidcVerifier
 from api.domain.admission import Admission
 from api.errors import render_error
 from api.metrics import observe_request
+from api.oidc import Issuer, SignInClient
 from api.ratelimit import RateLimiter
 from api.resources import Resources
 from api.routes import BLUEPRINTS, live
@@ -68,8 +68,13 @@ def create_app(
 
     app.ctx.settings = settings
     app.ctx.tokens = TokenTable(settings.api_token_entries)
-    app.ctx.codec_sessions = CodecSessions(settings)
-    app.ctx.codec_oidc = OidcVerifier(settings) if settings.CODEC_OIDC_ISSUER else None
+    # The organisation's identity provider: the UI's access tokens on /codec, dashboard sign-in.
+    app.ctx.oidc_issuer = Issuer(settings) if settings.CODEC_OIDC_ISSUER else None
+    app.ctx.sign_in = (
+        SignInClient(settings, app.ctx.oidc_issuer)
+        if app.ctx.oidc_issuer and settings.DASHBOARD_OIDC_CLIENT_ID
+        else None
+    )
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
     app.ctx.admission = Admission(
         max_waiting=settings.MAX_WAITING_CALLS,

@@ -151,15 +151,29 @@ class Settings(BaseSettings):
     PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
     # Worker: its metrics port (Temporal SDK + product metrics); "" turns it off
     WORKER_METRICS_ADDRESS: str = "127.0.0.1:9464"
-    # The Temporal Web UI's codec requests: a dashboard sign-in sets a cookie (the UI's
-    # includeCredentials), and in production the UI's OIDC access token is checked here.
-    CODEC_SESSION_TTL_S: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    # Dashboard sessions (server-side, in PostgreSQL; see api/sessions.py): how long one lasts,
+    # whether it began at the identity provider or with an API token asking for a codec cookie.
+    SESSION_TTL_S: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    # The organisation's OIDC identity provider. Its access tokens (the Temporal Web UI's, on
+    # /codec) must name CODEC_OIDC_AUDIENCE; its ID tokens (dashboard sign-in) must name
+    # DASHBOARD_OIDC_CLIENT_ID. Roles come from CODEC_OIDC_ROLES_CLAIM in both.
     CODEC_OIDC_ISSUER: str | None = Field(None, description="issuer (iss) of the UI's tokens")
-    CODEC_OIDC_AUDIENCE: str | None = Field(None, description="audience (aud) they must name")
-    CODEC_OIDC_JWKS_URL: str | None = Field(
-        None, description="default <issuer>/.well-known/jwks.json"
+    CODEC_OIDC_AUDIENCE: str | None = Field(
+        None, description="audience (aud) the UI's tokens must name", validate_default=True
     )
-    CODEC_OIDC_ROLES_CLAIM: str = "roles"  # a claim listing roles; supervisor or admin may decode
+    CODEC_OIDC_JWKS_URL: str | None = Field(
+        None, description="default: the jwks_uri of the issuer's discovery document"
+    )
+    CODEC_OIDC_ROLES_CLAIM: str = "roles"  # a claim listing roles (admin, supervisor, ops, rep)
+    DASHBOARD_OIDC_CLIENT_ID: str | None = Field(
+        None,
+        description="the dashboard's client id at CODEC_OIDC_ISSUER (turns on sign-in there)",
+        validate_default=True,
+    )
+    DASHBOARD_OIDC_CLIENT_SECRET: SecretStr | None = None  # a confidential client's secret
+    DASHBOARD_OIDC_REDIRECT_URL: str | None = Field(
+        None, description="registered redirect URI, default <the API's origin>/auth/callback"
+    )
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
@@ -240,6 +254,17 @@ class Settings(BaseSettings):
         if v is not None and v.get_secret_value().strip():
             parse_payload_keys(v.get_secret_value())
         return v
+
+    @field_validator("CODEC_OIDC_AUDIENCE", "DASHBOARD_OIDC_CLIENT_ID")
+    @classmethod
+    def _oidc_needs_issuer_and_audience(cls, v: str | None, info: ValidationInfo) -> str | None:
+        issuer = info.data.get("CODEC_OIDC_ISSUER")
+        if info.field_name == "CODEC_OIDC_AUDIENCE" and issuer and not (v and v.strip()):
+            # Without an audience, any token the issuer signs for any application would pass.
+            raise ValueError("must be set when CODEC_OIDC_ISSUER is (tokens must name us)")
+        if info.field_name == "DASHBOARD_OIDC_CLIENT_ID" and v and not issuer:
+            raise ValueError("is set but CODEC_OIDC_ISSUER (the identity provider) is not")
+        return v.strip() if v else None
 
     @field_validator("PAYLOAD_REQUIRE_ENCRYPTION")
     @classmethod
