@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     MAX_CALL_DURATION_S: float = Field(7200, gt=0)
     EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)
+    # A call whose customer has said nothing this long is hung up (end reason `silent`); 0: never.
+    SILENT_CALL_HANGUP_S: float = Field(180, ge=0)
     RECORDING_RETRY_FOR_S: float = Field(24 * 3600, gt=0)
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
     # Consent withdrawn mid-call: what was recorded until then is kept or deleted.
