@@ -74,6 +74,7 @@ def create_app(
     app.ctx.admission = Admission(
         max_waiting=settings.MAX_WAITING_CALLS,
         max_per_client=settings.MAX_CALLS_PER_CLIENT,
+        max_live=settings.MAX_LIVE_AI_CALLS,
         join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
         max_call_s=settings.MAX_CALL_DURATION_S,
     )
