@@ -71,6 +71,7 @@ def create_app(
     app.ctx.codec_sessions = CodecSessions(settings)
     app.ctx.codec_oidc = OidcVerifier(settings) if settings.CODEC_OIDC_ISSUER else None
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    app.ctx.trusted_proxies = settings.trusted_proxies  # parsed once, read by every customer call
     app.ctx.admission = Admission(
         max_waiting=settings.MAX_WAITING_CALLS,
         max_per_client=settings.MAX_CALLS_PER_CLIENT,

@@ -107,7 +107,7 @@ def forwarded_client(peer: str, forwarded_for: Sequence[str], proxies: Sequence[
 def client_address(request: Request) -> str:
     """The caller's address, honouring `X-Forwarded-For` only from `TRUSTED_PROXIES` peers."""
     peer = request.ip or "unknown"
-    proxies: tuple[Network, ...] = request.app.ctx.settings.trusted_proxies
+    proxies: tuple[Network, ...] = request.app.ctx.trusted_proxies
     return forwarded_client(peer, request.headers.getall("x-forwarded-for", []), proxies)
 
 

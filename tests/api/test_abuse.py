@@ -252,6 +252,41 @@ async def test_the_live_call_cap_holds_across_two_instances(
             await lk.set_webhook_url(f"{api_stack.api.url}/webhooks/livekit")
 
 
+async def test_leaving_to_rejoin_keeps_the_place_and_the_end_frees_it(
+    api_stack: ApiStack, fresh_limits: None, started: list[str]
+) -> None:
+    """A customer who left may rejoin within the grace, so the call keeps its place (leaving
+    and rejoining is no way around the caps) until the call has ended."""
+    settings = api_stack.settings.model_copy(update={
+        "MAX_CALLS_PER_CLIENT": 1, "TRUSTED_PROXIES": "127.0.0.1",
+        "CUSTOMER_REJOIN_GRACE_S": 3600})  # fmt: skip
+    lk, me = api_stack.livekit, "198.51.100.150"
+    async with run_api(settings) as api:
+        await lk.set_webhook_url(f"{api.url}/webhooks/livekit")
+        try:
+            call = (await _call(api, me, started)).body
+            await lk.join(call["room_name"], call["participant_identity"])
+            await _state_until(api, call["call_id"], lambda st: st["status"] == "in_progress")
+            await lk.leave(call["room_name"], call["participant_identity"])
+            await _state_until(api, call["call_id"], lambda st: st["customer_reconnecting"])
+            r = await _call(api, me, started)
+            assert r.status == 429 and r.error["code"] == "too_many_calls", r.body
+            await api.http("POST", f"/api/calls/{call['call_id']}/end", token=ADMIN)
+            r = await _retry_until_admitted(api, me, started)
+            assert r.status == 201, r.body
+        finally:
+            await lk.set_webhook_url(f"{api_stack.api.url}/webhooks/livekit")
+
+
+async def _state_until(api: RunningApi, call_id: str, check: Any) -> None:
+    for _ in range(150):
+        r = await api.http("GET", f"/api/calls/{call_id}", token=ADMIN)
+        if r.status == 200 and r.body["state"] and check(r.body["state"]):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"call {call_id} never got there: {r.body}")
+
+
 async def _waiting(api: RunningApi) -> int:
     return (await api.app.ctx.admission.held(api.app.ctx.res.db)).waiting
 
@@ -265,10 +300,10 @@ async def _eventually(value: Any, expected: Any) -> None:
 
 
 async def _retry_until_admitted(api: RunningApi, address: str, started: list[str]) -> Any:
-    """The end is written to the calls table by the workflow's next batch: try until then."""
+    """An end reaches the calls table with the workflow's next batch: try until it has."""
     for _ in range(150):
         r = await _call(api, address, started)
-        if r.status != 503:
+        if r.status not in (429, 503):
             return r
         await asyncio.sleep(0.1)
     return r
