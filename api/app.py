@@ -76,9 +76,11 @@ def create_app(
         else None
     )
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    app.ctx.trusted_proxies = settings.trusted_proxies  # parsed once, read by every customer call
     app.ctx.admission = Admission(
         max_waiting=settings.MAX_WAITING_CALLS,
         max_per_client=settings.MAX_CALLS_PER_CLIENT,
+        max_live=settings.MAX_LIVE_AI_CALLS,
         join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
         max_call_s=settings.MAX_CALL_DURATION_S,
     )

@@ -8,6 +8,7 @@ and never appear in a message, a log line or a repr.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -142,6 +143,12 @@ class Settings(BaseSettings):
     RATE_LIMIT_PER_MINUTE: int = Field(30, ge=1)
     MAX_WAITING_CALLS: int = Field(50, ge=1, description="calls waiting for their customer")
     MAX_CALLS_PER_CLIENT: int = Field(3, ge=1, description="live calls of one address (IPv6 /64)")
+    MAX_LIVE_AI_CALLS: int = Field(
+        100, ge=1, description="live calls started by customers, all together (each holds an agent)"
+    )
+    TRUSTED_PROXIES: str = Field(
+        "", description="comma-separated addresses or networks whose X-Forwarded-For is believed"
+    )
     WS_QUEUE_SIZE: int = Field(256, ge=8)
     CODEC_CORS_ORIGINS: str = "http://localhost:8233,http://127.0.0.1:8233"
     PAYLOAD_KEYS: SecretStr | None = Field(
@@ -185,6 +192,8 @@ class Settings(BaseSettings):
     MAX_CALL_DURATION_S: float = Field(7200, gt=0)
     EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)
+    # A call whose customer has said nothing this long is hung up (end reason `silent`); 0: never.
+    SILENT_CALL_HANGUP_S: float = Field(180, ge=0)
     RECORDING_RETRY_FOR_S: float = Field(24 * 3600, gt=0)
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
     # Consent withdrawn mid-call: what was recorded until then is kept or deleted.
@@ -203,6 +212,12 @@ class Settings(BaseSettings):
     def _egress_endpoint(cls, v: str) -> str:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s):// URL, or empty for AWS S3")
+        return v
+
+    @field_validator("TRUSTED_PROXIES")
+    @classmethod
+    def _proxy_networks(cls, v: str) -> str:
+        parse_networks(v)
         return v
 
     @field_validator("MINIO_ENDPOINT")
@@ -326,6 +341,10 @@ class Settings(BaseSettings):
         return self.PAYLOAD_REQUIRE_ENCRYPTION
 
     @property
+    def trusted_proxies(self) -> tuple[Network, ...]:
+        return parse_networks(self.TRUSTED_PROXIES)
+
+    @property
     def keywords(self) -> list[str]:
         return [k.strip().lower() for k in self.KEYWORD_ALERTS.split(",") if k.strip()]
 
@@ -347,6 +366,20 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL.get_secret_value()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or networks (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`)."""
+    found = []
+    for entry in (e.strip() for e in raw.split(",") if e.strip()):
+        try:
+            found.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an address or network") from None
+    return tuple(found)
 
 
 def parse_api_token_entries(raw: str) -> list[ApiToken]:

@@ -116,6 +116,7 @@ def api_settings(
         "RATE_LIMIT_PER_MINUTE": 100_000,
         "MAX_WAITING_CALLS": 100_000,  # every test call comes from 127.0.0.1
         "MAX_CALLS_PER_CLIENT": 100_000,
+        "MAX_LIVE_AI_CALLS": 100_000,
         "AGENT_JOIN_TIMEOUT_S": 20,
         "EGRESS_END_TIMEOUT_S": 20,
         "RECORDING_RETRY_FOR_S": 30,
