@@ -100,6 +100,13 @@ def test_temporal_is_not_published_and_uis_only_on_loopback() -> None:
             assert str(port).startswith("127.0.0.1:"), (name, port)
 
 
+def test_the_temporal_ui_is_read_only() -> None:
+    """ui-server's `disableWriteActions` (env TEMPORAL_DISABLE_WRITE_ACTIONS in the image's
+    config template): no terminate, signal, reset or start from the UI (docs/security.md)."""
+    env = _compose()["services"]["temporal-ui"]["environment"]
+    assert env["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+
+
 def test_every_service_is_health_checked_and_waited_for() -> None:
     services = _compose()["services"]
     for name, svc in services.items():
