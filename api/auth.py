@@ -33,6 +33,8 @@ RECORDINGS_READ = frozenset({"supervisor", "ops", "admin"})
 RECORDINGS_RETRY = frozenset({"ops", "admin"})
 ERASE = frozenset({"admin"})
 CODEC = frozenset({"supervisor", "admin"})
+# Encoding seals input that workers trust under the production key (api/routes/codec.py).
+CODEC_ENCODE = frozenset({"admin"})
 
 WS_SUBPROTOCOL = "bearer"
 
