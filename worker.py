@@ -29,7 +29,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerDeploymentConfig
 
-from activities import open_activities
+from activities import egress_has_root_credentials, open_activities
 from core.log import get_logger, setup_logging
 from core.settings import Settings, settings_or_exit
 from core.telemetry import setup_tracing
@@ -102,6 +102,11 @@ async def run(
         settings = await _retention_from_schedule(settings, client)
     except RPCError as exc:  # e.g. a namespace without schedules: calls still run
         log.warning("retention_schedule_not_set", error=exc.message)
+    if egress_has_root_credentials(settings):
+        log.warning(
+            "egress_has_root_credentials",
+            hint="set EGRESS_S3_ACCESS_KEY/EGRESS_S3_SECRET_KEY to a put-only user (docs/security.md)",
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
