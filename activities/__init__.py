@@ -43,6 +43,15 @@ def egress_upload(settings: Settings) -> EgressUpload | None:
     )
 
 
+def egress_has_root_credentials(settings: Settings) -> bool:
+    """True when egress requests would hand Egress the product's own S3 keys (EGRESS_S3_* unset
+    or the same): it could then read and delete every recording, not only put its segment."""
+    if not settings.EGRESS_UPLOAD_IN_REQUEST:
+        return False
+    access = settings.EGRESS_S3_ACCESS_KEY
+    return not access or access.get_secret_value() == settings.MINIO_ACCESS_KEY.get_secret_value()
+
+
 def storage_activities(
     settings: Settings,
     minio: Minio,

@@ -44,6 +44,8 @@ RECORDINGS_RETRY = frozenset({"ops", "admin"})
 ERASE = frozenset({"admin"})
 CODEC = frozenset({"supervisor", "admin"})
 ANY_ROLE = frozenset(ROLES)
+# Encoding seals input that workers trust under the production key (api/routes/codec.py).
+CODEC_ENCODE = frozenset({"admin"})
 
 WS_SUBPROTOCOL = "bearer"
 

@@ -374,7 +374,8 @@ class AgentAlert:
 
 @dataclass
 class SupervisorAction:
-    """monitor | whisper | barge | end | erase, recorded on the call by the API."""
+    """monitor | whisper | barge | takeover | release | end | erase, recorded on the call by the
+    API; `command_refused` for a command whose id already named another (api.domain.commands)."""
 
     id: str
     action: str

@@ -4,7 +4,11 @@ The UI posts `{"payloads": [<Payload in proto JSON: base64 metadata values and d
 shows what comes back; configure it with this API's URL + `/codec` as the codec endpoint. Only
 supervisors and admins may decode (payloads hold customer data): by API token, by the session
 cookie of a dashboard sign-in (`api/routes/session.py`; the UI's includeCredentials), or by the
-UI's OIDC access token naming our audience (`api/codec_auth.py`). CORS, with credentials, is granted to the UI's origin(s)
+UI's OIDC access token naming our audience (`api/codec_auth.py`).
+
+Encoding is admin-only, by bearer token (API token or OIDC), never by the cookie: an encoded
+payload is input the workers trust (a signal, an erasure, a pipeline's object keys) sealed
+under the production key. The Temporal UI runs with its write actions off and only decodes. CORS, with credentials, is granted to the UI's origin(s)
 only (setting CODEC_CORS_ORIGINS, default the dev UI on :8233).
 """
 
@@ -18,9 +22,10 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 from temporalio.api.common.v1 import Payload
 
+from api.auth import CODEC_ENCODE, bearer_from_header
 from api.codec_auth import authenticate_codec
 from api.docs import endpoint
-from api.errors import ValidationFailed
+from api.errors import Forbidden, ValidationFailed
 from api.schemas import CodecRequest, CodecResponse
 from api.validation import parse_body
 from core.codec import PayloadDecryptError
@@ -127,12 +132,16 @@ async def decode(request: Request) -> HTTPResponse:
 
 @bp.post("/codec/encode")
 @endpoint(
-    "Encode payloads for the Temporal Web UI",
+    "Encode payloads under the payload key (admin, bearer token only)",
     tag="codec",
     body=CodecRequest,
     response=CodecResponse,
     secured=True,
 )
 async def encode(request: Request) -> HTTPResponse:
-    await authenticate_codec(request)
+    principal = await authenticate_codec(request)
+    if not principal.may(CODEC_ENCODE):
+        raise Forbidden(f"role {principal.role} may not encode payloads; needs admin")
+    if bearer_from_header(request) is None:
+        raise Forbidden("encoding needs an admin bearer token, not the dashboard's codec cookie")
     return await _apply(request, "encode")

@@ -115,3 +115,27 @@ def test_session_ttl_is_validated(pg_dsn: str, s3: Any, ttl: int) -> None:
     with pytest.raises(SettingsError, match="SESSION_TTL_S"):
         api_settings(pg_dsn=pg_dsn, s3=s3, temporal_address="127.0.0.1:1", livekit=None,
                      SESSION_TTL_S=ttl)  # fmt: skip
+
+
+async def test_only_an_admin_bearer_token_may_encode(pg_dsn: str, s3: Any) -> None:
+    """An encoded payload is input the workers trust, sealed under the production key: a
+    supervisor (token or dashboard cookie) gets 403, and so does an admin's cookie."""
+    from tests.api.conftest import ADMIN
+
+    async with codec_api(pg_dsn, s3) as api:
+
+        async def encode(**kw: Any) -> int:
+            r = await api.http("POST", "/codec/encode", json_body={"payloads": [PAYLOAD]}, **kw)
+            return r.status
+
+        assert await encode() == 401
+        assert await encode(token=SUPERVISOR) == 403
+        assert await encode(token=OPS) == 403
+        for token in (SUPERVISOR, ADMIN):
+            r = await api.http("POST", "/api/session/codec", token=token, json_body={})
+            value = r.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+            cookie = {"Cookie": f"cc_session={value}"}
+            assert await encode(headers=cookie) == 403
+            assert await _decode(api, headers=cookie) == 200
+        r = await api.http("POST", "/codec/encode", token=ADMIN, json_body={"payloads": [PAYLOAD]})
+        assert r.status == 200 and r.body["payloads"][0]["data"] != PAYLOAD["data"]

@@ -143,7 +143,7 @@ SECURED = [
     ("POST", "/api/recordings/{live}/retry", {"ops", "admin"}),
     ("DELETE", "/api/calls/{live}", {"admin"}),
     ("POST", "/codec/decode", {"supervisor", "admin"}),
-    ("POST", "/codec/encode", {"supervisor", "admin"}),
+    ("POST", "/codec/encode", {"admin"}),
 ]
 TOKENS = {"supervisor": SUPERVISOR, "ops": OPS, "admin": ADMIN}
 

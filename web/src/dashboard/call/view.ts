@@ -258,7 +258,8 @@ export class CallView {
         const detail = str(data.detail);
         const reason = str(data.reason);
         const by = str(data.by);
-        const shown = action === "whisper" && detail ? `Whisper: “${detail}”` : humanize(action);
+        // A refused command (its id already named another one) says what was refused and why.
+        const shown = action === "whisper" && detail ? `Whisper: “${detail}”` : action === "command_refused" && detail ? `Refused: ${detail}` : humanize(action);
         timeline("supervisor", `${shown}${by ? ` · ${by}` : ""}${reason ? ` — ${reason}` : ""}`);
         if (action === "whisper" && detail) this.transcript.addNote(event, `Whisper to Sarah: ${detail}`);
         if (action === "takeover" || action === "release") this.header.showTakenOver(action === "takeover");
