@@ -32,7 +32,7 @@ async def test_start_call_with_update_with_start_then_end_it(dev_harness: Harnes
     # A second token for the same call (the customer reloaded the page): same room, once.
     again = await handle.execute_update(CallWorkflow.issue_token, m.IssueTokenRequest(CUSTOMER))
     assert again.room_name == grant.room_name and h.fakes.count(act.CREATE_ROOM) == 1
-    assert again.token_id not in ('', grant.token_id)
+    assert again.token_id not in ("", grant.token_id)
 
     ended = await end_call(h.client, call_id, "customer asked a supervisor", by="supervisor")
     assert ended.reason == "customer asked a supervisor"
