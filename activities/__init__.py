@@ -97,18 +97,11 @@ def build_activities(
 
     lk = lk or livekit_client(settings)
     minio = minio or minio_client(settings)
-    live = LiveKitActivities(
-        lk,
-        settings.LIVEKIT_API_KEY.get_secret_value(),
-        settings.LIVEKIT_API_SECRET.get_secret_value(),
-        settings.livekit_public_url,
-        egress_upload(settings),
-    )
+    live = LiveKitActivities(lk, egress_upload(settings))
     storage = storage_activities(settings, minio, http_session_factory, pool)
     db = DatabaseActivities(pool)
     acts: list[Callable[..., Any]] = [
         live.create_room,
-        live.mint_customer_token,
         live.start_egress,
         live.stop_egress,
         live.get_egress,

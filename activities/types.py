@@ -14,7 +14,6 @@ from core.models import EraseCallInput
 
 # LiveKit (activities/livekit.py)
 CREATE_ROOM = "create_room"
-MINT_CUSTOMER_TOKEN = "mint_customer_token"
 START_EGRESS = "start_egress"
 STOP_EGRESS = "stop_egress"
 GET_EGRESS = "get_egress"
@@ -76,16 +75,6 @@ class RoomInfo:
     room_name: str
     sid: str
     dispatched_agent: str
-
-
-@dataclass
-class MintTokenInput:
-    call_id: str
-    room_name: str
-    identity: str
-    name: str
-    ttl_s: float
-    livekit_url: str = ""  # URL handed to the client; the activity's own URL when empty
 
 
 @dataclass

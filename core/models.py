@@ -54,6 +54,8 @@ class EventKind(StrEnum):
     AGENT_DISPATCH = "agent_dispatch"
     # The customer's connection dropped (reconnecting) or came back (rejoined).
     CUSTOMER_CONNECTION = "customer_connection"
+    # A rejoin proof was accepted: a new join grant replaced the customer's latest one.
+    CUSTOMER_REJOINED = "customer_rejoined"
 
 
 # --- ids and names --------------------------------------------------------------------------
@@ -139,6 +141,8 @@ SIGNAL_ROOM_FINISHED = "room_finished"
 SIGNAL_AGENT_METRICS = "agent_metrics"
 SIGNAL_AGENT_ALERT = "agent_alert"
 SIGNAL_SUPERVISOR_ACTION = "supervisor_action"
+# `issue_token` refuses a rejoin proof (not the latest token, or expired past the grace).
+ERR_REJOIN_REFUSED = "RejoinRefused"
 UPDATE_RECORDING_RETRY = "retry"  # RecordingWorkflow, while it waits for ops
 UPDATE_RECORDING_GIVE_UP = "give_up"
 QUERY_GET_STATE = "get_state"
@@ -229,17 +233,29 @@ class CallInput:
 
 @dataclass
 class IssueTokenRequest:
+    """`issue_token`'s argument. A rejoin names the proof it was given: the token id (`jti`)
+    of the customer's earlier token and that token's expiry (epoch seconds), both read by the
+    API from a token whose signature it checked; the call accepts only its latest token."""
+
     customer_name: str | None = None
+    rejoin_of: str = ""
+    proof_expires_at: float = 0.0
 
 
 @dataclass
 class TokenGrant:
+    """A customer's join grant. The workflow decides it (identity, expiry, `token_id`, the
+    `name` shown in the room) and answers with `token` empty: a join token is never a payload
+    in Temporal history. The API signs the JWT from it (`api.domain.join_tokens`)."""
+
     call_id: str
     room_name: str
     token: str
     livekit_url: str
     participant_identity: str
     expires_at: str  # ISO 8601 UTC
+    token_id: str = ""  # the JWT's `jti`; a rejoin must present the latest one
+    name: str = ""  # the participant's display name
 
 
 # --- signals (every one carries an id; a duplicate id changes nothing) ----------------------
@@ -624,6 +640,7 @@ class CallCarry:
     agent_lost_at: float = 0.0
     customer_away_since: float = 0.0
     token_issued_at: float = 0.0  # the first token (the customer-join clock starts there)
+    token_id: str = ""  # the latest join grant's id: the only one a rejoin may present
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import WorkerDeploymentVersion
 
@@ -44,6 +45,11 @@ class RecordingConsent(StrEnum):
     ANNOUNCE = "announce"
     ASK = "ask"
     OFF = "off"
+
+
+class DeploymentEnv(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
 
 
 class RecordingOnWithdrawal(StrEnum):
@@ -151,8 +157,12 @@ class Settings(BaseSettings):
     )
     WS_QUEUE_SIZE: int = Field(256, ge=8)
     CODEC_CORS_ORIGINS: str = "http://localhost:8233,http://127.0.0.1:8233"
+    # production: settings refuse to load without PAYLOAD_KEYS (docker-compose sets it)
+    CALLCENTER_ENV: DeploymentEnv = DeploymentEnv.DEVELOPMENT
     PAYLOAD_KEYS: SecretStr | None = Field(
-        None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
+        None,
+        description="comma-separated key_id:base64(32 bytes) pairs, newest first",
+        validate_default=True,
     )
     # None: on exactly when PAYLOAD_KEYS is set (see `require_encryption`)
     PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
@@ -265,9 +275,15 @@ class Settings(BaseSettings):
 
     @field_validator("PAYLOAD_KEYS")
     @classmethod
-    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
+    def _keys(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if v is not None and v.get_secret_value().strip():
             parse_payload_keys(v.get_secret_value())
+        elif info.data.get("CALLCENTER_ENV") == DeploymentEnv.PRODUCTION:
+            raise PydanticCustomError(
+                "required_in_production",
+                "required with CALLCENTER_ENV=production: without it names, transcripts and "
+                "failures sit in Temporal history in plaintext (a key: k1:$(openssl rand -base64 32))",
+            )
         return v
 
     @field_validator("CODEC_OIDC_AUDIENCE", "DASHBOARD_OIDC_CLIENT_ID")
@@ -454,6 +470,8 @@ def load_settings(**overrides: Any) -> Settings:
             if err["type"] == "missing":
                 what = field.description if field and field.description else "a value"
                 lines.append(f"{name} is not set: expected {what}")
+            elif err["type"] == "required_in_production":
+                lines.append(f"{name} is not set: {err['msg']}")
             else:
                 msg = err["msg"].removeprefix("Value error, ")
                 lines.append(f"{name} is malformed: {msg}")

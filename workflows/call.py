@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.search as sa
 
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
-from workflows.common import QUICK_RETRY, cause, iso, wait_for
+from workflows.common import QUICK_RETRY, cause, customer_grant, iso, rejoin_refused, wait_for
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
 from workflows.recorder import Recorder
@@ -225,34 +225,21 @@ class CallWorkflow(Healing, Recorder):
 
     @workflow.update(name=m.UPDATE_ISSUE_TOKEN)
     async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
-        """Creates the room (once) with the agent dispatched; returns a fresh customer token.
-        Room and token side by side: the token is useless until the update returns, and it
-        returns only once the room exists (or fails, and the token is dropped)."""
-        mint = act.MintTokenInput(
-            call_id=self.call_id,
-            room_name=m.room_name_for(self.call_id),
-            identity=m.customer_identity(self.call_id),
-            name=req.customer_name or self.book.customer_name or "Customer",
-            ttl_s=self.cfg.token_ttl_s,
-            livekit_url=self.cfg.livekit_url,
-        )
-        token = asyncio.ensure_future(workflow.execute_local_activity(
-            act.MINT_CUSTOMER_TOKEN, mint, result_type=m.TokenGrant,
-            start_to_close_timeout=SETUP_TIMEOUT, retry_policy=SETUP_RETRY,
-        ))  # fmt: skip
-        try:
-            await self._ensure_room()
-        except ApplicationError:
-            token.cancel()
-            raise
-        grant = await token
-        self.book.token_issued()
+        """Creates the room (once) with the agent dispatched; then decides and records the
+        customer's grant (a fresh token id, identity, expiry). The API signs the join token
+        from it, so no token is ever in history; a refused room means no grant at all."""
+        await self._ensure_room()
+        name = req.customer_name or self.book.customer_name or "Customer"
+        grant = customer_grant(self.call_id, name, str(workflow.uuid4()), now(), self.cfg)
+        self.book.token_granted(grant.token_id, req.rejoin_of)
         return grant
 
     @issue_token.validator
     def _check_issue_token(self, req: m.IssueTokenRequest) -> None:
         if self.book.end is not None or not S(self.book.status).is_active:
             raise ApplicationError("the call has ended", type="CallEnded")
+        if req.rejoin_of and (why := rejoin_refused(req, self.book.s, self.cfg, now())):
+            raise ApplicationError(why, type=m.ERR_REJOIN_REFUSED)
 
     @workflow.update(name=m.UPDATE_END_CALL)
     async def end_call(self, req: m.EndCallRequest) -> m.EndCallResult:

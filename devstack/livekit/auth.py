@@ -29,6 +29,7 @@ class Grants:
 
     identity: str = ""
     video: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
 
     def has(self, grant: str) -> bool:
         return bool(self.video.get(grant))
@@ -62,8 +63,37 @@ def verify_token(token: str, api_key: str, api_secret: str) -> Grants:
         raise TokenError(f"invalid token: {type(e).__name__}: {e}") from None
     video = claims.get("video") or {}
     return Grants(
-        identity=str(claims.get("sub", "")), video=video if isinstance(video, dict) else {}
+        identity=str(claims.get("sub", "")),
+        video=video if isinstance(video, dict) else {},
+        name=str(claims.get("name", "")),
     )
+
+
+class JoinRefused(Exception):
+    """A token that may not join (livekit-server's `ValidateConnectRequest`): `status` is the
+    HTTP status it answers, the message its plain-text body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def join_grants(token: str, api_key: str, api_secret: str, room: str = "") -> tuple[Grants, str]:
+    """The grants of a join token and the room it joins, checked as livekit-server checks a
+    connection (`/rtc` and `/rtc/validate`): a valid token (401), the `roomJoin` grant (401),
+    an identity (400), a room from the token or else the request (400)."""
+    try:
+        grants = verify_token(token, api_key, api_secret)
+    except TokenError as e:
+        raise JoinRefused(401, str(e)) from None
+    if not grants.has("roomJoin"):
+        raise JoinRefused(401, _DENIED)
+    if not grants.identity:
+        raise JoinRefused(400, "participant identity cannot be empty")
+    room = str(grants.video.get("room") or room)
+    if not room:
+        raise JoinRefused(400, "room name cannot be empty")
+    return grants, room
 
 
 def bearer_grants(header: str | None, api_key: str, api_secret: str) -> Grants | None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from core.log import get_logger
 
-from .auth import TokenError, bearer_grants
+from .auth import JoinRefused, TokenError, bearer_grants, join_grants
 from .config import EmulatorConfig
 from .control import EMULATOR, control_middleware, routes
 from .emulator import Emulator
@@ -71,10 +71,30 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
+async def rtc_validate(request: web.Request) -> web.Response:
+    """livekit-server's `/rtc/validate`, which client SDKs call when a connection fails: the
+    token (`Authorization: Bearer`, else `access_token`) checked as `/rtc` checks it; 200
+    `success`, else the status with the reason in plain text. No media: nobody joins."""
+    emu = request.app[EMULATOR]
+    header = request.headers.get("Authorization", "")
+    headers = {"Access-Control-Allow-Origin": "*"}
+    if header and not header.startswith("Bearer "):
+        return web.Response(status=401, text="invalid authorization header", headers=headers)
+    token = header.removeprefix("Bearer ") or request.query.get("access_token", "")
+    if not token:
+        return web.Response(status=401, text="permissions denied", headers=headers)
+    try:
+        join_grants(token, emu.config.api_key, emu.config.api_secret, request.query.get("room", ""))
+    except JoinRefused as e:
+        return web.Response(status=e.status, text=str(e), headers=headers)
+    return web.Response(text="success", headers=headers)
+
+
 def build_app(emu: Emulator) -> web.Application:
     app = web.Application(middlewares=[control_middleware], client_max_size=16 * 1024 * 1024)
     app[EMULATOR] = emu
     app.router.add_get("/", health)
+    app.router.add_get("/rtc/validate", rtc_validate)
     app.router.add_route("*", PREFIX + "{tail:.*}", twirp_handler)
     app.router.add_routes(routes)
     return app

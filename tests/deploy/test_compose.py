@@ -56,14 +56,37 @@ def _interpolated() -> set[str]:
     return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
-def test_compose_config_validates() -> None:
-    done = subprocess.run(
+# .env.example leaves every secret empty; a filled-in .env gives PAYLOAD_KEYS (compose needs it).
+A_PAYLOAD_KEY = "k1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIzNDU="
+
+
+def _compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "PAYLOAD_KEYS"}
+    return subprocess.run(
         ["docker-compose", "--env-file", str(ENV_EXAMPLE), "config", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "ENV_FILE": ".env.example"},
+        env={**base, "ENV_FILE": ".env.example", **env},
     )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
+def test_compose_config_validates() -> None:
+    done = _compose_config(PAYLOAD_KEYS=A_PAYLOAD_KEY)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
+def test_compose_refuses_to_start_without_payload_keys() -> None:
+    """Names, transcripts and failures must never sit in Temporal history in plaintext: the
+    stack does not come up without PAYLOAD_KEYS, and its apps run as production, whose
+    settings refuse it too (tests/devstack/test_settings.py)."""
+    done = _compose_config()
+    assert done.returncode != 0 and "PAYLOAD_KEYS" in done.stderr, done.stderr
+    services = _compose()["services"]
+    for name in (*APP_SERVICES, "promote"):
+        env = services[name]["environment"]
+        assert env["CALLCENTER_ENV"] == "production", name
+        assert env["PAYLOAD_KEYS"].startswith("${PAYLOAD_KEYS:?"), name
 
 
 def test_every_setting_the_code_reads_is_given_and_nothing_else() -> None:

@@ -31,7 +31,8 @@ async def test_happy_path_end_to_end(harness: Harness) -> None:
     assert grant.call_id == call_id
     assert grant.room_name == f"call-{call_id}"
     assert grant.participant_identity == f"customer-{call_id}"
-    assert grant.token and grant.livekit_url == "ws://livekit.test" and grant.expires_at
+    assert grant.token_id and grant.livekit_url == "ws://livekit.test" and grant.expires_at
+    assert grant.token == "" and grant.name == CUSTOMER  # signed by the API, never in history
     room = f.calls[act.CREATE_ROOM][0]
     assert room.agent_name == "sarah-cme" and room.room_name == grant.room_name
 

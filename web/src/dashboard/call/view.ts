@@ -289,6 +289,13 @@ export class CallView {
         if (status === "reconnecting") this.transcript.addAlert(event, "silence", "Customer reconnecting…");
         break;
       }
+      case "customer_rejoined":
+        // A rejoin proof exchanged while the call still saw the customer in: maybe not them.
+        timeline(
+          data.while_connected ? "alert-amber" : "status",
+          data.while_connected ? "Rejoin token issued while the customer was still connected" : "Customer got a new token to rejoin",
+        );
+        break;
       case "agent_alert":
         timeline("alert-amber", `Agent alert: ${humanize(str(data.kind) ?? "alert")}${str(data.detail) ? ` — ${str(data.detail)}` : ""}`);
         break;
