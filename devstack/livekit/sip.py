@@ -23,11 +23,14 @@ success the participant leaves the room. Logs show numbers masked (last four dig
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
 from livekit.protocol import sip as sip_pb
@@ -52,6 +55,7 @@ _FAILURES = {
     "reject": (603, "Decline", "permission_denied", models.USER_REJECTED),
     "unavailable": (480, "Temporarily Unavailable", "resource_exhausted", models.USER_UNAVAILABLE),
 }
+_GRPC = {"resource_exhausted": 8, "permission_denied": 7}  # google.rpc.Code
 DEFAULT_RINGING_TIMEOUT_S = 180.0  # livekit/sip participant.go defaultRingingTimeout
 
 
@@ -94,7 +98,14 @@ def sip_error(outcome: str) -> TwirpError:
     if outcome == "no_answer":
         return TwirpError("canceled", "sip request timed out")
     code, reason, twirp_code, _ = _FAILURES[outcome]
-    meta = {"sip_status_code": str(code), "sip_status": reason}
+    # xtwirp.ToError: SIPStatus.TwirpErrorMeta() plus the gRPC status as `error_details`.
+    status = sip_pb.SIPStatus(code=code, status=reason)  # type: ignore[arg-type]
+    detail = any_pb2.Any()
+    detail.Pack(status)
+    grpc = status_pb2.Status(code=_GRPC[twirp_code], message=f"sip status {code}: {reason}",
+                             details=[detail])  # fmt: skip
+    meta = {"sip_status_code": str(code), "sip_status": reason,
+            "error_details": base64.b64encode(grpc.SerializeToString()).decode()}  # fmt: skip
     return TwirpError(twirp_code, f"sip status: {code}: {reason}", meta)
 
 

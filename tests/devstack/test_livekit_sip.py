@@ -5,12 +5,15 @@ it: trunks and dispatch rules, a phone calling in (POST /_emulator/sip/inbound),
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from google.rpc import status_pb2
 from livekit import api
 from livekit.protocol import agent_dispatch as dispatch_pb
 from livekit.protocol import models
@@ -325,6 +328,9 @@ async def test_a_failed_call_out_is_the_servers_sip_error(
             await outbound(lk, room, to, participant_identity="callee", wait_until_answered=True)
     assert e.value.sip_status_code == code and e.value.code == twirp_code
     assert e.value.status < 500  # a 5xx would make livekit-api dial again
+    details = status_pb2.Status.FromString(base64.b64decode(e.value.metadata["error_details"]))
+    sip_status = sip_pb.SIPStatus()
+    assert details.details[0].Unpack(sip_status) and sip_status.code == code
     left = await livekit_webhooks.wait_for(
         "participant_left", room, where=lambda ev: ev.participant.identity == "callee"
     )
@@ -402,3 +408,43 @@ async def test_outcome_control_validates_its_input(livekit_emulator: LiveKitEmul
     assert "+1555" not in (await emu.control("GET", "sip/outcomes"))["outcomes"]
     with pytest.raises(ControlCallError):
         await emu.control("DELETE", "sip/outcomes/+1999")
+
+
+async def test_a_caller_nobody_answers_hangs_up_after_the_trunks_ringing_timeout(
+    livekit_emulator: LiveKitEmulator, livekit_webhooks: WebhookSink
+):
+    emu, room, called = livekit_emulator, room_name(), number()
+    await emu.set_auto_agent(enabled=False, room=room)
+    async with emu.api() as lk:
+        trunk = await lk.sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(
+            trunk=sip_pb.SIPInboundTrunkInfo(numbers=[called],
+                                             ringing_timeout=Duration(nanos=200_000_000))))  # fmt: skip
+        rule = sip_pb.SIPDispatchRule(
+            dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name=room)
+        )
+        await lk.sip.create_dispatch_rule(api.CreateSIPDispatchRuleRequest(
+            rule=rule, trunk_ids=[trunk.sip_trunk_id]))  # fmt: skip
+        answer = await emu.control("POST", "sip/inbound", {"from": CALLER, "to": called})
+    await livekit_webhooks.wait_for("room_finished", room)
+    call = (await calls(emu))[answer["sip_call_id"]]
+    assert (call["status"], call["outcome"], call["answered_at"]) == ("failed", "no_answer", None)
+
+
+async def test_logs_show_phone_numbers_masked(
+    livekit_emulator: LiveKitEmulator, caplog: pytest.LogCaptureFixture
+):
+    emu, room, to = livekit_emulator, room_name(), number()
+    await emu.set_auto_agent(enabled=False, room=room)
+    await emu.control("PUT", f"sip/outcomes/{to}", {"ring_s": 0.05})
+    caplog.set_level(logging.INFO, logger="devstack.livekit")
+    rule = sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name=room))
+    async with emu.api() as lk:
+        called, _, _ = await inbound_setup(lk, rule)
+        answer = await emu.control("POST", "sip/inbound", {"from": CALLER, "to": called})
+        await outbound(lk, room, to, wait_until_answered=True)
+    await emu.leave(room, answer["identity"])
+    await emu.wait_idle()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "sip_inbound_ringing" in text and "sip_call_active" in text
+    assert CALLER not in text and to not in text
+    assert f"number={CALLER[-4:]}" in text and f"number={to[-4:]}" in text
