@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -126,18 +126,7 @@ class SipMixin:
     def create_room(self, req: room_pb.CreateRoomRequest) -> tuple[Room, bool]:
         raise NotImplementedError
 
-    def join(
-        self,
-        room_name: str,
-        identity: str,
-        role: str,
-        *,
-        name: str = "",
-        metadata: str = "",
-        attributes: dict[str, str] | None = None,
-        publish_audio: bool = False,
-    ) -> models.ParticipantInfo:
-        raise NotImplementedError
+    join: Callable[..., models.ParticipantInfo]  # Emulator.join
 
     def leave(self, room_name: str, identity: str, reason: int, *, closing: bool = False) -> None:
         raise NotImplementedError
@@ -243,12 +232,7 @@ class SipMixin:
     async def _ring_outbound(self, call: SipCall, outcome: Outcome, timeout_s: float) -> None:
         await asyncio.sleep(self.config.sip_dial_delay_s)
         self._set_status(call, "ringing")
-        if outcome.outcome != "no_answer" and outcome.ring_s < timeout_s:
-            await asyncio.sleep(outcome.ring_s)
-            result = outcome.outcome
-        else:
-            await asyncio.sleep(timeout_s)
-            result = "no_answer"
+        result = await _far_end(outcome, timeout_s)
         if result == "answer":
             call.outcome = "answer"
             self._set_status(call, "active")
@@ -274,12 +258,7 @@ class SipMixin:
         target = _uri_user(transfer_to)
         outcome = self.outcome_for(target)
         self._log("sip_transfer", call, to=mask_number(target))
-        if outcome.outcome != "no_answer" and outcome.ring_s < timeout_s:
-            await asyncio.sleep(outcome.ring_s)
-            result = outcome.outcome
-        else:
-            await asyncio.sleep(timeout_s)
-            result = "no_answer"
+        result = await _far_end(outcome, timeout_s)
         if result != "answer":
             call.transferred_to = ""
             raise sip_error(result)
@@ -322,6 +301,15 @@ class SipMixin:
         room = self.rooms.get(call.room)
         if room is not None and call.identity in room.participants:
             self.leave(call.room, call.identity, reason)
+
+
+async def _far_end(outcome: Outcome, timeout_s: float) -> str:
+    """What the ringing phone does: its outcome after `ring_s`, or no answer at the timeout."""
+    if outcome.outcome != "no_answer" and outcome.ring_s < timeout_s:
+        await asyncio.sleep(outcome.ring_s)
+        return outcome.outcome
+    await asyncio.sleep(timeout_s)
+    return "no_answer"
 
 
 def _cancel(call: SipCall) -> None:

@@ -29,44 +29,44 @@ def _invalid(msg: str) -> TwirpError:
     return TwirpError("invalid_argument", msg)
 
 
-def create_inbound_trunk(
-    emu: Emulator, req: sip_pb.CreateSIPInboundTrunkRequest, g: Grants | None
-) -> Message:
+def _new_trunk(g: Grants | None, req: Any) -> Any:
+    """A copy of the request's trunk, validated as every trunk is; the caller stores it."""
     require_sip(g, "admin")
     if not req.HasField("trunk"):
         raise _invalid("missing trunk")
-    t = req.trunk
-    if t.sip_trunk_id:
+    if req.trunk.sip_trunk_id:
         raise _invalid("trunk id must not be set")
+    info = type(req.trunk)()
+    info.CopyFrom(req.trunk)
+    return info
+
+
+def _store(store: dict[str, Any], info: Any) -> Message:
+    info.sip_trunk_id = new_id("ST_")
+    store[info.sip_trunk_id] = info
+    return info
+
+
+def create_inbound_trunk(
+    emu: Emulator, req: sip_pb.CreateSIPInboundTrunkRequest, g: Grants | None
+) -> Message:
+    t = _new_trunk(g, req)
     if not ((t.auth_username or t.auth_password) or t.allowed_addresses or t.numbers):
         raise _invalid("for security, one of the fields must be set: "
                        "AuthUsername+AuthPassword, AllowedAddresses or Numbers")  # fmt: skip
     check_trunk_conflicts(list(emu.sip_inbound.values()), t)
-    info = sip_pb.SIPInboundTrunkInfo()
-    info.CopyFrom(t)
-    info.sip_trunk_id = new_id("ST_")
-    emu.sip_inbound[info.sip_trunk_id] = info
-    return info
+    return _store(emu.sip_inbound, t)
 
 
 def create_outbound_trunk(
     emu: Emulator, req: sip_pb.CreateSIPOutboundTrunkRequest, g: Grants | None
 ) -> Message:
-    require_sip(g, "admin")
-    if not req.HasField("trunk"):
-        raise _invalid("missing trunk")
-    t = req.trunk
-    if t.sip_trunk_id:
-        raise _invalid("trunk id must not be set")
+    t = _new_trunk(g, req)
     if not t.numbers:
         raise _invalid("no trunk numbers specified")
     if not t.address:
         raise _invalid("no outbound address specified")
-    info = sip_pb.SIPOutboundTrunkInfo()
-    info.CopyFrom(t)
-    info.sip_trunk_id = new_id("ST_")
-    emu.sip_outbound[info.sip_trunk_id] = info
-    return info
+    return _store(emu.sip_outbound, t)
 
 
 def _by_ids(items: dict[str, Any], ids: list[str]) -> list[Any]:
@@ -96,26 +96,27 @@ def list_outbound_trunk(
     return sip_pb.ListSIPOutboundTrunkResponse(items=items)
 
 
+def _trunk(g: Grants | None, store: dict[str, Any], trunk_id: str) -> Any:
+    require_sip(g, "admin")
+    if not trunk_id:
+        raise _invalid("trunk ID is required")
+    if trunk_id not in store:
+        raise TwirpError("not_found", _TRUNK_GONE)
+    return store[trunk_id]
+
+
 def get_inbound_trunk(
     emu: Emulator, req: sip_pb.GetSIPInboundTrunkRequest, g: Grants | None
 ) -> Message:
-    require_sip(g, "admin")
-    if not req.sip_trunk_id:
-        raise _invalid("trunk ID is required")
-    if req.sip_trunk_id not in emu.sip_inbound:
-        raise TwirpError("not_found", _TRUNK_GONE)
-    return sip_pb.GetSIPInboundTrunkResponse(trunk=emu.sip_inbound[req.sip_trunk_id])
+    trunk = _trunk(g, emu.sip_inbound, req.sip_trunk_id)
+    return sip_pb.GetSIPInboundTrunkResponse(trunk=trunk)
 
 
 def get_outbound_trunk(
     emu: Emulator, req: sip_pb.GetSIPOutboundTrunkRequest, g: Grants | None
 ) -> Message:
-    require_sip(g, "admin")
-    if not req.sip_trunk_id:
-        raise _invalid("trunk ID is required")
-    if req.sip_trunk_id not in emu.sip_outbound:
-        raise TwirpError("not_found", _TRUNK_GONE)
-    return sip_pb.GetSIPOutboundTrunkResponse(trunk=emu.sip_outbound[req.sip_trunk_id])
+    trunk = _trunk(g, emu.sip_outbound, req.sip_trunk_id)
+    return sip_pb.GetSIPOutboundTrunkResponse(trunk=trunk)
 
 
 def delete_trunk(emu: Emulator, req: sip_pb.DeleteSIPTrunkRequest, g: Grants | None) -> Message:

@@ -448,3 +448,18 @@ async def test_logs_show_phone_numbers_masked(
     assert "sip_inbound_ringing" in text and "sip_call_active" in text
     assert CALLER not in text and to not in text
     assert f"number={CALLER[-4:]}" in text and f"number={to[-4:]}" in text
+
+
+async def test_state_counts_sip_and_reset_forgets_it(livekit_emulator: LiveKitEmulator):
+    emu = livekit_emulator
+    async with emu.api() as lk:
+        await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(
+            trunk=sip_pb.SIPOutboundTrunkInfo(address="sip.carrier.example", numbers=[number()],
+                                              auth_password="s3cret-trunk-pass")))  # fmt: skip
+        await emu.control("PUT", f"sip/outcomes/{number()}", {"outcome": "busy"})
+        state = await emu.state()
+        assert state["sip"]["outbound_trunks"] == 1
+        assert "s3cret-trunk-pass" not in str(state)  # trunk credentials stay out of the state
+        await emu.reset()
+        assert not (await lk.sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())).items
+    assert (await emu.control("GET", "sip/outcomes"))["outcomes"] == {}
