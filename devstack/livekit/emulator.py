@@ -329,13 +329,13 @@ class Emulator(EgressMixin, SipMixin):
             raise TwirpError("not_found", "participant does not exist")
         p.info.state = models.ParticipantInfo.DISCONNECTED
         p.info.disconnect_reason = reason  # type: ignore[assignment]
+        if p.info.kind == models.ParticipantInfo.SIP:
+            self.sip_participant_left(room_name, p.info, reason)
         for track in p.info.tracks:
             self._emit("track_unpublished", room, participant=p.info, track=track)
         log.info("participant_left", room=room_name, identity=_shown(p),
                  reason=models.DisconnectReason.Name(reason))  # fmt: skip
         self._emit("participant_left", room, participant=p.info)
-        if p.info.kind == models.ParticipantInfo.SIP:
-            self.sip_participant_left(room_name, identity)
         if closing or p.is_agent or not room.had_non_agent:
             return
         if any(not q.is_agent for q in room.participants.values()):

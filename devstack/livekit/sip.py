@@ -78,7 +78,8 @@ class SipCall:
     room: str = ""
     identity: str = ""
     status: str = "ringing"  # dialing, ringing, active, ended, failed, rejected
-    outcome: str = ""  # answer, busy, no_answer, reject, unavailable, no_trunk, no_rule, canceled
+    outcome: str = ""  # answer, busy, no_answer, reject, unavailable, canceled,
+    # or why the bridge refused it: no_trunk, no_rule, room_full
     sip_status: int = 0
     transferred_to: str = ""
     created_at: float = field(default_factory=time.time)
@@ -170,8 +171,7 @@ class SipMixin:
         attrs = {**d["attributes"], "sip.callStatus": "ringing"}  # type: ignore[dict-item]
         call.ringing_at = time.time()
         self._log("sip_inbound_ringing", call, trunk_id=call.trunk_id, rule_id=call.rule_id)
-        self.join(call.room, call.identity, "sip", name=str(d["name"]),
-                  metadata=str(d["metadata"]), attributes=attrs, publish_audio=True)  # fmt: skip
+        self._join(call, name=str(d["name"]), metadata=str(d["metadata"]), attributes=attrs)
         if call.status == "ringing":  # nobody to hear yet (join may have made it active)
             timeout = trunk.ringing_timeout.ToTimedelta().total_seconds()
             coro = self._ring_inbound(call, timeout or DEFAULT_RINGING_TIMEOUT_S)
@@ -219,9 +219,11 @@ class SipMixin:
             call.answered = asyncio.get_running_loop().create_future()
         self.sip_calls[call.sip_call_id] = call
         self._log("sip_outbound_dialing", call, trunk_id=call.trunk_id)
-        self.join(call.room, call.identity, "sip", name=req.participant_name,
-                  metadata=req.participant_metadata, attributes=attrs,
-                  publish_audio=True)  # fmt: skip
+        try:
+            self._join(call, name=req.participant_name, metadata=req.participant_metadata,
+                       attributes=attrs)  # fmt: skip
+        except ControlError as e:  # a 4xx, so that livekit-api does not dial again
+            raise TwirpError("failed_precondition", str(e)) from None
         ring_timeout = req.ringing_timeout.ToTimedelta().total_seconds()
         room = self.rooms[call.room]
         outcome = self.outcome_for(req.sip_call_to)
@@ -268,14 +270,27 @@ class SipMixin:
 
     # -- shared -------------------------------------------------------------------------------
 
-    def sip_participant_left(self, room_name: str, identity: str) -> None:
-        """The participant of a live call left (hang-up, RemoveParticipant, room closed)."""
+    def sip_participant_left(
+        self, room_name: str, info: models.ParticipantInfo, reason: int
+    ) -> None:
+        """A SIP participant is leaving (hang-up, transfer, failure, RemoveParticipant, room
+        closed): its call ends. A hang-up leaves `sip.callStatus=hangup` (CallHangup)."""
+        if reason == models.CLIENT_INITIATED:
+            info.attributes["sip.callStatus"] = "hangup"
         for call in self.sip_calls.values():
-            if call.room == room_name and call.identity == identity and call.ended_at is None:
+            if call.room == room_name and call.identity == info.identity and not call.ended_at:
                 before_answer = call.status in ("dialing", "ringing")
                 self._end(call, "ended", "canceled" if before_answer else call.outcome)
                 _resolve(call.answered, TwirpError("canceled", "call ended before it was answered"))
                 _cancel(call)
+
+    def _join(self, call: SipCall, **kw: Any) -> None:
+        """The bridge joins the call's participant and publishes its audio track."""
+        try:
+            self.join(call.room, call.identity, "sip", publish_audio=True, **kw)
+        except ControlError:  # the room is full: the call never reaches anyone
+            self._end(call, "rejected", "room_full")
+            raise
 
     def _set_status(self, call: SipCall, status: str) -> None:
         call.status = status

@@ -184,6 +184,8 @@ async def create_sip_participant(
     require_sip(g, "call")
     if not req.sip_trunk_id and not req.HasField("trunk") and not req.sip_number:
         raise _invalid("missing sip trunk id and sip number")
+    if req.HasField("trunk") and not req.trunk.hostname:
+        raise _invalid("no outbound hostname specified")
     if not req.sip_call_to:
         raise _invalid("missing sip callee number")
     if "@" in req.sip_call_to:

@@ -226,6 +226,11 @@ async def test_a_phone_calls_in_and_is_answered_by_the_agent(
         assert call["answered_at"] >= call["ringing_at"] >= call["created_at"]
 
         await emu.leave(room, identity)  # the caller hangs up
+        left = await livekit_webhooks.wait_for(
+            "participant_left", room, where=lambda e: e.participant.identity == identity
+        )
+        assert left.participant.attributes["sip.callStatus"] == "hangup"
+        assert left.participant.disconnect_reason == models.CLIENT_INITIATED
         await livekit_webhooks.wait_for("room_finished", room)
         call = (await calls(emu))[answer["sip_call_id"]]
         assert call["status"] == "ended" and call["ended_at"] >= call["answered_at"]
@@ -335,6 +340,7 @@ async def test_a_failed_call_out_is_the_servers_sip_error(
         "participant_left", room, where=lambda ev: ev.participant.identity == "callee"
     )
     assert left.participant.disconnect_reason == reason
+    assert left.participant.attributes["sip.callStatus"] == "ringing"  # no status for failures
     (call,) = (await calls(emu)).values()
     assert (call["status"], call["outcome"], call["sip_status"]) == ("failed", outcome, code)
     await emu.wait_idle()  # the room closed with its last caller, as the agent's room does
@@ -392,6 +398,7 @@ async def test_transfer_refers_an_active_call_and_the_participant_leaves(
             "participant_left", room, where=lambda ev: ev.participant.identity == "callee"
         )
         assert left.participant.kind == models.ParticipantInfo.SIP
+        assert left.participant.attributes["sip.callStatus"] == "hangup"
     call = (await calls(emu))[info.sip_call_id]
     assert call["transferred_to"] == f"<sip:{desk}@pbx.example>" and call["status"] == "ended"
     await emu.wait_idle()
@@ -463,3 +470,20 @@ async def test_state_counts_sip_and_reset_forgets_it(livekit_emulator: LiveKitEm
         await emu.reset()
         assert not (await lk.sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest())).items
     assert (await emu.control("GET", "sip/outcomes"))["outcomes"] == {}
+
+
+async def test_a_call_into_a_full_room_is_refused_with_a_4xx(livekit_emulator: LiveKitEmulator):
+    emu, room, to = livekit_emulator, room_name(), number()
+    async with emu.api() as lk:
+        await lk.room.create_room(room_pb.CreateRoomRequest(name=room, max_participants=1))
+        await emu.join(room, "customer-1", "customer")
+        with pytest.raises(api.TwirpError) as e:
+            await outbound(lk, room, to)
+        assert (e.value.code, e.value.status) == ("failed_precondition", 412)
+        with pytest.raises(api.TwirpError) as e:
+            await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                trunk=sip_pb.SIPOutboundConfig(), sip_call_to=to, room_name=room))  # fmt: skip
+        assert e.value.message == "no outbound hostname specified"
+    (call,) = (await calls(emu)).values()
+    assert (call["status"], call["outcome"]) == ("rejected", "room_full")
+    await emu.end_room(room)
