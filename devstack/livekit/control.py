@@ -148,6 +148,12 @@ def state_of(emu: Emulator) -> dict[str, Any]:
             "deliveries": [d.to_dict() for d in emu.webhooks.history],
         },
         "faults": emu.faults.list(),
+        "sip": {  # counts only: trunks hold credentials; GET /_emulator/sip/calls has the calls
+            "inbound_trunks": len(emu.sip_inbound),
+            "outbound_trunks": len(emu.sip_outbound),
+            "dispatch_rules": len(emu.sip_rules),
+            "calls": len(emu.sip_calls),
+        },
         "auto_agent": _auto_agent_state(emu),
         "idle": emu.idle(),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from .config import EmulatorConfig
 from .control import EMULATOR, control_middleware, routes
 from .emulator import Emulator
 from .services import HANDLERS
+from .sip_control import sip_routes
 from .twirp import (
     PREFIX,
     TwirpError,
@@ -57,7 +59,10 @@ async def twirp_handler(request: web.Request) -> web.Response:
         handler = HANDLERS.get(key)
         if handler is None:
             raise TwirpError("unimplemented", f"{key} is not emulated")
-        return encode_response(handler(emu, req, grants), ctype)
+        result = handler(emu, req, grants)
+        if inspect.isawaitable(result):  # a SIP call waits for the phone
+            result = await result
+        return encode_response(result, ctype)
     except TwirpError as e:
         if e.code not in ("not_found", "failed_precondition"):
             log.info("twirp_error", method=method_name, code=e.code, message=e.msg)
@@ -97,6 +102,7 @@ def build_app(emu: Emulator) -> web.Application:
     app.router.add_get("/rtc/validate", rtc_validate)
     app.router.add_route("*", PREFIX + "{tail:.*}", twirp_handler)
     app.router.add_routes(routes)
+    app.router.add_routes(sip_routes)
     return app
 
 
