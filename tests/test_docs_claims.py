@@ -76,7 +76,9 @@ def test_a_missing_file_or_test_is_seen(tmp_path: Path) -> None:
         "tests/test_docs_claims.py defines no test test_renamed_away"
     )
     assert broken("tests/nowhere/test_gone.py") == "tests/nowhere/test_gone.py does not exist"
-    source = "class TestA:\n    def test_b(self): ...\n    def helper(self): ...\ndef fixture(): ...\n"
+    source = (
+        "class TestA:\n    def test_b(self): ...\n    def helper(self): ...\ndef fixture(): ...\n"
+    )
     assert defined_tests(source) == {"TestA", "TestA::test_b"}
 
 
