@@ -143,3 +143,17 @@ class _Transport:
 
     def is_closing(self) -> bool:
         return False
+
+
+async def test_a_departure_timeout_keeps_the_room_for_a_returning_customer(
+    livekit_emulator: LiveKitEmulator, livekit_webhooks: WebhookSink
+):
+    room = room_name()
+    async with livekit_emulator.api() as lk:
+        await lk.room.create_room(room_pb.CreateRoomRequest(name=room, departure_timeout=1))
+    await livekit_emulator.join(room, "customer-1", "customer")
+    # Its last non-agent left, yet the room stays open for the timeout (LiveKit's behaviour)...
+    assert (await livekit_emulator.leave(room, "customer-1"))["room_open"] is True
+    # ...and closes once nobody came back.
+    finished = await livekit_webhooks.wait_for("room_finished", room, timeout=30)
+    assert finished.room.name == room
