@@ -23,7 +23,7 @@ DOCUMENTS = [
 
 # `tests/a/test_b.py`, `tests/a/test_b.py::test_c`, `tests/a/test_b.py::TestX::test_c`,
 # a parametrised id's `[...]` left out.
-REFERENCE = re.compile(r"\btests/[\w/.-]*?\.py(?:::\w+)*")
+REFERENCE = re.compile(r"\btests/\w[\w/.-]*?\.py(?:::\w+)*")
 
 
 def references(text: str) -> list[str]:
@@ -60,7 +60,8 @@ def broken(reference: str) -> str | None:
 def test_the_pattern_finds_files_and_test_names() -> None:
     text = (
         "proved (`tests/chaos/test_chaos.py::test_worker_killed`), and in tests/api/test_x.py; "
-        "`tests/web/test_y.py::TestPage::test_z`; not `tests/chaos/` nor tests/histories."
+        "`tests/web/test_y.py::TestPage::test_z`; not `tests/chaos/`, tests/histories nor the "
+        "pattern `tests/...py` itself."
     )
     assert references(text) == [
         "tests/chaos/test_chaos.py::test_worker_killed",
