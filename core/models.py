@@ -177,6 +177,8 @@ class CallConfig:
     max_duration_s: float = 7200
     egress_end_timeout_s: float = 600
     silence_alert_s: float = 30
+    # A line on which the customer has said nothing this long is hung up (`silent`); 0: never.
+    silent_hangup_s: float = 0
     recording_consent: str = "announce"  # announce | ask | off
     keywords: list[str] = field(default_factory=lambda: ["manager", "lawyer", "cancel"])
     recording_retry_for_s: float = 24 * 3600
@@ -205,6 +207,7 @@ class CallConfig:
             max_duration_s=settings.MAX_CALL_DURATION_S,
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
             silence_alert_s=settings.SILENCE_ALERT_S,
+            silent_hangup_s=settings.SILENT_CALL_HANGUP_S,
             recording_consent=str(settings.RECORDING_CONSENT),
             keywords=list(settings.keywords),
             recording_retry_for_s=settings.RECORDING_RETRY_FOR_S,
@@ -605,6 +608,7 @@ class CallCarry:
     silence_alerts: int = 0
     keyword_alerts: int = 0
     last_heard_at: float = 0.0
+    customer_heard_at: float = 0.0  # the customer's last line (or the conversation's start)
     silence_alerted: bool = False
     seq: int = 0  # events this call has emitted (each goes to the log as `wf:<seq>`)
     line_count: int = 0  # lines received (each once per run; PostgreSQL's count is the record)

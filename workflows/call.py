@@ -24,6 +24,7 @@ as new when the history grows, carrying a few kilobytes (`CallCarry`).
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 
 from temporalio import workflow
@@ -95,7 +96,8 @@ class CallWorkflow(Healing, Recorder):
             # first, so its egress is stopped); the silence check is merely asleep.
             silence = asyncio.create_task(self._silence_watch())
             watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
-                       self._customer_watch, self._consent_watch, self._customer_join_watch)]  # fmt: skip
+                       self._customer_watch, self._consent_watch, self._customer_join_watch,
+                       self._silent_line_watch)]  # fmt: skip
             await self._converse()
             silence.cancel()
             await self._hang_up()
@@ -403,6 +405,23 @@ class CallWorkflow(Healing, Recorder):
                 continue
             since = iso(self.book.s.last_heard_at)
             self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))
+
+    async def _silent_line_watch(self) -> None:
+        """Hangs up (`silent`) once the customer has said nothing for `silent_hangup_s`: an open,
+        silent line holds an agent and its paid speech services. The agent's own lines do not
+        count; each customer line starts the clock again."""
+        limit = self.cfg.silent_hangup_s
+        while limit > 0 and self.book.end is None:
+            heard = self.book.s.customer_heard_at or self.book.s.last_heard_at
+            if await wait_for(functools.partial(self._spoke_since, heard), heard + limit - now()):
+                continue
+            alert = ev.SilenceAlert(source="workflow", speaker="customer", quiet_s=limit,
+                                    since=iso(heard))  # fmt: skip
+            self.book.silence_alert(alert)
+            self.book.request_end("silent", "system")
+
+    def _spoke_since(self, heard: float) -> bool:
+        return self.book.end is not None or self.book.s.customer_heard_at > heard
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)

@@ -133,6 +133,7 @@ class CallLedger:
             self.s.greeted = True
         elif line.speaker == "customer":
             self.customer_seen = True  # a line of the customer says they are in
+            self.s.customer_heard_at = now()
             if m.matched_keywords(line.text, self.cfg.keywords):
                 self.s.keyword_alerts += 1  # the API raised the alert as it stored the line
         self.s.line_count += 1
@@ -203,7 +204,7 @@ class CallLedger:
 
     def conversation_started(self) -> None:
         """The agent is in: the call is in progress, and the silence clock starts now."""
-        self.s.last_heard_at = now()
+        self.s.last_heard_at = self.s.customer_heard_at = now()
         self.set_status(S.IN_PROGRESS)
 
     def hanging_up(self, reason: str) -> None:

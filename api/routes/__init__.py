@@ -11,6 +11,7 @@ from api.routes import (
     ops,
     recordings,
     report,
+    session,
     webhooks,
 )
 
@@ -25,5 +26,6 @@ BLUEPRINTS = [
     live.bp,
     agent.bp,
     codec.bp,
+    session.bp,
     ops.bp,
 ]

@@ -19,7 +19,6 @@ from sanic.response import HTTPResponse
 
 from api import ratelimit
 from api.docs import endpoint
-from api.domain import store
 from api.domain.admission import Admission
 from api.errors import ApiError, Forbidden
 from api.metrics import CALLS_STARTED
@@ -43,16 +42,12 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
     res = request.app.ctx.res
     call_id = new_call_id()
     admission: Admission = request.app.ctx.admission
-    await admission.admit(
-        ratelimit.client_key(ratelimit.client_address(request)),
-        call_id,
-        lambda ids: store.ended_calls(res.db, ids),
-    )
+    await admission.admit(res.db, ratelimit.client_key(ratelimit.client_address(request)), call_id)
     try:
         grant = await res.calls.issue_token(call_id, customer_name)
     except ApiError:
         # Temporal unreachable or the room refused: no agent holds a job for this call.
-        admission.release(call_id)
+        await admission.release(res.db, call_id)
         raise
     # Anything else (a client that hung up mid-request cancels this handler) keeps the place:
     # the call may have started, and hanging up must not be a way around the caps.

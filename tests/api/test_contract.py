@@ -12,6 +12,7 @@ import pytest
 
 from core.models import new_call_id
 from tests.api.conftest import ADMIN, OPS, SUPERVISOR, ApiStack, api_settings, run_api
+from tests.fixtures.services import forget_client_limits
 
 BAD = "NOT-A-CALL-ID"
 
@@ -173,6 +174,7 @@ async def test_rate_limit_per_client_address(api_stack: ApiStack, pg_dsn: str, s
         livekit=api_stack.livekit,
         RATE_LIMIT_PER_MINUTE=2,
     )
+    await forget_client_limits(pg_dsn, "127.0.0.1")  # the buckets are the session database's
     async with run_api(settings, wait_temporal=False) as limited:
         # invalid bodies: the limit is checked first and nothing is started
         statuses = [

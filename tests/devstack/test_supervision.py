@@ -73,7 +73,8 @@ def _devstack(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Pat
     log = tmp_path / "up.log"
     out = open(log, "wb")  # noqa: SIM115 - the child owns it
     env = {**os.environ, "DEVSTACK_DIR": str(tmp_path / "stack"), "RATE_LIMIT_PER_MINUTE": "1000",
-           "MAX_CALLS_PER_CLIENT": "1000", "MAX_WAITING_CALLS": "1000"}  # fmt: skip
+           "MAX_CALLS_PER_CLIENT": "1000", "MAX_WAITING_CALLS": "1000",
+           "MAX_LIVE_AI_CALLS": "1000"}  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     out.close()
     return proc, log, ports

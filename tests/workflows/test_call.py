@@ -239,6 +239,39 @@ async def test_agent_reported_silence_counts_once_per_quiet_period(harness: Harn
                 what="the agent's alert written")  # fmt: skip
 
 
+async def test_silent_line_is_hung_up_with_its_reason(harness: Harness) -> None:
+    """A customer who says nothing for `silent_hangup_s` is hung up (`silent`, by the system);
+    the agent talking into the silence does not keep the line open, a customer line does."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30, silent_hangup_s=300)
+    await h.agent_joins(handle)
+    await h.env.sleep(200)
+    await h.say(handle, "customer", "Hello?")  # the clock starts again here
+    for _ in range(5):  # the agent keeps asking; that is no sign of a customer
+        await h.env.sleep(55)
+        await h.say(handle, "assistant", "Are you still there?")
+    await h.env.sleep(20)  # 295 s after the customer's line
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and not state.end_reason
+    await h.env.sleep(10)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "silent"
+    assert (await handle.query(CallWorkflow.get_state)).ended_by == "system"
+    await until(lambda: any(a.data.get("speaker") == "customer" and a.data.get("quiet_s") == 300
+                            for a in f.of_kind("silence_alert")), what="the hang-up's alert")  # fmt: skip
+    await until(lambda: [e.data.get("reason") for e in f.of_kind("status")
+                         if e.data.get("status") == S.ENDING] == ["silent"], what="why it ended")  # fmt: skip
+
+
+async def test_silent_hangup_off_keeps_a_quiet_call(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30, silent_hangup_s=0)
+    await h.agent_joins(handle)
+    await h.env.sleep(1800)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.silence_alerts == 1
+
+
 async def test_keyword_alert(harness: Harness) -> None:
     h = harness
     handle, _ = await h.start(keywords=["manager", "cancel my order"], recording_consent="off")

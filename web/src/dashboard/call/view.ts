@@ -10,7 +10,7 @@ import { ApiError, isRecord, wsUrl, type CallDetail, type CallEvent, type CallSu
 import { clear, h } from "../../shared/dom";
 import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { LiveSocket } from "../../shared/live";
-import { api, token } from "../session";
+import { api, wsProtocols } from "../session";
 import { speakerName, toast } from "../ui";
 import { ActivityPanel } from "./activity";
 import type { Marker } from "./playback";
@@ -104,7 +104,7 @@ export class CallView {
 
     this.socket = new LiveSocket({
       url: () => wsUrl(`/ws/calls/${encodeURIComponent(callId)}`, { after: this.lastSeq }),
-      protocols: () => ["bearer", token() ?? ""],
+      protocols: wsProtocols,
       onMessage: (msg) => this.onMessage(msg),
       onState: (state, detail) => this.header.setSocketState(state, detail),
     });
