@@ -172,3 +172,17 @@ async def test_a_join_token_is_checked_as_livekit_checks_a_connection(
         assert err["error"]["field"] == "token"
     async with emu.session.get(f"{emu.url}/rtc/validate") as resp:
         assert resp.status == 401  # no token at all
+
+
+async def test_a_departure_timeout_keeps_the_room_for_a_returning_customer(
+    livekit_emulator: LiveKitEmulator, livekit_webhooks: WebhookSink
+):
+    room = room_name()
+    async with livekit_emulator.api() as lk:
+        await lk.room.create_room(room_pb.CreateRoomRequest(name=room, departure_timeout=1))
+    await livekit_emulator.join(room, "customer-1", "customer")
+    # Its last non-agent left, yet the room stays open for the timeout (LiveKit's behaviour)...
+    assert (await livekit_emulator.leave(room, "customer-1"))["room_open"] is True
+    # ...and closes once nobody came back.
+    finished = await livekit_webhooks.wait_for("room_finished", room, timeout=30)
+    assert finished.room.name == room

@@ -139,7 +139,9 @@ async def test_late_signals_while_the_recording_is_awaited_are_ignored(harness: 
     await until(lambda: f.count(act.DELETE_ROOM) == 1)
     state = await h.query(handle, CallWorkflow.get_state)
     assert state.status == S.COMPLETED  # waiting for egress_ended now
+    ended = (state.end_reason, state.ended_by, state.ended_at)
     await h.say(handle, "customer", "one more thing")
+    await handle.signal(CallWorkflow.room_finished, m.RoomFinished("rf-late"))
     await handle.signal(CallWorkflow.silence, m.SilenceSignal("si-late", "customer", 40))
     await handle.signal(CallWorkflow.agent_alert, m.AgentAlert("al-late", "handoff_requested"))
     await handle.signal(CallWorkflow.agent_metrics, m.AgentMetrics("am-late", 0.1))
@@ -154,6 +156,7 @@ async def test_late_signals_while_the_recording_is_awaited_are_ignored(harness: 
     assert "agent_metrics" not in kinds
     state = await handle.query(CallWorkflow.get_state)
     assert state.silence_alerts == 0
+    assert (state.end_reason, state.ended_by, state.ended_at) == ended  # room_finished came late
 
 
 # --- segments, consent withdrawal, the staging fallback -----------------------------------
