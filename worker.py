@@ -42,12 +42,20 @@ from core.temporal import (
 )
 from ops.metrics import sdk_runtime, serve_metrics
 from ops.retention import retention_in_force
+from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 from workflows.retention import RetentionWorkflow
 
-WORKFLOWS = [CallWorkflow, RecordingWorkflow, EraseCallWorkflow, RetentionWorkflow]
+WORKFLOWS = [
+    CallWorkflow,
+    RecordingWorkflow,
+    EraseCallWorkflow,
+    RetentionWorkflow,
+    AnalysisWorkflow,
+    WebhookWorkflow,
+]
 
 # Workflow task polls kept open (the SDK's default is 5). A workflow task that finds no poll
 # waiting is written to the task queue's backlog and read back later: at 50 lines/s on 2 cores

@@ -113,6 +113,9 @@ def build_activities(
         db.append_call_events,
         db.record_recording,
     ]
+    from activities.analysis import AnalysisActivities
+
+    acts += AnalysisActivities(pool, settings, client).activities()
     if client is not None:
         from activities.erase import EraseActivities
         from activities.retention import RetentionActivities

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -209,6 +209,22 @@ class Settings(BaseSettings):
     # Consent withdrawn mid-call: what was recorded until then is kept or deleted.
     RECORDING_ON_WITHDRAWAL: RecordingOnWithdrawal = RecordingOnWithdrawal.DELETE
     KEYWORD_ALERTS: str = "manager,lawyer,cancel"
+    # After the call (workflows/analysis.py). `auto`: the language model when one is set.
+    ANALYSIS_METHOD: Literal["auto", "llm", "local"] = "auto"
+    ANALYSIS_LLM_BASE_URL: str | None = Field(None, description="OpenAI-compatible server")
+    ANALYSIS_LLM_API_KEY: SecretStr | None = None
+    ANALYSIS_LLM_MODEL: str = "gpt-4o-mini"
+    ANALYSIS_LLM_TIMEOUT_S: float = Field(60, gt=0)
+    ANALYSIS_SCHEMA: str | None = Field(None, description="JSON schema file of the fields")
+    ANALYSIS_RUBRIC: str | None = Field(None, description="the scorecard's rubric (JSON)")
+    # Lines the agent still sends after the hang-up (a resend from its spool) land first.
+    ANALYSIS_DELAY_S: float = Field(10, ge=0)
+    ANALYSIS_WEBHOOK_URL: str | None = None
+    ANALYSIS_WEBHOOK_SECRET: SecretStr | None = Field(
+        None, description="whsec_ and base64 (Standard Webhooks)"
+    )
+    ANALYSIS_WEBHOOK_TIMEOUT_S: float = Field(15, gt=0)
+    ANALYSIS_WEBHOOK_FOR_S: float = Field(24 * 3600, gt=0)  # retried this long, then failed
 
     @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")
     @classmethod
@@ -222,6 +238,28 @@ class Settings(BaseSettings):
     def _egress_endpoint(cls, v: str) -> str:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s):// URL, or empty for AWS S3")
+        return v
+
+    @field_validator("ANALYSIS_WEBHOOK_URL", "ANALYSIS_LLM_BASE_URL")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL")
+        return v or None
+
+    @field_validator("ANALYSIS_WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        try:
+            key = base64.b64decode(
+                v.get_secret_value().removeprefix("whsec_") + "==", validate=False
+            )
+        except ValueError:
+            key = b""
+        if len(key) < 16:
+            raise ValueError("must be whsec_ and the base64 of at least 16 random bytes")
         return v
 
     @field_validator("TRUSTED_PROXIES")

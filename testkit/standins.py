@@ -79,6 +79,7 @@ class StandIns:
             self.delete_recording_segments,
             self.append_call_events,
             self.record_recording,
+            self.start_post_call,
         ]
 
     def kinds(self) -> list[str]:
@@ -146,6 +147,11 @@ class StandIns:
                 non_retryable=self.dispatch_error in act.NON_RETRYABLE_ERRORS,
             )
         return act.DispatchResult(dispatch_id=f"AD_{inp.serial}")
+
+    @activity.defn(name=act.START_POST_CALL)
+    async def start_post_call(self, call_id: str) -> None:
+        """Records the start (the real one starts `analysis-<id>`: tests/workflows)."""
+        self.calls[act.START_POST_CALL].append(call_id)
 
     # --- storage ----------------------------------------------------------------------------
 

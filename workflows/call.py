@@ -168,6 +168,12 @@ class CallWorkflow(Healing, Recorder):
         )
         if flusher.done():
             flusher.result()  # the flusher died (a bug): fail the task loudly, never hang
+        # After the call: its analysis and webhooks (workflows/analysis.py), on the call's
+        # final row and lines. Not a child: they outlive the call.
+        await workflow.execute_activity(
+            act.START_POST_CALL, self.call_id, start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=LOG_RETRY,
+        )  # fmt: skip
         return m.CallResult(
             call_id=self.call_id,
             status=self.book.status,

@@ -2,6 +2,7 @@
 
 from api.routes import (
     agent,
+    analysis,
     calls,
     codec,
     customers,
@@ -22,6 +23,7 @@ BLUEPRINTS = [
     failed_recordings.bp,
     recordings.bp,
     report.bp,
+    analysis.bp,
     webhooks.bp,
     live.bp,
     agent.bp,
