@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.definitions import Component, RequestBody, Response
-from sanic_ext.extensions.openapi.types import Integer, String
+from sanic_ext.extensions.openapi.types import Float, Integer, String
 
 from api.schemas import ErrorBody
 from core.models import CALL_ID_RE
@@ -93,4 +93,4 @@ def endpoint(
     return document
 
 
-__all__ = ["CALL_ID_PATH", "Integer", "String", "endpoint", "query_param"]
+__all__ = ["CALL_ID_PATH", "Float", "Integer", "String", "endpoint", "query_param"]
