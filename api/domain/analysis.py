@@ -1,6 +1,7 @@
 """A call's analysis as the API serves it (workflows/analysis.py writes it): one document for
-`GET /api/calls/{id}/analysis` and the report, and the rows of the QA export
-(`GET /api/analysis.csv`).
+`GET /api/calls/{id}/analysis` and the report, the rows of the QA export
+(`GET /api/analysis.csv`), and what ops do (rerun, replay, list deliveries), shared by the API
+and `python -m ops analysis|webhooks` so both refuse the same things.
 
 The export's columns come from the configured rubric and fields schema, not from the rows, so
 every file of one deployment has the same header and can be streamed row by row: one column per
@@ -60,6 +61,57 @@ async def deliveries(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
     stamps = ("last_attempt_at", "delivered_at")
     return [{k: store.iso_or_none(v) if k in stamps else v for k, v in dict(r).items()}
             for r in rows]  # fmt: skip
+
+
+# --- what ops do ------------------------------------------------------------------------------
+
+LIVE = ("waiting_for_agent", "in_progress", "ending")
+DELIVERY_COLUMNS = ("id", "call_id", "event_type", "attempts", "last_status", "last_error",
+                    "last_attempt_at", "delivered_at")  # fmt: skip
+
+
+class NoSuchCall(LookupError):
+    pass
+
+
+class CallLive(Exception):
+    """The call has not ended: there is nothing to analyse yet."""
+
+
+async def next_run(pool: asyncpg.Pool, call_id: str) -> int:
+    """The number of the run ops may start now (`workflows.analysis.rerun_analysis`);
+    `NoSuchCall`, or `CallLive` before the call has ended."""
+    status = await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id)
+    if status is None:
+        raise NoSuchCall(call_id)
+    if status in LIVE:
+        raise CallLive(call_id)
+    runs = await pool.fetchval("SELECT runs FROM call_analyses WHERE call_id = $1", call_id)
+    return int(runs or 0) + 1
+
+
+async def message_call(pool: asyncpg.Pool, msg_id: str) -> str | None:
+    """The call of a stored webhook message (None: no such message, nothing to replay)."""
+    call_id = await pool.fetchval("SELECT call_id FROM webhook_deliveries WHERE id = $1", msg_id)
+    return None if call_id is None else str(call_id)
+
+
+async def list_deliveries(
+    pool: asyncpg.Pool, *, call_id: str | None = None, undelivered: bool = False, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Webhook messages, newest first: of one call, and/or only those not delivered."""
+    rows = await pool.fetch(
+        f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM webhook_deliveries "
+        "WHERE ($1::text IS NULL OR call_id = $1) AND (NOT $2 OR delivered_at IS NULL) "
+        "ORDER BY created_at DESC, id LIMIT $3",
+        call_id, undelivered, limit,
+    )  # fmt: skip
+    stamps = ("last_attempt_at", "delivered_at")
+    return [{k: store.iso_or_none(v) if k in stamps else v for k, v in dict(r).items()}
+            for r in rows]  # fmt: skip
+
+
+# --- the QA export ------------------------------------------------------------------------------
 
 
 def field_columns(schema: dict[str, Any], prefix: str = "field.") -> list[str]:

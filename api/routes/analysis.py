@@ -21,6 +21,7 @@ from sanic.response import HTTPResponse
 
 from api.auth import READ_CALLS, RECORDINGS_RETRY, require
 from api.docs import String, endpoint, query_param
+from api.domain import analysis as domain
 from api.domain.analysis import csv_text, export_columns, export_rows, stored_analysis
 from api.errors import Conflict, NotFound, ValidationFailed
 from api.schemas import Accepted, AnalysisExportQuery, Empty
@@ -32,7 +33,6 @@ from workflows.analysis import AnalysisRunning, replay_webhook, rerun_analysis
 log = get_logger("api.analysis")
 bp = Blueprint("analysis")
 MSG_ID = re.compile(r"^msg_[a-z0-9]{12,40}_call_(ended|analyzed)_[0-9]{1,6}$")
-LIVE = ("waiting_for_agent", "in_progress", "ending")
 EXPORT_SPAN_DAYS = 366
 
 
@@ -92,21 +92,19 @@ async def get_analysis(request: Request, call_id: str) -> HTTPResponse:
 async def rerun(request: Request, call_id: str) -> HTTPResponse:
     parse_body(request, Empty, allow_empty=True)
     pool, settings = request.app.ctx.res.db, request.app.ctx.settings
-    status = await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id)
-    if status is None:
-        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
-    if status in LIVE:
-        raise Conflict(f"call {call_id} has not ended", code="call_live")
-    runs = await pool.fetchval("SELECT runs FROM call_analyses WHERE call_id = $1", call_id)
     try:
+        run = await domain.next_run(pool, call_id)
         await rerun_analysis(
-            request.app.ctx.res.temporal, call_id, (runs or 0) + 1,
-            task_queue=settings.TEMPORAL_TASK_QUEUE,
-            webhook_for_s=settings.ANALYSIS_WEBHOOK_FOR_S,
+            request.app.ctx.res.temporal, call_id, run,
+            task_queue=settings.TEMPORAL_TASK_QUEUE, webhook_for_s=settings.ANALYSIS_WEBHOOK_FOR_S,
         )  # fmt: skip
+    except domain.NoSuchCall as exc:
+        raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id") from exc
+    except domain.CallLive as exc:
+        raise Conflict(f"call {call_id} has not ended", code="call_live") from exc
     except AnalysisRunning as exc:
         raise Conflict(f"call {call_id} is being analysed", code="analysis_running") from exc
-    log.info("analysis_rerun", call_id=call_id, by=request.ctx.principal.id)
+    log.info("analysis_rerun", call_id=call_id, run=run, by=request.ctx.principal.id)
     return json({"call_id": call_id, "action": "rerun_analysis", "status": "started"}, status=202)
 
 
@@ -125,7 +123,7 @@ async def replay(request: Request, msg_id: str) -> HTTPResponse:
     if not MSG_ID.match(msg_id):
         raise ValidationFailed("msg_id: not a webhook message id", field="msg_id")
     pool, settings = request.app.ctx.res.db, request.app.ctx.settings
-    call_id = await pool.fetchval("SELECT call_id FROM webhook_deliveries WHERE id = $1", msg_id)
+    call_id = await domain.message_call(pool, msg_id)
     if call_id is None:
         raise NotFound(f"no webhook message {msg_id}", code="webhook_not_found", field="msg_id")
     try:
