@@ -23,6 +23,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +131,16 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "PAYLOAD_KEYS": keep(
             "PAYLOAD_KEYS", lambda: "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         ),
+        **analysis_settings(os.environ),
     }
+
+
+def analysis_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """After each call, an analysis the dashboard shows: the local method (no model, no key)
+    unless the developer configured a model or a method themselves; soon after the hang-up."""
+    model = any(environ.get(k) for k in ("ANALYSIS_LLM_BASE_URL", "ANALYSIS_LLM_API_KEY"))
+    method = environ.get("ANALYSIS_METHOD") or ("auto" if model else "local")
+    return {"ANALYSIS_METHOD": method, "ANALYSIS_DELAY_S": environ.get("ANALYSIS_DELAY_S", "2")}
 
 
 def build_id() -> str:
