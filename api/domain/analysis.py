@@ -47,20 +47,8 @@ async def stored_analysis(pool: asyncpg.Pool, call_id: str) -> dict[str, Any] | 
     out = dict(row)
     out["analysis"] = json.loads(out.pop("document")) if row["document"] else None
     out["analyzed_at"] = store.iso_or_none(row["analyzed_at"])
-    out["deliveries"] = await deliveries(pool, call_id)
+    out["deliveries"] = await list_deliveries(pool, call_id=call_id, limit=1000, oldest_first=True)
     return out
-
-
-async def deliveries(pool: asyncpg.Pool, call_id: str) -> list[dict[str, Any]]:
-    """Each webhook message of the call: attempts, the receiver's last status, delivered when."""
-    rows = await pool.fetch(
-        "SELECT id, event_type, attempts, last_status, last_error, last_attempt_at, delivered_at "
-        "FROM webhook_deliveries WHERE call_id = $1 ORDER BY created_at, id",
-        call_id,
-    )
-    stamps = ("last_attempt_at", "delivered_at")
-    return [{k: store.iso_or_none(v) if k in stamps else v for k, v in dict(r).items()}
-            for r in rows]  # fmt: skip
 
 
 # --- what ops do ------------------------------------------------------------------------------
@@ -97,13 +85,20 @@ async def message_call(pool: asyncpg.Pool, msg_id: str) -> str | None:
 
 
 async def list_deliveries(
-    pool: asyncpg.Pool, *, call_id: str | None = None, undelivered: bool = False, limit: int = 50
+    pool: asyncpg.Pool,
+    *,
+    call_id: str | None = None,
+    undelivered: bool = False,
+    limit: int = 50,
+    oldest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Webhook messages, newest first: of one call, and/or only those not delivered."""
+    """Webhook messages (newest first unless `oldest_first`), of one call and/or only those not
+    delivered: attempts, the receiver's last status, delivered when."""
+    order = "created_at, id" if oldest_first else "created_at DESC, id"
     rows = await pool.fetch(
         f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM webhook_deliveries "
         "WHERE ($1::text IS NULL OR call_id = $1) AND (NOT $2 OR delivered_at IS NULL) "
-        "ORDER BY created_at DESC, id LIMIT $3",
+        f"ORDER BY {order} LIMIT $3",
         call_id, undelivered, limit,
     )  # fmt: skip
     stamps = ("last_attempt_at", "delivered_at")
