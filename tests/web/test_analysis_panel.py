@@ -15,6 +15,7 @@ from pathlib import Path
 from playwright.async_api import Page, expect
 
 from tests.web.conftest import CallTables, WebApi, screenshot
+from tests.web.test_accessibility import _show, axe
 from tests.web.test_dashboard import sign_in
 from tests.web.test_playback import _current_time, _ended_call_with_recording
 
@@ -123,6 +124,7 @@ async def test_ops_see_rerun_and_replay(page: Page, web_api: WebApi, tables: Cal
     )
     await expect(panel.locator("#analysis-rerun")).to_be_visible()
     await expect(panel.locator("button.replay")).to_have_count(2)
+    assert not (v := await axe(page)), "analysis panel:\n" + _show(v)
     # Cited lines this call never showed are named as such, not invented.
     await expect(panel.locator("#analysis-scorecard button.cite").first).to_have_text("▶ a line")
 
