@@ -57,11 +57,13 @@ def endpoint(
     errors: Iterable[int] = (),
     secured: bool = False,
     description: str | None = None,
+    media: str = "application/json",
 ) -> Callable[[F], F]:
-    """Document one operation: body, success response and the error statuses it can answer."""
+    """Document one operation: body, success response (`media`: its content type) and the
+    error statuses it can answer."""
     responses = [
         Response(
-            {"application/json": Component(response)} if response else {"application/json": {}},
+            {media: Component(response)} if response else {media: {}},
             status=ok,
             description="OK",
         )

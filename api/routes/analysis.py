@@ -38,6 +38,7 @@ EXPORT_SPAN_DAYS = 366
 
 class Delivery(BaseModel):
     id: str
+    call_id: str
     event_type: str
     attempts: int
     last_status: int | None
@@ -142,6 +143,7 @@ async def replay(request: Request, msg_id: str) -> HTTPResponse:
     tag="analysis",
     errors=(422,),
     secured=True,
+    media="text/csv",
     description=(
         "Columns: call_id, created_at, ended_at, analyzed_at, status, method, outcome, "
         "sentiment, score, runs, one `scorecard.<item>` per rubric item (pass, fail or empty: "

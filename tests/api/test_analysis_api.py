@@ -115,6 +115,9 @@ async def test_analysis_endpoint_and_report(pg_dsn: str, s3: Any, db: asyncpg.Co
         assert got["call.ended"]["delivered_at"] is not None
         assert (got["call.analyzed"]["attempts"], got["call.analyzed"]["last_status"]) == (3, 500)
         assert got["call.analyzed"]["delivered_at"] is None
+        spec = await api.http("GET", "/docs/openapi.json")
+        csv_ok = spec.body["paths"]["/api/analysis.csv"]["get"]["responses"]["200"]
+        assert list(csv_ok["content"]) == ["text/csv"]
 
         # The report carries the same analysis, and each line's id (what the evidence cites).
         rep = await api.http("GET", f"/api/calls/{call_id}/report", token=OPS)
