@@ -169,3 +169,16 @@ async def test_search_by_outcome_sentiment_and_score(
     # A bad value in a shared link is refused by the API, naming the field.
     await page.goto(f"/dashboard#/search?q={tag}&score=2")
     await expect(page.locator("#search-error")).to_contain_text("score")
+
+
+async def test_a_call_that_just_ended_shows_its_analysis_when_it_lands(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    """The analysis runs seconds after the hang-up: the panel looks again by itself."""
+    call_id = await tables.add_call("Just Ended", status="completed", recording_status="none")
+    await tables.say(call_id, "customer", "I'm looking for a truck.")
+    await sign_in(page, web_api.supervisor_token)
+    await page.goto(f"/dashboard#/calls/{call_id}")
+    await expect(page.locator("#analysis-state")).to_contain_text("No analysis yet")
+    await _analyse(tables, call_id, outcome="resolved")
+    await expect(page.locator("#analysis-outcome")).to_have_text("Resolved", timeout=15_000)

@@ -5,7 +5,8 @@
  * where it was said (the view's `seekLine`, the transcript's own seek). The panel says plainly
  * which method made the analysis: a language model (`llm`) or the local method (`local`, no
  * model). Below: the webhook deliveries (attempts, last status); ops may replay one or rerun the
- * analysis.
+ * analysis. A call that ended minutes ago has its analysis on the way: the panel looks again
+ * every few seconds until it lands (then "Check again" is by hand).
  */
 
 import { ApiError, isRecord, type Accepted } from "../../shared/api";
@@ -63,6 +64,8 @@ export class AnalysisPanel {
   readonly element: HTMLElement;
   private readonly body = h("div", { class: "analysis-body", id: "analysis" });
   private requested = false;
+  private retryTimer = 0;
+  private retries = 0;
 
   constructor(
     private readonly ctx: CallContext,
@@ -81,7 +84,12 @@ export class AnalysisPanel {
     void this.load();
   }
 
+  destroy(): void {
+    window.clearTimeout(this.retryTimer);
+  }
+
   async load(): Promise<void> {
+    window.clearTimeout(this.retryTimer);
     let found: CallAnalysis;
     try {
       found = await api<CallAnalysis>("GET", `/api/calls/${encodeURIComponent(this.ctx.callId)}/analysis`);
@@ -94,9 +102,19 @@ export class AnalysisPanel {
         h("div", { class: "action-row" }, this.checkAgain()),
       );
       if (none) void this.addRerun(this.body.lastElementChild as HTMLElement);
+      if (none && this.justEnded() && this.retries < AUTO_CHECKS) {
+        this.retries += 1; // the analysis runs a few seconds after the end: look again by itself
+        this.retryTimer = window.setTimeout(() => void this.load(), AUTO_CHECK_MS);
+      }
       return;
     }
     this.render(found);
+  }
+
+  /** Ended within the last few minutes: its analysis is probably on its way. */
+  private justEnded(): boolean {
+    const ended = Date.parse(this.ctx.call().ended_at ?? "");
+    return Number.isFinite(ended) && Date.now() - ended < AUTO_CHECKS * AUTO_CHECK_MS;
   }
 
   private checkAgain(): HTMLButtonElement {
@@ -245,5 +263,7 @@ export class AnalysisPanel {
   }
 }
 
+const AUTO_CHECKS = 40;
+const AUTO_CHECK_MS = 3000;
 const OUTCOME_TONE: Record<string, string> = { resolved: "badge-green", follow_up: "badge-amber", handed_off: "badge-blue", abandoned: "badge-red" };
 const SENTIMENT_TONE: Record<string, string> = { positive: "badge-green", neutral: "badge-gray", negative: "badge-red" };

@@ -126,6 +126,7 @@ export class CallView {
     window.clearInterval(this.tickTimer);
     this.monitor.destroy();
     this.report.destroy();
+    this.analysis.destroy();
   }
 
   private renderHeader(): void {
