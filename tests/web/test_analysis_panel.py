@@ -85,6 +85,7 @@ async def test_call_view_shows_the_analysis_and_evidence_seeks_the_recording(
     await expect(analyzed.nth(0)).to_have_text("4")
     await expect(analyzed.nth(1)).to_have_text("HTTP 503")
     await expect(analyzed.nth(2)).to_have_text("not yet")
+    await screenshot(page, "dashboard-analysis")
 
     # Evidence names the line it cites and seeks the recording to where it was said.
     await expect(page.locator("#recording-audio")).to_have_js_property(
@@ -105,7 +106,6 @@ async def test_call_view_shows_the_analysis_and_evidence_seeks_the_recording(
     # A supervisor reads; only ops rerun and replay.
     await expect(panel.locator("#analysis-rerun")).to_have_count(0)
     await expect(panel.locator("button.replay")).to_have_count(0)
-    await screenshot(page, "dashboard-analysis")
 
     # The report has the analysis too, with the method.
     await page.get_by_role("button", name="Report").click()
