@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from core.analysis import OUTCOMES, SENTIMENTS
 from core.models import (
     LINE_ID_PATTERN,
     LINE_TEXT_MAX,
@@ -231,20 +232,32 @@ class SearchCallsQuery(Strict):
     end_reason: str | None = Field(None, min_length=1, max_length=100, description="any part")
     alerts: Literal["any", "none", "silence", "keyword"] | None = None
     recording: str | None = Field(None, min_length=1, max_length=100, description="comma-separated")
+    outcome: str | None = Field(
+        None, min_length=1, max_length=100, description="analysis outcomes, comma-separated"
+    )
+    sentiment: str | None = Field(
+        None, min_length=1, max_length=100, description="customer sentiments, comma-separated"
+    )
+    score: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False, description="minimum QA score (0 to 1)"
+    )
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("from_", "to", mode="before")
     @classmethod
     def _when(cls, v: object) -> object:
-        # Query strings are text: parse ISO 8601 here (strict mode refuses str -> datetime).
-        if isinstance(v, str):
-            try:
-                when = datetime.fromisoformat(v.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError("must be an ISO 8601 date or date-time") from None
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
-        return v
+        return _iso(v)
+
+    @field_validator("outcome")
+    @classmethod
+    def _outcomes(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, OUTCOMES)
+
+    @field_validator("sentiment")
+    @classmethod
+    def _sentiments(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, SENTIMENTS)
 
     @field_validator("status")
     @classmethod
@@ -257,7 +270,32 @@ class SearchCallsQuery(Strict):
         return None if v is None else _one_of(v, RECORDING_STATUSES)
 
 
-def _one_of(value: str, allowed: frozenset[str]) -> str:
+def _iso(v: object) -> object:
+    """Query strings are text: parse ISO 8601 here (strict mode refuses str -> datetime)."""
+    if isinstance(v, str):
+        try:
+            when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO 8601 date or date-time") from None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return v
+
+
+class AnalysisExportQuery(Strict):
+    """`GET /api/analysis.csv`: calls created in `[from, to)`, at most `EXPORT_SPAN_DAYS` apart."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    from_: datetime = Field(alias="from", description="calls created at or after (ISO 8601)")
+    to: datetime = Field(description="calls created before (ISO 8601)")
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _when(cls, v: object) -> object:
+        return _iso(v)
+
+
+def _one_of(value: str, allowed: frozenset[str] | tuple[str, ...]) -> str:
     items = [x.strip() for x in value.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
     if not items or bad:
@@ -344,6 +382,20 @@ class CallList(BaseModel):
     next_cursor: str | None
 
 
+class FoundCall(CallSummary):
+    """A search result: the call and, once analysed, its analysis in brief."""
+
+    outcome: str | None = None
+    sentiment: str | None = None
+    score: float | None = None
+    analysis_method: Literal["llm", "local"] | None = None
+
+
+class FoundCalls(BaseModel):
+    calls: list[FoundCall]
+    next_cursor: str | None
+
+
 class CallDetail(CallSummary):
     source: Literal["workflow", "database"]
     state: dict[str, Any] | None = None
@@ -420,6 +472,9 @@ class CallReport(BaseModel):
     status_history: list[dict[str, Any]]
     latency: dict[str, Any]
     recording: dict[str, Any]
+    analysis: dict[str, Any] | None = Field(
+        description="as `GET /api/calls/{call_id}/analysis` answers it; null before one exists"
+    )
     events: int
 
 

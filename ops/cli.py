@@ -227,6 +227,40 @@ async def _recordings_lifecycle(ctx: Context) -> str:
     return "set"
 
 
+async def analysis_rerun(ctx: Context) -> int:
+    from ops.analysis import rerun
+
+    result = await rerun(
+        await ctx.pool(), await ctx.temporal(), ctx.args.call_id,
+        task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+        webhook_for_s=ctx.settings.ANALYSIS_WEBHOOK_FOR_S,
+    )  # fmt: skip
+    ctx.out.emit(result)
+    return EXIT_OK if result["outcome"] == "started" else EXIT_FAILED
+
+
+async def webhooks_list(ctx: Context) -> int:
+    from api.domain.analysis import DELIVERY_COLUMNS, list_deliveries
+
+    rows = await list_deliveries(await ctx.pool(), call_id=ctx.args.call, limit=max(1, ctx.args.limit),
+                                 undelivered=ctx.args.undelivered)  # fmt: skip
+    ctx.out.emit(rows, columns=DELIVERY_COLUMNS)
+    return EXIT_OK
+
+
+async def webhooks_replay(ctx: Context) -> int:
+    from ops.analysis import replay
+
+    pool, client = await ctx.pool(), await ctx.temporal()
+    results = [
+        await replay(pool, client, msg_id, task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+                     for_s=ctx.settings.ANALYSIS_WEBHOOK_FOR_S)
+        for msg_id in dict.fromkeys(ctx.args.msg_ids)
+    ]  # fmt: skip
+    ctx.out.emit(results, columns=("id", "call_id", "outcome", "detail"))
+    return EXIT_OK if all(r["outcome"] == "started" for r in results) else EXIT_FAILED
+
+
 def _version(ctx: Context) -> Any:
     from temporalio.common import WorkerDeploymentVersion
 
@@ -292,6 +326,9 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("calls", "erase"): calls_erase,
     ("recordings", "failed"): recordings_failed,
     ("recordings", "retry"): recordings_retry,
+    ("analysis", "rerun"): analysis_rerun,
+    ("webhooks", "list"): webhooks_list,
+    ("webhooks", "replay"): webhooks_replay,
     ("histories", "check"): histories_check,
     ("histories", "export"): histories_export,
     ("temporal", "setup"): temporal_setup,

@@ -18,7 +18,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
-from api.docs import Integer, String, endpoint, query_param
+from api.docs import Float, Integer, String, endpoint, query_param
 from api.domain import store
 from api.domain.commands import Claim, claim_command
 from api.domain.livekit_room import agent_identities, send_command, supervisor_token
@@ -32,6 +32,7 @@ from api.schemas import (
     CallList,
     Empty,
     EndCallRequest,
+    FoundCalls,
     ListCallsQuery,
     LiveKitGrant,
     SearchCallsQuery,
@@ -133,9 +134,10 @@ async def list_calls(request: Request) -> HTTPResponse:
 
 @bp.get("/search")
 @endpoint(
-    "Search calls by name, date range, status, end reason, alerts and recording status",
+    "Search calls by name, date range, status, end reason, alerts, recording status and analysis "
+    "(outcome, sentiment, minimum score)",
     tag="supervisor",
-    response=CallList,
+    response=FoundCalls,
     errors=(422,),
     secured=True,
 )
@@ -146,6 +148,9 @@ async def list_calls(request: Request) -> HTTPResponse:
 @query_param("end_reason", String(minLength=1, maxLength=100), "any part of the end reason")
 @query_param("alerts", String(enum=["any", "none", "silence", "keyword"]), "alerts raised")
 @query_param("recording", String(), "recording statuses, comma-separated")
+@query_param("outcome", String(), "analysis outcomes, comma-separated")
+@query_param("sentiment", String(), "customer sentiments (analysis), comma-separated")
+@query_param("score", Float(minimum=0, maximum=1), "minimum QA score of the analysis (0 to 1)")
 @query_param("limit", Integer(minimum=1, maximum=200), "page size, default 50")
 @query_param("cursor", String(minLength=1, maxLength=200), "next_cursor of the previous page")
 @require(READ_CALLS)
@@ -161,6 +166,9 @@ async def search_calls(request: Request) -> HTTPResponse:
         "end_reason": q.end_reason,
         "alerts": q.alerts,
         "recordings": q.recording.split(",") if q.recording else None,
+        "outcomes": q.outcome.split(",") if q.outcome else None,
+        "sentiments": q.sentiment.split(",") if q.sentiment else None,
+        "score": q.score,
     }
     calls, next_cursor = await store.search_calls(
         request.app.ctx.res.db, filters, q.limit, q.cursor
