@@ -41,7 +41,7 @@ COMMANDS = [
     ["calls"], ["calls", "list"], ["calls", "show"], ["calls", "erase"],
     ["recordings"], ["recordings", "failed"], ["recordings", "retry"],
     ["histories"], ["histories", "check"], ["histories", "export"],
-    ["temporal"], ["temporal", "setup"],
+    ["temporal"], ["temporal", "setup"], ["telephony"], ["telephony", "setup"],
     ["deploy"], ["deploy", "status"], ["deploy", "promote"], ["deploy", "wait-drained"],
 ]  # fmt: skip
 
