@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -168,6 +168,9 @@ def recording_object_key(call_id: str, n: int = 1) -> str:
 # Workflow handler names, used by the API and the agent instead of string literals.
 UPDATE_ISSUE_TOKEN = "issue_token"
 UPDATE_END_CALL = "end_call"
+UPDATE_TRANSFER = "transfer"  # a phone call's cold transfer (workflows/phone.py)
+ERR_TRANSFER_FAILED = "TransferFailed"
+ERR_NOT_PHONE = "NotAPhoneCall"
 SIGNAL_AGENT_JOINED = "agent_joined"
 SIGNAL_TRANSCRIPT = "transcript"
 SIGNAL_TRANSCRIPT_BATCH = "transcript_batch"
@@ -267,6 +270,18 @@ class CallConfig:
             customer_name_searchable=not settings.payload_keys,
             recording_on_withdrawal=str(settings.RECORDING_ON_WITHDRAWAL),
         )
+
+    def for_phone(
+        self,
+        direction: str,
+        *,
+        room_name: str = "",
+        phone: str = "",
+        dial: DialRequest | None = None,
+    ) -> CallConfig:
+        """This policy for a phone call: no rejoin grace (a caller who hung up is gone)."""
+        return replace(self, channel=Channel.PHONE.value, direction=direction, room_name=room_name,
+                       phone=phone, dial=dial, customer_rejoin_grace_s=0)  # fmt: skip
 
 
 @dataclass
@@ -477,6 +492,14 @@ class EndCallRequest:
 
     reason: str
     by: str = "supervisor"  # supervisor | agent | system | ops (free text, recorded)
+
+
+@dataclass
+class TransferRequest:
+    """`transfer` update argument: where the phone caller goes (`tel:+1...`, `sip:...`)."""
+
+    to: str
+    by: str = "supervisor"
 
 
 @dataclass
