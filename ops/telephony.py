@@ -79,9 +79,9 @@ async def ensure_inbound(lk: api.LiveKitAPI, settings: Settings) -> dict[str, An
     rules = (await lk.sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest())).items
     mine = [r for r in rules if r.name == DISPATCH_RULE_NAME]
     rule = next((r for r in mine if _same_rule(r, want)), None)
-    for stale in [r for r in mine if r is not rule]:
+    for old_rule in [r for r in mine if r is not rule]:
         await lk.sip.delete_dispatch_rule(
-            api.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=stale.sip_dispatch_rule_id)
+            api.DeleteSIPDispatchRuleRequest(sip_dispatch_rule_id=old_rule.sip_dispatch_rule_id)
         )
     if rule is None:
         rule = await lk.sip.create_dispatch_rule(
