@@ -134,6 +134,17 @@ async def test_outbound_answered_busy_and_unanswered(phone_line: ApiStack) -> No
     for call_id, reason in ((ids[1], "busy"), (ids[2], "no_answer")):
         body = await wait_call(stack, call_id, status="completed")
         assert (body["end_reason"], body["recording_status"]) == (reason, "none")
+    # Erasure takes the number with the call (its row, its dial, its history).
+    erased = await stack.api.http("DELETE", f"/api/calls/{ids[1]}", token=ADMIN)
+    assert erased.status == 200, erased.body
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        left = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM calls WHERE call_id = $1)"
+            " + (SELECT count(*) FROM outbound_dials WHERE call_id = $1)", ids[1])  # fmt: skip
+    finally:
+        await conn.close()
+    assert left == 0
     # The answered phone hangs up: the call is over at once.
     await stack.livekit.control("DELETE", f"rooms/call-{ids[0]}/participants/customer-{ids[0]}")
     body = await wait_call(stack, ids[0], status="completed")
