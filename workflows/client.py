@@ -118,17 +118,9 @@ async def start_inbound_phone_call(
     again: `WorkflowAlreadyStartedError`."""
     call_id = m.phone_call_id(room_name)
     cfg = config.for_phone(m.Direction.INBOUND.value, room_name=room_name)
-    await client.start_workflow(
-        CallWorkflow.run,
-        m.CallInput(call_id=call_id, customer_name=None, config=cfg),
-        id=m.call_workflow_id(call_id),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        versioning_override=PinnedVersioningOverride(pinned_to) if pinned_to else None,
-        start_signal=signal or None,
-        start_signal_args=[arg] if signal else [],
-    )
+    inp = m.CallInput(call_id=call_id, customer_name=None, config=cfg)
+    await _start_phone(client, inp, task_queue, pinned_to, WorkflowIDConflictPolicy.USE_EXISTING,
+                       signal, arg)  # fmt: skip
     return call_id
 
 
@@ -144,13 +136,30 @@ async def start_outbound_phone_call(
 ) -> None:
     """Start `call-<call_id>` that dials `dial.to` (workflows/phone.py)."""
     cfg = config.for_phone(m.Direction.OUTBOUND.value, phone=dial.to, dial=dial)
+    inp = m.CallInput(call_id=call_id, customer_name=customer_name, config=cfg)
+    await _start_phone(client, inp, task_queue, pinned_to, WorkflowIDConflictPolicy.FAIL)
+
+
+async def _start_phone(
+    client: Client,
+    inp: m.CallInput,
+    task_queue: str,
+    pinned_to: WorkerDeploymentVersion | None,
+    conflict: WorkflowIDConflictPolicy,
+    signal: str = "",
+    arg: object = None,
+) -> None:
+    """Start a phone call's workflow; never a second run of an id whose call has ended."""
     await client.start_workflow(
         CallWorkflow.run,
-        m.CallInput(call_id=call_id, customer_name=customer_name, config=cfg),
-        id=m.call_workflow_id(call_id),
+        inp,
+        id=m.call_workflow_id(inp.call_id),
         task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_conflict_policy=conflict,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         versioning_override=PinnedVersioningOverride(pinned_to) if pinned_to else None,
+        start_signal=signal or None,
+        start_signal_args=[arg] if signal else [],
     )
 
 

@@ -10,7 +10,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -29,6 +28,7 @@ from tests.api.conftest import (  # noqa: F401
     _api_stack_session,
     api_stack,
 )
+from tests.ops.conftest import wait_call
 
 CALLER = "+15551230001"
 
@@ -46,17 +46,6 @@ async def phone_line(api_stack: ApiStack) -> AsyncIterator[ApiStack]:  # noqa: F
     yield api_stack
     await api_stack.livekit.wait_idle()
     emulator.sip_reset()
-
-
-async def wait_call(stack: ApiStack, call_id: str, timeout_s: float = 60, **want: Any) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        r = await stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
-        if r.status == 200 and all(r.body.get(k) == v for k, v in want.items()):
-            return r.body  # type: ignore[no-any-return]
-        assert loop.time() < deadline, f"call {call_id} never reached {want}: {r.body}"
-        await asyncio.sleep(0.2)
 
 
 def number() -> str:
