@@ -89,6 +89,29 @@ class CreateCallRequest(Strict):
     customer_name: PersonName | None = Field(None, description="shown to the agent and supervisors")
 
 
+class OutboundCallRequest(Strict):
+    """Place a phone call: the agent calls `to` (E.164, an allowed prefix)."""
+
+    to: str = Field(min_length=1, max_length=16, description="E.164 number, e.g. +15551230001")
+    customer_name: PersonName | None = Field(None, description="whom the agent asks for")
+    reason: str | None = Field(None, min_length=1, max_length=500, description="why we call")
+
+
+class TransferRequest(Strict):
+    """Cold-transfer a phone caller (SIP REFER) to `to`: `tel:+1...`, `sip:` or `sips:`."""
+
+    to: str = Field(min_length=5, max_length=256, pattern=r"^(tel:\+[1-9][0-9]{6,14}|sips?:\S+)$")
+
+
+class OutboundCall(BaseModel):
+    call_id: str
+    room_name: str
+    status: str
+    channel: str
+    direction: str
+    phone: str  # masked
+
+
 class GetTokenRequest(Strict):
     """The seed widget's request. `roomName` is accepted for compatibility and checked, but the
     server always chooses the room (a client never chooses a workflow id)."""
@@ -375,6 +398,9 @@ class CallSummary(BaseModel):
     keyword_alerts: int = 0
     last_seq: int = 0
     live: bool = False
+    channel: str = "web"
+    direction: str = "inbound"
+    phone: str | None = None  # masked (`+1•••••0001`); in full only in an admin's call detail
 
 
 class CallList(BaseModel):

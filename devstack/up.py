@@ -100,6 +100,27 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+DEVSTACK_PHONE_NUMBER = "+15550100000"
+
+
+async def setup_telephony(env: dict[str, str]) -> str:
+    """`ops telephony setup` against the emulator: the trunk number callers dial."""
+    from core.livekit import livekit_client
+    from core.settings import load_settings
+    from ops.telephony import ensure_telephony
+
+    settings = load_settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
+    lk = livekit_client(settings)
+    try:
+        report = await ensure_telephony(lk, settings)
+    finally:
+        await lk.aclose()
+    print(f"telephony: inbound {report['inbound'].get('trunk')}, rule "
+          f"{report['inbound'].get('dispatch_rule')}, outbound {report['outbound'].get('trunk')}",
+          flush=True)  # fmt: skip
+    return settings.SIP_INBOUND_NUMBERS
+
+
 def choose_settings(ports: Ports) -> dict[str, str]:
     """Settings for every process; generated secrets are kept across restarts (same file)."""
     old = read_env_file(ENV_FILE)
@@ -132,6 +153,12 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{ports.temporal_ui},http://localhost:{ports.temporal_ui}",
         "DEVSTACK_ADMIN_TOKEN": admin,
         "API_TOKENS": f"devstack-admin:{admin}:admin",  # the name is what audit records show
+        # The phone line (ops telephony setup runs at start): a number the emulator's phone
+        # network calls, a trunk to dial out through, and every number allowed out.
+        "SIP_INBOUND_NUMBERS": keep("SIP_INBOUND_NUMBERS", lambda: DEVSTACK_PHONE_NUMBER),
+        "SIP_OUTBOUND_ADDRESS": "sip.emulator.invalid",
+        "SIP_OUTBOUND_NUMBERS": keep("SIP_OUTBOUND_NUMBERS", lambda: DEVSTACK_PHONE_NUMBER),
+        "SIP_OUTBOUND_ALLOWED_PREFIXES": "+",
         "PAYLOAD_KEYS": keep(
             "PAYLOAD_KEYS", lambda: "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         ),
@@ -385,8 +412,10 @@ async def up(args: argparse.Namespace) -> int:
             ensure_bucket(values["MINIO_ENDPOINT"], values["MINIO_ACCESS_KEY"],
                           values["MINIO_SECRET_KEY"], bucket)  # fmt: skip
         emulator = emulator_process(env, ports, logs)
+        phone = ""
         if emulator is not None:
             await start(emulator)
+            phone = await setup_telephony(env)
         if not args.infra_only:
             want_agent = not args.no_agent and agent_keys_present(env)
             for proc in product_processes(env, ports, logs, want_agent, not args.no_standin,
@@ -411,6 +440,7 @@ async def up(args: argparse.Namespace) -> int:
                 if values.get("DEVSTACK_WEBHOOKS")
                 else []
             ),  # fmt: skip
+            ("Phone", phone or "(no emulator)", "SIP_INBOUND_NUMBERS: POST /_emulator/sip/inbound"),
             ("S3", f"http://127.0.0.1:{ports.s3}", "buckets recordings, egress (moto)"),
             ("PostgreSQL", values["DATABASE_URL"], "data in .devstack/pgdata"),
             ("Settings", str(ENV_FILE), "read by every process"),

@@ -261,6 +261,27 @@ async def webhooks_replay(ctx: Context) -> int:
     return EXIT_OK if all(r["outcome"] == "started" for r in results) else EXIT_FAILED
 
 
+async def telephony_setup(ctx: Context) -> int:
+    import aiohttp
+    from livekit.api import TwirpError
+
+    from core.livekit import livekit_client
+    from ops.telephony import ensure_telephony
+
+    lk = livekit_client(ctx.settings)
+    try:
+        ctx.out.emit(await ensure_telephony(lk, ctx.settings))
+    except TwirpError as exc:
+        ctx.out.note(f"error: LiveKit refused: {exc.code}: {exc.message}")
+        return EXIT_FAILED
+    except aiohttp.ClientError as exc:
+        ctx.out.note(f"error: LiveKit is not reachable at LIVEKIT_URL: {type(exc).__name__}")
+        return EXIT_UNREACHABLE
+    finally:
+        await lk.aclose()
+    return EXIT_OK
+
+
 def _version(ctx: Context) -> Any:
     from temporalio.common import WorkerDeploymentVersion
 
@@ -332,6 +353,7 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("histories", "check"): histories_check,
     ("histories", "export"): histories_export,
     ("temporal", "setup"): temporal_setup,
+    ("telephony", "setup"): telephony_setup,
     ("deploy", "status"): deploy_status,
     ("deploy", "promote"): deploy_promote,
     ("deploy", "wait-drained"): deploy_wait_drained,

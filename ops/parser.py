@@ -158,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-schedule", action="store_true", help="skip the retention schedule")
 
+    tel = groups.add_parser("telephony", help="LiveKit SIP trunks and rule", parents=[common])
+    tls = tel.add_subparsers(dest="command", required=True)
+    tls.add_parser(
+        "setup",
+        help="create (or find) the inbound trunk, its dispatch rule to the agent and the "
+        "outbound trunk from the SIP_* settings (idempotent)",
+        parents=[common],
+    )
+
     dep = groups.add_parser(
         "deploy",
         help="Worker Versioning: versions, their calls, promote, drain (docs/deploy.md)",

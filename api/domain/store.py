@@ -16,12 +16,14 @@ import asyncpg
 
 from api.errors import NotFound, ValidationFailed
 from core.models import CallStatus, EventKind
+from core.telephony import mask_number
 
 ACTIVE_STATUSES = [s.value for s in CallStatus if s.is_active]
 ENDED_STATUSES = [s.value for s in CallStatus if not s.is_active]
 
 _CALL_COLUMNS = """call_id, room_name, customer_name, status, recording_status, created_at,
-    agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq"""
+    agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq, channel,
+    direction, phone"""
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -47,6 +49,7 @@ def call_json(row: asyncpg.Record) -> dict[str, Any]:
     for key in ("created_at", "agent_joined_at", "ended_at"):
         out[key] = iso_or_none(out.get(key))
     out["live"] = out["status"] in ACTIVE_STATUSES
+    out["phone"] = mask_number(out.get("phone") or "") or None
     return out
 
 

@@ -43,7 +43,7 @@ COMMANDS = [
     ["analysis"], ["analysis", "rerun"], ["webhooks"], ["webhooks", "list"],
     ["webhooks", "replay"],
     ["histories"], ["histories", "check"], ["histories", "export"],
-    ["temporal"], ["temporal", "setup"],
+    ["temporal"], ["temporal", "setup"], ["telephony"], ["telephony", "setup"],
     ["deploy"], ["deploy", "status"], ["deploy", "promote"], ["deploy", "wait-drained"],
 ]  # fmt: skip
 

@@ -473,6 +473,50 @@ async def analysis_failed(h: Harness) -> list[Run]:
     return await _analyses(h, AnalysisStandIns(analyze_fails=True), runs=1)
 
 
+async def phone_inbound_webhook_lost(h: Harness) -> list[Run]:
+    """An inbound phone call started by the agent's job (the caller's webhook lost), recorded,
+    ended by the caller hanging up (no rejoin grace)."""
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle = await h.start_phone(room_name="phone_0001_HiStOrY12345")
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "CME Auto Sales, Sarah speaking. This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.say(handle, "customer", "Do you have the Camry in blue?")
+    await handle.signal(
+        CallWorkflow.participant_left, m.ParticipantLeft("pl", "sip_ab", "customer")
+    )
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def phone_outbound_busy(h: Harness) -> list[Run]:
+    """An outbound call whose phone is busy: dialing, then the end at once (no recording)."""
+    h.fakes.dial_outcome = "busy"
+    handle = await h.start_phone(dial=m.DialRequest("+15551230001", "follow-up"))
+    await handle.result()
+    return [(handle.id, handle.first_execution_run_id)]
+
+
+async def phone_outbound_transferred(h: Harness) -> list[Run]:
+    """An outbound call answered, talked, then cold-transferred by a supervisor."""
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle = await h.start_phone(dial=m.DialRequest("+15551230001", "follow-up"))
+    call_id = handle.id.removeprefix("call-")
+    await until(lambda: h.fakes.count(act.DIAL_OUTBOUND) == 1)
+    await h.agent_joins(handle)
+    await h.say(
+        handle, "assistant", "Hi, this is Sarah from CME Auto Sales. This call is recorded."
+    )
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await handle.execute_update(m.UPDATE_TRANSFER, m.TransferRequest("tel:+15559990000", "sup"),
+                                result_type=m.EndCallResult)  # fmt: skip
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -496,6 +540,9 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "room_finished_mid_call": room_finished_mid_call,
     "analysis_delivered_after_a_retry_then_rerun": analysis_delivered_after_a_retry_then_rerun,
     "analysis_failed": analysis_failed,
+    "phone_inbound_webhook_lost": phone_inbound_webhook_lost,
+    "phone_outbound_busy": phone_outbound_busy,
+    "phone_outbound_transferred": phone_outbound_transferred,
 }
 
 
