@@ -120,6 +120,9 @@ def build_activities(
     from activities.analysis import AnalysisActivities
 
     acts += AnalysisActivities(pool, settings, client).activities()
+    from activities.callbacks import CallbackActivities
+
+    acts += CallbackActivities(pool, settings, client).activities()
     if client is not None:
         from activities.erase import EraseActivities
         from activities.retention import RetentionActivities
