@@ -13,6 +13,7 @@ telemarketing bound, 47 CFR 64.1200(c)(1)).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -26,6 +27,7 @@ SIGNAL_DIAL_OUTCOME = "dial_outcome"
 QUERY_STATE = "get_state"
 SA_CALLBACK_STATUS = "CallbackStatus"
 SA_CALLBACK_DUE = "CallbackDue"
+CALLBACK_ID_RE = re.compile(r"^cb[a-z0-9]{10,40}$")
 # The bound no window may leave, and the default window inside it.
 EARLIEST = time(8, 0)
 LATEST = time(21, 0)
@@ -52,17 +54,18 @@ def callback_workflow_id(callback_id: str) -> str:
 
 
 def callback_id_for(*, request_id: str = "", call_id: str = "", random: str = "") -> str:
-    """One id a request: the same request id, or the same call asking twice, names the same
-    callback (a hash: a client's key never becomes a workflow id as is)."""
-    key = f"call:{call_id}" if call_id else f"req:{request_id}" if request_id else ""
+    """One id a request: the same request id, or else the same call asking twice, names the
+    same callback (hashed: a client's key never becomes a workflow id as it is)."""
+    key = f"req:{request_id}" if request_id else f"call:{call_id}" if call_id else ""
     if not key:
-        return f"cb_{random}"
-    return "cb_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        return f"cb{random}"
+    return "cb" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def attempt_call_id(callback_id: str, attempt: int) -> str:
-    """The call an attempt places: known before it is started, so a retried start finds it."""
-    return f"{callback_id}_a{attempt}"
+    """The call an attempt places (a call id like any other): known before it is started, so a
+    retried start finds the call it started instead of ringing twice."""
+    return hashlib.sha256(f"{callback_id}/{attempt}".encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)

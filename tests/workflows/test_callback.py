@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import core.callbacks as cb
+from core import models as m
 from testkit.callbacks import CallbackStandIns
 from testkit.temporal import start_time_skipping
 from workflows.callback import CallbackWorkflow
@@ -46,12 +47,12 @@ class Rig:
         self.fakes = CallbackStandIns(env.client)
         self.queue = f"callbacks-{uuid.uuid4().hex[:8]}"
 
-    def worker(self) -> Worker:
+    def worker(self, **kw: Any) -> Worker:
         return Worker(self.env.client, task_queue=self.queue, workflows=[CallbackWorkflow],
-                      activities=self.fakes.activities())  # fmt: skip
+                      activities=self.fakes.activities(), **kw)  # fmt: skip
 
     async def start(self, at: datetime, tz: str = CHICAGO, **kw: Any) -> WorkflowHandle:
-        cid = f"cb_{uuid.uuid4().hex[:12]}"
+        cid = f"cb{uuid.uuid4().hex[:12]}"
         req = cb.CallbackRequest(
             cid, TO, at.timestamp(), tz, reason="the Silverado test drive", **kw
         )
@@ -106,7 +107,20 @@ def test_a_window_outside_eight_to_nine_is_refused(hours: str) -> None:
 def test_one_request_id_or_one_call_names_one_callback() -> None:
     assert cb.callback_id_for(request_id="r1") == cb.callback_id_for(request_id="r1")
     assert cb.callback_id_for(call_id="c1") != cb.callback_id_for(request_id="c1")
-    assert cb.callback_id_for(random="abc") == "cb_abc"
+    assert cb.callback_id_for(request_id="r1", call_id="c1") == cb.callback_id_for(request_id="r1")
+    assert cb.callback_id_for(random="abc0123456") == "cbabc0123456"
+    ids = {
+        cb.callback_id_for(call_id="c1"),
+        cb.attempt_call_id("cbx", 1),
+        cb.attempt_call_id("cbx", 2),
+    }
+    assert len(ids) == 3 and all(
+        m.CALL_ID_RE.match(i) for i in ids - {cb.callback_id_for(call_id="c1")}
+    )
+    assert all(
+        cb.CALLBACK_ID_RE.match(cb.callback_id_for(**kw))
+        for kw in ({"call_id": "c"}, {"request_id": "r"})
+    )
 
 
 # --- the workflow ----------------------------------------------------------------------------
@@ -216,7 +230,9 @@ async def test_a_worker_restart_mid_sleep_still_dials_on_time(env: WorkflowEnvir
     rig = Rig(env)
     start = await rig.now()
     due = cb.next_dial_at(start + timedelta(days=2), ZoneInfo(CHICAGO), cb.Window())
-    async with rig.worker():
+    # No cache: the test server never moves a task off a gone worker's sticky queue (a real
+    # server does after schedule_to_start), so the first worker must not take one.
+    async with rig.worker(max_cached_workflows=0):
         handle = await rig.start(due)
         await handle.query(CallbackWorkflow.get_state)  # its first task ran: it sleeps
     async with rig.worker():  # a new worker process, nothing kept in memory but Temporal's
