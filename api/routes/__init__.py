@@ -3,6 +3,7 @@
 from api.routes import (
     agent,
     analysis,
+    callbacks,
     calls,
     codec,
     customers,
@@ -21,6 +22,7 @@ BLUEPRINTS = [
     customers.bp,
     calls.bp,
     phone.bp,
+    callbacks.bp,
     erasure.bp,
     failed_recordings.bp,
     recordings.bp,
