@@ -615,3 +615,17 @@ class DncAnswer(BaseModel):
     action: str  # added | removed
     phone: str  # masked
     cancelled_callbacks: int
+
+
+class PersonErasureRequest(Strict):
+    """Erase a person by their number: never by a name alone (a name is not unique)."""
+
+    phone: str = Field(min_length=1, max_length=16, description="E.164")
+
+
+class PersonErasureResult(BaseModel):
+    phone: str  # masked
+    calls: list[str]  # each erased through EraseCallWorkflow (their ids)
+    callbacks: int
+    test_drives: int
+    status: Literal["erased", "in_progress"]
