@@ -140,3 +140,20 @@ async def test_a_do_not_call_number_is_refused_and_cancels_a_waiting_callback(
     assert removed.status == 200
     assert (await stack.api.http("DELETE", f"/api/dnc/{waiting['phone']}",
                                  token=SUPERVISOR)).status == 404  # fmt: skip
+
+
+async def test_the_number_and_reason_never_reach_temporal_in_clear(api_stack: ApiStack) -> None:
+    """Search attributes hold the status and due time only; the input is codec'd (PAYLOAD_KEYS
+    is set in this stack): what Temporal stores holds neither the number nor the reason."""
+    stack = api_stack
+    req = body()
+    r = await stack.api.http("POST", "/api/callbacks", token=SUPERVISOR, json_body=req)
+    assert r.status == 201, r.body
+    await wait_status(stack, r.body["id"], "scheduled")
+    handle = stack.raw_client.get_workflow_handle(f"callback-{r.body['id']}")
+    desc = await handle.describe()
+    fields = desc.raw_description.workflow_execution_info.search_attributes.indexed_fields
+    assert set(fields) - {"BuildIds"} == {"CallbackStatus", "CallbackDue"}  # BuildIds: the server's
+    stored = b"".join([e.SerializeToString() async for e in handle.fetch_history_events()])
+    assert req["phone"][1:].encode() not in stored and b"Silverado" not in stored
+    await stack.api.http("DELETE", f"/api/callbacks/{r.body['id']}", token=SUPERVISOR)
