@@ -629,3 +629,12 @@ class PersonErasureResult(BaseModel):
     callbacks: int
     test_drives: int
     status: Literal["erased", "in_progress"]
+
+
+class AgentCallbackRequest(Strict):
+    """Sarah's `schedule_callback`: the number, the instant, the customer's zone, why."""
+
+    phone: str = Field(min_length=1, max_length=16)
+    at: str = Field(min_length=10, max_length=40)
+    timezone: str = Field(min_length=1, max_length=64)
+    reason: str | None = Field(None, min_length=1, max_length=500)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -192,3 +192,24 @@ def epoch(dt: datetime) -> float:
 
 def from_epoch(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def spoken_slot(day: str, at: str, tz: ZoneInfo) -> datetime:
+    """The instant of `day` (YYYY-MM-DD) at `at` (HH:MM) on the wall clock of `tz`: what the
+    agent resolved "tomorrow at three" to. ValueError when either is malformed."""
+    local = datetime.combine(date.fromisoformat(day.strip()), time.fromisoformat(at.strip()))
+    return local.replace(tzinfo=tz)
+
+
+def say_back(when: datetime, tz: ZoneInfo) -> str:
+    """`Tuesday, December 8 at 3:00 PM`: a concrete date the customer can confirm."""
+    local = when.astimezone(tz)
+    return f"{local:%A, %B} {local.day} at {local:%I:%M %p}".replace(" 0", " ")
+
+
+def e164_from_spoken(phone: str, country_code: str = "1") -> str:
+    """`(312) 555-0142` -> `+13125550142`: digits as spoken; ten digits get `country_code`."""
+    digits = "".join(c for c in phone if c.isdigit())
+    if phone.strip().startswith("+"):
+        return "+" + digits
+    return f"+{country_code}{digits}" if len(digits) == 10 else "+" + digits

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,6 +68,41 @@ def check_at(text: str, settings: Settings, now: datetime | None = None) -> date
 async def on_do_not_call(pool: asyncpg.Pool, phone: str) -> bool:
     async with pool.acquire() as conn:
         return bool(await conn.fetchval("SELECT 1 FROM do_not_call WHERE phone = $1", phone))
+
+
+async def schedule(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    phone: str,
+    at: str,
+    timezone: str,
+    by: str,
+    reason: str = "",
+    call_id: str = "",
+    customer_name: str | None = None,
+    request_id: str = "",
+) -> cb.CallbackState:
+    """Schedule a callback, every way in (the API, Sarah's tool, the queue's max-wait offer):
+    the checks (422 naming the field, 409 for a do-not-call number), then one callback a
+    request id, else a call. The desk's offer calls this with `by="queue"` and the waiting
+    call's id, so a customer who accepts twice gets one callback."""
+    check_phone(phone, settings)
+    when = check_at(at, settings)
+    check_zone(timezone)
+    if await on_do_not_call(pool, phone):
+        raise Conflict("phone: the number is on the do-not-call list", code="do_not_call",
+                       field="phone")  # fmt: skip
+    callback_id = cb.callback_id_for(request_id=request_id, call_id=call_id,
+                                     random=uuid.uuid4().hex[:20])  # fmt: skip
+    req = cb.CallbackRequest(
+        callback_id, phone, when.timestamp(), timezone, reason=reason, call_id=call_id,
+        customer_name=customer_name, hours=settings.CALLBACK_HOURS,
+        retry_s=settings.CALLBACK_RETRY_S, max_attempts=settings.CALLBACK_MAX_ATTEMPTS,
+        ringing_timeout_s=settings.SIP_RINGING_TIMEOUT_S, by=by,
+    )  # fmt: skip
+    return await create(client, settings, req)
 
 
 async def create(client: Client, settings: Settings, req: cb.CallbackRequest) -> cb.CallbackState:

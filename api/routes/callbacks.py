@@ -15,7 +15,6 @@ The number is masked in every answer but an admin's and never logged.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sanic import Blueprint, Request, json
@@ -25,7 +24,7 @@ import core.callbacks as cb
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import String, endpoint, query_param
 from api.domain import callbacks as domain
-from api.errors import Conflict, NotFound, ValidationFailed
+from api.errors import NotFound, ValidationFailed
 from api.schemas import (
     CallbackCreateRequest,
     CallbackList,
@@ -60,25 +59,14 @@ def _check_id(callback_id: str) -> None:
 @require(ACT_ON_CALLS)
 async def create_callback(request: Request) -> HTTPResponse:
     body = parse_body(request, CallbackCreateRequest)
-    res, settings = request.app.ctx.res, request.app.ctx.settings
-    domain.check_phone(body.phone, settings)
-    at = domain.check_at(body.at, settings)
-    domain.check_zone(body.timezone)
-    if await domain.on_do_not_call(res.db, body.phone):
-        raise Conflict("phone: the number is on the do-not-call list", code="do_not_call",
-                       field="phone")  # fmt: skip
+    res = request.app.ctx.res
     principal: Principal = request.ctx.principal
-    request_id = body.request_id or request.headers.get("idempotency-key", "")[:128]
-    callback_id = cb.callback_id_for(request_id=request_id, call_id=body.call_id or "",
-                                     random=uuid.uuid4().hex[:20])  # fmt: skip
-    req = cb.CallbackRequest(
-        callback_id, body.phone, at.timestamp(), body.timezone, reason=body.reason or "",
+    st = await domain.schedule(
+        res.temporal, res.db, request.app.ctx.settings, phone=body.phone, at=body.at,
+        timezone=body.timezone, by=principal.id, reason=body.reason or "",
         call_id=body.call_id or "", customer_name=body.customer_name,
-        hours=settings.CALLBACK_HOURS, retry_s=settings.CALLBACK_RETRY_S,
-        max_attempts=settings.CALLBACK_MAX_ATTEMPTS,
-        ringing_timeout_s=settings.SIP_RINGING_TIMEOUT_S, by=principal.id,
+        request_id=body.request_id or request.headers.get("idempotency-key", "")[:128],
     )  # fmt: skip
-    st = await domain.create(res.temporal, settings, req)
     log.info("callback_scheduled", callback_id=st.callback_id, to=mask_number(body.phone),
              by=principal.id)  # fmt: skip
     return json(domain.masked(domain.from_state(st), _full(request)), status=201)

@@ -157,3 +157,32 @@ async def test_the_number_and_reason_never_reach_temporal_in_clear(api_stack: Ap
     stored = b"".join([e.SerializeToString() async for e in handle.fetch_history_events()])
     assert req["phone"][1:].encode() not in stored and b"Silverado" not in stored
     await stack.api.http("DELETE", f"/api/callbacks/{r.body['id']}", token=SUPERVISOR)
+
+
+async def test_the_agent_schedules_one_callback_for_its_call(api_stack: ApiStack) -> None:
+    from core.livekit import room_admin_token
+    from core.models import new_call_id, room_name_for
+
+    stack = api_stack
+    call_id = new_call_id()
+    token = room_admin_token(
+        stack.settings.LIVEKIT_API_KEY.get_secret_value(),
+        stack.settings.LIVEKIT_API_SECRET.get_secret_value(),
+        room=room_name_for(call_id),
+        identity="agent-test",
+    )
+    req = body()
+    req.pop("reason")
+    first = await stack.api.http("POST", f"/internal/calls/{call_id}/callback", token=token(),
+                                 json_body=req)  # fmt: skip
+    again = await stack.api.http("POST", f"/internal/calls/{call_id}/callback", token=token(),
+                                 json_body=req)  # fmt: skip
+    assert first.status == again.status == 201, first.body
+    assert first.body["id"] == again.body["id"] and first.body["call_id"] == call_id
+    other = await stack.api.http("POST", f"/internal/calls/{new_call_id()}/callback",
+                                 token=token(), json_body=req)  # fmt: skip
+    assert other.status == 401, "a call's token schedules for that call only"
+    bad = await stack.api.http("POST", f"/internal/calls/{call_id}/callback", token=token(),
+                               json_body={**req, "at": "2020-01-01T00:00:00Z"})  # fmt: skip
+    assert bad.status == 422 and bad.body["error"]["field"] == "at"
+    await stack.api.http("DELETE", f"/api/callbacks/{first.body['id']}", token=SUPERVISOR)
