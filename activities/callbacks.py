@@ -21,7 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 import core.callbacks as cb
 from activities import types as act
 from core.log import get_logger
-from core.telephony import mask_number
+from core.telephony import claim_outbound, mask_number
 
 if TYPE_CHECKING:
     import asyncpg
@@ -43,11 +43,18 @@ class CallbackActivities:
         return acts + ([self.start_callback_call] if self.client is not None else [])
 
     @activity.defn(name=act.START_CALLBACK_CALL)
-    async def start_callback_call(self, req: cb.StartCallbackCall) -> None:
+    async def start_callback_call(self, req: cb.StartCallbackCall) -> bool:
+        """True once the call is started (or was); False when this hour's outbound calls are
+        used up (SIP_OUTBOUND_MAX_PER_HOUR counts callbacks too): nothing dialled."""
         from core.models import CallConfig, DialRequest
         from workflows import client as wclient
 
         assert self.client is not None
+        per_hour = self.settings.SIP_OUTBOUND_MAX_PER_HOUR
+        if not await claim_outbound(self.pool, req.call_id, f"callback:{req.callback_id}",
+                                    per_hour):  # fmt: skip
+            log.info("callback_capped", callback_id=req.callback_id, call_id=req.call_id)
+            return False
         reason = await self.opening(req)
         dial = DialRequest(req.phone, reason=reason, ringing_timeout_s=req.ringing_timeout_s,
                            report_to=req.report_to)  # fmt: skip
@@ -62,6 +69,7 @@ class CallbackActivities:
             pass  # this attempt's call was started by an earlier try of this activity
         log.info("callback_call_started", callback_id=req.callback_id, call_id=req.call_id,
                  to=mask_number(req.phone))  # fmt: skip
+        return True
 
     async def opening(self, req: cb.StartCallbackCall) -> str:
         """What the agent opens with: why we call, and the original call's summary when it has

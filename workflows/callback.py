@@ -37,6 +37,8 @@ START_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempt
                           non_retryable_error_types=act.NON_RETRYABLE_ERRORS)  # fmt: skip
 # Beyond the ringing, how long the call may take to report its dial before it counts as failed.
 OUTCOME_GRACE_S = 300.0
+# The hour's outbound calls used up (SIP_OUTBOUND_MAX_PER_HOUR): look again this much later.
+CAPPED_RETRY_S = 300.0
 
 
 @workflow.defn(name=cb.WORKFLOW_CALLBACK, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -91,7 +93,11 @@ class CallbackWorkflow:
         self.st.status = C.DIALING
         self.outcome = None
         await self._publish()
-        await self._start_call(attempt)
+        if not await self._start_call(attempt):
+            self.st.attempts.pop()  # the hour's outbound calls are used up: nothing dialled
+            self.st.status = C.SCHEDULED
+            self.due = workflow.now().timestamp() + CAPPED_RETRY_S
+            return
         if not attempt.outcome:
             try:
                 await workflow.wait_condition(
@@ -115,7 +121,8 @@ class CallbackWorkflow:
             self.st.status = C.SCHEDULED
             self.due = workflow.now().timestamp() + self.req.retry_s
 
-    async def _start_call(self, attempt: cb.Attempt) -> None:
+    async def _start_call(self, attempt: cb.Attempt) -> bool:
+        """False when the hourly cap refused it (not dialled); a failed start is `dial_failed`."""
         inp = cb.StartCallbackCall(
             callback_id=self.req.callback_id, call_id=attempt.call_id, phone=self.req.phone,
             reason=self.req.reason, origin_call_id=self.req.call_id,
@@ -123,12 +130,13 @@ class CallbackWorkflow:
             ringing_timeout_s=self.req.ringing_timeout_s,
         )  # fmt: skip
         try:
-            await workflow.execute_activity(
-                act.START_CALLBACK_CALL, inp, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=START_RETRY,
-            )  # fmt: skip
+            return bool(await workflow.execute_activity(
+                act.START_CALLBACK_CALL, inp, result_type=bool,
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=START_RETRY,
+            ))  # fmt: skip
         except ActivityError:
             attempt.outcome = "dial_failed"
+            return True
 
     async def _on_do_not_call(self) -> bool:
         return bool(await workflow.execute_activity(

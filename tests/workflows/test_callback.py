@@ -238,3 +238,13 @@ async def test_a_worker_restart_mid_sleep_still_dials_on_time(env: WorkflowEnvir
     async with rig.worker():  # a new worker process, nothing kept in memory but Temporal's
         result = await handle.result()
     assert result.status == C.COMPLETED and rig.dialled_at() == [due]
+
+
+async def test_a_full_hourly_cap_delays_the_dial_without_spending_an_attempt(rig: Rig) -> None:
+    rig.fakes.capped = 2
+    start = await rig.now()
+    due = cb.next_dial_at(start + timedelta(hours=5), ZoneInfo(CHICAGO), cb.Window())
+    result = await (await rig.start(due, max_attempts=1)).result()
+    assert result.status == C.COMPLETED and [a.n for a in result.attempts] == [1]
+    [when] = rig.dialled_at()
+    assert when >= due + timedelta(seconds=2 * 300), "looked again after the cap, twice"
