@@ -454,7 +454,9 @@ class StorageActivities:
 
         An S3 location on our own endpoint wins (it says where Egress really wrote, a storage
         prefix or backup bucket included); else `object_key` in the staging bucket; else an
-        http(s) location whose host is allowed. Raises a non-retryable ApplicationError.
+        http(s) location whose host is allowed. An S3 location must name one of this call's
+        keys (after any storage prefix): a pipeline never copies, and then deletes, another
+        call's object. Raises a non-retryable ApplicationError.
         """
         obj = None
         if inp.location:
@@ -468,6 +470,15 @@ class StorageActivities:
                         non_retryable=True,
                     ) from None
         if obj is not None and obj.bucket and self._is_own_s3(obj.host):
+            if not _is_call_source_key(inp.call_id, obj.key):
+                # Else whoever can start a pipeline could copy, then delete, another's object.
+                log.warning("recording_source_refused", call_id=inp.call_id, bucket=obj.bucket)
+                raise ApplicationError(
+                    f"recording of call {inp.call_id}: the location is not under "
+                    f"conversations/{inp.call_id}/",
+                    type=act.ERR_SOURCE_UNUSABLE,
+                    non_retryable=True,
+                )
             return self._staging_source(obj.bucket, obj.key)
         if inp.object_key:
             return self._staging_source(self.staging_bucket, inp.object_key)
@@ -700,6 +711,17 @@ def _is_call_key(call_id: str, key: str) -> bool:
         return True
     prefix = f"conversations/{call_id}/"
     return key.startswith(prefix) and len(key) > len(prefix) and ".." not in key.split("/")
+
+
+def _is_call_source_key(call_id: str, key: str) -> bool:
+    """A key of this call where Egress writes it, after any storage prefix
+    (`<prefix>/conversations/<call_id>/...`, or the single `.ogg`); the first `conversations/`
+    in the key counts."""
+    at = key.find("conversations/")
+    if at < 0 or (at > 0 and key[at - 1] != "/"):
+        return False
+    rest = key[at:]
+    return rest == m.single_recording_object_key(call_id) or _is_call_key(call_id, rest)
 
 
 def _resumes_at(resp: aiohttp.ClientResponse, offset: int) -> bool:
