@@ -234,7 +234,9 @@ class EraseActivities:
                 continue  # no such bucket
             for key, version in listed:
                 activity.heartbeat(f"{bucket}/{key}")
-                await self._s3(req, "remove object", bucket, key, self._remove, bucket, key, version)
+                await self._s3(
+                    req, "remove object", bucket, key, self._remove, bucket, key, version
+                )
                 deleted += 1
         activity.logger.info(
             "erase_recording_object call_id=%s objects_deleted=%d", req.call_id, deleted
