@@ -103,6 +103,10 @@ LIFECYCLE_GRACE_DAYS = 1
 CONTENT_TYPE = "audio/ogg"
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header + segment table + body: the longest Ogg page
 _NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
+_SSE_HEADERS = (
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+)
 _UNUSABLE_STATUS = frozenset({400, 401, 403, 404, 410})
 
 
@@ -204,6 +208,9 @@ class StagedObject:
     etag: str  # quotes stripped; "<md5>" or, multipart, "<md5 of part md5s>-<parts>"
     part_size: int = 0  # the size of part 1 when the ETag is a multipart one
     sha256: str = ""  # the full-object x-amz-checksum-sha256 (base64), when the store has one
+    # Server-side encrypted (SSE-KMS, SSE-C; MinIO's SSE-S3 too): the ETag is then no MD5 of
+    # the bytes, so only the size and a checksum can be compared.
+    encrypted: bool = False
 
     @property
     def parts(self) -> int:
@@ -217,7 +224,8 @@ class StagedObject:
         if self.sha256 and self.sha256 != base64.b64encode(got.hasher.digest()).decode():
             return "the SHA-256 read differs from the store's checksum"
         plain = len(self.etag) == 32 and not self.parts
-        if (plain or (self.parts and self.part_size)) and got.s3_etag(self.parts) != self.etag:
+        md5_etag = not self.encrypted and (plain or (self.parts and self.part_size))
+        if md5_etag and got.s3_etag(self.parts) != self.etag:
             return "the MD5 read differs from the store's ETag"
         return ""
 
@@ -581,14 +589,15 @@ class StorageActivities:
         )
         headers = stat.metadata or {}
         checksum = str(headers.get("x-amz-checksum-sha256") or "")
-        full = "-" not in checksum and headers.get("x-amz-checksum-type", "FULL_OBJECT") in (
-            "FULL_OBJECT",
-            None,
-        )
+        etag = (stat.etag or "").strip('"')
+        kind = headers.get("x-amz-checksum-type")
+        # A multipart upload's checksum is composite (of its parts') unless said FULL_OBJECT.
+        full = "-" not in checksum and (kind == "FULL_OBJECT" or (kind is None and "-" not in etag))
         staged = StagedObject(
             size=int(stat.size or 0),
-            etag=(stat.etag or "").strip('"'),
+            etag=etag,
             sha256=checksum if full else "",
+            encrypted=any(h in headers for h in _SSE_HEADERS),
         )
         if staged.parts > 1:
             first = s3_call(

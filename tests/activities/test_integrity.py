@@ -11,6 +11,7 @@ not do: check `x-amz-checksum-sha256` as MinIO does, and damage bytes in transit
 
 from __future__ import annotations
 
+import base64
 import random
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from minio.error import S3Error
 
 from activities import types as act
-from activities.storage import StorageActivities
+from activities.storage import StagedObject, StorageActivities, _Download
 from bench.fixtures import write_ogg_like
 from core import models as m
 from tests.activities.conftest import Run, app_error
@@ -150,3 +151,18 @@ async def test_a_body_damaged_on_its_way_to_the_store_is_refused_by_the_store(
     assert proxy.refused, "the store refused the damaged body"
     assert not _exists(s3, s3.bucket, key), "nothing stored"
     assert _exists(s3, STAGING, key)
+
+
+def test_an_encrypted_staged_objects_etag_is_not_taken_for_an_md5() -> None:
+    """SSE-KMS, SSE-C (and MinIO's SSE-S3) ETags are no MD5 of the bytes: comparing would
+    refuse every read of such a file for ever. The size (and a checksum) still count."""
+    got = _Download()
+    got.feed(b"OggS" + bytes(100))
+    foreign = "0123456789abcdef0123456789abcdef"
+    assert StagedObject(104, foreign, encrypted=True).mismatch(got) == ""
+    assert "MD5" in StagedObject(104, foreign).mismatch(got)
+    assert "bytes" in StagedObject(105, foreign, encrypted=True).mismatch(got)
+    right = base64.b64encode(got.hasher.digest()).decode()
+    assert StagedObject(104, foreign, sha256=right, encrypted=True).mismatch(got) == ""
+    wrong = StagedObject(104, foreign, sha256=right[::-1], encrypted=True)
+    assert "SHA-256" in wrong.mismatch(got)
