@@ -580,13 +580,21 @@ class StorageActivities:
         first part when multipart (HEAD ?partNumber=1), its full-object SHA-256 if it has one."""
         assert source.staging is not None
         bucket, key = source.staging
-        stat = s3_call(
-            "stat staged object",
-            self.minio.stat_object,
-            bucket,
-            key,
-            extra_headers={"x-amz-checksum-mode": "ENABLED"},
-        )
+        try:
+            stat = self.minio.stat_object(
+                bucket, key, extra_headers={"x-amz-checksum-mode": "ENABLED"}
+            )
+        except S3Error as exc:
+            if exc.code in (*_NOT_FOUND, "NoSuchBucket"):
+                # As the read itself would answer: 404, nothing to store (ops decide).
+                raise ApplicationError(
+                    f"recording of call {_call_of(key)}: the source answered HTTP 404",
+                    type=act.ERR_SOURCE_UNUSABLE,
+                    non_retryable=True,
+                ) from None
+            raise storage_unavailable("stat staged object", exc) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise storage_unavailable("stat staged object", exc) from exc
         headers = stat.metadata or {}
         checksum = str(headers.get("x-amz-checksum-sha256") or "")
         etag = (stat.etag or "").strip('"')
@@ -857,6 +865,11 @@ def _is_call_key(call_id: str, key: str) -> bool:
         return True
     prefix = f"conversations/{call_id}/"
     return key.startswith(prefix) and len(key) > len(prefix) and ".." not in key.split("/")
+
+
+def _call_of(key: str) -> str:
+    """The call id in a key of a call (`.../conversations/<call_id>/...`)."""
+    return key.rpartition("conversations/")[2].split("/")[0].removesuffix(".ogg")
 
 
 def whole_checksum(body: bytes) -> dict[str, str]:

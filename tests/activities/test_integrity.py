@@ -153,6 +153,17 @@ async def test_a_body_damaged_on_its_way_to_the_store_is_refused_by_the_store(
     assert _exists(s3, STAGING, key)
 
 
+async def test_a_staged_object_not_there_is_a_404_for_ops_not_a_storage_outage(s3: Any) -> None:
+    """Read at its key (LiveKit down across the hang-up) and not there: the pipeline waits for
+    ops at once, as for any 404, instead of retrying a day as if the store were down."""
+    call_id = m.new_call_id()
+    acts = StorageActivities(s3.client, s3.bucket, staging_bucket=STAGING)
+    inp = _input(call_id, m.recording_object_key(call_id, 1))
+    err = await app_error(Run()(acts.download_and_store_recording, inp))
+    assert err.type == act.ERR_SOURCE_UNUSABLE and err.non_retryable
+    assert "404" in str(err) and call_id in str(err)
+
+
 def test_an_encrypted_staged_objects_etag_is_not_taken_for_an_md5() -> None:
     """SSE-KMS, SSE-C (and MinIO's SSE-S3) ETags are no MD5 of the bytes: comparing would
     refuse every read of such a file for ever. The size (and a checksum) still count."""
