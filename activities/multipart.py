@@ -2,9 +2,11 @@
 uploaded by the (synchronous) minio client in threads, a bounded number at a time.
 
 Uses minio's low-level multipart calls (`_create_multipart_upload`, `_upload_part`,
-`_complete_multipart_upload`, `_abort_multipart_upload`; minio as locked, covered by the tests) because
-`put_object` cannot be told to abandon an upload at the end, which the "same bytes: no second
-write" rule of the recordings needs.
+`_abort_multipart_upload`, and `_execute` for CompleteMultipartUpload, whose helper cannot name
+the parts' checksums; minio as locked, covered by the tests) because `put_object` cannot be told
+to abandon an upload at the end, which the "same bytes: no second write" rule of the recordings
+needs. Every part names its SHA-256 (`x-amz-checksum-sha256`, the upload created with
+`x-amz-checksum-algorithm: SHA256`), so the store refuses a part damaged on the way.
 
 Cancellation: a blocking minio call cannot be recalled once its thread runs, and a cancelled
 `asyncio.to_thread` returns at once while the thread goes on (and may still write). So every
