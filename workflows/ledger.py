@@ -459,10 +459,10 @@ class CallLedger:
     # --- views --------------------------------------------------------------------------
 
     def state(self) -> m.CallState:
-        return call_state(self.call_id, self.customer_name, self.s)
+        return call_state(self.call_id, self.customer_name, self.s, self.cfg)
 
     def row(self) -> act.CallRow:
-        return call_row(self.call_id, self.customer_name, self.s)
+        return call_row(self.call_id, self.customer_name, self.s, self.cfg)
 
     def transcript(self, after_seq: int) -> m.TranscriptPage:
         """The window's lines after `after_seq` (the run's own line numbers); `truncated` when

@@ -88,7 +88,7 @@ class Recorder:
                 info = await workflow.execute_activity(
                     act.START_EGRESS,
                     act.StartEgressInput(
-                        self.call_id, m.room_name_for(self.call_id), key, object_key=key
+                        self.call_id, m.call_room(self.call_id, self.cfg), key, object_key=key
                     ),
                     result_type=m.EgressState,
                     start_to_close_timeout=timedelta(seconds=20),
@@ -231,7 +231,7 @@ class Recorder:
             RecordingWorkflow.run,
             m.RecordingInput(
                 call_id=self.call_id,
-                room_name=m.room_name_for(self.call_id),
+                room_name=m.call_room(self.call_id, self.cfg),
                 egress_id=first.egress_id,
                 location=first.location,
                 expected_size=first.expected_size,
