@@ -49,6 +49,9 @@ ERR_LIVEKIT_UNAVAILABLE = "LiveKitUnavailable"
 ERR_SOURCE_UNUSABLE = "RecordingSourceUnusable"
 ERR_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
 ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
+# The bytes read differ from what the store says the staged object is (size, ETag, checksum):
+# cut or corrupted in transit, so a new attempt reads it again.
+ERR_SOURCE_MISMATCH = "RecordingSourceMismatch"
 ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
 # Object storage refused the request for good (access denied, bad credentials): no retry helps.
 ERR_STORAGE_REFUSED = "StorageRefused"

@@ -186,6 +186,13 @@ class StandIns:
                 type=self.download_error,
                 non_retryable=self.download_error in act.NON_RETRYABLE_ERRORS,
             )
+        if not inp.location and inp.object_key not in self.staged:
+            # Read at its key in staging and not there: S3 answers 404 (activities.storage).
+            raise ApplicationError(
+                f"recording of call {inp.call_id}: the source answered HTTP 404",
+                type=act.ERR_SOURCE_UNUSABLE,
+                non_retryable=True,
+            )
         failing = inp.object_key in self.download_failing_keys
         if failing or self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:
             raise ApplicationError("connection reset", type=act.ERR_SOURCE_UNAVAILABLE)
