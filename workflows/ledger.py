@@ -396,7 +396,8 @@ class CallLedger:
                                   extra={"call_id": self.call_id})  # fmt: skip
         if not self.s.event_log_error:
             self.s.event_log_error = refused[0]
-            self.emit(ev.Status(status=self.s.status, events_rejected=str(len(refused)),
+            lost = len(refused) if result is not None else len(batch)  # a whole batch: each
+            self.emit(ev.Status(status=self.s.status, events_rejected=str(lost),
                                 error=refused[0]))  # fmt: skip
 
     def flushed(self) -> bool:
