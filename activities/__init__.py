@@ -118,8 +118,10 @@ def build_activities(
         db.record_recording,
     ]
     from activities.analysis import AnalysisActivities
+    from activities.starts import StartActivities
 
     acts += AnalysisActivities(pool, settings, client).activities()
+    acts += StartActivities(settings).activities()
     if client is not None:
         from activities.erase import EraseActivities
         from activities.retention import RetentionActivities

@@ -17,7 +17,6 @@ id and reads the call from PostgreSQL itself; results are outcome, sentiment and
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -29,8 +28,7 @@ import aiohttp
 import asyncpg
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 
 import activities.types as act
 from activities.types import (
@@ -68,32 +66,8 @@ class AnalysisActivities:
         self.rubric = an.rubric(settings.ANALYSIS_RUBRIC)
 
     def activities(self) -> list[Any]:
-        acts = [self.analyze_call, self.record_analysis_failed, self.queue_webhook,
+        return [self.analyze_call, self.record_analysis_failed, self.queue_webhook,
                 self.deliver_webhook]  # fmt: skip
-        return acts + ([self.start_post_call] if self.client is not None else [])
-
-    # --- starting -----------------------------------------------------------------------
-
-    @activity.defn(name=act.START_POST_CALL)
-    async def start_post_call(self, call_id: str) -> None:
-        """Start `analysis-<call id>` once (a retry finds it running, or done). Not a child of
-        the call: the analysis and its deliveries outlive it."""
-        from workflows.analysis import AnalysisWorkflow, analysis_workflow_id
-
-        assert self.client is not None
-        with contextlib.suppress(WorkflowAlreadyStartedError):  # started before, finished since
-            await self.client.start_workflow(
-                AnalysisWorkflow.run,
-                args=[
-                    AnalysisRequest(call_id),
-                    self.settings.ANALYSIS_DELAY_S,
-                    self.settings.ANALYSIS_WEBHOOK_FOR_S,
-                ],  # fmt: skip
-                id=analysis_workflow_id(call_id),
-                task_queue=activity.info().task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
 
     # --- analysing ----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 APPEND_CALL_EVENTS = "append_call_events"
 # After the call (activities/analysis.py)
 START_POST_CALL = "start_post_call"
+START_RECORDING_PIPELINE = "start_recording_pipeline"
 ANALYZE_CALL = "analyze_call"
 RECORD_ANALYSIS_FAILED = "record_analysis_failed"
 QUEUE_WEBHOOK = "queue_webhook"

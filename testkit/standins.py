@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
+from activities.starts import start_recording_pipeline
 from core import models as m
 
 
@@ -86,6 +87,7 @@ class StandIns:
             self.append_call_events,
             self.record_recording,
             self.start_post_call,
+            start_recording_pipeline,  # the real one: it starts `recording-<id>` on this queue
         ]
 
     def kinds(self) -> list[str]:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, RetryState
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
@@ -40,7 +39,6 @@ from workflows.common import (
     merge_egress,
     wait_for,
 )
-from workflows.recording import RecordingWorkflow
 
 if TYPE_CHECKING:
     from workflows.ledger import CallLedger
@@ -227,8 +225,9 @@ class Recorder:
                                 segments=[s.n for s in segments])  # fmt: skip
         # The pipeline reports on the call's row: the call's own last word must be in first.
         await workflow.wait_condition(self.book.flushed)
-        await workflow.start_child_workflow(
-            RecordingWorkflow.run,
+        # Not a child: it outlives the call (activities/starts.py says why).
+        await workflow.execute_activity(
+            act.START_RECORDING_PIPELINE,
             m.RecordingInput(
                 call_id=self.call_id,
                 room_name=m.call_room(self.call_id, self.cfg),
@@ -242,8 +241,8 @@ class Recorder:
                 object_key=first.object_key,
                 segments=segments,
             ),
-            id=m.recording_workflow_id(self.call_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=FOREVER_RETRY,
         )
 
     async def _delete_staged(self, keys: list[str]) -> None:
