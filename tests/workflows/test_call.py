@@ -269,6 +269,25 @@ async def test_consent_ask(harness: Harness, answer: bool | None) -> None:
     assert state.consent == {True: "granted", False: "refused", None: ""}[answer]
 
 
+async def test_consent_announce_an_objection_before_the_greeting_records_nothing(
+    harness: Harness,
+) -> None:
+    """Under `announce` a customer who objects before the egress starts is heard: none starts,
+    and a later "yes" does not undo the objection."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="announce")
+    await h.agent_joins(handle)
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("rc-1", False))
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("rc-2", True))
+    await h.say(handle, "assistant", "Hello! Just so you know, this call is recorded.")
+    await h.env.sleep(5)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert f.count(act.START_EGRESS) == 0 and result.recording_status == R.NONE
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.consent == "withdrawn"
+
+
 async def test_consent_off_never_records(harness: Harness) -> None:
     h = harness
     handle, _ = await h.start(recording_consent="off")
