@@ -105,6 +105,7 @@ def build_activities(
         live.get_egress,
         live.delete_room,
         live.dispatch_agent,
+        live.get_room_presence,
         storage.download_and_store_recording,
         storage.find_staged_recording,
         storage.delete_recording_segments,

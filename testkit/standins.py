@@ -55,6 +55,11 @@ class StandIns:
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
     on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
     dispatch_error: str = ""  # every dispatch_agent fails with this error type (RoomGone: final)
+    # get_room_presence: LiveKit no longer has the room / these identities are not in it /
+    # this many calls fail (LiveKit unreachable). By default everyone expected is in.
+    room_gone: bool = False
+    room_absent: frozenset[str] = frozenset()
+    presence_failures: int = 0
     # records
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
@@ -76,6 +81,7 @@ class StandIns:
             self.get_egress,
             self.delete_room,
             self.dispatch_agent,
+            self.get_room_presence,
             self.download_and_store_recording,
             self.find_staged_recording,
             self.delete_recording_segments,
@@ -162,6 +168,15 @@ class StandIns:
                 non_retryable=self.dispatch_error in act.NON_RETRYABLE_ERRORS,
             )
         return act.DispatchResult(dispatch_id=f"AD_{inp.serial}")
+
+    @activity.defn(name=act.GET_ROOM_PRESENCE)
+    async def get_room_presence(self, q: act.RoomPresenceQuery) -> act.RoomPresence:
+        self.calls[act.GET_ROOM_PRESENCE].append(q)
+        if self.count(act.GET_ROOM_PRESENCE) <= self.presence_failures:
+            raise ApplicationError("LiveKit unreachable", type=act.ERR_LIVEKIT_UNAVAILABLE)
+        if self.room_gone:
+            return act.RoomPresence(exists=False, missing=list(q.expected))
+        return act.RoomPresence(True, [i for i in q.expected if i in self.room_absent])
 
     # --- storage ----------------------------------------------------------------------------
 

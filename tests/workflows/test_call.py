@@ -156,8 +156,10 @@ async def test_end_call_validation(harness: Harness) -> None:
     assert state.status == S.WAITING_FOR_AGENT  # a refused update touched nothing
 
 
-async def test_agent_ends_the_call(harness: Harness) -> None:
-    handle, _ = await harness.start(recording_consent="off")
+async def test_agent_leaving_a_call_nobody_is_expected_in_ends_it(harness: Harness) -> None:
+    """No token was issued and no customer is in: there is nobody to heal the call for (a
+    customer who holds a token is expected: test_healing)."""
+    handle = await harness.start_without_token(recording_consent="off")
     await harness.agent_joins(handle)
     await handle.signal(
         CallWorkflow.participant_left, m.ParticipantLeft(harness.sid("pl"), AGENT, "agent")
