@@ -31,8 +31,11 @@ _WEBHOOK = ("event",)
 _RECORDING = ("egress_id",)
 
 KINDS: dict[str, Kind] = {
-    # The next N Twirp calls (optionally only `method`, e.g. "StopEgress") answer 503.
-    "twirp_unavailable": Kind({"status": (int, 503)}, ("method",)),
+    # The next N Twirp calls (optionally only `method`, e.g. "StopEgress") answer 503, or with
+    # mode "drop" get no answer at all: the connection is closed (the server unreachable).
+    "twirp_unavailable": Kind(
+        {"status": (int, 503), "mode": (str, "answer")}, ("method",), {"mode": ("answer", "drop")}
+    ),
     # StartRoomCompositeEgress fails: "error" answers a Twirp error; "failed" accepts the
     # request and the egress then ends EGRESS_FAILED without ever becoming active.
     "egress_start_fail": Kind(

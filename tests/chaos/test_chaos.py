@@ -208,14 +208,14 @@ OUTAGE_S = 60.0  # "for a whole minute": longer than every call's hang-up and it
 async def test_livekit_api_unreachable_for_a_minute_across_hang_ups(
     chaos_stack: ChaosStack, chaos_size: int
 ) -> None:
-    """Every Twirp call (StopEgress, DeleteRoom, ListEgress, ListRooms, ...) answers 503
-    `unavailable` for a minute, and every call hangs up inside it."""
+    """Every Twirp call (StopEgress, DeleteRoom, ListEgress, ListRooms, ...) gets no answer (the
+    connection dropped: LiveKit unreachable) for a minute, and every call hangs up inside it."""
     st = chaos_stack
 
     async def chaos(ids: list[str]) -> None:
         await recording(st, ids)  # (an egress LiveKit never started records nothing)
-        await st.fault({"kind": "twirp_unavailable", "count": 0})
-        say(f"LiveKit's server API answers 503 to everything for {OUTAGE_S:.0f} s")
+        await st.fault({"kind": "twirp_unavailable", "count": 0, "mode": "drop"})
+        say(f"LiveKit's server API unreachable (connections dropped) for {OUTAGE_S:.0f} s")
         await asyncio.sleep(OUTAGE_S)
         await st.clear_faults()
         say("LiveKit's server API is back")

@@ -256,3 +256,12 @@ async def test_egress_dies_mid_recording_leaving_a_partial_file(
     (f,) = ended.egress_info.file_results
     assert 0.25e9 < f.duration < 1.5e9 and f.size > 0 and f.location
     await livekit_emulator.end_room(room)
+
+
+async def test_twirp_unavailable_can_drop_the_connection(livekit_emulator: LiveKitEmulator):
+    """mode "drop": no answer at all, as from a server that cannot be reached."""
+    await livekit_emulator.set_fault("twirp_unavailable", count=1, mode="drop")
+    async with livekit_emulator.api() as lk:
+        with pytest.raises(aiohttp.ClientError):
+            await lk.room.list_rooms(room_pb.ListRoomsRequest())
+        await lk.room.list_rooms(room_pb.ListRoomsRequest())  # the next one is answered
