@@ -3,7 +3,8 @@
     python worker.py            # settings from the environment, .env and .devstack/env
 
 Start-up applies pending database migrations, creates the recordings bucket (with its
-retention rule) if missing, creates or updates the retention schedule (`ops.retention`),
+retention rule) if missing, creates the retention schedule if missing (`ops.retention`: the
+schedule, set by `ops temporal setup`, says the retention period, not this worker's setting),
 serves metrics on WORKER_METRICS_ADDRESS (the SDK's and the product's), then polls until
 SIGINT/SIGTERM; running activities get `--drain-s` seconds to finish before the worker stops.
 
@@ -23,11 +24,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerDeploymentConfig
 
-from activities import open_activities
+from activities import egress_has_root_credentials, open_activities
 from core.log import get_logger, setup_logging
 from core.settings import Settings, settings_or_exit
 from core.telemetry import setup_tracing
@@ -39,13 +41,21 @@ from core.temporal import (
     exit_process,
 )
 from ops.metrics import sdk_runtime, serve_metrics
-from ops.retention import ensure_retention_schedule
+from ops.retention import retention_in_force
+from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 from workflows.retention import RetentionWorkflow
 
-WORKFLOWS = [CallWorkflow, RecordingWorkflow, EraseCallWorkflow, RetentionWorkflow]
+WORKFLOWS = [
+    CallWorkflow,
+    RecordingWorkflow,
+    EraseCallWorkflow,
+    RetentionWorkflow,
+    AnalysisWorkflow,
+    WebhookWorkflow,
+]
 
 # Workflow task polls kept open (the SDK's default is 5). A workflow task that finds no poll
 # waiting is written to the task queue's backlog and read back later: at 50 lines/s on 2 cores
@@ -58,6 +68,25 @@ WORKFLOW_TASK_POLLS = 16
 HEARTBEAT_THROTTLE = timedelta(seconds=5)
 
 log = get_logger("worker")
+
+
+async def _retention_from_schedule(settings: Settings, client: Client) -> Settings:
+    """The settings with the retention period in force (the schedule's), which the recordings
+    bucket's lifecycle rule follows: the last worker to start must not change it for all."""
+    days = await retention_in_force(
+        client,
+        task_queue=settings.TEMPORAL_TASK_QUEUE,
+        retention_days=settings.RECORDING_RETENTION_DAYS,
+    )
+    if days != settings.RECORDING_RETENTION_DAYS:
+        log.warning(
+            "retention_setting_not_applied",
+            setting=settings.RECORDING_RETENTION_DAYS,
+            in_force=days,
+            apply_with="python -m ops temporal setup",
+        )
+    log.info("retention_schedule", days=days)
+    return settings.model_copy(update={"RECORDING_RETENTION_DAYS": days})
 
 
 async def run(
@@ -78,14 +107,14 @@ async def run(
     if added:
         log.info("search_attributes_registered", names=added, namespace=client.namespace)
     try:
-        schedule = await ensure_retention_schedule(
-            client,
-            task_queue=settings.TEMPORAL_TASK_QUEUE,
-            retention_days=settings.RECORDING_RETENTION_DAYS,
-        )
-        log.info("retention_schedule", outcome=schedule, days=settings.RECORDING_RETENTION_DAYS)
+        settings = await _retention_from_schedule(settings, client)
     except RPCError as exc:  # e.g. a namespace without schedules: calls still run
         log.warning("retention_schedule_not_set", error=exc.message)
+    if egress_has_root_credentials(settings):
+        log.warning(
+            "egress_has_root_credentials",
+            hint="set EGRESS_S3_ACCESS_KEY/EGRESS_S3_SECRET_KEY to a put-only user (docs/security.md)",
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

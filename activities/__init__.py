@@ -43,6 +43,15 @@ def egress_upload(settings: Settings) -> EgressUpload | None:
     )
 
 
+def egress_has_root_credentials(settings: Settings) -> bool:
+    """True when egress requests would hand Egress the product's own S3 keys (EGRESS_S3_* unset
+    or the same): it could then read and delete every recording, not only put its segment."""
+    if not settings.EGRESS_UPLOAD_IN_REQUEST:
+        return False
+    access = settings.EGRESS_S3_ACCESS_KEY
+    return not access or access.get_secret_value() == settings.MINIO_ACCESS_KEY.get_secret_value()
+
+
 def storage_activities(
     settings: Settings,
     minio: Minio,
@@ -88,18 +97,11 @@ def build_activities(
 
     lk = lk or livekit_client(settings)
     minio = minio or minio_client(settings)
-    live = LiveKitActivities(
-        lk,
-        settings.LIVEKIT_API_KEY.get_secret_value(),
-        settings.LIVEKIT_API_SECRET.get_secret_value(),
-        settings.livekit_public_url,
-        egress_upload(settings),
-    )
+    live = LiveKitActivities(lk, egress_upload(settings))
     storage = storage_activities(settings, minio, http_session_factory, pool)
     db = DatabaseActivities(pool)
     acts: list[Callable[..., Any]] = [
         live.create_room,
-        live.mint_customer_token,
         live.start_egress,
         live.stop_egress,
         live.get_egress,
@@ -112,6 +114,9 @@ def build_activities(
         db.append_call_events,
         db.record_recording,
     ]
+    from activities.analysis import AnalysisActivities
+
+    acts += AnalysisActivities(pool, settings, client).activities()
     if client is not None:
         from activities.erase import EraseActivities
         from activities.retention import RetentionActivities

@@ -8,8 +8,9 @@
   resort: a write already sent may then still land, so the answer tells the workflow to sweep
   the objects again after `sweep_again_after_s` (the upload's heartbeat timeout and throttle:
   by then a worker that was uploading has learnt it must stop, or is dead).
-- `erase_workflow_executions`: delete the closed `call-<id>` and `recording-<id>` executions
-  (every run, continue-as-new included) from Temporal; refuses (non-retryable) while the call
+- `erase_workflow_executions`: delete the closed `call-<id>`, `recording-<id>`, `analysis-<id>`
+  and `webhook-<message>` executions (every run, continue-as-new included) from Temporal; a
+  running analysis or delivery is terminated first; refuses (non-retryable) while the call
   runs; a pipeline still running (an erasure started before release 4) is stopped as above.
 - `erase_recording_object`: delete every copy of the recording, stored and staging, every
   segment (a missing object is fine).
@@ -23,6 +24,7 @@ erasure record is written once (ON CONFLICT DO NOTHING) in the same transaction 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -154,6 +156,10 @@ class EraseActivities:
         from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 
         ids = [call_workflow_id(req.call_id), recording_workflow_id(req.call_id)]
+        # After the call: its analysis and each webhook message's delivery (workflows/analysis.py)
+        ids.append(f"analysis-{req.call_id}")
+        ids += [f"webhook-{r['id']}" for r in await self.pool.fetch(
+            "SELECT id FROM webhook_deliveries WHERE call_id = $1", req.call_id)]  # fmt: skip
         query = " OR ".join(f"WorkflowId = '{wid}'" for wid in ids)
         runs = []
         async for e in self.client.list_workflows(query):
@@ -176,7 +182,12 @@ class EraseActivities:
                 type=ERR_CALL_STILL_RUNNING,
                 non_retryable=True,
             )
-        if running:
+        for wid in running - {call_workflow_id(req.call_id), recording_workflow_id(req.call_id)}:
+            # An analysis or a delivery holds nothing: stopped at once (and it stores nothing
+            # for an erased call: activities/analysis.py).
+            with contextlib.suppress(RPCError):
+                await self.client.get_workflow_handle(wid).terminate("the call is being erased")
+        if recording_workflow_id(req.call_id) in running:
             # The call is over but its recording pipeline still runs (an erasure from before
             # `stop_recording_pipeline`, or a run an ops retry started since): stop it first,
             # so that nothing of it writes after the objects are gone.

@@ -1,4 +1,4 @@
-"""LiveKit server API activities: the call's room, the customer's token, the room's egress.
+"""LiveKit server API activities: the call's room, its agent dispatches, the room's egress.
 
 Every one is idempotent: creating an existing room returns it, starting egress first looks for
 an active egress of the room, stopping an ended egress or deleting a gone room is not an error.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import aiohttp
@@ -117,23 +116,13 @@ class EgressUpload:
 class LiveKitActivities:
     """Built once per worker with a `LiveKitAPI` client (closed by whoever opened it).
 
-    `api_key`/`api_secret` sign customer tokens; `livekit_url` is the URL handed to clients
-    when the workflow does not name one. `egress_upload` is the S3 target sent with every
-    egress request; None leaves the upload to Egress's own storage configuration.
+    `egress_upload` is the S3 target sent with every egress request; None leaves the upload
+    to Egress's own storage configuration. No join token is made here: the workflow decides
+    the customer's grant and the API signs it (a token would sit in history otherwise).
     """
 
-    def __init__(
-        self,
-        lk: api.LiveKitAPI,
-        api_key: str,
-        api_secret: str,
-        livekit_url: str,
-        egress_upload: EgressUpload | None = None,
-    ) -> None:
+    def __init__(self, lk: api.LiveKitAPI, egress_upload: EgressUpload | None = None) -> None:
         self.lk = lk
-        self._api_key = api_key
-        self._api_secret = api_secret
-        self.livekit_url = livekit_url
         self.egress_upload = egress_upload
 
     async def _call(self, what: str, call_id: str, request: Awaitable[T]) -> T:
@@ -162,46 +151,6 @@ class LiveKitActivities:
         )
         log.info("room_created", call_id=inp.call_id, room=room.name, sid=room.sid)
         return act.RoomInfo(room_name=room.name, sid=room.sid, dispatched_agent=inp.agent_name)
-
-    @activity.defn(name=act.MINT_CUSTOMER_TOKEN)
-    async def mint_customer_token(self, inp: act.MintTokenInput) -> m.TokenGrant:
-        """A join token for this room only, valid `ttl_s` (local computation, no LiveKit call)."""
-        if inp.ttl_s <= 0 or not inp.identity or not inp.room_name:
-            raise ApplicationError(
-                "mint_customer_token needs a room, an identity and a positive ttl",
-                type=act.ERR_INVALID_INPUT,
-                non_retryable=True,
-            )
-        ttl = timedelta(seconds=inp.ttl_s)
-        expires = datetime.now(UTC).replace(microsecond=0) + ttl
-        token = (
-            api.AccessToken(self._api_key, self._api_secret)
-            .with_identity(inp.identity)
-            .with_name(inp.name)
-            .with_ttl(ttl)
-            .with_grants(
-                # The customer speaks and listens, nothing more: no camera or screen share, no
-                # data packets (so no RPC to the agent and nothing forged on its topics).
-                api.VideoGrants(
-                    room_join=True,
-                    room=inp.room_name,
-                    can_publish=True,
-                    can_publish_sources=["microphone"],
-                    can_subscribe=True,
-                    can_publish_data=False,
-                    can_update_own_metadata=False,
-                )
-            )
-            .to_jwt()
-        )
-        return m.TokenGrant(
-            call_id=inp.call_id,
-            room_name=inp.room_name,
-            token=token,
-            livekit_url=inp.livekit_url or self.livekit_url,
-            participant_identity=inp.identity,
-            expires_at=expires.isoformat(),
-        )
 
     @activity.defn(name=act.START_EGRESS)
     async def start_egress(self, inp: act.StartEgressInput) -> m.EgressState:

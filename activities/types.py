@@ -14,7 +14,6 @@ from core.models import EraseCallInput
 
 # LiveKit (activities/livekit.py)
 CREATE_ROOM = "create_room"
-MINT_CUSTOMER_TOKEN = "mint_customer_token"
 START_EGRESS = "start_egress"
 STOP_EGRESS = "stop_egress"
 GET_EGRESS = "get_egress"
@@ -27,6 +26,12 @@ FIND_STAGED_RECORDING = "find_staged_recording"
 DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
+# After the call (activities/analysis.py)
+START_POST_CALL = "start_post_call"
+ANALYZE_CALL = "analyze_call"
+RECORD_ANALYSIS_FAILED = "record_analysis_failed"
+QUEUE_WEBHOOK = "queue_webhook"
+DELIVER_WEBHOOK = "deliver_webhook"
 RECORD_RECORDING = "record_recording"
 # Erasure (activities/erase.py)
 ERASE_WORKFLOW_EXECUTIONS = "erase_workflow_executions"
@@ -77,16 +82,6 @@ class RoomInfo:
     room_name: str
     sid: str
     dispatched_agent: str
-
-
-@dataclass
-class MintTokenInput:
-    call_id: str
-    room_name: str
-    identity: str
-    name: str
-    ttl_s: float
-    livekit_url: str = ""  # URL handed to the client; the activity's own URL when empty
 
 
 @dataclass
@@ -253,3 +248,41 @@ class SegmentsToDelete:
 
     call_id: str
     object_keys: list[str] = field(default_factory=list)
+
+
+# --- after the call (activities/analysis.py, workflows/analysis.py) -------------------------
+
+EVENT_ENDED = "call.ended"
+EVENT_ANALYZED = "call.analyzed"
+
+
+@dataclass
+class AnalysisRequest:
+    call_id: str
+    run: int = 1  # 1, then one more per ops re-run (a re-run sends no second call.ended)
+
+
+@dataclass
+class AnalysisDone:
+    """Labels only: what was said stays in PostgreSQL."""
+
+    call_id: str
+    status: str  # done | failed | skipped (the call had no conversation)
+    method: str = ""
+    outcome: str = ""
+    sentiment: str = ""
+    score: float | None = None
+
+
+@dataclass
+class AnalysisFailed:
+    call_id: str
+    run: int
+    error: str  # the last failure's message (no transcript text)
+
+
+@dataclass
+class WebhookRequest:
+    call_id: str
+    event_type: str
+    run: int = 1

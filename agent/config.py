@@ -61,8 +61,9 @@ class AgentEnv(BaseSettings):
     # goes to the API, the dashboard and its keyword alert at once. 0: a signal a line.
     AGENT_TURN_COALESCE_S: float = Field(6.0, ge=0)
     AGENT_HTTP_PORT: int = Field(8081, ge=0, le=65535)
-    # Prometheus `/metrics` of the worker (per-turn latency histograms); 0 turns it off.
-    AGENT_PROMETHEUS_PORT: int = Field(9464, ge=0, le=65535)
+    # Prometheus `/metrics` of the worker (per-turn latency histograms); 0 turns it off. Not
+    # 9464: that is the Temporal worker's (WORKER_METRICS_ADDRESS), on the same host in devstack.
+    AGENT_PROMETHEUS_PORT: int = Field(9465, ge=0, le=65535)
     AGENT_PROMETHEUS_DIR: str = "/tmp/callcenter-agent-prometheus"
 
     @field_validator("AGENT_TIMEZONE")

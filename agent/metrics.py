@@ -1,6 +1,6 @@
 """Per-turn latency histograms of the agent worker, served on its Prometheus port.
 
-`AGENT_PROMETHEUS_PORT` (default 9464, 0 = off) is handed to livekit-agents' `AgentServer`,
+`AGENT_PROMETHEUS_PORT` (default 9465, beside the Temporal worker's 9464; 0 = off) is handed to livekit-agents' `AgentServer`,
 which serves `/metrics` in the worker process and collects the job processes' samples through
 prometheus_client's multiprocess mode (`AGENT_PROMETHEUS_DIR`). Each figure is the one the
 call's workflow and dashboard get for the turn (`core.models.AgentMetrics`).

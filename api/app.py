@@ -14,10 +14,10 @@ from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from api.auth import TokenTable
-from api.codec_auth import CodecSessions, OidcVerifier
 from api.domain.admission import Admission
 from api.errors import render_error
 from api.metrics import observe_request
+from api.oidc import Issuer, SignInClient
 from api.ratelimit import RateLimiter
 from api.resources import Resources
 from api.routes import BLUEPRINTS, live
@@ -68,12 +68,19 @@ def create_app(
 
     app.ctx.settings = settings
     app.ctx.tokens = TokenTable(settings.api_token_entries)
-    app.ctx.codec_sessions = CodecSessions(settings)
-    app.ctx.codec_oidc = OidcVerifier(settings) if settings.CODEC_OIDC_ISSUER else None
+    # The organisation's identity provider: the UI's access tokens on /codec, dashboard sign-in.
+    app.ctx.oidc_issuer = Issuer(settings) if settings.CODEC_OIDC_ISSUER else None
+    app.ctx.sign_in = (
+        SignInClient(settings, app.ctx.oidc_issuer)
+        if app.ctx.oidc_issuer and settings.DASHBOARD_OIDC_CLIENT_ID
+        else None
+    )
     app.ctx.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_MINUTE)
+    app.ctx.trusted_proxies = settings.trusted_proxies  # parsed once, read by every customer call
     app.ctx.admission = Admission(
         max_waiting=settings.MAX_WAITING_CALLS,
         max_per_client=settings.MAX_CALLS_PER_CLIENT,
+        max_live=settings.MAX_LIVE_AI_CALLS,
         join_timeout_s=settings.CUSTOMER_JOIN_TIMEOUT_S,
         max_call_s=settings.MAX_CALL_DURATION_S,
     )

@@ -9,6 +9,13 @@ that goes into audit records instead of the token: the entry's name (`name:token
 Browsers cannot set headers on a WebSocket, so WebSockets may also present the token as the
 subprotocol pair `bearer, <token>` (the server answers with the subprotocol `bearer`). A token
 in the URL (`?token=`) is refused: proxies and access logs keep URLs.
+
+Without a bearer token, the `cc_session` cookie of a dashboard sign-in (`api/sessions.py`)
+identifies the person: the session's email or subject is the principal's id, its roles those
+the identity provider's roles claim listed. A cookie rides along with any request the browser
+makes, so a cookie-authenticated request that changes something (any method but GET, HEAD,
+OPTIONS) or opens a WebSocket must come from a page of this API's own origin (`Origin` names
+this host): another site, or another port of this host, cannot act with it.
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from sanic import Request
 
+from api import sessions
 from api.errors import Forbidden, Unauthorized
-from core.settings import ApiToken
+from core.settings import ROLES, ApiToken
 
 # Who may do what. Supervisors watch and act on live calls; ops own the recording pipeline;
 # admins may do everything, including erasure.
@@ -33,14 +43,26 @@ RECORDINGS_READ = frozenset({"supervisor", "ops", "admin"})
 RECORDINGS_RETRY = frozenset({"ops", "admin"})
 ERASE = frozenset({"admin"})
 CODEC = frozenset({"supervisor", "admin"})
+ANY_ROLE = frozenset(ROLES)
+# Encoding seals input that workers trust under the production key (api/routes/codec.py).
+CODEC_ENCODE = frozenset({"admin"})
 
 WS_SUBPROTOCOL = "bearer"
 
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: `id` is what the audit names (a token's name, a person's email or
+    subject); `role` the most powerful of `roles` (a person may hold several)."""
+
     role: str
     id: str
+    roles: frozenset[str] = frozenset()
+    via: str = "token"  # or "session": the cc_session cookie of a sign-in
+    expires_at: datetime | None = None
+
+    def may(self, allowed: Iterable[str]) -> bool:
+        return bool((self.roles or {self.role}) & frozenset(allowed))
 
 
 class TokenTable:
@@ -106,23 +128,69 @@ def invalid_token(message: str = "the bearer token is not valid") -> Unauthorize
     return Unauthorized(message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-def authenticate(request: Request, roles: Iterable[str], *, websocket: bool = False) -> Principal:
-    """Return the caller's principal; 401 without a valid token, 403 for a role not in `roles`."""
+async def authenticate(
+    request: Request, roles: Iterable[str], *, websocket: bool = False
+) -> Principal:
+    """Return the caller's principal (bearer token, else session cookie); 401 without a valid
+    one, 403 for a role not in `roles` or a cookie sent from another origin."""
     token = token_from_websocket(request) if websocket else bearer_from_header(request)
-    if not token:
-        raise Unauthorized(
-            "a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="api"'}
-        )
-    principal: Principal | None = request.app.ctx.tokens.lookup(token)
-    if principal is None:
-        raise invalid_token()
+    principal: Principal | None
+    if token:
+        principal = request.app.ctx.tokens.lookup(token)
+        if principal is None:
+            raise invalid_token()
+    else:
+        principal = await signed_in(request, realm="api")
+        if websocket or request.method not in ("GET", "HEAD", "OPTIONS"):
+            require_same_origin(request)
     allowed = frozenset(roles)
-    if principal.role not in allowed:
+    if not principal.may(allowed):
         raise Forbidden(
             f"role {principal.role} may not do this; needs one of {', '.join(sorted(allowed))}"
         )
     request.ctx.principal = principal
     return principal
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """The principal of the request's `cc_session` cookie, or None (no cookie, or a session
+    that is unknown, expired or revoked)."""
+    session_id = request.cookies.get(sessions.COOKIE)
+    if not session_id:
+        return None
+    found = await sessions.lookup(request.app.ctx.res.db, session_id)
+    if found is None:
+        return None
+    return Principal(
+        role=found.roles[0],
+        id=found.person,
+        roles=frozenset(found.roles),
+        via="session",
+        expires_at=found.expires_at,
+    )
+
+
+async def signed_in(request: Request, *, realm: str) -> Principal:
+    """The session cookie's principal; 401 (naming both ways in) without a live session."""
+    principal = await session_principal(request)
+    if principal is None:
+        raise Unauthorized(
+            "sign in (a session cookie) or send a bearer token",
+            headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
+        )
+    return principal
+
+
+def require_same_origin(request: Request) -> None:
+    """403 unless `Origin` names this API's own host (what a browser sends from our pages)."""
+    origin = request.headers.get("origin", "")
+    host = request.headers.get("x-forwarded-host") or request.host
+    if not origin or urlsplit(origin).netloc.lower() != host.split(",")[0].strip().lower():
+        raise Forbidden(
+            "a session cookie is accepted only from this site's own pages (Origin)",
+            code="cross_origin",
+            field="Origin",
+        )
 
 
 Handler = Callable[..., Awaitable[Any]]
@@ -135,7 +203,7 @@ def require(roles: Iterable[str]) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
-            authenticate(request, allowed)
+            await authenticate(request, allowed)
             return await handler(request, *args, **kwargs)
 
         return wrapper

@@ -18,7 +18,8 @@ from core.log import get_logger
 
 log = get_logger("api.errors")
 
-_DEPENDENCY_ERRORS = (
+# Errors of a part we depend on being unreachable: a 503, never a 500.
+DEPENDENCY_ERRORS = (
     OSError,  # refused / reset connections (PostgreSQL, LiveKit, storage)
     TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -121,7 +122,7 @@ def render_error(request: Request, exc: Exception) -> HTTPResponse:
                 status=status,
                 headers=headers,
             )
-    if isinstance(exc, _DEPENDENCY_ERRORS):
+    if isinstance(exc, DEPENDENCY_ERRORS):
         # A dependency outage is not a bug; the client may retry. No details: they may hold DSNs.
         log.warning("dependency_unavailable", path=request.path, error=type(exc).__name__)
         return json(

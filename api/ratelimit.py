@@ -1,72 +1,114 @@
-"""Per-client rate limit for the customer endpoints (token bucket, in process memory).
+"""Per-client rate limit for the customer endpoints (token bucket, in PostgreSQL), and who the
+client is.
 
-A client is its address, except that an IPv6 client is its /64 (`client_key`): one subscriber
-line or host holds a whole /64, and would otherwise have 2**64 fresh buckets. Each client may
-burst up to `per_minute` requests and then gets one more every 60/per_minute seconds. The
-buckets are bounded (`max_clients`): the least recently used one is dropped for a new client,
-so an address-spraying client evicts only stale buckets and never resets everyone's limit.
-The limit is per API instance: with N instances behind a balancer a client may reach N times
-the limit, which is acceptable for abuse protection (not for billing).
+A client is its address (`client_address`), except that an IPv6 client is its /64
+(`client_key`): one subscriber line or host holds a whole /64, and would otherwise have 2**64
+fresh buckets. Each client may burst up to `per_minute` requests and then gets one more every
+60/per_minute seconds. The buckets are rows of `rate_buckets`, so every API instance behind a
+balancer counts the same requests; one statement takes a token (the row's lock orders
+concurrent requests of a client). A bucket that would be full again is deleted now and then
+(`_PRUNE_EVERY` checks), so spraying addresses grows the table for a minute at most and never
+resets anyone's limit.
+
+The address is the socket's peer, unless that peer is one of `TRUSTED_PROXIES`: then it is the
+nearest `X-Forwarded-For` hop that is not a trusted proxy. Sanic's `PROXIES_COUNT` trusts the
+header whoever sent it (a client that reaches the API directly names any address it likes), so
+Sanic's proxy settings are not consulted here.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import socket
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar
 
+import asyncpg
 from sanic import Request
 
 from api.errors import RateLimited
+from core.settings import Network
 
-_MAX_CLIENTS = 100_000  # bounds memory under an address-spraying client
 _V4_MAPPED = bytes(10) + b"\xff\xff"
+_PRUNE_EVERY = 256
+
+
+# Refill by the time since the last request (capped at the burst), then take a token if whole.
+_REFILLED = "least($2, b.tokens + extract(epoch FROM now() - b.updated_at)::float8 * $3)"
+_TAKE = f"""
+INSERT INTO rate_buckets AS b (client_key, tokens, updated_at, allowed)
+VALUES ($1, $2::float8 - 1, now(), true)
+ON CONFLICT (client_key) DO UPDATE SET
+    tokens = CASE WHEN {_REFILLED} >= 1 THEN {_REFILLED} - 1 ELSE {_REFILLED} END,
+    allowed = {_REFILLED} >= 1,
+    updated_at = now()
+RETURNING allowed, tokens
+"""
 
 
 class RateLimiter:
-    def __init__(
-        self,
-        per_minute: int,
-        clock: Callable[[], float] = time.monotonic,
-        max_clients: int = _MAX_CLIENTS,
-    ) -> None:
+    def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
         self.refill_per_s = per_minute / 60.0
-        self.max_clients = max_clients
-        self._clock = clock
-        # key -> (tokens, updated_at), least recently used first
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._checks = 0
 
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def check(self, key: str) -> float:
+    async def check(self, db: asyncpg.Pool, key: str) -> float:
         """Take one token for `key`; return 0 if allowed, else seconds until the next token."""
-        now = self._clock()
-        tokens, updated = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - updated) * self.refill_per_s)
-        if tokens >= 1.0:
-            self._store(key, tokens - 1.0, now)
+        row = await db.fetchrow(_TAKE, key, self.capacity, self.refill_per_s)
+        assert row is not None
+        self._checks += 1
+        if self._checks % _PRUNE_EVERY == 0:
+            await self.prune(db)
+        if row["allowed"]:
             return 0.0
-        self._store(key, tokens, now)
-        return (1.0 - tokens) / self.refill_per_s
+        return (1.0 - float(row["tokens"])) / self.refill_per_s
 
-    def _store(self, key: str, tokens: float, now: float) -> None:
-        if key in self._buckets:
-            self._buckets.move_to_end(key)
-        elif len(self._buckets) >= self.max_clients:
-            self._buckets.popitem(last=False)
-        self._buckets[key] = (tokens, now)
+    async def prune(self, db: asyncpg.Pool) -> int:
+        """Delete the buckets that have refilled (as good as absent); return how many."""
+        full_after_s = self.capacity / self.refill_per_s
+        done = await db.execute(
+            "DELETE FROM rate_buckets WHERE updated_at < now() - make_interval(secs => $1)",
+            full_after_s,
+        )
+        return int(done.split()[-1])
+
+
+def _trusted(address: str, proxies: Sequence[Network]) -> bool | None:
+    """True/False for an address inside/outside `proxies`; None when it is not an address."""
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in proxies)
+
+
+def forwarded_client(peer: str, forwarded_for: Sequence[str], proxies: Sequence[Network]) -> str:
+    """The client behind `peer`: `peer` itself unless it is a trusted proxy; then the nearest
+    `X-Forwarded-For` hop (right to left) that is not a trusted proxy. A hop that is not an
+    address ends the walk at the proxy that passed it on (it was not written by a proxy)."""
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [h.strip() for value in forwarded_for for h in value.split(",") if h.strip()]
+    client = peer
+    for hop in reversed(hops):
+        trusted = _trusted(hop, proxies)
+        if trusted is None:
+            return client
+        client = hop
+        if not trusted:
+            return hop
+    return client  # every hop is a proxy: the farthest one is the client
 
 
 def client_address(request: Request) -> str:
-    """The peer address; forwarded headers count only when Sanic's PROXIES_COUNT/FORWARDED_SECRET
-    say a trusted proxy set them (that is what `remote_addr` checks)."""
-    return request.remote_addr or request.ip or "unknown"
+    """The caller's address, honouring `X-Forwarded-For` only from `TRUSTED_PROXIES` peers."""
+    peer = request.ip or "unknown"
+    proxies: tuple[Network, ...] = request.app.ctx.trusted_proxies
+    return forwarded_client(peer, request.headers.getall("x-forwarded-for", []), proxies)
 
 
 def client_key(address: str) -> str:
@@ -90,16 +132,16 @@ def rate_limited(handler: H) -> H:
 
     @wraps(handler)
     async def limited(request: Request, *args: Any, **kwargs: Any) -> Any:
-        enforce(request)
+        await enforce(request)
         return await handler(request, *args, **kwargs)
 
     return limited  # type: ignore[return-value]
 
 
-def enforce(request: Request) -> None:
+async def enforce(request: Request) -> None:
     """Raise 429 with `Retry-After` when the caller's address is over the limit."""
     limiter: RateLimiter = request.app.ctx.rate_limiter
-    wait = limiter.check(client_key(client_address(request)))
+    wait = await limiter.check(request.app.ctx.res.db, client_key(client_address(request)))
     if wait > 0:
         retry_after = str(max(1, math.ceil(wait)))
         raise RateLimited(

@@ -436,3 +436,28 @@ class Health(BaseModel):
 
 class CodecResponse(BaseModel):
     payloads: list[CodecPayload]
+
+
+# --- sign-in and sessions -----------------------------------------------------------------------
+
+
+class SignInQuery(Strict):
+    return_to: str = Field(
+        "/dashboard",
+        min_length=1,
+        max_length=500,
+        pattern=r"^/([^/\\\s][^\s]*)?$",
+        description="a path on this site to go back to after sign-in (never another site)",
+    )
+
+
+class SignInOptions(BaseModel):
+    oidc: bool = Field(description="whether the organisation's identity provider signs people in")
+    login_url: str | None = Field(None, description="where the browser goes to sign in there")
+
+
+class SessionInfo(BaseModel):
+    person: str = Field(description="who the audit names: the email, else the subject")
+    roles: list[str]
+    via: Literal["token", "session"]
+    expires_at: datetime | None = None

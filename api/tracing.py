@@ -1,6 +1,7 @@
 """A server span per API request when tracing is on (`core.telemetry`), named by the matched
 route's pattern and a bounded method (as the metrics' labels), so Temporal client calls made
-while handling it (the TracingInterceptor's spans) are its children."""
+while handling it (the TracingInterceptor's spans) are its children. A caller's `traceparent`
+continues its trace; its `baggage` is ignored (it would ride into Temporal's headers)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ def start_request_span(request: Request) -> None:
     if t is None:
         return
     from opentelemetry import context, trace
-    from opentelemetry.propagate import extract
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     method, route = method_label(request.method), route_label(request)
+    # `traceparent` only, never `baggage`: the TracingInterceptor copies the context into
+    # Temporal headers, and a caller (most are anonymous) must not put anything there.
+    parent = TraceContextTextMapPropagator().extract(dict(request.headers))
     span = t.start_span(
         f"{method} {route}",
-        context=extract(dict(request.headers)),
+        context=parent,
         kind=trace.SpanKind.SERVER,
         attributes={"http.request.method": method, "http.route": route},
     )
     request.ctx.otel_span = span
-    request.ctx.otel_token = context.attach(trace.set_span_in_context(span))
+    request.ctx.otel_token = context.attach(trace.set_span_in_context(span, parent))
 
 
 def end_request_span(request: Request, response: HTTPResponse | None) -> None:

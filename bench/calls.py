@@ -569,6 +569,7 @@ async def main(
             RATE_LIMIT_PER_MINUTE="1000000",
             MAX_WAITING_CALLS="1000000",  # one address starts every call
             MAX_CALLS_PER_CLIENT="1000000",
+            MAX_LIVE_AI_CALLS="1000000",
             AGENT_JOIN_TIMEOUT_S="3600",
             CUSTOMER_JOIN_TIMEOUT_S="3600",
             SILENCE_ALERT_S="3600",

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+
+from temporalio.api.enums.v1 import EventType
 
 from activities import types as act
 from core import models as m
@@ -30,6 +33,7 @@ from workflows.call import CallWorkflow
 
 LINES = 150
 GAP_S = 4.0  # 150 lines in 10 minutes
+BY_TYPE = False  # --by-type: print each call's events by type
 
 
 async def call_events(h: Harness, mode: str, lines: int) -> int:
@@ -71,6 +75,11 @@ async def call_events(h: Harness, mode: str, lines: int) -> int:
     result = await handle.result()
     assert result.line_count == 2 * turns + 1, result
     history = await handle.fetch_history()
+    if BY_TYPE:
+        kinds = Counter(
+            EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
+        )
+        print(f"  {mode} ({lines} lines): " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     return len(history.events)
 
 
@@ -105,5 +114,8 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=LINES, help="final lines per call (even)")
-    asyncio.run(main(parser.parse_args().lines))
+    parser.add_argument("--by-type", action="store_true", help="print each call's events by type")
+    args = parser.parse_args()
+    BY_TYPE = args.by_type
+    asyncio.run(main(args.lines))
     exit_process(0)

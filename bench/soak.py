@@ -466,6 +466,7 @@ def stack_settings(args: argparse.Namespace) -> dict[str, str]:
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "MAX_WAITING_CALLS": "1000000",
         "MAX_CALLS_PER_CLIENT": "1000000",
+        "MAX_LIVE_AI_CALLS": "1000000",
         "RECORDING_CONSENT": "announce",
         # The emulator keeps each file it produced, so its SHA-256 can be checked (debug flag).
         "LIVEKIT_EMULATOR_SERVE_RECORDINGS": "1",

@@ -1,4 +1,4 @@
-"""AES-256-GCM payload codec: customer data (names, transcripts, tokens) is encrypted at rest in
+"""AES-256-GCM payload codec: customer data (names, transcripts, grants) is encrypted at rest in
 Temporal when `PAYLOAD_KEYS` is set.
 
 Keys are `[(key_id, 32 bytes)]`, newest first: the newest encrypts, every one decrypts, so a key

@@ -31,6 +31,7 @@ log = get_logger("core.eventlog")
 # NUL and the surrogate code points (a lone half of a UTF-16 pair, as JSON can spell it).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _APPEND = "SELECT append_call_event($1, $2, $3, $4, $5::text::jsonb)"
+_STORE_LINE = "SELECT store_call_line($1, $2::text::jsonb)"
 # What PostgreSQL says of one event it can never store (as opposed to an outage).
 REFUSALS = (
     asyncpg.DataError,
@@ -146,12 +147,42 @@ def line_events(line: m.TranscriptLine, keywords: list[str]) -> list[NewEvent]:
 
 async def store_line(pool: asyncpg.Pool, call_id: str, line: m.TranscriptLine,
                      keywords: list[str]) -> StoredLine:  # fmt: skip
-    """Store one final line (with its keyword alert and figures) in one transaction; idempotent by the
-    line's id. The alert names the line's seq, known only once the line is in.
+    """Store one final line (with its keyword alert and figures) in one transaction and one
+    round trip (`store_call_line`, db/migrations/0012_store_line.sql); idempotent by the line's
+    id. The alert names the line's seq, known only once the line is in.
 
     Raises `CallErased` for a call that was erased (a line resent late must not bring its
     words back) and ValueError for a line PostgreSQL refuses; connection errors propagate."""
     events = line_events(line, keywords)
+    try:
+        payload = json.dumps(
+            [
+                {"event_id": clean(e.event_id), "kind": e.kind, "data": clean(e.data)}
+                for e in events
+            ],
+            allow_nan=False,
+        )
+        result = await pool.fetchval(_STORE_LINE, call_id, payload)
+    except (ValueError, TypeError, *REFUSALS):
+        return await _store_line_by_event(pool, call_id, line, events)  # which one is refused
+    result = json.loads(result) if isinstance(result, str) else result
+    if result.get("erased"):
+        raise CallErased(call_id)
+    seqs: list[int | None] = result["seqs"]
+    if seqs[0] is None:
+        return StoredLine(seq=None)
+    alert = next((i for i, e in enumerate(events) if e.kind == m.EventKind.KEYWORD_ALERT), None)
+    return StoredLine(
+        seq=seqs[0],
+        keyword_alert_seq=seqs[alert] if alert is not None else None,
+        keywords=list(events[alert].data["keywords"]) if alert is not None else [],
+    )
+
+
+async def _store_line_by_event(pool: asyncpg.Pool, call_id: str, line: m.TranscriptLine,
+                               events: list[NewEvent]) -> StoredLine:  # fmt: skip
+    """`store_line` one event at a time, each in a savepoint: a line PostgreSQL refuses is
+    reported with its reason, and an alert or figures it refuses are dropped alone."""
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM erasures WHERE call_id = $1)", call_id

@@ -206,6 +206,18 @@ class CustomerConnection(EventData):
 
 
 @dataclass(kw_only=True)
+class CustomerRejoined(EventData):
+    """A rejoin proof was accepted: `token_id` is the new grant's, `replaces` the proof's.
+    `while_connected`: the call still saw the customer in the room (LiveKit will evict that
+    connection as a duplicate identity), worth a supervisor's look if the customer complains."""
+
+    KIND = EventKind.CUSTOMER_REJOINED
+    token_id: str
+    replaces: str
+    while_connected: bool
+
+
+@dataclass(kw_only=True)
 class InterimTranscript(EventData):
     """A line still being spoken, as the agent heard it so far: live only (WebSocket, with
     `seq: null`), never in history, `call_events` or a report. `id` is the final line's id when

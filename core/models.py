@@ -54,6 +54,8 @@ class EventKind(StrEnum):
     AGENT_DISPATCH = "agent_dispatch"
     # The customer's connection dropped (reconnecting) or came back (rejoined).
     CUSTOMER_CONNECTION = "customer_connection"
+    # A rejoin proof was accepted: a new join grant replaced the customer's latest one.
+    CUSTOMER_REJOINED = "customer_rejoined"
 
 
 # --- ids and names --------------------------------------------------------------------------
@@ -139,6 +141,8 @@ SIGNAL_ROOM_FINISHED = "room_finished"
 SIGNAL_AGENT_METRICS = "agent_metrics"
 SIGNAL_AGENT_ALERT = "agent_alert"
 SIGNAL_SUPERVISOR_ACTION = "supervisor_action"
+# `issue_token` refuses a rejoin proof (not the latest token, or expired past the grace).
+ERR_REJOIN_REFUSED = "RejoinRefused"
 UPDATE_RECORDING_RETRY = "retry"  # RecordingWorkflow, while it waits for ops
 UPDATE_RECORDING_GIVE_UP = "give_up"
 QUERY_GET_STATE = "get_state"
@@ -180,6 +184,8 @@ class CallConfig:
     # asks LiveKit who is in it: a lost participant_left or room_finished is found.
     room_check_after_s: float = 120
     silence_alert_s: float = 30
+    # A line on which the customer has said nothing this long is hung up (`silent`); 0: never.
+    silent_hangup_s: float = 0
     recording_consent: str = "announce"  # announce | ask | off
     keywords: list[str] = field(default_factory=lambda: ["manager", "lawyer", "cancel"])
     recording_retry_for_s: float = 24 * 3600
@@ -209,6 +215,7 @@ class CallConfig:
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
             room_check_after_s=settings.ROOM_CHECK_AFTER_S,
             silence_alert_s=settings.SILENCE_ALERT_S,
+            silent_hangup_s=settings.SILENT_CALL_HANGUP_S,
             recording_consent=str(settings.RECORDING_CONSENT),
             keywords=list(settings.keywords),
             recording_retry_for_s=settings.RECORDING_RETRY_FOR_S,
@@ -230,17 +237,29 @@ class CallInput:
 
 @dataclass
 class IssueTokenRequest:
+    """`issue_token`'s argument. A rejoin names the proof it was given: the token id (`jti`)
+    of the customer's earlier token and that token's expiry (epoch seconds), both read by the
+    API from a token whose signature it checked; the call accepts only its latest token."""
+
     customer_name: str | None = None
+    rejoin_of: str = ""
+    proof_expires_at: float = 0.0
 
 
 @dataclass
 class TokenGrant:
+    """A customer's join grant. The workflow decides it (identity, expiry, `token_id`, the
+    `name` shown in the room) and answers with `token` empty: a join token is never a payload
+    in Temporal history. The API signs the JWT from it (`api.domain.join_tokens`)."""
+
     call_id: str
     room_name: str
     token: str
     livekit_url: str
     participant_identity: str
     expires_at: str  # ISO 8601 UTC
+    token_id: str = ""  # the JWT's `jti`; a rejoin must present the latest one
+    name: str = ""  # the participant's display name
 
 
 # --- signals (every one carries an id; a duplicate id changes nothing) ----------------------
@@ -375,7 +394,8 @@ class AgentAlert:
 
 @dataclass
 class SupervisorAction:
-    """monitor | whisper | barge | end | erase, recorded on the call by the API."""
+    """monitor | whisper | barge | takeover | release | end | erase, recorded on the call by the
+    API; `command_refused` for a command whose id already named another (api.domain.commands)."""
 
     id: str
     action: str
@@ -609,6 +629,7 @@ class CallCarry:
     silence_alerts: int = 0
     keyword_alerts: int = 0
     last_heard_at: float = 0.0
+    customer_heard_at: float = 0.0  # the customer's last line (or the conversation's start)
     silence_alerted: bool = False
     seq: int = 0  # events this call has emitted (each goes to the log as `wf:<seq>`)
     line_count: int = 0  # lines received (each once per run; PostgreSQL's count is the record)
@@ -623,6 +644,7 @@ class CallCarry:
     agent_lost_at: float = 0.0
     customer_away_since: float = 0.0
     token_issued_at: float = 0.0  # the first token (the customer-join clock starts there)
+    token_id: str = ""  # the latest join grant's id: the only one a rejoin may present
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

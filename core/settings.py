@@ -8,14 +8,16 @@ and never appear in a message, a log line or a repr.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import WorkerDeploymentVersion
 
@@ -43,6 +45,11 @@ class RecordingConsent(StrEnum):
     ANNOUNCE = "announce"
     ASK = "ask"
     OFF = "off"
+
+
+class DeploymentEnv(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
 
 
 class RecordingOnWithdrawal(StrEnum):
@@ -142,24 +149,48 @@ class Settings(BaseSettings):
     RATE_LIMIT_PER_MINUTE: int = Field(30, ge=1)
     MAX_WAITING_CALLS: int = Field(50, ge=1, description="calls waiting for their customer")
     MAX_CALLS_PER_CLIENT: int = Field(3, ge=1, description="live calls of one address (IPv6 /64)")
+    MAX_LIVE_AI_CALLS: int = Field(
+        100, ge=1, description="live calls started by customers, all together (each holds an agent)"
+    )
+    TRUSTED_PROXIES: str = Field(
+        "", description="comma-separated addresses or networks whose X-Forwarded-For is believed"
+    )
     WS_QUEUE_SIZE: int = Field(256, ge=8)
     CODEC_CORS_ORIGINS: str = "http://localhost:8233,http://127.0.0.1:8233"
+    # production: settings refuse to load without PAYLOAD_KEYS (docker-compose sets it)
+    CALLCENTER_ENV: DeploymentEnv = DeploymentEnv.DEVELOPMENT
     PAYLOAD_KEYS: SecretStr | None = Field(
-        None, description="comma-separated key_id:base64(32 bytes) pairs, newest first"
+        None,
+        description="comma-separated key_id:base64(32 bytes) pairs, newest first",
+        validate_default=True,
     )
     # None: on exactly when PAYLOAD_KEYS is set (see `require_encryption`)
     PAYLOAD_REQUIRE_ENCRYPTION: bool | None = None
     # Worker: its metrics port (Temporal SDK + product metrics); "" turns it off
     WORKER_METRICS_ADDRESS: str = "127.0.0.1:9464"
-    # The Temporal Web UI's codec requests: a dashboard sign-in sets a cookie (the UI's
-    # includeCredentials), and in production the UI's OIDC access token is checked here.
-    CODEC_SESSION_TTL_S: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    # Dashboard sessions (server-side, in PostgreSQL; see api/sessions.py): how long one lasts,
+    # whether it began at the identity provider or with an API token asking for a codec cookie.
+    SESSION_TTL_S: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    # The organisation's OIDC identity provider. Its access tokens (the Temporal Web UI's, on
+    # /codec) must name CODEC_OIDC_AUDIENCE; its ID tokens (dashboard sign-in) must name
+    # DASHBOARD_OIDC_CLIENT_ID. Roles come from CODEC_OIDC_ROLES_CLAIM in both.
     CODEC_OIDC_ISSUER: str | None = Field(None, description="issuer (iss) of the UI's tokens")
-    CODEC_OIDC_AUDIENCE: str | None = Field(None, description="audience (aud) they must name")
-    CODEC_OIDC_JWKS_URL: str | None = Field(
-        None, description="default <issuer>/.well-known/jwks.json"
+    CODEC_OIDC_AUDIENCE: str | None = Field(
+        None, description="audience (aud) the UI's tokens must name", validate_default=True
     )
-    CODEC_OIDC_ROLES_CLAIM: str = "roles"  # a claim listing roles; supervisor or admin may decode
+    CODEC_OIDC_JWKS_URL: str | None = Field(
+        None, description="default: the jwks_uri of the issuer's discovery document"
+    )
+    CODEC_OIDC_ROLES_CLAIM: str = "roles"  # a claim listing roles (admin, supervisor, ops, rep)
+    DASHBOARD_OIDC_CLIENT_ID: str | None = Field(
+        None,
+        description="the dashboard's client id at CODEC_OIDC_ISSUER (turns on sign-in there)",
+        validate_default=True,
+    )
+    DASHBOARD_OIDC_CLIENT_SECRET: SecretStr | None = None  # a confidential client's secret
+    DASHBOARD_OIDC_REDIRECT_URL: str | None = Field(
+        None, description="registered redirect URI, default <the API's origin>/auth/callback"
+    )
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
@@ -174,11 +205,29 @@ class Settings(BaseSettings):
     # participant_left or room_finished webhook is found).
     ROOM_CHECK_AFTER_S: float = Field(120, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)
+    # A call whose customer has said nothing this long is hung up (end reason `silent`); 0: never.
+    SILENT_CALL_HANGUP_S: float = Field(180, ge=0)
     RECORDING_RETRY_FOR_S: float = Field(24 * 3600, gt=0)
     RECORDING_CONSENT: RecordingConsent = RecordingConsent.ANNOUNCE
     # Consent withdrawn mid-call: what was recorded until then is kept or deleted.
     RECORDING_ON_WITHDRAWAL: RecordingOnWithdrawal = RecordingOnWithdrawal.DELETE
     KEYWORD_ALERTS: str = "manager,lawyer,cancel"
+    # After the call (workflows/analysis.py). `auto`: the language model when one is set.
+    ANALYSIS_METHOD: Literal["auto", "llm", "local"] = "auto"
+    ANALYSIS_LLM_BASE_URL: str | None = Field(None, description="OpenAI-compatible server")
+    ANALYSIS_LLM_API_KEY: SecretStr | None = None
+    ANALYSIS_LLM_MODEL: str = "gpt-4o-mini"
+    ANALYSIS_LLM_TIMEOUT_S: float = Field(60, gt=0)
+    ANALYSIS_SCHEMA: str | None = Field(None, description="JSON schema file of the fields")
+    ANALYSIS_RUBRIC: str | None = Field(None, description="the scorecard's rubric (JSON)")
+    # Lines the agent still sends after the hang-up (a resend from its spool) land first.
+    ANALYSIS_DELAY_S: float = Field(10, ge=0)
+    ANALYSIS_WEBHOOK_URL: str | None = None
+    ANALYSIS_WEBHOOK_SECRET: SecretStr | None = Field(
+        None, description="whsec_ and base64 (Standard Webhooks)"
+    )
+    ANALYSIS_WEBHOOK_TIMEOUT_S: float = Field(15, gt=0)
+    ANALYSIS_WEBHOOK_FOR_S: float = Field(24 * 3600, gt=0)  # retried this long, then failed
 
     @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")
     @classmethod
@@ -192,6 +241,34 @@ class Settings(BaseSettings):
     def _egress_endpoint(cls, v: str) -> str:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s):// URL, or empty for AWS S3")
+        return v
+
+    @field_validator("ANALYSIS_WEBHOOK_URL", "ANALYSIS_LLM_BASE_URL")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL")
+        return v or None
+
+    @field_validator("ANALYSIS_WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        try:
+            key = base64.b64decode(
+                v.get_secret_value().removeprefix("whsec_") + "==", validate=False
+            )
+        except ValueError:
+            key = b""
+        if len(key) < 16:
+            raise ValueError("must be whsec_ and the base64 of at least 16 random bytes")
+        return v
+
+    @field_validator("TRUSTED_PROXIES")
+    @classmethod
+    def _proxy_networks(cls, v: str) -> str:
+        parse_networks(v)
         return v
 
     @field_validator("MINIO_ENDPOINT")
@@ -239,10 +316,27 @@ class Settings(BaseSettings):
 
     @field_validator("PAYLOAD_KEYS")
     @classmethod
-    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
+    def _keys(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if v is not None and v.get_secret_value().strip():
             parse_payload_keys(v.get_secret_value())
+        elif info.data.get("CALLCENTER_ENV") == DeploymentEnv.PRODUCTION:
+            raise PydanticCustomError(
+                "required_in_production",
+                "required with CALLCENTER_ENV=production: without it names, transcripts and "
+                "failures sit in Temporal history in plaintext (a key: k1:$(openssl rand -base64 32))",
+            )
         return v
+
+    @field_validator("CODEC_OIDC_AUDIENCE", "DASHBOARD_OIDC_CLIENT_ID")
+    @classmethod
+    def _oidc_needs_issuer_and_audience(cls, v: str | None, info: ValidationInfo) -> str | None:
+        issuer = info.data.get("CODEC_OIDC_ISSUER")
+        if info.field_name == "CODEC_OIDC_AUDIENCE" and issuer and not (v and v.strip()):
+            # Without an audience, any token the issuer signs for any application would pass.
+            raise ValueError("must be set when CODEC_OIDC_ISSUER is (tokens must name us)")
+        if info.field_name == "DASHBOARD_OIDC_CLIENT_ID" and v and not issuer:
+            raise ValueError("is set but CODEC_OIDC_ISSUER (the identity provider) is not")
+        return v.strip() if v else None
 
     @field_validator("PAYLOAD_REQUIRE_ENCRYPTION")
     @classmethod
@@ -304,6 +398,10 @@ class Settings(BaseSettings):
         return self.PAYLOAD_REQUIRE_ENCRYPTION
 
     @property
+    def trusted_proxies(self) -> tuple[Network, ...]:
+        return parse_networks(self.TRUSTED_PROXIES)
+
+    @property
     def keywords(self) -> list[str]:
         return [k.strip().lower() for k in self.KEYWORD_ALERTS.split(",") if k.strip()]
 
@@ -325,6 +423,20 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL.get_secret_value()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or networks (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`)."""
+    found = []
+    for entry in (e.strip() for e in raw.split(",") if e.strip()):
+        try:
+            found.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an address or network") from None
+    return tuple(found)
 
 
 def parse_api_token_entries(raw: str) -> list[ApiToken]:
@@ -399,6 +511,8 @@ def load_settings(**overrides: Any) -> Settings:
             if err["type"] == "missing":
                 what = field.description if field and field.description else "a value"
                 lines.append(f"{name} is not set: expected {what}")
+            elif err["type"] == "required_in_production":
+                lines.append(f"{name} is not set: {err['msg']}")
             else:
                 msg = err["msg"].removeprefix("Value error, ")
                 lines.append(f"{name} is malformed: {msg}")

@@ -1,7 +1,8 @@
 """The one way every process (worker, API, agent, tests, ops CLI) connects to Temporal.
 
 `data_converter(settings)` is the default converter plus the AES-GCM payload codec when
-`PAYLOAD_KEYS` is set; workers, clients and the Web UI codec endpoint must all use the same keys.
+`PAYLOAD_KEYS` is set (failure messages and stack traces encrypted with the payloads);
+workers, clients and the Web UI codec endpoint must all use the same keys.
 `connect_temporal` also speaks TLS: mTLS with `TEMPORAL_TLS_CERT` + `TEMPORAL_TLS_KEY` (PEM file
 paths or PEM text), a private CA with `TEMPORAL_TLS_CA`, or an API key (`TEMPORAL_API_KEY`,
 Temporal Cloud), which implies TLS. `ensure_search_attributes` registers the custom search
@@ -55,11 +56,21 @@ class SearchAttributesMissing(RuntimeError):
 
 
 def data_converter(settings: Settings) -> temporalio.converter.DataConverter:
-    """The data converter for clients and workers: encrypting when payload keys are set."""
+    """The data converter for clients and workers: encrypting when payload keys are set.
+
+    With keys, failures are encrypted too: their message and stack trace move into the
+    failure's encoded attributes (the SDK's `DefaultFailureConverterWithEncodedAttributes`),
+    which the codec encrypts, so history shows "Encoded failure" to whoever lacks the keys
+    (an error can quote a name or a line). Read a failure from history with
+    `client.data_converter.decode_failure(...)`, never its `message` field."""
     codec = codec_from_settings(settings)
     if codec is None:
         return temporalio.converter.default()
-    return dataclasses.replace(temporalio.converter.default(), payload_codec=codec)
+    return dataclasses.replace(
+        temporalio.converter.default(),
+        payload_codec=codec,
+        failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def _pem(name: str, value: str) -> bytes:

@@ -191,19 +191,40 @@ async def temporal_setup(ctx: Context) -> int:
     client = await ctx.temporal()
     result = await register_search_attributes(client, ctx.settings.TEMPORAL_ADDRESS)
     report: dict[str, Any] = vars(result)
+    failed = False
     if not ctx.args.no_schedule:
         report["retention_schedule"] = await ensure_retention_schedule(
             client,
             task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
             retention_days=ctx.settings.RECORDING_RETENTION_DAYS,
         )
+        report["retention_days"] = ctx.settings.RECORDING_RETENTION_DAYS
+        # The lifecycle backstop follows the period at once (a longer one must not let it
+        # expire recordings before their calls are erased); workers follow the schedule.
+        report["recordings_lifecycle"] = await _recordings_lifecycle(ctx)
+        failed = report["recordings_lifecycle"] != "set"
     ctx.out.emit(report)
     if result.manual_command and not ctx.out.json:
         ctx.out.note(
             "This server does not let clients add search attributes (Temporal Cloud). Run:\n  "
             + result.manual_command
         )
-    return EXIT_FAILED if result.wrong_type else EXIT_OK
+    return EXIT_FAILED if result.wrong_type or failed else EXIT_OK
+
+
+async def _recordings_lifecycle(ctx: Context) -> str:
+    """Set the recordings bucket's lifecycle rule to the retention period: "set" or why not."""
+    from minio.error import MinioException
+    from urllib3.exceptions import HTTPError
+
+    from activities import minio_client, storage_activities
+
+    storage = storage_activities(ctx.settings, minio_client(ctx.settings))
+    try:
+        await asyncio.to_thread(storage.ensure_bucket)
+    except (MinioException, HTTPError, OSError) as exc:
+        return f"failed: {type(exc).__name__}"
+    return "set"
 
 
 def _version(ctx: Context) -> Any:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEventFilterType
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import models as m
@@ -110,10 +111,13 @@ async def _reason(
         event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
     ):
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-            failure = event.workflow_execution_failed_event_attributes.failure
-            while failure.HasField("cause") and failure.cause.message:
-                failure = failure.cause
-            return failure.message
+            # Encrypted with the payloads when PAYLOAD_KEYS is set: decode, never read `message`.
+            err = await client.data_converter.decode_failure(
+                event.workflow_execution_failed_event_attributes.failure
+            )
+            while isinstance(err.__cause__, FailureError) and err.__cause__.message:
+                err = err.__cause__
+            return err.message if isinstance(err, FailureError) else str(err)
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
             return "the pipeline timed out"
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:

@@ -43,7 +43,6 @@ class StandIns:
     room_fails: bool = False
     egress_gate: asyncio.Event | None = None  # start_egress waits for it (to reorder reports)
     stop_gate: asyncio.Event | None = None  # stop_egress waits for it (a report during the stop)
-    mint_gate: asyncio.Event | None = None  # mint_customer_token waits for it
     # download_and_store_recording waits for it, heartbeating (an upload cancelled mid-way)
     upload_gate: asyncio.Event | None = None
     uploads_cancelled: int = 0
@@ -75,7 +74,6 @@ class StandIns:
     def activities(self) -> list[Callable]:
         return [
             self.create_room,
-            self.mint_customer_token,
             self.start_egress,
             self.stop_egress,
             self.get_egress,
@@ -87,6 +85,7 @@ class StandIns:
             self.delete_recording_segments,
             self.append_call_events,
             self.record_recording,
+            self.start_post_call,
         ]
 
     def kinds(self) -> list[str]:
@@ -105,20 +104,6 @@ class StandIns:
                 "LiveKit said no", type=act.ERR_LIVEKIT_REJECTED, non_retryable=True
             )
         return act.RoomInfo(inp.room_name, "RM_test", inp.agent_name)
-
-    @activity.defn(name=act.MINT_CUSTOMER_TOKEN)
-    async def mint_customer_token(self, inp: act.MintTokenInput) -> m.TokenGrant:
-        self.calls[act.MINT_CUSTOMER_TOKEN].append(inp)
-        if self.mint_gate is not None:
-            await self.mint_gate.wait()
-        return m.TokenGrant(
-            call_id=inp.call_id,
-            room_name=inp.room_name,
-            token=f"jwt-for-{inp.identity}",
-            livekit_url=inp.livekit_url or "ws://livekit.invalid",
-            participant_identity=inp.identity,
-            expires_at="2030-01-01T00:00:00+00:00",
-        )
 
     @activity.defn(name=act.START_EGRESS)
     async def start_egress(self, inp: act.StartEgressInput) -> m.EgressState:
@@ -177,6 +162,11 @@ class StandIns:
         if self.room_gone:
             return act.RoomPresence(exists=False, missing=list(q.expected))
         return act.RoomPresence(True, [i for i in q.expected if i in self.room_absent])
+
+    @activity.defn(name=act.START_POST_CALL)
+    async def start_post_call(self, call_id: str) -> None:
+        """Records the start (the real one starts `analysis-<id>`: tests/workflows)."""
+        self.calls[act.START_POST_CALL].append(call_id)
 
     # --- storage ----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ as new when the history grows, carrying a few kilobytes (`CallCarry`).
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 
 from temporalio import workflow
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.search as sa
 
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
-from workflows.common import QUICK_RETRY, cause, iso, wait_for
+from workflows.common import QUICK_RETRY, cause, customer_grant, iso, rejoin_refused, wait_for
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
 from workflows.recorder import Recorder
@@ -99,7 +100,7 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
             silence = asyncio.create_task(self._silence_watch())
             watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
                        self._customer_watch, self._consent_watch, self._customer_join_watch,
-                       self._room_watch)]  # fmt: skip
+                       self._silent_line_watch, self._room_watch)]  # fmt: skip
             await self._converse()
             silence.cancel()
             await self._hang_up()
@@ -170,6 +171,12 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
         )
         if flusher.done():
             flusher.result()  # the flusher died (a bug): fail the task loudly, never hang
+        # After the call: its analysis and webhooks (workflows/analysis.py), on the call's
+        # final row and lines. Not a child: they outlive the call.
+        await workflow.execute_activity(
+            act.START_POST_CALL, self.call_id, start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=LOG_RETRY,
+        )  # fmt: skip
         return m.CallResult(
             call_id=self.call_id,
             status=self.book.status,
@@ -227,34 +234,21 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
 
     @workflow.update(name=m.UPDATE_ISSUE_TOKEN)
     async def issue_token(self, req: m.IssueTokenRequest) -> m.TokenGrant:
-        """Creates the room (once) with the agent dispatched; returns a fresh customer token.
-        Room and token side by side: the token is useless until the update returns, and it
-        returns only once the room exists (or fails, and the token is dropped)."""
-        mint = act.MintTokenInput(
-            call_id=self.call_id,
-            room_name=m.room_name_for(self.call_id),
-            identity=m.customer_identity(self.call_id),
-            name=req.customer_name or self.book.customer_name or "Customer",
-            ttl_s=self.cfg.token_ttl_s,
-            livekit_url=self.cfg.livekit_url,
-        )
-        token = asyncio.ensure_future(workflow.execute_local_activity(
-            act.MINT_CUSTOMER_TOKEN, mint, result_type=m.TokenGrant,
-            start_to_close_timeout=SETUP_TIMEOUT, retry_policy=SETUP_RETRY,
-        ))  # fmt: skip
-        try:
-            await self._ensure_room()
-        except ApplicationError:
-            token.cancel()
-            raise
-        grant = await token
-        self.book.token_issued()
+        """Creates the room (once) with the agent dispatched; then decides and records the
+        customer's grant (a fresh token id, identity, expiry). The API signs the join token
+        from it, so no token is ever in history; a refused room means no grant at all."""
+        await self._ensure_room()
+        name = req.customer_name or self.book.customer_name or "Customer"
+        grant = customer_grant(self.call_id, name, str(workflow.uuid4()), now(), self.cfg)
+        self.book.token_granted(grant.token_id, req.rejoin_of)
         return grant
 
     @issue_token.validator
     def _check_issue_token(self, req: m.IssueTokenRequest) -> None:
         if self.book.end is not None or not S(self.book.status).is_active:
             raise ApplicationError("the call has ended", type="CallEnded")
+        if req.rejoin_of and (why := rejoin_refused(req, self.book.s, self.cfg, now())):
+            raise ApplicationError(why, type=m.ERR_REJOIN_REFUSED)
 
     @workflow.update(name=m.UPDATE_END_CALL)
     async def end_call(self, req: m.EndCallRequest) -> m.EndCallResult:
@@ -385,7 +379,12 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
     # --- background -----------------------------------------------------------------------
 
     async def _silence_watch(self) -> None:
-        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer)."""
+        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer).
+
+        The timer is not reset per line. A line heard in the last third before it is due
+        moves it, inside that line's own workflow task (a cancel and a start: 2 history
+        events); a timer that fires on a call still talking costs 5 (fired, a workflow task,
+        started again). On a call that talks, the check then never fires at all."""
         limit = self.cfg.silence_alert_s
         while self.book.end is None:
             if self.book.s.silence_alerted:
@@ -393,13 +392,35 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
                     lambda: not self.book.s.silence_alerted or self.book.end is not None
                 )
                 continue
-            due = self.book.s.last_heard_at + limit
+            heard = self.book.s.last_heard_at
+            due = heard + limit
             if now() < due:
-                # Not reset per line: fires, re-checks, sleeps the rest (history stays small).
-                await workflow.sleep(due - now(), summary="silence check")
+
+                def moved(heard: float = heard, due: float = due) -> bool:
+                    late = self.book.s.last_heard_at != heard and now() >= due - limit / 3
+                    return late or self.book.end is not None
+
+                await wait_for(moved, due - now(), summary="silence check")
                 continue
             since = iso(self.book.s.last_heard_at)
             self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))
+
+    async def _silent_line_watch(self) -> None:
+        """Hangs up (`silent`) once the customer has said nothing for `silent_hangup_s`: an open,
+        silent line holds an agent and its paid speech services. The agent's own lines do not
+        count; each customer line starts the clock again."""
+        limit = self.cfg.silent_hangup_s
+        while limit > 0 and self.book.end is None:
+            heard = self.book.s.customer_heard_at or self.book.s.last_heard_at
+            if await wait_for(functools.partial(self._spoke_since, heard), heard + limit - now()):
+                continue
+            alert = ev.SilenceAlert(source="workflow", speaker="customer", quiet_s=limit,
+                                    since=iso(heard))  # fmt: skip
+            self.book.silence_alert(alert)
+            self.book.request_end("silent", "system")
+
+    def _spoke_since(self, heard: float) -> bool:
+        return self.book.end is not None or self.book.s.customer_heard_at > heard
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)

@@ -162,14 +162,53 @@ def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.Cal
     )
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+def customer_grant(
+    call_id: str, name: str, token_id: str, issued_at: float, cfg: m.CallConfig
+) -> m.TokenGrant:
+    """The customer's join grant, valid `token_ttl_s` from `issued_at` (whole seconds, as a
+    JWT's `exp`): everything but the signed token, which only the API makes."""
+    return m.TokenGrant(
+        call_id=call_id,
+        room_name=m.room_name_for(call_id),
+        token="",
+        livekit_url=cfg.livekit_url,
+        participant_identity=m.customer_identity(call_id),
+        expires_at=iso(float(int(issued_at + cfg.token_ttl_s))),
+        token_id=token_id,
+        name=name,
+    )
+
+
+def rejoin_refused(req: m.IssueTokenRequest, s: m.CallCarry, cfg: m.CallConfig, at: float) -> str:
+    """Why a rejoin proof is refused, "" when it is accepted. Only the call's latest token
+    proves anything (so each proof works once); it does until it expires, and after that
+    only within the rejoin grace of its expiry or of the customer's drop, whichever is later
+    (a customer who talked for longer than the token's life can still come back)."""
+    if req.rejoin_of != s.token_id:
+        return "token: not this call's latest token (already used to rejoin, or replaced)"
+    if at > max(req.proof_expires_at, s.customer_away_since) + cfg.customer_rejoin_grace_s:
+        return "token: expired longer ago than the rejoin grace"
+    return ""
+
+
+def customer_in_room(s: m.CallCarry) -> bool:
+    """The call sees the customer connected (joined, not left, not reconnecting)."""
+    present = any(p.kind == "customer" and not p.left_at for p in s.participants)
+    return present and not s.customer_away_since
+
+
+async def wait_for(
+    condition: Callable[[], bool], timeout_s: float, summary: str | None = None
+) -> bool:
     """Wait (in workflow code) for `condition` up to `timeout_s`; False when the time ran out.
     Unless the condition already holds it always awaits a durable timer (at least a
     millisecond, when the time is already up), so a loop around it can never spin."""
     if condition():
         return True
     try:
-        await workflow.wait_condition(condition, timeout=max(timeout_s, 0.001))
+        await workflow.wait_condition(
+            condition, timeout=max(timeout_s, 0.001), timeout_summary=summary
+        )
         return True
     except TimeoutError:
         return False

@@ -32,6 +32,7 @@ from workflows.common import (
     EGRESS_TERMINAL,
     call_row,
     call_state,
+    customer_in_room,
     details_line,
     egress_failed_without_file,
     iso,
@@ -133,6 +134,7 @@ class CallLedger:
             self.s.greeted = True
         elif line.speaker == "customer":
             self.customer_seen = True  # a line of the customer says they are in
+            self.s.customer_heard_at = now()
             if m.matched_keywords(line.text, self.cfg.keywords):
                 self.s.keyword_alerts += 1  # the API raised the alert as it stored the line
         self.s.line_count += 1
@@ -206,7 +208,7 @@ class CallLedger:
 
     def conversation_started(self) -> None:
         """The agent is in: the call is in progress, and the silence clock starts now."""
-        self.s.last_heard_at = now()
+        self.s.last_heard_at = self.s.customer_heard_at = now()
         self.set_status(S.IN_PROGRESS)
 
     def hanging_up(self, reason: str) -> None:
@@ -216,9 +218,15 @@ class CallLedger:
     def room_created(self) -> None:
         self.s.room_ready = True
 
-    def token_issued(self) -> None:
-        """The customer-join clock starts at the first token."""
+    def token_granted(self, token_id: str, rejoin_of: str) -> None:
+        """A join grant: the customer-join clock starts at the first; it becomes the only one
+        a rejoin may present, and a rejoin's is recorded on the call (`customer_rejoined`)."""
         self.s.token_issued_at = self.s.token_issued_at or now()
+        if rejoin_of:
+            there = customer_in_room(self.s)
+            self.emit(ev.CustomerRejoined(token_id=token_id, replaces=rejoin_of,
+                                          while_connected=there))  # fmt: skip
+        self.s.token_id = token_id
 
     # --- healing (the agent and the customer's connection) -------------------------------
 

@@ -18,9 +18,11 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from api.domain.join_tokens import RejoinProof, sign_join_token
+from api.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 from core.codec import PayloadDecryptError
 from core.models import (
+    ERR_REJOIN_REFUSED,
     QUERY_GET_STATE,
     UPDATE_ISSUE_TOKEN,
     CallConfig,
@@ -61,6 +63,8 @@ def temporal_error(exc: Exception, call_id: str) -> Exception:
         app = _application_error(exc)
         if app is not None and app.type == "InvalidReason":
             return ValidationFailed(f"reason: {app.message}", field="reason")
+        if app is not None and app.type == ERR_REJOIN_REFUSED:
+            return Forbidden(app.message, field="token")
         msg = app.message if app is not None else "the call refused it"
         return Conflict(f"call {call_id}: {msg}", code="call_refused")
     if isinstance(exc, WorkflowQueryFailedError):
@@ -80,7 +84,7 @@ class CallsClient:
         itself): 503, the customer may try again.
         """
         try:
-            return await wclient.start_call(
+            grant = await wclient.start_call(
                 self.client,
                 call_id,
                 customer_name,
@@ -94,19 +98,21 @@ class CallsClient:
             ) from exc
         except RPCError as exc:
             raise temporal_error(exc, call_id) from exc
+        return sign_join_token(self.settings, grant)
 
-    async def reissue_token(self, call_id: str) -> TokenGrant:
-        """A fresh customer token for a call under way (`issue_token` on the running
-        workflow): 409 once the call has ended, 404 for no such live call."""
+    async def reissue_token(self, call_id: str, proof: RejoinProof) -> TokenGrant:
+        """A fresh customer token for a call under way, in exchange for the latest one
+        (`issue_token` on the running workflow, which records the rejoin): 403 for a proof the
+        call refuses, 409 once the call has ended, 404 for no such live call."""
         handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        req = IssueTokenRequest(rejoin_of=proof.token_id, proof_expires_at=proof.expires_at)
         try:
-            return await wclient.when_ready(
-                lambda: handle.execute_update(
-                    UPDATE_ISSUE_TOKEN, IssueTokenRequest(), result_type=TokenGrant
-                )
+            grant = await wclient.when_ready(
+                lambda: handle.execute_update(UPDATE_ISSUE_TOKEN, req, result_type=TokenGrant)
             )
         except (RPCError, WorkflowUpdateFailedError) as exc:
             raise temporal_error(exc, call_id) from exc
+        return sign_join_token(self.settings, grant)
 
     async def state(self, call_id: str) -> dict[str, Any] | None:
         """The live workflow's state (query); None when no workflow of that id exists."""

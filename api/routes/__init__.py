@@ -2,6 +2,7 @@
 
 from api.routes import (
     agent,
+    analysis,
     calls,
     codec,
     customers,
@@ -11,6 +12,7 @@ from api.routes import (
     ops,
     recordings,
     report,
+    session,
     webhooks,
 )
 
@@ -21,9 +23,11 @@ BLUEPRINTS = [
     failed_recordings.bp,
     recordings.bp,
     report.bp,
+    analysis.bp,
     webhooks.bp,
     live.bp,
     agent.bp,
     codec.bp,
+    session.bp,
     ops.bp,
 ]

@@ -20,6 +20,7 @@ from sanic.response import HTTPResponse
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
 from api.docs import Integer, String, endpoint, query_param
 from api.domain import store
+from api.domain.commands import Claim, claim_command
 from api.domain.livekit_room import agent_identities, send_command, supervisor_token
 from api.domain.workflows_client import CallsClient
 from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
@@ -50,6 +51,8 @@ from core.models import (
 )
 
 log = get_logger("api.calls")
+# The supervisor_action a refused command leaves on the call (its detail says what and why).
+COMMAND_REFUSED = "command_refused"
 bp = Blueprint("calls", url_prefix="/api/calls")
 
 _FROM_STATE = (
@@ -339,7 +342,9 @@ async def _command(
     request: Request, call_id: str, action: str, command_id: str | None, text: str = ""
 ) -> HTTPResponse:
     """Record the action on the call, then send it to the agent (never the other way round).
-    A command without an id gets a fresh one; the 202 answer names it."""
+    A command without an id gets a fresh one; the 202 answer names it. A retry (same id,
+    action, caller and text) goes through again and is applied once; an id that already names
+    another command on this call is refused (409) and the refusal recorded (api.domain.commands)."""
     command_id = command_id or uuid.uuid4().hex
     row = await live_call(request, call_id)
     lk = request.app.ctx.res.lk
@@ -348,6 +353,16 @@ async def _command(
         agents = await agent_identities(lk, row["room_name"])
         if not agents:
             raise Conflict(f"no agent is in call {call_id}'s room", code="agent_not_in_room")
+        claim = await claim_command(request.app.ctx.res.db, call_id, command_id, action, by, text)
+        if claim is Claim.REUSED:
+            await record_action(request, call_id, COMMAND_REFUSED,
+                                detail=_refusal(action, command_id, text))  # fmt: skip
+            raise Conflict(
+                f"id {command_id} already names another command on call {call_id}: "
+                "send this one with a new id",
+                code="command_id_reused",
+                field="id",
+            )
         # Audit first: a command must never reach the agent without being on the record.
         await record_action(request, call_id, action, detail=text, command_id=command_id)
         payload = {"text": text, "by": by, "id": command_id}
@@ -362,6 +377,13 @@ async def _command(
         raise Unavailable("livekit is not reachable", code="livekit_unavailable") from exc
     return json({"call_id": call_id, "action": action, "status": "sent", "id": command_id},
                 status=202)  # fmt: skip
+
+
+def _refusal(action: str, command_id: str, text: str) -> str:
+    """The refused command as the call's log shows it: what was asked, with which id."""
+    return f"{action} refused (id {command_id} already names another command)" + (
+        f": {text}" if text else ""
+    )
 
 
 @bp.post("/<call_id:str>/takeover")

@@ -2,9 +2,13 @@
 
 The UI posts `{"payloads": [<Payload in proto JSON: base64 metadata values and data>]}` and
 shows what comes back; configure it with this API's URL + `/codec` as the codec endpoint. Only
-supervisors and admins may decode (payloads hold customer data): by API token, by the cookie a
-dashboard sign-in sets (`POST /api/session/codec`; the UI's includeCredentials), or by the UI's
-OIDC access token (`api/codec_auth.py`). CORS, with credentials, is granted to the UI's origin(s)
+supervisors and admins may decode (payloads hold customer data): by API token, by the session
+cookie of a dashboard sign-in (`api/routes/session.py`; the UI's includeCredentials), or by the
+UI's OIDC access token naming our audience (`api/codec_auth.py`).
+
+Encoding is admin-only, by bearer token (API token or OIDC), never by the cookie: an encoded
+payload is input the workers trust (a signal, an erasure, a pipeline's object keys) sealed
+under the production key. The Temporal UI runs with its write actions off and only decodes. CORS, with credentials, is granted to the UI's origin(s)
 only (setting CODEC_CORS_ORIGINS, default the dev UI on :8233).
 """
 
@@ -18,11 +22,11 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 from temporalio.api.common.v1 import Payload
 
-from api.auth import CODEC, require
-from api.codec_auth import COOKIE, COOKIE_PATH, authenticate_codec
+from api.auth import CODEC_ENCODE, bearer_from_header
+from api.codec_auth import authenticate_codec
 from api.docs import endpoint
-from api.errors import ValidationFailed
-from api.schemas import CodecRequest, CodecResponse, Empty
+from api.errors import Forbidden, ValidationFailed
+from api.schemas import CodecRequest, CodecResponse
 from api.validation import parse_body
 from core.codec import PayloadDecryptError
 from core.log import get_logger
@@ -128,50 +132,16 @@ async def decode(request: Request) -> HTTPResponse:
 
 @bp.post("/codec/encode")
 @endpoint(
-    "Encode payloads for the Temporal Web UI",
+    "Encode payloads under the payload key (admin, bearer token only)",
     tag="codec",
     body=CodecRequest,
     response=CodecResponse,
     secured=True,
 )
 async def encode(request: Request) -> HTTPResponse:
-    await authenticate_codec(request)
+    principal = await authenticate_codec(request)
+    if not principal.may(CODEC_ENCODE):
+        raise Forbidden(f"role {principal.role} may not encode payloads; needs admin")
+    if bearer_from_header(request) is None:
+        raise Forbidden("encoding needs an admin bearer token, not the dashboard's codec cookie")
     return await _apply(request, "encode")
-
-
-def _secure(request: Request) -> bool:
-    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
-    return (proto or request.scheme) == "https"
-
-
-@bp.post("/api/session/codec")
-@endpoint(
-    "Set the cookie with which the Temporal Web UI may decode payloads (dashboard sign-in)",
-    tag="codec",
-    ok=204,
-    secured=True,
-)
-@require(CODEC)
-async def start_session(request: Request) -> HTTPResponse:
-    parse_body(request, Empty, allow_empty=True)
-    principal = request.ctx.principal
-    response = HTTPResponse(status=204)
-    response.add_cookie(
-        COOKIE,
-        request.app.ctx.codec_sessions.issue(principal),
-        path=COOKIE_PATH,
-        max_age=request.app.ctx.settings.CODEC_SESSION_TTL_S,
-        httponly=True,
-        samesite="Lax",  # the UI and the API are one site (host) on different ports
-        secure=_secure(request),
-    )
-    log.info("codec_session_started", by=principal.id)
-    return response
-
-
-@bp.delete("/api/session/codec")
-@endpoint("Remove the codec cookie (dashboard sign-out)", tag="codec", ok=204)
-async def end_session(request: Request) -> HTTPResponse:
-    response = HTTPResponse(status=204)
-    response.delete_cookie(COOKIE, path=COOKIE_PATH)
-    return response

@@ -3,25 +3,23 @@
 
 Both start a `CallWorkflow` by update-with-start and answer with the token the workflow issued;
 `/api/get-token` keeps the seed widget's request and response shape. `/api/calls/{id}/rejoin`
-gives a customer whose connection dropped a fresh token for the same call: the proof is the
-customer's earlier token for it (signed by us, that call's room and customer identity; expired
-by up to an hour is fine), and the call's workflow refuses once the call has ended.
+gives a customer whose connection dropped a fresh token for the same call in exchange for the
+latest one (signed by us, that call's room and customer identity): the call's workflow accepts
+only its latest token, so a proof works once; an expired one only within the rejoin grace of
+its expiry or of the customer's drop; it records `customer_rejoined`, and refuses once the
+call has ended. The workflow decides each grant; `api.domain.join_tokens` signs it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import jwt
-from livekit import api as lkapi
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from api import ratelimit
 from api.docs import endpoint
-from api.domain import store
 from api.domain.admission import Admission
-from api.errors import ApiError, Forbidden
+from api.domain.join_tokens import rejoin_proof
+from api.errors import ApiError
 from api.metrics import CALLS_STARTED
 from api.ratelimit import rate_limited
 from api.schemas import (
@@ -33,7 +31,7 @@ from api.schemas import (
 )
 from api.validation import call_id_path, parse_body
 from core.log import get_logger
-from core.models import TokenGrant, customer_identity, new_call_id, room_name_for
+from core.models import TokenGrant, new_call_id
 
 log = get_logger("api.customers")
 bp = Blueprint("customers", url_prefix="/api")
@@ -43,16 +41,12 @@ async def _start_call(request: Request, customer_name: str | None) -> TokenGrant
     res = request.app.ctx.res
     call_id = new_call_id()
     admission: Admission = request.app.ctx.admission
-    await admission.admit(
-        ratelimit.client_key(ratelimit.client_address(request)),
-        call_id,
-        lambda ids: store.ended_calls(res.db, ids),
-    )
+    await admission.admit(res.db, ratelimit.client_key(ratelimit.client_address(request)), call_id)
     try:
         grant = await res.calls.issue_token(call_id, customer_name)
     except ApiError:
         # Temporal unreachable or the room refused: no agent holds a job for this call.
-        admission.release(call_id)
+        await admission.release(res.db, call_id)
         raise
     # Anything else (a client that hung up mid-request cancels this handler) keeps the place:
     # the call may have started, and hanging up must not be a way around the caps.
@@ -128,29 +122,15 @@ async def get_token(request: Request) -> HTTPResponse:
     body=RejoinRequest,
     response=CallCreated,
     errors=(403, 404, 409, 422, 429, 503),
-    description="A fresh token for the same call, proven by the customer's earlier token.",
+    description="A fresh token for the same call, in exchange for the latest one (once).",
 )
 @rate_limited
 @call_id_path
 async def rejoin(request: Request, call_id: str) -> HTTPResponse:
     body = parse_body(request, RejoinRequest)
     settings = request.app.ctx.settings
-    verifier = lkapi.TokenVerifier(
-        settings.LIVEKIT_API_KEY.get_secret_value(),
-        settings.LIVEKIT_API_SECRET.get_secret_value(),
-        leeway=REJOIN_TOKEN_LEEWAY,
-    )
-    try:
-        claims = verifier.verify(body.token)
-    except (jwt.PyJWTError, ValueError) as exc:
-        raise Forbidden("token: not a token of this call", field="token") from exc
-    room = claims.video.room if claims.video is not None else ""
-    if claims.identity != customer_identity(call_id) or room != room_name_for(call_id):
-        raise Forbidden("token: not a token of this call", field="token")
-    grant = await request.app.ctx.res.calls.reissue_token(call_id)
+    oldest = settings.MAX_CALL_DURATION_S + settings.CUSTOMER_REJOIN_GRACE_S
+    proof = rejoin_proof(settings, body.token, call_id, oldest)
+    grant = await request.app.ctx.res.calls.reissue_token(call_id, proof)
     log.info("customer_rejoin_token", call_id=call_id)
     return _created(grant)
-
-
-# An earlier token proves the caller is this call's customer for this long after it expired.
-REJOIN_TOKEN_LEEWAY = timedelta(hours=1)

@@ -12,7 +12,9 @@ A client that reconnects with `?after=<last seq it saw>` misses nothing.
 `snapshot_more` messages, each with `more` saying whether another follows), then `call_updated`.
 
 WebSockets authenticate with `Authorization: Bearer` or the subprotocol pair `bearer, <token>`
-(what browsers can send); a `?token=` in the URL is refused (4401), as URLs end up in logs.
+(what browsers can send), or a signed-in dashboard's `cc_session` cookie from a page of this
+API's own origin (4403 from another); a `?token=` in the URL is refused (4401), as URLs end up
+in logs.
 A refused socket gets an `error` frame and close code 4000 + the HTTP status (4401 no/invalid
 token, 4403 wrong role, 4404 no such call, 4422 bad `after` or id).
 """
@@ -44,9 +46,9 @@ _PAGE = 1000
 LIST_PAGE = 200  # active calls a list snapshot message carries
 
 
-def _admit(request: Request) -> int:
+async def _admit(request: Request) -> int:
     """Authenticate and validate a WebSocket request; return its `after`."""
-    authenticate(request, READ_CALLS, websocket=True)
+    await authenticate(request, READ_CALLS, websocket=True)
     if "call_id" in request.match_info:
         check_call_id(request.match_info["call_id"])
     return parse_query(request, AfterQuery).after
@@ -137,7 +139,7 @@ async def _serve(ws: WebsocketImplProtocol, pump: asyncio.Task[None]) -> None:
 async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
     res = request.app.ctx.res
     try:
-        _admit(request)
+        await _admit(request)
     except ApiError as err:
         await _refuse(ws, err)
         return
@@ -155,7 +157,7 @@ async def ws_calls(request: Request, ws: WebsocketImplProtocol) -> None:
 async def ws_call(request: Request, ws: WebsocketImplProtocol, call_id: str) -> None:
     res = request.app.ctx.res
     try:
-        after = _admit(request)
+        after = await _admit(request)
         call = await store.get_call(res.db, call_id)
         if call is None and not await _workflow_exists(request, call_id):
             raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")

@@ -20,7 +20,7 @@ from sanic.response import HTTPResponse
 from api.docs import endpoint
 from api.domain.admission import Admission
 from api.domain.webhook_mapping import participant_kind, route
-from api.errors import NotFound, Unauthorized
+from api.errors import DEPENDENCY_ERRORS, NotFound, Unauthorized
 from api.metrics import WEBHOOK_VERIFICATION_FAILURES, WEBHOOKS
 from core.log import get_logger
 from core.models import call_id_from_room
@@ -49,16 +49,29 @@ def verify(request: Request) -> WebhookEvent:
         raise
 
 
-def note_for_admission(admission: Admission, event: WebhookEvent, room: str | None) -> None:
-    """Free a place of `api.domain.admission` for a verified event: the customer is in, or gone."""
+async def note_for_admission(request: Request, event: WebhookEvent, room: str | None) -> None:
+    """Note on `api.domain.admission`'s places what a verified event says: the customer is in
+    (the call stops waiting) or the room is gone (the call stops counting). A customer who left
+    may rejoin within the grace, so that call counts until the calls table says it ended. A
+    database that cannot be reached loses nothing that matters: the place is freed anyway when
+    the calls table says the call ended, or at the timeouts (logged, and the webhook still
+    reaches the workflow)."""
     call_id = call_id_from_room(room) if room else None
     if call_id is None:
         return
-    customer = participant_kind(event.participant) == "customer"
-    if event.event == "participant_joined" and customer:
-        admission.customer_joined(call_id)
-    elif event.event == "room_finished" or (event.event == "participant_left" and customer):
-        admission.ended(call_id)
+    admission: Admission = request.app.ctx.admission
+    db = request.app.ctx.res.db
+    try:
+        if (
+            event.event == "participant_joined"
+            and participant_kind(event.participant) == "customer"
+        ):
+            await admission.customer_joined(db, call_id)
+        elif event.event == "room_finished":
+            await admission.ended(db, call_id)
+    except DEPENDENCY_ERRORS as exc:
+        log.warning("admission_note_failed", call_id=call_id, webhook_event=event.event,
+                    error=type(exc).__name__)  # fmt: skip
 
 
 @bp.post("/livekit")
@@ -75,7 +88,7 @@ async def livekit_webhook(request: Request) -> HTTPResponse:
         WEBHOOK_VERIFICATION_FAILURES.labels(exc.code).inc()
         raise
     room, routed = route(event, request.body)
-    note_for_admission(request.app.ctx.admission, event, room)
+    await note_for_admission(request, event, room)
     if routed is None:
         WEBHOOKS.labels(event.event or "unknown", "ignored").inc()
         log.info("webhook_ignored", webhook_event=event.event, room=room, webhook_id=event.id)

@@ -1,9 +1,10 @@
 """A LiveKit server emulator for the devstack and the tests (issue #3).
 
-It speaks the part of LiveKit's server API the product calls -- Twirp RoomService, Egress
-and AgentDispatchService, protobuf or JSON -- and checks every request's JWT and grants as
+It speaks the part of LiveKit's server API the product calls -- Twirp RoomService, Egress,
+AgentDispatchService and SIP, protobuf or JSON -- and checks every request's JWT and grants as
 livekit-server does, so `livekit.api.LiveKitAPI` cannot tell it from a real server for those
-calls. It sends webhooks signed as LiveKit signs them, writes a real Ogg/Opus recording for
+calls. Behind its SIP stands a pretend phone network: phones call in through the control API
+and answer (or not) the calls LiveKit places to them (sip.py). It sends webhooks signed as LiveKit signs them, writes a real Ogg/Opus recording for
 each egress and serves it over HTTP, joins a stand-in agent when an agent is dispatched, and
 can be told to fail (see faults.py). There is no WebRTC: media needs a real LiveKit.
 

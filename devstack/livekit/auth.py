@@ -2,7 +2,7 @@
 
 The server's auth middleware verifies a token when one is present; each Twirp method then
 asks for the grant it needs (`roomCreate`, `roomList`, `roomAdmin` for that very room,
-`roomRecord`). As in livekit-server, a missing token or a missing grant is answered with
+`roomRecord`; SIP methods `sip.admin` or `sip.call`). As in livekit-server, a missing token or a missing grant is answered with
 Twirp `unauthenticated` "permissions denied" (livekit-server's `twirpAuthError`).
 """
 
@@ -29,6 +29,8 @@ class Grants:
 
     identity: str = ""
     video: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    sip: dict[str, Any] = field(default_factory=dict)
 
     def has(self, grant: str) -> bool:
         return bool(self.video.get(grant))
@@ -61,9 +63,40 @@ def verify_token(token: str, api_key: str, api_secret: str) -> Grants:
     except jwt.PyJWTError as e:
         raise TokenError(f"invalid token: {type(e).__name__}: {e}") from None
     video = claims.get("video") or {}
+    sip = claims.get("sip") or {}
     return Grants(
-        identity=str(claims.get("sub", "")), video=video if isinstance(video, dict) else {}
+        identity=str(claims.get("sub", "")),
+        video=video if isinstance(video, dict) else {},
+        name=str(claims.get("name", "")),
+        sip=sip if isinstance(sip, dict) else {},
     )
+
+
+class JoinRefused(Exception):
+    """A token that may not join (livekit-server's `ValidateConnectRequest`): `status` is the
+    HTTP status it answers, the message its plain-text body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def join_grants(token: str, api_key: str, api_secret: str, room: str = "") -> tuple[Grants, str]:
+    """The grants of a join token and the room it joins, checked as livekit-server checks a
+    connection (`/rtc` and `/rtc/validate`): a valid token (401), the `roomJoin` grant (401),
+    an identity (400), a room from the token or else the request (400)."""
+    try:
+        grants = verify_token(token, api_key, api_secret)
+    except TokenError as e:
+        raise JoinRefused(401, str(e)) from None
+    if not grants.has("roomJoin"):
+        raise JoinRefused(401, _DENIED)
+    if not grants.identity:
+        raise JoinRefused(400, "participant identity cannot be empty")
+    room = str(grants.video.get("room") or room)
+    if not room:
+        raise JoinRefused(400, "room name cannot be empty")
+    return grants, room
 
 
 def bearer_grants(header: str | None, api_key: str, api_secret: str) -> Grants | None:
@@ -90,6 +123,13 @@ def require(grants: Grants | None, grant: str) -> None:
 def require_admin(grants: Grants | None, room: str) -> None:
     """Raise Twirp `unauthenticated` unless the token is `roomAdmin` for exactly `room`."""
     if grants is None or not grants.has("roomAdmin") or grants.video.get("room", "") != room:
+        raise TwirpError("unauthenticated", _DENIED)
+
+
+def require_sip(grants: Grants | None, grant: str) -> None:
+    """Raise Twirp `unauthenticated` unless the token's SIP grant has `grant` ("admin" or
+    "call"); neither implies the other (pkg/service/auth.go EnsureSIP*Permission)."""
+    if grants is None or not grants.sip.get(grant):
         raise TwirpError("unauthenticated", _DENIED)
 
 

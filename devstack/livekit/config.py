@@ -46,6 +46,8 @@ class EmulatorConfig:
     recordings_dir: str = ""
     # STARTING -> ACTIVE takes this long, as a real egress needs a moment to start its pipeline.
     egress_start_delay_s: float = 0.1
+    # An outbound INVITE is answered 180 Ringing this long after the participant joined.
+    sip_dial_delay_s: float = 0.1
     webhook_retries: int = 3
     webhook_backoff_s: float = 0.5
     webhook_timeout_s: float = 5.0
@@ -65,7 +67,8 @@ class EmulatorConfig:
             raise ConfigError("LIVEKIT_API_SECRET is required (the secret tokens are signed with)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"LIVEKIT_EMULATOR_PORT must be 0..65535, got {self.port}")
-        for name in ("auto_agent_delay_s", "egress_start_delay_s", "webhook_backoff_s"):
+        for name in ("auto_agent_delay_s", "egress_start_delay_s", "sip_dial_delay_s",
+                     "webhook_backoff_s"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         if self.webhook_retries < 0:

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from livekit.protocol import models
 from livekit.protocol.egress import EgressStatus
 
-from .auth import TokenError, bearer_grants
+from .auth import JoinRefused, TokenError, bearer_grants, join_grants
 from .emulator import Emulator
 from .errors import ControlError
 from .faults import FaultError
@@ -30,6 +30,8 @@ routes = web.RouteTableDef()
 EMULATOR = web.AppKey("emulator", Emulator)
 
 _TRACK_TYPES = {"audio": models.AUDIO, "video": models.VIDEO}
+# A join token for another room than the one joined: livekit-server takes the token's room.
+_DENIED_ROOM = "permissions denied: the token is for another room"
 _SOURCES = {
     "microphone": models.MICROPHONE,
     "camera": models.CAMERA,
@@ -146,6 +148,12 @@ def state_of(emu: Emulator) -> dict[str, Any]:
             "deliveries": [d.to_dict() for d in emu.webhooks.history],
         },
         "faults": emu.faults.list(),
+        "sip": {  # counts only: trunks hold credentials; GET /_emulator/sip/calls has the calls
+            "inbound_trunks": len(emu.sip_inbound),
+            "outbound_trunks": len(emu.sip_outbound),
+            "dispatch_rules": len(emu.sip_rules),
+            "calls": len(emu.sip_calls),
+        },
         "auto_agent": _auto_agent_state(emu),
         "idle": emu.idle(),
     }
@@ -227,11 +235,23 @@ async def join(request: web.Request) -> web.Response:
         raise ControlError(
             400, "invalid_argument", "attributes must map strings to strings", "attributes"
         )
+    room, identity, name = request.match_info["room"], _field(body, "identity", str, ""), ""
+    token = _field(body, "token", str, "")
+    if token:  # as a client connects: identity and name from a join token for this room
+        try:
+            grants, room_in_token = join_grants(
+                token, emu.config.api_key, emu.config.api_secret, room
+            )
+        except JoinRefused as e:
+            raise ControlError(e.status, "unauthenticated", str(e), "token") from None
+        if room_in_token != room:
+            raise ControlError(401, "unauthenticated", _DENIED_ROOM, "token")
+        identity, name = grants.identity, grants.name
     info = emu.join(
-        request.match_info["room"],
-        _field(body, "identity", str, ""),
+        room,
+        identity,
         _field(body, "kind", str, ""),
-        name=_field(body, "name", str, ""),
+        name=name or _field(body, "name", str, ""),
         metadata=_field(body, "metadata", str, ""),
         attributes=attributes,
         publish_audio=_field(body, "publish_audio", bool, False),

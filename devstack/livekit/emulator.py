@@ -4,7 +4,7 @@ Everything runs on one event loop, so state changes need no locks; recordings ar
 a worker thread. A room closes (participants leave, `room_finished`, its egresses end
 EGRESS_COMPLETE with their file) when it is deleted or when its last non-agent participant
 leaves; agents still in the room leave first, as an agent whose caller hung up does.
-Egress lives in egress.py.
+Egress lives in egress.py, SIP (phone calls in and out) in sip.py.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from livekit.protocol import agent_dispatch as dispatch_pb
 from livekit.protocol import egress as egress_pb
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
+from livekit.protocol import sip as sip_pb
 from livekit.protocol.webhook import WebhookEvent
 
 from core.log import get_logger
@@ -34,12 +35,14 @@ from .egress import ACTIVE_EGRESS, Egress, EgressMixin
 from .errors import ControlError
 from .faults import Faults
 from .ids import new_id, now_ns
+from .sip import Outcome, SipCall, SipMixin
+from .sip_rules import mask_number
 from .twirp import TwirpError
 from .webhooks import WebhookSender
 
 log = get_logger("devstack.livekit")
 
-ROLES = ("customer", "agent", "supervisor")
+ROLES = ("customer", "agent", "supervisor", "sip")
 MAX_ROOM_NAME = 256
 # The codecs a default livekit-server enables, as Room.enabled_codecs reports them.
 _CODECS = ("audio/opus", "audio/red", "video/VP8", "video/H264", "video/VP9", "video/AV1")
@@ -73,7 +76,7 @@ class Room:
         return self.info.name
 
 
-class Emulator(EgressMixin):
+class Emulator(EgressMixin, SipMixin):
     """State and behaviour; the Twirp services and the control API call into it."""
 
     def __init__(self, config: EmulatorConfig, recordings_dir: Path) -> None:
@@ -95,6 +98,11 @@ class Emulator(EgressMixin):
         self.auto_agent = config.auto_agent
         self.auto_agent_delay_s = config.auto_agent_delay_s
         self.auto_agent_rooms: dict[str, bool] = {}
+        self.sip_inbound: dict[str, sip_pb.SIPInboundTrunkInfo] = {}
+        self.sip_outbound: dict[str, sip_pb.SIPOutboundTrunkInfo] = {}
+        self.sip_rules: dict[str, sip_pb.SIPDispatchRuleInfo] = {}
+        self.sip_calls: dict[str, SipCall] = {}
+        self.sip_outcomes: dict[str, Outcome] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cancel = threading.Event()
         # Encodes run here (two at a time) so that stop() can wait for them to let go of files.
@@ -126,6 +134,7 @@ class Emulator(EgressMixin):
         self.egresses.clear()
         self.faults.clear()
         self.auto_agent_rooms.clear()
+        self.sip_reset()
         self.auto_agent = self.config.auto_agent
         self.auto_agent_delay_s = self.config.auto_agent_delay_s
 
@@ -271,6 +280,8 @@ class Emulator(EgressMixin):
         if role == "agent":
             kind = models.ParticipantInfo.AGENT
             permission.agent = True
+        elif role == "sip":
+            kind = models.ParticipantInfo.SIP
         elif role == "supervisor":
             permission.hidden = True
             permission.can_publish = False
@@ -292,10 +303,12 @@ class Emulator(EgressMixin):
         room.participants[identity] = p
         if not p.is_agent:
             room.had_non_agent = True
-        log.info("participant_joined", room=room_name, identity=identity, role=role)
+        log.info("participant_joined", room=room_name, identity=_shown(p), role=role)
         self._emit("participant_joined", room, participant=info)
         if publish_audio:
             self.publish_track(room_name, identity)
+        if role == "sip":
+            self.sip_room_changed(room_name)  # a second SIP caller, or tracks to hear
         return info
 
     def get_participant(self, room_name: str, identity: str) -> Participant:
@@ -316,9 +329,11 @@ class Emulator(EgressMixin):
             raise TwirpError("not_found", "participant does not exist")
         p.info.state = models.ParticipantInfo.DISCONNECTED
         p.info.disconnect_reason = reason  # type: ignore[assignment]
+        if p.info.kind == models.ParticipantInfo.SIP:
+            self.sip_participant_left(room_name, p.info, reason)
         for track in p.info.tracks:
             self._emit("track_unpublished", room, participant=p.info, track=track)
-        log.info("participant_left", room=room_name, identity=identity,
+        log.info("participant_left", room=room_name, identity=_shown(p),
                  reason=models.DisconnectReason.Name(reason))  # fmt: skip
         self._emit("participant_left", room, participant=p.info)
         if closing or p.is_agent or not room.had_non_agent:
@@ -365,6 +380,8 @@ class Emulator(EgressMixin):
         p.info.is_publisher = True
         p.info.version += 1
         self._emit("track_published", self.rooms[room_name], participant=p.info, track=track)
+        if track_type == models.AUDIO:
+            self.sip_room_changed(room_name)  # a ringing caller now hears someone
         return track
 
     # -- agent dispatch ----------------------------------------------------------------------
@@ -462,6 +479,13 @@ class Emulator(EgressMixin):
         if text is not None:  # binary payloads are kept as base64 only
             entry["text"] = text
         room.data.append(entry)
+
+
+def _shown(p: Participant) -> str:
+    """The identity as logs show it: a phone caller's number masked to its last digits."""
+    if p.role != "sip":
+        return p.info.identity
+    return "sip_..." + mask_number(p.info.identity)
 
 
 def _as_text(data: bytes) -> str | None:

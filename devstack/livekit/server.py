@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -11,11 +12,12 @@ from aiohttp import web
 
 from core.log import get_logger
 
-from .auth import TokenError, bearer_grants
+from .auth import JoinRefused, TokenError, bearer_grants, join_grants
 from .config import EmulatorConfig
 from .control import EMULATOR, control_middleware, routes
 from .emulator import Emulator
 from .services import HANDLERS
+from .sip_control import sip_routes
 from .twirp import (
     PREFIX,
     TwirpError,
@@ -60,7 +62,10 @@ async def twirp_handler(request: web.Request) -> web.Response:
         handler = HANDLERS.get(key)
         if handler is None:
             raise TwirpError("unimplemented", f"{key} is not emulated")
-        return encode_response(handler(emu, req, grants), ctype)
+        result = handler(emu, req, grants)
+        if inspect.isawaitable(result):  # a SIP call waits for the phone
+            result = await result
+        return encode_response(result, ctype)
     except TwirpError as e:
         if e.code not in ("not_found", "failed_precondition"):
             log.info("twirp_error", method=method_name, code=e.code, message=e.msg)
@@ -74,12 +79,33 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
+async def rtc_validate(request: web.Request) -> web.Response:
+    """livekit-server's `/rtc/validate`, which client SDKs call when a connection fails: the
+    token (`Authorization: Bearer`, else `access_token`) checked as `/rtc` checks it; 200
+    `success`, else the status with the reason in plain text. No media: nobody joins."""
+    emu = request.app[EMULATOR]
+    header = request.headers.get("Authorization", "")
+    headers = {"Access-Control-Allow-Origin": "*"}
+    if header and not header.startswith("Bearer "):
+        return web.Response(status=401, text="invalid authorization header", headers=headers)
+    token = header.removeprefix("Bearer ") or request.query.get("access_token", "")
+    if not token:
+        return web.Response(status=401, text="permissions denied", headers=headers)
+    try:
+        join_grants(token, emu.config.api_key, emu.config.api_secret, request.query.get("room", ""))
+    except JoinRefused as e:
+        return web.Response(status=e.status, text=str(e), headers=headers)
+    return web.Response(text="success", headers=headers)
+
+
 def build_app(emu: Emulator) -> web.Application:
     app = web.Application(middlewares=[control_middleware], client_max_size=16 * 1024 * 1024)
     app[EMULATOR] = emu
     app.router.add_get("/", health)
+    app.router.add_get("/rtc/validate", rtc_validate)
     app.router.add_route("*", PREFIX + "{tail:.*}", twirp_handler)
     app.router.add_routes(routes)
+    app.router.add_routes(sip_routes)
     return app
 
 

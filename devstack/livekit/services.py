@@ -1,4 +1,5 @@
-"""The Twirp methods the emulator answers: RoomService, Egress and AgentDispatchService.
+"""The Twirp methods the emulator answers: RoomService, Egress and AgentDispatchService
+(and SIP, from sip_services.py).
 
 Each checks the grant livekit-server checks for it, then acts on the Emulator. Methods of
 the protocol that are not here answer `unimplemented`.
@@ -6,7 +7,7 @@ the protocol that are not here answer `unimplemented`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 from livekit.protocol import agent_dispatch as dispatch_pb
@@ -17,9 +18,10 @@ from livekit.protocol import room as room_pb
 from .auth import Grants, require, require_admin
 from .egress import ACTIVE_EGRESS
 from .emulator import Emulator
+from .sip_services import SIP_HANDLERS
 from .twirp import TwirpError
 
-Method = Callable[..., Message]
+Method = Callable[..., Message | Awaitable[Message]]
 
 
 def create_room(emu: Emulator, req: room_pb.CreateRoomRequest, g: Grants | None) -> Message:
@@ -207,4 +209,5 @@ HANDLERS: dict[str, Method] = {
     "livekit.AgentDispatchService/CreateDispatch": create_dispatch,
     "livekit.AgentDispatchService/ListDispatch": list_dispatch,
     "livekit.AgentDispatchService/DeleteDispatch": delete_dispatch,
+    **SIP_HANDLERS,
 }

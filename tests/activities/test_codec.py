@@ -6,11 +6,14 @@ import asyncio
 import base64
 import os
 import uuid
+from datetime import timedelta
 
 import pytest
+from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -121,7 +124,9 @@ async def test_a_worker_refuses_a_plaintext_workflow_input(
         for _ in range(150):
             async for event in handle.fetch_history_events():
                 if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-                    failures.append(event.workflow_task_failed_event_attributes.failure.message)
+                    failure = event.workflow_task_failed_event_attributes.failure
+                    assert failure.message == "Encoded failure"  # encrypted like a payload
+                    failures.append(str(await client.data_converter.decode_failure(failure)))
             if failures:
                 break
             await asyncio.sleep(0.1)
@@ -185,7 +190,7 @@ async def test_a_call_leaves_no_customer_name_in_temporal_payloads(
         assert (await handle.query(CallWorkflow.get_state)).customer_name == name
 
     history = await raw.get_workflow_handle(handle.id).fetch_history()
-    assert fakes.calls["mint_customer_token"][0].name == name  # the name did travel through
+    assert grant.name == name  # the name did travel through
     for event in history.events:
         # Search attributes are indexed, never encoded: CustomerName is in them by design.
         event.workflow_execution_started_event_attributes.ClearField("search_attributes")
@@ -193,3 +198,67 @@ async def test_a_call_leaves_no_customer_name_in_temporal_payloads(
         blob = event.SerializeToString()
         assert name.encode() not in blob, f"plaintext name in {event.event_type} of the history"
         assert b"json/plain" not in blob, f"unencrypted payload in {event.event_type}"
+
+
+FAILURE_DETAIL = "Zelda Plaintextova said her card is 4111"
+
+
+@activity.defn(name="codec_test_refuse")
+async def refuse(text: str) -> None:
+    raise ApplicationError(f"refused: {text}", type="Refused", non_retryable=True)
+
+
+@workflow.defn(name="CodecTestFailing", sandboxed=False)
+class Failing:
+    @workflow.run
+    async def run(self, text: str) -> None:
+        try:
+            await workflow.execute_activity(
+                refuse, text, start_to_close_timeout=timedelta(seconds=10)
+            )
+        except ActivityError as err:
+            raise ApplicationError(f"gave up: {text}", type="GaveUp") from err
+
+
+async def test_failure_messages_in_history_are_encrypted(
+    temporal_dev_env: WorkflowEnvironment, make_settings
+) -> None:  # type: ignore[no-untyped-def]
+    """With PAYLOAD_KEYS, an activity's and a workflow's failure messages (and stack traces)
+    are encrypted like payloads: history shows "Encoded failure"; the keys give them back,
+    and `ops recordings failed` reads a failed run's reason through them."""
+    from ops.recordings import _reason
+
+    address = temporal_dev_env.client.service_client.config.target_host
+    key = base64.b64encode(NEW[1]).decode()
+    client = await connect_temporal(
+        make_settings(TEMPORAL_ADDRESS=address, PAYLOAD_KEYS=f"k-new:{key}")
+    )
+    queue = f"codec-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[Failing], activities=[refuse]):
+        handle = await client.start_workflow(
+            Failing.run, FAILURE_DETAIL, id=queue, task_queue=queue
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    raw = await temporal_dev_env.client.get_workflow_handle(queue).fetch_history()
+    failures = [
+        f
+        for e in raw.events
+        for f in (
+            e.activity_task_failed_event_attributes.failure,
+            e.workflow_execution_failed_event_attributes.failure,
+        )
+        if f.ByteSize()
+    ]
+    assert len(failures) == 2
+    for event in raw.events:
+        assert b"Zelda" not in event.SerializeToString(), f"plaintext in {event.event_type}"
+    assert {f.message for f in failures} == {"Encoded failure"}
+    assert not any(f.stack_trace for f in failures)
+    decoded = await client.data_converter.decode_failure(failures[-1])
+    assert isinstance(decoded, ApplicationError) and decoded.message == f"gave up: {FAILURE_DETAIL}"
+    assert f"refused: {FAILURE_DETAIL}" in str(decoded.__cause__.__cause__)  # type: ignore[union-attr]
+    status = WorkflowExecutionStatus.FAILED
+    assert await _reason(client, queue, handle.result_run_id or "", status) == (
+        f"refused: {FAILURE_DETAIL}"
+    )

@@ -163,6 +163,44 @@ async def test_an_event_postgresql_refuses_is_dropped_alone(
     assert await pool.fetchval("SELECT status FROM calls WHERE call_id = $1", call_id)
 
 
+async def test_a_line_is_stored_with_its_alert_and_figures_once(
+    pool: asyncpg.Pool,
+) -> None:
+    """`store_line` stores a line, its keyword alert (naming the line's seq) and its turn's
+    figures in one statement; a resend stores nothing; figures PostgreSQL cannot take cost
+    only themselves (the line is stored event by event then); an erased call stores nothing."""
+    call_id = m.new_call_id()
+    await eventlog.store_line(pool, call_id, m.TranscriptLine("l0", "assistant", "hello"), [])
+    line = m.TranscriptLine("l1", "customer", "get me a manager")
+    line.metrics = m.AgentMetrics("t1", 0.3, 0.4, 0.5)
+    done = await eventlog.store_line(pool, call_id, line, ["manager"])
+    assert (done.seq, done.keyword_alert_seq, done.keywords) == (2, 3, ["manager"])
+    again = await eventlog.store_line(pool, call_id, line, ["manager"])
+    assert again.seq is None
+    rows = await pool.fetch(
+        "SELECT seq, event_id, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq",
+        call_id,
+    )
+    assert [(r["seq"], r["event_id"], r["kind"]) for r in rows] == [
+        (1, "l0", "final_transcript"),
+        (2, "l1", "final_transcript"),
+        (3, "kw:l1", "keyword_alert"),
+        (4, "m:l1", "agent_metrics"),
+    ]
+    assert json.loads(rows[2]["data"])["line_seq"] == 2
+    odd = m.TranscriptLine("l2", "assistant", "fine")
+    odd.metrics = m.AgentMetrics("t2", 10**5000)  # JSON cannot write it: refused alone
+    assert (await eventlog.store_line(pool, call_id, odd, [])).seq == 5
+    kinds = await pool.fetch("SELECT event_id FROM call_events WHERE call_id = $1 AND seq > 4",
+                             call_id)  # fmt: skip
+    assert [r["event_id"] for r in kinds] == ["l2"]
+    await pool.execute(
+        "INSERT INTO erasures VALUES ($1, 'test', now(), now(), 0, false, 0)", call_id
+    )
+    with pytest.raises(eventlog.CallErased):
+        await eventlog.store_line(pool, call_id, m.TranscriptLine("l3", "customer", "hi"), [])
+
+
 async def test_a_notification_too_large_carries_the_key_alone(
     dba: DatabaseActivities, listener: Listener
 ) -> None:

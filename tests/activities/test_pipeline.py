@@ -58,7 +58,7 @@ async def test_an_emulator_recording_is_stored_with_its_duration(
     async with lk.api() as client:
         upload = EgressUpload("egress", f"http://{s3.endpoint}", "us-east-1", True,
                               s3.access_key, s3.secret_key)  # fmt: skip
-        live = LiveKitActivities(client, lk.api_key, lk.api_secret, lk.url, upload)
+        live = LiveKitActivities(client, upload)
         await Run()(live.create_room, act.CreateRoomInput(call_id, room, "sarah-cme"))
         await lk.join(room, m.customer_identity(call_id), kind="customer")
         ref = act.EgressRef(call_id, "")

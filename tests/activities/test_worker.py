@@ -103,8 +103,8 @@ async def test_starts_on_real_services_and_stops_on_sigterm(
                 lines.append(line)
         started = next(line for line in lines if b"worker_started" in line).decode()
         assert (
-            f"task_queue={queue}" in started and "activities=17" in started
-        )  # retention sweep included
+            f"task_queue={queue}" in started and "activities=22" in started
+        )  # retention sweep and the room check included
         # The worker created its bucket with the retention rule.
         assert (
             s3.client.get_bucket_lifecycle(f"worker-{queue}").rules[0].expiration.days == 365 + 1
@@ -131,3 +131,20 @@ async def test_starts_on_real_services_and_stops_on_sigterm(
     assert proc.returncode == 0, rest.decode()
     assert b"worker_stopped" in rest
     assert livekit_emulator.api_secret.encode() not in b"".join(lines) + rest
+
+
+def test_egress_with_the_products_own_s3_keys_is_flagged() -> None:
+    """The worker warns at start-up when egress requests would carry the root S3 keys."""
+    from activities import egress_has_root_credentials
+    from core.settings import load_settings
+
+    base = {"DATABASE_URL": "postgresql://u@127.0.0.1:1/db", "MINIO_ENDPOINT": "127.0.0.1:1",
+            "MINIO_ACCESS_KEY": "root-user", "MINIO_SECRET_KEY": "root-secret",
+            "LIVEKIT_URL": "http://127.0.0.1:1", "LIVEKIT_API_KEY": "k",
+            "LIVEKIT_API_SECRET": "s" * 32, "API_TOKENS": "a" * 20 + ":admin"}  # fmt: skip
+    assert egress_has_root_credentials(load_settings(**base))
+    same = {**base, "EGRESS_S3_ACCESS_KEY": "root-user", "EGRESS_S3_SECRET_KEY": "root-secret"}
+    assert egress_has_root_credentials(load_settings(**same))
+    own = {**base, "EGRESS_S3_ACCESS_KEY": "egress-upload", "EGRESS_S3_SECRET_KEY": "s" * 24}
+    assert not egress_has_root_credentials(load_settings(**own))
+    assert not egress_has_root_credentials(load_settings(**base, EGRESS_UPLOAD_IN_REQUEST=False))

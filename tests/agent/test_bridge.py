@@ -431,6 +431,31 @@ async def test_interim_failures_are_tolerated() -> None:
     assert poster.sent == 0 and poster.failures >= 1
 
 
+async def test_interim_lines_faster_than_the_api_send_only_the_newest() -> None:
+    received: list[str] = []
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append((await request.json())["text"])
+        first_in.set()
+        await release.wait()  # the API is slow: the next lines arrive meanwhile
+        return web.json_response({}, status=202)
+
+    async with serve("/internal/calls/{call_id}/interim", handle) as url:
+        api = AgentApi(url, lambda: "t", call_id="c")
+        poster = InterimPoster(api, timeout_s=10)
+        poster.post("I")
+        await first_in.wait()
+        for text in ("I want", "I want a", "I want a truck"):
+            poster.post(text)
+        release.set()
+        await poster.aclose()
+        await api.aclose()
+    assert received == ["I", "I want a truck"]
+    assert (poster.sent, poster.failures) == (2, 0)
+
+
 async def test_temporal_restart_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     """Stop the server mid-call, keep talking, restart it: every signal arrives, in order, once."""
     port = free_port()

@@ -220,7 +220,18 @@ def test_turn_figures_reach_the_prometheus_histograms(cfg: AgentConfig) -> None:
     assert count("end_to_end_latency") == before["end_to_end_latency"] + 1
     assert count("tts_ttfb") == before["tts_ttfb"]  # a figure the turn lacks is not made up
     server = build_server(cfg)
-    assert server._prometheus_port == 9464 and server._prometheus_multiproc_dir
+    assert server._prometheus_port == cfg.env.AGENT_PROMETHEUS_PORT
+    assert server._prometheus_multiproc_dir
+
+
+def test_agent_and_worker_metrics_ports_differ_by_default() -> None:
+    """devstack runs the agent and the Temporal worker on one host with their defaults: the
+    second to bind its metrics port would lose it."""
+    from agent.config import AgentEnv
+    from core.settings import Settings
+
+    worker_port = int(Settings.model_fields["WORKER_METRICS_ADDRESS"].default.rpartition(":")[2])
+    assert AgentEnv.model_fields["AGENT_PROMETHEUS_PORT"].default not in (0, worker_port)
 
 
 def test_a_late_second_agent_stands_down() -> None:

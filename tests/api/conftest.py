@@ -116,6 +116,7 @@ def api_settings(
         "RATE_LIMIT_PER_MINUTE": 100_000,
         "MAX_WAITING_CALLS": 100_000,  # every test call comes from 127.0.0.1
         "MAX_CALLS_PER_CLIENT": 100_000,
+        "MAX_LIVE_AI_CALLS": 100_000,
         "AGENT_JOIN_TIMEOUT_S": 20,
         "EGRESS_END_TIMEOUT_S": 20,
         "RECORDING_RETRY_FOR_S": 30,
@@ -264,9 +265,32 @@ async def start_live_call(stack: ApiStack, customer_name: str = "Contract Tester
     for _ in range(150):
         got = await stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
         if got.status == 200 and got.body["status"] == "in_progress":
+            await log_caught_up(stack, call_id)
             return call_id  # type: ignore[no-any-return]
         await asyncio.sleep(0.2)
     raise AssertionError(f"the call never got its agent: {got.body}")
+
+
+async def log_caught_up(stack: ApiStack, call_id: str) -> None:
+    """Wait until PostgreSQL holds every event the call's workflow has decided so far (its log
+    is written by an activity after the task that decided: a test comparing the log before and
+    after must not see it still arriving)."""
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        for _ in range(150):
+            got = await stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
+            decided = got.body.get("state", {}).get("last_seq", 0) if got.status == 200 else 0
+            # the row is written with each batch, stamped with the workflow's count then
+            written = (
+                await conn.fetchval("SELECT row_version FROM calls WHERE call_id = $1", call_id)
+                or 0
+            )
+            if decided and written >= decided:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError(f"the call's log never caught up: {got.body}")
 
 
 async def say_lines(stack: ApiStack, call_id: str, lines: list[TranscriptLine]) -> None:

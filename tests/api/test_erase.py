@@ -31,6 +31,7 @@ from core.models import (
     recording_workflow_id,
     single_recording_object_key,
 )
+from workflows.client import start_erase
 from workflows.erase import EraseCallWorkflow
 
 STAGING = "egress-erase-test"
@@ -419,3 +420,21 @@ async def test_the_api_erases_a_call_whose_workflow_was_terminated(
         while not await db.fetchval("SELECT 1 FROM erasures WHERE call_id = $1", call_id):
             await asyncio.sleep(0.3)
     assert await db.fetchval("SELECT count(*) FROM calls WHERE call_id = $1", call_id) == 0
+
+
+async def test_a_second_erasure_of_a_call_joins_the_one_running(
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    # The API and `ops calls erase` both start here: a call is never erased twice at once.
+    client = temporal_dev_env.client
+    call_id = new_call_id()
+    queue = f"no-worker-{uuid.uuid4().hex[:8]}"  # nothing polls it: the first one stays running
+    first = await start_erase(client, call_id, by="admin-0123456789", task_queue=queue)
+    try:
+        second = await start_erase(client, call_id, by="ops-0123456789", task_queue=queue)
+        assert second.id == first.id == f"erase-{call_id}"
+        assert second.result_run_id == first.result_run_id
+        desc = await first.describe()
+        assert desc.status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await first.terminate("test over")

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from api.auth import Principal, TokenTable
 from api.domain.webhook_mapping import route
-from api.ratelimit import RateLimiter
 from api.schemas import CreateCallRequest, GetTokenRequest, check_person_name
 from core.models import (
     SIGNAL_EGRESS_ENDED,
@@ -21,26 +20,6 @@ from core.models import (
     RoomFinished,
 )
 from core.settings import ApiToken
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_rate_limiter_allows_a_burst_then_refuses_with_the_wait() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=3, clock=clock)
-    assert [limiter.check("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = limiter.check("a")
-    assert 19.0 < wait <= 20.0  # one token every 20 s
-    assert limiter.check("b") == 0.0  # other addresses are not affected
-    clock.now += 20.0
-    assert limiter.check("a") == 0.0
-    assert limiter.check("a") > 0
 
 
 def test_token_table_finds_roles_and_never_the_token_itself() -> None:

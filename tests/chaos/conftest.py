@@ -299,6 +299,7 @@ async def chaos_stack() -> AsyncIterator[ChaosStack]:
             "RATE_LIMIT_PER_MINUTE": "100000",
             "MAX_WAITING_CALLS": "100000",  # one address starts every call
             "MAX_CALLS_PER_CLIENT": "100000",
+            "MAX_LIVE_AI_CALLS": "100000",
             "EGRESS_END_TIMEOUT_S": "8",  # a dropped egress_ended webhook: LiveKit is asked
             "ROOM_CHECK_AFTER_S": "10",  # a dropped participant_left: LiveKit is asked
             "SILENCE_ALERT_S": "3600",

@@ -39,6 +39,10 @@ def _example_names() -> set[str]:
     return names
 
 
+def _uncommented_example_names() -> set[str]:
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+
+
 def _code_settings() -> set[str]:
     return set(Settings.model_fields) | set(AgentEnv.model_fields) | PLAIN_ENV
 
@@ -52,14 +56,37 @@ def _interpolated() -> set[str]:
     return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
-def test_compose_config_validates() -> None:
-    done = subprocess.run(
+# .env.example leaves every secret empty; a filled-in .env gives PAYLOAD_KEYS (compose needs it).
+A_PAYLOAD_KEY = "k1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIzNDU="
+
+
+def _compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "PAYLOAD_KEYS"}
+    return subprocess.run(
         ["docker-compose", "--env-file", str(ENV_EXAMPLE), "config", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "ENV_FILE": ".env.example"},
+        env={**base, "ENV_FILE": ".env.example", **env},
     )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
+def test_compose_config_validates() -> None:
+    done = _compose_config(PAYLOAD_KEYS=A_PAYLOAD_KEY)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs it")
+def test_compose_refuses_to_start_without_payload_keys() -> None:
+    """Names, transcripts and failures must never sit in Temporal history in plaintext: the
+    stack does not come up without PAYLOAD_KEYS, and its apps run as production, whose
+    settings refuse it too (tests/devstack/test_settings.py)."""
+    done = _compose_config()
+    assert done.returncode != 0 and "PAYLOAD_KEYS" in done.stderr, done.stderr
+    services = _compose()["services"]
+    for name in (*APP_SERVICES, "promote"):
+        env = services[name]["environment"]
+        assert env["CALLCENTER_ENV"] == "production", name
+        assert env["PAYLOAD_KEYS"].startswith("${PAYLOAD_KEYS:?"), name
 
 
 def test_every_setting_the_code_reads_is_given_and_nothing_else() -> None:
@@ -100,6 +127,13 @@ def test_temporal_is_not_published_and_uis_only_on_loopback() -> None:
             assert str(port).startswith("127.0.0.1:"), (name, port)
 
 
+def test_the_temporal_ui_is_read_only() -> None:
+    """ui-server's `disableWriteActions` (env TEMPORAL_DISABLE_WRITE_ACTIONS in the image's
+    config template): no terminate, signal, reset or start from the UI (docs/security.md)."""
+    env = _compose()["services"]["temporal-ui"]["environment"]
+    assert env["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+
+
 def test_every_service_is_health_checked_and_waited_for() -> None:
     services = _compose()["services"]
     for name, svc in services.items():
@@ -108,12 +142,58 @@ def test_every_service_is_health_checked_and_waited_for() -> None:
         deps = svc.get("depends_on", {})
         assert isinstance(deps, dict), f"{name}: depends_on must name conditions"
         for dep, cond in deps.items():
-            assert cond == {"condition": "service_healthy"}, (name, dep)
             assert dep in services
+            # a one-shot job (`minio-init`) is waited for until it has succeeded
+            done = services[dep].get("restart") == "no"
+            want = "service_completed_successfully" if done else "service_healthy"
+            assert cond == {"condition": want}, (name, dep)
     for name in ("worker", "agent"):
         assert services[name].get("stop_grace_period"), name
     assert "LIVEKIT_PUBLIC_URL" in services["api"]["environment"]
     assert services["api"]["environment"]["LIVEKIT_URL"] != "${LIVEKIT_PUBLIC_URL}"
+
+
+def test_egress_uploads_as_a_user_that_may_only_put_into_staging() -> None:
+    """Egress gets, in every request, the keys of a MinIO user of its own (minio-init), whose
+    policy, evaluated here by moto's IAM policy engine (MinIO's grammar is AWS's), lets it put
+    a segment under the staging bucket's conversations/ and do nothing else."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    from core.models import recording_object_key
+
+    services = _compose()["services"]
+    init = services["minio-init"]
+    document = init["environment"]["EGRESS_UPLOAD_POLICY"].replace(
+        "${EGRESS_BUCKET:-egress}", "egress"
+    )
+    policy = IAMPolicy(document)
+
+    def allowed(action: str, resource: str) -> bool:
+        return policy.is_action_permitted(action, resource) == PermissionResult.PERMITTED
+
+    segment = recording_object_key("c0ffee", 2)  # what egress requests name (filepath)
+    assert allowed("s3:PutObject", f"arn:aws:s3:::egress/{segment}")
+    assert allowed("s3:AbortMultipartUpload", f"arn:aws:s3:::egress/{segment}")
+    for action, resource in [
+        ("s3:PutObject", f"arn:aws:s3:::recordings/{segment}"),  # the stored recordings
+        ("s3:PutObject", "arn:aws:s3:::egress/elsewhere.ogg"),
+        ("s3:GetObject", f"arn:aws:s3:::egress/{segment}"),
+        ("s3:DeleteObject", f"arn:aws:s3:::egress/{segment}"),
+        ("s3:GetObject", f"arn:aws:s3:::recordings/{segment}"),
+        ("s3:ListBucket", "arn:aws:s3:::egress"),
+        ("s3:PutBucketPolicy", "arn:aws:s3:::egress"),
+        ("s3:PutLifecycleConfiguration", "arn:aws:s3:::egress"),
+        ("admin:CreateUser", "arn:aws:s3:::*"),
+    ]:
+        assert not allowed(action, resource), (action, resource)
+    script = init["command"][0]
+    assert "mc admin user add" in script and "mc admin policy attach local egress-upload" in script
+    assert "grep -q egress-upload" in script  # it fails unless the policy is on the user
+    assert '!= "$$MINIO_ACCESS_KEY"' in script  # never the root user
+    for name in APP_SERVICES:
+        deps = services[name]["depends_on"]
+        assert deps["minio-init"] == {"condition": "service_completed_successfully"}, name
+    assert {"EGRESS_S3_ACCESS_KEY", "EGRESS_S3_SECRET_KEY"} <= _uncommented_example_names()
 
 
 def test_the_image_is_multi_stage_locked_and_not_root() -> None:

@@ -355,7 +355,7 @@ async def test_twirp_routing_errors_are_twirps(livekit_emulator: LiveKitEmulator
             assert (r.status, (await r.json())["code"]) == (501, "unimplemented")
     async with livekit_emulator.api() as lk:
         with pytest.raises(api.TwirpError) as e:
-            await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
+            await lk.ingress.list_ingress(api.ListIngressRequest())
         assert (e.value.status, e.value.code) == (501, "unimplemented")
 
 

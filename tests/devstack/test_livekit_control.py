@@ -143,3 +143,46 @@ class _Transport:
 
     def is_closing(self) -> bool:
         return False
+
+
+def join_token(emu: LiveKitEmulator, room: str, identity: str = "customer-t", **kw: object) -> str:
+    secret = kw.pop("secret", emu.api_secret)
+    grants = api.VideoGrants(room_join=bool(kw.pop("room_join", True)), room=room)
+    at = api.AccessToken(emu.api_key, str(secret)).with_grants(grants).with_name("Ada")
+    return at.with_identity(identity).to_jwt() if identity else at.to_jwt()
+
+
+async def test_a_join_token_is_checked_as_livekit_checks_a_connection(
+    livekit_emulator: LiveKitEmulator,
+) -> None:
+    """`/rtc/validate` and a control-API join with a token: a token for the room joins with its
+    own identity and name; another room's, a forged one, or one without `roomJoin` does not."""
+    emu, room = livekit_emulator, room_name()
+    good = join_token(emu, room)
+    assert await emu.validate(good) == (200, "success")
+    joined = await emu.join_with_token(room, good)
+    assert joined["identity"] == "customer-t" and joined["name"] == "Ada"
+    forged = join_token(emu, room, secret="another-secret-0123456789abcdef0")
+    assert (await emu.validate(forged))[0] == 401
+    assert (await emu.validate(join_token(emu, room, room_join=False)))[0] == 401
+    assert (await emu.validate("x" * 40))[0] == 401
+    for token, status in ((forged, 401), (join_token(emu, room_name()), 401)):
+        err = await emu.control("POST", f"rooms/{room}/participants",
+                                {"token": token, "kind": "customer"}, expect=status)  # fmt: skip
+        assert err["error"]["field"] == "token"
+    async with emu.session.get(f"{emu.url}/rtc/validate") as resp:
+        assert resp.status == 401  # no token at all
+
+
+async def test_a_departure_timeout_keeps_the_room_for_a_returning_customer(
+    livekit_emulator: LiveKitEmulator, livekit_webhooks: WebhookSink
+):
+    room = room_name()
+    async with livekit_emulator.api() as lk:
+        await lk.room.create_room(room_pb.CreateRoomRequest(name=room, departure_timeout=1))
+    await livekit_emulator.join(room, "customer-1", "customer")
+    # Its last non-agent left, yet the room stays open for the timeout (LiveKit's behaviour)...
+    assert (await livekit_emulator.leave(room, "customer-1"))["room_open"] is True
+    # ...and closes once nobody came back.
+    finished = await livekit_webhooks.wait_for("room_finished", room, timeout=30)
+    assert finished.room.name == room

@@ -135,3 +135,17 @@ def test_worker_is_unversioned_unless_a_build_id_is_set() -> None:
 def test_malformed_versioning_settings_are_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"{name} is malformed"):
         load(**VALID, **{name: value})
+
+
+def test_production_refuses_to_start_without_payload_keys() -> None:
+    """CALLCENTER_ENV=production (docker-compose sets it) needs PAYLOAD_KEYS: names,
+    transcripts and failures must never sit in Temporal history in plaintext."""
+    with pytest.raises(SettingsError) as err:
+        load(**VALID, CALLCENTER_ENV="production")
+    assert "PAYLOAD_KEYS is not set: required with CALLCENTER_ENV=production" in str(err.value)
+    with pytest.raises(SettingsError, match="PAYLOAD_KEYS is not set"):
+        load(**VALID, CALLCENTER_ENV="production", PAYLOAD_KEYS=" ")
+    key = base64.b64encode(b"k" * 32).decode()
+    s = load(**VALID, CALLCENTER_ENV="production", PAYLOAD_KEYS=f"k1:{key}")
+    assert s.payload_keys == [("k1", b"k" * 32)] and s.require_encryption
+    assert load(**VALID).payload_keys == []  # development: optional

@@ -4,6 +4,7 @@ with its recording stored. `--infra-only` starts the LiveKit emulator too."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from devstack.up import (
     RESTART_MAX_DELAY_S,
     ManagedProcess,
     Supervised,
+    _supervise,
     read_env_file,
 )
 
@@ -71,7 +73,8 @@ def _devstack(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Pat
     log = tmp_path / "up.log"
     out = open(log, "wb")  # noqa: SIM115 - the child owns it
     env = {**os.environ, "DEVSTACK_DIR": str(tmp_path / "stack"), "RATE_LIMIT_PER_MINUTE": "1000",
-           "MAX_CALLS_PER_CLIENT": "1000", "MAX_WAITING_CALLS": "1000"}  # fmt: skip
+           "MAX_CALLS_PER_CLIENT": "1000", "MAX_WAITING_CALLS": "1000",
+           "MAX_LIVE_AI_CALLS": "1000"}  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     out.close()
     return proc, log, ports
@@ -196,3 +199,15 @@ async def test_restart_delay_doubles_up_to_the_cap_and_resets_after_a_good_run(
     sup.started_at = now - 60  # it ran a minute before this crash: the delay starts over
     sup.check(now)
     assert sup.restart_at == now + RESTART_FIRST_DELAY_S
+
+
+async def test_an_infrastructure_process_that_dies_stops_the_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A product process is restarted (above); Temporal, PostgreSQL, S3 or the emulator is not.
+    infra = ManagedProcess("postgres", [sys.executable, "-c", "raise SystemExit(4)"],
+                           tmp_path / "postgres.log")  # fmt: skip
+    infra.proc = subprocess.Popen(infra.argv)
+    infra.proc.wait()
+    assert await _supervise([infra], [], asyncio.Event()) == 1
+    assert "postgres died (exit 4); the stack stops" in capsys.readouterr().err

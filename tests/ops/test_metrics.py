@@ -182,6 +182,50 @@ async def test_worker_process_serves_its_metrics_port(
         await asyncio.wait_for(proc.communicate(), 30)
 
 
+async def test_a_taken_metrics_port_costs_the_metrics_never_the_worker(
+    tmp_path: Any, temporal_dev_env: Any, pg_dsn: str, s3: Any, livekit_emulator: Any
+) -> None:
+    import signal
+    import socket
+
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    from tests.activities.test_worker import run_worker, service_settings
+
+    queue = f"wt{uuid.uuid4().hex[:8]}"
+    address = temporal_dev_env.client.service_client.config.target_host
+    settings = service_settings(address, pg_dsn, s3, livekit_emulator, queue)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await run_worker(tmp_path, WORKER_METRICS_ADDRESS=f"127.0.0.1:{port}", **settings)
+        assert proc.stderr is not None
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(60):
+                while not any(b"worker_started" in line for line in lines):
+                    line = await proc.stderr.readline()
+                    assert line, b"".join(lines).decode()
+                    lines.append(line)
+            assert any(b"metrics_port_unavailable" in line for line in lines), lines
+            request = DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+            service = temporal_dev_env.client.workflow_service
+            async with asyncio.timeout(30):  # the worker polls all the same
+                while not (await service.describe_task_queue(request)).pollers:
+                    await asyncio.sleep(0.1)
+            assert proc.returncode is None
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 30)
+
+
 async def test_webhook_verification_failures_are_counted(api_stack: ApiStack) -> None:
     name = "api_webhook_verification_failures_total"
     before = await api_page(api_stack)

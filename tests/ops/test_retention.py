@@ -7,15 +7,22 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
 from activities.retention import ExpiredCallsQuery, RetentionActivities
+from activities.storage import LIFECYCLE_GRACE_DAYS, RETENTION_RULE_ID
 from core.models import call_workflow_id, new_call_id, room_name_for
-from ops.retention import ensure_retention_schedule
+from core.settings import Settings
+from core.temporal import connect_temporal
+from ops.retention import ensure_retention_schedule, scheduled_retention_days
 from tests.api.conftest import ApiStack
+from tests.ops.conftest import ops
 from workflows.retention import RETENTION_SCHEDULE_ID, RetentionInput, RetentionWorkflow
 
 
@@ -131,3 +138,46 @@ async def test_a_sweep_erases_calls_whose_workflow_died(
     )
     erased = await db.fetch("SELECT call_id FROM erasures WHERE call_id = ANY($1::text[])", dead)
     assert sorted(r["call_id"] for r in erased) == sorted(dead), result
+
+
+async def test_workers_with_different_retention_settings_do_not_fight(
+    api_stack: ApiStack, s3: Any
+) -> None:
+    """The schedule is the one place the period is set: a worker creates it when missing, a
+    later one with another setting leaves it (and the bucket's rule follows it), and the
+    deploy's `ops temporal setup` changes it for all."""
+    from worker import _retention_from_schedule
+
+    namespace = f"ret-{uuid.uuid4().hex[:8]}"
+    await api_stack.raw_client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    base = api_stack.settings.model_copy(update={"TEMPORAL_NAMESPACE": namespace})
+    client = await connect_temporal(base)  # with the payload codec, as the worker's
+
+    def worker_settings(days: int) -> Settings:
+        return base.model_copy(update={"RECORDING_RETENTION_DAYS": days})
+
+    first = await _retention_from_schedule(worker_settings(30), client)
+    assert first.RECORDING_RETENTION_DAYS == 30
+    later = await _retention_from_schedule(worker_settings(90), client)
+    assert later.RECORDING_RETENTION_DAYS == 30  # what its bucket rule and sweep will use
+    assert await scheduled_retention_days(client) == 30
+
+    done = await ops(api_stack, "temporal", "setup", "--json",
+                     TEMPORAL_NAMESPACE=namespace, RECORDING_RETENTION_DAYS=90)  # fmt: skip
+    assert done.code == 0, done.err
+    assert done.json["retention_schedule"] == "updated" and done.json["retention_days"] == 90
+    assert done.json["recordings_lifecycle"] == "set"
+    (rule,) = [
+        r
+        for r in s3.client.get_bucket_lifecycle(base.RECORDINGS_BUCKET).rules
+        if r.rule_id == RETENTION_RULE_ID
+    ]
+    assert rule.expiration.days == 90 + LIFECYCLE_GRACE_DAYS
+    restarted = await _retention_from_schedule(worker_settings(30), client)
+    assert restarted.RECORDING_RETENTION_DAYS == 90
+    assert await scheduled_retention_days(client) == 90
+    await client.get_schedule_handle(RETENTION_SCHEDULE_ID).delete()

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from core import telemetry
-from tests.api.conftest import ApiStack, run_api
+from tests.api.conftest import ADMIN, ApiStack, run_api
 
 
 @pytest.fixture
@@ -79,6 +79,28 @@ async def test_api_request_span_parents_its_temporal_calls(
     ]
     assert any("Workflow" in s.name for s in children), [s.name for s in got]
     assert any(s.name == "other unmatched" or s.name.startswith("other ") for s in got)
+
+
+async def test_baggage_from_an_anonymous_caller_never_reaches_temporal(
+    api_stack: ApiStack, spans: InMemorySpanExporter
+) -> None:
+    """An anonymous request's W3C `baggage` is not taken in (its `traceparent` is: the trace
+    still continues into Temporal's headers), so nothing a caller chose rides along in the
+    call's workflow headers and from there into every process that handles it."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = {"baggage": "user.id=mallory-baggage,role=admin", "traceparent": parent}
+    async with run_api(api_stack.settings) as api:
+        r = await api.http("POST", "/api/calls", json_body={}, headers=headers)
+        assert r.status == 201, r.body
+    history = await api_stack.raw_client.get_workflow_handle(
+        f"call-{r.body['call_id']}"
+    ).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert "_tracer-data" in started.header.fields  # the trace context did travel
+    assert b"0af7651916cd43dd8448eb211c80319c" in started.header.fields["_tracer-data"].data
+    blob = b"".join(e.SerializeToString() for e in history.events)
+    assert b"mallory-baggage" not in blob and b"baggage" not in blob
+    await api_stack.api.http("POST", f"/api/calls/{r.body['call_id']}/end", token=ADMIN)
 
 
 async def test_agent_turns_are_spans_with_the_call_id(

@@ -40,6 +40,7 @@ from tests.fixtures.services import (
     TEST_OPS_TOKEN,
     TEST_SUPERVISOR_TOKEN,
     S3Endpoint,
+    forget_client_limits,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,6 +195,8 @@ async def browser(chromium_path: Path) -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def context(browser: Browser, web_api: WebApi) -> AsyncIterator[BrowserContext]:
+    # The limits live in the session's database: each page starts with the address's budget.
+    await forget_client_limits(web_api.dsn, "127.0.0.1")
     ctx = await browser.new_context(
         base_url=web_api.base_url, viewport={"width": 1360, "height": 860}
     )

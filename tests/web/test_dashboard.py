@@ -9,6 +9,7 @@ Monitor is answered at the HTTP boundary (a grant for the LiveKit emulator, whic
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from api.domain.store import ACTIVE_STATUSES
+from api.sessions import COOKIE as SESSION_COOKIE
 from core.models import new_call_id, room_name_for
 from tests.web.conftest import CallTables, WebApi, screenshot
 
@@ -42,11 +44,23 @@ async def test_sign_in_refuses_a_wrong_token_and_keeps_a_good_one(
     await sign_in(page, web_api.supervisor_token)
     stored = await page.evaluate("sessionStorage.getItem('callcenter.supervisor_token')")
     assert stored == web_api.supervisor_token
+    assert await _session_cookie(page, present=True)  # what the Temporal UI's codec accepts
     await page.reload()  # the token survives a reload of the tab
     await expect(page.locator("#app")).to_be_visible()
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("heading", name="Supervisor sign-in")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('callcenter.supervisor_token')") is None
+    assert not await _session_cookie(page, present=False)  # sign-out drops it
+
+
+async def _session_cookie(page: Page, *, present: bool) -> bool:
+    """Whether the browser holds the session cookie, once it is `present` (or after 20 s)."""
+    for _ in range(100):
+        held = any(c["name"] == SESSION_COOKIE for c in await page.context.cookies())
+        if held == present:
+            return held
+        await asyncio.sleep(0.2)
+    return held
 
 
 async def test_list_shows_calls_and_follows_them_live(

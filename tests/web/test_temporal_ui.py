@@ -143,12 +143,13 @@ async def test_the_temporal_ui_decodes_a_call_for_a_signed_in_supervisor(
             cookie = None
             for _ in range(50):  # the dashboard asks for it right after sign-in
                 cookie = next(
-                    (c for c in await ctx.cookies(api + "/codec") if c["name"] == "cc_codec"), None
+                    (c for c in await ctx.cookies(api + "/codec") if c["name"] == "cc_session"),
+                    None,
                 )
                 if cookie:
                     break
                 await asyncio.sleep(0.1)
-            assert cookie and cookie["httpOnly"] and cookie["path"] == "/codec"
+            assert cookie and cookie["httpOnly"] and cookie["path"] == "/"
 
             statuses.clear()
             await _open_signal(page, f"{ui}/namespaces/default/workflows/{handle.id}")

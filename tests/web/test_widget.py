@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from playwright.async_api import Page, Route, expect
 
 from core.models import new_call_id, room_name_for
@@ -113,3 +114,33 @@ async def test_server_trouble_then_rate_limit_with_retry_after(page: Page) -> No
     await expect(button).to_be_disabled()
     await expect(page.locator("#call-card")).to_have_attribute("data-state", "cooldown")
     await screenshot(page, "widget-rate-limited")
+
+
+async def test_a_full_call_center_says_so_and_when_to_try_again(
+    page: Page, web_api: WebApi
+) -> None:
+    """Every live-call place taken (MAX_LIVE_AI_CALLS, default 100, held by other addresses):
+    the API's 503 `at_capacity` is a friendly, honest wait on the card, not "trouble"."""
+    conn = await asyncpg.connect(web_api.dsn)
+    held = [(f"fullhouse{i:011d}", f"192.0.2.{i % 250}") for i in range(100)]
+    try:
+        await conn.executemany(
+            "INSERT INTO admissions (call_id, client_key, joined_at) VALUES ($1, $2, now())", held
+        )
+        await page.goto("/")
+        async with page.expect_response("**/api/calls") as response_info:
+            await page.locator("#call-button").click()
+        response = await response_info.value
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "at_capacity"
+        message = page.locator("#call-message")
+        await expect(message).to_contain_text("All our agents are busy right now.")
+        await expect(message).not_to_contain_text("trouble")
+        match = re.search(r"try again in (\d+) s", await message.inner_text())
+        assert match and 1 <= int(match.group(1)) <= int(response.headers["retry-after"])
+        await expect(page.locator("#call-card")).to_have_attribute("data-state", "cooldown")
+        await screenshot(page, "widget-at-capacity")
+    finally:
+        await conn.execute("DELETE FROM admissions WHERE call_id = ANY($1::text[])",
+                           [c for c, _ in held])  # fmt: skip
+        await conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities import types as act
@@ -30,7 +31,8 @@ async def test_happy_path_end_to_end(harness: Harness) -> None:
     assert grant.call_id == call_id
     assert grant.room_name == f"call-{call_id}"
     assert grant.participant_identity == f"customer-{call_id}"
-    assert grant.token and grant.livekit_url == "ws://livekit.test" and grant.expires_at
+    assert grant.token_id and grant.livekit_url == "ws://livekit.test" and grant.expires_at
+    assert grant.token == "" and grant.name == CUSTOMER  # signed by the API, never in history
     room = f.calls[act.CREATE_ROOM][0]
     assert room.agent_name == "sarah-cme" and room.room_name == grant.room_name
 
@@ -213,6 +215,15 @@ async def test_no_silence_alert_while_lines_keep_coming(harness: Harness) -> Non
         await h.env.sleep(10)
     state = await handle.query(CallWorkflow.get_state)
     assert state.silence_alerts == 0 and state.line_count == 24
+    # The check moved with the lines inside their own tasks: it never fired while they came
+    # (a fire costs a workflow task of its own).
+    history = await handle.fetch_history()
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
+    # ...and still alerts 30 s after the last line (said 10 s ago).
+    await h.env.sleep(19)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 0
+    await h.env.sleep(2)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 1
 
 
 async def test_agent_reported_silence_counts_once_per_quiet_period(harness: Harness) -> None:
@@ -229,6 +240,39 @@ async def test_agent_reported_silence_counts_once_per_quiet_period(harness: Harn
     assert state.silence_alerts == 1  # the agent's; the workflow's timer does not double it
     await until(lambda: [a.data["source"] for a in h.fakes.of_kind("silence_alert")] == ["agent"],
                 what="the agent's alert written")  # fmt: skip
+
+
+async def test_silent_line_is_hung_up_with_its_reason(harness: Harness) -> None:
+    """A customer who says nothing for `silent_hangup_s` is hung up (`silent`, by the system);
+    the agent talking into the silence does not keep the line open, a customer line does."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30, silent_hangup_s=300)
+    await h.agent_joins(handle)
+    await h.env.sleep(200)
+    await h.say(handle, "customer", "Hello?")  # the clock starts again here
+    for _ in range(5):  # the agent keeps asking; that is no sign of a customer
+        await h.env.sleep(55)
+        await h.say(handle, "assistant", "Are you still there?")
+    await h.env.sleep(20)  # 295 s after the customer's line
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and not state.end_reason
+    await h.env.sleep(10)
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == "silent"
+    assert (await handle.query(CallWorkflow.get_state)).ended_by == "system"
+    await until(lambda: any(a.data.get("speaker") == "customer" and a.data.get("quiet_s") == 300
+                            for a in f.of_kind("silence_alert")), what="the hang-up's alert")  # fmt: skip
+    await until(lambda: [e.data.get("reason") for e in f.of_kind("status")
+                         if e.data.get("status") == S.ENDING] == ["silent"], what="why it ended")  # fmt: skip
+
+
+async def test_silent_hangup_off_keeps_a_quiet_call(harness: Harness) -> None:
+    h = harness
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30, silent_hangup_s=0)
+    await h.agent_joins(handle)
+    await h.env.sleep(1800)
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.silence_alerts == 1
 
 
 async def test_keyword_alert(harness: Harness) -> None:

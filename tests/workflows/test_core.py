@@ -23,11 +23,11 @@ async def test_issue_token_answers_while_the_database_is_down(harness: Harness) 
     h, f = harness, harness.fakes
     f.append_failures = DOWN
     handle, grant = await h.start()
-    assert grant.token and f.event_writes == 0  # answered with nothing written yet
+    assert grant.token_id and f.event_writes == 0  # answered with nothing written yet
     again = await handle.execute_update(
         m.UPDATE_ISSUE_TOKEN, m.IssueTokenRequest(customer_name=CUSTOMER), result_type=m.TokenGrant
     )
-    assert again.token and f.event_writes == 0
+    assert again.token_id and f.event_writes == 0
     history = await handle.fetch_history()
     scheduled = [
         e.activity_task_scheduled_event_attributes.activity_type.name

@@ -87,6 +87,8 @@ CASES = [
      {"status": "reconnecting", "grace_s": 30.0}),
     (ev.CustomerConnection(status="rejoined", away_s=4.2), K.CUSTOMER_CONNECTION,
      {"status": "rejoined", "away_s": 4.2}),
+    (ev.CustomerRejoined(token_id="t2", replaces="t1", while_connected=False),
+     K.CUSTOMER_REJOINED, {"token_id": "t2", "replaces": "t1", "while_connected": False}),
     (ev.metrics_event(m.AgentMetrics("m1", 0.2, None, 0.5, at="t")), K.AGENT_METRICS,
      {"id": "m1", "end_of_utterance_delay_s": 0.2, "time_to_first_token_s": None,
       "time_to_first_audio_s": 0.5, "at": "t"}),

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
 from activities import types as act
 from core import models as m
 from testkit.harness import AGENT, Harness
@@ -135,6 +139,53 @@ async def test_customer_rejoins_within_the_grace(harness: Harness) -> None:
     assert result.end_reason == "customer_left"
     conn = [e.data["status"] for e in f.of_kind(K.CUSTOMER_CONNECTION)]
     assert conn[-2:] == ["reconnecting", "gone"]
+
+
+async def rejoin(handle: object, grant: m.TokenGrant) -> m.TokenGrant:
+    """`issue_token` as the API asks it for a rejoin: the proof's token id and expiry."""
+    req = m.IssueTokenRequest(
+        rejoin_of=grant.token_id,
+        proof_expires_at=datetime.fromisoformat(grant.expires_at).timestamp(),
+    )
+    return await handle.execute_update(CallWorkflow.issue_token, req)  # type: ignore[attr-defined,no-any-return]
+
+
+async def refused(handle: object, grant: m.TokenGrant) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await rejoin(handle, grant)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == m.ERR_REJOIN_REFUSED, cause
+    return cause.message
+
+
+async def test_a_rejoin_proof_works_once_and_expired_only_within_the_grace(
+    harness: Harness,
+) -> None:
+    """Only the latest token proves a rejoin (so each works once, an older one never); past
+    its expiry it does only within the grace of the expiry or of the customer's drop. Each
+    accepted rejoin is recorded (`customer_rejoined`)."""
+    h, f = harness, harness.fakes
+    handle, first = await h.start(recording_consent="off", customer_rejoin_grace_s=30)
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    await h.customer_leaves(handle)
+    second = await rejoin(handle, first)
+    assert second.token_id not in ("", first.token_id) and not second.token
+    assert "latest" in await refused(handle, first)  # the same proof twice
+    await customer_joins(h, handle)
+    await h.env.sleep(m.CallConfig().token_ttl_s + 31)  # `second` expired 31 s ago
+    assert "grace" in await refused(handle, second)
+    await h.customer_leaves(handle)  # dropped now: the expired token brings them back
+    third = await rejoin(handle, second)
+    assert "latest" in await refused(handle, first)  # an older token, never
+    await until(lambda: len(f.of_kind(K.CUSTOMER_REJOINED)) == 2, what="the rejoins written")
+    recorded = [e.data for e in f.of_kind(K.CUSTOMER_REJOINED)]
+    assert [(r["replaces"], r["token_id"]) for r in recorded] == [
+        (first.token_id, second.token_id),
+        (second.token_id, third.token_id),
+    ]
+    assert not any(r["while_connected"] for r in recorded)
+    await handle.execute_update(CallWorkflow.end_call, m.EndCallRequest("done", "ops"))  # type: ignore[attr-defined]
 
 
 async def test_no_grace_ends_at_once(harness: Harness) -> None:

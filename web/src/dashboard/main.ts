@@ -1,6 +1,7 @@
 /**
- * The supervisor dashboard: sign in with an API token, watch the call list live, open a call
- * (`#/calls/<id>`) to follow its transcript, alerts and recording, and act on it.
+ * The supervisor dashboard: sign in at the organisation's identity provider (or with an API
+ * token), watch the call list live, open a call (`#/calls/<id>`) to follow its transcript,
+ * alerts and recording, and act on it.
  */
 
 import "./dashboard.css";
@@ -13,14 +14,20 @@ import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
 import { searchParams, SearchView } from "./search";
 import {
+  api,
+  currentSession,
   currentToken,
-  endCodecSession,
+  endSession,
   forgetToken,
+  loginUrl,
   saveToken,
+  signInOptions,
   startCodecSession,
   temporalUiBase,
   token,
   whenExpired,
+  wsProtocols,
+  type SessionInfo,
 } from "./session";
 import { setLive } from "./ui";
 
@@ -29,6 +36,8 @@ const signinForm = byId<HTMLFormElement>("signin-form");
 const tokenInput = byId<HTMLInputElement>("token-input");
 const signinError = byId("signin-error");
 const signinButton = byId<HTMLButtonElement>("signin-button");
+const oidcSignin = byId<HTMLAnchorElement>("oidc-signin");
+const signedInAs = byId("signed-in-as");
 const app = byId("app");
 const main = byId("main");
 const listLive = byId("list-live");
@@ -49,7 +58,24 @@ function showSignin(message?: string): void {
   signinError.hidden = !message;
   signinError.textContent = message ?? "";
   tokenInput.value = "";
-  tokenInput.focus();
+  void offerIdentityProvider();
+}
+
+/** Show "Sign in with your organisation" when the API signs people in at an identity provider. */
+async function offerIdentityProvider(): Promise<void> {
+  const href = loginUrl(await signInOptions());
+  oidcSignin.hidden = !href;
+  // With an identity provider, the token is the secondary way in (scripts, devstack).
+  byId("token-or").hidden = !href;
+  byId("token-only").hidden = !!href;
+  signinButton.classList.toggle("btn-primary", !href);
+  signinButton.classList.toggle("btn-secondary", !!href);
+  if (href) {
+    oidcSignin.href = href;
+    oidcSignin.focus();
+  } else {
+    tokenInput.focus();
+  }
 }
 
 signinForm.addEventListener("submit", async (event) => {
@@ -83,7 +109,7 @@ signinForm.addEventListener("submit", async (event) => {
 
 byId("signout-button").addEventListener("click", () => {
   forgetToken();
-  void endCodecSession();
+  void endSession(); // revoked server-side: the Temporal UI's codec refuses the cookie from now on
   window.location.hash = "";
   showSignin();
 });
@@ -93,8 +119,9 @@ whenExpired((message) => {
   showSignin(`Signed out: ${message}`);
 });
 
-function startApp(): void {
-  void startCodecSession();
+function startApp(session?: SessionInfo): void {
+  if (token()) void startCodecSession(); // a session cookie already serves the codec
+  void showWho(session);
   signin.hidden = true;
   app.hidden = false;
   const temporal = byId<HTMLAnchorElement>("temporal-link");
@@ -116,7 +143,7 @@ function startApp(): void {
   listSocket?.stop();
   listSocket = new LiveSocket({
     url: () => wsUrl("/ws/calls", {}),
-    protocols: () => ["bearer", token() ?? ""],
+    protocols: wsProtocols,
     onMessage: (msg) => {
       if (msg.type === "snapshot" && Array.isArray(msg.calls)) {
         list?.applySnapshot(msg.calls as CallSummary[]);
@@ -212,5 +239,23 @@ function renderOverview(): void {
 
 window.addEventListener("hashchange", route);
 
-if (currentToken()) startApp();
-else showSignin();
+/** Who the audit will name: the signed-in person, or the API token's name. */
+async function showWho(session?: SessionInfo): Promise<void> {
+  try {
+    const who = session ?? (await api<SessionInfo>("GET", "/api/session"));
+    signedInAs.textContent = who.person;
+    signedInAs.title = `Signed in as ${who.person} (${who.roles.join(", ")})`;
+    signedInAs.hidden = false;
+  } catch {
+    signedInAs.hidden = true;
+  }
+}
+
+async function boot(): Promise<void> {
+  if (currentToken()) return startApp();
+  const session = await currentSession();
+  if (session) startApp(session);
+  else showSignin();
+}
+
+void boot();

@@ -52,7 +52,7 @@ export class SearchView {
       input("to", "To (inclusive)", { type: "date" }),
       select("status", "Status", [any, ...CALL_STATUSES.map((s): [string, string] => [s, humanize(s)])]),
       input("end_reason", "End reason", { maxlength: 100, placeholder: "e.g. customer_left", list: "end-reasons" }),
-      h("datalist", { id: "end-reasons" }, ...["customer_left", "agent_left", "max_duration", "customer_never_joined"].map((r) => h("option", { value: r }))),
+      h("datalist", { id: "end-reasons" }, ...["customer_left", "agent_left", "max_duration", "customer_never_joined", "silent"].map((r) => h("option", { value: r }))),
       select("alerts", "Alerts", [any, ["any", "Any alert"], ["keyword", "Keyword alerts"], ["silence", "Silence alerts"], ["none", "No alerts"]]),
       select("recording", "Recording", [any, ...RECORDING_STATUSES.map((s): [string, string] => [s, humanize(s)])]),
       h("div", { class: "search-actions" }, h("button", { type: "submit", class: "btn btn-primary btn-sm", id: "search-submit" }, "Search"),

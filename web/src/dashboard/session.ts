@@ -1,7 +1,10 @@
 /**
- * The supervisor's bearer token lives in sessionStorage: it survives a reload of the tab but not
- * closing it, and other tabs or sites never see it. Every authenticated request goes through
- * `api()`, which signs the user out when the server says the token is no longer valid (401).
+ * Two ways in. A person signs in at the organisation's identity provider (`/auth/login`): the
+ * API then keeps the session and the browser only an HttpOnly cookie this code never sees;
+ * requests carry it by themselves. A script-style API token (devstack, break-glass) is pasted
+ * instead and lives in sessionStorage: it survives a reload of the tab but not closing it, and
+ * other tabs or sites never see it. Every authenticated request goes through `api()`, which
+ * signs the user out when the server says the token or session is no longer valid (401).
  */
 
 import { ApiError, apiRequest } from "../shared/api";
@@ -40,6 +43,48 @@ export function token(): string | null {
   return memoryToken ?? currentToken();
 }
 
+/** WebSocket subprotocols: the token pair when signed in by token; none with a session cookie. */
+export function wsProtocols(): string[] {
+  const t = token();
+  return t ? ["bearer", t] : [];
+}
+
+export interface SessionInfo {
+  person: string;
+  roles: string[];
+  via: "token" | "session";
+  expires_at: string | null;
+}
+
+export interface SignInOptions {
+  oidc: boolean;
+  login_url: string | null;
+}
+
+/** The signed-in person of the session cookie, or null (none, expired or revoked). */
+export async function currentSession(): Promise<SessionInfo | null> {
+  try {
+    return await apiRequest<SessionInfo>("GET", "/api/session");
+  } catch {
+    return null;
+  }
+}
+
+export async function signInOptions(): Promise<SignInOptions> {
+  try {
+    return await apiRequest<SignInOptions>("GET", "/api/session/sign-in");
+  } catch {
+    return { oidc: false, login_url: null };
+  }
+}
+
+/** Where the identity provider sends the browser back to: this page, as it is now. */
+export function loginUrl(options: SignInOptions): string | null {
+  if (!options.login_url) return null;
+  const back = window.location.pathname + window.location.hash;
+  return `${options.login_url}?return_to=${encodeURIComponent(back)}`;
+}
+
 export function whenExpired(handler: (message: string) => void): void {
   onExpired = handler;
 }
@@ -74,10 +119,12 @@ export async function startCodecSession(): Promise<void> {
   }
 }
 
-export async function endCodecSession(): Promise<void> {
+/** Sign out on the server: the session (the identity provider's, or the codec cookie of a token
+ * sign-in) is revoked for every API instance and the Temporal UI's codec, and its cookie cleared. */
+export async function endSession(): Promise<void> {
   try {
-    await apiRequest<void>("DELETE", "/api/session/codec");
+    await apiRequest<void>("DELETE", "/api/session");
   } catch {
-    // The cookie expires on its own (CODEC_SESSION_TTL_S).
+    // Unreachable now: the session still ends at its expiry (SESSION_TTL_S).
   }
 }

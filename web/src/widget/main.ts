@@ -97,12 +97,21 @@ function stopTimer(keepShown: boolean): void {
   if (!keepShown || callStartedAt === 0) timerEl.hidden = true;
 }
 
-function cooldown(seconds: number): void {
+/** What the customer reads while a refusal's `Retry-After` runs down (never the server's words). */
+const COOLDOWN_TEXT: Record<string, string> = {
+  busy: "All our agents are busy right now.",
+  at_capacity: "All our agents are busy right now.",
+  too_many_calls: "You already have calls open from your network: please end one first.",
+  waiting_share_used: "You already have a call waiting to be answered.",
+};
+
+function cooldown(seconds: number, code = ""): void {
   window.clearInterval(cooldownTimer);
   let left = Math.max(1, Math.ceil(seconds));
   setPhase("cooldown");
+  const reason = COOLDOWN_TEXT[code] ?? "Too many calls from your network right now.";
   const render = () => {
-    showMessage(`Too many calls from your network right now. Please try again in ${left} s.`, "warning");
+    showMessage(`${reason} Please try again in ${left} s.`, "warning");
     callButtonLabel.textContent = `Try again in ${left} s`;
   };
   render();
@@ -223,7 +232,11 @@ async function rejoin(): Promise<boolean> {
 
 function handleRequestError(err: unknown): void {
   if (err instanceof ApiError && err.status === 429) {
-    cooldown(err.retryAfter ?? 30);
+    cooldown(err.retryAfter ?? 30, err.code);
+    return;
+  }
+  if (err instanceof ApiError && err.status === 503 && (err.code === "busy" || err.code === "at_capacity")) {
+    cooldown(err.retryAfter ?? 60, err.code); // full, not broken: an honest wait, then try again
     return;
   }
   setPhase("idle");

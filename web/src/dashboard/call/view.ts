@@ -10,7 +10,7 @@ import { ApiError, isRecord, wsUrl, type CallDetail, type CallEvent, type CallSu
 import { clear, h } from "../../shared/dom";
 import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { LiveSocket } from "../../shared/live";
-import { api, token } from "../session";
+import { api, wsProtocols } from "../session";
 import { speakerName, toast } from "../ui";
 import { ActivityPanel } from "./activity";
 import type { Marker } from "./playback";
@@ -104,7 +104,7 @@ export class CallView {
 
     this.socket = new LiveSocket({
       url: () => wsUrl(`/ws/calls/${encodeURIComponent(callId)}`, { after: this.lastSeq }),
-      protocols: () => ["bearer", token() ?? ""],
+      protocols: wsProtocols,
       onMessage: (msg) => this.onMessage(msg),
       onState: (state, detail) => this.header.setSocketState(state, detail),
     });
@@ -258,7 +258,8 @@ export class CallView {
         const detail = str(data.detail);
         const reason = str(data.reason);
         const by = str(data.by);
-        const shown = action === "whisper" && detail ? `Whisper: “${detail}”` : humanize(action);
+        // A refused command (its id already named another one) says what was refused and why.
+        const shown = action === "whisper" && detail ? `Whisper: “${detail}”` : action === "command_refused" && detail ? `Refused: ${detail}` : humanize(action);
         timeline("supervisor", `${shown}${by ? ` · ${by}` : ""}${reason ? ` — ${reason}` : ""}`);
         if (action === "whisper" && detail) this.transcript.addNote(event, `Whisper to Sarah: ${detail}`);
         if (action === "takeover" || action === "release") this.header.showTakenOver(action === "takeover");
@@ -288,6 +289,13 @@ export class CallView {
         if (status === "reconnecting") this.transcript.addAlert(event, "silence", "Customer reconnecting…");
         break;
       }
+      case "customer_rejoined":
+        // A rejoin proof exchanged while the call still saw the customer in: maybe not them.
+        timeline(
+          data.while_connected ? "alert-amber" : "status",
+          data.while_connected ? "Rejoin token issued while the customer was still connected" : "Customer got a new token to rejoin",
+        );
+        break;
       case "agent_alert":
         timeline("alert-amber", `Agent alert: ${humanize(str(data.kind) ?? "alert")}${str(data.detail) ? ` — ${str(data.detail)}` : ""}`);
         break;
