@@ -111,14 +111,23 @@ async def test_ask_policy_asks_and_records_the_answer(dealership: Dealership) ->
         asked = run.expect.next_event().is_message(role="assistant").event().item
         assert "Is that okay with you?" in (asked.text_content or "")
 
-        result = await session.run(user_input="I'd rather you didn't record it.")
-        result.expect.next_event().is_function_call(
-            name="recording_consent", arguments={"granted": False}
-        )
-        result.expect.next_event().is_function_call_output()
-        result.expect.next_event().is_message(role="assistant")
-        result.expect.no_more_events()
+        await declines(session, "I'd rather you didn't record it.")
+    assert_declined(signals)
 
+
+async def declines(session: AgentSession, said: str) -> None:
+    """The customer says `said`: Sarah records a refusal with the tool, then answers."""
+    result = await session.run(user_input=said)
+    result.expect.next_event().is_function_call(
+        name="recording_consent", arguments={"granted": False}
+    )
+    result.expect.next_event().is_function_call_output()
+    result.expect.next_event().is_message(role="assistant")
+    result.expect.no_more_events()
+
+
+def assert_declined(signals: RecordedSignals) -> None:
+    """The workflow was sent one consent signal: granted false."""
     assert [name for name, _ in signals.sent] == [SIGNAL_RECORDING_CONSENT]
     consent = signals.sent[0][1]
     assert isinstance(consent, RecordingConsentSignal)
@@ -152,17 +161,9 @@ async def test_announce_policy_hears_a_customer_who_objects_to_the_recording(
         run.expect.skip_next_event_if(type="agent_handoff")
         run.expect.next_event().is_message(role="assistant")  # the disclosure
         run.expect.next_event().is_message(role="assistant")
-        result = await session.run(user_input="Please don't record this call.")
-        result.expect.next_event().is_function_call(
-            name="recording_consent", arguments={"granted": False}
-        )
-        result.expect.next_event().is_function_call_output()
-        result.expect.next_event().is_message(role="assistant")
-        result.expect.no_more_events()
+        await declines(session, "Please don't record this call.")
         assert "This call is recorded." not in sarah.instructions
-    assert [name for name, _ in signals.sent] == [SIGNAL_RECORDING_CONSENT]
-    withdrawal = signals.sent[0][1]
-    assert isinstance(withdrawal, RecordingConsentSignal) and withdrawal.granted is False
+    assert_declined(signals)
 
 
 async def test_inventory_question_searches_and_answers_from_the_result(
