@@ -59,6 +59,8 @@ class Status(EventData):
     # (`room_gone`, `customer_absent`, `agent_absent`), or why it could not be asked.
     room_reconciled: str = UNSET
     room_check_failed: str = UNSET
+    dial: str = UNSET  # an outbound call's dial outcome (answered, busy, no_answer, ...)
+    sip_status: int = UNSET  # the far end's SIP status when the dial failed with one
 
 
 @dataclass(kw_only=True)

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.common import QUICK_RETRY, cause, customer_grant, iso, rejoin_refused, wait_for
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
+from workflows.phone import Phone
 from workflows.recorder import Recorder
 from workflows.room import RoomWatch
 
@@ -67,7 +68,7 @@ SETUP_RETRY = RetryPolicy(
 
 
 @workflow.defn(name=m.WORKFLOW_CALL, versioning_behavior=VersioningBehavior.PINNED)
-class CallWorkflow(Healing, Recorder, RoomWatch):
+class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:
         # Everything a handler reads is set here: handlers of a run's first task run before run().
@@ -78,6 +79,10 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
         self._room_failed = ""
         self._egress_busy = False
         self._room_news_at = 0.0  # the last participant webhook (workflows/room.py)
+        self._transferring = False
+        self.room = m.call_room(self.call_id, self.cfg)
+        if self.cfg.room_name:  # an inbound phone call: LiveKit made the room, agent and all
+            self.book.room_created()
 
     # --- run ------------------------------------------------------------------------------
 
@@ -87,11 +92,14 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
         if inp.carried is None:
             names = [sa.CUSTOMER_NAME.value_set(inp.customer_name)] if (
                 inp.customer_name and self.cfg.customer_name_searchable) else []  # fmt: skip
-            workflow.upsert_search_attributes([sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
+            workflow.upsert_search_attributes([sa.ROOM_NAME.value_set(self.room)]
                                               + names)  # fmt: skip
             self.book.emit(ev.Status(status=self.book.status))
         self.book.publish()
 
+        if inp.carried is None and self.cfg.dial is not None and not await self._dial():
+            await self._delete_room()
+            return await self._close(flusher)
         if self.book.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
             return await self._close(flusher)
         if self.book.status == S.IN_PROGRESS:
@@ -198,7 +206,7 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
             self._room_creating = True
             room = act.CreateRoomInput(
                 call_id=self.call_id,
-                room_name=m.room_name_for(self.call_id),
+                room_name=self.room,
                 agent_name=self.cfg.agent_name,
                 customer_name=self.book.customer_name,
             )
@@ -222,7 +230,7 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
         try:
             await workflow.execute_activity(
                 act.DELETE_ROOM,
-                act.RoomRef(self.call_id, m.room_name_for(self.call_id)),
+                act.RoomRef(self.call_id, self.room),
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=QUICK_RETRY,
             )
@@ -302,6 +310,8 @@ class CallWorkflow(Healing, Recorder, RoomWatch):
                 return
             if sig.kind == "customer" and self._customer_left_healed(sig):
                 return
+        if self._transfer_leaving(sig):
+            return
         self.book.participant_left(sig)
 
     @workflow.signal(name=m.SIGNAL_ROOM_FINISHED)

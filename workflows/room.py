@@ -36,12 +36,13 @@ if TYPE_CHECKING:
 
 
 class RoomWatch:
-    """The room half of CallWorkflow (it supplies `book`, `cfg`, `call_id`, the
+    """The room half of CallWorkflow (it supplies `book`, `cfg`, `call_id`, `room`, the
     `participant_left` handler and `_room_news_at`, set by the participant handlers)."""
 
     book: CallLedger
     cfg: m.CallConfig
     call_id: str
+    room: str  # the call's LiveKit room (m.call_room)
     _room_news_at: float
 
     if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class RoomWatch:
         try:
             found = await workflow.execute_activity(
                 act.GET_ROOM_PRESENCE,
-                act.RoomPresenceQuery(self.call_id, m.room_name_for(self.call_id), list(expected)),
+                act.RoomPresenceQuery(self.call_id, self.room, list(expected)),
                 result_type=act.RoomPresence,
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=QUICK_RETRY,

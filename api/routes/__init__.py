@@ -10,6 +10,7 @@ from api.routes import (
     failed_recordings,
     live,
     ops,
+    phone,
     recordings,
     report,
     session,
@@ -19,6 +20,7 @@ from api.routes import (
 BLUEPRINTS = [
     customers.bp,
     calls.bp,
+    phone.bp,
     erasure.bp,
     failed_recordings.bp,
     recordings.bp,

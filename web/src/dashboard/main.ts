@@ -12,6 +12,7 @@ import { LiveSocket } from "../shared/live";
 import { CallView } from "./call/view";
 import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
+import { mountDialer } from "./phone";
 import { searchParams, SearchView } from "./search";
 import {
   api,
@@ -243,6 +244,8 @@ window.addEventListener("hashchange", route);
 async function showWho(session?: SessionInfo): Promise<void> {
   try {
     const who = session ?? (await api<SessionInfo>("GET", "/api/session"));
+    const head = document.querySelector<HTMLElement>(".sidebar-head");
+    if (head) mountDialer(head, who.roles, (callId) => (window.location.hash = `#/calls/${callId}`));
     signedInAs.textContent = who.person;
     signedInAs.title = `Signed in as ${who.person} (${who.roles.join(", ")})`;
     signedInAs.hidden = false;
