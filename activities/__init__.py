@@ -109,6 +109,7 @@ def build_activities(
         live.get_egress,
         live.delete_room,
         live.dispatch_agent,
+        live.get_room_presence,
         phone.dial_outbound,
         phone.transfer_call,
         storage.download_and_store_recording,

@@ -19,6 +19,7 @@ STOP_EGRESS = "stop_egress"
 GET_EGRESS = "get_egress"
 DELETE_ROOM = "delete_room"
 DISPATCH_AGENT = "dispatch_agent"
+GET_ROOM_PRESENCE = "get_room_presence"
 # Phone (activities/phone.py)
 DIAL_OUTBOUND = "dial_outbound"
 TRANSFER_CALL = "transfer_call"
@@ -150,6 +151,22 @@ class DispatchResult:
 class RoomRef:
     call_id: str
     room_name: str
+
+
+@dataclass
+class RoomPresenceQuery:
+    """Is the call's room still there, and which of `expected` (identities the call believes
+    are in it) are?"""
+
+    call_id: str
+    room_name: str
+    expected: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RoomPresence:
+    exists: bool
+    missing: list[str] = field(default_factory=list)  # of the expected identities
 
 
 @dataclass

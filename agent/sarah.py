@@ -53,9 +53,10 @@ BOOKING_HORIZON = timedelta(days=60)
 
 def instructions(policy: RecordingConsent, today: date, *, consent: str = "") -> str:
     """Sarah's instructions. The privacy line says the call is recorded only when it is:
-    never under `off`, and under `ask` only once the customer agreed (`consent`)."""
+    never under `off`, under `ask` only once the customer agreed (`consent`), under
+    `announce` until the customer objected."""
     texts = prompt_texts()["instructions"]
-    recorded = policy is RecordingConsent.ANNOUNCE or (
+    recorded = (policy is RecordingConsent.ANNOUNCE and consent != "refused") or (
         policy is RecordingConsent.ASK and consent == "granted"
     )
     notice = texts["recorded"] if recorded else texts["not_recorded"]
@@ -63,15 +64,20 @@ def instructions(policy: RecordingConsent, today: date, *, consent: str = "") ->
     text += f"\n## Today\nToday is {today:%A, %B %d, %Y} at the dealership.\n"
     if policy is RecordingConsent.ASK and not consent:
         text += "\n## Recording consent\n" + texts["ask"] + "\n"
+    elif recorded:
+        # Whatever the policy, a customer who asks not to be recorded is heard.
+        text += "\n## Recording consent\n" + texts["withdraw"] + "\n"
     return text
 
 
 @function_tool
 async def recording_consent(context: RunContext, granted: bool) -> str:
-    """Record the customer's answer to whether this call may be recorded.
+    """Record the customer's answer to whether this call may be recorded, or that they do not
+    want it recorded (at any point in the call, whether or not you asked).
 
     Args:
-        granted: true if the customer agreed to the recording, false if they declined.
+        granted: true if the customer agreed to the recording, false if they declined or asked
+            not to be recorded.
     """
     agent = context.session.current_agent
     assert isinstance(agent, Sarah)
@@ -88,6 +94,8 @@ async def recording_consent(context: RunContext, granted: bool) -> str:
             consent="granted" if granted else "refused",
         )
     )
+    if agent.consent_policy is RecordingConsent.OFF:
+        return "This call is not recorded. Tell the customer so, then ask how you can help."
     if granted:
         return "Consent recorded. Thank the customer and ask how you can help."
     return "Recording will be stopped. Reassure the customer, then ask how you can help."
@@ -119,7 +127,7 @@ class Sarah(Agent):
         self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
         super().__init__(
             instructions=instructions(consent_policy, datetime.now(timezone).date()),
-            tools=[recording_consent] if consent_policy is RecordingConsent.ASK else [],
+            tools=[recording_consent],  # a customer may object under every policy
             chat_ctx=resume,
         )
 

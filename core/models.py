@@ -223,6 +223,9 @@ class CallConfig:
     customer_rejoin_grace_s: float = 30
     max_duration_s: float = 7200
     egress_end_timeout_s: float = 600
+    # A call that has heard nothing from its room (no line, no participant webhook) this long
+    # asks LiveKit who is in it: a lost participant_left or room_finished is found.
+    room_check_after_s: float = 120
     silence_alert_s: float = 30
     # A line on which the customer has said nothing this long is hung up (`silent`); 0: never.
     silent_hangup_s: float = 0
@@ -262,6 +265,7 @@ class CallConfig:
             customer_rejoin_grace_s=settings.CUSTOMER_REJOIN_GRACE_S,
             max_duration_s=settings.MAX_CALL_DURATION_S,
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
+            room_check_after_s=settings.ROOM_CHECK_AFTER_S,
             silence_alert_s=settings.SILENCE_ALERT_S,
             silent_hangup_s=settings.SILENT_CALL_HANGUP_S,
             recording_consent=str(settings.RECORDING_CONSENT),

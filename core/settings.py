@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     CUSTOMER_REJOIN_GRACE_S: float = Field(30, ge=0)
     MAX_CALL_DURATION_S: float = Field(7200, gt=0)
     EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
+    # A call that heard nothing from its room this long asks LiveKit who is in it (a lost
+    # participant_left or room_finished webhook is found).
+    ROOM_CHECK_AFTER_S: float = Field(120, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)
     # A call whose customer has said nothing this long is hung up (end reason `silent`); 0: never.
     SILENT_CALL_HANGUP_S: float = Field(180, ge=0)

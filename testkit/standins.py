@@ -55,6 +55,11 @@ class StandIns:
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
     on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
     dispatch_error: str = ""  # every dispatch_agent fails with this error type (RoomGone: final)
+    # get_room_presence: LiveKit no longer has the room / these identities are not in it /
+    # this many calls fail (LiveKit unreachable). By default everyone expected is in.
+    room_gone: bool = False
+    room_absent: frozenset[str] = frozenset()
+    presence_failures: int = 0
     dial_outcome: str = "answered"  # what dial_outbound answers (busy, no_answer, ...)
     dial_error: str = ""  # dial_outbound raises this error type instead (every attempt)
     dial_gate: asyncio.Event | None = None  # dial_outbound waits for it (the phone rings)
@@ -79,6 +84,7 @@ class StandIns:
             self.get_egress,
             self.delete_room,
             self.dispatch_agent,
+            self.get_room_presence,
             self.dial_outbound,
             self.transfer_call,
             self.download_and_store_recording,
@@ -171,6 +177,15 @@ class StandIns:
                 non_retryable=self.dispatch_error in act.NON_RETRYABLE_ERRORS,
             )
         return act.DispatchResult(dispatch_id=f"AD_{inp.serial}")
+
+    @activity.defn(name=act.GET_ROOM_PRESENCE)
+    async def get_room_presence(self, q: act.RoomPresenceQuery) -> act.RoomPresence:
+        self.calls[act.GET_ROOM_PRESENCE].append(q)
+        if self.count(act.GET_ROOM_PRESENCE) <= self.presence_failures:
+            raise ApplicationError("LiveKit unreachable", type=act.ERR_LIVEKIT_UNAVAILABLE)
+        if self.room_gone:
+            return act.RoomPresence(exists=False, missing=list(q.expected))
+        return act.RoomPresence(True, [i for i in q.expected if i in self.room_absent])
 
     @activity.defn(name=act.START_POST_CALL)
     async def start_post_call(self, call_id: str) -> None:

@@ -6,8 +6,9 @@ dispatched and returns the customer's token -> the agent joins (`agent_joined` s
 `participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> lines,
 silence reports and metrics arrive as signals; the call decides on them (silence alerts, who is
 in, healing, the end) -> recording starts once policy allows (workflows/recorder.py) -> the
-customer leaves, a supervisor or the agent ends it (`end_call`), the room finishes, or the max
-duration passes -> egress stopped, room deleted, `completed` -> the child `RecordingWorkflow`
+customer leaves, a supervisor or the agent ends it (`end_call`), the room finishes (a lost
+webhook of it is found by asking LiveKit once the room has gone quiet: workflows/room.py), or
+the max duration passes -> egress stopped, room deleted, `completed` -> the child `RecordingWorkflow`
 stores the files.
 
 The workflow decides, PostgreSQL records: what was said reaches PostgreSQL from the agent
@@ -43,6 +44,7 @@ from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
 from workflows.phone import Phone
 from workflows.recorder import Recorder
+from workflows.room import RoomWatch
 
 S = m.CallStatus
 K = m.EventKind
@@ -66,7 +68,7 @@ SETUP_RETRY = RetryPolicy(
 
 
 @workflow.defn(name=m.WORKFLOW_CALL, versioning_behavior=VersioningBehavior.PINNED)
-class CallWorkflow(Healing, Recorder, Phone):
+class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:
         # Everything a handler reads is set here: handlers of a run's first task run before run().
@@ -76,6 +78,7 @@ class CallWorkflow(Healing, Recorder, Phone):
         self._room_creating = False
         self._room_failed = ""
         self._egress_busy = False
+        self._room_news_at = 0.0  # the last participant webhook (workflows/room.py)
         self._transferring = False
         self.room = m.call_room(self.call_id, self.cfg)
         if self.cfg.room_name:  # an inbound phone call: LiveKit made the room, agent and all
@@ -105,7 +108,7 @@ class CallWorkflow(Healing, Recorder, Phone):
             silence = asyncio.create_task(self._silence_watch())
             watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
                        self._customer_watch, self._consent_watch, self._customer_join_watch,
-                       self._silent_line_watch)]  # fmt: skip
+                       self._silent_line_watch, self._room_watch)]  # fmt: skip
             await self._converse()
             silence.cancel()
             await self._hang_up()
@@ -282,11 +285,13 @@ class CallWorkflow(Healing, Recorder, Phone):
 
     @workflow.signal(name=m.SIGNAL_AGENT_JOINED)
     def agent_joined(self, sig: m.AgentJoined) -> None:
+        self._room_news_at = now()
         if self.book.first(sig.id) and not (self._heals() and self._agent_arrived(sig.identity)):
             self.book.agent_in(sig.identity)
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_JOINED)
     def participant_joined(self, sig: m.ParticipantJoined) -> None:
+        self._room_news_at = now()
         if not self.book.first(sig.id):
             return
         if sig.kind == "agent" and self._heals() and self._agent_arrived(sig.identity):
@@ -297,6 +302,7 @@ class CallWorkflow(Healing, Recorder, Phone):
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
     def participant_left(self, sig: m.ParticipantLeft) -> None:
+        self._room_news_at = now()
         if not self.book.first(sig.id):
             return
         if sig.kind in ("agent", "customer") and self._heals():

@@ -159,10 +159,13 @@ class CallLedger:
         self.publish()
 
     def consent(self, sig: m.RecordingConsentSignal) -> None:
-        if not self.s.consent:  # the first answer is final (but a grant can be withdrawn)
+        # Under `announce` the customer was told, not asked: an objection withdraws.
+        objected = not sig.granted and self.cfg.recording_consent == "announce"
+        if not self.s.consent and not objected:
+            # The first answer is final (but a grant, or an announcement, can be withdrawn).
             self.s.consent = "granted" if sig.granted else "refused"
             self.emit(ev.Recording(consent=self.s.consent, at=sig.at))
-        elif self.s.consent == "granted" and not sig.granted:
+        elif self.s.consent in ("", "granted") and not sig.granted:
             # Withdrawn: the egress stops; what was recorded is kept or deleted by policy.
             self.s.consent = "withdrawn"
             recorded = self.cfg.recording_on_withdrawal

@@ -4,7 +4,8 @@ call goes on, their files once it has ended, and the start of the recording pipe
 Recording policy (`CallConfig.recording_consent`): `announce` starts egress right after the
 agent's first line (the greeting says the call is recorded, so nothing before it is recorded);
 `ask` only after a `recording_consent` signal with `granted: true` (the first answer is final,
-a grant can be withdrawn); `off` never. Each egress is a segment with its own object key; one
+a grant can be withdrawn); `off` never. Under `announce` a `granted: false` (the customer
+objects) withdraws the announced recording, before or after it started. Each egress is a segment with its own object key; one
 that ends mid-call (or fails to start) is followed by a new one after `egress_retry_delay_s`, up
 to `max_egress_starts`. A withdrawal stops the egress at once; at the end what was recorded is
 kept or deleted by `recording_on_withdrawal`.
@@ -57,7 +58,9 @@ class Recorder:
 
     def _recording_wanted(self) -> bool:
         policy = self.cfg.recording_consent
-        allowed = self.book.s.greeted if policy == "announce" else self.book.s.consent == "granted"
+        consent = self.book.s.consent
+        announced = self.book.s.greeted and consent != "withdrawn"
+        allowed = announced if policy == "announce" else consent == "granted"
         eg = self.book.s.egress
         return allowed and (eg is None or eg.status in EGRESS_TERMINAL)
 
