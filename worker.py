@@ -44,6 +44,7 @@ from ops.metrics import sdk_runtime, serve_metrics
 from ops.retention import retention_in_force
 from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
+from workflows.desk import DeskWorkflow
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 from workflows.retention import RetentionWorkflow
@@ -55,6 +56,7 @@ WORKFLOWS = [
     RetentionWorkflow,
     AnalysisWorkflow,
     WebhookWorkflow,
+    DeskWorkflow,
 ]
 
 # Workflow task polls kept open (the SDK's default is 5). A workflow task that finds no poll

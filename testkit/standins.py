@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
+from core import desk
 from core import models as m
 
 
@@ -54,6 +55,7 @@ class StandIns:
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
     on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
     dispatch_error: str = ""  # every dispatch_agent fails with this error type (RoomGone: final)
+    desk: Any = None  # a DeskClient: hand-offs reach a real desk workflow (else only recorded)
     # records
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
@@ -80,6 +82,9 @@ class StandIns:
             self.append_call_events,
             self.record_recording,
             self.start_post_call,
+            self.enqueue_handoff,
+            self.leave_desk,
+            self.tell_caller,
         ]
 
     def kinds(self) -> list[str]:
@@ -87,6 +92,24 @@ class StandIns:
 
     def of_kind(self, kind: str) -> list[act.CallEvent]:
         return [self.events[s] for s in sorted(self.events) if self.events[s].kind == kind]
+
+    # --- the desk ---------------------------------------------------------------------------
+
+    @activity.defn(name=act.ENQUEUE_HANDOFF)
+    async def enqueue_handoff(self, req: desk.Enqueue) -> None:
+        self.calls[act.ENQUEUE_HANDOFF].append(req)
+        if self.desk is not None:
+            await self.desk.enqueue(req)
+
+    @activity.defn(name=act.LEAVE_DESK)
+    async def leave_desk(self, req: desk.CallLeft) -> None:
+        self.calls[act.LEAVE_DESK].append(req)
+        if self.desk is not None:
+            await self.desk.call_left(req)
+
+    @activity.defn(name=act.TELL_CALLER)
+    async def tell_caller(self, note: desk.Announcement) -> None:
+        self.calls[act.TELL_CALLER].append(note)
 
     # --- LiveKit ----------------------------------------------------------------------------
 
