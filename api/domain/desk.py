@@ -27,12 +27,12 @@ import core.desk as d
 from api.errors import Unavailable
 from core import analysis as an
 from core.conversation import read_conversation
+from core.livekit import REP_IDENTITY_PREFIX
 from core.settings import Settings
 from workflows.desk_client import DeskClient
 
 T = TypeVar("T")
 
-REP_IDENTITY_PREFIX = "rep-"
 REP_TOKEN_TTL = timedelta(hours=2)
 BRIEFING_LINES = 6
 
