@@ -12,6 +12,7 @@ from typing import TypeVar, cast
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 import core.desk as d
 from workflows.desk import DeskWorkflow
@@ -73,6 +74,15 @@ class DeskClient:
     async def snapshot(self) -> d.Snapshot:
         handle = await self.ensure_started()
         return await handle.query(d.QUERY_SNAPSHOT, result_type=d.Snapshot)
+
+    async def peek(self) -> d.Snapshot | None:
+        """The snapshot of a running desk, None when no desk has started (never starts one)."""
+        try:
+            return await self.handle().query(d.QUERY_SNAPSHOT, result_type=d.Snapshot)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
 
     async def _update(self, name: str, arg: object, result_type: type[T]) -> T:
         handle = await self.ensure_started()
