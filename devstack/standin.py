@@ -5,8 +5,10 @@ process gives that call a conversation, through the product's own paths, so `mak
 whole call: the customer joins (emulator control API -> signed webhook), lines are spoken
 (interim lines to the API's live path, final lines through the agent's own bridge: written
 ahead to a spool under the devstack directory, stored through the API, signalled to the call's
-workflow), the greeting's recording disclosure starts egress, a keyword raises an alert,
-and the customer hangs up (webhook) so the recording is stored.
+workflow), the greeting's recording disclosure starts egress, a keyword raises an alert, Sarah hands the
+call to the desk (skill sales) and the customer holds a minute (a rep signed in with
+DEVSTACK_REP_TOKEN can take it from the Desk), then hangs up (webhook) so the recording is
+stored.
 
     python -m devstack.standin     # devstack up starts it when the agent is not started
 """
@@ -27,7 +29,10 @@ from agent.signals import new_signal_id, utc_now
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
 from core.models import (
+    SIGNAL_AGENT_ALERT,
     SIGNAL_TRANSCRIPT,
+    AgentAlert,
+    EventKind,
     TranscriptLine,
     call_id_from_room,
     customer_identity,
@@ -40,6 +45,9 @@ log = get_logger("devstack.standin")
 # Its final lines' write-ahead spool (the real agent's is AGENT_SPOOL_DIR).
 SPOOL_DIR = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "agent-spool"
 
+# The hand-off Sarah's request_human sends: the call goes to the desk's queue (skill sales);
+# the customer then holds `hold_s` (a rep from the Desk page may take the call meanwhile).
+HANDOFF = "handoff"
 SCRIPT: list[tuple[str, str]] = [
     ("customer", "Hi Sarah, I'm looking for a used pickup truck under thirty thousand dollars."),
     (
@@ -47,13 +55,20 @@ SCRIPT: list[tuple[str, str]] = [
         "Great choice! We have a 2021 Ford F-150 XLT at 28,900 and a 2020 Ram 1500 at 27,500.",
     ),
     ("customer", "The Ford sounds good. Can I speak to a manager about financing?"),
-    ("assistant", "Of course. I've let our finance manager know, and someone will join shortly."),
+    (
+        "assistant",
+        "Of course. I've asked for a colleague from sales; I'll tell you what the desk "
+        "says, and I can keep helping meanwhile.",
+    ),  # fmt: skip
+    (HANDOFF, "customer asked for a manager about financing"),
     ("customer", "Thanks, that's all for now. Bye!"),
     ("assistant", "Thank you for calling CME Auto Sales. Have a wonderful day!"),
 ]
 
 
-async def converse(settings: Settings, control: str, room: str, pace_s: float) -> None:
+async def converse(
+    settings: Settings, control: str, room: str, pace_s: float, hold_s: float = 60.0
+) -> None:
     """One call's conversation, then the customer hangs up."""
     call_id = call_id_from_room(room)
     assert call_id is not None
@@ -76,6 +91,12 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
                         json={"identity": ident, "kind": "customer", "publish_audio": True})  # fmt: skip
         log.info("standin_call_started", call_id=call_id)
         for speaker, text in [("assistant", greeting), *SCRIPT]:
+            if speaker == HANDOFF:
+                bridge.send(SIGNAL_AGENT_ALERT, AgentAlert(
+                    id=new_signal_id("alert"), kind=EventKind.HANDOFF_REQUESTED.value,
+                    detail=text, at=utc_now(), skill="sales"))  # fmt: skip
+                await asyncio.sleep(hold_s)
+                continue
             started = utc_now()
             if speaker == "customer":
                 words = text.split()
@@ -93,7 +114,7 @@ async def converse(settings: Settings, control: str, room: str, pace_s: float) -
     log.info("standin_call_finished", call_id=call_id)
 
 
-async def run(settings: Settings, emulator: str, pace_s: float) -> None:
+async def run(settings: Settings, emulator: str, pace_s: float, hold_s: float = 60.0) -> None:
     control = f"{emulator.rstrip('/')}/_emulator"
     handled: set[str] = set()
     tasks: set[asyncio.Task[None]] = set()
@@ -114,7 +135,7 @@ async def run(settings: Settings, emulator: str, pace_s: float) -> None:
                 has_agent = any(p["role"] == "agent" for p in room.get("participants", []))
                 if has_agent and name not in handled and call_id_from_room(name):
                     handled.add(name)
-                    task = asyncio.create_task(converse(settings, control, name, pace_s))
+                    task = asyncio.create_task(converse(settings, control, name, pace_s, hold_s))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             try:
@@ -131,10 +152,12 @@ def main() -> None:
         prog="python -m devstack.standin", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--pace", type=float, default=4.0, help="seconds between lines (default 4)")
+    p.add_argument("--hold", type=float, default=60.0,
+                   help="seconds the customer holds after the hand-off (default 60)")  # fmt: skip
     args = p.parse_args()
     setup_logging()
     settings = settings_or_exit()
-    asyncio.run(run(settings, settings.LIVEKIT_URL.replace("ws", "http", 1), args.pace))
+    asyncio.run(run(settings, settings.LIVEKIT_URL.replace("ws", "http", 1), args.pace, args.hold))
     exit_process(0)
 
 

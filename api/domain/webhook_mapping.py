@@ -15,7 +15,12 @@ from livekit.protocol.egress import EgressInfo
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
-from core.livekit import CUSTOMER_IDENTITY_PREFIX, SUPERVISOR_IDENTITY_PREFIX, egress_state
+from core.livekit import (
+    CUSTOMER_IDENTITY_PREFIX,
+    REP_IDENTITY_PREFIX,
+    SUPERVISOR_IDENTITY_PREFIX,
+    egress_state,
+)
 from core.models import (
     SIGNAL_EGRESS_ENDED,
     SIGNAL_EGRESS_UPDATED,
@@ -38,7 +43,7 @@ class Routed:
 
 
 def participant_kind(p: ParticipantInfo) -> str:
-    """customer | agent | supervisor | egress | other."""
+    """customer | agent | supervisor | rep | egress | other."""
     if p.kind == ParticipantInfo.Kind.AGENT:
         return "agent"
     if p.kind == ParticipantInfo.Kind.EGRESS:
@@ -47,6 +52,8 @@ def participant_kind(p: ParticipantInfo) -> str:
         return "customer"
     if p.identity.startswith(SUPERVISOR_IDENTITY_PREFIX):
         return "supervisor"
+    if p.identity.startswith(REP_IDENTITY_PREFIX):
+        return "rep"
     return "other"
 
 
