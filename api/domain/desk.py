@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-from livekit import api as lkapi
 from temporalio.service import RPCError, RPCStatusCode
 
 import core.desk as d
+from api.domain.livekit_room import room_token
 from api.errors import Unavailable
 from core import analysis as an
 from core.conversation import read_conversation
@@ -40,29 +40,9 @@ BRIEFING_LINES = 6
 def rep_token(settings: Settings, room_name: str, rep_id: str, name: str) -> tuple[str, str, str]:
     """(jwt, identity, expires_at ISO): the rep speaks and listens in `room_name`, visibly."""
     identity = f"{REP_IDENTITY_PREFIX}{rep_id}-{secrets.token_hex(3)}"
-    expires = datetime.now(UTC) + REP_TOKEN_TTL
-    grants = lkapi.VideoGrants(
-        room_join=True,
-        room=room_name,
-        can_subscribe=True,
-        can_publish=True,
-        can_publish_sources=["microphone"],
-        can_publish_data=False,
-        can_update_own_metadata=False,
-    )
-    token = (
-        lkapi.AccessToken(
-            settings.LIVEKIT_API_KEY.get_secret_value(),
-            settings.LIVEKIT_API_SECRET.get_secret_value(),
-        )  # fmt: skip
-        .with_identity(identity)
-        .with_name(name)
-        .with_kind("standard")
-        .with_grants(grants)
-        .with_ttl(REP_TOKEN_TTL)
-        .to_jwt()
-    )
-    return token, identity, expires.isoformat()
+    token, expires_at = room_token(settings, room_name, identity, name, can_publish=True,
+                                   ttl=REP_TOKEN_TTL)  # fmt: skip
+    return token, identity, expires_at
 
 
 async def briefing(pool: asyncpg.Pool, call_id: str, reason: str) -> dict[str, Any]:
