@@ -278,8 +278,8 @@ class Sarah(Agent):
         )
 
     def desk_said(self) -> None:
-        """The desk answered the hand-off (a place in line, no one, or who is joining): a
-        later request may ask again."""
+        """The desk settled the hand-off (no one can come, or who is joining): a later
+        request may ask again."""
         self._handoff_requested = False
 
     async def _filled(self, work: Awaitable[T]) -> T:

@@ -253,15 +253,14 @@ class SupervisorChannel:
 
     def desk_notice(self, data: bytes) -> None:
         """Sarah says what the desk told the caller (agent/desk.py); not while a person has
-        the call. A notice that the hand-off is over lets her ask again later."""
+        the call. A notice that settles the hand-off lets her ask again later."""
         note = parse_notice(data)
         text = notice_text(note) if note is not None else ""
         if not text or note is None:
             log.warning("desk_notice_malformed", call_id=self.call_id)
             return
-        if note.get("notice") in (Notice.NO_REP, Notice.MAX_WAIT) and hasattr(
-            self._agent, "desk_said"
-        ):
+        # The hand-off is settled (no one, or someone joined): a later request may ask again.
+        if note.get("notice") != Notice.POSITION and hasattr(self._agent, "desk_said"):
             self._agent.desk_said()
         if self.taken_over:
             return

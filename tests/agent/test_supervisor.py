@@ -352,3 +352,16 @@ def test_each_notice_says_only_what_the_desk_knows(note: dict, says: str, never:
 
     text = notice_text(note)
     assert says in text and never not in text
+
+
+async def test_a_settled_hand_off_lets_sarah_ask_again_and_a_place_in_line_does_not(
+    call: Any,
+) -> None:
+    session, channel, _, _ = call
+    session.say = lambda text, **_: None  # type: ignore[method-assign]
+    sarah = session.current_agent
+    for notice, settled in (("position", False), ("joining", True), ("no_rep", True)):
+        sarah._handoff_requested = True
+        note = {"call_id": "c", "notice": notice, "position": 1, "rep_name": "Ann"}
+        channel.desk_notice(json.dumps(note).encode())
+        assert sarah._handoff_requested is not settled, notice
