@@ -7,6 +7,7 @@
   `POST /api/desk/offers/{offer_id}/accept` → `{"room", "url", "token", "briefing", ...}` (the
   rep joins the customer's room, audited on the call as `rep_joined`); `.../decline`.
 - `POST /api/desk/me/back-to-sarah`: the rep's part is over, Sarah carries on; the rep wraps up.
+- `POST /api/desk/me/end-call`: the rep ends the call they are on (the call's `end_call`).
 - `GET /api/desk/queue`, `GET /api/desk/stats` (reps, supervisors, admins).
 - `POST /api/calls/{call_id}/handoff {"reason", "skill"?}` (supervisors): hand a call to the desk.
 - `WS /ws/desk`: a `desk` message (queue, stats, the rep's own state and offer) whenever the
@@ -210,6 +211,24 @@ async def back_to_sarah(request: Request) -> HTTPResponse:
     except DeskRefused as exc:
         raise _refused(exc) from exc
     return json_response(rep_view(me, out) | {"returned_call_id": call_id if with_call else ""})
+
+
+@bp.post("/me/end-call")
+@endpoint("The rep ends the call they are on (audited, like a supervisor's end)", tag="desk",
+          secured=True, errors=(409, 503))  # fmt: skip
+@require(DESK)
+async def end_my_call(request: Request) -> HTTPResponse:
+    parse_body(request, Empty, allow_empty=True)
+    me = _me(request)
+    rep = _rep(await _desk(request).snapshot(), me.id)
+    if rep is None or rep.state != d.RepState.BUSY:
+        raise Conflict("you are not on a call", code="desk_refused")
+    try:
+        status = await request.app.ctx.res.calls.end(rep.call_id, "ended by the rep", me.id)
+    except NotFound as exc:
+        raise Conflict(f"call {rep.call_id} has ended", code="call_ended") from exc
+    log.info("call_end_requested", call_id=rep.call_id, by=me.id)
+    return json_response({"call_id": rep.call_id, "action": "end", "status": status})
 
 
 @handoff_bp.post("/<call_id:str>/handoff")

@@ -155,3 +155,30 @@ async def test_the_desk_socket_follows_the_reps_state(desk: ApiStack) -> None:
             msg = json.loads((await ws.receive(timeout=10)).data)
             if msg["me"]["state"] == "break":
                 break
+
+
+async def test_a_rep_ends_the_call_they_are_on(desk: ApiStack) -> None:
+    api = desk.api
+    call_id = await start_live_call(desk, customer_name="Eli Moss")
+    await api.http("PUT", "/api/desk/me", token=REP2, json_body={"state": "available"})
+    r = await api.http("POST", f"/api/calls/{call_id}/handoff", token=SUPERVISOR,
+                       json_body={"reason": "asked for a person", "skill": "sales"})  # fmt: skip
+    assert r.status == 202
+
+    async def offered() -> list[dict[str, Any]]:
+        return (await api.http("GET", "/api/desk/offers", token=REP2)).body["offers"]  # type: ignore[no-any-return]
+
+    (offer,) = await until(offered, "bob's offer")
+    r = await api.http("POST", f"/api/desk/offers/{offer['offer_id']}/accept", token=REP2)
+    assert r.status == 201
+    r = await api.http("POST", "/api/desk/me/end-call", token=REP2)
+    assert r.status == 200 and r.body["call_id"] == call_id, r.body
+    call = await api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
+    assert call.body["status"] in ("ending", "completed")
+
+    async def wrapping() -> bool:
+        return (await api.http("GET", "/api/desk/me", token=REP2)).body["state"] == "wrap_up"
+
+    assert await until(wrapping, "bob wrapping up")  # the call's end reached the desk
+    r = await api.http("POST", "/api/desk/me/end-call", token=REP2)
+    assert r.status == 409  # on no call now
