@@ -171,6 +171,13 @@ async def test_a_rep_ends_the_call_they_are_on(desk: ApiStack) -> None:
     (offer,) = await until(offered, "bob's offer")
     r = await api.http("POST", f"/api/desk/offers/{offer['offer_id']}/accept", token=REP2)
     assert r.status == 201
+    # bob follows the call he is on (its transcript, live); ann, on no call, may not
+    async with api.ws(f"/ws/calls/{call_id}", token=REP2) as ws:
+        first = json.loads((await ws.receive(timeout=10)).data)
+        assert first["type"] == "snapshot" and first["call"]["call_id"] == call_id
+    async with api.ws(f"/ws/calls/{call_id}", token=REP) as ws:
+        refused = json.loads((await ws.receive(timeout=10)).data)
+        assert refused["type"] == "error" and refused["error"]["code"] == "not_your_call"
     r = await api.http("POST", "/api/desk/me/end-call", token=REP2)
     assert r.status == 200 and r.body["call_id"] == call_id, r.body
     call = await api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)

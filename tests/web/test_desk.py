@@ -54,6 +54,13 @@ async def play_the_desk(page: Page, web_api: WebApi) -> dict[str, Any]:
 
     await page.route_web_socket("**/ws/desk", ws)
 
+    async def call_ws(route: WebSocketRoute) -> None:
+        route.send(json.dumps({"type": "snapshot", "call": {"call_id": CALL_ID}, "after": 0}))
+        route.send(json.dumps({"type": "final_transcript", "call_id": CALL_ID, "seq": 7, "at": "",
+                               "data": {"speaker": "customer", "text": "Is the F-150 still there?"}}))  # fmt: skip
+
+    await page.route_web_socket(f"**/ws/calls/{CALL_ID}*", call_ws)
+
     async def handle(route: Route) -> None:
         req = route.request
         path = req.url.split("/api/", 1)[1]
@@ -127,6 +134,7 @@ async def test_a_rep_takes_an_offer_goes_back_to_sarah_and_wraps_up(
     status = page.locator("#desk-call-status")
     await expect(status).to_contain_text("Could not connect audio", timeout=30_000)
     await expect(page.locator("#desk-state-now")).to_have_text("Busy")
+    await expect(page.locator("#desk-transcript")).to_contain_text("Is the F-150 still there?")
     assert await page.locator("#desk-state").is_disabled()  # on a call: only wrap-up follows
     assert not (v := await axe(page)), "desk on a call:\n" + _show(v)
 

@@ -65,6 +65,8 @@ export class DeskView {
   private muted = false;
   private callId = "";
   private briefing: Briefing | null = null;
+  private callSocket: LiveSocket | null = null;
+  private readonly transcript = h("ol", { class: "desk-lines", id: "desk-transcript", "aria-label": "What is said on the call", "aria-live": "polite" });
   private timer: number;
   private readonly stateSelect = h("select", { class: "input input-sm", id: "desk-state", "aria-label": "Your state" });
   private readonly stateNow = h("strong", { id: "desk-state-now" }, "—");
@@ -100,6 +102,7 @@ export class DeskView {
 
   destroy(): void {
     this.socket.stop();
+    this.callSocket?.stop();
     window.clearInterval(this.timer);
     void this.voice?.disconnect();
     this.voice = null;
@@ -185,6 +188,8 @@ export class DeskView {
     this.offerBox.hidden = true;
     this.callId = got.call_id;
     this.briefing = got.briefing;
+    clear(this.transcript);
+    this.follow(got.call_id);
     this.renderCall("Connecting your microphone…");
     try {
       this.voice = await joinRoom({
@@ -201,6 +206,22 @@ export class DeskView {
     }
   }
 
+  /** The call's lines as they are said (the rep may follow the one call they are on). */
+  private follow(callId: string): void {
+    this.callSocket?.stop();
+    this.callSocket = new LiveSocket({
+      url: () => wsUrl(`/ws/calls/${encodeURIComponent(callId)}`, {}),
+      protocols: wsProtocols,
+      onMessage: (msg) => {
+        const data = msg.data as { speaker?: string; text?: string } | undefined;
+        if (msg.type === "final_transcript" && data?.text) {
+          this.transcript.append(h("li", {}, h("strong", {}, `${humanize(data.speaker ?? "")}: `), data.text));
+        }
+      },
+    });
+    this.callSocket.start();
+  }
+
   private renderCall(status: string): void {
     clear(this.callBox);
     const mute = h("button", { type: "button", class: "btn btn-secondary btn-sm", id: "desk-mute", "aria-pressed": String(this.muted), disabled: !this.voice, onclick: () => void this.toggleMute(mute) }, this.muted ? "Unmute" : "Mute");
@@ -208,6 +229,8 @@ export class DeskView {
       h("h2", {}, "On the call"),
       h("p", { id: "desk-call-status", role: "status" }, status),
       this.briefing ? briefingBlock(this.briefing) : h("span"),
+      h("h3", {}, "Live transcript"),
+      this.transcript,
       h(
         "div",
         { class: "action-row" },
@@ -262,6 +285,8 @@ export class DeskView {
   }
 
   private renderWrapUp(): void {
+    this.callSocket?.stop();
+    this.callSocket = null;
     clear(this.callBox);
     this.callBox.append(
       h("h2", {}, "Wrap up"),
