@@ -94,12 +94,14 @@ def build_activities(
     """
     from activities.database import DatabaseActivities
     from activities.livekit import LiveKitActivities
+    from activities.phone import PhoneActivities
 
     lk = lk or livekit_client(settings)
     minio = minio or minio_client(settings)
     live = LiveKitActivities(lk, egress_upload(settings))
     storage = storage_activities(settings, minio, http_session_factory, pool)
     db = DatabaseActivities(pool)
+    phone = PhoneActivities(lk)
     acts: list[Callable[..., Any]] = [
         live.create_room,
         live.start_egress,
@@ -107,6 +109,8 @@ def build_activities(
         live.get_egress,
         live.delete_room,
         live.dispatch_agent,
+        phone.dial_outbound,
+        phone.transfer_call,
         storage.download_and_store_recording,
         storage.find_staged_recording,
         storage.delete_recording_segments,

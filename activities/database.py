@@ -36,10 +36,10 @@ _FINISHED = [s.value for s in m.CallStatus if not s.is_active]
 _UPSERT_CALL = """
 INSERT INTO calls AS c (call_id, room_name, customer_name, status, recording_status, created_at,
     agent_joined_at, ended_at, end_reason, silence_alerts, egress_id, row_version, updated_at,
-    line_count, keyword_alerts, last_seq)
+    channel, direction, phone, line_count, keyword_alerts, last_seq)
 SELECT $1, $2, $3, $4, $5, COALESCE(NULLIF($6::text, '')::timestamptz, now()),
     NULLIF($7::text, '')::timestamptz, NULLIF($8::text, '')::timestamptz, NULLIF($9::text, ''),
-    $10, NULLIF($11::text, ''), $12, now(),
+    $10, NULLIF($11::text, ''), $12, now(), $15, $16, NULLIF($17::text, ''),
     count(*) FILTER (WHERE e.kind = 'final_transcript'),
     count(*) FILTER (WHERE e.kind = 'keyword_alert'),
     COALESCE(max(e.seq), 0)
@@ -163,6 +163,9 @@ class DatabaseActivities:
             row.row_version,
             _FINISHED,
             _ACTIVE,
+            row.channel,
+            row.direction,
+            row.phone,
         )
 
     @activity.defn(name=act.RECORD_RECORDING)

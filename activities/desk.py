@@ -55,7 +55,7 @@ class DeskActivities:
     async def tell_caller(self, note: d.Announcement) -> None:
         if self.lk is None:
             return
-        room = room_name_for(note.call_id)
+        room = note.room or room_name_for(note.call_id)
         try:
             resp = await self.lk.room.list_participants(lkapi.ListParticipantsRequest(room=room))
             agents = [p.identity for p in resp.participants

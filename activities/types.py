@@ -19,6 +19,9 @@ STOP_EGRESS = "stop_egress"
 GET_EGRESS = "get_egress"
 DELETE_ROOM = "delete_room"
 DISPATCH_AGENT = "dispatch_agent"
+# Phone (activities/phone.py)
+DIAL_OUTBOUND = "dial_outbound"
+TRANSFER_CALL = "transfer_call"
 # Storage (activities/storage.py)
 DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
 FIND_STAGED_RECORDING = "find_staged_recording"
@@ -46,6 +49,9 @@ ERR_LIVEKIT_UNAVAILABLE = "LiveKitUnavailable"
 ERR_SOURCE_UNUSABLE = "RecordingSourceUnusable"
 ERR_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
 ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
+# The bytes read differ from what the store says the staged object is (size, ETag, checksum):
+# cut or corrupted in transit, so a new attempt reads it again.
+ERR_SOURCE_MISMATCH = "RecordingSourceMismatch"
 ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
 # Object storage refused the request for good (access denied, bad credentials): no retry helps.
 ERR_STORAGE_REFUSED = "StorageRefused"
@@ -61,6 +67,29 @@ NON_RETRYABLE_ERRORS = [
     ERR_STORAGE_REFUSED,
     ERR_CALL_ERASED,
 ]
+
+
+@dataclass
+class DialInput:
+    """`dial_outbound`: call `to` (E.164) into `room_name` as `identity`, through the outbound
+    trunk `ops telephony setup` made, and wait until the phone answers or does not."""
+
+    call_id: str
+    room_name: str
+    to: str
+    identity: str
+    name: str = "Customer"
+    ringing_timeout_s: float = 30.0
+
+
+@dataclass
+class TransferInput:
+    """`transfer_call`: a cold transfer (SIP REFER) of the phone participant to `to`."""
+
+    call_id: str
+    room_name: str
+    identity: str
+    to: str  # tel:+1... | sip:... | sips:...
 
 
 @dataclass
@@ -151,6 +180,9 @@ class CallRow:
     silence_alerts: int = 0
     egress_id: str = ""
     row_version: int = 0  # grows with every change the workflow makes (older never wins)
+    channel: str = "web"
+    direction: str = "inbound"
+    phone: str = ""  # a phone call's number (E.164): customer data, erased with the row
 
 
 @dataclass

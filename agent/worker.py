@@ -43,6 +43,7 @@ from core.models import (
     call_workflow_id,
     customer_identity,
     is_call_id,
+    is_phone_room,
     room_name_for,
 )
 from core.settings import Settings
@@ -108,6 +109,10 @@ async def entrypoint(ctx: JobContext) -> None:
         return
     ctx.log_context_fields = {"call_id": call_id}
     trace_agent_turns(call_id)
+    phone = not console and is_phone_room(ctx.job.room.name)
+    if phone and not await start_phone_call(cfg.settings, ctx.job.room.name, call_id):
+        ctx.shutdown(reason="this phone call has ended")
+        return
 
     finals = FinalTranscripts()
     queue: SignalQueue | LoggedSignals
@@ -128,7 +133,7 @@ async def entrypoint(ctx: JobContext) -> None:
     interim: InterimPoster | None = None
     final_lines: FinalLines | None = None  # written ahead, then stored through the API
     if not console:
-        api = agent_api(cfg, call_id)
+        api = agent_api(cfg, call_id, ctx.job.room.name)
         interim = InterimPoster(api)
         final_lines = FinalLines(cfg.env.AGENT_SPOOL_DIR, api)
     bridge = CallBridge(
@@ -163,6 +168,11 @@ async def entrypoint(ctx: JobContext) -> None:
             log.error("resume_context_unavailable", call_id=call_id, error=repr(exc))
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    if phone:
+        # The caller joined before us, named by LiveKit (a hash: hide_phone_number).
+        caller = phone_caller(ctx.room)
+        if caller:
+            bridge.customer_identity = caller
     already = serving_agent(ctx.room)
     if already is not None:
         # A dispatch answered late after another one was: one Sarah per call.
@@ -200,7 +210,7 @@ async def entrypoint(ctx: JobContext) -> None:
         agent=sarah,
         room=ctx.room,
         room_options=room_io.RoomOptions(
-            participant_identity=customer_identity(call_id),  # not a supervisor who joins
+            participant_identity=bridge.customer_identity,  # not a supervisor who joins
             text_input=False,  # every customer line is speech, so every line is transcribed
             # A dropped customer may come back (CUSTOMER_REJOIN_GRACE_S): the call's workflow
             # decides when the call is over and deletes the room, which ends this job.
@@ -209,12 +219,44 @@ async def entrypoint(ctx: JobContext) -> None:
     )
 
 
-def agent_api(cfg: AgentConfig, call_id: str) -> AgentApi:
-    """The API's internal endpoints for one call, with a roomAdmin token on its room."""
+def phone_caller(room: rtc.Room) -> str | None:
+    """The identity of the phone (a SIP participant) in the room, if one is in."""
+    for p in room.remote_participants.values():
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
+            return str(p.identity)
+    return None
+
+
+async def start_phone_call(settings: Settings, room: str, call_id: str) -> bool:
+    """An inbound phone call's workflow, started by this job or by the caller's webhook,
+    whichever comes first (workflows.client.start_inbound_phone_call). False when the call
+    has already ended; a Temporal that cannot be reached now is left to the webhook."""
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from core.models import CallConfig
+    from workflows.client import start_inbound_phone_call
+
+    try:
+        client = await connect_temporal(settings)
+        await start_inbound_phone_call(
+            client, room, CallConfig.from_settings(settings),
+            task_queue=settings.TEMPORAL_TASK_QUEUE, pinned_to=settings.new_calls_pinned_to,
+        )  # fmt: skip
+    except WorkflowAlreadyStartedError:
+        log.warning("phone_call_already_ended", call_id=call_id)
+        return False
+    except Exception as exc:  # noqa: BLE001 - the caller's webhook starts it as well
+        log.warning("phone_call_not_started", call_id=call_id, error=type(exc).__name__)
+    return True
+
+
+def agent_api(cfg: AgentConfig, call_id: str, room: str = "") -> AgentApi:
+    """The API's internal endpoints for one call, with a roomAdmin token on its room (`room`:
+    an inbound phone call's, named by LiveKit; else `call-<id>`)."""
     token = room_admin_token(
         cfg.settings.LIVEKIT_API_KEY.get_secret_value(),
         cfg.settings.LIVEKIT_API_SECRET.get_secret_value(),
-        room=room_name_for(call_id),
+        room=room or room_name_for(call_id),
         identity=f"{AGENT_IDENTITY_PREFIX}{cfg.agent_name}",
     )
     return AgentApi(cfg.api_url, token, call_id=call_id)

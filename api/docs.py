@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.definitions import Component, RequestBody, Response
-from sanic_ext.extensions.openapi.types import Integer, String
+from sanic_ext.extensions.openapi.types import Float, Integer, String
 
 from api.schemas import ErrorBody
 from core.models import CALL_ID_RE
@@ -57,11 +57,13 @@ def endpoint(
     errors: Iterable[int] = (),
     secured: bool = False,
     description: str | None = None,
+    media: str = "application/json",
 ) -> Callable[[F], F]:
-    """Document one operation: body, success response and the error statuses it can answer."""
+    """Document one operation: body, success response (`media`: its content type) and the
+    error statuses it can answer."""
     responses = [
         Response(
-            {"application/json": Component(response)} if response else {"application/json": {}},
+            {media: Component(response)} if response else {media: {}},
             status=ok,
             description="OK",
         )
@@ -93,4 +95,4 @@ def endpoint(
     return document
 
 
-__all__ = ["CALL_ID_PATH", "Integer", "String", "endpoint", "query_param"]
+__all__ = ["CALL_ID_PATH", "Float", "Integer", "String", "endpoint", "query_param"]

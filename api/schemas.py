@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from core.analysis import OUTCOMES, SENTIMENTS
 from core.desk import DEFAULT_SKILL
 from core.desk import SKILL_RE as SKILL_PATTERN
 from core.models import (
@@ -88,6 +89,29 @@ class Empty(Strict):
 
 class CreateCallRequest(Strict):
     customer_name: PersonName | None = Field(None, description="shown to the agent and supervisors")
+
+
+class OutboundCallRequest(Strict):
+    """Place a phone call: the agent calls `to` (E.164, an allowed prefix)."""
+
+    to: str = Field(min_length=1, max_length=16, description="E.164 number, e.g. +15551230001")
+    customer_name: PersonName | None = Field(None, description="whom the agent asks for")
+    reason: str | None = Field(None, min_length=1, max_length=500, description="why we call")
+
+
+class TransferRequest(Strict):
+    """Cold-transfer a phone caller (SIP REFER) to `to`: `tel:+1...`, `sip:` or `sips:`."""
+
+    to: str = Field(min_length=5, max_length=256, pattern=r"^(tel:\+[1-9][0-9]{6,14}|sips?:\S+)$")
+
+
+class OutboundCall(BaseModel):
+    call_id: str
+    room_name: str
+    status: str
+    channel: str
+    direction: str
+    phone: str  # masked
 
 
 class GetTokenRequest(Strict):
@@ -245,20 +269,32 @@ class SearchCallsQuery(Strict):
     end_reason: str | None = Field(None, min_length=1, max_length=100, description="any part")
     alerts: Literal["any", "none", "silence", "keyword"] | None = None
     recording: str | None = Field(None, min_length=1, max_length=100, description="comma-separated")
+    outcome: str | None = Field(
+        None, min_length=1, max_length=100, description="analysis outcomes, comma-separated"
+    )
+    sentiment: str | None = Field(
+        None, min_length=1, max_length=100, description="customer sentiments, comma-separated"
+    )
+    score: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False, description="minimum QA score (0 to 1)"
+    )
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("from_", "to", mode="before")
     @classmethod
     def _when(cls, v: object) -> object:
-        # Query strings are text: parse ISO 8601 here (strict mode refuses str -> datetime).
-        if isinstance(v, str):
-            try:
-                when = datetime.fromisoformat(v.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError("must be an ISO 8601 date or date-time") from None
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
-        return v
+        return _iso(v)
+
+    @field_validator("outcome")
+    @classmethod
+    def _outcomes(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, OUTCOMES)
+
+    @field_validator("sentiment")
+    @classmethod
+    def _sentiments(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, SENTIMENTS)
 
     @field_validator("status")
     @classmethod
@@ -271,7 +307,32 @@ class SearchCallsQuery(Strict):
         return None if v is None else _one_of(v, RECORDING_STATUSES)
 
 
-def _one_of(value: str, allowed: frozenset[str]) -> str:
+def _iso(v: object) -> object:
+    """Query strings are text: parse ISO 8601 here (strict mode refuses str -> datetime)."""
+    if isinstance(v, str):
+        try:
+            when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO 8601 date or date-time") from None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return v
+
+
+class AnalysisExportQuery(Strict):
+    """`GET /api/analysis.csv`: calls created in `[from, to)`, at most `EXPORT_SPAN_DAYS` apart."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    from_: datetime = Field(alias="from", description="calls created at or after (ISO 8601)")
+    to: datetime = Field(description="calls created before (ISO 8601)")
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _when(cls, v: object) -> object:
+        return _iso(v)
+
+
+def _one_of(value: str, allowed: frozenset[str] | tuple[str, ...]) -> str:
     items = [x.strip() for x in value.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
     if not items or bad:
@@ -351,10 +412,27 @@ class CallSummary(BaseModel):
     keyword_alerts: int = 0
     last_seq: int = 0
     live: bool = False
+    channel: str = "web"
+    direction: str = "inbound"
+    phone: str | None = None  # masked (`+1•••••0001`); in full only in an admin's call detail
 
 
 class CallList(BaseModel):
     calls: list[CallSummary]
+    next_cursor: str | None
+
+
+class FoundCall(CallSummary):
+    """A search result: the call and, once analysed, its analysis in brief."""
+
+    outcome: str | None = None
+    sentiment: str | None = None
+    score: float | None = None
+    analysis_method: Literal["llm", "local"] | None = None
+
+
+class FoundCalls(BaseModel):
+    calls: list[FoundCall]
     next_cursor: str | None
 
 
@@ -434,6 +512,9 @@ class CallReport(BaseModel):
     status_history: list[dict[str, Any]]
     latency: dict[str, Any]
     recording: dict[str, Any]
+    analysis: dict[str, Any] | None = Field(
+        description="as `GET /api/calls/{call_id}/analysis` answers it; null before one exists"
+    )
     events: int
 
 

@@ -94,6 +94,7 @@ class Waiting:
     offer_id: str = ""
     told_position: int = 0
     told_wait_s: float = -1.0
+    room: str = ""
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Enqueue:
     skill: str = DEFAULT_SKILL
     reason: str = ""
     by: str = "agent"
+    room: str = ""  # the call's LiveKit room ("": `call-<call_id>`; a phone call's is LiveKit's)
 
 
 @dataclass
@@ -185,6 +187,7 @@ class Accepted:
     skill: str
     reason: str
     waited_s: float
+    room: str = ""
 
 
 @dataclass
@@ -196,6 +199,7 @@ class Announcement:
     position: int = 0
     estimate_s: float | None = None
     rep_name: str = ""
+    room: str = ""  # where the caller is ("": `call-<call_id>`)
 
 
 # --- what the API reads -------------------------------------------------------------------------
@@ -268,10 +272,11 @@ class DeskBook:
             return
         if not self.staffed(req.skill):
             self.counters.unstaffed += 1
-            self.announcements.append(Announcement(req.call_id, Notice.NO_REP))
+            self.announcements.append(Announcement(req.call_id, Notice.NO_REP, room=req.room))
             self._changed()
             return
-        self.waiting.append(Waiting(req.call_id, req.skill, req.reason[:500], req.by, now))
+        self.waiting.append(Waiting(req.call_id, req.skill, req.reason[:500], req.by, now,
+                                    room=req.room))  # fmt: skip
         self._changed()
 
     def call_left(self, req: CallLeft, now: float) -> None:
@@ -342,9 +347,12 @@ class DeskBook:
         c.holdtime_s = (3 * c.holdtime_s + waited) / 4  # Asterisk's recalc_holdtime
         self._enter(rep, RepState.BUSY, now)
         rep.call_id, rep.answered_at = offer.call_id, now
-        self.announcements.append(Announcement(offer.call_id, Notice.JOINING, rep_name=rep.name))
+        self.announcements.append(Announcement(offer.call_id, Notice.JOINING, rep_name=rep.name,
+                                                room=w.room))  # fmt: skip
         self._changed()
-        return Accepted(offer.id, offer.call_id, offer.skill, offer.reason, round(waited, 3))
+        return Accepted(
+            offer.id, offer.call_id, offer.skill, offer.reason, round(waited, 3), w.room
+        )
 
     def answer_refusal(self, req: AnswerOffer, now: float) -> str:
         offer = self.offers.get(req.offer_id)
@@ -373,7 +381,7 @@ class DeskBook:
             self._drop_offer(w.offer_id)
             self.waiting.remove(w)
             self.counters.timed_out += 1
-            self.announcements.append(Announcement(w.call_id, Notice.MAX_WAIT))
+            self.announcements.append(Announcement(w.call_id, Notice.MAX_WAIT, room=w.room))
             self._changed()
         self.route(now)
         self._tell_positions(now)
@@ -411,7 +419,8 @@ class DeskBook:
                 w.told_wait_s < 0 or abs(est - w.told_wait_s) >= self.cfg.announce_change_s)  # fmt: skip
             if pos != w.told_position or moved:
                 w.told_position, w.told_wait_s = pos, (est if est is not None else -1.0)
-                self.announcements.append(Announcement(w.call_id, Notice.POSITION, pos, est))
+                self.announcements.append(Announcement(w.call_id, Notice.POSITION, pos, est,
+                                                       room=w.room))  # fmt: skip
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class Status(EventData):
     events_rejected: str = UNSET  # "first..last" seqs the database refused
     error: str = UNSET
     room_delete_failed: str = UNSET
+    dial: str = UNSET  # an outbound call's dial outcome (answered, busy, no_answer, ...)
+    sip_status: int = UNSET  # the far end's SIP status when the dial failed with one
 
 
 @dataclass(kw_only=True)

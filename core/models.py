@@ -7,9 +7,10 @@ breaking running workflows (add fields with defaults only).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -21,10 +22,26 @@ class CallStatus(StrEnum):
     COMPLETED = "completed"
     NO_AGENT = "no_agent"
     FAILED = "failed"
+    DIALING = "dialing"  # an outbound phone call, until the phone answers (or does not)
 
     @property
     def is_active(self) -> bool:
-        return self in (CallStatus.WAITING_FOR_AGENT, CallStatus.IN_PROGRESS, CallStatus.ENDING)
+        return self in (
+            CallStatus.WAITING_FOR_AGENT,
+            CallStatus.IN_PROGRESS,
+            CallStatus.ENDING,
+            CallStatus.DIALING,
+        )
+
+
+class Channel(StrEnum):
+    WEB = "web"
+    PHONE = "phone"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
 
 
 class RecordingStatus(StrEnum):
@@ -98,11 +115,34 @@ def room_name_for(call_id: str) -> str:
     return f"call-{call_id}"
 
 
+# The room prefix of the dispatch rule `ops telephony setup` creates: LiveKit names an inbound
+# phone call's room `phone_<last 4 digits>_<random>` (hide_phone_number), not after a call id.
+PHONE_ROOM_PREFIX = "phone"
+
+
+def phone_call_id(room_name: str) -> str:
+    """The call id of an inbound phone call's room: a hash of the room's name, so the agent's
+    job and the caller's webhook, each knowing only the room, start the same workflow."""
+    return "p" + hashlib.sha256(room_name.encode()).hexdigest()[:23]
+
+
+def is_phone_room(room_name: str) -> bool:
+    return room_name.startswith(PHONE_ROOM_PREFIX + "_") and len(room_name) <= 128
+
+
 def call_id_from_room(room_name: str) -> str | None:
-    """Inverse of `room_name_for`; None for rooms that are not ours."""
+    """Inverse of `room_name_for` (and of `phone_call_id` for an inbound phone call's room);
+    None for rooms that are not ours."""
     if room_name.startswith("call-") and is_call_id(room_name[5:]):
         return room_name[5:]
+    if is_phone_room(room_name):
+        return phone_call_id(room_name)
     return None
+
+
+def call_room(call_id: str, cfg: CallConfig) -> str:
+    """The call's LiveKit room: LiveKit's own name for an inbound phone call, else ours."""
+    return cfg.room_name or room_name_for(call_id)
 
 
 # Here, not in core.livekit with the other prefixes, because the workflow names its customer.
@@ -128,6 +168,9 @@ def recording_object_key(call_id: str, n: int = 1) -> str:
 # Workflow handler names, used by the API and the agent instead of string literals.
 UPDATE_ISSUE_TOKEN = "issue_token"
 UPDATE_END_CALL = "end_call"
+UPDATE_TRANSFER = "transfer"  # a phone call's cold transfer (workflows/phone.py)
+ERR_TRANSFER_FAILED = "TransferFailed"
+ERR_NOT_PHONE = "NotAPhoneCall"
 SIGNAL_AGENT_JOINED = "agent_joined"
 SIGNAL_TRANSCRIPT = "transcript"
 SIGNAL_TRANSCRIPT_BATCH = "transcript_batch"
@@ -196,6 +239,15 @@ class CallConfig:
     max_egress_starts: int = 5
     # Consent withdrawn mid-call: keep | delete what was recorded until then.
     recording_on_withdrawal: str = "delete"
+    # The phone: `channel` web | phone, `direction` inbound | outbound. A phone call's number
+    # (E.164) is customer data: a payload (encrypted by the codec), never a search attribute.
+    channel: str = "web"
+    direction: str = "inbound"
+    phone: str = ""
+    # The room LiveKit made for an inbound phone call ("": `room_name_for(call_id)`).
+    room_name: str = ""
+    # An outbound call: how the dial goes (workflows/phone.py, activities/phone.py).
+    dial: DialRequest | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> CallConfig:
@@ -218,6 +270,39 @@ class CallConfig:
             customer_name_searchable=not settings.payload_keys,
             recording_on_withdrawal=str(settings.RECORDING_ON_WITHDRAWAL),
         )
+
+    def for_phone(
+        self,
+        direction: str,
+        *,
+        room_name: str = "",
+        phone: str = "",
+        dial: DialRequest | None = None,
+    ) -> CallConfig:
+        """This policy for a phone call: no rejoin grace (a caller who hung up is gone)."""
+        return replace(self, channel=Channel.PHONE.value, direction=direction, room_name=room_name,
+                       phone=phone, dial=dial, customer_rejoin_grace_s=0)  # fmt: skip
+
+
+@dataclass
+class DialRequest:
+    """What an outbound call dials (`dial_outbound`): the number, and why (for the agent)."""
+
+    to: str  # E.164
+    reason: str = ""
+    ringing_timeout_s: float = 30.0
+
+
+@dataclass
+class DialResult:
+    """`dial_outbound`'s answer: `outcome` answered | busy | no_answer | rejected |
+    unavailable | dial_failed (each but `answered` is the call's end reason)."""
+
+    outcome: str
+    sip_status: int = 0
+    detail: str = ""
+    sip_call_id: str = ""
+    identity: str = ""
 
 
 @dataclass
@@ -414,6 +499,14 @@ class EndCallRequest:
 
 
 @dataclass
+class TransferRequest:
+    """`transfer` update argument: where the phone caller goes (`tel:+1...`, `sip:...`)."""
+
+    to: str
+    by: str = "supervisor"
+
+
+@dataclass
 class EndCallResult:
     call_id: str
     status: str  # the call's status when the update returns: "ending" (or later)
@@ -583,6 +676,9 @@ class CallState:
     agent_lost: bool = False  # the agent left mid-call; a new one is being dispatched
     customer_reconnecting: bool = False  # the customer's connection dropped; grace running
     segments: list[EgressState] = field(default_factory=list)  # every egress, in order
+    channel: str = "web"
+    direction: str = "inbound"
+    phone: str = ""  # E.164; the API masks it for everyone but an admin
 
 
 @dataclass

@@ -195,6 +195,19 @@ class Settings(BaseSettings):
     DASHBOARD_OIDC_REDIRECT_URL: str | None = Field(
         None, description="registered redirect URI, default <the API's origin>/auth/callback"
     )
+    # Telephony (LiveKit SIP; `ops telephony setup` creates the trunks and the dispatch rule)
+    SIP_INBOUND_NUMBERS: str = Field("", description="comma-separated E.164 numbers we answer")
+    SIP_OUTBOUND_ADDRESS: str = Field("", description="the outbound SIP trunk's hostname")
+    SIP_OUTBOUND_NUMBERS: str = Field(
+        "", description="comma-separated E.164 caller ids we dial from (the first is used)"
+    )
+    SIP_OUTBOUND_USERNAME: str = ""
+    SIP_OUTBOUND_PASSWORD: SecretStr | None = None
+    SIP_OUTBOUND_ALLOWED_PREFIXES: str = Field(
+        "", description="comma-separated number prefixes outbound calls may dial (none: no call)"
+    )
+    SIP_OUTBOUND_MAX_PER_HOUR: int = Field(20, ge=0, description="outbound calls an hour, in all")
+    SIP_RINGING_TIMEOUT_S: float = Field(30, gt=0, le=600)
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
@@ -236,6 +249,25 @@ class Settings(BaseSettings):
     REP_WRAP_UP_S: float = Field(30, ge=0, le=3600)
     QUEUE_MAX_WAIT_S: float = Field(300, gt=0)
     DESK_SERVICE_LEVEL_S: float = Field(20, gt=0)
+
+    @field_validator("SIP_INBOUND_NUMBERS", "SIP_OUTBOUND_NUMBERS")
+    @classmethod
+    def _e164_list(cls, v: str) -> str:
+        from core.telephony import is_e164, split_list
+
+        bad = [n for n in split_list(v) if not is_e164(n)]
+        if bad:
+            raise PydanticCustomError("e164", "each number must be E.164 (+ and 7 to 15 digits)")
+        return v
+
+    @field_validator("SIP_OUTBOUND_ALLOWED_PREFIXES")
+    @classmethod
+    def _prefixes(cls, v: str) -> str:
+        from core.telephony import PREFIX, split_list
+
+        if any(not PREFIX.match(p) for p in split_list(v)):
+            raise PydanticCustomError("prefix", "each prefix must be + and up to 14 digits")
+        return v
 
     @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")
     @classmethod
@@ -404,6 +436,24 @@ class Settings(BaseSettings):
         if self.PAYLOAD_REQUIRE_ENCRYPTION is None:
             return bool(self.payload_keys)
         return self.PAYLOAD_REQUIRE_ENCRYPTION
+
+    @property
+    def sip_inbound_numbers(self) -> list[str]:
+        from core.telephony import split_list
+
+        return split_list(self.SIP_INBOUND_NUMBERS)
+
+    @property
+    def sip_outbound_numbers(self) -> list[str]:
+        from core.telephony import split_list
+
+        return split_list(self.SIP_OUTBOUND_NUMBERS)
+
+    @property
+    def sip_allowed_prefixes(self) -> list[str]:
+        from core.telephony import split_list
+
+        return split_list(self.SIP_OUTBOUND_ALLOWED_PREFIXES)
 
     @property
     def trusted_proxies(self) -> tuple[Network, ...]:

@@ -5,10 +5,12 @@ process gives that call a conversation, through the product's own paths, so `mak
 whole call: the customer joins (emulator control API -> signed webhook), lines are spoken
 (interim lines to the API's live path, final lines through the agent's own bridge: written
 ahead to a spool under the devstack directory, stored through the API, signalled to the call's
-workflow), the greeting's recording disclosure starts egress, a keyword raises an alert, Sarah hands the
-call to the desk (skill sales) and the customer holds a minute (a rep signed in with
-DEVSTACK_REP_TOKEN can take it from the Desk), then hangs up (webhook) so the recording is
-stored.
+workflow), the greeting's recording disclosure starts egress, a keyword raises an alert,
+Sarah hands the call to the desk (skill sales) and the customer holds a minute (a rep signed
+in with DEVSTACK_REP_TOKEN can take it from the Desk), then hangs up (webhook) so the recording
+is stored. A phone call is served the same way: the phone (a SIP participant the emulator joined for `/_emulator/sip/inbound` or a
+dial) is the customer, an inbound call's workflow is started here as the real agent's job
+starts it, and the phone hangs up at the end.
 
     python -m devstack.standin     # devstack up starts it when the agent is not started
 """
@@ -32,10 +34,12 @@ from core.models import (
     SIGNAL_AGENT_ALERT,
     SIGNAL_TRANSCRIPT,
     AgentAlert,
+    CallConfig,
     EventKind,
     TranscriptLine,
     call_id_from_room,
     customer_identity,
+    is_phone_room,
 )
 from core.settings import ROOT, Settings, settings_or_exit
 from core.temporal import connect_temporal, exit_process
@@ -67,11 +71,20 @@ SCRIPT: list[tuple[str, str]] = [
 
 
 async def converse(
-    settings: Settings, control: str, room: str, pace_s: float, hold_s: float = 60.0
+    settings: Settings,
+    control: str,
+    room: str,
+    pace_s: float,
+    phone: str | None = None,
+    hold_s: float = 60.0,
 ) -> None:
-    """One call's conversation, then the customer hangs up."""
+    """One call's conversation, then the customer hangs up. `phone`: the identity of the SIP
+    participant that is the customer (it is in the room already). `hold_s`: how long the
+    customer holds after the hand-off."""
     call_id = call_id_from_room(room)
     assert call_id is not None
+    if is_phone_room(room):
+        await start_inbound(settings, room)
     key, secret = (
         settings.LIVEKIT_API_KEY.get_secret_value(),
         settings.LIVEKIT_API_SECRET.get_secret_value(),
@@ -85,10 +98,11 @@ async def converse(
     )
     assert bridge.interim is not None
     greeting = sarah_greeting(settings.RECORDING_CONSENT)
-    ident = customer_identity(call_id)
+    ident = phone or customer_identity(call_id)
     async with aiohttp.ClientSession() as http:
-        await http.post(f"{control}/rooms/{room}/participants",
-                        json={"identity": ident, "kind": "customer", "publish_audio": True})  # fmt: skip
+        if phone is None:
+            await http.post(f"{control}/rooms/{room}/participants",
+                            json={"identity": ident, "kind": "customer", "publish_audio": True})  # fmt: skip
         log.info("standin_call_started", call_id=call_id)
         for speaker, text in [("assistant", greeting), *SCRIPT]:
             if speaker == HANDOFF:
@@ -114,6 +128,27 @@ async def converse(
     log.info("standin_call_finished", call_id=call_id)
 
 
+def _answered(participant: dict) -> bool:
+    attrs = (participant.get("info") or {}).get("attributes") or {}
+    return attrs.get("sip.callStatus") == "active"
+
+
+async def start_inbound(settings: Settings, room: str) -> None:
+    """As the real agent's job does (agent.worker.start_phone_call): start the inbound phone
+    call's workflow unless the caller's webhook was first."""
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from workflows.client import start_inbound_phone_call
+
+    try:
+        await start_inbound_phone_call(
+            await connect_temporal(settings), room, CallConfig.from_settings(settings),
+            task_queue=settings.TEMPORAL_TASK_QUEUE, pinned_to=settings.new_calls_pinned_to,
+        )  # fmt: skip
+    except WorkflowAlreadyStartedError:
+        log.warning("phone_call_already_ended", call_id=call_id_from_room(room))
+
+
 async def run(settings: Settings, emulator: str, pace_s: float, hold_s: float = 60.0) -> None:
     control = f"{emulator.rstrip('/')}/_emulator"
     handled: set[str] = set()
@@ -133,9 +168,16 @@ async def run(settings: Settings, emulator: str, pace_s: float, hold_s: float = 
             for room in state.get("rooms", []):
                 name = room["name"]
                 has_agent = any(p["role"] == "agent" for p in room.get("participants", []))
-                if has_agent and name not in handled and call_id_from_room(name):
+                sips = [p for p in room.get("participants", []) if p["role"] == "sip"]
+                sip = [p["identity"] for p in sips if _answered(p)]
+                # A phone is the customer once it is answered (a dialled one rings first).
+                ready = bool(sip) if sips or is_phone_room(name) else True
+                if has_agent and ready and name not in handled and call_id_from_room(name):
                     handled.add(name)
-                    task = asyncio.create_task(converse(settings, control, name, pace_s, hold_s))
+                    phone = sip[0] if sip else None
+                    task = asyncio.create_task(
+                        converse(settings, control, name, pace_s, phone, hold_s)
+                    )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             try:

@@ -23,8 +23,10 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.settings import ROOT
 
@@ -54,6 +56,7 @@ class Ports:
     livekit: int
     s3: int
     postgres: int
+    webhooks: int = 0  # the stand-in CRM (devstack.webhooks); 0: a free port
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up.add_argument("--livekit-port", type=int, default=int(env("LIVEKIT_EMULATOR_PORT", 7880)))
     up.add_argument("--s3-port", type=int, default=int(env("S3_PORT", 9000)))
     up.add_argument("--postgres-port", type=int, default=int(env("POSTGRES_PORT", 5433)))
+    up.add_argument("--webhooks-port", type=int, default=int(env("WEBHOOKS_PORT", 0)),
+                    help="the stand-in CRM that receives the webhooks (default: a free port)")  # fmt: skip
     up.add_argument("--infra-only", action="store_true",
                     help="only Temporal, PostgreSQL, S3 and the LiveKit emulator")  # fmt: skip
     up.add_argument("--standin-pace", type=float, default=4.0,
@@ -93,6 +98,27 @@ def read_env_file(path: Path) -> dict[str, str]:
                 k, _, v = line.partition("=")
                 values[k.strip()] = v.strip()
     return values
+
+
+DEVSTACK_PHONE_NUMBER = "+15550100000"
+
+
+async def setup_telephony(env: dict[str, str]) -> str:
+    """`ops telephony setup` against the emulator: the trunk number callers dial."""
+    from core.livekit import livekit_client
+    from core.settings import load_settings
+    from ops.telephony import ensure_telephony
+
+    settings = load_settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
+    lk = livekit_client(settings)
+    try:
+        report = await ensure_telephony(lk, settings)
+    finally:
+        await lk.aclose()
+    print(f"telephony: inbound {report['inbound'].get('trunk')}, rule "
+          f"{report['inbound'].get('dispatch_rule')}, outbound {report['outbound'].get('trunk')}",
+          flush=True)  # fmt: skip
+    return settings.SIP_INBOUND_NUMBERS
 
 
 def choose_settings(ports: Ports) -> dict[str, str]:
@@ -131,10 +157,45 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "DEVSTACK_REP_TOKEN": rep,
         # the name is what audit records show
         "API_TOKENS": f"devstack-admin:{admin}:admin,devstack-rep:{rep}:rep:general+sales",
+        # The phone line (ops telephony setup runs at start): a number the emulator's phone
+        # network calls, a trunk to dial out through, and every number allowed out.
+        "SIP_INBOUND_NUMBERS": keep("SIP_INBOUND_NUMBERS", lambda: DEVSTACK_PHONE_NUMBER),
+        "SIP_OUTBOUND_ADDRESS": "sip.emulator.invalid",
+        "SIP_OUTBOUND_NUMBERS": keep("SIP_OUTBOUND_NUMBERS", lambda: DEVSTACK_PHONE_NUMBER),
+        "SIP_OUTBOUND_ALLOWED_PREFIXES": "+",
         "PAYLOAD_KEYS": keep(
             "PAYLOAD_KEYS", lambda: "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         ),
+        **analysis_settings(os.environ),
+        **webhook_settings(os.environ, ports.webhooks or free_port(), old),
     }
+
+
+def analysis_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """After each call, an analysis the dashboard shows: the local method (no model, no key)
+    unless the developer configured a model or a method themselves; soon after the hang-up."""
+    model = any(environ.get(k) for k in ("ANALYSIS_LLM_BASE_URL", "ANALYSIS_LLM_API_KEY"))
+    method = environ.get("ANALYSIS_METHOD") or ("auto" if model else "local")
+    return {"ANALYSIS_METHOD": method, "ANALYSIS_DELAY_S": environ.get("ANALYSIS_DELAY_S", "2")}
+
+
+def webhook_settings(
+    environ: Mapping[str, str], port: int, old: Mapping[str, str]
+) -> dict[str, str]:
+    """The webhooks go to devstack's stand-in CRM (devstack.webhooks), signed with a generated
+    secret kept across restarts, unless the developer named a receiver of their own."""
+    if environ.get("ANALYSIS_WEBHOOK_URL"):
+        return {}
+    secret = (
+        old.get("ANALYSIS_WEBHOOK_SECRET")
+        or "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    )
+    return {"ANALYSIS_WEBHOOK_URL": f"http://127.0.0.1:{port}/webhooks",
+            "ANALYSIS_WEBHOOK_SECRET": secret, "DEVSTACK_WEBHOOKS": "1"}  # fmt: skip
+
+
+def webhooks_port(url: str) -> int:
+    return int(urlsplit(url).port or 80)
 
 
 def build_id() -> str:
@@ -228,6 +289,10 @@ def product_processes(
                                         cwd=ROOT, ready=_started))  # fmt: skip
     procs.append(ManagedProcess("api", [py, "-m", "api"], logs / "api.log", ports=[ports.api],
                                 env=env, cwd=ROOT))  # fmt: skip
+    if env.get("DEVSTACK_WEBHOOKS"):  # the stand-in CRM, when devstack chose the receiver
+        port = webhooks_port(env["ANALYSIS_WEBHOOK_URL"])
+        procs.append(ManagedProcess("webhooks", [py, "-m", "devstack.webhooks"],
+                                    logs / "webhooks.log", ports=[port], env=env, cwd=ROOT))  # fmt: skip
     if agent and (ROOT / "agent" / "__main__.py").exists():
         procs.append(ManagedProcess("agent", [py, "-m", "agent", "dev"], logs / "agent.log",
                                     env=env, cwd=ROOT, ready=_started))  # fmt: skip
@@ -351,8 +416,10 @@ async def up(args: argparse.Namespace) -> int:
             ensure_bucket(values["MINIO_ENDPOINT"], values["MINIO_ACCESS_KEY"],
                           values["MINIO_SECRET_KEY"], bucket)  # fmt: skip
         emulator = emulator_process(env, ports, logs)
+        phone = ""
         if emulator is not None:
             await start(emulator)
+            phone = await setup_telephony(env)
         if not args.infra_only:
             want_agent = not args.no_agent and agent_keys_present(env)
             for proc in product_processes(env, ports, logs, want_agent, not args.no_standin,
@@ -372,6 +439,12 @@ async def up(args: argparse.Namespace) -> int:
                 "gRPC, namespace default, queue callcenter",
             ),
             ("LiveKit emu", f"http://127.0.0.1:{ports.livekit}", "Twirp API + /_emulator/"),
+            *(
+                [("Webhooks", values["ANALYSIS_WEBHOOK_URL"], "stand-in CRM: logs/webhooks.log")]
+                if values.get("DEVSTACK_WEBHOOKS")
+                else []
+            ),  # fmt: skip
+            ("Phone", phone or "(no emulator)", "SIP_INBOUND_NUMBERS: POST /_emulator/sip/inbound"),
             ("S3", f"http://127.0.0.1:{ports.s3}", "buckets recordings, egress (moto)"),
             ("PostgreSQL", values["DATABASE_URL"], "data in .devstack/pgdata"),
             ("Settings", str(ENV_FILE), "read by every process"),

@@ -227,6 +227,61 @@ async def _recordings_lifecycle(ctx: Context) -> str:
     return "set"
 
 
+async def analysis_rerun(ctx: Context) -> int:
+    from ops.analysis import rerun
+
+    result = await rerun(
+        await ctx.pool(), await ctx.temporal(), ctx.args.call_id,
+        task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+        webhook_for_s=ctx.settings.ANALYSIS_WEBHOOK_FOR_S,
+    )  # fmt: skip
+    ctx.out.emit(result)
+    return EXIT_OK if result["outcome"] == "started" else EXIT_FAILED
+
+
+async def webhooks_list(ctx: Context) -> int:
+    from api.domain.analysis import DELIVERY_COLUMNS, list_deliveries
+
+    rows = await list_deliveries(await ctx.pool(), call_id=ctx.args.call, limit=max(1, ctx.args.limit),
+                                 undelivered=ctx.args.undelivered)  # fmt: skip
+    ctx.out.emit(rows, columns=DELIVERY_COLUMNS)
+    return EXIT_OK
+
+
+async def webhooks_replay(ctx: Context) -> int:
+    from ops.analysis import replay
+
+    pool, client = await ctx.pool(), await ctx.temporal()
+    results = [
+        await replay(pool, client, msg_id, task_queue=ctx.settings.TEMPORAL_TASK_QUEUE,
+                     for_s=ctx.settings.ANALYSIS_WEBHOOK_FOR_S)
+        for msg_id in dict.fromkeys(ctx.args.msg_ids)
+    ]  # fmt: skip
+    ctx.out.emit(results, columns=("id", "call_id", "outcome", "detail"))
+    return EXIT_OK if all(r["outcome"] == "started" for r in results) else EXIT_FAILED
+
+
+async def telephony_setup(ctx: Context) -> int:
+    import aiohttp
+    from livekit.api import TwirpError
+
+    from core.livekit import livekit_client
+    from ops.telephony import ensure_telephony
+
+    lk = livekit_client(ctx.settings)
+    try:
+        ctx.out.emit(await ensure_telephony(lk, ctx.settings))
+    except TwirpError as exc:
+        ctx.out.note(f"error: LiveKit refused: {exc.code}: {exc.message}")
+        return EXIT_FAILED
+    except aiohttp.ClientError as exc:
+        ctx.out.note(f"error: LiveKit is not reachable at LIVEKIT_URL: {type(exc).__name__}")
+        return EXIT_UNREACHABLE
+    finally:
+        await lk.aclose()
+    return EXIT_OK
+
+
 def _version(ctx: Context) -> Any:
     from temporalio.common import WorkerDeploymentVersion
 
@@ -292,9 +347,13 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("calls", "erase"): calls_erase,
     ("recordings", "failed"): recordings_failed,
     ("recordings", "retry"): recordings_retry,
+    ("analysis", "rerun"): analysis_rerun,
+    ("webhooks", "list"): webhooks_list,
+    ("webhooks", "replay"): webhooks_replay,
     ("histories", "check"): histories_check,
     ("histories", "export"): histories_export,
     ("temporal", "setup"): temporal_setup,
+    ("telephony", "setup"): telephony_setup,
     ("deploy", "status"): deploy_status,
     ("deploy", "promote"): deploy_promote,
     ("deploy", "wait-drained"): deploy_wait_drained,

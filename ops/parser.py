@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine output: JSON on stdout")
     root = argparse.ArgumentParser(
         prog="python -m ops",
-        description="Ops for the call center: calls, failed recording pipelines, the pre-deploy "
+        description="Ops for the call center: calls, failed recording pipelines, post-call "
+        "analysis and its webhooks, the pre-deploy "
         "history check, Temporal setup, deploys with Worker Versioning. Settings come from the environment, .env and "
         ".devstack/env. Exit codes: 0 ok, 1 a check or an action failed, 2 usage, "
         "3 Temporal or PostgreSQL unreachable.",
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     root.add_argument("--json", dest="json_root", action="store_true",
                       help="machine output: JSON on stdout")  # fmt: skip
     groups = root.add_subparsers(
-        dest="group", metavar="{calls,recordings,histories,temporal,deploy}"
+        dest="group", metavar="{calls,recordings,analysis,webhooks,histories,temporal,deploy}"
     )
     groups.required = True
 
@@ -94,6 +95,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=int, default=16, help="replays at once (default 16)")
 
+    ana = groups.add_parser("analysis", help="after the call: analyse again", parents=[common])
+    ans = ana.add_subparsers(dest="command", required=True)
+    p = ans.add_parser(
+        "rerun",
+        help="a new run of analysis-<id> for an ended call (as POST /api/calls/{id}/analysis/"
+        "rerun); exits 1 when refused",
+        parents=[common],
+    )
+    p.add_argument("call_id", type=call_id_arg)
+
+    hooks = groups.add_parser("webhooks", help="call.ended / call.analyzed deliveries",
+                              parents=[common])  # fmt: skip
+    whs = hooks.add_subparsers(dest="command", required=True)
+    p = whs.add_parser(
+        "list", help="webhook messages, newest first: attempts, last status", parents=[common]
+    )
+    p.add_argument("--call", type=call_id_arg, metavar="CALL_ID", help="only this call's")
+    p.add_argument("--undelivered", action="store_true", help="only those not delivered yet")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p = whs.add_parser(
+        "replay",
+        help="deliver stored messages again under their own webhook-id (as POST "
+        "/api/webhooks/{id}/replay); exits 1 when any is refused",
+        parents=[common],
+    )
+    p.add_argument("msg_ids", nargs="+", metavar="MSG_ID")
+
     hist = groups.add_parser("histories", help="workflow histories", parents=[common])
     hs = hist.add_subparsers(dest="command", required=True)
     p = hs.add_parser(
@@ -129,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     p.add_argument("--no-schedule", action="store_true", help="skip the retention schedule")
+
+    tel = groups.add_parser("telephony", help="LiveKit SIP trunks and rule", parents=[common])
+    tls = tel.add_subparsers(dest="command", required=True)
+    tls.add_parser(
+        "setup",
+        help="create (or find) the inbound trunk, its dispatch rule to the agent and the "
+        "outbound trunk from the SIP_* settings (idempotent)",
+        parents=[common],
+    )
 
     dep = groups.add_parser(
         "deploy",

@@ -82,6 +82,27 @@ class Harness:
         )
         return handle, grant
 
+    async def start_phone(
+        self, *, room_name: str = "", dial: m.DialRequest | None = None, **config: object
+    ) -> WorkflowHandle:
+        """Start a phone call as the API or the agent does: inbound (LiveKit's `room_name`) or
+        outbound (`dial`). No token: a phone needs none."""
+        config.setdefault("customer_join_timeout_s", 7 * 24 * 3600.0)
+        base = m.CallConfig(livekit_url="ws://livekit.test", **config)  # type: ignore[arg-type]
+        if dial is not None:
+            call_id = m.new_call_id()
+            cfg = base.for_phone(m.Direction.OUTBOUND, phone=dial.to, dial=dial)
+        else:
+            call_id = m.phone_call_id(room_name)
+            cfg = base.for_phone(m.Direction.INBOUND, room_name=room_name)
+        self.started += [m.call_workflow_id(call_id), m.recording_workflow_id(call_id)]
+        return await self.client.start_workflow(
+            CallWorkflow.run,
+            m.CallInput(call_id=call_id, customer_name=None, config=cfg),
+            id=m.call_workflow_id(call_id),
+            task_queue=self.task_queue,
+        )
+
     async def query(self, handle: WorkflowHandle, query: Any, *args: Any) -> Any:
         """A query that tolerates the moments a burst of signals makes the server refuse a
         continue-as-new (UnhandledCommand): until the next workflow task completes, queries

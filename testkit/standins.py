@@ -56,6 +56,10 @@ class StandIns:
     on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
     dispatch_error: str = ""  # every dispatch_agent fails with this error type (RoomGone: final)
     desk: Any = None  # a DeskClient: hand-offs reach a real desk workflow (else only recorded)
+    dial_outcome: str = "answered"  # what dial_outbound answers (busy, no_answer, ...)
+    dial_error: str = ""  # dial_outbound raises this error type instead (every attempt)
+    dial_gate: asyncio.Event | None = None  # dial_outbound waits for it (the phone rings)
+    transfer_failure: str = ""  # transfer_call answers this ("" : the transfer went through)
     # records
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     events: dict[int, act.CallEvent] = field(default_factory=dict)  # seq -> event (one call)
@@ -76,6 +80,8 @@ class StandIns:
             self.get_egress,
             self.delete_room,
             self.dispatch_agent,
+            self.dial_outbound,
+            self.transfer_call,
             self.download_and_store_recording,
             self.find_staged_recording,
             self.delete_recording_segments,
@@ -121,6 +127,22 @@ class StandIns:
                 "LiveKit said no", type=act.ERR_LIVEKIT_REJECTED, non_retryable=True
             )
         return act.RoomInfo(inp.room_name, "RM_test", inp.agent_name)
+
+    @activity.defn(name=act.DIAL_OUTBOUND)
+    async def dial_outbound(self, inp: act.DialInput) -> m.DialResult:
+        self.calls[act.DIAL_OUTBOUND].append(inp)
+        if self.dial_gate is not None:
+            await self.dial_gate.wait()
+        if self.dial_error:
+            raise ApplicationError("LiveKit is not reachable", type=self.dial_error)
+        sip_status = {"busy": 486, "rejected": 603, "unavailable": 480}.get(self.dial_outcome, 0)
+        return m.DialResult(self.dial_outcome, sip_status, sip_call_id="SCL_test",
+                            identity=inp.identity)  # fmt: skip
+
+    @activity.defn(name=act.TRANSFER_CALL)
+    async def transfer_call(self, inp: act.TransferInput) -> str:
+        self.calls[act.TRANSFER_CALL].append(inp)
+        return self.transfer_failure
 
     @activity.defn(name=act.START_EGRESS)
     async def start_egress(self, inp: act.StartEgressInput) -> m.EgressState:
@@ -186,6 +208,13 @@ class StandIns:
                 f"download_and_store_recording: {self.download_error}",
                 type=self.download_error,
                 non_retryable=self.download_error in act.NON_RETRYABLE_ERRORS,
+            )
+        if not inp.location and inp.object_key not in self.staged:
+            # Read at its key in staging and not there: S3 answers 404 (activities.storage).
+            raise ApplicationError(
+                f"recording of call {inp.call_id}: the source answered HTTP 404",
+                type=act.ERR_SOURCE_UNUSABLE,
+                non_retryable=True,
             )
         failing = inp.object_key in self.download_failing_keys
         if failing or self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:

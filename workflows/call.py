@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.common import QUICK_RETRY, cause, customer_grant, iso, rejoin_refused, wait_for
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
+from workflows.phone import Phone
 from workflows.recorder import Recorder
 
 S = m.CallStatus
@@ -66,7 +67,7 @@ SETUP_RETRY = RetryPolicy(
 
 
 @workflow.defn(name=m.WORKFLOW_CALL, versioning_behavior=VersioningBehavior.PINNED)
-class CallWorkflow(Healing, Recorder):
+class CallWorkflow(Healing, Recorder, Phone):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:
         # Everything a handler reads is set here: handlers of a run's first task run before run().
@@ -77,6 +78,10 @@ class CallWorkflow(Healing, Recorder):
         self._room_failed = ""
         self._egress_busy = False
         self._handoffs: list[desk.Enqueue] = []  # for the desk's queue (_desk_watch)
+        self._transferring = False
+        self.room = m.call_room(self.call_id, self.cfg)
+        if self.cfg.room_name:  # an inbound phone call: LiveKit made the room, agent and all
+            self.book.room_created()
 
     # --- run ------------------------------------------------------------------------------
 
@@ -86,11 +91,14 @@ class CallWorkflow(Healing, Recorder):
         if inp.carried is None:
             names = [sa.CUSTOMER_NAME.value_set(inp.customer_name)] if (
                 inp.customer_name and self.cfg.customer_name_searchable) else []  # fmt: skip
-            workflow.upsert_search_attributes([sa.ROOM_NAME.value_set(m.room_name_for(self.call_id))]
+            workflow.upsert_search_attributes([sa.ROOM_NAME.value_set(self.room)]
                                               + names)  # fmt: skip
             self.book.emit(ev.Status(status=self.book.status))
         self.book.publish()
 
+        if inp.carried is None and self.cfg.dial is not None and not await self._dial():
+            await self._delete_room()
+            return await self._close(flusher)
         if self.book.status == S.WAITING_FOR_AGENT and not await self._wait_for_agent():
             return await self._close(flusher)
         if self.book.status == S.IN_PROGRESS:
@@ -197,7 +205,7 @@ class CallWorkflow(Healing, Recorder):
             self._room_creating = True
             room = act.CreateRoomInput(
                 call_id=self.call_id,
-                room_name=m.room_name_for(self.call_id),
+                room_name=self.room,
                 agent_name=self.cfg.agent_name,
                 customer_name=self.book.customer_name,
             )
@@ -221,7 +229,7 @@ class CallWorkflow(Healing, Recorder):
         try:
             await workflow.execute_activity(
                 act.DELETE_ROOM,
-                act.RoomRef(self.call_id, m.room_name_for(self.call_id)),
+                act.RoomRef(self.call_id, self.room),
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=QUICK_RETRY,
             )
@@ -298,6 +306,8 @@ class CallWorkflow(Healing, Recorder):
                 return
             if sig.kind == "customer" and self._customer_left_healed(sig):
                 return
+        if self._transfer_leaving(sig):
+            return
         self.book.participant_left(sig)
 
     @workflow.signal(name=m.SIGNAL_ROOM_FINISHED)
@@ -353,8 +363,8 @@ class CallWorkflow(Healing, Recorder):
             event = alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at)
             self.book.emit(event, f"sig:{sig.id}")
             if sig.kind == K.HANDOFF_REQUESTED and self.book.end is None:
-                self._handoffs.append(desk.Enqueue(sig.id, self.call_id, sig.skill
-                                                   or desk.DEFAULT_SKILL, sig.detail, sig.by))  # fmt: skip
+                self._handoffs.append(desk.Enqueue(sig.id, self.call_id, sig.skill or
+                                                   desk.DEFAULT_SKILL, sig.detail, sig.by, self.room))  # fmt: skip
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:

@@ -100,6 +100,69 @@ async def start_call(
         raise
 
 
+async def start_inbound_phone_call(
+    client: Client,
+    room_name: str,
+    config: m.CallConfig,
+    *,
+    task_queue: str,
+    pinned_to: WorkerDeploymentVersion | None = None,
+    signal: str = "",
+    arg: object = None,
+) -> str:
+    """Start (or find) the call of an inbound phone call's room; returns its call id.
+
+    Whoever learns of the call first starts it, the agent's job or the caller's
+    `participant_joined` webhook; the other finds it running (`signal`, if given, is delivered
+    either way: signal-with-start). A call of that room that has already ended is not started
+    again: `WorkflowAlreadyStartedError`."""
+    call_id = m.phone_call_id(room_name)
+    cfg = config.for_phone(m.Direction.INBOUND.value, room_name=room_name)
+    inp = m.CallInput(call_id=call_id, customer_name=None, config=cfg)
+    await _start_phone(client, inp, task_queue, pinned_to, WorkflowIDConflictPolicy.USE_EXISTING,
+                       signal, arg)  # fmt: skip
+    return call_id
+
+
+async def start_outbound_phone_call(
+    client: Client,
+    call_id: str,
+    customer_name: str | None,
+    config: m.CallConfig,
+    dial: m.DialRequest,
+    *,
+    task_queue: str,
+    pinned_to: WorkerDeploymentVersion | None = None,
+) -> None:
+    """Start `call-<call_id>` that dials `dial.to` (workflows/phone.py)."""
+    cfg = config.for_phone(m.Direction.OUTBOUND.value, phone=dial.to, dial=dial)
+    inp = m.CallInput(call_id=call_id, customer_name=customer_name, config=cfg)
+    await _start_phone(client, inp, task_queue, pinned_to, WorkflowIDConflictPolicy.FAIL)
+
+
+async def _start_phone(
+    client: Client,
+    inp: m.CallInput,
+    task_queue: str,
+    pinned_to: WorkerDeploymentVersion | None,
+    conflict: WorkflowIDConflictPolicy,
+    signal: str = "",
+    arg: object = None,
+) -> None:
+    """Start a phone call's workflow; never a second run of an id whose call has ended."""
+    await client.start_workflow(
+        CallWorkflow.run,
+        inp,
+        id=m.call_workflow_id(inp.call_id),
+        task_queue=task_queue,
+        id_conflict_policy=conflict,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        versioning_override=PinnedVersioningOverride(pinned_to) if pinned_to else None,
+        start_signal=signal or None,
+        start_signal_args=[arg] if signal else [],
+    )
+
+
 # How long an update waits out a workflow task the server reports failing (it retries it).
 NOT_READY_FOR_S = 30.0
 

@@ -112,10 +112,12 @@ def details_line(call_id: str, s: m.CallCarry) -> str:
     return " · ".join(parts)
 
 
-def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.CallState:
+def call_state(
+    call_id: str, customer_name: str | None, s: m.CallCarry, cfg: m.CallConfig
+) -> m.CallState:
     return m.CallState(
         call_id=call_id,
-        room_name=m.room_name_for(call_id),
+        room_name=m.call_room(call_id, cfg),
         customer_name=customer_name,
         status=s.status,
         recording_status=s.recording_status,
@@ -142,13 +144,18 @@ def call_state(call_id: str, customer_name: str | None, s: m.CallCarry) -> m.Cal
         agent_lost=bool(s.agent_lost_at),
         customer_reconnecting=bool(s.customer_away_since),
         segments=s.segments + ([s.egress] if s.egress is not None else []),
+        channel=cfg.channel,
+        direction=cfg.direction,
+        phone=cfg.phone,
     )
 
 
-def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.CallRow:
+def call_row(
+    call_id: str, customer_name: str | None, s: m.CallCarry, cfg: m.CallConfig
+) -> act.CallRow:
     return act.CallRow(
         call_id=call_id,
-        room_name=m.room_name_for(call_id),
+        room_name=m.call_room(call_id, cfg),
         customer_name=customer_name,
         status=s.status,
         recording_status=s.recording_status,
@@ -159,6 +166,9 @@ def call_row(call_id: str, customer_name: str | None, s: m.CallCarry) -> act.Cal
         silence_alerts=s.silence_alerts,
         egress_id=s.egress.egress_id if s.egress else "",
         row_version=s.seq,  # every change the row shows comes with an event
+        channel=cfg.channel,
+        direction=cfg.direction,
+        phone=cfg.phone,
     )
 
 

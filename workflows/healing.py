@@ -92,7 +92,7 @@ class Healing:
                 act.DISPATCH_AGENT,
                 act.DispatchAgentInput(
                     call_id=self.call_id,
-                    room_name=m.room_name_for(self.call_id),
+                    room_name=m.call_room(self.call_id, self.cfg),
                     agent_name=self.cfg.agent_name,
                     serial=self.book.s.dispatch_serial,
                     resume=resume,

@@ -396,7 +396,8 @@ class CallLedger:
                                   extra={"call_id": self.call_id})  # fmt: skip
         if not self.s.event_log_error:
             self.s.event_log_error = refused[0]
-            self.emit(ev.Status(status=self.s.status, events_rejected=str(len(refused)),
+            lost = len(refused) if result is not None else len(batch)  # a whole batch: each
+            self.emit(ev.Status(status=self.s.status, events_rejected=str(lost),
                                 error=refused[0]))  # fmt: skip
 
     def flushed(self) -> bool:
@@ -459,10 +460,10 @@ class CallLedger:
     # --- views --------------------------------------------------------------------------
 
     def state(self) -> m.CallState:
-        return call_state(self.call_id, self.customer_name, self.s)
+        return call_state(self.call_id, self.customer_name, self.s, self.cfg)
 
     def row(self) -> act.CallRow:
-        return call_row(self.call_id, self.customer_name, self.s)
+        return call_row(self.call_id, self.customer_name, self.s, self.cfg)
 
     def transcript(self, after_seq: int) -> m.TranscriptPage:
         """The window's lines after `after_seq` (the run's own line numbers); `truncated` when

@@ -11,7 +11,9 @@ kept or deleted by `recording_on_withdrawal`.
 
 A missed `egress_ended` webhook never loses a recording: after `egress_end_timeout_s` LiveKit is
 asked, now and then, and when LiveKit no longer knows the egress its file is looked for at its
-key in the staging bucket.
+key in the staging bucket. When LiveKit cannot be asked at all (its API down across the
+hang-up), the file is looked for at its key too, and the pipeline is started on that key either
+way: a file not there (yet) leaves the pipeline waiting for ops, never a dead end.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Recorder:
                 info = await workflow.execute_activity(
                     act.START_EGRESS,
                     act.StartEgressInput(
-                        self.call_id, m.room_name_for(self.call_id), key, object_key=key
+                        self.call_id, m.call_room(self.call_id, self.cfg), key, object_key=key
                     ),
                     result_type=m.EgressState,
                     start_to_close_timeout=timedelta(seconds=20),
@@ -171,6 +173,11 @@ class Recorder:
         final = current()
         if poll_error and not ended():
             self.book.recording_error_is(poll_error)  # every ask failed: the record says why
+            if eg.object_key:
+                # LiveKit's API stayed down: the file is at its key if the egress got it there;
+                # else the pipeline reads that key and, not finding it, waits for ops.
+                found = await self._find_staged(eg)
+                return found or m.RecordingFile(eg.object_key, location="", size=0, duration_s=0.0)
         return final.file if final.file and final.file.location else None
 
     async def _find_staged(self, eg: m.EgressState) -> m.RecordingFile | None:
@@ -224,7 +231,7 @@ class Recorder:
             RecordingWorkflow.run,
             m.RecordingInput(
                 call_id=self.call_id,
-                room_name=m.room_name_for(self.call_id),
+                room_name=m.call_room(self.call_id, self.cfg),
                 egress_id=first.egress_id,
                 location=first.location,
                 expected_size=first.expected_size,

@@ -1,6 +1,6 @@
 """The post-call report: one JSON document per call, built from the call's row, its event log,
-its stored recording segments, the test drives its tools booked and (when Temporal can say) the
-workflow's own result. Pure: the route gathers the inputs, this shapes them.
+its stored recording segments, the test drives its tools booked, its analysis (summary, outcome,
+sentiment, fields, scorecard, deliveries) and (when Temporal can say) the workflow's own result. Pure: the route gathers the inputs, this shapes them.
 
 Latency figures are read from `agent_metrics` events generically: every number under a key ending
 in `_s` (and every number in a nested `figures` map) is one labelled figure in seconds, so new
@@ -95,11 +95,14 @@ def build_report(
     segments: list[dict[str, Any]],
     test_drives: list[dict[str, Any]],
     workflow: dict[str, Any],
+    analysis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report document (see `api.schemas.CallReport`)."""
+    """The report document (see `api.schemas.CallReport`). A line's `id` is what the analysis's
+    evidence and turning points cite."""
     transcript = [
         {
             "seq": e["seq"],
+            "id": str(e["data"].get("id") or e["seq"]),
             "at": e["at"],
             "speaker": e["data"].get("speaker"),
             "text": e["data"].get("text"),
@@ -176,5 +179,6 @@ def build_report(
                 for s in segments
             ],  # fmt: skip
         },
+        "analysis": analysis,
         "events": len(events),
     }

@@ -16,12 +16,14 @@ import asyncpg
 
 from api.errors import NotFound, ValidationFailed
 from core.models import CallStatus, EventKind
+from core.telephony import mask_number
 
 ACTIVE_STATUSES = [s.value for s in CallStatus if s.is_active]
 ENDED_STATUSES = [s.value for s in CallStatus if not s.is_active]
 
 _CALL_COLUMNS = """call_id, room_name, customer_name, status, recording_status, created_at,
-    agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq"""
+    agent_joined_at, ended_at, end_reason, silence_alerts, keyword_alerts, last_seq, channel,
+    direction, phone"""
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -47,6 +49,7 @@ def call_json(row: asyncpg.Record) -> dict[str, Any]:
     for key in ("created_at", "agent_joined_at", "ended_at"):
         out[key] = iso_or_none(out.get(key))
     out["live"] = out["status"] in ACTIVE_STATUSES
+    out["phone"] = mask_number(out.get("phone") or "") or None
     return out
 
 
@@ -124,7 +127,8 @@ async def search_calls(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Calls matching every given filter, newest first, a page at a time (keyset on
     `(created_at, call_id)`). `f` holds validated values: q, from, to, statuses, end_reason,
-    alerts (any | none | silence | keyword), recordings."""
+    alerts (any | none | silence | keyword), recordings, and of the call's analysis outcomes,
+    sentiments and score (minimum; a call with no analysis, or none judged, does not match)."""
     args: list[Any] = []
 
     def arg(value: Any) -> str:
@@ -153,11 +157,21 @@ async def search_calls(
     }.get(f.get("alerts") or "")
     if alerts:
         where.append(alerts)
+    if f.get("outcomes"):
+        where.append(f"outcome = ANY({arg(f['outcomes'])}::text[])")
+    if f.get("sentiments"):
+        where.append(f"sentiment = ANY({arg(f['sentiments'])}::text[])")
+    if f.get("score") is not None:
+        where.append(f"score >= {arg(f['score'])}")
     if cursor:
         at, cid = decode_cursor(cursor)
         where.append(f"(created_at, call_id) < ({arg(at)}, {arg(cid)})")
+    # The analysis in brief beside each call (a done one; a failed one has no labels).
     rows = await pool.fetch(
-        f"SELECT {_CALL_COLUMNS} FROM calls WHERE {' AND '.join(where) or 'true'} "
+        f"SELECT {_CALL_COLUMNS}, outcome, sentiment, score, analysis_method FROM calls "
+        "LEFT JOIN (SELECT call_id, outcome, sentiment, round(score::numeric, 3)::float8 AS score,"
+        " method AS analysis_method FROM call_analyses WHERE status = 'done') a USING (call_id) "
+        f"WHERE {' AND '.join(where) or 'true'} "
         f"ORDER BY created_at DESC, call_id DESC LIMIT {arg(limit + 1)}",
         *args,
     )

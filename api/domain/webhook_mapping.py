@@ -32,6 +32,7 @@ from core.models import (
     ParticipantLeft,
     RoomFinished,
     call_id_from_room,
+    is_phone_room,
 )
 
 
@@ -40,14 +41,20 @@ class Routed:
     call_id: str
     signal: str
     arg: Any
+    # An inbound phone call's room: anyone joining (the caller, the agent) starts the call if
+    # nothing has yet (signal-with-start: whichever comes first starts it; never once ended).
+    start_phone_room: str = ""
 
 
 def participant_kind(p: ParticipantInfo) -> str:
-    """customer | agent | supervisor | rep | egress | other."""
+    """customer | agent | supervisor | rep | egress | other. A phone (kind SIP) is the customer: the
+    caller of an inbound call, the callee of an outbound one."""
     if p.kind == ParticipantInfo.Kind.AGENT:
         return "agent"
     if p.kind == ParticipantInfo.Kind.EGRESS:
         return "egress"
+    if p.kind == ParticipantInfo.Kind.SIP:
+        return "customer"
     if p.identity.startswith(CUSTOMER_IDENTITY_PREFIX):
         return "customer"
     if p.identity.startswith(SUPERVISOR_IDENTITY_PREFIX):
@@ -90,7 +97,8 @@ def route(event: WebhookEvent, body: bytes) -> tuple[str | None, Routed | None]:
             arg: Any = ParticipantJoined(
                 id=sid, identity=p.identity, kind=participant_kind(p), at=_at(event)
             )
-            return room, Routed(call_id, SIGNAL_PARTICIPANT_JOINED, arg)
+            starts = room if is_phone_room(room) else ""
+            return room, Routed(call_id, SIGNAL_PARTICIPANT_JOINED, arg, starts)
         arg = ParticipantLeft(id=sid, identity=p.identity, kind=participant_kind(p), at=_at(event))
         return room, Routed(call_id, SIGNAL_PARTICIPANT_LEFT, arg)
     if kind in ("egress_started", "egress_updated", "egress_ended"):

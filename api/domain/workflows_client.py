@@ -15,22 +15,29 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.domain.join_tokens import RejoinProof, sign_join_token
 from api.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 from core.codec import PayloadDecryptError
 from core.models import (
+    ERR_NOT_PHONE,
     ERR_REJOIN_REFUSED,
+    ERR_TRANSFER_FAILED,
     QUERY_GET_STATE,
     UPDATE_ISSUE_TOKEN,
+    UPDATE_TRANSFER,
     CallConfig,
     CallResult,
     CallState,
+    DialRequest,
+    EndCallResult,
     IssueTokenRequest,
     TokenGrant,
+    TransferRequest,
     call_workflow_id,
+    phone_call_id,
 )
 from core.settings import Settings
 from workflows import client as wclient
@@ -134,6 +141,52 @@ class CallsClient:
         try:
             result = await wclient.end_call(self.client, call_id, reason, by)
         except (RPCError, WorkflowUpdateFailedError) as exc:
+            raise temporal_error(exc, call_id) from exc
+        return result.status
+
+    async def start_inbound_phone(self, room_name: str, signal: str, arg: Any) -> str:
+        """Start (or signal) the call of an inbound phone call's room; NotFound once that call
+        has ended (a late webhook never starts it again)."""
+        call_id = phone_call_id(room_name)
+        try:
+            await wclient.start_inbound_phone_call(
+                self.client, room_name, CallConfig.from_settings(self.settings),
+                task_queue=self.settings.TEMPORAL_TASK_QUEUE,
+                pinned_to=self.settings.new_calls_pinned_to, signal=signal, arg=arg,
+            )  # fmt: skip
+        except WorkflowAlreadyStartedError as exc:
+            raise NotFound(f"call {call_id} has ended", code="call_not_live") from exc
+        except RPCError as exc:
+            raise temporal_error(exc, call_id) from exc
+        return call_id
+
+    async def start_outbound_phone(
+        self, call_id: str, customer_name: str | None, dial: DialRequest
+    ) -> None:
+        try:
+            await wclient.start_outbound_phone_call(
+                self.client, call_id, customer_name, CallConfig.from_settings(self.settings), dial,
+                task_queue=self.settings.TEMPORAL_TASK_QUEUE,
+                pinned_to=self.settings.new_calls_pinned_to,
+            )  # fmt: skip
+        except RPCError as exc:
+            raise temporal_error(exc, call_id) from exc
+
+    async def transfer(self, call_id: str, to: str, by: str) -> str:
+        """Cold-transfer a phone call; the call's status after it (`ending` or later)."""
+        handle = self.client.get_workflow_handle(call_workflow_id(call_id))
+        try:
+            result = await wclient.when_ready(
+                lambda: handle.execute_update(
+                    UPDATE_TRANSFER, TransferRequest(to, by), result_type=EndCallResult
+                )
+            )
+        except (RPCError, WorkflowUpdateFailedError) as exc:
+            app = _application_error(exc)
+            if app is not None and app.type == ERR_NOT_PHONE:
+                raise Conflict(app.message, code="not_a_phone_call") from exc
+            if app is not None and app.type == ERR_TRANSFER_FAILED:
+                raise Conflict(app.message, code="transfer_failed") from exc
             raise temporal_error(exc, call_id) from exc
         return result.status
 

@@ -11,6 +11,7 @@ from api.routes import (
     failed_recordings,
     live,
     ops,
+    phone,
     recordings,
     report,
     session,
@@ -20,6 +21,7 @@ from api.routes import (
 BLUEPRINTS = [
     customers.bp,
     calls.bp,
+    phone.bp,
     erasure.bp,
     failed_recordings.bp,
     recordings.bp,

@@ -27,7 +27,7 @@ from api.validation import call_id_path, parse_body, parse_query
 from core import eventlog
 from core.events import InterimTranscript
 from core.log import get_logger
-from core.models import AgentMetrics, TranscriptLine, room_name_for
+from core.models import AgentMetrics, TranscriptLine, call_id_from_room
 
 log = get_logger("api.agent")
 
@@ -47,8 +47,9 @@ def authenticate_agent(request: Request, call_id: str) -> str:
     except jwt.PyJWTError as exc:
         raise Unauthorized("the LiveKit token is not valid") from exc
     video = claims.video
-    if video is None or not video.room_admin or video.room != room_name_for(call_id):
-        raise Unauthorized(f"the token does not grant roomAdmin on {room_name_for(call_id)}")
+    # The call's room: `call-<id>`, or an inbound phone call's room whose name hashes to the id.
+    if video is None or not video.room_admin or call_id_from_room(video.room or "") != call_id:
+        raise Unauthorized(f"the token does not grant roomAdmin on call {call_id}'s room")
     return (claims.identity or "agent")[:128]  # bounded: it travels in a pg_notify payload
 
 

@@ -18,7 +18,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from api.auth import ACT_ON_CALLS, READ_CALLS, Principal, require
-from api.docs import Integer, String, endpoint, query_param
+from api.docs import Float, Integer, String, endpoint, query_param
 from api.domain import store
 from api.domain.commands import Claim, claim_command
 from api.domain.livekit_room import agent_identities, send_command, supervisor_token
@@ -32,6 +32,7 @@ from api.schemas import (
     CallList,
     Empty,
     EndCallRequest,
+    FoundCalls,
     ListCallsQuery,
     LiveKitGrant,
     SearchCallsQuery,
@@ -49,14 +50,18 @@ from core.models import (
     call_workflow_id,
     room_name_for,
 )
+from core.telephony import mask_number
 
 log = get_logger("api.calls")
+FULL_NUMBER = frozenset({"admin"})  # who sees a phone number unmasked (a call's detail only)
 # The supervisor_action a refused command leaves on the call (its detail says what and why).
 COMMAND_REFUSED = "command_refused"
 bp = Blueprint("calls", url_prefix="/api/calls")
 
 _FROM_STATE = (
     "customer_name",
+    "channel",
+    "direction",
     "status",
     "recording_status",
     "created_at",
@@ -133,9 +138,10 @@ async def list_calls(request: Request) -> HTTPResponse:
 
 @bp.get("/search")
 @endpoint(
-    "Search calls by name, date range, status, end reason, alerts and recording status",
+    "Search calls by name, date range, status, end reason, alerts, recording status and analysis "
+    "(outcome, sentiment, minimum score)",
     tag="supervisor",
-    response=CallList,
+    response=FoundCalls,
     errors=(422,),
     secured=True,
 )
@@ -146,6 +152,9 @@ async def list_calls(request: Request) -> HTTPResponse:
 @query_param("end_reason", String(minLength=1, maxLength=100), "any part of the end reason")
 @query_param("alerts", String(enum=["any", "none", "silence", "keyword"]), "alerts raised")
 @query_param("recording", String(), "recording statuses, comma-separated")
+@query_param("outcome", String(), "analysis outcomes, comma-separated")
+@query_param("sentiment", String(), "customer sentiments (analysis), comma-separated")
+@query_param("score", Float(minimum=0, maximum=1), "minimum QA score of the analysis (0 to 1)")
 @query_param("limit", Integer(minimum=1, maximum=200), "page size, default 50")
 @query_param("cursor", String(minLength=1, maxLength=200), "next_cursor of the previous page")
 @require(READ_CALLS)
@@ -161,6 +170,9 @@ async def search_calls(request: Request) -> HTTPResponse:
         "end_reason": q.end_reason,
         "alerts": q.alerts,
         "recordings": q.recording.split(",") if q.recording else None,
+        "outcomes": q.outcome.split(",") if q.outcome else None,
+        "sentiments": q.sentiment.split(",") if q.sentiment else None,
+        "score": q.score,
     }
     calls, next_cursor = await store.search_calls(
         request.app.ctx.res.db, filters, q.limit, q.cursor
@@ -176,7 +188,7 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
     parse_query(request, Empty)
     row = await store.get_call(request.app.ctx.res.db, call_id)
     if row is not None and not row["live"]:
-        return json({**row, "source": "database", "state": None})
+        return await _with_phone(request, call_id, {**row, "source": "database", "state": None})
     if row is None and await store.get_erasure(request.app.ctx.res.db, call_id) is not None:
         # Temporal deletes an erased call's history asynchronously: never answer from it.
         raise NotFound(f"call {call_id} was erased", code="call_erased", field="call_id")
@@ -184,7 +196,7 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
     if state is None:
         if row is None:
             raise NotFound(f"no call {call_id}", code="call_not_found", field="call_id")
-        return json({**row, "source": "database", "state": None})
+        return await _with_phone(request, call_id, {**row, "source": "database", "state": None})
     base = row or {
         "call_id": call_id,
         "room_name": room_name_for(call_id),
@@ -199,7 +211,26 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
         if value not in (None, ""):
             base[key] = value
     base["live"] = base["status"] in store.ACTIVE_STATUSES
-    return json({**base, "source": "workflow", "state": state}, default=str)
+    full = state.get("phone") or ""
+    state["phone"] = mask_number(full)  # the workflow holds the number in full
+    base["phone"] = mask_number(full) or base.get("phone")
+    detail = {**base, "source": "workflow", "state": state}
+    return await _with_phone(request, call_id, detail, full)
+
+
+async def _with_phone(
+    request: Request, call_id: str, detail: dict[str, Any], full: str = ""
+) -> HTTPResponse:
+    """The call's detail; an admin sees the phone number in full (supervisors: masked)."""
+    if detail.get("phone") and _principal(request).may(FULL_NUMBER):
+        full = full or await request.app.ctx.res.db.fetchval(
+            "SELECT phone FROM calls WHERE call_id = $1", call_id
+        )
+        if full:
+            detail["phone"] = full
+            if detail.get("state"):
+                detail["state"]["phone"] = full
+    return json(detail, default=str)
 
 
 @bp.get("/<call_id:str>/transcript")

@@ -165,7 +165,7 @@ async def accept(request: Request, offer_id: str) -> HTTPResponse:
         raise _refused(exc) from exc
     assert got is not None
     settings = request.app.ctx.settings
-    room = room_name_for(got.call_id)
+    room = got.room or room_name_for(got.call_id)
     token, identity, expires_at = rep_token(settings, room, me.id, me.id)
     await record_action(request, got.call_id, "rep_joined", detail=identity)
     brief = await briefing(request.app.ctx.res.db, got.call_id, got.reason)

@@ -9,6 +9,7 @@ from sanic.response import HTTPResponse
 from api.auth import READ_CALLS, require
 from api.docs import endpoint
 from api.domain import store
+from api.domain.analysis import stored_analysis
 from api.domain.report import build_report
 from api.errors import Unavailable
 from api.schemas import CallReport, Empty
@@ -21,7 +22,8 @@ bp = Blueprint("report", url_prefix="/api/calls")
 
 @bp.get("/<call_id:str>/report")
 @endpoint(
-    "The call's report: transcript, alerts, supervisor actions, tool calls, latency, recording",
+    "The call's report: transcript, alerts, supervisor actions, tool calls, latency, recording, "
+    "analysis",
     tag="supervisor",
     response=CallReport,
     errors=(404, 422),
@@ -36,6 +38,7 @@ async def report(request: Request, call_id: str) -> HTTPResponse:
     events = await store.events_after(db, call_id, 0)
     segments = await store.get_recording_segments(db, call_id)
     drives = await store.test_drives_of(db, call_id)
+    analysis = await stored_analysis(db, call_id)
     try:
         calls = request.app.ctx.res.calls
     except Unavailable as exc:
@@ -44,4 +47,4 @@ async def report(request: Request, call_id: str) -> HTTPResponse:
     else:
         workflow = await calls.outcome(call_id)
     log.info("report_built", call_id=call_id, events=len(events), by=request.ctx.principal.id)
-    return json(build_report(call, events, segments, drives, workflow))
+    return json(build_report(call, events, segments, drives, workflow, analysis))

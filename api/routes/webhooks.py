@@ -95,7 +95,10 @@ async def livekit_webhook(request: Request) -> HTTPResponse:
         return json({"status": "ignored"})
     calls = request.app.ctx.res.calls
     try:
-        await calls.signal(routed.call_id, routed.signal, routed.arg)
+        if routed.start_phone_room:
+            await calls.start_inbound_phone(routed.start_phone_room, routed.signal, routed.arg)
+        else:
+            await calls.signal(routed.call_id, routed.signal, routed.arg)
     except NotFound:
         WEBHOOKS.labels(event.event, "no_workflow").inc()
         log.info("webhook_for_closed_call", call_id=routed.call_id, webhook_event=event.event)

@@ -197,6 +197,7 @@ async def db(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 # --- the whole stack --------------------------------------------------------------------------
 
 TASK_QUEUE = "api-tests"
+PHONE_NUMBER = "+15550100000"  # the trunk's number in the API tests' stack
 PAYLOAD_KEYS = "test1:" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIzNDU="  # 32 bytes, base64
 
 
@@ -243,6 +244,12 @@ async def _api_stack_session(
         SILENCE_ALERT_S=3600,
         AGENT_JOIN_TIMEOUT_S=30,
         CUSTOMER_REJOIN_GRACE_S=8,  # a rejoin test needs a few seconds; others wait less
+        # The phone line (tests/devstack/test_phone_e2e.py): an unanswered phone gives up soon.
+        SIP_INBOUND_NUMBERS=PHONE_NUMBER,
+        SIP_OUTBOUND_ADDRESS="sip.emulator.invalid",
+        SIP_OUTBOUND_NUMBERS=PHONE_NUMBER,
+        SIP_OUTBOUND_ALLOWED_PREFIXES="+1555",
+        SIP_RINGING_TIMEOUT_S=3,
     )
     client = await connect_temporal(settings)
     async with running_worker(client, settings), run_api(settings) as api:

@@ -241,6 +241,8 @@ async def test_openapi_document(api_stack: ApiStack) -> None:
         "/api/calls/{call_id}/recording",
         "/api/calls/{call_id}/report",
         "/api/calls/search",
+        "/api/calls/{call_id}/analysis",
+        "/api/analysis.csv",
         "/api/session/codec",
         "/api/recordings/{call_id}/retry",
         "/webhooks/livekit",

@@ -18,6 +18,7 @@ from core.models import (
     EgressUpdate,
     ParticipantJoined,
     RoomFinished,
+    phone_call_id,
 )
 from core.settings import ApiToken
 
@@ -88,6 +89,28 @@ def test_webhook_participant_joined_maps_to_a_signal_with_a_stable_id() -> None:
     )
     # the same event resent maps to the same signal id
     assert route(ev, b"other body")[1].arg.id == "lk-EV_1"  # type: ignore[union-attr]
+
+
+def test_a_phone_is_the_customer_and_joining_a_phone_room_starts_its_call() -> None:
+    room_name = "phone_0001_AbCdEfGh1234"
+    sip = ParticipantInfo(identity="sip_ab12", kind=ParticipantInfo.Kind.SIP)
+    ev = _event(event="participant_joined", id="EV_9", room=Room(name=room_name), participant=sip)
+    _, routed = route(ev, b"")
+    assert routed is not None and routed.call_id == phone_call_id(room_name)
+    assert routed.arg.kind == "customer" and routed.start_phone_room == room_name
+    agent = ParticipantInfo(identity="agent-1", kind=ParticipantInfo.Kind.AGENT)
+    _, routed = route(_event(event="participant_joined", id="EV_10", room=Room(name=room_name),
+                             participant=agent), b"")  # fmt: skip
+    assert routed is not None and routed.start_phone_room == room_name  # whoever comes first
+    left = _event(event="participant_left", id="EV_11", room=Room(name=room_name), participant=sip)
+    _, routed = route(left, b"")
+    assert routed is not None and routed.arg.kind == "customer" and not routed.start_phone_room
+    # A dialled phone (outbound) joins a call-<id> room: the customer, nothing started.
+    ev = _event(event="participant_joined", id="EV_12", room=Room(name="call-" + "e" * 20),
+                participant=ParticipantInfo(identity="customer-" + "e" * 20,
+                                            kind=ParticipantInfo.Kind.SIP))  # fmt: skip
+    _, routed = route(ev, b"")
+    assert routed is not None and routed.arg.kind == "customer" and not routed.start_phone_room
 
 
 def test_webhook_egress_ended_carries_the_file() -> None:

@@ -11,6 +11,7 @@ import asyncio
 from urllib.parse import urlsplit
 
 from devstack.standin import HANDOFF, SCRIPT, converse
+from devstack.up import analysis_settings
 from tests.api.conftest import (  # noqa: F401
     REP,
     SUPERVISOR,
@@ -53,6 +54,24 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
 
     rec = await api_stack.api.http("GET", f"/api/calls/{call_id}/recording", token=SUPERVISOR)
     assert rec.status == 200 and rec.body["size_bytes"] > 0, rec.body
+
+    # After the call: analysed by the local method (no model is configured), as `make dev` does.
+    for _ in range(300):
+        got = await api_stack.api.http("GET", f"/api/calls/{call_id}/analysis", token=SUPERVISOR)
+        if got.status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert got.status == 200 and got.body["status"] == "done", got.body
+    assert got.body["method"] == "local" and got.body["analysis"]["method"] == "local"
+    card = {item["id"]: item for item in got.body["analysis"]["scorecard"]}
+    assert list(card) == ["greeted_and_named", "recording_disclosed", "need_identified",
+                          "accurate_answers_from_tools", "next_step_agreed"]  # fmt: skip
+    ids = [line["data"]["id"] for line in page.body["lines"]]
+    assert card["recording_disclosed"]["passed"] is True  # the greeting says it
+    assert card["recording_disclosed"]["evidence"] == [ids[0]]
+    assert card["need_identified"]["evidence"] == [ids[1]]  # "I'm looking for a used pickup"
+    assert card["accurate_answers_from_tools"]["passed"] is None  # the lexicon cannot judge it
+    assert got.body["outcome"] in ("follow_up", "handed_off")
 
     settings = api_stack.settings
     egresses = [
@@ -122,3 +141,12 @@ async def test_the_stand_ins_hand_off_is_taken_by_a_rep_from_the_desk(
     finally:
         talk.cancel()
         await api.http("PUT", "/api/desk/me", token=REP, json_body={"state": "offline"})
+
+
+def test_make_dev_analyses_each_call_by_the_local_method_unless_a_model_is_set() -> None:
+    assert analysis_settings({}) == {"ANALYSIS_METHOD": "local", "ANALYSIS_DELAY_S": "2"}
+    assert (
+        analysis_settings({"ANALYSIS_LLM_BASE_URL": "http://127.0.0.1:8080/v1"})["ANALYSIS_METHOD"]
+        == "auto"
+    )
+    assert analysis_settings({"ANALYSIS_METHOD": "llm"})["ANALYSIS_METHOD"] == "llm"

@@ -55,6 +55,10 @@ def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_pat
         assert env["DEVSTACK_ADMIN_TOKEN"] not in text  # the token is in the file, never printed
         assert env["DEVSTACK_REP_TOKEN"] not in text
         assert oct((state / "env").stat().st_mode & 0o777) == "0o600"
+        # The phone line: `ops telephony setup` ran against the emulator; its number is printed.
+        assert env["SIP_INBOUND_NUMBERS"] == "+15550100000"
+        assert "telephony: inbound created ST_" in text and "rule created SDR_" in text
+        assert "| Phone " in text and "+15550100000" in text
         from activities import minio_client
         from core.settings import load_settings
 

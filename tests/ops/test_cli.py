@@ -40,8 +40,10 @@ COMMANDS = [
     [],
     ["calls"], ["calls", "list"], ["calls", "show"], ["calls", "erase"],
     ["recordings"], ["recordings", "failed"], ["recordings", "retry"],
+    ["analysis"], ["analysis", "rerun"], ["webhooks"], ["webhooks", "list"],
+    ["webhooks", "replay"],
     ["histories"], ["histories", "check"], ["histories", "export"],
-    ["temporal"], ["temporal", "setup"],
+    ["temporal"], ["temporal", "setup"], ["telephony"], ["telephony", "setup"],
     ["deploy"], ["deploy", "status"], ["deploy", "promote"], ["deploy", "wait-drained"],
 ]  # fmt: skip
 

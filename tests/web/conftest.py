@@ -247,6 +247,7 @@ PRODUCT_SHOTS = {
     "dashboard-report": "the post-call report and latency panel",
     "dashboard-search": "search with a shareable URL",
     "desk-offer": "the Desk: an offer ringing, with its briefing",
+    "dashboard-analysis": "after the call: the analysis, its scorecard and deliveries",
     "temporal-ui-calls": "the Temporal Web UI listing calls by search attribute",
     "temporal-ui-decoded": "a transcript line decoded in the Temporal Web UI",
 }

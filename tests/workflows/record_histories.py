@@ -9,7 +9,8 @@ run's history (each run of a call that continued as new, each run of a recording
 command refuses), so the histories of every release stay. The auto-upgrade workflows
 (RecordingWorkflow, ...) must replay them all (guard a change with `workflow.patched`);
 CallWorkflow is pinned and replays only the corpora listed in tests/histories/CALL_WORKFLOW_CORPORA
-(test_replay.py). The files at the top of tests/histories/ are release 1.
+(test_replay.py). The files at the top of tests/histories/ are release 1. The `analysis_*`
+scenarios record AnalysisWorkflow and its WebhookWorkflows (auto-upgrade: every corpus).
 """
 
 from __future__ import annotations
@@ -20,13 +21,23 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
 from activities import types as act
 from core import models as m
 from testkit.harness import AGENT, Harness, running_harness
 from testkit.standins import egress_file, until
 from testkit.temporal import start_time_skipping
+from workflows.analysis import (
+    AnalysisWorkflow,
+    WebhookWorkflow,
+    analysis_workflow_id,
+    rerun_analysis,
+    webhook_workflow_id,
+)
 from workflows.call import CallWorkflow
 from workflows.client import give_up_recording, retry_recording
 
@@ -239,6 +250,27 @@ async def lost_egress_found_in_staging(h: Harness) -> list[Run]:
     return runs_of(handle, call_id)
 
 
+async def livekit_down_across_the_hang_up(h: Harness) -> list[Run]:
+    """No `egress_ended`, and LiveKit's API down for every ask: the file is looked for in
+    staging, not there, so the pipeline starts on the key and waits for ops; they retry once it
+    is there."""
+    h.fakes.stop_reports, h.fakes.get_failures = "EGRESS_ENDING", 10_000
+    handle, _ = await h.start(egress_end_timeout_s=60)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await handle.result()
+    await until(lambda: any(r.status == m.RecordingStatus.FAILED for r in h.fakes.recording_rows))
+    h.fakes.staged[m.recording_object_key(call_id, 1)] = 4321
+    await h.client.get_workflow_handle(m.recording_workflow_id(call_id)).execute_update(
+        m.UPDATE_RECORDING_RETRY, m.RecordingOpsRequest(by="ops-1", reason="it is there now")
+    )
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
 async def egress_clock_and_poll_retries(h: Harness) -> list[Run]:
     """LiveKit's own egress start (the playback clock), then no `egress_ended`: the workflow asks
     LiveKit, which is unreachable for one activity's retries (patched branches
@@ -388,6 +420,124 @@ async def room_finished_mid_call(h: Harness) -> list[Run]:
     return runs_of(handle, call_id)
 
 
+# --- after the call (AnalysisWorkflow, WebhookWorkflow: auto-upgrade) -------------------------
+
+
+class AnalysisStandIns:
+    """The analysis activities under their real names: labels in, labels out (the real ones
+    read PostgreSQL and ask a model: tests/activities/test_analysis.py)."""
+
+    def __init__(self, analyze_fails: bool = False, delivery_failures: int = 0) -> None:
+        self.analyze_fails, self.delivery_failures = analyze_fails, delivery_failures
+
+    def activities(self) -> list[Callable[..., Awaitable[object]]]:
+        return [self.analyze_call, self.record_analysis_failed, self.queue_webhook,
+                self.deliver_webhook]  # fmt: skip
+
+    @activity.defn(name=act.ANALYZE_CALL)
+    async def analyze_call(self, req: act.AnalysisRequest) -> act.AnalysisDone:
+        if self.analyze_fails:
+            raise ApplicationError("invalid analysis: summary: fails minLength",
+                                   type="AnalysisOutputInvalid")  # fmt: skip
+        return act.AnalysisDone(req.call_id, "done", "local", "follow_up", "neutral", 0.75)
+
+    @activity.defn(name=act.RECORD_ANALYSIS_FAILED)
+    async def record_analysis_failed(self, failed: act.AnalysisFailed) -> None:
+        return None
+
+    @activity.defn(name=act.QUEUE_WEBHOOK)
+    async def queue_webhook(self, req: act.WebhookRequest) -> str:
+        return f"msg_{req.call_id}_{req.event_type.replace('.', '_')}_{req.run}"
+
+    @activity.defn(name=act.DELIVER_WEBHOOK)
+    async def deliver_webhook(self, msg_id: str) -> int:
+        if self.delivery_failures > 0:
+            self.delivery_failures -= 1
+            raise ApplicationError(f"webhook {msg_id}: HTTP 503", type="WebhookDeliveryFailed")
+        return 200
+
+
+async def _analyses(h: Harness, stand_ins: AnalysisStandIns, runs: int) -> list[Run]:
+    """`runs` runs of analysis-<id> (run 2 on is ops' rerun), and every delivery they made."""
+    call_id = m.new_call_id()
+    queue = f"analysis-{call_id[:8]}"
+    out: list[Run] = []
+    async with Worker(h.client, task_queue=queue, workflows=[AnalysisWorkflow, WebhookWorkflow],
+                      activities=stand_ins.activities()):  # fmt: skip
+        handle = await h.client.start_workflow(
+            AnalysisWorkflow.run, args=[act.AnalysisRequest(call_id), 10.0, 600.0],
+            id=analysis_workflow_id(call_id), task_queue=queue,
+        )  # fmt: skip
+        await handle.result()
+        out.append((handle.id, handle.result_run_id))
+        for run in range(2, runs + 1):
+            run_id = await rerun_analysis(h.client, call_id, run, task_queue=queue,
+                                          webhook_for_s=600.0)  # fmt: skip
+            await h.client.get_workflow_handle(handle.id, run_id=run_id).result()
+            out.append((handle.id, run_id))
+    if not stand_ins.analyze_fails:
+        for run in range(1, runs + 1):
+            events = [act.EVENT_ENDED] if run == 1 else []
+            for event in [*events, act.EVENT_ANALYZED]:
+                msg = f"msg_{call_id}_{event.replace('.', '_')}_{run}"
+                out.append((webhook_workflow_id(msg), None))
+    return out
+
+
+async def analysis_delivered_after_a_retry_then_rerun(h: Harness) -> list[Run]:
+    """The call analysed, its two webhooks delivered (one after a 503), then ops' rerun."""
+    return await _analyses(h, AnalysisStandIns(delivery_failures=1), runs=2)
+
+
+async def analysis_failed(h: Harness) -> list[Run]:
+    """A model that keeps answering nonsense: retried, then recorded failed; no call.analyzed."""
+    return await _analyses(h, AnalysisStandIns(analyze_fails=True), runs=1)
+
+
+async def phone_inbound_webhook_lost(h: Harness) -> list[Run]:
+    """An inbound phone call started by the agent's job (the caller's webhook lost), recorded,
+    ended by the caller hanging up (no rejoin grace)."""
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle = await h.start_phone(room_name="phone_0001_HiStOrY12345")
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "CME Auto Sales, Sarah speaking. This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.say(handle, "customer", "Do you have the Camry in blue?")
+    await handle.signal(
+        CallWorkflow.participant_left, m.ParticipantLeft("pl", "sip_ab", "customer")
+    )
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
+async def phone_outbound_busy(h: Harness) -> list[Run]:
+    """An outbound call whose phone is busy: dialing, then the end at once (no recording)."""
+    h.fakes.dial_outcome = "busy"
+    handle = await h.start_phone(dial=m.DialRequest("+15551230001", "follow-up"))
+    await handle.result()
+    return [(handle.id, handle.first_execution_run_id)]
+
+
+async def phone_outbound_transferred(h: Harness) -> list[Run]:
+    """An outbound call answered, talked, then cold-transferred by a supervisor."""
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle = await h.start_phone(dial=m.DialRequest("+15551230001", "follow-up"))
+    call_id = handle.id.removeprefix("call-")
+    await until(lambda: h.fakes.count(act.DIAL_OUTBOUND) == 1)
+    await h.agent_joins(handle)
+    await h.say(
+        handle, "assistant", "Hi, this is Sarah from CME Auto Sales. This call is recorded."
+    )
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await handle.execute_update(m.UPDATE_TRANSFER, m.TransferRequest("tel:+15559990000", "sup"),
+                                result_type=m.EndCallResult)  # fmt: skip
+    await handle.result()
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -400,6 +550,7 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "segments_after_mid_call_failure": segments_after_mid_call_failure,
     "consent_withdrawn": consent_withdrawn,
     "lost_egress_found_in_staging": lost_egress_found_in_staging,
+    "livekit_down_across_the_hang_up": livekit_down_across_the_hang_up,
     "recording_waits_for_ops_then_retry": recording_waits_for_ops_then_retry,
     "recording_given_up": recording_given_up,
     "busy_signals_continue_as_new": busy_signals_continue_as_new,
@@ -409,6 +560,11 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "recording_erased_while_uploading": recording_erased_while_uploading,
     "recording_erased_while_waiting_for_ops": recording_erased_while_waiting_for_ops,
     "room_finished_mid_call": room_finished_mid_call,
+    "analysis_delivered_after_a_retry_then_rerun": analysis_delivered_after_a_retry_then_rerun,
+    "analysis_failed": analysis_failed,
+    "phone_inbound_webhook_lost": phone_inbound_webhook_lost,
+    "phone_outbound_busy": phone_outbound_busy,
+    "phone_outbound_transferred": phone_outbound_transferred,
 }
 
 

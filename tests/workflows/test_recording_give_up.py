@@ -74,7 +74,13 @@ async def waiting_for_ops(h: Harness, failing_segment: int) -> tuple[str, Workfl
     h.fakes.download_failing_keys = frozenset({key})
     rec = await start_two_segments(h, call_id)
     await until(lambda: any(r.status == R.FAILED for r in h.fakes.recording_rows), 30)
-    return call_id, rec
+    # The row is written by an activity before the run starts waiting (its next task): an
+    # update sent in between is refused as "not waiting". Wait for the run to say it waits.
+    for _ in range(500):
+        if (await rec.query(RecordingWorkflow.get_status))["waiting_for_ops"]:
+            return call_id, rec
+        await asyncio.sleep(0.02)
+    raise AssertionError("the pipeline never waited for ops")
 
 
 async def details(handle: WorkflowHandle) -> str:

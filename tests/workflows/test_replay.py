@@ -24,6 +24,7 @@ from temporalio.worker import Replayer
 
 from core import models as m
 from core.codec import EncryptionCodec
+from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.recording import RecordingWorkflow
 
@@ -123,7 +124,9 @@ def test_call_workflow_corpora_exist_and_hold_call_histories() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=ids(HISTORIES))
 async def test_replays_without_nondeterminism(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[CallWorkflow, RecordingWorkflow])
+    replayer = Replayer(
+        workflows=[CallWorkflow, RecordingWorkflow, AnalysisWorkflow, WebhookWorkflow]
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 

@@ -8,6 +8,7 @@ import { ApiError, type CallList, type CallSummary } from "../shared/api";
 import { clear, h } from "../shared/dom";
 import { formatDateTime, formatDuration, secondsBetween } from "../shared/format";
 import { api } from "./session";
+import { channelChip } from "./phone";
 import { recordingBadge, statusBadge } from "./ui";
 
 export type StatusFilter = "active" | "ended" | "all";
@@ -201,6 +202,7 @@ export class CallListView {
           "div",
           { class: "row-bottom" },
           statusBadge(call.status),
+          channelChip(call),
           call.recording_status !== "none" && recordingBadge(call.recording_status),
           alerts > 0 &&
             h("span", { class: "alert-chip", title: `${call.silence_alerts} silence, ${call.keyword_alerts} keyword alerts` }, `⚠ ${alerts}`),

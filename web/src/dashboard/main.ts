@@ -13,6 +13,7 @@ import { CallView } from "./call/view";
 import { DESK_ROUTE, DeskView } from "./desk";
 import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
+import { mountDialer } from "./phone";
 import { searchParams, SearchView } from "./search";
 import {
   api,
@@ -297,6 +298,8 @@ window.addEventListener("hashchange", route);
 async function showWho(session?: SessionInfo): Promise<void> {
   try {
     const who = session ?? (await api<SessionInfo>("GET", "/api/session"));
+    const head = document.querySelector<HTMLElement>(".sidebar-head");
+    if (head) mountDialer(head, who.roles, (callId) => (window.location.hash = `#/calls/${callId}`));
     signedInAs.textContent = who.person;
     signedInAs.title = `Signed in as ${who.person} (${who.roles.join(", ")})`;
     signedInAs.hidden = false;

@@ -1,16 +1,22 @@
 /**
  * Search: every stored call, filtered server-side (`GET /api/calls/search`) by name or id, date
- * range, status, end reason, alerts and recording status, a page at a time. The filters live in
+ * range, status, end reason, alerts, recording status and its analysis (outcome, sentiment,
+ * minimum QA score), a page at a time. The filters live in
  * the URL (`#/search?q=…&status=…`), so a search is a link a supervisor can share or bookmark.
  */
 
 import { ApiError, type CallList, type CallSummary } from "../shared/api";
+
+/** A search result: the call and its analysis in brief (null before one exists). */
+type FoundCall = CallSummary & { outcome?: string | null; sentiment?: string | null; score?: number | null };
 import { clear, h } from "../shared/dom";
 import { formatDateTime, formatDuration, humanize, secondsBetween } from "../shared/format";
 import { api } from "./session";
 import { recordingBadge, statusBadge } from "./ui";
 
-const FIELDS = ["q", "from", "to", "status", "end_reason", "alerts", "recording"] as const;
+const FIELDS = ["q", "from", "to", "status", "end_reason", "alerts", "recording", "outcome", "sentiment", "score"] as const;
+const OUTCOMES = ["resolved", "follow_up", "handed_off", "abandoned"];
+const SENTIMENTS = ["positive", "neutral", "negative"];
 const CALL_STATUSES = ["waiting_for_agent", "in_progress", "ending", "completed", "no_agent", "failed"];
 const RECORDING_STATUSES = ["none", "recording", "stopping", "uploading", "stored", "failed"];
 const PAGE = 25;
@@ -55,6 +61,9 @@ export class SearchView {
       h("datalist", { id: "end-reasons" }, ...["customer_left", "agent_left", "max_duration", "customer_never_joined", "silent"].map((r) => h("option", { value: r }))),
       select("alerts", "Alerts", [any, ["any", "Any alert"], ["keyword", "Keyword alerts"], ["silence", "Silence alerts"], ["none", "No alerts"]]),
       select("recording", "Recording", [any, ...RECORDING_STATUSES.map((s): [string, string] => [s, humanize(s)])]),
+      select("outcome", "Outcome", [any, ...OUTCOMES.map((s): [string, string] => [s, humanize(s)])]),
+      select("sentiment", "Sentiment", [any, ...SENTIMENTS.map((s): [string, string] => [s, humanize(s)])]),
+      select("score", "QA score", [any, ["0.5", "50% or more"], ["0.75", "75% or more"], ["1", "100%"]]),
       h("div", { class: "search-actions" }, h("button", { type: "submit", class: "btn btn-primary btn-sm", id: "search-submit" }, "Search"),
         h("button", { type: "reset", class: "btn btn-ghost btn-sm" }, "Clear")),
     );
@@ -78,7 +87,7 @@ export class SearchView {
           "table",
           { class: "results" },
           h("caption", { class: "sr-only" }, "Calls matching the search"),
-          h("thead", {}, h("tr", {}, ...["Customer", "Started", "Duration", "Status", "End reason", "Alerts", "Recording"].map((c) => h("th", { scope: "col" }, c)))),
+          h("thead", {}, h("tr", {}, ...["Customer", "Started", "Duration", "Status", "End reason", "Alerts", "Recording", "Outcome", "Sentiment", "Score"].map((c) => h("th", { scope: "col" }, c)))),
           this.results,
         ),
         h("div", { class: "list-foot" }, this.more),
@@ -145,7 +154,7 @@ export class SearchView {
       : "No call matches this search.";
   }
 
-  private row(call: CallSummary): HTMLElement {
+  private row(call: FoundCall): HTMLElement {
     const seconds = call.created_at ? secondsBetween(call.agent_joined_at ?? call.created_at, call.ended_at ?? null) : 0;
     const alerts = call.silence_alerts + call.keyword_alerts;
     const link = h("a", { href: `#/calls/${call.call_id}`, class: "row-link" }, call.customer_name || "Anonymous caller");
@@ -163,6 +172,9 @@ export class SearchView {
       h("td", {}, call.end_reason ? humanize(call.end_reason) : "—"),
       h("td", {}, alerts ? `${call.keyword_alerts} keyword · ${call.silence_alerts} silence` : "—"),
       h("td", {}, recordingBadge(call.recording_status)),
+      h("td", { class: "result-outcome" }, call.outcome ? humanize(call.outcome) : "—"),
+      h("td", { class: "result-sentiment" }, call.sentiment ? humanize(call.sentiment) : "—"),
+      h("td", { class: "result-score mono" }, typeof call.score === "number" ? `${Math.round(call.score * 100)}%` : "—"),
     );
   }
 }

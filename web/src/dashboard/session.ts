@@ -128,3 +128,14 @@ export async function endSession(): Promise<void> {
     // Unreachable now: the session still ends at its expiry (SESSION_TTL_S).
   }
 }
+
+let rolesOf: { token: string | null; roles: Promise<string[]> } | null = null;
+
+/** The roles of whoever is signed in (token or session), asked once per token; [] if unknown. */
+export function myRoles(): Promise<string[]> {
+  const current = token();
+  if (!rolesOf || rolesOf.token !== current) {
+    rolesOf = { token: current, roles: api<SessionInfo>("GET", "/api/session").then((s) => s.roles, () => []) };
+  }
+  return rolesOf.roles;
+}

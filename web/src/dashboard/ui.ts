@@ -6,6 +6,8 @@ import type { LiveState } from "../shared/live";
 
 const CALL_STATUS: Record<string, { label: string; tone: string }> = {
   waiting_for_agent: { label: "Waiting for agent", tone: "amber" },
+  dialing: { label: "Dialing", tone: "blue" },
+  ringing: { label: "Ringing", tone: "blue" },
   in_progress: { label: "In progress", tone: "green" },
   ending: { label: "Ending", tone: "amber" },
   completed: { label: "Completed", tone: "gray" },

@@ -113,6 +113,10 @@ export interface CallSummary {
   keyword_alerts: number;
   last_seq: number;
   live: boolean;
+  channel?: "web" | "phone";
+  direction?: "inbound" | "outbound";
+  /** Masked (`+1•••••0001`); in full only in an admin's call detail; null when unknown. */
+  phone?: string | null;
 }
 
 export interface CallList {

@@ -8,7 +8,7 @@ import { ApiError, type CallSummary } from "../../shared/api";
 import { h } from "../../shared/dom";
 import { describeError } from "../../shared/voice";
 
-export const ACTIVE = new Set(["waiting_for_agent", "in_progress", "ending"]);
+export const ACTIVE = new Set(["waiting_for_agent", "in_progress", "ending", "dialing", "ringing"]);
 
 export interface CallContext {
   readonly callId: string;

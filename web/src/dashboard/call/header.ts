@@ -10,6 +10,7 @@ import { formatDuration, humanize, secondsBetween } from "../../shared/format";
 import type { LiveState } from "../../shared/live";
 import { joinRoom, type VoiceSession } from "../../shared/voice";
 import { api, temporalWorkflowUrl } from "../session";
+import { channelChip, TransferControl } from "../phone";
 import { livePill, recordingBadge, setLive, statusBadge, toast } from "../ui";
 import { ACTIVE, errorText, type CallContext } from "./context";
 
@@ -36,12 +37,14 @@ export class CallHeader {
   private whisperId: { text: string; id: string } | null = null; // kept until sent: a retry reuses it
   private readonly whisperForm: HTMLFormElement;
   private readonly endForm: HTMLFormElement;
+  private readonly transfer: TransferControl;
 
   constructor(
     private readonly ctx: CallContext,
     /** Buttons owned by other panels (monitor), placed among the actions. */
     extraActions: HTMLElement[],
   ) {
+    this.transfer = new TransferControl(ctx.callId, (status) => this.ctx.update({ status }));
     this.endButton = h(
       "button",
       { type: "button", class: "btn btn-danger btn-sm", id: "end-call-button", onclick: () => this.toggle(this.endForm) },
@@ -131,6 +134,7 @@ export class CallHeader {
           this.liveMic,
           this.muteButton,
           ...extraActions,
+          this.transfer.button,
           this.endButton,
           h(
             "a",
@@ -150,6 +154,7 @@ export class CallHeader {
       this.banner,
       this.endForm,
       this.whisperForm,
+      this.transfer.form,
       h(
         "div",
         { class: "stats" },
@@ -172,7 +177,10 @@ export class CallHeader {
     this.title.textContent = c.customer_name || "Anonymous caller";
     clear(this.badges);
     this.badges.append(statusBadge(c.status), recordingBadge(c.recording_status));
+    const chip = channelChip(c);
+    if (chip) this.badges.append(chip);
     const live = this.isLive();
+    this.transfer.render(c, live);
     this.endButton.disabled = !live || c.status === "ending"; // the workflow refuses a second end
     this.whisperButton.disabled = !live;
     this.takeoverButton.disabled = !live;

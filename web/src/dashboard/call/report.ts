@@ -8,6 +8,7 @@ import { isRecord } from "../../shared/api";
 import { h, icon, ICONS } from "../../shared/dom";
 import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { api } from "../session";
+import { METHOD_TEXT, scoreText, type CallAnalysis } from "./analysis";
 import { errorText, panelSection, str, type CallContext } from "./context";
 
 type Row = Record<string, unknown>;
@@ -23,6 +24,7 @@ interface Report {
   status_history: Row[];
   latency: { turns: Row[]; summary: Record<string, { label: string; count: number; p50_s: number; p95_s: number; max_s: number }> };
   recording: { status: string; segments: Row[] };
+  analysis: CallAnalysis | null;
   events: number;
 }
 
@@ -117,6 +119,22 @@ export class ReportPanel {
                 h("tbody", {}, ...figures.map(([key, f]) => h("tr", { "data-figure": key }, h("th", { scope: "row" }, f.label), h("td", {}, String(f.count)), h("td", { class: "mono" }, ms(f.p50_s)), h("td", { class: "mono" }, ms(f.p95_s)), h("td", { class: "mono" }, ms(f.max_s))))),
               )
             : h("p", { class: "muted" }, "No latency figures on this call."),
+        ),
+        h(
+          "section",
+          { "aria-labelledby": "report-analysis" },
+          h("h3", { id: "report-analysis" }, "Analysis"),
+          r.analysis && r.analysis.status === "done"
+            ? h(
+                "dl",
+                { class: "facts", id: "report-analysis-facts" },
+                ...fact("Outcome", humanize(r.analysis.outcome ?? "unknown")),
+                ...fact("Sentiment", humanize(r.analysis.sentiment ?? "unknown")),
+                ...fact("QA score", scoreText(r.analysis.score)),
+                ...fact("Method", r.analysis.method, "report-analysis-method"),
+              )
+            : h("p", { class: "muted", id: "report-analysis-facts" }, r.analysis ? `Failed: ${r.analysis.error ?? "unknown"}` : "Not analysed (yet)."),
+          r.analysis ? h("p", { class: "analysis-method" }, METHOD_TEXT[r.analysis.method] ?? "") : null,
         ),
         h("section", { "aria-labelledby": "report-alerts" }, h("h3", { id: "report-alerts" }, `Alerts (${r.alerts.length})`), list("report-alert-list", r.alerts, alertText, "No alerts.")),
         h(

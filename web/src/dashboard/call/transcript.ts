@@ -45,6 +45,27 @@ export class TranscriptPanel {
     return this.list.querySelector<HTMLElement>(`li[data-seq="${seq}"]`);
   }
 
+  /** The final line with this id (what the analysis's evidence cites). */
+  lineById(lineId: string): HTMLElement | null {
+    return this.list.querySelector<HTMLElement>(`li[data-line-id="${CSS.escape(lineId)}"]`);
+  }
+
+  /** A cited line as its button names it: speaker and position ("Sarah, line 3"). */
+  lineLabel(lineId: string): string | null {
+    const li = this.lineById(lineId);
+    if (!li) return null;
+    const finals = [...this.list.querySelectorAll<HTMLElement>("li[data-line-id]")];
+    const speaker = li.querySelector(".line-speaker")?.textContent ?? "line";
+    return `${speaker}, line ${finals.indexOf(li) + 1}`;
+  }
+
+  /** Show a cited line: scrolled to and marked until another is cited. */
+  showCited(li: HTMLElement): void {
+    for (const other of this.list.querySelectorAll(".cited")) other.classList.remove("cited");
+    li.classList.add("cited");
+    li.scrollIntoView({ block: "center" });
+  }
+
   addFinal(event: CallEvent, data: Record<string, unknown>): void {
     const speaker = str(data.speaker) ?? str(event.speaker) ?? "unknown";
     const text = str(data.text) ?? str(event.text) ?? "";
@@ -58,6 +79,7 @@ export class TranscriptPanel {
       confidence !== undefined && confidence < 0.999 && h("span", { class: "line-conf" }, `${Math.round(confidence * 100)}%`),
     );
     li.dataset.seq = String(event.seq);
+    li.dataset.lineId = str(data.id) ?? String(event.seq); // what an analysis cites
     // When it was said, on the recording's clock: the agent's own start of speech, else arrival.
     const at = Date.parse(str(data.started_at) ?? event.at ?? "");
     if (Number.isFinite(at)) {

@@ -10,9 +10,10 @@ import { ApiError, isRecord, wsUrl, type CallDetail, type CallEvent, type CallSu
 import { clear, h } from "../../shared/dom";
 import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { LiveSocket } from "../../shared/live";
-import { api, wsProtocols } from "../session";
+import { api, myRoles, wsProtocols } from "../session";
 import { speakerName, toast } from "../ui";
 import { ActivityPanel } from "./activity";
+import { AnalysisPanel } from "./analysis";
 import type { Marker } from "./playback";
 import { ACTIVE, errorText, num, str, type CallContext } from "./context";
 import { CallHeader } from "./header";
@@ -40,6 +41,7 @@ export class CallView {
   private readonly activity: ActivityPanel;
   private readonly latency: LatencyPanel;
   private readonly report: ReportPanel;
+  private readonly analysis: AnalysisPanel;
 
   constructor(
     readonly callId: string,
@@ -75,6 +77,11 @@ export class CallView {
     this.activity = new ActivityPanel();
     this.latency = new LatencyPanel();
     this.report = new ReportPanel(ctx);
+    this.analysis = new AnalysisPanel(ctx, {
+      seekLine: (lineId) => this.seekLine(lineId),
+      lineLabel: (lineId) => this.transcript.lineLabel(lineId),
+      mayOperate: async () => (await myRoles()).some((r) => r === "ops" || r === "admin"),
+    });
     this.header = new CallHeader(ctx, [this.monitor.button, this.report.button]);
 
     clear(container);
@@ -84,6 +91,7 @@ export class CallView {
         { class: "detail", "data-call-id": callId },
         ...this.header.elements,
         this.report.element,
+        this.analysis.element,
         h(
           "div",
           { class: "detail-grid" },
@@ -119,6 +127,7 @@ export class CallView {
     this.monitor.destroy();
     this.header.destroy();
     this.report.destroy();
+    this.analysis.destroy();
   }
 
   private renderHeader(): void {
@@ -126,6 +135,17 @@ export class CallView {
     const live = this.header.isLive();
     this.monitor.setLive(live);
     this.transcript.setLive(live);
+    if (this.call.status !== "unknown") this.analysis.setLive(live);
+  }
+
+  /** A line the analysis cites: shown in the transcript and, with a recording, played from. */
+  private seekLine(lineId: string): boolean {
+    const li = this.transcript.lineById(lineId);
+    if (!li) return false;
+    this.transcript.showCited(li);
+    const at = Number(li.dataset.at);
+    if (Number.isFinite(at)) this.recording.seek(at);
+    return true;
   }
 
   private async loadDetail(): Promise<void> {
@@ -186,6 +206,7 @@ export class CallView {
     switch (event.type) {
       case "final_transcript":
         this.transcript.addFinal(event, data);
+        this.analysis.relabel();
         this.header.setLines(this.transcript.lineCount);
         break;
       case "silence_alert": {
