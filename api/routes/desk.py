@@ -190,17 +190,22 @@ async def decline(request: Request, offer_id: str) -> HTTPResponse:
     return json_response({"offer_id": offer_id, "status": "declined"})
 
 
-@bp.post("/me/back-to-sarah")
-@endpoint("The rep hands the call back to Sarah (who carries on) and wraps up", tag="desk",
-          secured=True, errors=(409, 503))  # fmt: skip
-@require(DESK)
-async def back_to_sarah(request: Request) -> HTTPResponse:
+async def _my_call(request: Request) -> tuple[Principal, str]:
+    """The signed-in rep and the call they are on; 409 when they are on none."""
     parse_body(request, Empty, allow_empty=True)
     me = _me(request)
     rep = _rep(await _desk(request).snapshot(), me.id)
     if rep is None or rep.state != d.RepState.BUSY:
         raise Conflict("you are not on a call", code="desk_refused")
-    call_id = rep.call_id
+    return me, rep.call_id
+
+
+@bp.post("/me/back-to-sarah")
+@endpoint("The rep hands the call back to Sarah (who carries on) and wraps up", tag="desk",
+          secured=True, errors=(409, 503))  # fmt: skip
+@require(DESK)
+async def back_to_sarah(request: Request) -> HTTPResponse:
+    me, call_id = await _my_call(request)
     with_call = True
     try:
         await record_action(request, call_id, "back_to_sarah", detail=me.id)
@@ -218,17 +223,13 @@ async def back_to_sarah(request: Request) -> HTTPResponse:
           secured=True, errors=(409, 503))  # fmt: skip
 @require(DESK)
 async def end_my_call(request: Request) -> HTTPResponse:
-    parse_body(request, Empty, allow_empty=True)
-    me = _me(request)
-    rep = _rep(await _desk(request).snapshot(), me.id)
-    if rep is None or rep.state != d.RepState.BUSY:
-        raise Conflict("you are not on a call", code="desk_refused")
+    me, call_id = await _my_call(request)
     try:
-        status = await request.app.ctx.res.calls.end(rep.call_id, "ended by the rep", me.id)
+        status = await request.app.ctx.res.calls.end(call_id, "ended by the rep", me.id)
     except NotFound as exc:
-        raise Conflict(f"call {rep.call_id} has ended", code="call_ended") from exc
-    log.info("call_end_requested", call_id=rep.call_id, by=me.id)
-    return json_response({"call_id": rep.call_id, "action": "end", "status": status})
+        raise Conflict(f"call {call_id} has ended", code="call_ended") from exc
+    log.info("call_end_requested", call_id=call_id, by=me.id)
+    return json_response({"call_id": call_id, "action": "end", "status": status})
 
 
 @handoff_bp.post("/<call_id:str>/handoff")
