@@ -131,6 +131,12 @@ def build_activities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
         )
         acts += [*erase.activities(), RetentionActivities(pool, client).find_expired_calls]
+        from activities.desk import DeskActivities
+        from core.desk import desk_config
+        from workflows.desk_client import DeskClient
+
+        desk = DeskClient(client, desk_config(settings), settings.TEMPORAL_TASK_QUEUE)
+        acts += DeskActivities(desk, lk).activities()
     return acts
 
 

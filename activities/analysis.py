@@ -39,6 +39,7 @@ from activities.types import (
     WebhookRequest,
 )
 from core import analysis as an
+from core.conversation import read_conversation
 from core.log import get_logger
 from core.settings import Settings
 
@@ -72,42 +73,7 @@ class AnalysisActivities:
     # --- analysing ----------------------------------------------------------------------
 
     async def conversation(self, call_id: str) -> an.Conversation | None:
-        async with self.pool.acquire() as conn:
-            call = await conn.fetchrow(
-                "SELECT end_reason FROM calls c WHERE call_id = $1 "
-                "AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.call_id = c.call_id)",
-                call_id,
-            )
-            if call is None:
-                return None  # never stored, or erased
-            events = await conn.fetch(
-                "SELECT seq, kind, data::text AS data FROM call_events WHERE call_id = $1 "
-                "AND kind IN ('final_transcript', 'handoff_requested') ORDER BY seq",
-                call_id,
-            )
-            drives = await conn.fetch(
-                "SELECT d.vin, d.scheduled_at, d.reference, d.status, i.year, i.make, i.model "
-                "FROM test_drives d LEFT JOIN inventory i USING (vin) WHERE d.call_id = $1 "
-                "ORDER BY d.created_at",
-                call_id,
-            )
-        lines, handoffs = [], []
-        for e in events:
-            data = json.loads(e["data"])
-            if e["kind"] == "final_transcript":
-                lines.append(an.Line(str(data.get("id") or e["seq"]), e["seq"],
-                                     str(data.get("speaker")), str(data.get("text") or "")))  # fmt: skip
-            else:
-                handoffs.append({"reason": data.get("reason"), "seq": e["seq"]})
-        return an.Conversation(
-            call_id=call_id,
-            lines=lines,
-            end_reason=call["end_reason"] or "",
-            handoffs=handoffs,
-            test_drives=[
-                {**dict(d), "scheduled_at": d["scheduled_at"].isoformat()} for d in drives
-            ],  # fmt: skip
-        )
+        return await read_conversation(self.pool, call_id)
 
     @property
     def method(self) -> str:

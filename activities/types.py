@@ -319,3 +319,9 @@ class WebhookRequest:
     call_id: str
     event_type: str
     run: int = 1
+
+
+# The human desk (activities/desk.py)
+ENQUEUE_HANDOFF = "enqueue_handoff"
+LEAVE_DESK = "leave_desk"
+TELL_CALLER = "tell_caller"

@@ -256,14 +256,17 @@ class Sarah(Agent):
 
     @function_tool
     async def request_human(self, context: RunContext, reason: str) -> str:
-        """Ask a human colleague to join the call: when the customer asks for a person or a
-        manager, is upset, or needs something you cannot do.
+        """Ask for a human colleague to take this call: when the customer asks for a person
+        or a manager, is upset, or needs something you cannot do.
 
         Args:
             reason: a few words on why, e.g. "customer asked for a manager".
         """
         if self._handoff_requested:
-            return "A colleague was already asked to join; tell the customer they are on the way."
+            return (
+                "A colleague was already asked for. You do not know yet whether or when one "
+                "can come: do not promise it. The desk's answer will be read to the customer."
+            )
         self._handoff_requested = True
         self.signals.send(
             SIGNAL_AGENT_ALERT,
@@ -276,9 +279,16 @@ class Sarah(Agent):
         )
         log.info("handoff_requested", call_id=self.call_id)
         return (
-            "A colleague has been alerted and will join this call shortly. Tell the customer "
-            "someone is coming and offer to keep helping until they arrive."
+            "The request for a colleague went to the desk. It is not yet known whether one is "
+            "free or how long it will take: do not say that someone is coming. Tell the customer "
+            "you have asked for a colleague and will tell them what the desk says (their place "
+            "in line and the wait, or that no one can come now), and offer to keep helping."
         )
+
+    def desk_said(self) -> None:
+        """The desk settled the hand-off (no one can come, or who is joining): a later
+        request may ask again."""
+        self._handoff_requested = False
 
     async def _filled(self, work: Awaitable[T]) -> T:
         """`work`, with a short spoken filler if it takes longer than `FILLER_AFTER_S`."""

@@ -469,12 +469,16 @@ class RecordingConsentSignal:
 
 @dataclass
 class AgentAlert:
-    """Raised by the agent, e.g. `handoff_requested` when the customer asks for a human."""
+    """Raised by the agent, e.g. `handoff_requested` when the customer asks for a human (a
+    supervisor's hand-off is one too, `by` naming them). A hand-off goes to the desk's queue
+    for `skill` (core/desk.py; empty: the default skill)."""
 
     id: str
     kind: str
     detail: str = ""
     at: str = ""
+    skill: str = ""
+    by: str = "agent"
 
 
 @dataclass
@@ -741,6 +745,7 @@ class CallCarry:
     customer_away_since: float = 0.0
     token_issued_at: float = 0.0  # the first token (the customer-join clock starts there)
     token_id: str = ""  # the latest join grant's id: the only one a rejoin may present
+    desk_queued: bool = False  # handed off to the desk: it is told when the call ends
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import types as act
 from activities.starts import start_recording_pipeline
+from core import desk
 from core import models as m
 
 
@@ -60,6 +61,7 @@ class StandIns:
     room_gone: bool = False
     room_absent: frozenset[str] = frozenset()
     presence_failures: int = 0
+    desk: Any = None  # a DeskClient: hand-offs reach a real desk workflow (else only recorded)
     dial_outcome: str = "answered"  # what dial_outbound answers (busy, no_answer, ...)
     dial_error: str = ""  # dial_outbound raises this error type instead (every attempt)
     dial_gate: asyncio.Event | None = None  # dial_outbound waits for it (the phone rings)
@@ -94,6 +96,9 @@ class StandIns:
             self.record_recording,
             self.start_post_call,
             start_recording_pipeline,  # the real one: it starts `recording-<id>` on this queue
+            self.enqueue_handoff,
+            self.leave_desk,
+            self.tell_caller,
         ]
 
     def kinds(self) -> list[str]:
@@ -101,6 +106,24 @@ class StandIns:
 
     def of_kind(self, kind: str) -> list[act.CallEvent]:
         return [self.events[s] for s in sorted(self.events) if self.events[s].kind == kind]
+
+    # --- the desk ---------------------------------------------------------------------------
+
+    @activity.defn(name=act.ENQUEUE_HANDOFF)
+    async def enqueue_handoff(self, req: desk.Enqueue) -> None:
+        self.calls[act.ENQUEUE_HANDOFF].append(req)
+        if self.desk is not None:
+            await self.desk.enqueue(req)
+
+    @activity.defn(name=act.LEAVE_DESK)
+    async def leave_desk(self, req: desk.CallLeft) -> None:
+        self.calls[act.LEAVE_DESK].append(req)
+        if self.desk is not None:
+            await self.desk.call_left(req)
+
+    @activity.defn(name=act.TELL_CALLER)
+    async def tell_caller(self, note: desk.Announcement) -> None:
+        self.calls[act.TELL_CALLER].append(note)
 
     # --- LiveKit ----------------------------------------------------------------------------
 

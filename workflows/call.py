@@ -34,6 +34,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.desk as desk
     import core.events as ev
     import core.models as m
     import workflows.search as sa
@@ -79,6 +80,7 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
         self._room_failed = ""
         self._egress_busy = False
         self._room_news_at = 0.0  # the last participant webhook (workflows/room.py)
+        self._handoffs: list[desk.Enqueue] = []  # for the desk's queue (_desk_watch)
         self._transferring = False
         self.room = m.call_room(self.call_id, self.cfg)
         if self.cfg.room_name:  # an inbound phone call: LiveKit made the room, agent and all
@@ -108,7 +110,7 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
             silence = asyncio.create_task(self._silence_watch())
             watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
                        self._customer_watch, self._consent_watch, self._customer_join_watch,
-                       self._silent_line_watch, self._room_watch)]  # fmt: skip
+                       self._silent_line_watch, self._room_watch, self._desk_watch)]  # fmt: skip
             await self._converse()
             silence.cancel()
             await self._hang_up()
@@ -366,6 +368,9 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
             alert = ev.HandoffRequested if sig.kind == K.HANDOFF_REQUESTED else ev.AgentAlert
             event = alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at)
             self.book.emit(event, f"sig:{sig.id}")
+            if sig.kind == K.HANDOFF_REQUESTED and self.book.end is None:
+                self._handoffs.append(desk.Enqueue(sig.id, self.call_id, sig.skill or
+                                                   desk.DEFAULT_SKILL, sig.detail, sig.by, self.room))  # fmt: skip
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:
@@ -443,6 +448,25 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
         deadline = self.book.s.token_issued_at + self.cfg.customer_join_timeout_s
         if not gone() and not await wait_for(gone, deadline - now()):
             self.book.request_end("customer_never_joined", "system")
+
+    async def _desk_watch(self) -> None:
+        """Each hand-off goes to the desk's queue (workflows/desk.py); a call that was queued
+        tells the desk when it ends (abandoned if still waiting; its rep's wrap-up if taken)."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._handoffs) or self.book.end is not None)
+            if self.book.end is not None:
+                break
+            await workflow.execute_activity(
+                act.ENQUEUE_HANDOFF, self._handoffs.pop(0), start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=LOG_RETRY,
+            )  # fmt: skip
+            self.book.s.desk_queued = True
+        if self.book.s.desk_queued:
+            await workflow.execute_activity(
+                act.LEAVE_DESK, desk.CallLeft(f"left-{self.call_id}", self.call_id,
+                                            (self.book.end or ("", ""))[0]),
+                start_to_close_timeout=timedelta(seconds=10), retry_policy=LOG_RETRY,
+            )  # fmt: skip
 
     async def _flush_loop(self) -> None:
         """Writes queued events (and the call's row) to PostgreSQL, a batch per activity;

@@ -6,6 +6,7 @@ from api.routes import (
     calls,
     codec,
     customers,
+    desk,
     erasure,
     failed_recordings,
     live,
@@ -32,4 +33,7 @@ BLUEPRINTS = [
     codec.bp,
     session.bp,
     ops.bp,
+    desk.bp,
+    desk.handoff_bp,
+    desk.ws_bp,
 ]

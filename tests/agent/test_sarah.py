@@ -315,9 +315,9 @@ async def test_asking_for_a_human_raises_the_alert(dealership: Dealership) -> No
     signals = RecordedSignals()
     llm = ScriptedLLM(
         Call("request_human", {"reason": "customer asked for a manager"}),
-        Say("Of course. A colleague is on the way and will join us shortly."),
+        Say("Of course. I've asked for a colleague and will tell you what the desk says."),
         Call("request_human", {"reason": "asked again"}),
-        Say("They're on their way."),
+        Say("I've asked already; I'll tell you as soon as I know."),
     )
     async with text_session(llm) as session:
         await session.start(make_sarah(dealership, signals))
@@ -326,9 +326,10 @@ async def test_asking_for_a_human_raises_the_alert(dealership: Dealership) -> No
             name="request_human", arguments={"reason": "customer asked for a manager"}
         )
         out = result.expect.next_event().is_function_call_output(is_error=False).event().item
-        assert "will join this call shortly" in out.output
+        assert "do not say that someone is coming" in out.output  # only what is true
+        assert "will join" not in out.output and "shortly" not in out.output
         reply = result.expect.next_event().is_message(role="assistant").event().item
-        assert "on the way" in (reply.text_content or "")
+        assert "asked for a colleague" in (reply.text_content or "")
         again = await session.run(user_input="Hello? Is anyone coming?")
         again.expect.contains_function_call(name="request_human")
 
