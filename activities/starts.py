@@ -28,9 +28,8 @@ ONCE: dict[str, Any] = {
 }
 
 
-@activity.defn(name=act.START_RECORDING_PIPELINE)
 async def start_recording_pipeline(inp: m.RecordingInput) -> None:
-    """`recording-<call id>`, once."""
+    """`recording-<call id>`, once (inside an activity: the worker's client and queue)."""
     from workflows.recording import RecordingWorkflow
 
     with contextlib.suppress(WorkflowAlreadyStartedError):  # started, and finished since
@@ -45,17 +44,21 @@ class StartActivities:
         self.settings = settings
 
     def activities(self) -> list[Any]:
-        return [start_recording_pipeline, self.start_post_call]
+        return [self.start_after_call]
 
-    @activity.defn(name=act.START_POST_CALL)
-    async def start_post_call(self, call_id: str) -> None:
-        """`analysis-<call id>`, once (workflows/analysis.py)."""
+    @activity.defn(name=act.START_AFTER_CALL)
+    async def start_after_call(self, after: act.AfterCall) -> None:
+        """The recording pipeline (when there is something to store), then `analysis-<id>`
+        (workflows/analysis.py): one activity, started once the call's last word is written."""
+        if after.recording is not None:
+            await start_recording_pipeline(after.recording)
         from workflows.analysis import AnalysisWorkflow, analysis_workflow_id
 
         s = self.settings
         delay, for_s = (s.ANALYSIS_DELAY_S, s.ANALYSIS_WEBHOOK_FOR_S) if s else (10.0, 86400.0)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await activity.client().start_workflow(
-                AnalysisWorkflow.run, args=[AnalysisRequest(call_id), delay, for_s],
-                id=analysis_workflow_id(call_id), task_queue=activity.info().task_queue, **ONCE,
+                AnalysisWorkflow.run, args=[AnalysisRequest(after.call_id), delay, for_s],
+                id=analysis_workflow_id(after.call_id), task_queue=activity.info().task_queue,
+                **ONCE,
             )  # fmt: skip

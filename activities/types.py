@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models import EraseCallInput
+from core.models import EraseCallInput, RecordingInput
 
 # LiveKit (activities/livekit.py)
 CREATE_ROOM = "create_room"
@@ -30,8 +30,7 @@ DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
 # After the call (activities/analysis.py)
-START_POST_CALL = "start_post_call"
-START_RECORDING_PIPELINE = "start_recording_pipeline"
+START_AFTER_CALL = "start_after_call"  # the recording pipeline and the analysis
 ANALYZE_CALL = "analyze_call"
 RECORD_ANALYSIS_FAILED = "record_analysis_failed"
 QUEUE_WEBHOOK = "queue_webhook"
@@ -325,3 +324,11 @@ class WebhookRequest:
 ENQUEUE_HANDOFF = "enqueue_handoff"
 LEAVE_DESK = "leave_desk"
 TELL_CALLER = "tell_caller"
+
+
+@dataclass
+class AfterCall:
+    """`start_after_call`'s argument: what outlives the call (activities/starts.py)."""
+
+    call_id: str
+    recording: RecordingInput | None = None  # its pipeline's input; None: nothing to store

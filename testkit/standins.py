@@ -94,8 +94,7 @@ class StandIns:
             self.delete_recording_segments,
             self.append_call_events,
             self.record_recording,
-            self.start_post_call,
-            start_recording_pipeline,  # the real one: it starts `recording-<id>` on this queue
+            self.start_after_call,
             self.enqueue_handoff,
             self.leave_desk,
             self.tell_caller,
@@ -210,10 +209,13 @@ class StandIns:
             return act.RoomPresence(exists=False, missing=list(q.expected))
         return act.RoomPresence(True, [i for i in q.expected if i in self.room_absent])
 
-    @activity.defn(name=act.START_POST_CALL)
-    async def start_post_call(self, call_id: str) -> None:
-        """Records the start (the real one starts `analysis-<id>`: tests/workflows)."""
-        self.calls[act.START_POST_CALL].append(call_id)
+    @activity.defn(name=act.START_AFTER_CALL)
+    async def start_after_call(self, after: act.AfterCall) -> None:
+        """Starts the recording pipeline for real (on this queue); records the analysis's start
+        (the real one starts `analysis-<id>`: tests/workflows/test_analysis.py)."""
+        self.calls[act.START_AFTER_CALL].append(after.call_id)
+        if after.recording is not None:
+            await start_recording_pipeline(after.recording)
 
     # --- storage ----------------------------------------------------------------------------
 

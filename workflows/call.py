@@ -25,7 +25,6 @@ as new when the history grows, carrying a few kilobytes (`CallCarry`).
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import timedelta
 
 from temporalio import workflow
@@ -40,7 +39,15 @@ with workflow.unsafe.imports_passed_through():
     import workflows.search as sa
 
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
-from workflows.common import QUICK_RETRY, cause, customer_grant, iso, rejoin_refused, wait_for
+from workflows.common import (
+    QUICK_RETRY,
+    cause,
+    customer_grant,
+    iso,
+    quiet_for,
+    rejoin_refused,
+    wait_for,
+)
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
 from workflows.phone import Phone
@@ -79,6 +86,7 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
         self._room_creating = False
         self._room_failed = ""
         self._egress_busy = False
+        self._pipeline: m.RecordingInput | None = None  # started by `_close` (recorder.py)
         self._room_news_at = 0.0  # the last participant webhook (workflows/room.py)
         self._handoffs: list[desk.Enqueue] = []  # for the desk's queue (_desk_watch)
         self._transferring = False
@@ -184,8 +192,8 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
         # After the call: its analysis and webhooks (workflows/analysis.py), on the call's
         # final row and lines. Not a child: they outlive the call.
         await workflow.execute_activity(
-            act.START_POST_CALL, self.call_id, start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=LOG_RETRY,
+            act.START_AFTER_CALL, act.AfterCall(self.call_id, self._pipeline),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOG_RETRY,
         )  # fmt: skip
         return m.CallResult(
             call_id=self.call_id,
@@ -394,12 +402,8 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
     # --- background -----------------------------------------------------------------------
 
     async def _silence_watch(self) -> None:
-        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer).
-
-        The timer is not reset per line. A line heard in the last third before it is due
-        moves it, inside that line's own workflow task (a cancel and a start: 2 history
-        events); a timer that fires on a call still talking costs 5 (fired, a workflow task,
-        started again). On a call that talks, the check then never fires at all."""
+        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer,
+        moved as `quiet_for` says; an agent's report counts as the period's alert)."""
         limit = self.cfg.silence_alert_s
         while self.book.end is None:
             if self.book.s.silence_alerted:
@@ -407,35 +411,29 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
                     lambda: not self.book.s.silence_alerted or self.book.end is not None
                 )
                 continue
-            heard = self.book.s.last_heard_at
-            due = heard + limit
-            if now() < due:
-
-                def moved(heard: float = heard, due: float = due) -> bool:
-                    late = self.book.s.last_heard_at != heard and now() >= due - limit / 3
-                    return late or self.book.end is not None
-
-                await wait_for(moved, due - now(), summary="silence check")
-                continue
-            since = iso(self.book.s.last_heard_at)
-            self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))
+            if await quiet_for(lambda: self.book.s.last_heard_at, limit,
+                               lambda: self.book.end is not None or self.book.s.silence_alerted,
+                               "silence check"):  # fmt: skip
+                since = iso(self.book.s.last_heard_at)
+                self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit,
+                                                        since=since))  # fmt: skip
 
     async def _silent_line_watch(self) -> None:
         """Hangs up (`silent`) once the customer has said nothing for `silent_hangup_s`: an open,
         silent line holds an agent and its paid speech services. The agent's own lines do not
-        count; each customer line starts the clock again."""
+        count."""
         limit = self.cfg.silent_hangup_s
-        while limit > 0 and self.book.end is None:
-            heard = self.book.s.customer_heard_at or self.book.s.last_heard_at
-            if await wait_for(functools.partial(self._spoke_since, heard), heard + limit - now()):
-                continue
+        if limit <= 0:
+            return
+
+        def heard() -> float:
+            return self.book.s.customer_heard_at or self.book.s.last_heard_at
+
+        if await quiet_for(heard, limit, lambda: self.book.end is not None, "silent line"):
             alert = ev.SilenceAlert(source="workflow", speaker="customer", quiet_s=limit,
-                                    since=iso(heard))  # fmt: skip
+                                    since=iso(heard()))  # fmt: skip
             self.book.silence_alert(alert)
             self.book.request_end("silent", "system")
-
-    def _spoke_since(self, heard: float) -> bool:
-        return self.book.end is not None or self.book.s.customer_heard_at > heard
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)
@@ -460,7 +458,7 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
                 act.ENQUEUE_HANDOFF, self._handoffs.pop(0), start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=LOG_RETRY,
             )  # fmt: skip
-            self.book.s.desk_queued = True
+            self.book.queued_at_desk()
         if self.book.s.desk_queued:
             await workflow.execute_activity(
                 act.LEAVE_DESK, desk.CallLeft(f"left-{self.call_id}", self.call_id,

@@ -403,6 +403,10 @@ class CallLedger:
             self.emit(ev.Status(status=self.s.status, events_rejected=str(lost),
                                 error=refused[0]))  # fmt: skip
 
+    def queued_at_desk(self) -> None:
+        """The call's hand-off reached the desk's queue (it must leave it when the call ends)."""
+        self.s.desk_queued = True
+
     def flushed(self) -> bool:
         """Nothing queued and nothing being written."""
         return not self.pending and not self.inflight

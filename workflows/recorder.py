@@ -55,6 +55,7 @@ class Recorder:
     cfg: m.CallConfig
     call_id: str
     _egress_busy: bool
+    _pipeline: m.RecordingInput | None  # what `_close` starts the pipeline with
 
     def _recording_wanted(self) -> bool:
         policy = self.cfg.recording_consent
@@ -226,26 +227,21 @@ class Recorder:
         first = segments[0]
         self.book.set_recording(R.UPLOADING, egress_id=first.egress_id,
                                 segments=[s.n for s in segments])  # fmt: skip
-        # The pipeline reports on the call's row: the call's own last word must be in first.
-        await workflow.wait_condition(self.book.flushed)
-        # Not a child: it outlives the call (activities/starts.py says why).
-        await workflow.execute_activity(
-            act.START_RECORDING_PIPELINE,
-            m.RecordingInput(
-                call_id=self.call_id,
-                room_name=m.call_room(self.call_id, self.cfg),
-                egress_id=first.egress_id,
-                location=first.location,
-                expected_size=first.expected_size,
-                expected_duration_s=first.expected_duration_s,
-                call_duration_s=sum(s.recorded_for_s for s in segments),
-                retry_for_s=self.cfg.recording_retry_for_s,
-                report_to_call=True,
-                object_key=first.object_key,
-                segments=segments,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=FOREVER_RETRY,
+        # Started with the analysis by `_close`, once the call's last word is written (the
+        # pipeline reports on the call's row); not a child: it outlives the call
+        # (activities/starts.py says why).
+        self._pipeline = m.RecordingInput(
+            call_id=self.call_id,
+            room_name=m.call_room(self.call_id, self.cfg),
+            egress_id=first.egress_id,
+            location=first.location,
+            expected_size=first.expected_size,
+            expected_duration_s=first.expected_duration_s,
+            call_duration_s=sum(s.recorded_for_s for s in segments),
+            retry_for_s=self.cfg.recording_retry_for_s,
+            report_to_call=True,
+            object_key=first.object_key,
+            segments=segments,
         )
 
     async def _delete_staged(self, keys: list[str]) -> None:

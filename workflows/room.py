@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     import core.models as m
 
 # Workflow code: runs inside the sandbox with the call workflow.
-from workflows.common import QUICK_RETRY, cause, iso, wait_for
+from workflows.common import QUICK_RETRY, cause, iso, quiet_for
 from workflows.healing import ROOM_GONE_END_REASON
 from workflows.ledger import now
 
@@ -57,15 +57,14 @@ class RoomWatch:
         quiet = self.cfg.room_check_after_s
         checked_at = now()
         while self.book.end is None:
-            due = max(self._room_heard_at(), checked_at) + quiet
+            # (the timer moves with the room's news as `quiet_for` says: not on every line)
+            def last(checked_at: float = checked_at) -> float:
+                return max(self._room_heard_at(), checked_at)
 
-            def news(due: float = due) -> bool:
-                return self.book.end is not None or self._room_heard_at() + quiet > due
-
-            if await wait_for(news, due - now()):
-                continue
-            checked_at = now()
-            await self._check_room()
+            if await quiet_for(last, quiet,
+                               lambda: self.book.end is not None, "room check"):  # fmt: skip
+                checked_at = now()
+                await self._check_room()
 
     def _expected_in_room(self) -> dict[str, str]:
         """Identity -> kind of whoever the call believes is in the room now."""

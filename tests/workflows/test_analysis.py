@@ -116,10 +116,10 @@ async def test_the_call_workflow_starts_its_analysis_once_at_the_end(harness: Ha
     call_id = handle.id.removeprefix("call-")
     await h.agent_joins(handle)
     await h.say(handle, "customer", "Hello?")
-    assert h.fakes.count(act.START_POST_CALL) == 0
+    assert h.fakes.count(act.START_AFTER_CALL) == 0
     await h.customer_leaves(handle)
     await handle.result()
-    assert h.fakes.calls[act.START_POST_CALL] == [call_id]
+    assert h.fakes.calls[act.START_AFTER_CALL] == [call_id]
 
 
 async def test_start_post_call_starts_the_analysis_workflow_once(
@@ -130,11 +130,11 @@ async def test_start_post_call_starts_the_analysis_workflow_once(
     acts = StartActivities(settings())
     call_id = await stored_call(pool, [])
     run = Run(ActivityEnvironment(client=temporal_dev_env.client))
-    await run(acts.start_post_call, call_id)
-    await run(acts.start_post_call, call_id)  # a retry: the same workflow
+    await run(acts.start_after_call, act.AfterCall(call_id))
+    await run(acts.start_after_call, act.AfterCall(call_id))  # a retry: the same workflow
     handle = temporal_dev_env.client.get_workflow_handle(analysis_workflow_id(call_id))
     desc = await handle.describe()
     assert desc.status == WorkflowExecutionStatus.RUNNING and desc.run_id
     await handle.terminate("test")
-    await run(acts.start_post_call, call_id)  # once closed, never again
+    await run(acts.start_after_call, act.AfterCall(call_id))  # once closed, never again
     assert (await handle.describe()).run_id == desc.run_id
