@@ -8,8 +8,8 @@ silence reports and metrics arrive as signals; the call decides on them (silence
 in, healing, the end) -> recording starts once policy allows (workflows/recorder.py) -> the
 customer leaves, a supervisor or the agent ends it (`end_call`), the room finishes (a lost
 webhook of it is found by asking LiveKit once the room has gone quiet: workflows/room.py), or
-the max duration passes -> egress stopped, room deleted, `completed` -> the child `RecordingWorkflow`
-stores the files.
+the max duration passes -> egress stopped, room deleted, `completed` -> `RecordingWorkflow` stores
+the files and `AnalysisWorkflow` analyses the call (both started by one activity, not children).
 
 The workflow decides, PostgreSQL records: what was said reaches PostgreSQL from the agent
 through the API, never through this workflow; the call's decisions go there as events through a

@@ -122,7 +122,7 @@ async def test_the_call_workflow_starts_its_analysis_once_at_the_end(harness: Ha
     assert h.fakes.calls[act.START_AFTER_CALL] == [call_id]
 
 
-async def test_start_post_call_starts_the_analysis_workflow_once(
+async def test_start_after_call_starts_the_analysis_workflow_once(
     temporal_dev_env: WorkflowEnvironment, pool: asyncpg.Pool
 ) -> None:
     from tests.activities.conftest import Run
