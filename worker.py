@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerDeploymentConfig
 
 from activities import egress_has_root_credentials, open_activities
+from core.desk import Snapshot, desk_config
 from core.log import get_logger, setup_logging
 from core.settings import Settings, settings_or_exit
 from core.telemetry import setup_tracing
@@ -45,6 +46,8 @@ from ops.retention import retention_in_force
 from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
+from workflows.desk import DeskWorkflow
+from workflows.desk_client import DeskClient
 from workflows.erase import EraseCallWorkflow
 from workflows.recording import RecordingWorkflow
 from workflows.retention import RetentionWorkflow
@@ -57,6 +60,7 @@ WORKFLOWS = [
     AnalysisWorkflow,
     WebhookWorkflow,
     CallbackWorkflow,
+    DeskWorkflow,
 ]
 
 # Workflow task polls kept open (the SDK's default is 5). A workflow task that finds no poll
@@ -123,7 +127,11 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     async with (
         open_activities(settings, client) as activities,
-        _metrics(settings, sdk_url),
+        _metrics(
+            settings,
+            sdk_url,
+            DeskClient(client, desk_config(settings), settings.TEMPORAL_TASK_QUEUE).peek,
+        ),  # fmt: skip
     ):
         worker = Worker(
             client,
@@ -165,7 +173,9 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
 
 
 @contextlib.asynccontextmanager
-async def _metrics(settings: Settings, sdk_url: str | None) -> AsyncIterator[None]:
+async def _metrics(settings: Settings, sdk_url: str | None,
+                   desk: Callable[[], Awaitable[Snapshot | None]] | None = None,
+                   ) -> AsyncIterator[None]:  # fmt: skip
     """The metrics port (WORKER_METRICS_ADDRESS), with its own small pool; off when unset."""
     if not settings.WORKER_METRICS_ADDRESS:
         yield
@@ -176,7 +186,7 @@ async def _metrics(settings: Settings, sdk_url: str | None) -> AsyncIterator[Non
         stack.push_async_callback(pool.close)
         try:
             await stack.enter_async_context(
-                serve_metrics(host or "127.0.0.1", int(port), pool, sdk_url)
+                serve_metrics(host or "127.0.0.1", int(port), pool, sdk_url, desk)
             )
         except OSError as exc:  # a taken port costs the metrics, never the calls
             log.error(

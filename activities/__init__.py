@@ -109,6 +109,7 @@ def build_activities(
         live.get_egress,
         live.delete_room,
         live.dispatch_agent,
+        live.get_room_presence,
         phone.dial_outbound,
         phone.transfer_call,
         storage.download_and_store_recording,
@@ -118,11 +119,13 @@ def build_activities(
         db.record_recording,
     ]
     from activities.analysis import AnalysisActivities
+    from activities.starts import StartActivities
 
     acts += AnalysisActivities(pool, settings, client).activities()
     from activities.callbacks import CallbackActivities
 
     acts += CallbackActivities(pool, settings, client).activities()
+    acts += StartActivities(settings).activities()
     if client is not None:
         from activities.erase import EraseActivities
         from activities.retention import RetentionActivities
@@ -131,6 +134,12 @@ def build_activities(
             pool, minio, client, settings.RECORDINGS_BUCKET, settings.EGRESS_BUCKET
         )
         acts += [*erase.activities(), RetentionActivities(pool, client).find_expired_calls]
+        from activities.desk import DeskActivities
+        from core.desk import desk_config
+        from workflows.desk_client import DeskClient
+
+        desk = DeskClient(client, desk_config(settings), settings.TEMPORAL_TASK_QUEUE)
+        acts += DeskActivities(desk, lk).activities()
     return acts
 
 

@@ -17,7 +17,6 @@ id and reads the call from PostgreSQL itself; results are outcome, sentiment and
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -29,8 +28,7 @@ import aiohttp
 import asyncpg
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 
 import activities.types as act
 from activities.types import (
@@ -41,6 +39,7 @@ from activities.types import (
     WebhookRequest,
 )
 from core import analysis as an
+from core.conversation import read_conversation
 from core.log import get_logger
 from core.settings import Settings
 
@@ -68,72 +67,13 @@ class AnalysisActivities:
         self.rubric = an.rubric(settings.ANALYSIS_RUBRIC)
 
     def activities(self) -> list[Any]:
-        acts = [self.analyze_call, self.record_analysis_failed, self.queue_webhook,
+        return [self.analyze_call, self.record_analysis_failed, self.queue_webhook,
                 self.deliver_webhook]  # fmt: skip
-        return acts + ([self.start_post_call] if self.client is not None else [])
-
-    # --- starting -----------------------------------------------------------------------
-
-    @activity.defn(name=act.START_POST_CALL)
-    async def start_post_call(self, call_id: str) -> None:
-        """Start `analysis-<call id>` once (a retry finds it running, or done). Not a child of
-        the call: the analysis and its deliveries outlive it."""
-        from workflows.analysis import AnalysisWorkflow, analysis_workflow_id
-
-        assert self.client is not None
-        with contextlib.suppress(WorkflowAlreadyStartedError):  # started before, finished since
-            await self.client.start_workflow(
-                AnalysisWorkflow.run,
-                args=[
-                    AnalysisRequest(call_id),
-                    self.settings.ANALYSIS_DELAY_S,
-                    self.settings.ANALYSIS_WEBHOOK_FOR_S,
-                ],  # fmt: skip
-                id=analysis_workflow_id(call_id),
-                task_queue=activity.info().task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
 
     # --- analysing ----------------------------------------------------------------------
 
     async def conversation(self, call_id: str) -> an.Conversation | None:
-        async with self.pool.acquire() as conn:
-            call = await conn.fetchrow(
-                "SELECT end_reason FROM calls c WHERE call_id = $1 "
-                "AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.call_id = c.call_id)",
-                call_id,
-            )
-            if call is None:
-                return None  # never stored, or erased
-            events = await conn.fetch(
-                "SELECT seq, kind, data::text AS data FROM call_events WHERE call_id = $1 "
-                "AND kind IN ('final_transcript', 'handoff_requested') ORDER BY seq",
-                call_id,
-            )
-            drives = await conn.fetch(
-                "SELECT d.vin, d.scheduled_at, d.reference, d.status, i.year, i.make, i.model "
-                "FROM test_drives d LEFT JOIN inventory i USING (vin) WHERE d.call_id = $1 "
-                "ORDER BY d.created_at",
-                call_id,
-            )
-        lines, handoffs = [], []
-        for e in events:
-            data = json.loads(e["data"])
-            if e["kind"] == "final_transcript":
-                lines.append(an.Line(str(data.get("id") or e["seq"]), e["seq"],
-                                     str(data.get("speaker")), str(data.get("text") or "")))  # fmt: skip
-            else:
-                handoffs.append({"reason": data.get("reason"), "seq": e["seq"]})
-        return an.Conversation(
-            call_id=call_id,
-            lines=lines,
-            end_reason=call["end_reason"] or "",
-            handoffs=handoffs,
-            test_drives=[
-                {**dict(d), "scheduled_at": d["scheduled_at"].isoformat()} for d in drives
-            ],  # fmt: skip
-        )
+        return await read_conversation(self.pool, call_id)
 
     @property
     def method(self) -> str:

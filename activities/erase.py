@@ -13,7 +13,7 @@
   running analysis or delivery is terminated first; refuses (non-retryable) while the call
   runs; a pipeline still running (an erasure started before release 4) is stopped as above.
 - `erase_recording_object`: delete every copy of the recording, stored and staging, every
-  segment (a missing object is fine).
+  segment, every version of each in a versioned bucket (a missing object is fine).
 - `erase_call_rows`: in one transaction, delete the call's rows from every table that has a
   `call_id` column and record the erasure (who, when, how much) in `erasures`.
 
@@ -55,7 +55,6 @@ SWEEP_AGAIN_AFTER_S = 210.0
 # While running, old erasures (no stop step) wait less: their step times out at 2 minutes.
 LEGACY_STOP_WAIT_S = 90.0
 POLL_S = 1.0
-_MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound")
 T = TypeVar("T")
 
 
@@ -213,7 +212,9 @@ class EraseActivities:
 
     @activity.defn(name=ERASE_RECORDING_OBJECT)
     async def erase_recording_object(self, req: EraseCallInput) -> bool:
-        """Delete every copy of the call's recording: stored and staging, every segment.
+        """Delete every copy of the call's recording: stored and staging, every segment, and
+        in a versioned bucket every version of each (and its delete markers), so that nothing
+        can be restored afterwards.
 
         In each bucket (recordings, the egress staging bucket, and the bucket its row names):
         every object under `conversations/<call_id>/` and the single key
@@ -237,42 +238,49 @@ class EraseActivities:
         deleted = 0
         for bucket, keys in targets.items():
             activity.heartbeat(bucket)
-            listed = await self._s3(req, "list objects", bucket, prefix, self._list, bucket, prefix)
+            listed = await self._s3(
+                req, "list object versions", bucket, prefix, self._versions, bucket, prefix, keys
+            )
             if listed is None:
                 continue  # no such bucket
-            for key in sorted(keys | listed):
+            for key, version in listed:
                 activity.heartbeat(f"{bucket}/{key}")
-                if await self._s3(req, "remove object", bucket, key, self._remove, bucket, key):
-                    deleted += 1
+                await self._s3(
+                    req, "remove object", bucket, key, self._remove, bucket, key, version
+                )
+                deleted += 1
         activity.logger.info(
             "erase_recording_object call_id=%s objects_deleted=%d", req.call_id, deleted
         )
         return deleted > 0
 
-    def _list(self, bucket: str, prefix: str) -> set[str] | None:
-        """Every key under `prefix` (blocking); None when the bucket does not exist."""
+    def _versions(
+        self, bucket: str, prefix: str, keys: set[str]
+    ) -> list[tuple[str, str | None]] | None:
+        """Every version (delete markers included) of every key under `prefix` and of each of
+        `keys`, as (key, version id) (blocking; an unversioned bucket lists each object once,
+        version "null" or none). None when the bucket does not exist."""
         from minio.error import S3Error
 
+        found: list[tuple[str, str | None]] = []
         try:
-            objects = self.minio.list_objects(bucket, prefix=prefix, recursive=True)
-            return {o.object_name for o in objects if o.object_name}
+            for p in [prefix, *sorted(keys)]:
+                for o in self.minio.list_objects(
+                    bucket, prefix=p, recursive=True, include_version=True
+                ):
+                    name = o.object_name or ""
+                    if name.startswith(prefix) or name in keys:
+                        found.append((name, o.version_id))
         except S3Error as exc:
             if exc.code != "NoSuchBucket":
                 raise
             return None
+        return sorted(set(found), key=lambda kv: (kv[0], kv[1] or ""))
 
-    def _remove(self, bucket: str, key: str) -> bool:
-        """Delete `key` (blocking); False when there was nothing to delete."""
-        from minio.error import S3Error
-
-        try:
-            self.minio.stat_object(bucket, key)
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                return False
-            raise
-        self.minio.remove_object(bucket, key)
-        return True
+    def _remove(self, bucket: str, key: str, version: str | None) -> None:
+        """Delete one version of `key` (blocking): that version itself, never a new delete
+        marker over it. Gone already is fine (S3 answers a delete of nothing with success)."""
+        self.minio.remove_object(bucket, key, version_id=version)
 
     async def _s3(
         self,

@@ -316,6 +316,31 @@ class LiveKitActivities:
                  serial=inp.serial, resume=inp.resume, withdrawn=len(withdrawn))  # fmt: skip
         return act.DispatchResult(dispatch_id=made.id, withdrawn=withdrawn)
 
+    @activity.defn(name=act.GET_ROOM_PRESENCE)
+    async def get_room_presence(self, q: act.RoomPresenceQuery) -> act.RoomPresence:
+        """Whether LiveKit still has the room, and which expected identities are not in it.
+
+        The room's existence is asked of `ListRooms`: livekit-server's `ListParticipants`
+        answers an empty list for a room it does not have (its room stores return no rows,
+        pkg/service/redisstore.go), which would read as "everyone left". A participant in
+        state DISCONNECTED is leaving and counts as gone.
+        """
+        if not await self._room_exists(q.call_id, q.room_name):
+            log.info("room_check", call_id=q.call_id, room=q.room_name, exists=False)
+            return act.RoomPresence(exists=False, missing=list(q.expected))
+        res = await self._call(
+            "list_participants",
+            q.call_id,
+            self.lk.room.list_participants(api.ListParticipantsRequest(room=q.room_name)),
+        )
+        present = {
+            p.identity for p in res.participants if p.state != api.ParticipantInfo.DISCONNECTED
+        }
+        missing = [i for i in q.expected if i not in present]
+        log.info("room_check", call_id=q.call_id, room=q.room_name, exists=True,
+                 present=len(present), missing=len(missing))  # fmt: skip
+        return act.RoomPresence(exists=True, missing=missing)
+
     @activity.defn(name=act.DELETE_ROOM)
     async def delete_room(self, ref: act.RoomRef) -> None:
         """Delete the room (disconnecting everyone); a room that is already gone is fine."""

@@ -2,9 +2,11 @@
 uploaded by the (synchronous) minio client in threads, a bounded number at a time.
 
 Uses minio's low-level multipart calls (`_create_multipart_upload`, `_upload_part`,
-`_complete_multipart_upload`, `_abort_multipart_upload`; minio as locked, covered by the tests) because
-`put_object` cannot be told to abandon an upload at the end, which the "same bytes: no second
-write" rule of the recordings needs.
+`_abort_multipart_upload`, and `_execute` for CompleteMultipartUpload, whose helper cannot name
+the parts' checksums; minio as locked, covered by the tests) because `put_object` cannot be told
+to abandon an upload at the end, which the "same bytes: no second write" rule of the recordings
+needs. Every part names its SHA-256 (`x-amz-checksum-sha256`, the upload created with
+`x-amz-checksum-algorithm: SHA256`), so the store refuses a part damaged on the way.
 
 Cancellation: a blocking minio call cannot be recalled once its thread runs, and a cancelled
 `asyncio.to_thread` returns at once while the thread goes on (and may still write). So every
@@ -15,6 +17,8 @@ caller returns only when no byte of it can still reach the bucket (what erasure 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,6 +26,8 @@ import urllib3
 from minio import Minio
 from minio.datatypes import Part
 from minio.error import MinioException, S3Error
+from minio.helpers import md5sum_hash
+from minio.xml import Element, SubElement, getbytes
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
@@ -42,6 +48,15 @@ REFUSED_CODES = frozenset(
 )
 
 T = TypeVar("T")
+# S3 additional checksums: each part (and a single PUT) names its SHA-256, so the store itself
+# verifies the bytes it received and refuses a corrupted body (S3, MinIO).
+CHECKSUM_ALGORITHM = "x-amz-checksum-algorithm"
+CHECKSUM_SHA256 = "x-amz-checksum-sha256"
+
+
+def sha256_b64(data: bytes | bytearray | memoryview) -> str:
+    """The value of an `x-amz-checksum-sha256` header for `data`."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def storage_unavailable(what: str, exc: BaseException) -> ApplicationError:
@@ -114,10 +129,11 @@ class MultipartSink:
         content_type: str = "application/octet-stream",
     ) -> None:
         self.minio, self.bucket, self.key, self.part_size = minio, bucket, key, part_size
-        self.headers = {"Content-Type": content_type}
+        self.headers = {"Content-Type": content_type, CHECKSUM_ALGORITHM: "SHA256"}
         self.headers.update({f"x-amz-meta-{k}": v for k, v in metadata.items()})
         self.upload_id = ""
         self.parts: list[Part] = []
+        self.checksums: dict[int, str] = {}  # part number -> its SHA-256 (base64), as sent
         self._next_part = 1
         self._buf: bytearray | None = None  # the part being filled
         self._filled = 0
@@ -165,16 +181,18 @@ class MultipartSink:
         )
 
     def _upload(self, number: int, data: bytearray | memoryview) -> Part:
+        checksum = sha256_b64(data)
         etag = s3_call(
             f"upload part {number}",
             self.minio._upload_part,
             self.bucket,
             self.key,
             data,
-            None,
+            {CHECKSUM_SHA256: checksum},  # the store refuses a part whose bytes differ
             self.upload_id,
             number,
         )
+        self.checksums[number] = checksum
         return Part(number, etag)
 
     async def _reap(self, when: str) -> None:
@@ -200,18 +218,38 @@ class MultipartSink:
             await self._reap(asyncio.ALL_COMPLETED)
         return None
 
+    def stored_checksum(self, whole: bytes | None) -> str:
+        """The `x-amz-checksum-sha256` S3 reports for what was written: of the body of a single
+        PUT (`whole`), or of a multipart upload the SHA-256 of its parts' digests, `-<parts>`."""
+        if whole is not None:
+            return sha256_b64(whole)
+        digests = b"".join(base64.b64decode(self.checksums[n]) for n in sorted(self.checksums))
+        return f"{sha256_b64(digests)}-{len(self.checksums)}"
+
     async def complete(self) -> None:
         parts = sorted(self.parts, key=lambda p: p.part_number)
-        await in_thread(
-            s3_call,
-            "complete multipart upload",
-            self.minio._complete_multipart_upload,
+        await in_thread(s3_call, "complete multipart upload", self._complete, parts)
+        self.upload_id = ""
+
+    def _complete(self, parts: list[Part]) -> None:
+        """CompleteMultipartUpload naming each part's SHA-256 (minio's own call cannot: an
+        upload created with a checksum algorithm must list them, S3 and MinIO refuse it else)."""
+        element = Element("CompleteMultipartUpload")
+        for part in parts:
+            tag = SubElement(element, "Part")
+            SubElement(tag, "PartNumber", str(part.part_number))
+            SubElement(tag, "ETag", f'"{part.etag}"')
+            SubElement(tag, "ChecksumSHA256", self.checksums[part.part_number])
+        body = getbytes(element)
+        headers = {"Content-Type": "application/xml", "Content-MD5": md5sum_hash(body) or ""}
+        self.minio._execute(
+            "POST",
             self.bucket,
             self.key,
-            self.upload_id,
-            parts,
-        )
-        self.upload_id = ""
+            body=body,
+            headers=headers,  # type: ignore[arg-type]
+            query_params={"uploadId": self.upload_id},
+        ).close()
 
     async def abort(self) -> None:
         """Discard everything written (safe to call at any time, more than once). Parts still
@@ -226,7 +264,7 @@ class MultipartSink:
             if not fut.cancelled():
                 fut.exception()
         self._in_flight, self._free, self._allocated, self._buf = {}, [], 0, None
-        self.parts, self._next_part = [], 1
+        self.parts, self._next_part, self.checksums = [], 1, {}
         upload_id, self.upload_id = self.upload_id, ""
         if upload_id:
             await asyncio.to_thread(abort_upload, self.minio, self.bucket, self.key, upload_id)

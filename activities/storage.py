@@ -13,9 +13,17 @@ tags can); a key that already holds the same bytes is left untouched (no second 
 The source is read by bucket and key with the worker's S3 credentials (a presigned GET it signs
 itself) when the egress location names an S3 endpoint the product knows (see
 `activities.egress_location`), or `inp.object_key` in the staging bucket when set; any other
-http(s) location is fetched only from a host in `source_hosts` (RECORDING_SOURCE_HOSTS). Once
-the stored copy is verified (size and SHA-256 tag), the staging object is deleted, unless
-`staging_keep_days` leaves it to the staging bucket's lifecycle rule.
+http(s) location is fetched only from a host in `source_hosts` (RECORDING_SOURCE_HOSTS).
+
+Integrity is checked against the source, not against anything the pipeline wrote itself: the
+bytes read from staging must be the staged object as the store describes it (its size; its ETag,
+the MD5 or for a multipart upload the MD5 of its parts' MD5s, the first part's size asked with
+`HEAD ?partNumber=1`; its full-object SHA-256 checksum when it has one), else
+RecordingSourceMismatch (retried: read again). Our upload names each part's SHA-256 (S3
+additional checksums, `x-amz-checksum-sha256`), so the store refuses a body damaged on its way;
+the stored object's size and the checksum the store reports must then match what was read.
+Once verified, the staging object is deleted, unless `staging_keep_days` leaves it to the
+staging bucket's lifecycle rule.
 
 An erased call (a row in `erasures`, when the activities have a database pool) is refused,
 non-retryable `CallErased`, before anything is read and again right before the object becomes
@@ -30,8 +38,10 @@ has landed. Erasure deletes the objects after that, so no copy outlives it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import io
 import time
@@ -59,12 +69,14 @@ from temporalio.exceptions import ApplicationError
 from activities import types as act
 from activities.egress_location import LocationError, endpoint_host, parse_egress_location
 from activities.multipart import (
+    CHECKSUM_SHA256,
     MiB,
     MultipartSink,
     abort_upload,
     in_thread,
     s3_call,
     settle,
+    sha256_b64,
     storage_error,
     storage_unavailable,
 )
@@ -91,6 +103,10 @@ LIFECYCLE_GRACE_DAYS = 1
 CONTENT_TYPE = "audio/ogg"
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header + segment table + body: the longest Ogg page
 _NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
+_SSE_HEADERS = (
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+)
 _UNUSABLE_STATUS = frozenset({400, 401, 403, 404, 410})
 
 
@@ -143,9 +159,26 @@ class _Download:
     tail_len: int = 0
     total: int = 0  # what the source says the whole file is (0: unknown)
     etag: str = ""
+    # MD5s as S3 computes an ETag: of the whole, and of each `part_size` part (a multipart one)
+    md5: Any = field(default_factory=hashlib.md5)
+    part_size: int = 0
+    part_md5s: list[bytes] = field(default_factory=list)
+    part: Any = field(default_factory=hashlib.md5)
+    in_part: int = 0
 
     def feed(self, chunk: bytes) -> None:
         self.hasher.update(chunk)
+        self.md5.update(chunk)
+        if self.part_size:
+            view = memoryview(chunk)
+            while view:
+                n = min(len(view), self.part_size - self.in_part)
+                self.part.update(view[:n])
+                self.in_part += n
+                view = view[n:]
+                if self.in_part == self.part_size:
+                    self.part_md5s.append(self.part.digest())
+                    self.part, self.in_part = hashlib.md5(), 0
         self.size += len(chunk)
         if len(self.head) < 512:
             self.head += chunk[: 512 - len(self.head)]
@@ -156,6 +189,45 @@ class _Download:
 
     def duration(self) -> float | None:
         return ogg_opus_duration(self.head, b"".join(self.tail))
+
+    def s3_etag(self, parts: int) -> str:
+        """The ETag S3 gives these bytes: their MD5, or for `parts` > 0 uploaded parts the
+        MD5 of the parts' MD5s and `-<parts>`."""
+        if not parts:
+            return self.md5.hexdigest()
+        digests = self.part_md5s + ([self.part.digest()] if self.in_part else [])
+        return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    """What the store says the staged object (Egress's own upload) is: the read is checked
+    against it, not against anything the pipeline wrote itself."""
+
+    size: int
+    etag: str  # quotes stripped; "<md5>" or, multipart, "<md5 of part md5s>-<parts>"
+    part_size: int = 0  # the size of part 1 when the ETag is a multipart one
+    sha256: str = ""  # the full-object x-amz-checksum-sha256 (base64), when the store has one
+    # Server-side encrypted (SSE-KMS, SSE-C; MinIO's SSE-S3 too): the ETag is then no MD5 of
+    # the bytes, so only the size and a checksum can be compared.
+    encrypted: bool = False
+
+    @property
+    def parts(self) -> int:
+        _, _, n = self.etag.partition("-")
+        return int(n) if n.isdigit() else 0
+
+    def mismatch(self, got: _Download) -> str:
+        """Why the bytes read are not this object ("" when they are)."""
+        if got.size != self.size:
+            return f"read {got.size} bytes, the store holds {self.size}"
+        if self.sha256 and self.sha256 != base64.b64encode(got.hasher.digest()).decode():
+            return "the SHA-256 read differs from the store's checksum"
+        plain = len(self.etag) == 32 and not self.parts
+        md5_etag = not self.encrypted and (plain or (self.parts and self.part_size))
+        if md5_etag and got.s3_etag(self.parts) != self.etag:
+            return "the MD5 read differs from the store's ETag"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -388,8 +460,18 @@ class StorageActivities:
         sink = MultipartSink(self.minio, self.bucket, key, self.part_size, metadata, CONTENT_TYPE)
         started = time.monotonic()
         try:
+            staged = await in_thread(self._stat_staged, source) if source.staging else None
             async with self._session_factory() as http:
-                got = await self._transfer(http, inp, source.url, sink)
+                got = await self._transfer(
+                    http, inp, source.url, sink, staged.part_size if staged else 0
+                )
+            why = staged.mismatch(got) if staged else ""
+            if why:
+                log.warning("recording_source_mismatch", call_id=inp.call_id, key=key, why=why)
+                raise ApplicationError(
+                    f"recording of call {inp.call_id}: {why} (staged object)",
+                    type=act.ERR_SOURCE_MISMATCH,
+                )
             if inp.expected_size and got.size != inp.expected_size:
                 raise ApplicationError(
                     f"recording of call {inp.call_id}: got {got.size} bytes, egress reported "
@@ -419,7 +501,7 @@ class StorageActivities:
                 # Nothing can be written any more; its parts go with the lifecycle rule.
                 log.warning("recording_abort_failed", call_id=inp.call_id, key=key)
             raise
-        await self._verify_stored(inp, key, got.size, sha256)
+        await self._verify_stored(inp, key, got.size, sha256, sink.stored_checksum(whole))
         await self._drop_staging(inp, source, key)
         elapsed = time.monotonic() - started
         log.info(
@@ -454,7 +536,9 @@ class StorageActivities:
 
         An S3 location on our own endpoint wins (it says where Egress really wrote, a storage
         prefix or backup bucket included); else `object_key` in the staging bucket; else an
-        http(s) location whose host is allowed. Raises a non-retryable ApplicationError.
+        http(s) location whose host is allowed. An S3 location must name one of this call's
+        keys (after any storage prefix): a pipeline never copies, and then deletes, another
+        call's object. Raises a non-retryable ApplicationError.
         """
         obj = None
         if inp.location:
@@ -468,6 +552,15 @@ class StorageActivities:
                         non_retryable=True,
                     ) from None
         if obj is not None and obj.bucket and self._is_own_s3(obj.host):
+            if not _is_call_source_key(inp.call_id, obj.key):
+                # Else whoever can start a pipeline could copy, then delete, another's object.
+                log.warning("recording_source_refused", call_id=inp.call_id, bucket=obj.bucket)
+                raise ApplicationError(
+                    f"recording of call {inp.call_id}: the location is not under "
+                    f"conversations/{inp.call_id}/",
+                    type=act.ERR_SOURCE_UNUSABLE,
+                    non_retryable=True,
+                )
             return self._staging_source(obj.bucket, obj.key)
         if inp.object_key:
             return self._staging_source(self.staging_bucket, inp.object_key)
@@ -482,6 +575,51 @@ class StorageActivities:
             non_retryable=True,
         )
 
+    def _stat_staged(self, source: RecordingSource) -> StagedObject:
+        """What the store says the staged object is (blocking): size, ETag, the size of its
+        first part when multipart (HEAD ?partNumber=1), its full-object SHA-256 if it has one."""
+        assert source.staging is not None
+        bucket, key = source.staging
+        try:
+            stat = self.minio.stat_object(
+                bucket, key, extra_headers={"x-amz-checksum-mode": "ENABLED"}
+            )
+        except S3Error as exc:
+            if exc.code in (*_NOT_FOUND, "NoSuchBucket"):
+                # As the read itself would answer: 404, nothing to store (ops decide).
+                raise ApplicationError(
+                    f"recording of call {_call_of(key)}: the source answered HTTP 404",
+                    type=act.ERR_SOURCE_UNUSABLE,
+                    non_retryable=True,
+                ) from None
+            raise storage_unavailable("stat staged object", exc) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise storage_unavailable("stat staged object", exc) from exc
+        headers = stat.metadata or {}
+        checksum = str(headers.get("x-amz-checksum-sha256") or "")
+        etag = (stat.etag or "").strip('"')
+        kind = headers.get("x-amz-checksum-type")
+        # A multipart upload's checksum is composite (of its parts') unless said FULL_OBJECT.
+        full = "-" not in checksum and (kind == "FULL_OBJECT" or (kind is None and "-" not in etag))
+        staged = StagedObject(
+            size=int(stat.size or 0),
+            etag=etag,
+            sha256=checksum if full else "",
+            encrypted=any(h in headers for h in _SSE_HEADERS),
+        )
+        if staged.parts > 1:
+            first = s3_call(
+                "stat staged part",
+                self.minio.stat_object,
+                bucket,
+                key,
+                extra_query_params={"partNumber": "1"},
+            )
+            staged = dataclasses.replace(staged, part_size=int(first.size or 0))
+        elif staged.parts == 1:
+            staged = dataclasses.replace(staged, part_size=staged.size)
+        return staged
+
     def _is_own_s3(self, host: str) -> bool:
         own = {endpoint_host(e) for e in self.s3_endpoints}
         if host in own:
@@ -493,15 +631,36 @@ class StorageActivities:
         url = self.minio.presigned_get_object(bucket, key, expires=SOURCE_URL_TTL)
         return RecordingSource(url, (bucket, key))
 
-    async def _verify_stored(self, inp: m.RecordingInput, key: str, size: int, sha: str) -> None:
-        """The object now at `key` has the bytes read (size, SHA-256 tag) before staging goes."""
+    async def _verify_stored(
+        self, inp: m.RecordingInput, key: str, size: int, sha: str, checksum: str
+    ) -> None:
+        """The object now at `key` is what was read before staging goes: its size, and the
+        SHA-256 checksum the store computed itself when it reports one (else our tag)."""
         stored = await in_thread(self.stored_object, key)
-        if stored is None or stored.size != size or stored.sha256 != sha:
+        reported = await in_thread(self._stored_checksum, key) if stored is not None else ""
+        if (
+            stored is None
+            or stored.size != size
+            or stored.sha256 != sha
+            # A composite checksum is "<value>-<parts>" (S3) or only its value (some stores).
+            or (reported and reported.split("-")[0] != checksum.split("-")[0])
+        ):
             raise ApplicationError(
                 f"recording of call {inp.call_id}: the stored object at {key} does not match "
                 "what was read",
                 type=act.ERR_STORAGE_UNAVAILABLE,
             )
+
+    def _stored_checksum(self, key: str) -> str:
+        """The `x-amz-checksum-sha256` the store reports for `key` ("" when it has none)."""
+        stat = s3_call(
+            "stat object",
+            self.minio.stat_object,
+            self.bucket,
+            key,
+            extra_headers={"x-amz-checksum-mode": "ENABLED"},
+        )
+        return str((stat.metadata or {}).get(CHECKSUM_SHA256) or "")
 
     async def _drop_staging(self, inp: m.RecordingInput, source: RecordingSource, key: str) -> None:
         """Delete the staging copy once stored (unless kept for its lifecycle rule)."""
@@ -577,7 +736,8 @@ class StorageActivities:
                 io.BytesIO(whole),
                 len(whole),
                 content_type=CONTENT_TYPE,
-                metadata=metadata,  # type: ignore[arg-type]
+                # x-amz-* headers pass unprefixed: the store checks the body's SHA-256.
+                metadata={**metadata, **whole_checksum(whole)},  # type: ignore[arg-type]
                 tags=tags,
             )
             return
@@ -589,9 +749,14 @@ class StorageActivities:
         )
 
     async def _transfer(
-        self, http: aiohttp.ClientSession, inp: m.RecordingInput, url: str, sink: MultipartSink
+        self,
+        http: aiohttp.ClientSession,
+        inp: m.RecordingInput,
+        url: str,
+        sink: MultipartSink,
+        part_size: int = 0,
     ) -> _Download:
-        got = _Download()
+        got = _Download(part_size=part_size)
         resumes = 0
         last_beat, beat_at = 0.0, 0  # a heartbeat every second or every part, whichever first
         while True:
@@ -608,7 +773,7 @@ class StorageActivities:
                             "recording_download_restart", call_id=inp.call_id, status=resp.status
                         )
                         await sink.abort()
-                        got = _Download()
+                        got = _Download(part_size=part_size)
                         if resp.status != 200:
                             resumes += 1
                             continue
@@ -700,6 +865,27 @@ def _is_call_key(call_id: str, key: str) -> bool:
         return True
     prefix = f"conversations/{call_id}/"
     return key.startswith(prefix) and len(key) > len(prefix) and ".." not in key.split("/")
+
+
+def _call_of(key: str) -> str:
+    """The call id in a key of a call (`.../conversations/<call_id>/...`)."""
+    return key.rpartition("conversations/")[2].split("/")[0].removesuffix(".ogg")
+
+
+def whole_checksum(body: bytes) -> dict[str, str]:
+    """The headers of a single PUT that make the store verify its body's SHA-256."""
+    return {"x-amz-sdk-checksum-algorithm": "SHA256", CHECKSUM_SHA256: sha256_b64(body)}
+
+
+def _is_call_source_key(call_id: str, key: str) -> bool:
+    """A key of this call where Egress writes it, after any storage prefix
+    (`<prefix>/conversations/<call_id>/...`, or the single `.ogg`); the first `conversations/`
+    in the key counts."""
+    at = key.find("conversations/")
+    if at < 0 or (at > 0 and key[at - 1] != "/"):
+        return False
+    rest = key[at:]
+    return rest == m.single_recording_object_key(call_id) or _is_call_key(call_id, rest)
 
 
 def _resumes_at(resp: aiohttp.ClientResponse, offset: int) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models import EraseCallInput
+from core.models import EraseCallInput, RecordingInput
 
 # LiveKit (activities/livekit.py)
 CREATE_ROOM = "create_room"
@@ -19,6 +19,7 @@ STOP_EGRESS = "stop_egress"
 GET_EGRESS = "get_egress"
 DELETE_ROOM = "delete_room"
 DISPATCH_AGENT = "dispatch_agent"
+GET_ROOM_PRESENCE = "get_room_presence"
 # Phone (activities/phone.py)
 DIAL_OUTBOUND = "dial_outbound"
 TRANSFER_CALL = "transfer_call"
@@ -33,7 +34,7 @@ DELETE_RECORDING_SEGMENTS = "delete_recording_segments"
 # PostgreSQL (activities/database.py)
 APPEND_CALL_EVENTS = "append_call_events"
 # After the call (activities/analysis.py)
-START_POST_CALL = "start_post_call"
+START_AFTER_CALL = "start_after_call"  # the recording pipeline and the analysis
 ANALYZE_CALL = "analyze_call"
 RECORD_ANALYSIS_FAILED = "record_analysis_failed"
 QUEUE_WEBHOOK = "queue_webhook"
@@ -53,6 +54,9 @@ ERR_LIVEKIT_UNAVAILABLE = "LiveKitUnavailable"
 ERR_SOURCE_UNUSABLE = "RecordingSourceUnusable"
 ERR_SOURCE_UNAVAILABLE = "RecordingSourceUnavailable"
 ERR_SIZE_MISMATCH = "RecordingSizeMismatch"
+# The bytes read differ from what the store says the staged object is (size, ETag, checksum):
+# cut or corrupted in transit, so a new attempt reads it again.
+ERR_SOURCE_MISMATCH = "RecordingSourceMismatch"
 ERR_STORAGE_UNAVAILABLE = "StorageUnavailable"
 # Object storage refused the request for good (access denied, bad credentials): no retry helps.
 ERR_STORAGE_REFUSED = "StorageRefused"
@@ -150,6 +154,22 @@ class DispatchResult:
 class RoomRef:
     call_id: str
     room_name: str
+
+
+@dataclass
+class RoomPresenceQuery:
+    """Is the call's room still there, and which of `expected` (identities the call believes
+    are in it) are?"""
+
+    call_id: str
+    room_name: str
+    expected: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RoomPresence:
+    exists: bool
+    missing: list[str] = field(default_factory=list)  # of the expected identities
 
 
 @dataclass
@@ -302,3 +322,17 @@ class WebhookRequest:
     call_id: str
     event_type: str
     run: int = 1
+
+
+# The human desk (activities/desk.py)
+ENQUEUE_HANDOFF = "enqueue_handoff"
+LEAVE_DESK = "leave_desk"
+TELL_CALLER = "tell_caller"
+
+
+@dataclass
+class AfterCall:
+    """`start_after_call`'s argument: what outlives the call (activities/starts.py)."""
+
+    call_id: str
+    recording: RecordingInput | None = None  # its pipeline's input; None: nothing to store

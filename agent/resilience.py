@@ -34,7 +34,7 @@ APOLOGY_FILE = Path(__file__).parent / "audio" / "apology.ogg"
 # What the file says (espeak-ng; see agent/README.md): also the line in the transcript.
 APOLOGY_TEXT = (
     "I'm sorry, I'm having a technical problem on my side. "
-    "Please stay on the line: a colleague is joining to help you."
+    "I have asked for a colleague. Please stay on the line while I find out if one is free."
 )
 # Errors never close the session: the guard keeps the customer on the line instead.
 NEVER_CLOSE = 1_000_000

@@ -55,9 +55,10 @@ BOOKING_HORIZON = timedelta(days=60)
 
 def instructions(policy: RecordingConsent, today: date, *, consent: str = "") -> str:
     """Sarah's instructions. The privacy line says the call is recorded only when it is:
-    never under `off`, and under `ask` only once the customer agreed (`consent`)."""
+    never under `off`, under `ask` only once the customer agreed (`consent`), under
+    `announce` until the customer objected."""
     texts = prompt_texts()["instructions"]
-    recorded = policy is RecordingConsent.ANNOUNCE or (
+    recorded = (policy is RecordingConsent.ANNOUNCE and consent != "refused") or (
         policy is RecordingConsent.ASK and consent == "granted"
     )
     notice = texts["recorded"] if recorded else texts["not_recorded"]
@@ -65,15 +66,20 @@ def instructions(policy: RecordingConsent, today: date, *, consent: str = "") ->
     text += f"\n## Today\nToday is {today:%A, %B %d, %Y} at the dealership.\n"
     if policy is RecordingConsent.ASK and not consent:
         text += "\n## Recording consent\n" + texts["ask"] + "\n"
+    elif recorded:
+        # Whatever the policy, a customer who asks not to be recorded is heard.
+        text += "\n## Recording consent\n" + texts["withdraw"] + "\n"
     return text
 
 
 @function_tool
 async def recording_consent(context: RunContext, granted: bool) -> str:
-    """Record the customer's answer to whether this call may be recorded.
+    """Record the customer's answer to whether this call may be recorded, or that they do not
+    want it recorded (at any point in the call, whether or not you asked).
 
     Args:
-        granted: true if the customer agreed to the recording, false if they declined.
+        granted: true if the customer agreed to the recording, false if they declined or asked
+            not to be recorded.
     """
     agent = context.session.current_agent
     assert isinstance(agent, Sarah)
@@ -90,6 +96,8 @@ async def recording_consent(context: RunContext, granted: bool) -> str:
             consent="granted" if granted else "refused",
         )
     )
+    if agent.consent_policy is RecordingConsent.OFF:
+        return "This call is not recorded. Tell the customer so, then ask how you can help."
     if granted:
         return "Consent recorded. Thank the customer and ask how you can help."
     return "Recording will be stopped. Reassure the customer, then ask how you can help."
@@ -123,7 +131,7 @@ class Sarah(Agent):
         self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
         super().__init__(
             instructions=instructions(consent_policy, datetime.now(timezone).date()),
-            tools=[recording_consent] if consent_policy is RecordingConsent.ASK else [],
+            tools=[recording_consent],  # a customer may object under every policy
             chat_ctx=resume,
         )
 
@@ -298,14 +306,17 @@ class Sarah(Agent):
 
     @function_tool
     async def request_human(self, context: RunContext, reason: str) -> str:
-        """Ask a human colleague to join the call: when the customer asks for a person or a
-        manager, is upset, or needs something you cannot do.
+        """Ask for a human colleague to take this call: when the customer asks for a person
+        or a manager, is upset, or needs something you cannot do.
 
         Args:
             reason: a few words on why, e.g. "customer asked for a manager".
         """
         if self._handoff_requested:
-            return "A colleague was already asked to join; tell the customer they are on the way."
+            return (
+                "A colleague was already asked for. You do not know yet whether or when one "
+                "can come: do not promise it. The desk's answer will be read to the customer."
+            )
         self._handoff_requested = True
         self.signals.send(
             SIGNAL_AGENT_ALERT,
@@ -318,9 +329,16 @@ class Sarah(Agent):
         )
         log.info("handoff_requested", call_id=self.call_id)
         return (
-            "A colleague has been alerted and will join this call shortly. Tell the customer "
-            "someone is coming and offer to keep helping until they arrive."
+            "The request for a colleague went to the desk. It is not yet known whether one is "
+            "free or how long it will take: do not say that someone is coming. Tell the customer "
+            "you have asked for a colleague and will tell them what the desk says (their place "
+            "in line and the wait, or that no one can come now), and offer to keep helping."
         )
+
+    def desk_said(self) -> None:
+        """The desk settled the hand-off (no one can come, or who is joining): a later
+        request may ask again."""
+        self._handoff_requested = False
 
     async def _filled(self, work: Awaitable[T]) -> T:
         """`work`, with a short spoken filler if it takes longer than `FILLER_AFTER_S`."""

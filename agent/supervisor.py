@@ -31,8 +31,10 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession, stt
 
 from agent.bridge import CallBridge
+from agent.desk import NOTICE_TOPIC, notice_text, parse_notice
 from agent.signals import new_signal_id, utc_now
-from core.livekit import SUPERVISOR_IDENTITY_PREFIX
+from core.desk import Notice
+from core.livekit import REP_IDENTITY_PREFIX, SUPERVISOR_IDENTITY_PREFIX
 from core.log import get_logger
 from core.models import SIGNAL_TRANSCRIPT, TranscriptLine
 
@@ -176,21 +178,23 @@ class SupervisorChannel:
             await stream.aclose()
 
     async def _supervisor_said(self, text: str, identity: str) -> None:
+        rep = identity.startswith(REP_IDENTITY_PREFIX)
         if self._bridge is not None:
             self._bridge.send(
                 SIGNAL_TRANSCRIPT,
                 TranscriptLine(
                     id=new_signal_id("line"),
-                    speaker="supervisor",
+                    speaker="rep" if rep else "supervisor",
                     text=text,
                     started_at=utc_now(),
                     ended_at=utc_now(),
                 ),  # fmt: skip
             )
         ctx = self._agent.chat_ctx.copy()
+        who = "Your colleague from the desk" if rep else "Your supervisor"
         ctx.add_message(
             role="system",
-            content=f"Your supervisor, who has taken over the call, said to the customer: {text}",
+            content=f"{who}, who has taken over the call, said to the customer: {text}",
         )
         await self._agent.update_chat_ctx(ctx)
         log.info("supervisor_transcribed", call_id=self.call_id, by=identity)
@@ -229,6 +233,10 @@ class SupervisorChannel:
         return handler
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
+        if packet.topic == NOTICE_TOPIC:
+            if packet.participant is None:  # from the server (the desk), never a participant
+                self.desk_notice(packet.data)
+            return
         action = COMMANDS.get(packet.topic or "")
         if action is None:
             return
@@ -242,6 +250,26 @@ class SupervisorChannel:
             log.warning("supervisor_data_malformed", call_id=self.call_id, error=str(exc))
             return
         self._spawn(cmd)
+
+    def desk_notice(self, data: bytes) -> None:
+        """Sarah says what the desk told the caller (agent/desk.py); not while a person has
+        the call. A notice that settles the hand-off lets her ask again later."""
+        note = parse_notice(data)
+        text = notice_text(note) if note is not None else ""
+        if not text or note is None:
+            log.warning("desk_notice_malformed", call_id=self.call_id)
+            return
+        # The hand-off is settled (no one, or someone joined): a later request may ask again.
+        if note.get("notice") != Notice.POSITION and hasattr(self._agent, "desk_said"):
+            self._agent.desk_said()
+        if self.taken_over:
+            return
+        try:
+            self._session.say(text, allow_interruptions=True)
+        except RuntimeError:  # the session is closing
+            log.info("desk_notice_not_said", call_id=self.call_id)
+            return
+        log.info("desk_notice_said", call_id=self.call_id, notice=note.get("notice"))
 
     # a supervisor who barges in takes over; when their audio goes, the agent resumes
     def _on_track_published(
@@ -281,7 +309,7 @@ def _is_supervisor_audio(
     pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
 ) -> bool:
     return (
-        participant.identity.startswith(SUPERVISOR_IDENTITY_PREFIX)
+        participant.identity.startswith((SUPERVISOR_IDENTITY_PREFIX, REP_IDENTITY_PREFIX))
         and pub.kind == rtc.TrackKind.KIND_AUDIO
     )
 

@@ -20,7 +20,7 @@ from api.metrics import observe_request
 from api.oidc import Issuer, SignInClient
 from api.ratelimit import RateLimiter
 from api.resources import Resources
-from api.routes import BLUEPRINTS, live
+from api.routes import BLUEPRINTS, desk, live
 from api.routes.static import add_static
 from api.tracing import end_request_span, start_request_span
 from core.settings import Settings
@@ -88,7 +88,8 @@ def create_app(
 
     for bp in BLUEPRINTS:
         app.blueprint(bp)
-    openapi.exclude(bp=live.bp)  # WebSockets are described in api/routes/live.py and docs/api.md
+    openapi.exclude(bp=live.bp)
+    openapi.exclude(bp=desk.ws_bp)  # WebSockets are described in api/routes/live.py and docs/api.md
     add_static(app, static_dir or STATIC_DIR)
 
     app.error_handler.add(Exception, render_error)

@@ -33,7 +33,7 @@ from sanic import Request
 
 from api import sessions
 from api.errors import Forbidden, Unauthorized
-from core.settings import ROLES, ApiToken
+from core.settings import DESK_ROLES, ROLES, ApiToken
 
 # Who may do what. Supervisors watch and act on live calls; ops own the recording pipeline;
 # admins may do everything, including erasure.
@@ -44,6 +44,9 @@ RECORDINGS_RETRY = frozenset({"ops", "admin"})
 ERASE = frozenset({"admin"})
 CODEC = frozenset({"supervisor", "admin"})
 ANY_ROLE = frozenset(ROLES)
+# The desk: reps take calls (supervisors and admins can act as reps); supervisors watch it.
+DESK = frozenset(DESK_ROLES)
+DESK_WATCH = frozenset({"rep", "supervisor", "admin"})
 # Encoding seals input that workers trust under the production key (api/routes/codec.py).
 CODEC_ENCODE = frozenset({"admin"})
 
@@ -60,6 +63,7 @@ class Principal:
     roles: frozenset[str] = frozenset()
     via: str = "token"  # or "session": the cc_session cookie of a sign-in
     expires_at: datetime | None = None
+    skills: tuple[str, ...] = ()  # what they may take calls for at the desk
 
     def may(self, allowed: Iterable[str]) -> bool:
         return bool((self.roles or {self.role}) & frozenset(allowed))
@@ -79,6 +83,7 @@ class TokenTable:
                 hashlib.sha256(e.token.encode()).digest(),
                 e.role,
                 e.name or f"{e.role}-{_fingerprint(e.token)}",
+                e.skills,
             )
             for e in entries
         ]
@@ -86,10 +91,10 @@ class TokenTable:
     def lookup(self, presented: str) -> Principal | None:
         digest = hashlib.sha256(presented.encode()).digest()
         found: Principal | None = None
-        for known, role, pid in self._entries:
+        for known, role, pid, skills in self._entries:
             # No early exit: every entry is compared whatever matched before.
             if hmac.compare_digest(digest, known):
-                found = Principal(role=role, id=pid)
+                found = Principal(role=role, id=pid, skills=skills)
         return found
 
 
@@ -167,6 +172,8 @@ async def session_principal(request: Request) -> Principal | None:
         roles=frozenset(found.roles),
         via="session",
         expires_at=found.expires_at,
+        # A signed-in person who may take calls takes the default skill (no skills claim yet).
+        skills=("general",) if set(found.roles) & DESK else (),
     )
 
 

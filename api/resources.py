@@ -16,14 +16,17 @@ from livekit import api as lkapi
 from temporalio.client import Client
 
 from api.domain import store
+from api.domain.desk import ApiDeskClient, DeskFeed
 from api.domain.fanout import LiveHub
 from api.domain.workflows_client import CallsClient
 from api.errors import Unavailable
 from core.codec import codec_from_settings
+from core.desk import desk_config
 from core.livekit import livekit_client, minio_client
 from core.log import get_logger
 from core.settings import Settings
 from core.temporal import connect_temporal
+from workflows.desk_client import DeskClient
 
 log = get_logger("api.resources")
 
@@ -56,6 +59,8 @@ class Resources:
         self._temporal: Client | None = None
         self._temporal_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._desk: DeskClient | None = None
+        self._desk_feed: DeskFeed | None = None
 
     async def open(self) -> None:
         self.pool = await store.open_pool(self.settings.database_url, min_size=0, max_size=20)
@@ -122,6 +127,21 @@ class Resources:
     def calls(self) -> CallsClient:
         """What the API asks of Temporal; 503 `temporal_unavailable` until it is connected."""
         return CallsClient(self.temporal, self.settings)
+
+    @property
+    def desk(self) -> DeskClient:
+        """The desk's workflow (workflows/desk.py); 503 until Temporal is connected."""
+        client = self.temporal
+        if self._desk is None or self._desk.client is not client:
+            self._desk = ApiDeskClient(client, desk_config(self.settings),
+                                       self.settings.TEMPORAL_TASK_QUEUE)  # fmt: skip
+        return self._desk
+
+    @property
+    def desk_feed(self) -> DeskFeed:
+        if self._desk_feed is None:
+            self._desk_feed = DeskFeed(lambda: self.desk.snapshot(), interval_s=0.25)
+        return self._desk_feed
 
     @property
     def db(self) -> asyncpg.Pool:

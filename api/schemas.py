@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from core.analysis import OUTCOMES, SENTIMENTS
+from core.desk import DEFAULT_SKILL
+from core.desk import SKILL_RE as SKILL_PATTERN
 from core.models import (
     LINE_ID_PATTERN,
     LINE_TEXT_MAX,
@@ -120,6 +122,18 @@ class GetTokenRequest(Strict):
         None, min_length=1, max_length=ROOM_NAME_MAX, pattern=r"^[A-Za-z0-9_-]+$"
     )
     participantName: PersonName | None = None
+
+
+class DeskMeRequest(Strict):
+    state: Literal["offline", "available", "break", "wrap_up"]
+    skills: list[Annotated[str, StringConstraints(pattern=SKILL_PATTERN)]] | None = Field(
+        None, min_length=1, max_length=20
+    )
+
+
+class HandoffRequest(Strict):
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+    skill: str = Field(DEFAULT_SKILL, pattern=SKILL_PATTERN)
 
 
 class EndCallRequest(Strict):

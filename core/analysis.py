@@ -197,7 +197,7 @@ def _first(lines: list[Line], pattern: str) -> Line | None:
     return next((line for line in lines if found.search(line.text)), None)
 
 
-def _vehicle(drive: dict[str, Any]) -> str:
+def vehicle(drive: dict[str, Any]) -> str:
     return " ".join(str(drive[k]) for k in ("year", "make", "model") if drive.get(k))
 
 
@@ -254,7 +254,7 @@ def local_summary(conv: Conversation, outcome: str) -> str:
     )
     parts.append(f'The customer said: "{_quote(ask)}".' if ask else "The customer said nothing.")
     for drive in conv.test_drives:
-        parts.append(f"A test drive was booked: {_vehicle(drive)} at {drive['scheduled_at']}.")
+        parts.append(f"A test drive was booked: {vehicle(drive)} at {drive['scheduled_at']}.")
     for handoff in conv.handoffs:
         reason = str(handoff.get("reason") or "").strip()
         parts.append(f"A person was asked for{f' ({reason[:QUOTE_CHARS]})' if reason else ''}.")

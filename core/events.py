@@ -55,6 +55,10 @@ class Status(EventData):
     events_rejected: str = UNSET  # "first..last" seqs the database refused
     error: str = UNSET
     room_delete_failed: str = UNSET
+    # The room asked of LiveKit after it went quiet: what was found that no webhook said
+    # (`room_gone`, `customer_absent`, `agent_absent`), or why it could not be asked.
+    room_reconciled: str = UNSET
+    room_check_failed: str = UNSET
     dial: str = UNSET  # an outbound call's dial outcome (answered, busy, no_answer, ...)
     sip_status: int = UNSET  # the far end's SIP status when the dial failed with one
 

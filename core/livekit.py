@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 # The customer's is defined next to `core.models.customer_identity` (the workflow names it).
 SUPERVISOR_IDENTITY_PREFIX = "supervisor-"
 AGENT_IDENTITY_PREFIX = "agent-"
+REP_IDENTITY_PREFIX = "rep-"  # a rep who took the call from the desk (api/domain/desk.py)
 
 __all__ = [
     "AGENT_IDENTITY_PREFIX",
     "CUSTOMER_IDENTITY_PREFIX",
+    "REP_IDENTITY_PREFIX",
     "SUPERVISOR_IDENTITY_PREFIX",
     "egress_state",
     "livekit_client",

@@ -223,6 +223,9 @@ class CallConfig:
     customer_rejoin_grace_s: float = 30
     max_duration_s: float = 7200
     egress_end_timeout_s: float = 600
+    # A call that has heard nothing from its room (no line, no participant webhook) this long
+    # asks LiveKit who is in it: a lost participant_left or room_finished is found.
+    room_check_after_s: float = 120
     silence_alert_s: float = 30
     # A line on which the customer has said nothing this long is hung up (`silent`); 0: never.
     silent_hangup_s: float = 0
@@ -262,6 +265,7 @@ class CallConfig:
             customer_rejoin_grace_s=settings.CUSTOMER_REJOIN_GRACE_S,
             max_duration_s=settings.MAX_CALL_DURATION_S,
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
+            room_check_after_s=settings.ROOM_CHECK_AFTER_S,
             silence_alert_s=settings.SILENCE_ALERT_S,
             silent_hangup_s=settings.SILENT_CALL_HANGUP_S,
             recording_consent=str(settings.RECORDING_CONSENT),
@@ -467,12 +471,16 @@ class RecordingConsentSignal:
 
 @dataclass
 class AgentAlert:
-    """Raised by the agent, e.g. `handoff_requested` when the customer asks for a human."""
+    """Raised by the agent, e.g. `handoff_requested` when the customer asks for a human (a
+    supervisor's hand-off is one too, `by` naming them). A hand-off goes to the desk's queue
+    for `skill` (core/desk.py; empty: the default skill)."""
 
     id: str
     kind: str
     detail: str = ""
     at: str = ""
+    skill: str = ""
+    by: str = "agent"
 
 
 @dataclass
@@ -739,6 +747,7 @@ class CallCarry:
     customer_away_since: float = 0.0
     token_issued_at: float = 0.0  # the first token (the customer-join clock starts there)
     token_id: str = ""  # the latest join grant's id: the only one a rejoin may present
+    desk_queued: bool = False  # handed off to the desk: it is told when the call ends
 
 
 # --- erasure (EraseCallWorkflow's input and result) -----------------------------------------

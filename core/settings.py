@@ -24,7 +24,10 @@ from temporalio.common import WorkerDeploymentVersion
 ROOT = Path(__file__).resolve().parent.parent
 DEVSTACK_ENV = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "env"
 
-ROLES = ("supervisor", "ops", "admin")
+ROLES = ("supervisor", "ops", "admin", "rep")
+# Roles that may take calls at the desk (supervisors and admins can act as reps).
+DESK_ROLES = ("rep", "supervisor", "admin")
+_SKILL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # RFC 7230 `tchar`: the dashboard sends its token as a WebSocket subprotocol, which allows no more.
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -39,6 +42,7 @@ class ApiToken:
     name: str | None
     token: str
     role: str
+    skills: tuple[str, ...] = ()  # what a desk role may take calls for (`...:rep:sales+service`)
 
 
 class RecordingConsent(StrEnum):
@@ -144,7 +148,7 @@ class Settings(BaseSettings):
     API_PORT: int = Field(8000, ge=1, le=65535)
     API_TOKENS: SecretStr = Field(
         description="comma-separated token:role or name:token:role entries, "
-        "roles supervisor|ops|admin"
+        "roles supervisor|ops|admin|rep; a desk role may end with :skill+skill"
     )
     RATE_LIMIT_PER_MINUTE: int = Field(30, ge=1)
     MAX_WAITING_CALLS: int = Field(50, ge=1, description="calls waiting for their customer")
@@ -219,6 +223,9 @@ class Settings(BaseSettings):
     CUSTOMER_REJOIN_GRACE_S: float = Field(30, ge=0)
     MAX_CALL_DURATION_S: float = Field(7200, gt=0)
     EGRESS_END_TIMEOUT_S: float = Field(600, gt=0)
+    # A call that heard nothing from its room this long asks LiveKit who is in it (a lost
+    # participant_left or room_finished webhook is found).
+    ROOM_CHECK_AFTER_S: float = Field(120, gt=0)
     SILENCE_ALERT_S: float = Field(30, gt=0)
     # A call whose customer has said nothing this long is hung up (end reason `silent`); 0: never.
     SILENT_CALL_HANGUP_S: float = Field(180, ge=0)
@@ -243,6 +250,13 @@ class Settings(BaseSettings):
     )
     ANALYSIS_WEBHOOK_TIMEOUT_S: float = Field(15, gt=0)
     ANALYSIS_WEBHOOK_FOR_S: float = Field(24 * 3600, gt=0)  # retried this long, then failed
+    # The human desk (workflows/desk.py): an offer rings this long, then the next rep; after a
+    # call a rep wraps up this long; a caller waits at most this long; answered within
+    # DESK_SERVICE_LEVEL_S counts toward the service level.
+    REP_OFFER_TIMEOUT_S: float = Field(20, gt=0, le=600)
+    REP_WRAP_UP_S: float = Field(30, ge=0, le=3600)
+    QUEUE_MAX_WAIT_S: float = Field(300, gt=0)
+    DESK_SERVICE_LEVEL_S: float = Field(20, gt=0)
 
     @field_validator("SIP_INBOUND_NUMBERS", "SIP_OUTBOUND_NUMBERS")
     @classmethod
@@ -503,20 +517,37 @@ def parse_networks(raw: str) -> tuple[Network, ...]:
 
 
 def parse_api_token_entries(raw: str) -> list[ApiToken]:
-    """`token:role` or `name:token:role` entries, comma-separated. Messages never quote a token."""
+    """`token:role` or `name:token:role` entries, comma-separated; a desk role (rep,
+    supervisor, admin) may add `:skill+skill` (`ann:<token>:rep:sales+service`; without it,
+    the skill `general`). Messages never quote a token."""
     entries: list[ApiToken] = []
     names: set[str] = set()
     tokens: set[str] = set()
     for i, entry in enumerate(p.strip() for p in raw.split(",") if p.strip()):
         parts = entry.split(":")
+        skills: tuple[str, ...] = ()
         if len(parts) == 2:
             name, (token, role) = None, parts
         elif len(parts) == 3:
             name, token, role = parts
+        elif len(parts) == 4:
+            name, token, role, listed = parts
+            skills = tuple(sorted({s.strip() for s in listed.split("+") if s.strip()}))
+            if role not in DESK_ROLES:
+                raise ValueError(f"entry {i + 1} lists skills but role {role!r} takes no calls")
+            if not skills or not all(_SKILL.match(s) for s in skills):
+                raise ValueError(
+                    f"entry {i + 1} has skills that are not skill+skill "
+                    "(each a-z first, then a-z 0-9 _ -, up to 32)"
+                )
         else:
-            raise ValueError(f"entry {i + 1} is not token:role or name:token:role")
+            raise ValueError(
+                f"entry {i + 1} is not token:role, name:token:role or name:token:role:skill+skill"
+            )
         if role not in ROLES:
             raise ValueError(f"entry {i + 1} has role {role!r}; roles are {', '.join(ROLES)}")
+        if role in DESK_ROLES and not skills:
+            skills = ("general",)
         if len(token) < 16:
             raise ValueError(f"entry {i + 1} has a token shorter than 16 characters")
         if not _TOKEN_CHARS.match(token):
@@ -535,7 +566,7 @@ def parse_api_token_entries(raw: str) -> list[ApiToken]:
         if token in tokens:
             raise ValueError(f"entry {i + 1} repeats the token of an earlier entry")
         tokens.add(token)
-        entries.append(ApiToken(name, token, role))
+        entries.append(ApiToken(name, token, role, skills))
     if not entries:
         raise ValueError("needs at least one token:role pair")
     return entries

@@ -6,8 +6,9 @@ whole call: the customer joins (emulator control API -> signed webhook), lines a
 (interim lines to the API's live path, final lines through the agent's own bridge: written
 ahead to a spool under the devstack directory, stored through the API, signalled to the call's
 workflow), the greeting's recording disclosure starts egress, a keyword raises an alert,
-and the customer hangs up (webhook) so the recording is stored. A phone call is served the
-same way: the phone (a SIP participant the emulator joined for `/_emulator/sip/inbound` or a
+Sarah hands the call to the desk (skill sales) and the customer holds a minute (a rep signed
+in with DEVSTACK_REP_TOKEN can take it from the Desk), then hangs up (webhook) so the recording
+is stored. A phone call is served the same way: the phone (a SIP participant the emulator joined for `/_emulator/sip/inbound` or a
 dial) is the customer, an inbound call's workflow is started here as the real agent's job
 starts it, and the phone hangs up at the end.
 
@@ -30,8 +31,11 @@ from agent.signals import new_signal_id, utc_now
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
 from core.models import (
+    SIGNAL_AGENT_ALERT,
     SIGNAL_TRANSCRIPT,
+    AgentAlert,
     CallConfig,
+    EventKind,
     TranscriptLine,
     call_id_from_room,
     customer_identity,
@@ -45,6 +49,9 @@ log = get_logger("devstack.standin")
 # Its final lines' write-ahead spool (the real agent's is AGENT_SPOOL_DIR).
 SPOOL_DIR = Path(os.environ.get("DEVSTACK_DIR") or ROOT / ".devstack") / "agent-spool"
 
+# The hand-off Sarah's request_human sends: the call goes to the desk's queue (skill sales);
+# the customer then holds `hold_s` (a rep from the Desk page may take the call meanwhile).
+HANDOFF = "handoff"
 SCRIPT: list[tuple[str, str]] = [
     ("customer", "Hi Sarah, I'm looking for a used pickup truck under thirty thousand dollars."),
     (
@@ -52,17 +59,28 @@ SCRIPT: list[tuple[str, str]] = [
         "Great choice! We have a 2021 Ford F-150 XLT at 28,900 and a 2020 Ram 1500 at 27,500.",
     ),
     ("customer", "The Ford sounds good. Can I speak to a manager about financing?"),
-    ("assistant", "Of course. I've let our finance manager know, and someone will join shortly."),
+    (
+        "assistant",
+        "Of course. I've asked for a colleague from sales; I'll tell you what the desk "
+        "says, and I can keep helping meanwhile.",
+    ),  # fmt: skip
+    (HANDOFF, "customer asked for a manager about financing"),
     ("customer", "Thanks, that's all for now. Bye!"),
     ("assistant", "Thank you for calling CME Auto Sales. Have a wonderful day!"),
 ]
 
 
 async def converse(
-    settings: Settings, control: str, room: str, pace_s: float, phone: str | None = None
+    settings: Settings,
+    control: str,
+    room: str,
+    pace_s: float,
+    phone: str | None = None,
+    hold_s: float = 60.0,
 ) -> None:
     """One call's conversation, then the customer hangs up. `phone`: the identity of the SIP
-    participant that is the customer (it is in the room already)."""
+    participant that is the customer (it is in the room already). `hold_s`: how long the
+    customer holds after the hand-off."""
     call_id = call_id_from_room(room)
     assert call_id is not None
     if is_phone_room(room):
@@ -87,6 +105,12 @@ async def converse(
                             json={"identity": ident, "kind": "customer", "publish_audio": True})  # fmt: skip
         log.info("standin_call_started", call_id=call_id)
         for speaker, text in [("assistant", greeting), *SCRIPT]:
+            if speaker == HANDOFF:
+                bridge.send(SIGNAL_AGENT_ALERT, AgentAlert(
+                    id=new_signal_id("alert"), kind=EventKind.HANDOFF_REQUESTED.value,
+                    detail=text, at=utc_now(), skill="sales"))  # fmt: skip
+                await asyncio.sleep(hold_s)
+                continue
             started = utc_now()
             if speaker == "customer":
                 words = text.split()
@@ -125,7 +149,7 @@ async def start_inbound(settings: Settings, room: str) -> None:
         log.warning("phone_call_already_ended", call_id=call_id_from_room(room))
 
 
-async def run(settings: Settings, emulator: str, pace_s: float) -> None:
+async def run(settings: Settings, emulator: str, pace_s: float, hold_s: float = 60.0) -> None:
     control = f"{emulator.rstrip('/')}/_emulator"
     handled: set[str] = set()
     tasks: set[asyncio.Task[None]] = set()
@@ -151,7 +175,9 @@ async def run(settings: Settings, emulator: str, pace_s: float) -> None:
                 if has_agent and ready and name not in handled and call_id_from_room(name):
                     handled.add(name)
                     phone = sip[0] if sip else None
-                    task = asyncio.create_task(converse(settings, control, name, pace_s, phone))
+                    task = asyncio.create_task(
+                        converse(settings, control, name, pace_s, phone, hold_s)
+                    )
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             try:
@@ -168,10 +194,12 @@ def main() -> None:
         prog="python -m devstack.standin", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--pace", type=float, default=4.0, help="seconds between lines (default 4)")
+    p.add_argument("--hold", type=float, default=60.0,
+                   help="seconds the customer holds after the hand-off (default 60)")  # fmt: skip
     args = p.parse_args()
     setup_logging()
     settings = settings_or_exit()
-    asyncio.run(run(settings, settings.LIVEKIT_URL.replace("ws", "http", 1), args.pace))
+    asyncio.run(run(settings, settings.LIVEKIT_URL.replace("ws", "http", 1), args.pace, args.hold))
     exit_process(0)
 
 

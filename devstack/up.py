@@ -126,6 +126,7 @@ def choose_settings(ports: Ports) -> dict[str, str]:
     old = read_env_file(ENV_FILE)
     keep = lambda name, make: old.get(name) or make()  # noqa: E731
     admin = keep("DEVSTACK_ADMIN_TOKEN", lambda: "adm_" + secrets.token_urlsafe(24))
+    rep = keep("DEVSTACK_REP_TOKEN", lambda: "rep_" + secrets.token_urlsafe(24))
     return {
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
         "TEMPORAL_NAMESPACE": "default",
@@ -152,7 +153,10 @@ def choose_settings(ports: Ports) -> dict[str, str]:
         "API_URL": f"http://127.0.0.1:{ports.api}",
         "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{ports.temporal_ui},http://localhost:{ports.temporal_ui}",
         "DEVSTACK_ADMIN_TOKEN": admin,
-        "API_TOKENS": f"devstack-admin:{admin}:admin",  # the name is what audit records show
+        # One rep, so the Desk (#/desk) can take the hand-off the stand-in asks for.
+        "DEVSTACK_REP_TOKEN": rep,
+        # the name is what audit records show
+        "API_TOKENS": f"devstack-admin:{admin}:admin,devstack-rep:{rep}:rep:general+sales",
         # The phone line (ops telephony setup runs at start): a number the emulator's phone
         # network calls, a trunk to dial out through, and every number allowed out.
         "SIP_INBOUND_NUMBERS": keep("SIP_INBOUND_NUMBERS", lambda: DEVSTACK_PHONE_NUMBER),
@@ -447,7 +451,8 @@ async def up(args: argparse.Namespace) -> int:
             ("Logs", str(logs), "one file per process"),
         ]
         print_table(rows)
-        print(f"admin token: see DEVSTACK_ADMIN_TOKEN in {ENV_FILE}", flush=True)
+        print(f"admin token: see DEVSTACK_ADMIN_TOKEN in {ENV_FILE}; a rep's for the Desk: "
+              "DEVSTACK_REP_TOKEN", flush=True)  # fmt: skip
         if not args.infra_only and not agent_keys_present(env):
             print("agent: not started (DEEPGRAM_API_KEY, OPENAI_API_KEY, CARTESIA_API_KEY unset); "
                   "the LiveKit emulator joins a stand-in agent to each call"

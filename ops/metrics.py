@@ -7,6 +7,10 @@
   alerts (silence and keyword) on live calls and on all kept calls, and signal lag (how long a
   final transcript line took from the end of speech to its row, over the last 5 minutes).
 
+- The desk's (workflows/desk.py, its `snapshot` query, refreshed with the rest; absent until
+  a desk has started): calls waiting, longest wait, service level, abandon rate, average wait
+  and handle time, the hold-time estimate, outcomes so far, and reps by state.
+
 Webhook verification failures and WebSocket subscribers happen in the API process and are on
 the API's `/metrics` (`api_webhook_verification_failures_total`, `api_ws_subscribers`).
 """
@@ -17,7 +21,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -27,6 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from core.desk import Snapshot, Stats
 from core.log import get_logger
 from core.models import CallStatus, RecordingStatus
 
@@ -77,8 +82,10 @@ def sdk_runtime() -> tuple[Runtime, str]:
 class ProductMetrics(Collector):
     """The product's gauges, from the last snapshot `refresh()` took."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, desk: Callable[[], Awaitable[Snapshot | None]] | None = None):
         self.pool = pool
+        self.desk = desk
+        self.desk_snapshot: Snapshot | None = None
         self.port = 0  # where serve_metrics bound
         self.snapshot: dict[str, Any] = {}
         self.lags: list[float] = []
@@ -89,6 +96,8 @@ class ProductMetrics(Collector):
         lags = await self.pool.fetch(_LAG_SQL)
         self.snapshot = dict(row)
         self.lags = [max(0.0, float(r["lag"])) for r in lags if r["lag"] is not None]
+        if self.desk is not None:
+            self.desk_snapshot = await self.desk()
         self.refreshed_at = time.time()
 
     def collect(self) -> Iterator[Metric]:
@@ -138,6 +147,39 @@ class ProductMetrics(Collector):
             "When the product metrics were last read from PostgreSQL",
             value=self.refreshed_at,
         )
+        if self.desk_snapshot is not None:
+            yield from desk_metrics(self.desk_snapshot.stats)
+
+
+def desk_metrics(st: Stats) -> Iterator[Metric]:
+    """The desk's figures (core/desk.py: Asterisk's definitions); a figure without data (no
+    call answered yet) is left out rather than shown as 0."""
+    simple = [
+        ("callcenter_desk_waiting", "Calls waiting for a rep", st.waiting),
+        ("callcenter_desk_longest_wait_seconds", "The longest current wait", st.longest_wait_s),
+        ("callcenter_desk_holdtime_seconds", "Moving average of answered waits", st.holdtime_s),
+        ("callcenter_desk_service_level_percent",
+         f"Answered within {st.service_level_s:g} s over answered", st.service_level_pct),
+        ("callcenter_desk_abandon_rate_percent", "Abandoned over answered and abandoned",
+         st.abandon_rate_pct),
+        ("callcenter_desk_average_wait_seconds", "Average wait of answered calls",
+         st.average_wait_s),
+        ("callcenter_desk_average_handle_seconds", "Average time a rep spent on a call",
+         st.average_handle_s),
+    ]  # fmt: skip
+    for name, doc, val in simple:
+        if val is not None:
+            yield GaugeMetricFamily(name, doc, value=float(val))
+    calls = GaugeMetricFamily("callcenter_desk_calls", "Hand-offs so far, by outcome",
+                              labels=["outcome"])  # fmt: skip
+    for outcome, n in (("answered", st.answered), ("abandoned", st.abandoned),
+                       ("timed_out", st.timed_out), ("unstaffed", st.unstaffed)):  # fmt: skip
+        calls.add_metric([outcome], float(n))
+    yield calls
+    reps = GaugeMetricFamily("callcenter_desk_reps", "Reps by state", labels=["state"])
+    for state, n in sorted(st.reps_by_state.items()):
+        reps.add_metric([state], float(n))
+    yield reps
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -148,11 +190,15 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 @contextlib.asynccontextmanager
 async def serve_metrics(
-    host: str, port: int, pool: Any, sdk_url: str | None
+    host: str,
+    port: int,
+    pool: Any,
+    sdk_url: str | None,
+    desk: Callable[[], Awaitable[Snapshot | None]] | None = None,
 ) -> AsyncIterator[ProductMetrics]:
     """Serve `/metrics` on host:port until the block ends (port 0: a free one, see `.port`)."""
     registry = CollectorRegistry(auto_describe=False)
-    product = ProductMetrics(pool)
+    product = ProductMetrics(pool, desk)
     registry.register(product)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
 

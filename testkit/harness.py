@@ -60,6 +60,18 @@ class Harness:
     async def start(self, **config: object) -> tuple[WorkflowHandle, m.TokenGrant]:
         """Start a call and issue its token (start-then-update: the time-skipping server
         cannot do update-with-start)."""
+        handle = await self.start_without_token(**config)
+        # By name with its result type, as workflows/ does: mypy reads the method reference's
+        # result as a coroutine.
+        grant = await handle.execute_update(
+            m.UPDATE_ISSUE_TOKEN,
+            m.IssueTokenRequest(customer_name=CUSTOMER),
+            result_type=m.TokenGrant,
+        )
+        return handle, grant
+
+    async def start_without_token(self, **config: object) -> WorkflowHandle:
+        """Start a call without issuing a token: no customer is expected in it."""
         call_id = m.new_call_id()
         self.started += [m.call_workflow_id(call_id), m.recording_workflow_id(call_id)]
         # The harness joins no customer: tests opt in to the customer-join timeout.
@@ -73,14 +85,7 @@ class Harness:
             id=m.call_workflow_id(call_id),
             task_queue=self.task_queue,
         )
-        # By name with its result type, as workflows/ does: mypy reads the method reference's
-        # result as a coroutine.
-        grant = await handle.execute_update(
-            m.UPDATE_ISSUE_TOKEN,
-            m.IssueTokenRequest(customer_name=CUSTOMER),
-            result_type=m.TokenGrant,
-        )
-        return handle, grant
+        return handle
 
     async def start_phone(
         self, *, room_name: str = "", dial: m.DialRequest | None = None, **config: object

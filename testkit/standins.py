@@ -18,6 +18,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import types as act
+from activities.starts import start_recording_pipeline
+from core import desk
 from core import models as m
 
 
@@ -54,6 +56,12 @@ class StandIns:
     append_rejects: frozenset[int] = frozenset()  # reject these append calls (1-based) for good
     on_dispatch: Callable[[act.DispatchAgentInput], None] | None = None  # sees each dispatch
     dispatch_error: str = ""  # every dispatch_agent fails with this error type (RoomGone: final)
+    # get_room_presence: LiveKit no longer has the room / these identities are not in it /
+    # this many calls fail (LiveKit unreachable). By default everyone expected is in.
+    room_gone: bool = False
+    room_absent: frozenset[str] = frozenset()
+    presence_failures: int = 0
+    desk: Any = None  # a DeskClient: hand-offs reach a real desk workflow (else only recorded)
     dial_outcome: str = "answered"  # what dial_outbound answers (busy, no_answer, ...)
     dial_error: str = ""  # dial_outbound raises this error type instead (every attempt)
     dial_gate: asyncio.Event | None = None  # dial_outbound waits for it (the phone rings)
@@ -78,6 +86,7 @@ class StandIns:
             self.get_egress,
             self.delete_room,
             self.dispatch_agent,
+            self.get_room_presence,
             self.dial_outbound,
             self.transfer_call,
             self.download_and_store_recording,
@@ -85,7 +94,10 @@ class StandIns:
             self.delete_recording_segments,
             self.append_call_events,
             self.record_recording,
-            self.start_post_call,
+            self.start_after_call,
+            self.enqueue_handoff,
+            self.leave_desk,
+            self.tell_caller,
         ]
 
     def kinds(self) -> list[str]:
@@ -93,6 +105,24 @@ class StandIns:
 
     def of_kind(self, kind: str) -> list[act.CallEvent]:
         return [self.events[s] for s in sorted(self.events) if self.events[s].kind == kind]
+
+    # --- the desk ---------------------------------------------------------------------------
+
+    @activity.defn(name=act.ENQUEUE_HANDOFF)
+    async def enqueue_handoff(self, req: desk.Enqueue) -> None:
+        self.calls[act.ENQUEUE_HANDOFF].append(req)
+        if self.desk is not None:
+            await self.desk.enqueue(req)
+
+    @activity.defn(name=act.LEAVE_DESK)
+    async def leave_desk(self, req: desk.CallLeft) -> None:
+        self.calls[act.LEAVE_DESK].append(req)
+        if self.desk is not None:
+            await self.desk.call_left(req)
+
+    @activity.defn(name=act.TELL_CALLER)
+    async def tell_caller(self, note: desk.Announcement) -> None:
+        self.calls[act.TELL_CALLER].append(note)
 
     # --- LiveKit ----------------------------------------------------------------------------
 
@@ -170,10 +200,22 @@ class StandIns:
             )
         return act.DispatchResult(dispatch_id=f"AD_{inp.serial}")
 
-    @activity.defn(name=act.START_POST_CALL)
-    async def start_post_call(self, call_id: str) -> None:
-        """Records the start (the real one starts `analysis-<id>`: tests/workflows)."""
-        self.calls[act.START_POST_CALL].append(call_id)
+    @activity.defn(name=act.GET_ROOM_PRESENCE)
+    async def get_room_presence(self, q: act.RoomPresenceQuery) -> act.RoomPresence:
+        self.calls[act.GET_ROOM_PRESENCE].append(q)
+        if self.count(act.GET_ROOM_PRESENCE) <= self.presence_failures:
+            raise ApplicationError("LiveKit unreachable", type=act.ERR_LIVEKIT_UNAVAILABLE)
+        if self.room_gone:
+            return act.RoomPresence(exists=False, missing=list(q.expected))
+        return act.RoomPresence(True, [i for i in q.expected if i in self.room_absent])
+
+    @activity.defn(name=act.START_AFTER_CALL)
+    async def start_after_call(self, after: act.AfterCall) -> None:
+        """Starts the recording pipeline for real (on this queue); records the analysis's start
+        (the real one starts `analysis-<id>`: tests/workflows/test_analysis.py)."""
+        self.calls[act.START_AFTER_CALL].append(after.call_id)
+        if after.recording is not None:
+            await start_recording_pipeline(after.recording)
 
     # --- storage ----------------------------------------------------------------------------
 
@@ -185,6 +227,13 @@ class StandIns:
                 f"download_and_store_recording: {self.download_error}",
                 type=self.download_error,
                 non_retryable=self.download_error in act.NON_RETRYABLE_ERRORS,
+            )
+        if not inp.location and inp.object_key not in self.staged:
+            # Read at its key in staging and not there: S3 answers 404 (activities.storage).
+            raise ApplicationError(
+                f"recording of call {inp.call_id}: the source answered HTTP 404",
+                type=act.ERR_SOURCE_UNUSABLE,
+                non_retryable=True,
             )
         failing = inp.object_key in self.download_failing_keys
         if failing or self.count(act.DOWNLOAD_AND_STORE_RECORDING) <= self.download_failures:

@@ -1,6 +1,6 @@
 """After the call: `analysis-<call id>` analyses it and delivers its webhooks.
 
-The call workflow starts it once its own last events are written (`start_post_call`, not a
+The call workflow starts it once its own last events are written (`start_after_call`, not a
 child: it outlives the call). It waits `delay_s` for lines the agent may still be resending,
 then, side by side:
 - `call.ended` is queued and delivered (`webhook-<message id>`, a workflow per message so ops

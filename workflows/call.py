@@ -6,9 +6,10 @@ dispatched and returns the customer's token -> the agent joins (`agent_joined` s
 `participant_joined` webhook of an agent; first wins) or the call ends `no_agent` -> lines,
 silence reports and metrics arrive as signals; the call decides on them (silence alerts, who is
 in, healing, the end) -> recording starts once policy allows (workflows/recorder.py) -> the
-customer leaves, a supervisor or the agent ends it (`end_call`), the room finishes, or the max
-duration passes -> egress stopped, room deleted, `completed` -> the child `RecordingWorkflow`
-stores the files.
+customer leaves, a supervisor or the agent ends it (`end_call`), the room finishes (a lost
+webhook of it is found by asking LiveKit once the room has gone quiet: workflows/room.py), or
+the max duration passes -> egress stopped, room deleted, `completed` -> `RecordingWorkflow` stores
+the files and `AnalysisWorkflow` analyses the call (both started by one activity, not children).
 
 The workflow decides, PostgreSQL records: what was said reaches PostgreSQL from the agent
 through the API, never through this workflow; the call's decisions go there as events through a
@@ -24,7 +25,6 @@ as new when the history grows, carrying a few kilobytes (`CallCarry`).
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import timedelta
 
 from temporalio import workflow
@@ -33,16 +33,26 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.desk as desk
     import core.events as ev
     import core.models as m
     import workflows.search as sa
 
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
-from workflows.common import QUICK_RETRY, cause, customer_grant, iso, rejoin_refused, wait_for
+from workflows.common import (
+    QUICK_RETRY,
+    cause,
+    customer_grant,
+    iso,
+    quiet_for,
+    rejoin_refused,
+    wait_for,
+)
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
 from workflows.phone import Phone
 from workflows.recorder import Recorder
+from workflows.room import RoomWatch
 
 S = m.CallStatus
 K = m.EventKind
@@ -66,7 +76,7 @@ SETUP_RETRY = RetryPolicy(
 
 
 @workflow.defn(name=m.WORKFLOW_CALL, versioning_behavior=VersioningBehavior.PINNED)
-class CallWorkflow(Healing, Recorder, Phone):
+class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
     @workflow.init
     def __init__(self, inp: m.CallInput) -> None:
         # Everything a handler reads is set here: handlers of a run's first task run before run().
@@ -76,6 +86,9 @@ class CallWorkflow(Healing, Recorder, Phone):
         self._room_creating = False
         self._room_failed = ""
         self._egress_busy = False
+        self._pipeline: m.RecordingInput | None = None  # started by `_close` (recorder.py)
+        self._room_news_at = 0.0  # the last participant webhook (workflows/room.py)
+        self._handoffs: list[desk.Enqueue] = []  # for the desk's queue (_desk_watch)
         self._transferring = False
         self.room = m.call_room(self.call_id, self.cfg)
         if self.cfg.room_name:  # an inbound phone call: LiveKit made the room, agent and all
@@ -105,7 +118,7 @@ class CallWorkflow(Healing, Recorder, Phone):
             silence = asyncio.create_task(self._silence_watch())
             watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
                        self._customer_watch, self._consent_watch, self._customer_join_watch,
-                       self._silent_line_watch)]  # fmt: skip
+                       self._silent_line_watch, self._room_watch, self._desk_watch)]  # fmt: skip
             await self._converse()
             silence.cancel()
             await self._hang_up()
@@ -179,8 +192,8 @@ class CallWorkflow(Healing, Recorder, Phone):
         # After the call: its analysis and webhooks (workflows/analysis.py), on the call's
         # final row and lines. Not a child: they outlive the call.
         await workflow.execute_activity(
-            act.START_POST_CALL, self.call_id, start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=LOG_RETRY,
+            act.START_AFTER_CALL, act.AfterCall(self.call_id, self._pipeline),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOG_RETRY,
         )  # fmt: skip
         return m.CallResult(
             call_id=self.call_id,
@@ -282,11 +295,13 @@ class CallWorkflow(Healing, Recorder, Phone):
 
     @workflow.signal(name=m.SIGNAL_AGENT_JOINED)
     def agent_joined(self, sig: m.AgentJoined) -> None:
+        self._room_news_at = now()
         if self.book.first(sig.id) and not (self._heals() and self._agent_arrived(sig.identity)):
             self.book.agent_in(sig.identity)
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_JOINED)
     def participant_joined(self, sig: m.ParticipantJoined) -> None:
+        self._room_news_at = now()
         if not self.book.first(sig.id):
             return
         if sig.kind == "agent" and self._heals() and self._agent_arrived(sig.identity):
@@ -297,6 +312,7 @@ class CallWorkflow(Healing, Recorder, Phone):
 
     @workflow.signal(name=m.SIGNAL_PARTICIPANT_LEFT)
     def participant_left(self, sig: m.ParticipantLeft) -> None:
+        self._room_news_at = now()
         if not self.book.first(sig.id):
             return
         if sig.kind in ("agent", "customer") and self._heals():
@@ -360,6 +376,9 @@ class CallWorkflow(Healing, Recorder, Phone):
             alert = ev.HandoffRequested if sig.kind == K.HANDOFF_REQUESTED else ev.AgentAlert
             event = alert(id=sig.id, kind=sig.kind, detail=sig.detail, at=sig.at)
             self.book.emit(event, f"sig:{sig.id}")
+            if sig.kind == K.HANDOFF_REQUESTED and self.book.end is None:
+                self._handoffs.append(desk.Enqueue(sig.id, self.call_id, sig.skill or
+                                                   desk.DEFAULT_SKILL, sig.detail, sig.by, self.room))  # fmt: skip
 
     @workflow.signal(name=m.SIGNAL_SUPERVISOR_ACTION)
     def supervisor_action(self, sig: m.SupervisorAction) -> None:
@@ -383,12 +402,8 @@ class CallWorkflow(Healing, Recorder, Phone):
     # --- background -----------------------------------------------------------------------
 
     async def _silence_watch(self) -> None:
-        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer).
-
-        The timer is not reset per line. A line heard in the last third before it is due
-        moves it, inside that line's own workflow task (a cancel and a start: 2 history
-        events); a timer that fires on a call still talking costs 5 (fired, a workflow task,
-        started again). On a call that talks, the check then never fires at all."""
+        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer,
+        moved as `quiet_for` says; an agent's report counts as the period's alert)."""
         limit = self.cfg.silence_alert_s
         while self.book.end is None:
             if self.book.s.silence_alerted:
@@ -396,35 +411,29 @@ class CallWorkflow(Healing, Recorder, Phone):
                     lambda: not self.book.s.silence_alerted or self.book.end is not None
                 )
                 continue
-            heard = self.book.s.last_heard_at
-            due = heard + limit
-            if now() < due:
-
-                def moved(heard: float = heard, due: float = due) -> bool:
-                    late = self.book.s.last_heard_at != heard and now() >= due - limit / 3
-                    return late or self.book.end is not None
-
-                await wait_for(moved, due - now(), summary="silence check")
-                continue
-            since = iso(self.book.s.last_heard_at)
-            self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit, since=since))
+            if await quiet_for(lambda: self.book.s.last_heard_at, limit,
+                               lambda: self.book.end is not None or self.book.s.silence_alerted,
+                               "silence check"):  # fmt: skip
+                since = iso(self.book.s.last_heard_at)
+                self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit,
+                                                        since=since))  # fmt: skip
 
     async def _silent_line_watch(self) -> None:
         """Hangs up (`silent`) once the customer has said nothing for `silent_hangup_s`: an open,
         silent line holds an agent and its paid speech services. The agent's own lines do not
-        count; each customer line starts the clock again."""
+        count."""
         limit = self.cfg.silent_hangup_s
-        while limit > 0 and self.book.end is None:
-            heard = self.book.s.customer_heard_at or self.book.s.last_heard_at
-            if await wait_for(functools.partial(self._spoke_since, heard), heard + limit - now()):
-                continue
+        if limit <= 0:
+            return
+
+        def heard() -> float:
+            return self.book.s.customer_heard_at or self.book.s.last_heard_at
+
+        if await quiet_for(heard, limit, lambda: self.book.end is not None, "silent line"):
             alert = ev.SilenceAlert(source="workflow", speaker="customer", quiet_s=limit,
-                                    since=iso(heard))  # fmt: skip
+                                    since=iso(heard()))  # fmt: skip
             self.book.silence_alert(alert)
             self.book.request_end("silent", "system")
-
-    def _spoke_since(self, heard: float) -> bool:
-        return self.book.end is not None or self.book.s.customer_heard_at > heard
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)
@@ -437,6 +446,25 @@ class CallWorkflow(Healing, Recorder, Phone):
         deadline = self.book.s.token_issued_at + self.cfg.customer_join_timeout_s
         if not gone() and not await wait_for(gone, deadline - now()):
             self.book.request_end("customer_never_joined", "system")
+
+    async def _desk_watch(self) -> None:
+        """Each hand-off goes to the desk's queue (workflows/desk.py); a call that was queued
+        tells the desk when it ends (abandoned if still waiting; its rep's wrap-up if taken)."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._handoffs) or self.book.end is not None)
+            if self.book.end is not None:
+                break
+            await workflow.execute_activity(
+                act.ENQUEUE_HANDOFF, self._handoffs.pop(0), start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=LOG_RETRY,
+            )  # fmt: skip
+            self.book.queued_at_desk()
+        if self.book.s.desk_queued:
+            await workflow.execute_activity(
+                act.LEAVE_DESK, desk.CallLeft(f"left-{self.call_id}", self.call_id,
+                                            (self.book.end or ("", ""))[0]),
+                start_to_close_timeout=timedelta(seconds=10), retry_policy=LOG_RETRY,
+            )  # fmt: skip
 
     async def _flush_loop(self) -> None:
         """Writes queued events (and the call's row) to PostgreSQL, a batch per activity;

@@ -222,3 +222,26 @@ async def wait_for(
         return True
     except TimeoutError:
         return False
+
+
+async def quiet_for(last: Callable[[], float], limit_s: float, stop: Callable[[], bool],
+                    summary: str) -> bool:  # fmt: skip
+    """Wait until `limit_s` have passed since `last()` (the time of the latest news) with no
+    newer news; False as soon as `stop()` holds.
+
+    The durable timer is not reset per news (that is a cancel and a start, 2 history events, on
+    every line). News heard in the last third before the timer is due moves it, inside that
+    news's own workflow task; earlier news lets it fire and sleep the rest (5 events). On a call
+    that talks, the timer is moved about once per `limit_s` and never fires."""
+    while not stop():
+        heard = last()
+        due = heard + limit_s
+        if workflow.now().timestamp() >= due:
+            return True
+
+        def moved(heard: float = heard, due: float = due) -> bool:
+            late = last() != heard and workflow.now().timestamp() >= due - limit_s / 3
+            return late or stop()
+
+        await wait_for(moved, due - workflow.now().timestamp(), summary=summary)
+    return False

@@ -4,8 +4,9 @@ drops mid-call is dispatched again, and a customer whose connection drops may co
 - Dispatch healing: the room's own dispatch is attempt 1. While no agent has joined,
   every `agent_redispatch_after_s` one more dispatch is made (AgentDispatch `CreateDispatch`),
   up to `agent_dispatch_attempts` in all, inside `agent_join_timeout_s`; then `no_agent`.
-- Agent-loss healing: the agent leaves while the customer is still there (or reconnecting)
-  and the call is not ending -> a new agent is dispatched at once with `resume` in its
+- Agent-loss healing: the agent leaves while the customer is still there, reconnecting, or
+  still expected (a token was issued and `customer_join_timeout_s` has not passed), and the
+  call is not ending -> a new agent is dispatched at once with `resume` in its
   metadata (it reads the transcript so far from `get_transcript` and picks up the thread),
   again every `agent_redispatch_after_s`, up to `agent_dispatch_attempts`; none joined ->
   a `handoff_requested` event for a human and the call ends `agent_lost_no_replacement`.
@@ -145,8 +146,12 @@ class Healing:
                 self.book.request_end(AGENT_LOST_END_REASON, "system")
 
     def _customer_present(self) -> bool:
+        """The customer is in, reconnecting, or still expected (a token was issued and the
+        join timeout has not passed: their browser or phone may still be connecting)."""
         if self.book.s.customer_away_since:
             return True  # reconnecting counts: they may well be back in a moment
+        if not self.book.customer_seen and self.book.s.token_issued_at:
+            return now() < self.book.s.token_issued_at + self.cfg.customer_join_timeout_s
         records = [p for p in self.book.s.participants if p.kind == "customer"]
         if records:
             return any(not p.left_at for p in records)

@@ -159,10 +159,13 @@ class CallLedger:
         self.publish()
 
     def consent(self, sig: m.RecordingConsentSignal) -> None:
-        if not self.s.consent:  # the first answer is final (but a grant can be withdrawn)
+        # Under `announce` the customer was told, not asked: an objection withdraws.
+        objected = not sig.granted and self.cfg.recording_consent == "announce"
+        if not self.s.consent and not objected:
+            # The first answer is final (but a grant, or an announcement, can be withdrawn).
             self.s.consent = "granted" if sig.granted else "refused"
             self.emit(ev.Recording(consent=self.s.consent, at=sig.at))
-        elif self.s.consent == "granted" and not sig.granted:
+        elif self.s.consent in ("", "granted") and not sig.granted:
             # Withdrawn: the egress stops; what was recorded is kept or deleted by policy.
             self.s.consent = "withdrawn"
             recorded = self.cfg.recording_on_withdrawal
@@ -396,8 +399,13 @@ class CallLedger:
                                   extra={"call_id": self.call_id})  # fmt: skip
         if not self.s.event_log_error:
             self.s.event_log_error = refused[0]
-            self.emit(ev.Status(status=self.s.status, events_rejected=str(len(refused)),
+            lost = len(refused) if result is not None else len(batch)  # a whole batch: each
+            self.emit(ev.Status(status=self.s.status, events_rejected=str(lost),
                                 error=refused[0]))  # fmt: skip
+
+    def queued_at_desk(self) -> None:
+        """The call's hand-off reached the desk's queue (it must leave it when the call ends)."""
+        self.s.desk_queued = True
 
     def flushed(self) -> bool:
         """Nothing queued and nothing being written."""

@@ -4,14 +4,17 @@ call goes on, their files once it has ended, and the start of the recording pipe
 Recording policy (`CallConfig.recording_consent`): `announce` starts egress right after the
 agent's first line (the greeting says the call is recorded, so nothing before it is recorded);
 `ask` only after a `recording_consent` signal with `granted: true` (the first answer is final,
-a grant can be withdrawn); `off` never. Each egress is a segment with its own object key; one
+a grant can be withdrawn); `off` never. Under `announce` a `granted: false` (the customer
+objects) withdraws the announced recording, before or after it started. Each egress is a segment with its own object key; one
 that ends mid-call (or fails to start) is followed by a new one after `egress_retry_delay_s`, up
 to `max_egress_starts`. A withdrawal stops the egress at once; at the end what was recorded is
 kept or deleted by `recording_on_withdrawal`.
 
 A missed `egress_ended` webhook never loses a recording: after `egress_end_timeout_s` LiveKit is
 asked, now and then, and when LiveKit no longer knows the egress its file is looked for at its
-key in the staging bucket.
+key in the staging bucket. When LiveKit cannot be asked at all (its API down across the
+hang-up), the file is looked for at its key too, and the pipeline is started on that key either
+way: a file not there (yet) leaves the pipeline waiting for ops, never a dead end.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, RetryState
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
@@ -38,7 +40,6 @@ from workflows.common import (
     merge_egress,
     wait_for,
 )
-from workflows.recording import RecordingWorkflow
 
 if TYPE_CHECKING:
     from workflows.ledger import CallLedger
@@ -54,10 +55,13 @@ class Recorder:
     cfg: m.CallConfig
     call_id: str
     _egress_busy: bool
+    _pipeline: m.RecordingInput | None  # what `_close` starts the pipeline with
 
     def _recording_wanted(self) -> bool:
         policy = self.cfg.recording_consent
-        allowed = self.book.s.greeted if policy == "announce" else self.book.s.consent == "granted"
+        consent = self.book.s.consent
+        announced = self.book.s.greeted and consent != "withdrawn"
+        allowed = announced if policy == "announce" else consent == "granted"
         eg = self.book.s.egress
         return allowed and (eg is None or eg.status in EGRESS_TERMINAL)
 
@@ -171,6 +175,11 @@ class Recorder:
         final = current()
         if poll_error and not ended():
             self.book.recording_error_is(poll_error)  # every ask failed: the record says why
+            if eg.object_key:
+                # LiveKit's API stayed down: the file is at its key if the egress got it there;
+                # else the pipeline reads that key and, not finding it, waits for ops.
+                found = await self._find_staged(eg)
+                return found or m.RecordingFile(eg.object_key, location="", size=0, duration_s=0.0)
         return final.file if final.file and final.file.location else None
 
     async def _find_staged(self, eg: m.EgressState) -> m.RecordingFile | None:
@@ -218,25 +227,21 @@ class Recorder:
         first = segments[0]
         self.book.set_recording(R.UPLOADING, egress_id=first.egress_id,
                                 segments=[s.n for s in segments])  # fmt: skip
-        # The pipeline reports on the call's row: the call's own last word must be in first.
-        await workflow.wait_condition(self.book.flushed)
-        await workflow.start_child_workflow(
-            RecordingWorkflow.run,
-            m.RecordingInput(
-                call_id=self.call_id,
-                room_name=m.call_room(self.call_id, self.cfg),
-                egress_id=first.egress_id,
-                location=first.location,
-                expected_size=first.expected_size,
-                expected_duration_s=first.expected_duration_s,
-                call_duration_s=sum(s.recorded_for_s for s in segments),
-                retry_for_s=self.cfg.recording_retry_for_s,
-                report_to_call=True,
-                object_key=first.object_key,
-                segments=segments,
-            ),
-            id=m.recording_workflow_id(self.call_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,  # a recording outlives its call
+        # Started with the analysis by `_close`, once the call's last word is written (the
+        # pipeline reports on the call's row); not a child: it outlives the call
+        # (activities/starts.py says why).
+        self._pipeline = m.RecordingInput(
+            call_id=self.call_id,
+            room_name=m.call_room(self.call_id, self.cfg),
+            egress_id=first.egress_id,
+            location=first.location,
+            expected_size=first.expected_size,
+            expected_duration_s=first.expected_duration_s,
+            call_duration_s=sum(s.recorded_for_s for s in segments),
+            retry_for_s=self.cfg.recording_retry_for_s,
+            report_to_call=True,
+            object_key=first.object_key,
+            segments=segments,
         )
 
     async def _delete_staged(self, keys: list[str]) -> None:

@@ -1,7 +1,7 @@
 """RecordingWorkflow (`recording-<call_id>`): gets a call's recording segments into the bucket.
 
-Started by `CallWorkflow` once the call is over (parent close policy ABANDON; since release 2
-the call does not wait for it). Each segment (one per egress, `conversations/<call_id>/<n>.ogg`)
+Started for `CallWorkflow` once the call is over, by its `start_after_call` activity (not a
+child: it outlives the call, and the call does not wait for it). Each segment (one per egress, `conversations/<call_id>/<n>.ogg`)
 goes through `download_and_store_recording` in order, retried with backoff for `retry_for_s`
 (24 h by default); the activity heartbeats from a background task, so the heartbeat timeout
 only has to catch a dead worker (it is above twice the download's socket read timeout).

@@ -29,7 +29,16 @@ def supervisor_token(
 ) -> tuple[str, str, str]:
     """Return (jwt, identity, expires_at ISO) for a supervisor in `room_name`."""
     identity = f"{SUPERVISOR_IDENTITY_PREFIX}{principal_id}-{secrets.token_hex(3)}"
-    expires = datetime.now(UTC) + SUPERVISOR_TOKEN_TTL
+    token, expires_at = room_token(settings, room_name, identity, "Supervisor",
+                                   can_publish=can_publish, ttl=SUPERVISOR_TOKEN_TTL)  # fmt: skip
+    return token, identity, expires_at
+
+
+def room_token(settings: Settings, room_name: str, identity: str, name: str, *,
+               can_publish: bool, ttl: timedelta) -> tuple[str, str]:  # fmt: skip
+    """(jwt, expires_at ISO) for a person in `room_name`: subscribes; publishes the microphone
+    only, and visibly, when `can_publish`, else is hidden; never data or metadata."""
+    expires = datetime.now(UTC) + ttl
     grants = lkapi.VideoGrants(
         room_join=True,
         room=room_name,
@@ -46,13 +55,13 @@ def supervisor_token(
             settings.LIVEKIT_API_SECRET.get_secret_value(),
         )
         .with_identity(identity)
-        .with_name("Supervisor")
+        .with_name(name)
         .with_kind("standard")
         .with_grants(grants)
-        .with_ttl(SUPERVISOR_TOKEN_TTL)
+        .with_ttl(ttl)
         .to_jwt()
     )
-    return token, identity, expires.isoformat()
+    return token, expires.isoformat()
 
 
 async def agent_identities(lk: lkapi.LiveKitAPI, room_name: str) -> list[str]:

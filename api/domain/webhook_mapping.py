@@ -15,7 +15,12 @@ from livekit.protocol.egress import EgressInfo
 from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
-from core.livekit import CUSTOMER_IDENTITY_PREFIX, SUPERVISOR_IDENTITY_PREFIX, egress_state
+from core.livekit import (
+    CUSTOMER_IDENTITY_PREFIX,
+    REP_IDENTITY_PREFIX,
+    SUPERVISOR_IDENTITY_PREFIX,
+    egress_state,
+)
 from core.models import (
     SIGNAL_EGRESS_ENDED,
     SIGNAL_EGRESS_UPDATED,
@@ -42,7 +47,7 @@ class Routed:
 
 
 def participant_kind(p: ParticipantInfo) -> str:
-    """customer | agent | supervisor | egress | other. A phone (kind SIP) is the customer: the
+    """customer | agent | supervisor | rep | egress | other. A phone (kind SIP) is the customer: the
     caller of an inbound call, the callee of an outbound one."""
     if p.kind == ParticipantInfo.Kind.AGENT:
         return "agent"
@@ -54,6 +59,8 @@ def participant_kind(p: ParticipantInfo) -> str:
         return "customer"
     if p.identity.startswith(SUPERVISOR_IDENTITY_PREFIX):
         return "supervisor"
+    if p.identity.startswith(REP_IDENTITY_PREFIX):
+        return "rep"
     return "other"
 
 

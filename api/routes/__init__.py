@@ -7,6 +7,7 @@ from api.routes import (
     calls,
     codec,
     customers,
+    desk,
     erasure,
     erasures,
     failed_recordings,
@@ -36,4 +37,7 @@ BLUEPRINTS = [
     codec.bp,
     session.bp,
     ops.bp,
+    desk.bp,
+    desk.handoff_bp,
+    desk.ws_bp,
 ]

@@ -7,6 +7,11 @@ writes itself), not from Temporal visibility: cheap, and paginated with the call
 `given_up` says ops gave up on it (nothing will retry it, and a retry is refused): the call's
 latest failed `recording` report was made by a person (`by`), not by the pipeline itself. Its
 error is the call's, else that report's (a give-up that kept stored segments clears the call's).
+
+`retryable` says whether Retry can do anything: only a pipeline that exists (it has reported on
+the call's log: a `recording` event with a `run_id`) and that ops have not given up on. A
+recording that failed in the call itself (egress never started, ended without a file, LiveKit
+lost it) has no pipeline to replay: `what_to_do` says what ops can do instead.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ _PIPELINE_REPORTERS = ("pipeline", "ops_retry")
 _FAILED = """
 SELECT c.call_id, c.room_name, c.customer_name, c.status, c.created_at, c.ended_at,
     COALESCE(c.recording_error, e.data->>'error') AS recording_error,
-    COALESCE(e.data->>'by' <> ALL($3::text[]), false) AS given_up
+    COALESCE(e.data->>'by' <> ALL($3::text[]), false) AS given_up,
+    EXISTS (
+        SELECT 1 FROM call_events
+        WHERE call_id = c.call_id AND kind = 'recording' AND data ? 'run_id'
+    ) AS has_pipeline
 FROM calls c
 LEFT JOIN LATERAL (
     SELECT data FROM call_events
@@ -59,6 +68,9 @@ class FailedRecording(BaseModel):
     ended_at: str | None
     recording_error: str | None
     given_up: bool
+    has_pipeline: bool  # a recording pipeline ran for this call (Retry replays it)
+    retryable: bool  # has_pipeline and not given_up: the Retry button is offered
+    what_to_do: str  # one line for ops: what Retry does, or what to do instead
 
 
 class FailedRecordings(BaseModel):
@@ -87,10 +99,24 @@ async def failed_recordings(
             **dict(r),
             "created_at": store.iso_or_none(r["created_at"]),
             "ended_at": store.iso_or_none(r["ended_at"]),
+            "retryable": r["has_pipeline"] and not r["given_up"],
+            "what_to_do": what_to_do(r["has_pipeline"], r["given_up"]),
         }
         for r in page
     ]
     return out, nxt
+
+
+def what_to_do(has_pipeline: bool, given_up: bool) -> str:
+    """What ops can do about one failed recording (shown beside it in the dashboard)."""
+    if given_up:
+        return "Ops gave up on this recording: nothing will retry it."
+    if has_pipeline:
+        return "Retry once the cause (storage, the egress file) is fixed."
+    return (
+        "No recording pipeline ran: the call's egress left no file to store. Nothing to "
+        "retry; check LiveKit Egress's logs and the staging bucket under conversations/<call id>/."
+    )
 
 
 @bp.get("/api/recordings")

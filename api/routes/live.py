@@ -30,10 +30,10 @@ from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
-from api.auth import READ_CALLS, WS_SUBPROTOCOL, authenticate
+from api.auth import DESK, READ_CALLS, WS_SUBPROTOCOL, authenticate
 from api.domain import store
 from api.domain.fanout import RESYNC, Subscription
-from api.errors import ApiError, NotFound
+from api.errors import ApiError, Forbidden, NotFound
 from api.schemas import AfterQuery
 from api.validation import check_call_id, parse_query
 from core.log import get_logger
@@ -47,10 +47,23 @@ LIST_PAGE = 200  # active calls a list snapshot message carries
 
 
 async def _admit(request: Request) -> int:
-    """Authenticate and validate a WebSocket request; return its `after`."""
-    await authenticate(request, READ_CALLS, websocket=True)
-    if "call_id" in request.match_info:
-        check_call_id(request.match_info["call_id"])
+    """Authenticate and validate a WebSocket request; return its `after`. A rep (who may not
+    read calls) may follow the one call they are on at the desk, and no other."""
+    call_id = request.match_info.get("call_id")
+    try:
+        await authenticate(request, READ_CALLS, websocket=True)
+    except Forbidden:
+        if call_id is None:
+            raise
+        me = await authenticate(request, DESK, websocket=True)
+        snap = await request.app.ctx.res.desk.snapshot()
+        rep = next((r for r in snap.reps if r.id == me.id), None)
+        if rep is None or rep.state != "busy" or rep.call_id != call_id:
+            raise Forbidden(
+                "a rep follows only the call they are on", code="not_your_call"
+            ) from None
+    if call_id is not None:
+        check_call_id(call_id)
     return parse_query(request, AfterQuery).after
 
 

@@ -49,6 +49,7 @@ class Egress:
     duration_s: float | None = None  # frozen when the egress stops
     planned_status: int | None = None  # an egress_end fault: end with this instead of COMPLETE
     planned_error: str = ""
+    planned_file: bool = False  # an egress_end fault with partial_file: the file is uploaded
     recording: RecordingFile | None = None
     upload: S3Target | None = None  # where the file goes (credentials kept out of `info`)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -196,6 +197,7 @@ class EgressMixin:
                 continue
             eg.planned_status = egress_pb.EgressStatus.Value(fault.params["status"])
             eg.planned_error = fault.params["error"] or _default_error(eg.planned_status)
+            eg.planned_file = bool(fault.params["partial_file"])
             if fault.params["after_s"] is not None:
                 self._spawn(self._end_after(eg, float(fault.params["after_s"])), eg.tasks)
 
@@ -230,7 +232,9 @@ class EgressMixin:
             status, error = eg.planned_status, eg.planned_error
         else:
             status, error = egress_pb.EGRESS_COMPLETE, ""
-        with_file = status in (egress_pb.EGRESS_COMPLETE, egress_pb.EGRESS_LIMIT_REACHED)
+        with_file = status in (egress_pb.EGRESS_COMPLETE, egress_pb.EGRESS_LIMIT_REACHED) or (
+            was_active and eg.planned_file
+        )
         self._spawn(self._finish(eg, status, error, with_file))
 
     async def _finish(self, eg: Egress, status: int, error: str, with_file: bool) -> None:

@@ -31,8 +31,11 @@ _WEBHOOK = ("event",)
 _RECORDING = ("egress_id",)
 
 KINDS: dict[str, Kind] = {
-    # The next N Twirp calls (optionally only `method`, e.g. "StopEgress") answer 503.
-    "twirp_unavailable": Kind({"status": (int, 503)}, ("method",)),
+    # The next N Twirp calls (optionally only `method`, e.g. "StopEgress") answer 503, or with
+    # mode "drop" get no answer at all: the connection is closed (the server unreachable).
+    "twirp_unavailable": Kind(
+        {"status": (int, 503), "mode": (str, "answer")}, ("method",), {"mode": ("answer", "drop")}
+    ),
     # StartRoomCompositeEgress fails: "error" answers a Twirp error; "failed" accepts the
     # request and the egress then ends EGRESS_FAILED without ever becoming active.
     "egress_start_fail": Kind(
@@ -45,9 +48,16 @@ KINDS: dict[str, Kind] = {
         {"mode": ("error", "failed")},
     ),
     # An egress ends with `status` instead of EGRESS_COMPLETE: at StopEgress / room end when
-    # after_s is null, or on its own after_s seconds after it became active.
+    # after_s is null, or on its own after_s seconds after it became active. `partial_file`:
+    # a FAILED egress still uploads what it recorded (Egress closes, so uploads, every file
+    # sink that got its EOS before the pipeline failed: pkg/pipeline/controller.go).
     "egress_end": Kind(
-        {"status": (str, "EGRESS_FAILED"), "after_s": (_NUM, None), "error": (str, "")},
+        {
+            "status": (str, "EGRESS_FAILED"),
+            "after_s": (_NUM, None),
+            "error": (str, ""),
+            "partial_file": (bool, False),
+        },
         ("egress_id", "room"),
         {"status": EGRESS_END_STATUSES},
     ),
@@ -125,7 +135,8 @@ class Faults:
         params: dict[str, Any] = {}
         for name, (typ, default) in kind.params.items():
             value = spec.get(name, default)
-            if value is not None and (not isinstance(value, typ) or isinstance(value, bool)):
+            is_bool = isinstance(value, bool)
+            if value is not None and (not isinstance(value, typ) or (is_bool and typ is not bool)):
                 raise FaultError(name, f"{name} has the wrong type")
             if isinstance(value, _NUM) and value < 0:
                 raise FaultError(name, f"{name} must not be negative")

@@ -38,7 +38,10 @@ async def twirp_handler(request: web.Request) -> web.Response:
     try:
         fault = emu.faults.take("twirp_unavailable", method=method_name)
         if fault:
-            log.warning("twirp_unavailable_by_fault", method=method_name)
+            log.warning("twirp_unavailable_by_fault", method=method_name, mode=fault.params["mode"])
+            if fault.params["mode"] == "drop" and request.transport is not None:
+                request.transport.abort()  # the client reads a dropped connection, no answer
+                return web.Response(status=503)  # never sent
             raise TwirpError("unavailable", "service unavailable (injected fault)",
                              status=int(fault.params["status"]))  # fmt: skip
         try:

@@ -315,3 +315,33 @@ async def test_dispatch_with_livekit_unavailable_stays_retryable(
         assert err.type == act.ERR_LIVEKIT_UNAVAILABLE and not err.non_retryable, method
     done = await Run()(lka.dispatch_agent, inp)
     assert done.dispatch_id.startswith("AD_")
+
+
+async def test_room_presence_tells_a_gone_room_and_who_left(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    """What a call whose webhooks were lost learns by asking: who of those it expects is not
+    in the room, and whether the room is there at all (ListParticipants alone answers an empty
+    list for a gone room, as livekit-server's stores do)."""
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    customer = m.customer_identity(call_id)
+    agent = next(p.identity for p in await participants(lka.lk, room, 2) if p.identity != customer)
+    q = act.RoomPresenceQuery(call_id, room, [customer, agent])
+    assert await Run()(lka.get_room_presence, q) == act.RoomPresence(exists=True, missing=[])
+    await livekit_emulator.leave(room, customer)
+    assert await Run()(lka.get_room_presence, q) == act.RoomPresence(True, [customer])
+    await livekit_emulator.end_room(room)
+    res = await lka.lk.room.list_participants(room_pb.ListParticipantsRequest(room=room))
+    assert list(res.participants) == []  # what LiveKit answers for a room it does not have
+    assert await Run()(lka.get_room_presence, q) == act.RoomPresence(False, [customer, agent])
+
+
+async def test_room_presence_with_livekit_unavailable_is_retryable(
+    lka: LiveKitActivities, livekit_emulator: LiveKitEmulator
+) -> None:
+    call_id, room = await in_progress_room(lka, livekit_emulator)
+    q = act.RoomPresenceQuery(call_id, room, [m.customer_identity(call_id)])
+    for method in ("ListRooms", "ListParticipants"):
+        await livekit_emulator.set_fault("twirp_unavailable", method=method)
+        err = await app_error(Run()(lka.get_room_presence, q))
+        assert err.type == act.ERR_LIVEKIT_UNAVAILABLE and not err.non_retryable, method

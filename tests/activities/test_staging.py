@@ -134,6 +134,41 @@ async def test_an_object_key_outside_the_call_is_refused(s3: Any, staging: str) 
     assert err.type == act.ERR_INVALID_INPUT and err.non_retryable
 
 
+@pytest.mark.parametrize("bucket_of", ["staging", "recordings"])
+async def test_a_location_of_another_calls_object_is_refused_and_touches_it_not(
+    s3: Any, staging: str, tmp_path: Path, bucket_of: str
+) -> None:
+    """A supervisor who can start a pipeline must not make it copy, then delete, another
+    call's object (security item 3): the source must be under the pipeline's own call's key."""
+    victim, attacker = m.new_call_id(), m.new_call_id()
+    bucket = staging if bucket_of == "staging" else s3.bucket
+    key = f"conversations/{victim}/1.ogg"
+    path = tmp_path / "victim.ogg"
+    write_ogg_like(path, 60_000, seed=7)
+    s3.client.fput_object(bucket, key, str(path), content_type="audio/ogg")
+    for location in (
+        f"http://{s3.endpoint}/{bucket}/{key}",
+        f"http://{s3.endpoint}/{bucket}/conversations/{attacker}/../../{key}",
+        f"http://{s3.endpoint}/{bucket}/prefix/conversations/{victim}/conversations/{attacker}/1.ogg",
+    ):
+        inp = _input(attacker, location, 0, f"conversations/{attacker}/1.ogg")
+        err = await app_error(Run()(_acts(s3).download_and_store_recording, inp))
+        assert err.type == act.ERR_SOURCE_UNUSABLE and err.non_retryable, location
+    assert not _gone(s3, bucket, key), "the other call's object is still there"
+    assert _gone(s3, s3.bucket, f"conversations/{attacker}/1.ogg"), "nothing was copied"
+
+
+async def test_a_storage_prefix_before_the_calls_key_is_read(
+    s3: Any, staging: str, tmp_path: Path
+) -> None:
+    call_id = m.new_call_id()
+    key = f"egress-prefix/conversations/{call_id}/1.ogg"
+    sha = _stage(s3, tmp_path, key, 40_000)
+    location = f"http://{s3.endpoint}/{staging}/{key}"
+    result = await Run()(_acts(s3).download_and_store_recording, _input(call_id, location, 40_000))
+    assert result.sha256 == sha and result.key == f"conversations/{call_id}/1.ogg"
+
+
 async def test_keep_days_leaves_staging_to_its_lifecycle_rule(
     s3: Any, staging: str, tmp_path: Path
 ) -> None:

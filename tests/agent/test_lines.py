@@ -260,6 +260,28 @@ async def test_an_orphan_the_api_cannot_take_yet_stays_for_the_next_job(
     assert not os.listdir(tmp_path)
 
 
+async def test_an_erased_calls_lines_leave_the_agents_disk(
+    fake_api: tuple[str, FakeApi], tmp_path: Path
+) -> None:
+    """Erasure reaches the agent's spool too: the API answers 410 for an erased call, and the
+    lines it would not store are dropped from the file, which goes with the job (or the next
+    job that claims a dead one's file): no customer word of the call is left on disk."""
+    url, api = fake_api
+    live, dead = new_call_id(), new_call_id()
+    api.answer = 503  # down while the calls end: both spools keep their lines
+    lines = FinalLines(tmp_path, client(url, live), backoff_initial_s=0.05, backoff_max_s=0.1)
+    lines.add(line(1))
+    orphan = FinalLines(tmp_path, client(url, dead), backoff_initial_s=0.05)
+    orphan.add(line(2))
+    assert not await orphan.aclose(0.2)  # its job ended: the file waits for the next job
+    assert sorted(sum(spooled(tmp_path).values(), [])) == ["l1", "l2"]
+    api.answer = 410  # both calls were erased meanwhile
+    assert await lines.aclose(5)
+    assert await send_orphans(tmp_path, lambda c: client(url, c)) == 0
+    assert lines.dropped == 1 and not api.stored
+    assert not os.listdir(tmp_path), "no spool file (and no line) of an erased call is left"
+
+
 def test_a_confidence_the_api_would_refuse_does_not_cost_the_line() -> None:
     for bad, sent in ((float("nan"), 1.0), (float("inf"), 1.0), (1.7, 1.0), (-0.2, 0.0)):
         line = TranscriptLine(id="l1", speaker="customer", text="hi", confidence=bad)

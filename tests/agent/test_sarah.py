@@ -111,29 +111,59 @@ async def test_ask_policy_asks_and_records_the_answer(dealership: Dealership) ->
         asked = run.expect.next_event().is_message(role="assistant").event().item
         assert "Is that okay with you?" in (asked.text_content or "")
 
-        result = await session.run(user_input="I'd rather you didn't record it.")
-        result.expect.next_event().is_function_call(
-            name="recording_consent", arguments={"granted": False}
-        )
-        result.expect.next_event().is_function_call_output()
-        result.expect.next_event().is_message(role="assistant")
-        result.expect.no_more_events()
+        await declines(session, "I'd rather you didn't record it.")
+    assert_declined(signals)
 
+
+async def declines(session: AgentSession, said: str) -> None:
+    """The customer says `said`: Sarah records a refusal with the tool, then answers."""
+    result = await session.run(user_input=said)
+    result.expect.next_event().is_function_call(
+        name="recording_consent", arguments={"granted": False}
+    )
+    result.expect.next_event().is_function_call_output()
+    result.expect.next_event().is_message(role="assistant")
+    result.expect.no_more_events()
+
+
+def assert_declined(signals: RecordedSignals) -> None:
+    """The workflow was sent one consent signal: granted false."""
     assert [name for name, _ in signals.sent] == [SIGNAL_RECORDING_CONSENT]
     consent = signals.sent[0][1]
     assert isinstance(consent, RecordingConsentSignal)
     assert consent.granted is False and consent.id
 
 
-async def test_announce_policy_offers_no_consent_tool(dealership: Dealership) -> None:
-    sarah = make_sarah(dealership, RecordedSignals())
+@pytest.mark.parametrize("policy", list(RecordingConsent))
+async def test_every_policy_offers_the_consent_tool(
+    dealership: Dealership, policy: RecordingConsent
+) -> None:
+    sarah = make_sarah(dealership, RecordedSignals(), policy)
     names = {getattr(t, "id", None) for t in sarah.tools}
-    assert {"search_inventory", "book_test_drive", "request_human"} <= names
-    assert "recording_consent" not in names
-    assert "recording_consent" in {
-        getattr(t, "id", None)
-        for t in make_sarah(dealership, RecordedSignals(), RecordingConsent.ASK).tools
-    }
+    assert {"search_inventory", "book_test_drive", "request_human", "recording_consent"} <= names
+
+
+async def test_announce_policy_hears_a_customer_who_objects_to_the_recording(
+    dealership: Dealership,
+) -> None:
+    """Under `announce` nobody asks, but "don't record this" is heard: the tool sends the
+    workflow a withdrawal (granted false) and the privacy line stops saying it is recorded."""
+    today = datetime.now(TZ).date()
+    assert "recording_consent" in instructions(RecordingConsent.ANNOUNCE, today)
+    signals = RecordedSignals()
+    llm = ScriptedLLM(
+        Call("recording_consent", {"granted": False}),
+        Say("Of course, I've stopped the recording. How can I help you today?"),
+    )
+    async with text_session(llm) as session:
+        sarah = make_sarah(dealership, signals, RecordingConsent.ANNOUNCE)
+        run = await session.start(sarah, capture_run=True)
+        run.expect.skip_next_event_if(type="agent_handoff")
+        run.expect.next_event().is_message(role="assistant")  # the disclosure
+        run.expect.next_event().is_message(role="assistant")
+        await declines(session, "Please don't record this call.")
+        assert "This call is recorded." not in sarah.instructions
+    assert_declined(signals)
 
 
 async def test_inventory_question_searches_and_answers_from_the_result(
@@ -285,9 +315,9 @@ async def test_asking_for_a_human_raises_the_alert(dealership: Dealership) -> No
     signals = RecordedSignals()
     llm = ScriptedLLM(
         Call("request_human", {"reason": "customer asked for a manager"}),
-        Say("Of course. A colleague is on the way and will join us shortly."),
+        Say("Of course. I've asked for a colleague and will tell you what the desk says."),
         Call("request_human", {"reason": "asked again"}),
-        Say("They're on their way."),
+        Say("I've asked already; I'll tell you as soon as I know."),
     )
     async with text_session(llm) as session:
         await session.start(make_sarah(dealership, signals))
@@ -296,9 +326,10 @@ async def test_asking_for_a_human_raises_the_alert(dealership: Dealership) -> No
             name="request_human", arguments={"reason": "customer asked for a manager"}
         )
         out = result.expect.next_event().is_function_call_output(is_error=False).event().item
-        assert "will join this call shortly" in out.output
+        assert "do not say that someone is coming" in out.output  # only what is true
+        assert "will join" not in out.output and "shortly" not in out.output
         reply = result.expect.next_event().is_message(role="assistant").event().item
-        assert "on the way" in (reply.text_content or "")
+        assert "asked for a colleague" in (reply.text_content or "")
         again = await session.run(user_input="Hello? Is anyone coming?")
         again.expect.contains_function_call(name="request_human")
 

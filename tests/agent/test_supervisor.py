@@ -289,3 +289,79 @@ async def test_a_supervisor_barging_in_takes_over_until_they_stop(call: Any) -> 
     channel._on_participant_disconnected(supervisor)  # type: ignore[arg-type]
     await settle(channel)
     assert not channel.taken_over and session.output.audio_enabled is True
+
+
+async def test_a_rep_who_joins_takes_over_is_transcribed_as_rep_and_leaving_returns_to_sarah(
+    call: Any,
+) -> None:
+    session, channel, _, signals = call
+    rep = FakeParticipant("rep-ann-1a2b3c")
+    channel._on_track_published(FakePublication("TR_9", rtc.TrackKind.KIND_AUDIO), rep)  # type: ignore[arg-type]
+    await settle(channel)
+    assert channel.taken_over and session.output.audio_enabled is False
+    channel._stt = FakeSTT("Hi, I'm Ann from sales. Let's look at that trade-in.")
+
+    async def frames() -> AsyncIterator[rtc.AudioFrame]:
+        yield rtc.AudioFrame.create(16000, 1, 160)
+
+    await channel.transcribe(frames(), rep.identity)
+    lines = [p for n, p in signals.sent if n == SIGNAL_TRANSCRIPT]
+    assert [(p.speaker, p.text) for p in lines][-1:] == [
+        ("rep", "Hi, I'm Ann from sales. Let's look at that trade-in.")]  # fmt: skip
+    assert any("colleague from the desk" in t and "trade-in" in t
+               for t in system_texts(session.current_agent.chat_ctx))  # fmt: skip
+    channel._on_participant_disconnected(rep)  # type: ignore[arg-type]  # Back to Sarah
+    await settle(channel)
+    assert not channel.taken_over and session.output.audio_enabled is True
+
+
+async def test_desk_notices_are_said_only_from_the_server(call: Any) -> None:
+    session, channel, _, _ = call
+    said: list[str] = []
+    session.say = lambda text, **_: said.append(text)  # type: ignore[method-assign]
+    note = {"call_id": "c", "notice": "position", "position": 2, "estimate_s": 130.0}
+    forged = rtc.DataPacket(data=json.dumps(note).encode(), kind=1,  # type: ignore[arg-type]
+                            participant=FakeParticipant("customer-c"), topic="desk.notice")  # type: ignore[arg-type]  # fmt: skip
+    channel._on_data(forged)
+    assert said == []
+    channel._on_data(rtc.DataPacket(data=json.dumps(note).encode(), kind=1,  # type: ignore[arg-type]
+                                    participant=None, topic="desk.notice"))  # fmt: skip
+    assert said == ["You're number 2 in line for a colleague. The wait is about 3 minutes. "
+                    "I can keep helping you meanwhile."]  # fmt: skip
+    channel._on_data(rtc.DataPacket(data=b"not json", kind=1, participant=None,  # type: ignore[arg-type]
+                                    topic="desk.notice"))  # fmt: skip
+    assert len(said) == 1
+
+
+@pytest.mark.parametrize(
+    ("note", "says", "never"),
+    [
+        ({"notice": "position", "position": 1, "estimate_s": None}, "can't say yet", "minute"),
+        (
+            {"notice": "position", "position": 1, "estimate_s": 20.0},
+            "less than a minute",
+            "joining",
+        ),
+        ({"notice": "no_rep"}, "no colleague can come", "joining"),
+        ({"notice": "max_wait"}, "can't arrange a call back", "joining"),
+        ({"notice": "joining", "rep_name": "Ann"}, "Ann from our team is joining", "line"),
+    ],
+)
+def test_each_notice_says_only_what_the_desk_knows(note: dict, says: str, never: str) -> None:
+    from agent.desk import notice_text
+
+    text = notice_text(note)
+    assert says in text and never not in text
+
+
+async def test_a_settled_hand_off_lets_sarah_ask_again_and_a_place_in_line_does_not(
+    call: Any,
+) -> None:
+    session, channel, _, _ = call
+    session.say = lambda text, **_: None  # type: ignore[method-assign]
+    sarah = session.current_agent
+    for notice, settled in (("position", False), ("joining", True), ("no_rep", True)):
+        sarah._handoff_requested = True
+        note = {"call_id": "c", "notice": notice, "position": 1, "rep_name": "Ann"}
+        channel.desk_notice(json.dumps(note).encode())
+        assert sarah._handoff_requested is not settled, notice

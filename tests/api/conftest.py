@@ -42,6 +42,8 @@ from worker import WORKFLOWS
 ADMIN = TEST_ADMIN_TOKEN
 SUPERVISOR = TEST_SUPERVISOR_TOKEN
 OPS = TEST_OPS_TOKEN
+REP = "test-rep-token-ann-0123456789"  # ann, a rep of general and sales
+REP2 = "test-rep-token-bob-0123456789"  # bob, a rep of sales only
 
 
 @dataclass
@@ -112,7 +114,8 @@ def api_settings(
         "LIVEKIT_API_SECRET": livekit.api_secret
         if livekit
         else "devsecret-devsecret-devsecret-0123456789",
-        "API_TOKENS": f"{ADMIN}:admin,{SUPERVISOR}:supervisor,{OPS}:ops",
+        "API_TOKENS": f"{ADMIN}:admin,{SUPERVISOR}:supervisor,{OPS}:ops,"
+        f"ann:{REP}:rep:general+sales,bob:{REP2}:rep:sales",
         "RATE_LIMIT_PER_MINUTE": 100_000,
         "MAX_WAITING_CALLS": 100_000,  # every test call comes from 127.0.0.1
         "MAX_CALLS_PER_CLIENT": 100_000,

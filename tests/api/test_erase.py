@@ -477,3 +477,42 @@ async def test_erasure_stops_the_analysis_and_removes_its_rows(
         with contextlib.suppress(RPCError):  # deleted already: it was stopped first
             desc = await handle.describe()
             assert desc.status != WorkflowExecutionStatus.RUNNING, handle.id
+
+
+async def test_a_versioned_bucket_loses_every_version_of_the_calls_objects(
+    pg_dsn: str, temporal_dev_env: Any, s3: Any
+) -> None:
+    """With versioning on, a plain delete only hides an object behind a delete marker (every
+    earlier version can be restored): erasure deletes each version, and the markers."""
+    from minio.commonconfig import ENABLED
+    from minio.versioningconfig import VersioningConfig
+    from temporalio.testing import ActivityEnvironment
+
+    bucket = f"versioned-{uuid.uuid4().hex[:8]}"
+    s3.client.make_bucket(bucket)
+    s3.client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    call_id, other = new_call_id(), new_call_id()
+    keys = [f"conversations/{call_id}/1.ogg", single_recording_object_key(call_id)]
+    for key in keys:
+        for body in (b"OggS-first", b"OggS-second"):  # rewritten: two versions
+            s3.client.put_object(bucket, key, io.BytesIO(body), len(body))
+    s3.client.remove_object(bucket, keys[0])  # a delete marker over both versions
+    bystander = f"conversations/{other}/1.ogg"
+    s3.client.put_object(bucket, bystander, io.BytesIO(b"OggS"), 4)
+
+    def versions(prefix: str) -> list[Any]:
+        return list(
+            s3.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True)
+        )
+
+    assert len(versions(f"conversations/{call_id}")) == 5
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2, init=init_connection)
+    try:
+        acts = EraseActivities(pool, s3.client, temporal_dev_env.client, bucket, STAGING)
+        req = EraseCallInput(call_id, "admin-x", datetime.now(UTC).isoformat())
+        assert await ActivityEnvironment().run(acts.erase_recording_object, req) is True
+    finally:
+        await pool.close()
+    assert versions(f"conversations/{call_id}") == [], "no version or marker is left"
+    [kept] = versions(bystander)
+    assert kept.size == 4 and not kept.is_delete_marker

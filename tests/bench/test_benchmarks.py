@@ -28,6 +28,7 @@ TINY: dict[str, tuple[list[str], str, int]] = {
     "calls": (["--calls", "3", "--lines", "2", "--workers", "2"], "history events per call", 500),
     "ops_retry": (["--n", "2"], "recordings retry --all-failed", 400),
     "metrics_labels": (["--n", "20"], "api_requests_total series", 300),
+    "desk": (["--waiting", "5", "--reps", "3", "--n", "3"], "accept -> token: p50", 300),
     "soak": (["--calls", "3", "--rate", "1", "--lines", "4"], "result: PASS", 400),
     "temporal_signals": (
         ["--calls", "3", "--lines", "2", "--period", "0.5"],

@@ -130,6 +130,15 @@ class ChaosStack:
         path = f"rooms/{m.room_name_for(cid)}/participants/{m.customer_identity(cid)}"
         await self._control("DELETE", path)
 
+    async def fault(self, spec: dict[str, object]) -> None:
+        """One fault on in the LiveKit emulator (`devstack/livekit/faults.py`)."""
+        async with self.http.post(f"{self.control}/faults", json=spec) as r:
+            assert r.status == 201, await r.text()
+
+    async def clear_faults(self) -> None:
+        async with self.http.delete(f"{self.control}/faults") as r:
+            assert r.status < 300, await r.text()
+
     async def _control(self, method: str, path: str, body: object = None) -> None:
         for _ in range(30):
             with contextlib.suppress(aiohttp.ClientError):
@@ -182,10 +191,10 @@ class ChaosStack:
         outcome: Outcome,
         timeout_s: float = 150,
         spoken_only: dict[str, set[str]] | None = None,
-    ) -> None:
+    ) -> dict[str, list[int]]:
         """Every call completed, each recording stored once with the right SHA-256, every
         final line in PostgreSQL exactly once. `spoken_only`: lines that may be missing (never
-        delivered) but never doubled or invented."""
+        delivered) but never doubled or invented. Returns the stored segments' numbers by call."""
         ids = list(outcome.lines)
         conn = await asyncpg.connect(self.settings.DATABASE_URL.get_secret_value())
         try:
@@ -258,6 +267,7 @@ class ChaosStack:
         say(f"checked: {len(ids)} calls completed; {len(recs)} recording segments stored once each with "
             f"the SHA-256 of LiveKit's file; {len(spoken)} final lines each exactly once in "
             "PostgreSQL")  # fmt: skip
+        return {c: [r["n"] for r in recs if r["call_id"] == c] for c in ids}
 
     def minio(self) -> Minio:
         s = self.settings
@@ -291,6 +301,7 @@ async def chaos_stack() -> AsyncIterator[ChaosStack]:
             "MAX_CALLS_PER_CLIENT": "100000",
             "MAX_LIVE_AI_CALLS": "100000",
             "EGRESS_END_TIMEOUT_S": "8",  # a dropped egress_ended webhook: LiveKit is asked
+            "ROOM_CHECK_AFTER_S": "10",  # a dropped participant_left: LiveKit is asked
             "SILENCE_ALERT_S": "3600",
             "RECORDING_RETRY_FOR_S": "600",
         }

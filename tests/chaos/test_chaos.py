@@ -12,6 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
+import asyncpg
+
+from core import models as m
 from core.settings import ROOT
 from tests.chaos.conftest import ChaosStack, Outcome, say
 
@@ -195,4 +198,122 @@ def spooled_lines(directory: Path) -> dict[str, list[str]]:
             with contextlib.suppress(ValueError, KeyError):
                 data = json.loads(record)
                 out.setdefault(data["call_id"], []).append(data["line"]["id"])
+    return out
+
+
+# --- LiveKit's faults, at the emulator's protocol boundary --------------------------------
+OUTAGE_S = 60.0  # "for a whole minute": longer than every call's hang-up and its retries
+
+
+async def test_livekit_api_unreachable_for_a_minute_across_hang_ups(
+    chaos_stack: ChaosStack, chaos_size: int
+) -> None:
+    """Every Twirp call (StopEgress, DeleteRoom, ListEgress, ListRooms, ...) gets no answer (the
+    connection dropped: LiveKit unreachable) for a minute, and every call hangs up inside it."""
+    st = chaos_stack
+
+    async def chaos(ids: list[str]) -> None:
+        await recording(st, ids)  # (an egress LiveKit never started records nothing)
+        await st.fault({"kind": "twirp_unavailable", "count": 0, "mode": "drop"})
+        say(f"LiveKit's server API unreachable (connections dropped) for {OUTAGE_S:.0f} s")
+        await asyncio.sleep(OUTAGE_S)
+        await st.clear_faults()
+        say("LiveKit's server API is back")
+
+    try:
+        outcome = await st.run_calls(chaos_size, lines=14, during=chaos)
+    finally:
+        await st.clear_faults()
+    await st.check(outcome, timeout_s=180)
+    ids = list(outcome.lines)
+    stops = await logged(st, ids, "recording", "status")
+    deletes = await logged(st, ids, "status", "room_delete_failed")
+    hit = [c for c in ids if "stop_failed" in stops[c] or deletes[c]]
+    say(f"{len(hit)} of {len(ids)} calls hung up into the outage (StopEgress or DeleteRoom failed)")
+    assert hit, "no hang-up met the outage: the test proved nothing"
+
+
+async def recording(st: ChaosStack, ids: list[str]) -> None:
+    """Until every call's recording has started (its first egress is running)."""
+    conn = await asyncpg.connect(st.settings.DATABASE_URL.get_secret_value())
+    try:
+        for _ in range(120):
+            n = await conn.fetchval(
+                "SELECT count(*) FROM calls WHERE call_id = ANY($1::text[]) "
+                "AND recording_status = 'recording'",
+                ids,
+            )
+            if n == len(ids):
+                return
+            await asyncio.sleep(0.25)
+    finally:
+        await conn.close()
+    raise AssertionError("the calls' recordings never all started")
+
+
+async def test_egress_dies_mid_recording_leaving_a_partial_file(
+    chaos_stack: ChaosStack, chaos_size: int
+) -> None:
+    """Each call's first egress dies 3 s after it became active (EGRESS_FAILED) with what it
+    had recorded uploaded: the call starts a second one, and both segments are stored."""
+    st = chaos_stack
+
+    async def chaos(ids: list[str]) -> None:
+        for cid in ids:
+            await st.fault({"kind": "egress_end", "status": "EGRESS_FAILED", "after_s": 3,
+                            "partial_file": True, "error": "pipeline frozen", "count": 1,
+                            "room": m.room_name_for(cid)})  # fmt: skip
+        say("each call's first egress will die 3 s into the recording, leaving a partial file")
+
+    try:
+        outcome = await st.run_calls(chaos_size, lines=20, during=chaos)
+    finally:
+        await st.clear_faults()
+    segments = await st.check(outcome, timeout_s=240)
+    assert all(ns[:2] == [1, 2] for ns in segments.values()), segments
+    say(f"segments stored: {segments}")
+
+
+async def test_webhooks_lost_for_a_minute_across_hang_ups(
+    chaos_stack: ChaosStack, chaos_size: int
+) -> None:
+    """Every webhook (participant_left, room_finished, egress_ended, ...) is dropped for a
+    minute, and every call hangs up inside it: each call finds out by asking LiveKit
+    (ROOM_CHECK_AFTER_S for the room, EGRESS_END_TIMEOUT_S for the egress)."""
+    st = chaos_stack
+
+    async def chaos(ids: list[str]) -> None:
+        await asyncio.sleep(4.0)
+        await st.fault({"kind": "webhook_drop", "count": 0})
+        say(f"every webhook dropped for {OUTAGE_S:.0f} s")
+        await asyncio.sleep(OUTAGE_S)
+        await st.clear_faults()
+        say("webhooks delivered again")
+
+    try:
+        outcome = await st.run_calls(chaos_size, during=chaos)
+    finally:
+        await st.clear_faults()
+    await st.check(outcome, timeout_s=240)
+    found = await logged(st, list(outcome.lines), "status", "room_reconciled")
+    say(f"found by asking LiveKit: {found}")
+    assert all("customer_absent" in f for f in found.values()), found
+
+
+async def logged(st: ChaosStack, ids: list[str], kind: str, key: str) -> dict[str, list[str]]:
+    """Each call's `data[key]` of its `kind` events that have it, in order."""
+    conn = await asyncpg.connect(st.settings.DATABASE_URL.get_secret_value())
+    try:
+        rows = await conn.fetch(
+            "SELECT call_id, data->>$3 AS value FROM call_events "
+            "WHERE call_id = ANY($1::text[]) AND kind = $2 AND data ? $3 ORDER BY seq",
+            ids,
+            kind,
+            key,
+        )
+    finally:
+        await conn.close()
+    out: dict[str, list[str]] = {c: [] for c in ids}
+    for r in rows:
+        out[r["call_id"]].append(r["value"])
     return out

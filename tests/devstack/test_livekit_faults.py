@@ -46,6 +46,8 @@ async def test_fault_api_lists_validates_and_clears(livekit_emulator: LiveKitEmu
         ({"kind": "webhook_drop", "count": -1}, "count"),
         ({"kind": "webhook_drop", "delay_s": 1}, "delay_s"),
         ({"kind": "recording_slow", "bytes_per_s": "fast"}, "bytes_per_s"),
+        ({"kind": "egress_end", "partial_file": "yes"}, "partial_file"),
+        ({"kind": "egress_end", "after_s": True}, "after_s"),
     ):
         err = await livekit_emulator.control("POST", "faults", body, expect=400)
         assert err["error"]["field"] == field
@@ -237,3 +239,29 @@ async def test_held_webhook_goes_out_when_nothing_follows(
     await livekit_webhooks.wait_for("room_started", room)
     assert time.monotonic() - started >= 0.2
     await livekit_emulator.end_room(room)
+
+
+async def test_egress_dies_mid_recording_leaving_a_partial_file(
+    livekit_emulator: LiveKitEmulator, livekit_webhooks: WebhookSink
+):
+    """EGRESS_FAILED on its own, with what it recorded until then uploaded and reported."""
+    room = room_name()
+    await livekit_emulator.join(room, "c", "customer")
+    await livekit_emulator.set_fault(
+        "egress_end", status="EGRESS_FAILED", after_s=0.3, partial_file=True, room=room
+    )
+    await start_egress(livekit_emulator, room)
+    ended = await livekit_webhooks.wait_for("egress_ended", room)
+    assert ended.egress_info.status == egress_pb.EGRESS_FAILED and ended.egress_info.error
+    (f,) = ended.egress_info.file_results
+    assert 0.25e9 < f.duration < 1.5e9 and f.size > 0 and f.location
+    await livekit_emulator.end_room(room)
+
+
+async def test_twirp_unavailable_can_drop_the_connection(livekit_emulator: LiveKitEmulator):
+    """mode "drop": no answer at all, as from a server that cannot be reached."""
+    await livekit_emulator.set_fault("twirp_unavailable", count=1, mode="drop")
+    async with livekit_emulator.api() as lk:
+        with pytest.raises(aiohttp.ClientError):
+            await lk.room.list_rooms(room_pb.ListRoomsRequest())
+        await lk.room.list_rooms(room_pb.ListRoomsRequest())  # the next one is answered

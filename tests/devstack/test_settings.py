@@ -58,9 +58,12 @@ def test_each_missing_variable_is_named(name: str) -> None:
         ("MINIO_ENDPOINT", "http://127.0.0.1:9000", "must be host:port without a scheme"),
         ("LIVEKIT_URL", "127.0.0.1:7880", "must start with http://"),
         ("TEMPORAL_ADDRESS", "localhost", "must be host:port"),
-        ("API_TOKENS", "admin-token-0123456789:root", "roles are supervisor, ops, admin"),
+        ("API_TOKENS", "admin-token-0123456789:root", "roles are supervisor, ops, admin, rep"),
         ("API_TOKENS", "short:admin", "shorter than 16"),
-        ("API_TOKENS", "a:admin-token-0123456789:ops:x", "not token:role or name:token:role"),
+        ("API_TOKENS", "a:admin-token-0123456789:ops:x", "role 'ops' takes no calls"),
+        ("API_TOKENS", "a:rep-token-0123456789abc:rep:Sales", "skills that are not"),
+        ("API_TOKENS", "a:rep-token-0123456789abc:rep:+", "skills that are not"),
+        ("API_TOKENS", "a:b:rep-token-0123456789abc:rep:x", "not token:role, name:token:role"),
         ("API_TOKENS", "admin-token/0123456789=:admin", "WebSocket subprotocol cannot carry"),
         ("API_TOKENS", "a b:admin-token-0123456789:admin", "name that is not"),
         (
@@ -116,6 +119,17 @@ def test_api_tokens_may_carry_the_name_audits_show() -> None:
         (None, "sup-token-0123456789x", "ops"),
     ]
     assert s.api_tokens == {"admin-token-0123456789": "admin", "sup-token-0123456789x": "ops"}
+
+
+def test_desk_roles_carry_skills_and_default_to_general() -> None:
+    raw = ("ann:rep-token-0123456789abc:rep:service+sales,bo:sup-token-0123456789xy:supervisor,"
+           "ops-token-0123456789abc:ops")  # fmt: skip
+    s = load(**{**VALID, "API_TOKENS": raw})
+    assert [(e.name, e.role, e.skills) for e in s.api_token_entries] == [
+        ("ann", "rep", ("sales", "service")),
+        ("bo", "supervisor", ("general",)),  # supervisors and admins can act as reps
+        (None, "ops", ()),
+    ]
 
 
 def test_worker_is_unversioned_unless_a_build_id_is_set() -> None:

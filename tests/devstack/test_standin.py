@@ -1,16 +1,24 @@
 """devstack's scripted conversation drives a real call through the product's own paths:
 the customer joins (webhook), lines arrive as signals, a keyword alert fires, the customer
 hangs up (webhook) and the recording is stored: the emulator uploaded the file to the staging
-bucket as Egress does, the worker read it from there with credentials, and removed it."""
+bucket as Egress does, the worker read it from there with credentials, and removed it. And the
+desk end to end: the stand-in's hand-off reaches a rep who set themselves available, who gets
+the offer, accepts it, is on the call, and wraps up when the customer hangs up."""
 
 from __future__ import annotations
 
 import asyncio
 from urllib.parse import urlsplit
 
-from devstack.standin import SCRIPT, converse
+from devstack.standin import HANDOFF, SCRIPT, converse
 from devstack.up import analysis_settings
-from tests.api.conftest import SUPERVISOR, ApiStack, _api_stack_session, api_stack  # noqa: F401
+from tests.api.conftest import (  # noqa: F401
+    REP,
+    SUPERVISOR,
+    ApiStack,
+    _api_stack_session,
+    api_stack,
+)
 
 
 async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recording(
@@ -25,7 +33,7 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
     settings = api_stack.settings.model_copy(
         update={"API_HOST": api.hostname, "API_PORT": api.port}
     )
-    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2)
+    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=0.5)
 
     for _ in range(150):
         call = await api_stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
@@ -42,7 +50,7 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
     texts = [line["text"] for line in page.body["lines"]]
     assert texts[0].startswith("Hello! Welcome to CME Auto Sales")
     assert "this call is recorded" in texts[0]  # the disclosure that lets recording start
-    assert texts[1:] == [text for _, text in SCRIPT]
+    assert texts[1:] == [text for speaker, text in SCRIPT if speaker != HANDOFF]
 
     rec = await api_stack.api.http("GET", f"/api/calls/{call_id}/recording", token=SUPERVISOR)
     assert rec.status == 200 and rec.body["size_bytes"] > 0, rec.body
@@ -80,6 +88,59 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
         settings.EGRESS_BUCKET, prefix=f"conversations/{call_id}", recursive=True
     )
     assert [o.object_name for o in left] == []  # the staging copy is gone once stored
+
+
+async def test_the_stand_ins_hand_off_is_taken_by_a_rep_from_the_desk(
+    api_stack: ApiStack,  # noqa: F811
+) -> None:
+    api = api_stack.api
+    r = await api.http("PUT", "/api/desk/me", token=REP, json_body={"state": "available"})
+    assert r.status == 200 and r.body["state"] == "available", r.body
+    started = await api.http("POST", "/api/calls", json_body={"customer_name": "Stan"})
+    call_id, room = started.body["call_id"], started.body["room_name"]
+    url = urlsplit(api.url)
+    settings = api_stack.settings.model_copy(
+        update={"API_HOST": url.hostname, "API_PORT": url.port}
+    )
+    talk = asyncio.create_task(
+        converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=20)
+    )
+    try:
+        offer = None
+        for _ in range(150):
+            offers = (await api.http("GET", "/api/desk/offers", token=REP)).body["offers"]
+            if offers:
+                (offer,) = offers
+                break
+            await asyncio.sleep(0.2)
+        assert offer is not None and offer["call_id"] == call_id and offer["skill"] == "sales"
+        assert "financing" in offer["reason"]
+        assert any("manager" in line["text"] for line in offer["briefing"]["last_lines"])
+        took = await api.http("POST", f"/api/desk/offers/{offer['offer_id']}/accept", token=REP)
+        assert took.status == 201, took.body
+        await api_stack.livekit.join_with_token(room, took.body["token"], kind="supervisor")
+        me = (await api.http("GET", "/api/desk/me", token=REP)).body
+        assert (me["state"], me["call_id"]) == ("busy", call_id)
+        rep = took.body["participant_identity"]
+        for _ in range(150):  # the call shows the rep (the emulator's webhook, then the workflow)
+            call = await api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
+            kinds = {p["identity"]: p["kind"] for p in call.body["state"]["participants"]}
+            if rep in kinds:
+                break
+            await asyncio.sleep(0.2)
+        assert kinds.get(rep) == "rep", kinds
+        await talk  # the customer hangs up after holding
+        for _ in range(150):
+            me = (await api.http("GET", "/api/desk/me", token=REP)).body
+            if me["state"] == "wrap_up":
+                break
+            await asyncio.sleep(0.2)
+        assert me["state"] == "wrap_up"  # the call ended: the rep wraps up
+        back = await api.http("PUT", "/api/desk/me", token=REP, json_body={"state": "available"})
+        assert back.body["state"] == "available"
+    finally:
+        talk.cancel()
+        await api.http("PUT", "/api/desk/me", token=REP, json_body={"state": "offline"})
 
 
 def test_make_dev_analyses_each_call_by_the_local_method_unless_a_model_is_set() -> None:

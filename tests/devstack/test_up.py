@@ -50,8 +50,10 @@ def test_up_prints_the_table_writes_settings_and_stops_cleanly_on_ctrl_c(tmp_pat
         assert codec["IncludeCredentials"] is True and codec["Endpoint"].endswith("/codec")
         env = read_env_file(state / "env")
         assert env["TEMPORAL_ADDRESS"] == f"127.0.0.1:{ports['temporal']}"
-        assert env["API_TOKENS"] == f"devstack-admin:{env['DEVSTACK_ADMIN_TOKEN']}:admin"
+        assert env["API_TOKENS"] == (f"devstack-admin:{env['DEVSTACK_ADMIN_TOKEN']}:admin,"
+                                     f"devstack-rep:{env['DEVSTACK_REP_TOKEN']}:rep:general+sales")  # fmt: skip
         assert env["DEVSTACK_ADMIN_TOKEN"] not in text  # the token is in the file, never printed
+        assert env["DEVSTACK_REP_TOKEN"] not in text
         assert oct((state / "env").stat().st_mode & 0o777) == "0o600"
         # The phone line: `ops telephony setup` ran against the emulator; its number is printed.
         assert env["SIP_INBOUND_NUMBERS"] == "+15550100000"

@@ -251,3 +251,40 @@ async def test_metrics_labels_benchmark_at_tiny_size() -> None:
 
     before, after = await bench(30)
     assert after.series == before.series and after.body_bytes < before.body_bytes + 2000
+
+
+async def test_the_worker_port_carries_the_desks_figures(pg_dsn: str) -> None:
+    """The desk's snapshot, as the worker's metrics port shows it (ops/metrics.py)."""
+    import itertools
+
+    import core.desk as d
+
+    ids = itertools.count()
+    book = d.DeskBook(d.DeskConfig(service_level_s=20), None, lambda: f"o{next(ids)}")
+    book.set_rep(d.SetRep("ann", "Ann", "available", ["general"]), 0)
+    book.enqueue(d.Enqueue("e1", "c1"), 0)
+    book.tick(0)
+    book.answer(d.AnswerOffer("ann", "o0", True), 8)
+    book.enqueue(d.Enqueue("e2", "c2"), 10)
+    book.call_left(d.CallLeft("l2", "c2"), 40)
+
+    async def peek() -> d.Snapshot:
+        return book.snapshot(50)
+
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        async with (
+            serve_metrics("127.0.0.1", 0, pool, None, peek) as product,
+            aiohttp.ClientSession() as http,
+        ):
+            await product.refresh()
+            async with http.get(f"http://127.0.0.1:{product.port}/metrics") as resp:
+                page = samples(await resp.text())
+    finally:
+        await pool.close()
+    assert value(page, "callcenter_desk_service_level_percent") == 100.0
+    assert value(page, "callcenter_desk_abandon_rate_percent") == 50.0
+    assert value(page, "callcenter_desk_calls", outcome="abandoned") == 1.0
+    assert value(page, "callcenter_desk_reps", state="busy") == 1.0
+    assert value(page, "callcenter_desk_average_wait_seconds") == 8.0
+    assert ("callcenter_desk_average_handle_seconds", ()) not in page  # none handled yet

@@ -246,6 +246,7 @@ PRODUCT_SHOTS = {
     "dashboard-playback": "an ended call replayed in step with its transcript",
     "dashboard-report": "the post-call report and latency panel",
     "dashboard-search": "search with a shareable URL",
+    "desk-offer": "the Desk: an offer ringing, with its briefing",
     "dashboard-analysis": "after the call: the analysis, its scorecard and deliveries",
     "temporal-ui-calls": "the Temporal Web UI listing calls by search attribute",
     "temporal-ui-decoded": "a transcript line decoded in the Temporal Web UI",

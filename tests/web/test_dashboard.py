@@ -258,6 +258,42 @@ async def test_monitor_shows_the_grant_and_the_audio_error(
     )
 
 
+async def test_take_over_speaks_only_with_a_published_microphone(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    """At the livekit-client boundary: the page joins with the barge token and asks for the
+    microphone; a seat that cannot connect (the emulator has no media) leaves the supervisor not
+    live, the microphone never opened, and Sarah not told to stop."""
+    call_id = await tables.add_call("Indigo Park")
+    await page.add_init_script(
+        "window.__micAsked = 0; const g = navigator.mediaDevices.getUserMedia.bind("
+        "navigator.mediaDevices); navigator.mediaDevices.getUserMedia = (c) => "
+        "{ window.__micAsked += 1; return g(c); };"
+    )
+
+    async def grant(route: Route) -> None:
+        await route.fulfill(status=201, content_type="application/json", body=json.dumps({
+            "call_id": call_id, "room_name": f"call-{call_id}",
+            "token": "eyJhbGciOiJIUzI1NiJ9.e30.not-a-real-signature",
+            "livekit_url": web_api.livekit_url, "participant_identity": "supervisor-0a1b2c3d4e",
+            "expires_at": (datetime.now(UTC) + timedelta(minutes=15)).isoformat(),
+            "can_publish": True, "hidden": False}))  # fmt: skip
+
+    commands: list[str] = []
+    await page.route(f"**/api/calls/{call_id}/barge", grant)
+    page.on("request", lambda r: commands.append(r.url.rsplit("/", 1)[-1])
+            if r.url.endswith(("/takeover", "/release")) else None)  # fmt: skip
+    await sign_in(page, web_api.supervisor_token)
+    await page.goto(f"/dashboard#/calls/{call_id}")
+    await page.locator("#takeover-button").click()
+    await expect(page.locator("#toasts")).to_contain_text("Could not take over", timeout=30_000)
+    assert await page.locator("#you-are-live").is_hidden()
+    assert await page.locator("#mute-button").is_hidden()
+    assert await page.evaluate("window.__micAsked") == 0  # never live: the mic was not opened
+    assert commands == []  # Sarah was not told to stop
+    await expect(page.locator("#takeover-button")).to_have_text("Take over")
+
+
 async def test_recording_panel_plays_a_stored_recording(
     page: Page, web_api: WebApi, tables: CallTables
 ) -> None:
@@ -379,10 +415,13 @@ async def test_healing_take_over_and_turn_metrics_show(
         await expect(row.locator("th")).to_have_text(label, timeout=10_000)
         await expect(row.locator("td").first).to_have_text(shown)
 
-    # Take over goes to the audited API with a command id (503 here: no Temporal).
-    async with page.expect_request(f"**/api/calls/{call_id}/takeover") as request_info:
+    # Take over first asks for the barge seat (503 here: no Temporal to record it on): with no
+    # microphone in the room, Sarah is not told to stop (no takeover command is sent).
+    takeovers: list[str] = []
+    page.on("request", lambda r: takeovers.append(r.url) if r.url.endswith("/takeover") else None)
+    async with page.expect_request(f"**/api/calls/{call_id}/barge"):
         await page.locator("#takeover-button").click()
-    sent = json.loads((await request_info.value).post_data or "{}")
-    assert sent["id"].startswith("dash-")
+    await expect(page.locator("#toasts")).to_contain_text("Could not take over", timeout=10_000)
+    assert takeovers == [] and await page.locator("#you-are-live").is_hidden()
     await tables.add_event(call_id, "supervisor_action", {"action": "takeover", "by": "sup-1"})
     await expect(page.locator("#takeover-button")).to_have_text("Release to Sarah", timeout=10_000)

@@ -18,6 +18,12 @@ async def test_ops_retry_one_and_all_from_the_failed_view(
         await tables.add_call(f"Failed {i}", status="completed", recording_status="failed")
         for i in range(3)
     ]
+    for call_id in ids:  # what a pipeline that failed reports on the call's log
+        await tables.add_event(
+            call_id, "recording", {"status": "failed", "run_id": f"r-{call_id}/2", "by": "pipeline"}
+        )
+    # Failed in the call itself (the egress left no file): no pipeline, so no Retry.
+    no_pipeline = await tables.add_call("No File", status="completed", recording_status="failed")
     await tables.conn.execute(
         "UPDATE calls SET recording_error = 'the source answered HTTP 404' WHERE call_id = ANY($1)",
         ids,
@@ -41,19 +47,25 @@ async def test_ops_retry_one_and_all_from_the_failed_view(
     table = page.locator("#failed-table")
     for call_id in ids:
         await expect(table.locator(f'tr[data-call="{call_id}"]')).to_contain_text("HTTP 404")
-    count = int(await page.locator("#failed-count").inner_text())
-    assert count >= 3
+    unretryable = table.locator(f'tr[data-call="{no_pipeline}"]')
+    await expect(unretryable).to_contain_text("Nothing to retry")
+    assert await unretryable.locator("button").count() == 0
+    shown = int(await page.locator("#failed-count").inner_text())
+    count = await table.locator("button").count()  # the rows with a pipeline (others' too)
+    assert shown >= 4 and 3 <= count < shown
 
     await table.locator(f'tr[data-call="{ids[0]}"] button').click()
     await expect(table.locator(f'tr[data-call="{ids[0]}"] .retry-state')).to_have_text("retrying")
     assert retried == [ids[0]]
-    await expect(page.locator("#failed-count")).to_have_text(str(count - 1))
+    await expect(page.locator("#failed-count")).to_have_text(str(shown - 1))
 
     await page.locator("#retry-all").click()
     # the one already retried is not sent again
     await expect(page.locator("#retry-progress")).to_contain_text(f"of {count - 1} retried")
     assert set(ids) <= set(retried) and len(retried) == count == len(set(retried))
-    await expect(page.locator("#failed-count")).to_have_text("0")
+    assert no_pipeline not in retried
+    # Left: the rows without a pipeline, which Retry cannot help.
+    await expect(page.locator("#failed-count")).to_have_text(str(shown - count))
     await screenshot(page, "failed-recordings")
 
 

@@ -255,6 +255,27 @@ async def lost_egress_found_in_staging(h: Harness) -> list[Run]:
     return runs_of(handle, call_id)
 
 
+async def livekit_down_across_the_hang_up(h: Harness) -> list[Run]:
+    """No `egress_ended`, and LiveKit's API down for every ask: the file is looked for in
+    staging, not there, so the pipeline starts on the key and waits for ops; they retry once it
+    is there."""
+    h.fakes.stop_reports, h.fakes.get_failures = "EGRESS_ENDING", 10_000
+    handle, _ = await h.start(egress_end_timeout_s=60)
+    call_id = handle.id.removeprefix("call-")
+    await h.agent_joins(handle)
+    await h.say(handle, "assistant", "This call is recorded.")
+    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
+    await h.customer_leaves(handle)
+    await handle.result()
+    await until(lambda: any(r.status == m.RecordingStatus.FAILED for r in h.fakes.recording_rows))
+    h.fakes.staged[m.recording_object_key(call_id, 1)] = 4321
+    await h.client.get_workflow_handle(m.recording_workflow_id(call_id)).execute_update(
+        m.UPDATE_RECORDING_RETRY, m.RecordingOpsRequest(by="ops-1", reason="it is there now")
+    )
+    await recording_done(h, call_id)
+    return runs_of(handle, call_id)
+
+
 async def egress_clock_and_poll_retries(h: Harness) -> list[Run]:
     """LiveKit's own egress start (the playback clock), then no `egress_ended`: the workflow asks
     LiveKit, which is unreachable for one activity's retries (patched branches
@@ -578,6 +599,7 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "segments_after_mid_call_failure": segments_after_mid_call_failure,
     "consent_withdrawn": consent_withdrawn,
     "lost_egress_found_in_staging": lost_egress_found_in_staging,
+    "livekit_down_across_the_hang_up": livekit_down_across_the_hang_up,
     "recording_waits_for_ops_then_retry": recording_waits_for_ops_then_retry,
     "recording_given_up": recording_given_up,
     "busy_signals_continue_as_new": busy_signals_continue_as_new,

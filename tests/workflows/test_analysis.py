@@ -12,11 +12,12 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import types as act
 from activities.analysis import AnalysisActivities
+from activities.starts import StartActivities
 from testkit.harness import Harness
 from tests.activities.test_analysis import (
     CONVERSATION,
@@ -115,25 +116,25 @@ async def test_the_call_workflow_starts_its_analysis_once_at_the_end(harness: Ha
     call_id = handle.id.removeprefix("call-")
     await h.agent_joins(handle)
     await h.say(handle, "customer", "Hello?")
-    assert h.fakes.count(act.START_POST_CALL) == 0
+    assert h.fakes.count(act.START_AFTER_CALL) == 0
     await h.customer_leaves(handle)
     await handle.result()
-    assert h.fakes.calls[act.START_POST_CALL] == [call_id]
+    assert h.fakes.calls[act.START_AFTER_CALL] == [call_id]
 
 
-async def test_start_post_call_starts_the_analysis_workflow_once(
-    temporal_test_env: WorkflowEnvironment, pool: asyncpg.Pool
+async def test_start_after_call_starts_the_analysis_workflow_once(
+    temporal_dev_env: WorkflowEnvironment, pool: asyncpg.Pool
 ) -> None:
     from tests.activities.conftest import Run
 
-    acts = AnalysisActivities(pool, settings(), temporal_test_env.client)
+    acts = StartActivities(settings())
     call_id = await stored_call(pool, [])
-    run = Run()
-    await run(acts.start_post_call, call_id)
-    await run(acts.start_post_call, call_id)  # a retry: the same workflow
-    handle = temporal_test_env.client.get_workflow_handle(analysis_workflow_id(call_id))
+    run = Run(ActivityEnvironment(client=temporal_dev_env.client))
+    await run(acts.start_after_call, act.AfterCall(call_id))
+    await run(acts.start_after_call, act.AfterCall(call_id))  # a retry: the same workflow
+    handle = temporal_dev_env.client.get_workflow_handle(analysis_workflow_id(call_id))
     desc = await handle.describe()
     assert desc.status == WorkflowExecutionStatus.RUNNING and desc.run_id
     await handle.terminate("test")
-    await run(acts.start_post_call, call_id)  # once closed, never again
+    await run(acts.start_after_call, act.AfterCall(call_id))  # once closed, never again
     assert (await handle.describe()).run_id == desc.run_id

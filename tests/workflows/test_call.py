@@ -158,8 +158,10 @@ async def test_end_call_validation(harness: Harness) -> None:
     assert state.status == S.WAITING_FOR_AGENT  # a refused update touched nothing
 
 
-async def test_agent_ends_the_call(harness: Harness) -> None:
-    handle, _ = await harness.start(recording_consent="off")
+async def test_agent_leaving_a_call_nobody_is_expected_in_ends_it(harness: Harness) -> None:
+    """No token was issued and no customer is in: there is nobody to heal the call for (a
+    customer who holds a token is expected: test_healing)."""
+    handle = await harness.start_without_token(recording_consent="off")
     await harness.agent_joins(handle)
     await handle.signal(
         CallWorkflow.participant_left, m.ParticipantLeft(harness.sid("pl"), AGENT, "agent")
@@ -311,6 +313,25 @@ async def test_consent_ask(harness: Harness, answer: bool | None) -> None:
     assert result.recording_status == (R.UPLOADING if answer else R.NONE)
     state = await handle.query(CallWorkflow.get_state)
     assert state.consent == {True: "granted", False: "refused", None: ""}[answer]
+
+
+async def test_consent_announce_an_objection_before_the_greeting_records_nothing(
+    harness: Harness,
+) -> None:
+    """Under `announce` a customer who objects before the egress starts is heard: none starts,
+    and a later "yes" does not undo the objection."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="announce")
+    await h.agent_joins(handle)
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("rc-1", False))
+    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("rc-2", True))
+    await h.say(handle, "assistant", "Hello! Just so you know, this call is recorded.")
+    await h.env.sleep(5)
+    await h.customer_leaves(handle)
+    result = await handle.result()
+    assert f.count(act.START_EGRESS) == 0 and result.recording_status == R.NONE
+    state = await handle.query(CallWorkflow.get_state)
+    assert state.consent == "withdrawn"
 
 
 async def test_consent_off_never_records(harness: Harness) -> None:

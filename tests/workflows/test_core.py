@@ -4,7 +4,6 @@ continue-as-new can no longer do to a call (each froze a call or lost a decision
 from __future__ import annotations
 
 import asyncio
-import time
 
 from activities import types as act
 from core import models as m
@@ -74,11 +73,12 @@ async def test_a_withdrawal_in_a_runs_first_task_is_heard(harness: Harness) -> N
     call_id = m.new_call_id()
     h.started += [m.call_workflow_id(call_id), m.recording_workflow_id(call_id)]
     key = m.recording_object_key(call_id, 1)
+    now = (await h.env.get_current_time()).timestamp()  # the server's clock, not the wall's
     carried = m.CallCarry(
-        status=S.IN_PROGRESS, recording_status=R.RECORDING, created_at=time.time(), room_ready=True,
-        agent_joined_at=time.time(), agent_identity=AGENT, greeted=True, consent="granted",
+        status=S.IN_PROGRESS, recording_status=R.RECORDING, created_at=now, room_ready=True,
+        agent_joined_at=now, agent_identity=AGENT, greeted=True, consent="granted",
         egress=m.EgressState("EG_1", "EGRESS_ACTIVE", n=1, object_key=key), egress_attempts=1,
-        last_heard_at=time.time(), runs=2,
+        last_heard_at=now, runs=2,
     )  # fmt: skip
     cfg = m.CallConfig(recording_consent="ask", recording_on_withdrawal="delete",
                        max_duration_s=10**9, customer_rejoin_grace_s=0.0)  # fmt: skip

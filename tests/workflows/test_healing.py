@@ -101,13 +101,22 @@ async def test_lost_agent_never_replaced_asks_for_a_human(harness: Harness) -> N
     assert "person" in handoff[0].data["detail"]
 
 
-async def test_agent_leaving_an_empty_call_still_ends_it(harness: Harness) -> None:
+async def test_agent_lost_before_the_customer_joins_is_replaced(harness: Harness) -> None:
+    """The customer's browser or phone is still connecting when the agent crashes: until the
+    join timeout the customer is expected, so the agent is replaced, not the call ended."""
     h, f = harness, harness.fakes
-    handle, _ = await h.start(recording_consent="off")
-    await h.agent_joins(handle)  # no customer ever joined: nobody to heal the call for
+    handle, _ = await h.start(recording_consent="off", customer_join_timeout_s=120)
+    await h.agent_joins(handle)
     await agent_leaves(h, handle)
+    await until(lambda: f.count(act.DISPATCH_AGENT) == 1, what="replacement dispatch")
+    assert f.calls[act.DISPATCH_AGENT][0].resume
+    await handle.signal(CallWorkflow.agent_joined, m.AgentJoined(h.sid("aj"), "agent-new"))
+    await customer_joins(h, handle)
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS and state.agent_identity == "agent-new"
+    await h.customer_leaves(handle)
     result = await handle.result()
-    assert result.end_reason == "agent_left" and f.count(act.DISPATCH_AGENT) == 0
+    assert result.end_reason == "customer_left"
 
 
 async def test_customer_rejoins_within_the_grace(harness: Harness) -> None:

@@ -9,6 +9,7 @@ from core import models as m
 from testkit.harness import Harness
 from testkit.standins import until
 from workflows.call import CallWorkflow
+from workflows.recording import RecordingWorkflow
 
 S = m.CallStatus
 R = m.RecordingStatus
@@ -24,24 +25,58 @@ async def recorded_call_whose_egress_end_is_missed(h: Harness) -> WorkflowHandle
     return handle
 
 
-async def test_livekit_unreachable_for_every_ask_fails_the_recording_not_the_call(
+async def test_livekit_down_across_the_hang_up_stores_the_file_found_in_staging(
     harness: Harness,
 ) -> None:
     h, f = harness, harness.fakes
     f.get_failures = 10_000
     handle = await recorded_call_whose_egress_end_is_missed(h)
+    call_id = handle.id.removeprefix("call-")
+    key = m.recording_object_key(call_id, 1)
+    f.staged[key] = 4321  # Egress got the file there; only LiveKit's API is down
     result = await handle.result()
     assert result.status == S.COMPLETED and result.end_reason == "customer_left"
-    assert result.recording_status == R.FAILED
-    state = await handle.query(CallWorkflow.get_state)
-    assert "unreachable" in state.recording_error
     asks = f.of_kind("recording")
     assert [e.data["status"] for e in asks].count("egress_poll_failed") == 6  # bounded
     assert f.count(act.GET_EGRESS) == 6 * 5  # each ask retried by QUICK_RETRY, then given up
-    [failed] = [e for e in asks if e.data["status"] == "failed"]
-    assert "unreachable" in failed.data["error"]
-    assert f.count(act.DOWNLOAD_AND_STORE_RECORDING) == 0
-    assert f.call_rows[-1].status == "completed" and f.call_rows[-1].recording_status == "failed"
+    assert [q.object_key for q in f.calls[act.FIND_STAGED_RECORDING]] == [key]
+    assert "found_in_staging" in [e.data["status"] for e in asks]
+    pipeline = h.client.get_workflow_handle_for(
+        RecordingWorkflow.run, m.recording_workflow_id(call_id)
+    )
+    stored = await pipeline.result()
+    assert not stored.given_up and stored.key == key
+    [(inp, _)] = f.calls[act.DOWNLOAD_AND_STORE_RECORDING]
+    assert inp.object_key == key and inp.expected_size == 4321
+
+
+async def test_livekit_down_and_the_file_not_in_staging_leaves_a_pipeline_waiting_for_ops(
+    harness: Harness,
+) -> None:
+    h, f = harness, harness.fakes
+    f.get_failures = 10_000
+    handle = await recorded_call_whose_egress_end_is_missed(h)
+    call_id = handle.id.removeprefix("call-")
+    result = await handle.result()
+    assert result.status == S.COMPLETED
+    state = await handle.query(CallWorkflow.get_state)
+    assert "unreachable" in state.recording_error  # the record says why
+    pipeline = h.client.get_workflow_handle_for(
+        RecordingWorkflow.run, m.recording_workflow_id(call_id)
+    )
+    await until(lambda: any(r.status == R.FAILED for r in f.recording_rows), 30)
+    status = await pipeline.query(RecordingWorkflow.get_status)
+    assert status["waiting_for_ops"] and "404" in status["error"]
+    [(inp, _)] = f.calls[act.DOWNLOAD_AND_STORE_RECORDING]
+    assert inp.location == "" and inp.object_key == m.recording_object_key(call_id, 1)
+    # The file turns up (Egress finished its upload late): ops retry, and it is stored.
+    f.staged[inp.object_key] = 999
+    await pipeline.execute_update(
+        RecordingWorkflow.retry, m.RecordingOpsRequest(by="ops-1", reason="file is there now")
+    )
+    stored = await pipeline.result()
+    assert not stored.given_up and stored.key == inp.object_key
+    assert f.recording_rows[-1].status == R.STORED
 
 
 async def test_livekit_unreachable_once_is_asked_again_and_the_recording_stored(

@@ -196,14 +196,22 @@ async def test_an_egress_failing_mid_call_with_a_partial_file_is_restarted_and_b
     assert mid and mid[0]["will_restart"] and mid[0]["segment"] == 1
 
 
+@pytest.mark.parametrize("consent", ["ask", "announce"])
 @pytest.mark.parametrize("policy", ["delete", "keep"])
-async def test_consent_withdrawn_mid_call_stops_the_egress(harness: Harness, policy: str) -> None:
+async def test_consent_withdrawn_mid_call_stops_the_egress(
+    harness: Harness, consent: str, policy: str
+) -> None:
+    """Under `ask` a grant is withdrawn; under `announce` the customer objects to the recording
+    the greeting announced: either way the egress stops and RECORDING_ON_WITHDRAWAL applies."""
     h, f = harness, harness.fakes
     f.stop_reports = "EGRESS_COMPLETE"
-    handle, _ = await h.start(recording_consent="ask", recording_on_withdrawal=policy)
+    handle, _ = await h.start(recording_consent=consent, recording_on_withdrawal=policy)
     call_id = handle.id.removeprefix("call-")
     await h.agent_joins(handle)
-    await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c1", True))
+    if consent == "ask":
+        await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c1", True))
+    else:
+        await h.say(handle, "assistant", "Hello! Just so you know, this call is recorded.")
     await until(lambda: f.count(act.START_EGRESS) == 1)
     await handle.signal(CallWorkflow.recording_consent, m.RecordingConsentSignal("c2", False))
     await until(lambda: f.count(act.STOP_EGRESS) == 1, what="the egress stopped")

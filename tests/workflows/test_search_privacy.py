@@ -49,11 +49,10 @@ async def test_with_payload_keys_no_customer_name_is_searchable(harness: Harness
         await asyncio.sleep(0.1)
     assert "in_progress" in details and handle.id.removeprefix("call-") in details, details
     assert CUSTOMER not in details and "Zebulon" not in details and "manager" not in details
-    await handle.terminate("test over")
+    # (ended by the harness the normal way: a termination mid-task stops the time skipping)
 
 
 async def test_without_keys_the_customer_name_is_searchable(harness: Harness) -> None:
     handle, _ = await harness.start()
     attrs = (await handle.describe()).typed_search_attributes
     assert attrs.get(sa.CUSTOMER_NAME) == CUSTOMER
-    await handle.terminate("test over")

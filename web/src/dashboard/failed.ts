@@ -1,7 +1,9 @@
 /**
- * Failed recordings (ops and admin): the calls whose recording pipeline failed, why, and a Retry
- * per call plus Retry all (each is `POST /api/recordings/{id}/retry`, a few at a time, with a
- * running count). Self-contained: main.ts mounts the topbar link and routes
+ * Failed recordings (ops and admin): the calls whose recording failed, why, and a Retry per
+ * call where a pipeline exists to replay, plus Retry all over those (each is
+ * `POST /api/recordings/{id}/retry`, a few at a time, with a running count). A recording that
+ * failed in the call itself (no egress file, so no pipeline) or that ops gave up on gets no
+ * button: the row says what ops can do instead. Self-contained: main.ts mounts the topbar link and routes
  * `#/recordings/failed` here. The link only appears for a token the list endpoint accepts
  * (403 for supervisors), so nobody sees buttons they may not press.
  */
@@ -25,6 +27,11 @@ interface FailedRecording {
   created_at: string | null;
   ended_at: string | null;
   recording_error: string | null;
+  given_up: boolean;
+  /** A pipeline exists and ops have not given up: Retry can replay it. */
+  retryable: boolean;
+  /** What Retry does, or what ops can do instead (no pipeline, or given up). */
+  what_to_do: string;
 }
 
 interface FailedPage {
@@ -99,17 +106,23 @@ export class FailedRecordingsView {
     clear(this.root);
     setCount(items.length);
     this.rows.clear();
-    const retryAll = h("button", { class: "btn btn-primary btn-sm", id: "retry-all", type: "button", disabled: items.length === 0 }, "Retry all");
+    const retryable = items.filter((i) => i.retryable);
+    const retryAll = h("button", { class: "btn btn-primary btn-sm", id: "retry-all", type: "button", disabled: retryable.length === 0 }, "Retry all");
     const progress = h("span", { class: "muted", id: "retry-progress" });
     retryAll.addEventListener("click", () => {
-      const pending = items.map((i) => i.call_id).filter((id) => !this.rows.get(id)?.classList.contains("retried"));
+      const pending = retryable.map((i) => i.call_id).filter((id) => !this.rows.get(id)?.classList.contains("retried"));
       void this.retryAll(pending, retryAll, progress);
     });
     const body = h("tbody");
     for (const item of items) {
-      const button = h("button", { class: "btn btn-secondary btn-sm", type: "button", "data-call": item.call_id }, "Retry");
-      const state = h("span", { class: "retry-state" });
-      button.addEventListener("click", () => void this.retryOne(item.call_id));
+      const act = h("td", { class: "failed-act" });
+      if (item.retryable) {
+        const button = h("button", { class: "btn btn-secondary btn-sm", type: "button", "data-call": item.call_id, title: item.what_to_do }, "Retry");
+        button.addEventListener("click", () => void this.retryOne(item.call_id));
+        act.append(button, h("span", { class: "retry-state" }));
+      } else {
+        act.append(h("span", { class: "failed-instead muted" }, item.what_to_do));
+      }
       const row = h(
         "tr",
         { "data-call": item.call_id },
@@ -117,7 +130,7 @@ export class FailedRecordingsView {
         h("td", {}, item.customer_name ?? "—"),
         h("td", {}, formatDateTime(item.ended_at ?? item.created_at)),
         h("td", { class: "failed-why" }, item.recording_error ?? "unknown"),
-        h("td", { class: "failed-act" }, button, state),
+        act,
       );
       this.rows.set(item.call_id, row);
       body.append(row);
@@ -127,7 +140,7 @@ export class FailedRecordingsView {
         "section",
         { class: "failed-view" },
         h("div", { class: "panel-head" }, h("h1", {}, "Failed recordings"), h("div", { class: "failed-tools" }, progress, retryAll)),
-        h("p", { class: "muted" }, "Recording pipelines that gave up. Retry replays one with its original input once the cause (storage, the egress file) is fixed."),
+        h("p", { class: "muted" }, "Recordings not stored. Retry replays a pipeline with its original input once the cause (storage, the egress file) is fixed; a row without Retry says what to do instead."),
         items.length
           ? h(
               "table",

@@ -10,6 +10,7 @@ import { ApiError, apiRequest, isRecord, wsUrl, type CallList, type CallSummary 
 import { byId, clear, h } from "../shared/dom";
 import { LiveSocket } from "../shared/live";
 import { CallView } from "./call/view";
+import { DESK_ROUTE, DeskView } from "./desk";
 import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
 import { CallListView } from "./list";
 import { mountDialer } from "./phone";
@@ -48,8 +49,14 @@ let view: CallView | null = null;
 let list: CallListView | null = null;
 let search: SearchView | null = null;
 let failed: FailedRecordingsView | null = null;
+let desk: DeskView | null = null;
+/** A rep only (no supervisor, ops or admin role): the Desk is all they may see. */
+let deskOnly = false;
+const WATCHERS = ["supervisor", "ops", "admin"];
 
 function showSignin(message?: string): void {
+  desk?.destroy();
+  desk = null;
   listSocket?.stop();
   listSocket = null;
   view?.destroy();
@@ -90,10 +97,16 @@ signinForm.addEventListener("submit", async (event) => {
   signinButton.disabled = true;
   signinError.hidden = true;
   try {
-    // Any read the supervisor roles may do proves the token: 401 unknown, 403 wrong role.
-    await apiRequest<CallList>("GET", "/api/calls?status=active&limit=1", { token: candidate });
+    // Any read the supervisor roles may do proves the token: 401 unknown, 403 wrong role; a
+    // 403 may still be a rep's, whom the Desk takes.
+    try {
+      await apiRequest<CallList>("GET", "/api/calls?status=active&limit=1", { token: candidate });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 403)) throw err;
+      await apiRequest("GET", "/api/desk/me", { token: candidate });
+    }
     saveToken(candidate);
-    startApp();
+    void startFor();
   } catch (err) {
     const text =
       err instanceof ApiError && err.status === 401
@@ -120,11 +133,36 @@ whenExpired((message) => {
   showSignin(`Signed out: ${message}`);
 });
 
+/** Start the page the caller's roles allow: the Desk alone for a rep, else the whole dashboard. */
+async function startFor(session?: SessionInfo): Promise<void> {
+  let who = session;
+  try {
+    who ??= await api<SessionInfo>("GET", "/api/session");
+  } catch {
+    who = undefined;
+  }
+  const roles = who?.roles ?? [];
+  deskOnly = roles.includes("rep") && !roles.some((r) => WATCHERS.includes(r));
+  if (deskOnly) startDesk(who);
+  else startApp(who);
+}
+
+function startDesk(session?: SessionInfo): void {
+  void showWho(session);
+  signin.hidden = true;
+  app.hidden = false;
+  document.querySelector<HTMLElement>(".sidebar")?.setAttribute("hidden", "");
+  listLive.hidden = true;
+  if (window.location.hash !== DESK_ROUTE) window.location.hash = DESK_ROUTE;
+  route();
+}
+
 function startApp(session?: SessionInfo): void {
   if (token()) void startCodecSession(); // a session cookie already serves the codec
   void showWho(session);
   signin.hidden = true;
   app.hidden = false;
+  mountDeskLink();
   const temporal = byId<HTMLAnchorElement>("temporal-link");
   temporal.href = `${temporalUiBase()}/namespaces/default/workflows`;
   list ??= new CallListView(
@@ -167,9 +205,25 @@ function startApp(session?: SessionInfo): void {
   route();
 }
 
+function mountDeskLink(): void {
+  const bar = document.querySelector<HTMLElement>(".topbar-right");
+  if (!bar || bar.querySelector("#desk-link")) return;
+  bar.prepend(h("a", { class: "btn btn-ghost btn-sm", id: "desk-link", href: DESK_ROUTE }, "Desk"));
+}
+
 function route(): void {
   failed?.destroy();
   failed = null;
+  if (window.location.hash === DESK_ROUTE || deskOnly) {
+    view?.destroy();
+    view = null;
+    list?.select(null);
+    search = null;
+    desk ??= new DeskView(main);
+    return;
+  }
+  desk?.destroy();
+  desk = null;
   if (window.location.hash === FAILED_ROUTE) {
     view?.destroy();
     view = null;
@@ -202,7 +256,7 @@ function route(): void {
 
 /** The landing panel when no call is open: live numbers for the floor. */
 function renderOverview(): void {
-  if (view || search || failed || !list) return;
+  if (view || search || failed || desk || !list) return;
   const live = list.live();
   const count = (pred: (c: CallSummary) => boolean) => live.filter(pred).length;
   const card = (label: string, value: number, tone: string, id: string) =>
@@ -255,9 +309,9 @@ async function showWho(session?: SessionInfo): Promise<void> {
 }
 
 async function boot(): Promise<void> {
-  if (currentToken()) return startApp();
+  if (currentToken()) return startFor();
   const session = await currentSession();
-  if (session) startApp(session);
+  if (session) void startFor(session);
   else showSignin();
 }
 

@@ -4,10 +4,11 @@
  * the counters. End and whisper are plain REST calls whose effects come back through the socket.
  */
 
-import type { Accepted } from "../../shared/api";
+import type { Accepted, LiveKitGrant } from "../../shared/api";
 import { clear, h, icon, ICONS } from "../../shared/dom";
 import { formatDuration, humanize, secondsBetween } from "../../shared/format";
 import type { LiveState } from "../../shared/live";
+import { joinRoom, type VoiceSession } from "../../shared/voice";
 import { api, temporalWorkflowUrl } from "../session";
 import { channelChip, TransferControl } from "../phone";
 import { livePill, recordingBadge, setLive, statusBadge, toast } from "../ui";
@@ -28,6 +29,11 @@ export class CallHeader {
   private readonly whisperButton: HTMLButtonElement;
   private readonly takeoverButton: HTMLButtonElement;
   private takenOver = false;
+  /** This tab's own seat in the room while the supervisor is live (microphone published). */
+  private voice: VoiceSession | null = null;
+  private muted = false;
+  private readonly liveMic = h("span", { class: "mic-live", id: "you-are-live", role: "status", hidden: true }, h("i"), "You are live: the customer hears you");
+  private readonly muteButton: HTMLButtonElement;
   private whisperId: { text: string; id: string } | null = null; // kept until sent: a retry reuses it
   private readonly whisperForm: HTMLFormElement;
   private readonly endForm: HTMLFormElement;
@@ -55,6 +61,11 @@ export class CallHeader {
       "button",
       { type: "button", class: "btn btn-secondary btn-sm", id: "takeover-button", "aria-pressed": "false", onclick: () => void this.switchSpeaker() },
       "Take over",
+    );
+    this.muteButton = h(
+      "button",
+      { type: "button", class: "btn btn-secondary btn-sm", id: "mute-button", "aria-pressed": "false", hidden: true, onclick: () => void this.toggleMute() },
+      "Mute",
     );
     const reason = h("input", {
       class: "input input-sm",
@@ -120,6 +131,8 @@ export class CallHeader {
           { class: "detail-actions" },
           this.whisperButton,
           this.takeoverButton,
+          this.liveMic,
+          this.muteButton,
           ...extraActions,
           this.transfer.button,
           this.endButton,
@@ -255,19 +268,88 @@ export class CallHeader {
     }
   }
 
-  /** Take over from Sarah (she keeps listening) or hand the call back to her; audited by the API. */
+  /**
+   * Take over: join the room with the barge token and publish this microphone, and only once
+   * the customer can hear it tell Sarah to stop (audited); she keeps listening. Release: stop
+   * publishing (leave the room), then hand the call back to her. Sarah is never silenced while
+   * nobody can be heard.
+   */
   private async switchSpeaker(): Promise<void> {
-    const action = this.takenOver ? "release" : "takeover";
     this.takeoverButton.disabled = true;
     try {
-      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.ctx.callId)}/${action}`, { id: newCommandId() });
-      this.showTakenOver(action === "takeover");
-      toast(action === "takeover" ? "You have the call; Sarah keeps listening." : "Sarah has the call again.", "success");
-    } catch (err) {
-      toast(`Could not ${action === "takeover" ? "take over" : "release"}: ${errorText(err)}`, "error");
+      if (this.voice || this.takenOver) await this.release();
+      else await this.takeOver();
     } finally {
       this.takeoverButton.disabled = !this.isLive();
     }
+  }
+
+  private async takeOver(): Promise<void> {
+    const path = `/api/calls/${encodeURIComponent(this.ctx.callId)}`;
+    try {
+      const grant = await api<LiveKitGrant>("POST", `${path}/barge`, {});
+      this.voice = await joinRoom({
+        url: grant.livekit_url,
+        token: grant.token,
+        publishMicrophone: true,
+        audioContainer: document.getElementById("monitor-audio") ?? document.body,
+        callbacks: { onDisconnected: () => this.wentQuiet("Your audio left the call: Sarah has it again.") },
+      });
+      this.showLiveMic(true);
+      await api<Accepted>("POST", `${path}/takeover`, { id: newCommandId() });
+      this.showTakenOver(true);
+      toast("You are live: the customer hears you; Sarah keeps listening.", "success");
+    } catch (err) {
+      await this.voice?.disconnect();
+      this.voice = null;
+      this.showLiveMic(false);
+      toast(`Could not take over: ${errorText(err)}`, "error");
+    }
+  }
+
+  private async release(): Promise<void> {
+    const v = this.voice;
+    this.voice = null;
+    await v?.disconnect();
+    this.showLiveMic(false);
+    try {
+      await api<Accepted>("POST", `/api/calls/${encodeURIComponent(this.ctx.callId)}/release`, { id: newCommandId() });
+      this.showTakenOver(false);
+      toast("Sarah has the call again.", "success");
+    } catch (err) {
+      toast(`Could not release: ${errorText(err)}`, "error");
+    }
+  }
+
+  private wentQuiet(text: string): void {
+    if (!this.voice) return;
+    this.voice = null;
+    this.showLiveMic(false);
+    toast(text, "info");
+  }
+
+  private async toggleMute(): Promise<void> {
+    if (!this.voice) return;
+    this.muted = !this.muted;
+    await this.voice.setMicrophoneMuted(this.muted);
+    this.muteButton.textContent = this.muted ? "Unmute" : "Mute";
+    this.muteButton.setAttribute("aria-pressed", String(this.muted));
+  }
+
+  private showLiveMic(on: boolean): void {
+    this.liveMic.hidden = !on;
+    this.muteButton.hidden = !on;
+    if (!on) {
+      this.muted = false;
+      this.muteButton.textContent = "Mute";
+      this.muteButton.setAttribute("aria-pressed", "false");
+    }
+  }
+
+  /** Leave the room (the view is going away). */
+  destroy(): void {
+    void this.voice?.disconnect();
+    this.voice = null;
   }
 
   showTakenOver(on: boolean): void {

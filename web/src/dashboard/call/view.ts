@@ -125,6 +125,7 @@ export class CallView {
     this.socket.stop();
     window.clearInterval(this.tickTimer);
     this.monitor.destroy();
+    this.header.destroy();
     this.report.destroy();
     this.analysis.destroy();
   }
