@@ -45,6 +45,7 @@ from ops.metrics import sdk_runtime, serve_metrics
 from ops.retention import retention_in_force
 from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
+from workflows.callback import CallbackWorkflow
 from workflows.desk import DeskWorkflow
 from workflows.desk_client import DeskClient
 from workflows.erase import EraseCallWorkflow
@@ -58,6 +59,7 @@ WORKFLOWS = [
     RetentionWorkflow,
     AnalysisWorkflow,
     WebhookWorkflow,
+    CallbackWorkflow,
     DeskWorkflow,
 ]
 

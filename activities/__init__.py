@@ -122,6 +122,9 @@ def build_activities(
     from activities.starts import StartActivities
 
     acts += AnalysisActivities(pool, settings, client).activities()
+    from activities.callbacks import CallbackActivities
+
+    acts += CallbackActivities(pool, settings, client).activities()
     acts += StartActivities(settings).activities()
     if client is not None:
         from activities.erase import EraseActivities

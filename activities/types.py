@@ -23,6 +23,10 @@ GET_ROOM_PRESENCE = "get_room_presence"
 # Phone (activities/phone.py)
 DIAL_OUTBOUND = "dial_outbound"
 TRANSFER_CALL = "transfer_call"
+# Callbacks (activities/callbacks.py)
+START_CALLBACK_CALL = "start_callback_call"
+ON_DO_NOT_CALL = "on_do_not_call"
+RECORD_CALLBACK = "record_callback"
 # Storage (activities/storage.py)
 DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
 FIND_STAGED_RECORDING = "find_staged_recording"

@@ -26,6 +26,8 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatContext, ChatMessage
 
+import core.callbacks as cb
+from agent.callbacks import CallbackBooker, CallbackRefused
 from agent.dealership import Dealership, DealershipError
 from agent.greetings import PROMPTS, greeting_parts, prompt_texts
 from agent.resume import RESUME_INSTRUCTIONS
@@ -114,8 +116,10 @@ class Sarah(Agent):
         timezone: ZoneInfo,
         finals: FinalTranscripts | None = None,
         resume: ChatContext | None = None,
+        callbacks: CallbackBooker | None = None,
     ) -> None:
         self.call_id = call_id
+        self.callbacks = callbacks
         self.dealership = dealership
         self.signals = signals
         self.consent_policy = consent_policy
@@ -200,7 +204,6 @@ class Sarah(Agent):
                 )
             )
         except DealershipError as exc:
-            # No tool schedules a callback: offer a colleague on this call, never a promise.
             raise ToolError(
                 f"{exc} Apologise, and offer to bring a colleague onto this call (request_human)."
             ) from exc
@@ -253,6 +256,53 @@ class Sarah(Agent):
             f"{booking.customer_name} on {when:%A, %B %d at %I:%M %p}. "
             f"Reference {booking.reference}. Read the booking back to the customer."
         )
+
+    @function_tool
+    async def schedule_callback(
+        self,
+        context: RunContext,
+        phone: str,
+        date: str,
+        time: str,
+        reason: str,
+        timezone: str | None = None,
+        confirmed: bool = False,
+    ) -> str:
+        """Schedule a call back to the customer at a time they chose ("tomorrow at three").
+        First call it with confirmed=false: it answers the concrete date and number to read
+        back. Call it again with confirmed=true only once the customer said yes.
+
+        Args:
+            phone: the number to call, digits as spoken (with the country code if not US).
+            date: the day, as YYYY-MM-DD, resolved from the customer's words and today's date.
+            time: the time on the customer's clock, 24-hour HH:MM, e.g. "15:00".
+            reason: what the call is about, in a few words, e.g. "Silverado test drive".
+            timezone: the customer's IANA time zone if not the dealership's, e.g. "America/Denver".
+            confirmed: true once the customer confirmed the number and the time read back.
+        """
+        try:
+            tz = cb.zone(timezone) if timezone else self.timezone
+            when = cb.spoken_slot(date, time, tz)
+        except ValueError as exc:
+            raise ToolError("Confirm the day and time with the customer "
+                            "(date YYYY-MM-DD, time HH:MM, a known time zone).") from exc  # fmt: skip
+        number = cb.e164_from_spoken(phone)
+        if len(number) < 9:
+            raise ToolError("That phone number looks incomplete; ask the customer to repeat it.")
+        said = cb.say_back(when, tz)
+        if not confirmed:
+            return (f"Read back to the customer: we will call {number} on {said} about {reason}. "
+                    "Ask them to confirm, then call schedule_callback again with confirmed=true.")  # fmt: skip
+        if self.callbacks is None:
+            raise ToolError("Callbacks cannot be scheduled on this line; offer a colleague "
+                            "(request_human) instead of a promise.")  # fmt: skip
+        try:
+            await self._filled(self.callbacks.schedule(number, when, str(tz), reason[:500]))
+        except CallbackRefused as exc:
+            raise ToolError(f"The callback was not scheduled: {exc} Tell the customer and "
+                            "offer another time or a colleague.") from exc  # fmt: skip
+        log.info("callback_scheduled", call_id=self.call_id)
+        return f"Scheduled: we will call on {said}. Tell the customer, with that date."
 
     @function_tool
     async def request_human(self, context: RunContext, reason: str) -> str:

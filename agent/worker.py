@@ -24,6 +24,7 @@ from temporalio.client import Client
 from agent import metrics as turn_metrics
 from agent.api_client import AgentApi
 from agent.bridge import CallBridge
+from agent.callbacks import ApiCallbacks
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
@@ -192,6 +193,7 @@ async def entrypoint(ctx: JobContext) -> None:
         timezone=cfg.timezone,
         finals=finals,
         resume=resume,
+        callbacks=ApiCallbacks(api) if api is not None else None,
     )
     SupervisorChannel(
         session,

@@ -556,3 +556,99 @@ class SessionInfo(BaseModel):
     roles: list[str]
     via: Literal["token", "session"]
     expires_at: datetime | None = None
+
+
+# --- callbacks (issue 25) ---------------------------------------------------------------------
+
+
+class CallbackCreateRequest(Strict):
+    """Ring `phone` back at `at` (ISO 8601 with an offset), inside the calling window in
+    `timezone` (IANA). The same `request_id` (or `Idempotency-Key`), else the same `call_id`,
+    gives the same callback."""
+
+    phone: str = Field(min_length=1, max_length=16, description="E.164, an allowed prefix")
+    at: str = Field(min_length=10, max_length=40, description="ISO 8601 with an offset")
+    timezone: str = Field(min_length=1, max_length=64, description="IANA, e.g. America/Chicago")
+    reason: str | None = Field(None, min_length=1, max_length=500, description="why we call")
+    call_id: str | None = Field(None, pattern=r"^[a-z0-9]{12,40}$", description="asked on")
+    customer_name: PersonName | None = None
+    request_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+class CallbackPatchRequest(Strict):
+    """Move a scheduled callback: a new time, and optionally a new zone."""
+
+    at: str = Field(min_length=10, max_length=40, description="ISO 8601 with an offset")
+    timezone: str | None = Field(None, min_length=1, max_length=64)
+
+
+class DncRequest(Strict):
+    phone: str = Field(min_length=1, max_length=16, description="E.164")
+
+
+class CallbackAttempt(BaseModel):
+    n: int
+    call_id: str
+    started_at: str
+    outcome: str
+
+
+class CallbackView(BaseModel):
+    id: str
+    status: str
+    at: str
+    due_at: str
+    timezone: str
+    phone: str  # masked but for an admin
+    reason: str
+    call_id: str
+    end_reason: str
+    attempts: list[CallbackAttempt]
+
+
+class CallbackList(BaseModel):
+    callbacks: list[CallbackView]
+
+
+class CallbackListQuery(Strict):
+    """`GET /api/callbacks`: by status, due in `[from, to)`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    status: Literal["scheduled", "dialing", "completed", "failed", "cancelled"] | None = None
+    from_: datetime | None = Field(None, alias="from", description="due at or after (ISO 8601)")
+    to: datetime | None = Field(None, description="due before (ISO 8601)")
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _when(cls, v: object) -> object:
+        return _iso(v)
+
+
+class DncAnswer(BaseModel):
+    action: str  # added | removed
+    phone: str  # masked
+    cancelled_callbacks: int
+
+
+class PersonErasureRequest(Strict):
+    """Erase a person by their number: never by a name alone (a name is not unique)."""
+
+    phone: str = Field(min_length=1, max_length=16, description="E.164")
+
+
+class PersonErasureResult(BaseModel):
+    phone: str  # masked
+    calls: list[str]  # each erased through EraseCallWorkflow (their ids)
+    callbacks: int
+    test_drives: int
+    status: Literal["erased", "in_progress"]
+
+
+class AgentCallbackRequest(Strict):
+    """Sarah's `schedule_callback`: the number, the instant, the customer's zone, why."""
+
+    phone: str = Field(min_length=1, max_length=16)
+    at: str = Field(min_length=10, max_length=40)
+    timezone: str = Field(min_length=1, max_length=64)
+    reason: str | None = Field(None, min_length=1, max_length=500)

@@ -295,6 +295,8 @@ class DialRequest:
     to: str  # E.164
     reason: str = ""
     ringing_timeout_s: float = 30.0
+    # A callback's call: the workflow id (`callback-<id>`) told the dial's outcome by signal.
+    report_to: str = ""
 
 
 @dataclass

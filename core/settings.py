@@ -208,6 +208,11 @@ class Settings(BaseSettings):
     )
     SIP_OUTBOUND_MAX_PER_HOUR: int = Field(20, ge=0, description="outbound calls an hour, in all")
     SIP_RINGING_TIMEOUT_S: float = Field(30, gt=0, le=600)
+    # Callbacks (workflows/callback.py): the customer's local calling window, inside 08:00-21:00.
+    CALLBACK_HOURS: str = Field("09:00-20:00", description="HH:MM-HH:MM, inside 08:00-21:00")
+    CALLBACK_RETRY_S: float = Field(1800, gt=0, description="busy / no answer: again after this")
+    CALLBACK_MAX_ATTEMPTS: int = Field(3, ge=1, le=10)
+    CALLBACK_MAX_DAYS: int = Field(14, ge=1, le=90, description="how far ahead a callback may be")
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)
     CUSTOMER_JOIN_TIMEOUT_S: float = Field(120, gt=0)
@@ -270,6 +275,17 @@ class Settings(BaseSettings):
 
         if any(not PREFIX.match(p) for p in split_list(v)):
             raise PydanticCustomError("prefix", "each prefix must be + and up to 14 digits")
+        return v
+
+    @field_validator("CALLBACK_HOURS")
+    @classmethod
+    def _callback_hours(cls, v: str) -> str:
+        from core.callbacks import Window
+
+        try:
+            Window.parse(v)
+        except ValueError as exc:
+            raise PydanticCustomError("window", str(exc)) from None
         return v
 
     @field_validator("LIVEKIT_URL", "LIVEKIT_PUBLIC_URL")

@@ -9,6 +9,10 @@ metric label goes through `mask_number`; only an admin's call detail shows it in
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncpg
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 PREFIX = re.compile(r"^\+\d{0,14}$")
@@ -44,3 +48,26 @@ def tel_target(uri: str) -> str:
     """The number in a transfer target (`tel:+1...`, `sip:+1...@host`), "" when none."""
     rest = uri.split(":", 1)[1] if ":" in uri else ""
     return rest.split("@", 1)[0].split(";", 1)[0]
+
+
+# One lock id for the hourly cap (pg_advisory_xact_lock takes a bigint).
+_CAP_LOCK = 0x70686F6E65  # "phone"
+
+
+async def claim_outbound(pool: asyncpg.Pool, call_id: str, by: str, per_hour: int) -> bool:
+    """Claim one of the hour's outbound calls (SIP_OUTBOUND_MAX_PER_HOUR, every API instance
+    and every callback together) for `call_id`; False when the hour is full. A call that
+    claimed before (a retried callback start) keeps its claim."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _CAP_LOCK)
+        if await conn.fetchval("SELECT 1 FROM outbound_dials WHERE call_id = $1", call_id):
+            return True
+        used = await conn.fetchval(
+            "SELECT count(*) FROM outbound_dials WHERE created_at > now() - interval '1 hour'"
+        )
+        if used >= per_hour:
+            return False
+        await conn.execute(
+            "INSERT INTO outbound_dials (call_id, by_whom) VALUES ($1, $2)", call_id, by
+        )
+        return True

@@ -38,10 +38,13 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "RoomName": "Keyword",
     "CustomerName": "Keyword",
     "SilenceAlerts": "Int",
+    "CallbackStatus": "Keyword",
+    "CallbackDue": "Datetime",
 }
 _INDEXED = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 }
 # What a server answers when it will not let a client manage search attributes (Temporal Cloud).
 _REFUSED = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED)

@@ -261,6 +261,35 @@ async def webhooks_replay(ctx: Context) -> int:
     return EXIT_OK if all(r["outcome"] == "started" for r in results) else EXIT_FAILED
 
 
+CALLBACK_COLUMNS = ("id", "status", "due_at", "timezone", "phone", "attempts", "end_reason")
+
+
+async def callbacks_list(ctx: Context) -> int:
+    from api.domain.callbacks import masked, rows
+
+    found = await rows(await ctx.pool(), ctx.args.status, None, None, max(1, ctx.args.limit))
+    ctx.out.emit([{**masked(r, False), "attempts": len(r["attempts"])} for r in found],
+                 columns=CALLBACK_COLUMNS)  # fmt: skip
+    return EXIT_OK
+
+
+async def callbacks_cancel(ctx: Context) -> int:
+    """Cancel as DELETE /api/callbacks/{id} does; exits 1 when any is refused."""
+    import core.callbacks as cb
+    from api.domain.callbacks import cancel
+    from api.errors import ApiError
+
+    client, results = await ctx.temporal(), []
+    for callback_id in dict.fromkeys(ctx.args.callback_ids):
+        try:
+            view = await cancel(client, callback_id, cb.CancelCallback(by="ops"))
+            results.append({"id": callback_id, "outcome": view["status"], "detail": ""})
+        except ApiError as exc:
+            results.append({"id": callback_id, "outcome": "refused", "detail": exc.message})
+    ctx.out.emit(results, columns=("id", "outcome", "detail"))
+    return EXIT_OK if all(r["outcome"] != "refused" for r in results) else EXIT_FAILED
+
+
 async def telephony_setup(ctx: Context) -> int:
     import aiohttp
     from livekit.api import TwirpError
@@ -350,6 +379,8 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("analysis", "rerun"): analysis_rerun,
     ("webhooks", "list"): webhooks_list,
     ("webhooks", "replay"): webhooks_replay,
+    ("callbacks", "list"): callbacks_list,
+    ("callbacks", "cancel"): callbacks_cancel,
     ("histories", "check"): histories_check,
     ("histories", "export"): histories_export,
     ("temporal", "setup"): temporal_setup,

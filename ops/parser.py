@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     root.add_argument("--json", dest="json_root", action="store_true",
                       help="machine output: JSON on stdout")  # fmt: skip
     groups = root.add_subparsers(
-        dest="group", metavar="{calls,recordings,analysis,webhooks,histories,temporal,deploy}"
+        dest="group",
+        metavar="{calls,recordings,analysis,webhooks,callbacks,histories,temporal,deploy}",
     )
     groups.required = True
 
@@ -121,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     p.add_argument("msg_ids", nargs="+", metavar="MSG_ID")
+
+    cbs = groups.add_parser("callbacks", help="callbacks customers asked for", parents=[common])
+    cbc = cbs.add_subparsers(dest="command", required=True)
+    p = cbc.add_parser("list", help="callbacks, soonest due first (numbers masked)",
+                       parents=[common])  # fmt: skip
+    p.add_argument("--status", choices=["scheduled", "dialing", "completed", "failed", "cancelled"])
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p = cbc.add_parser("cancel", help="cancel callbacks (as DELETE /api/callbacks/{id}); exits 1 "
+                       "when any is refused", parents=[common])  # fmt: skip
+    p.add_argument("callback_ids", nargs="+", metavar="CALLBACK_ID")
 
     hist = groups.add_parser("histories", help="workflow histories", parents=[common])
     hs = hist.add_subparsers(dest="command", required=True)

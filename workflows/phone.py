@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.callbacks as cb
     import core.events as ev
     import core.models as m
 
@@ -64,6 +65,7 @@ class Phone:
             await self._ensure_room()
         except ApplicationError:
             self.book.finish(S.FAILED, "room_unavailable", "system")
+            await self._report_dial(m.DialResult("dial_failed", detail="room_unavailable"))
             return False
         inp = act.DialInput(
             call_id=self.call_id,
@@ -83,11 +85,25 @@ class Phone:
             result = m.DialResult("dial_failed", detail=cause(err))
         self.book.emit(ev.Status(status=S.DIALING, dial=result.outcome,
                                  sip_status=result.sip_status or ev.UNSET))  # fmt: skip
+        await self._report_dial(result)
         if result.outcome == "answered":
             self.book.set_status(S.WAITING_FOR_AGENT, "answered")
             return True
         self.book.finish(S.COMPLETED, result.outcome, "phone")
         return False
+
+    async def _report_dial(self, result: m.DialResult) -> None:
+        """A callback's call tells its callback how the dial went (the callback decides on a
+        retry). A callback that is gone (cancelled, erased) changes nothing for the call."""
+        dial = self.cfg.dial
+        if dial is None or not dial.report_to:
+            return
+        outcome = cb.DialOutcome(self.call_id, result.outcome, result.sip_status)
+        handle = workflow.get_external_workflow_handle(dial.report_to)
+        try:
+            await handle.signal(cb.SIGNAL_DIAL_OUTCOME, outcome)
+        except FailureError:
+            workflow.logger.info("callback gone", extra={"call_id": self.call_id})
 
     @workflow.update(name=m.UPDATE_TRANSFER)
     async def transfer(self, req: m.TransferRequest) -> m.EndCallResult:

@@ -20,9 +20,17 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from api.docs import endpoint
+from api.domain import callbacks
 from api.domain.fanout import publish_interim
 from api.errors import Gone, Unauthorized, Unavailable, ValidationFailed
-from api.schemas import Empty, FinalLine, FinalLinesRequest, InterimRequest, LinesStored
+from api.schemas import (
+    AgentCallbackRequest,
+    Empty,
+    FinalLine,
+    FinalLinesRequest,
+    InterimRequest,
+    LinesStored,
+)
 from api.validation import call_id_path, parse_body, parse_query
 from core import eventlog
 from core.events import InterimTranscript
@@ -138,3 +146,29 @@ def final_line(line: FinalLine) -> TranscriptLine:
     data = line.model_dump(exclude={"metrics"})
     figures = AgentMetrics(**line.metrics.model_dump()) if line.metrics is not None else None
     return TranscriptLine(**data, metrics=figures)
+
+
+@bp.post("/<call_id:str>/callback")
+@endpoint(
+    "Sarah's schedule_callback: a callback for the customer of this call",
+    tag="internal",
+    ok=201,
+    body=AgentCallbackRequest,
+    errors=(401, 409, 422),
+    description=(
+        "Authenticated with a LiveKit JWT granting roomAdmin on the call's room. The same checks "
+        "as POST /api/callbacks; one callback a call (asking again answers the same one)."
+    ),
+)
+@call_id_path
+async def schedule_callback(request: Request, call_id: str) -> HTTPResponse:
+    by = authenticate_agent(request, call_id)
+    parse_query(request, Empty)
+    body = parse_body(request, AgentCallbackRequest)
+    res = request.app.ctx.res
+    st = await callbacks.schedule(
+        res.temporal, res.db, request.app.ctx.settings, phone=body.phone, at=body.at,
+        timezone=body.timezone, by=f"agent:{by}", reason=body.reason or "", call_id=call_id,
+    )  # fmt: skip
+    log.info("callback_scheduled_by_agent", call_id=call_id, callback_id=st.callback_id)
+    return json(callbacks.masked(callbacks.from_state(st), False), status=201)

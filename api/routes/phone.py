@@ -10,7 +10,6 @@ number is never logged: log lines carry the call id and the masked number.
 
 from __future__ import annotations
 
-import asyncpg
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
@@ -23,28 +22,10 @@ from api.schemas import Accepted, OutboundCall, OutboundCallRequest, TransferReq
 from api.validation import call_id_path, parse_body
 from core.log import get_logger
 from core.models import CallStatus, Channel, DialRequest, Direction, new_call_id, room_name_for
-from core.telephony import allowed, is_e164, mask_number
+from core.telephony import allowed, claim_outbound, is_e164, mask_number
 
 log = get_logger("api.phone")
 bp = Blueprint("phone", url_prefix="/api/calls")
-
-# One lock id for the hourly cap (pg_advisory_xact_lock takes a bigint).
-_CAP_LOCK = 0x70686F6E65  # "phone"
-
-
-async def claim_outbound(pool: asyncpg.Pool, call_id: str, by: str, per_hour: int) -> bool:
-    """Claim one of the hour's outbound calls for `call_id`; False when the hour is full."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _CAP_LOCK)
-        used = await conn.fetchval(
-            "SELECT count(*) FROM outbound_dials WHERE created_at > now() - interval '1 hour'"
-        )
-        if used >= per_hour:
-            return False
-        await conn.execute(
-            "INSERT INTO outbound_dials (call_id, by_whom) VALUES ($1, $2)", call_id, by
-        )
-        return True
 
 
 @bp.post("/outbound")

@@ -250,6 +250,7 @@ async def _api_stack_session(
         SIP_OUTBOUND_NUMBERS=PHONE_NUMBER,
         SIP_OUTBOUND_ALLOWED_PREFIXES="+1555",
         SIP_RINGING_TIMEOUT_S=3,
+        CALLBACK_RETRY_S=2,  # tests/devstack/test_callbacks_e2e.py: a busy number again soon
     )
     client = await connect_temporal(settings)
     async with running_worker(client, settings), run_api(settings) as api:

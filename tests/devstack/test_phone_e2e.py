@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from api.routes.phone import claim_outbound
 from core.livekit import livekit_client
 from core.models import phone_call_id
+from core.telephony import claim_outbound
 from devstack.standin import converse
 from ops.telephony import ensure_telephony
 from tests.api.conftest import (  # noqa: F401

@@ -10,7 +10,8 @@ command refuses), so the histories of every release stay. The auto-upgrade workf
 (RecordingWorkflow, ...) must replay them all (guard a change with `workflow.patched`);
 CallWorkflow is pinned and replays only the corpora listed in tests/histories/CALL_WORKFLOW_CORPORA
 (test_replay.py). The files at the top of tests/histories/ are release 1. The `analysis_*`
-scenarios record AnalysisWorkflow and its WebhookWorkflows (auto-upgrade: every corpus).
+scenarios record AnalysisWorkflow and its WebhookWorkflows, the `callback_*` ones
+CallbackWorkflow (auto-upgrade: every corpus).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity
@@ -27,7 +29,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities import types as act
+from core import callbacks as cb
 from core import models as m
+from testkit.callbacks import CallbackStandIns
 from testkit.harness import AGENT, Harness, running_harness
 from testkit.standins import egress_file, until
 from testkit.temporal import start_time_skipping
@@ -39,6 +43,7 @@ from workflows.analysis import (
     webhook_workflow_id,
 )
 from workflows.call import CallWorkflow
+from workflows.callback import CallbackWorkflow
 from workflows.client import give_up_recording, retry_recording
 
 Run = tuple[str, str | None]  # workflow id, run id (None: the latest run)
@@ -538,6 +543,50 @@ async def phone_outbound_transferred(h: Harness) -> list[Run]:
     return runs_of(handle, call_id)
 
 
+# --- callbacks (CallbackWorkflow: auto-upgrade) ------------------------------------------------
+
+
+async def _callback(h: Harness, outcomes: list[str], act_on: str = "") -> list[Run]:
+    """A callback 30 hours out (Chicago's window), the far end scripted; `act_on`: reschedule
+    then cancel while it sleeps, or a do-not-call entry before it is due."""
+    fakes = CallbackStandIns(h.client, outcomes=outcomes)
+    queue = f"callbacks-{m.new_call_id()[:8]}"
+    callback_id = "cb" + m.new_call_id()
+    now = await h.env.get_current_time()
+    req = cb.CallbackRequest(callback_id, "+13125550142", (now + timedelta(hours=30)).timestamp(),
+                             "America/Chicago", reason="Silverado test drive", retry_s=1800)  # fmt: skip
+    async with Worker(h.client, task_queue=queue, workflows=[CallbackWorkflow],
+                      activities=fakes.activities()):  # fmt: skip
+        handle = await h.client.start_workflow(CallbackWorkflow.run, req,
+                                               id=cb.callback_workflow_id(callback_id),
+                                               task_queue=queue)  # fmt: skip
+        if act_on == "reschedule_then_cancel":
+            later = (now + timedelta(days=3)).timestamp()
+            await handle.execute_update(CallbackWorkflow.reschedule,
+                                        cb.Reschedule(later, "Europe/Berlin", "sup"))  # fmt: skip
+            await handle.execute_update(CallbackWorkflow.cancel, cb.CancelCallback("sup"))
+        elif act_on == "do_not_call":
+            fakes.dnc.add(req.phone)
+        await handle.result()
+    return [(handle.id, None)]
+
+
+async def callback_busy_then_answered(h: Harness) -> list[Run]:
+    return await _callback(h, ["busy", "answered"])
+
+
+async def callback_three_no_answers(h: Harness) -> list[Run]:
+    return await _callback(h, ["no_answer"] * 3)
+
+
+async def callback_rescheduled_then_cancelled(h: Harness) -> list[Run]:
+    return await _callback(h, [], "reschedule_then_cancel")
+
+
+async def callback_do_not_call(h: Harness) -> list[Run]:
+    return await _callback(h, [], "do_not_call")
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -565,6 +614,10 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "phone_inbound_webhook_lost": phone_inbound_webhook_lost,
     "phone_outbound_busy": phone_outbound_busy,
     "phone_outbound_transferred": phone_outbound_transferred,
+    "callback_busy_then_answered": callback_busy_then_answered,
+    "callback_three_no_answers": callback_three_no_answers,
+    "callback_rescheduled_then_cancelled": callback_rescheduled_then_cancelled,
+    "callback_do_not_call": callback_do_not_call,
 }
 
 

@@ -178,3 +178,35 @@ async def test_a_web_call_cannot_be_transferred(harness: Harness) -> None:
         await handle.execute_update(m.UPDATE_TRANSFER, m.TransferRequest("tel:+15559990000"),
                                     result_type=m.EndCallResult)  # fmt: skip
     assert err.value.cause.type == m.ERR_NOT_PHONE  # type: ignore[union-attr]
+
+
+async def test_a_callbacks_call_reports_its_dial_outcome_to_the_callback(harness: Harness) -> None:
+    """The hook CallbackWorkflow waits on: the call signals `dial_outcome` to `report_to`
+    (the callback here runs on a queue nobody polls: its history shows what arrived)."""
+    import core.callbacks as cb
+    from workflows.callback import CallbackWorkflow
+
+    h, f = harness, harness.fakes
+    f.dial_outcome = "busy"
+    req = cb.CallbackRequest("cb_hook", TO, 0.0, "America/Chicago")
+    callback = await h.client.start_workflow(CallbackWorkflow.run, req,
+                                             id=cb.callback_workflow_id("cb_hook"),
+                                             task_queue="nobody-polls-this")  # fmt: skip
+    try:
+        handle = await h.start_phone(dial=m.DialRequest(TO, report_to=callback.id))
+        result = await handle.result()
+        assert result.end_reason == "busy"
+        signals = [e.workflow_execution_signaled_event_attributes async for e in callback.fetch_history_events()
+                   if e.HasField("workflow_execution_signaled_event_attributes")]  # fmt: skip
+        assert [s.signal_name for s in signals] == [cb.SIGNAL_DIAL_OUTCOME]
+        outcome = await h.client.data_converter.decode(signals[0].input.payloads, [cb.DialOutcome])
+        assert outcome == [cb.DialOutcome(handle.id.removeprefix("call-"), "busy", 486)]
+    finally:
+        await callback.terminate("test over")
+
+
+async def test_a_callbacks_call_whose_callback_is_gone_ends_as_usual(harness: Harness) -> None:
+    h, f = harness, harness.fakes
+    f.dial_outcome = "no_answer"
+    handle = await h.start_phone(dial=m.DialRequest(TO, report_to="callback-gone"))
+    assert (await handle.result()).end_reason == "no_answer"

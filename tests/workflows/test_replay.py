@@ -26,6 +26,7 @@ from core import models as m
 from core.codec import EncryptionCodec
 from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
+from workflows.callback import CallbackWorkflow
 from workflows.recording import RecordingWorkflow
 
 CORPUS = Path(__file__).resolve().parent.parent / "histories"
@@ -125,7 +126,13 @@ def test_call_workflow_corpora_exist_and_hold_call_histories() -> None:
 async def test_replays_without_nondeterminism(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[CallWorkflow, RecordingWorkflow, AnalysisWorkflow, WebhookWorkflow]
+        workflows=[
+            CallWorkflow,
+            RecordingWorkflow,
+            AnalysisWorkflow,
+            WebhookWorkflow,
+            CallbackWorkflow,
+        ]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -1,0 +1,28 @@
+"""`python -m ops callbacks list|cancel` against the whole stack: the list masks numbers, a
+cancel does what DELETE /api/callbacks/{id} does, and a second cancel is refused (exit 1)."""
+
+from __future__ import annotations
+
+from tests.api.conftest import SUPERVISOR, ApiStack
+from tests.api.test_callbacks_api import body, wait_status
+from tests.ops.conftest import ops
+
+
+async def test_callbacks_list_and_cancel(api_stack: ApiStack) -> None:
+    req = body()
+    r = await api_stack.api.http("POST", "/api/callbacks", token=SUPERVISOR, json_body=req)
+    assert r.status == 201, r.body
+    cid = r.body["id"]
+    await wait_status(api_stack, cid, "scheduled")
+    listed = await ops(api_stack, "--json", "callbacks", "list", "--status", "scheduled",
+                       "--limit", "1000")  # fmt: skip
+    assert listed.code == 0, listed.err
+    mine = [c for c in listed.json if c["id"] == cid]
+    assert mine and mine[0]["phone"] == req["phone"][:2] + "•••••" + req["phone"][-4:]
+    assert req["phone"] not in listed.out
+    done = await ops(api_stack, "--json", "callbacks", "cancel", cid)
+    assert done.code == 0, done.out
+    assert [x["outcome"] for x in done.json] == ["cancelled"]
+    await wait_status(api_stack, cid, "cancelled")
+    again = await ops(api_stack, "callbacks", "cancel", cid)
+    assert again.code == 1 and "refused" in again.out
