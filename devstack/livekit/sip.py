@@ -133,6 +133,8 @@ class SipMixin:
         raise NotImplementedError
 
     def sip_reset(self) -> None:
+        for call in self.sip_calls.values():
+            _cancel(call)  # a ringing timeout of a call forgotten here rings for nobody
         for store in (self.sip_inbound, self.sip_outbound, self.sip_rules, self.sip_calls):
             store.clear()
         self.sip_outcomes.clear()
@@ -310,6 +312,7 @@ class SipMixin:
              transferred: bool = False) -> None:  # fmt: skip
         call.status, call.outcome, call.ended_at = status, outcome, time.time()
         call.sip_status = sip_status or call.sip_status
+        _cancel(call)  # an ended call rings no more (its ringing timeout is moot)
         self._log("sip_call_ended", call, status=status, outcome=outcome, transferred=transferred)
 
     def _leave(self, call: SipCall, reason: int) -> None:
