@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -166,18 +167,27 @@ class ScriptedModel:
         })  # fmt: skip
 
 
-@pytest.fixture
-async def model() -> AsyncIterator[tuple[str, ScriptedModel]]:
-    script = ScriptedModel()
+@contextlib.asynccontextmanager
+async def serving(path: str, handler: Any) -> AsyncIterator[str]:
+    """A real HTTP server on a free port answering POST `path`; yields its base URL."""
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", script.completions)
+    app.router.add_post(path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1", script
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[tuple[str, ScriptedModel]]:
+    script = ScriptedModel()
+    async with serving("/v1/chat/completions", script.completions) as url:
+        yield f"{url}/v1", script
 
 
 def good_answer(line_id: str = "l3") -> Callable[[dict[str, Any]], str]:
@@ -286,15 +296,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[str, Receiver]]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hooks", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/hooks", rec
-    await runner.cleanup()
+    async with serving("/hooks", rec.handle) as url:
+        yield f"{url}/hooks", rec
 
 
 async def test_a_webhook_is_signed_retried_under_one_id_and_each_attempt_counted(
