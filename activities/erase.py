@@ -218,8 +218,8 @@ class EraseActivities:
 
         In each bucket (recordings, the egress staging bucket, and the bucket its row names):
         every object under `conversations/<call_id>/` and the single key
-        `conversations/<call_id>.ogg`. True when anything existed. Heartbeats once per bucket
-        listed and per object, so a slow S3 never looks like a dead worker. A refusal S3 will
+        `conversations/<call_id>.ogg`. True when anything existed. Heartbeats before each S3
+        request (each listing and each delete), so a slow S3 never looks like a dead worker. A refusal S3 will
         repeat (AccessDenied) is StorageRefused (non-retryable), naming bucket and key.
         """
         from core.models import single_recording_object_key
@@ -237,13 +237,16 @@ class EraseActivities:
         prefix = f"conversations/{req.call_id}/"
         deleted = 0
         for bucket, keys in targets.items():
-            activity.heartbeat(bucket)
-            listed = await self._s3(
-                req, "list object versions", bucket, prefix, self._versions, bucket, prefix, keys
-            )
-            if listed is None:
-                continue  # no such bucket
-            for key, version in listed:
+            listed: set[tuple[str, str | None]] = set()
+            for p in [prefix, *sorted(keys)]:
+                activity.heartbeat(f"{bucket}/{p}")  # one S3 request per heartbeat
+                found = await self._s3(
+                    req, "list object versions", bucket, p, self._versions, bucket, p, prefix, keys
+                )
+                if found is None:
+                    break  # no such bucket
+                listed.update(found)
+            for key, version in sorted(listed, key=lambda kv: (kv[0], kv[1] or "")):
                 activity.heartbeat(f"{bucket}/{key}")
                 await self._s3(
                     req, "remove object", bucket, key, self._remove, bucket, key, version
@@ -255,27 +258,25 @@ class EraseActivities:
         return deleted > 0
 
     def _versions(
-        self, bucket: str, prefix: str, keys: set[str]
+        self, bucket: str, listing: str, prefix: str, keys: set[str]
     ) -> list[tuple[str, str | None]] | None:
-        """Every version (delete markers included) of every key under `prefix` and of each of
-        `keys`, as (key, version id) (blocking; an unversioned bucket lists each object once,
-        version "null" or none). None when the bucket does not exist."""
+        """Every version (delete markers included) listed under `listing` that is under
+        `prefix` or one of `keys`, as (key, version id) (blocking; an unversioned bucket lists
+        each object once, version "null" or none). None when the bucket does not exist."""
         from minio.error import S3Error
 
-        found: list[tuple[str, str | None]] = []
         try:
-            for p in [prefix, *sorted(keys)]:
+            return [
+                (o.object_name or "", o.version_id)
                 for o in self.minio.list_objects(
-                    bucket, prefix=p, recursive=True, include_version=True
-                ):
-                    name = o.object_name or ""
-                    if name.startswith(prefix) or name in keys:
-                        found.append((name, o.version_id))
+                    bucket, prefix=listing, recursive=True, include_version=True
+                )
+                if (o.object_name or "").startswith(prefix) or o.object_name in keys
+            ]
         except S3Error as exc:
             if exc.code != "NoSuchBucket":
                 raise
             return None
-        return sorted(set(found), key=lambda kv: (kv[0], kv[1] or ""))
 
     def _remove(self, bucket: str, key: str, version: str | None) -> None:
         """Delete one version of `key` (blocking): that version itself, never a new delete
