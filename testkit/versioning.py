@@ -10,8 +10,10 @@ from temporalio.common import PinnedVersioningOverride, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from core import models as m
+from testkit.callbacks import CallbackStandIns
 from testkit.standins import StandIns
 from workflows.call import CallWorkflow
+from workflows.callback import CallbackWorkflow
 from workflows.recording import RecordingWorkflow
 
 
@@ -21,17 +23,20 @@ def versioned_worker(
     version: WorkerDeploymentVersion | None,
     fakes: StandIns,
     identity: str | None = None,
+    callbacks: CallbackStandIns | None = None,
 ) -> Worker:
     """A worker of the call workflows polling as `version` (None: an unversioned one), as
-    worker.py builds it; `identity` is what the history names on each task it completes."""
+    worker.py builds it; `identity` is what the history names on each task it completes.
+    With `callbacks`, it runs CallbackWorkflow too (an auto-upgrade one) on those stand-ins."""
     config = (
         WorkerDeploymentConfig(version=version, use_worker_versioning=True) if version else None
     )
+    extra: list[type] = [CallbackWorkflow] if callbacks else []
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CallWorkflow, RecordingWorkflow],
-        activities=fakes.activities(),
+        workflows=[CallWorkflow, RecordingWorkflow, *extra],
+        activities=fakes.activities() + (callbacks.activities() if callbacks else []),
         deployment_config=config,
         identity=identity,
     )

@@ -8,7 +8,9 @@ Worker Deployment Version. Then, as docs/deploy.md says:
    start (the API's PIN_NEW_CALLS_TO) and the previous release's calls finish on its own worker;
 2. `promote` once they have drained: calls started after it are pinned by CallWorkflow's own
    behavior to the version that was current when they started;
-3. a later version promoted beside it never runs a task of a call pinned to another version.
+3. a later version promoted beside it never runs a task of a call pinned to another version,
+   while a long-lived workflow (a callback asleep for days: auto-upgrade) runs its next task on
+   the later version.
 
 Who ran each workflow task is read from the history (the identity on every
 WorkflowTaskCompleted), not inferred. The previous release's calls never reach this code, so a
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -33,11 +36,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
 
+import core.callbacks as cb
 from core import models as m
 from ops.deploy import promote, wait_drained, wait_for_pollers
+from testkit.callbacks import CallbackStandIns
 from testkit.standins import StandIns, egress_file, until
 from testkit.versioning import runs_on, start_waiting_call, task_workers, versioned_worker
 from workflows.call import CallWorkflow
+from workflows.callback import CallbackWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # The release whose calls are running when this code deploys: release 4, the last unversioned
@@ -177,6 +183,13 @@ async def hang_up(handle: WorkflowHandle, fakes: StandIns) -> None:
     assert result.status == "completed"
 
 
+def a_zone_at_midday() -> str:
+    """An IANA zone whose local time is now about noon: a callback due now is inside its
+    calling window whatever the hour this test runs at."""
+    offset = max(-11, min(12, 12 - time.gmtime().tm_hour))  # Etc/GMT's sign is inverted
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/UTC"
+
+
 async def test_previous_release_calls_finish_on_its_worker_new_calls_are_pinned(
     temporal_dev_env: WorkflowEnvironment,
 ) -> None:
@@ -224,19 +237,39 @@ async def test_previous_release_calls_finish_on_its_worker_new_calls_are_pinned(
         assert await task_workers(handle) == {OLD_IDENTITY}
     assert not {c for c in old_ids if any(c in str(a) for a in new_fakes.calls.values())}
 
+    new_callbacks, later_callbacks = CallbackStandIns(client), CallbackStandIns(client)
     async with (
-        versioned_worker(client, queue, new, new_fakes, identity="new"),
-        versioned_worker(client, queue, later, later_fakes, identity="later"),
+        versioned_worker(client, queue, new, new_fakes, identity="new", callbacks=new_callbacks),
+        versioned_worker(
+            client, queue, later, later_fakes, identity="later", callbacks=later_callbacks
+        ),
     ):
         # 2. Drained: promote; a call started now is pinned by its own behavior.
         await wait_drained(client, None, task_queue=queue, timeout_s=30)
         await promote(client, new, task_queue=queue, wait_s=30)
         pinned = await start_waiting_call(client, queue)
         assert await runs_on(pinned) == ("pinned", "new")
+        # A callback two days out goes to sleep on the version current now.
+        zone, callback_id = a_zone_at_midday(), f"cb{uuid.uuid4().hex[:12]}"
+        callback = await client.start_workflow(
+            CallbackWorkflow.run,
+            cb.CallbackRequest(callback_id, "+15551230001", time.time() + 2 * 86400, zone),
+            id=cb.callback_workflow_id(callback_id),
+            task_queue=queue,
+        )
+        await until(lambda: bool(new_callbacks.rows), 30, "the callback's row")
+        assert await runs_on(callback) == ("auto_upgrade", "new")
         # 3. A later version becomes current: the pinned calls stay where they started.
         await promote(client, later, task_queue=queue, wait_s=30)
         newest = await start_waiting_call(client, queue)
         assert await runs_on(newest) == ("pinned", "later")
+        # ... and the sleeping callback, moved to now, wakes and dials on the later version.
+        await callback.execute_update(CallbackWorkflow.reschedule, cb.Reschedule(time.time()))
+        done = await asyncio.wait_for(callback.result(), 60)
+        assert done.status == cb.CallbackStatus.COMPLETED, done
+        assert len(later_callbacks.dials) == 1 and not new_callbacks.dials
+        assert await runs_on(callback) == ("auto_upgrade", "later")
+        assert await task_workers(callback) == {"new", "later"}
         await talk_then_hang_up(pinned, new_fakes)
         await talk_then_hang_up(bridged, new_fakes)
         await newest.terminate("test over")
