@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHandle
@@ -37,6 +38,7 @@ from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
 
 import core.callbacks as cb
+from activities import types as act
 from core import models as m
 from ops.deploy import promote, wait_drained, wait_for_pollers
 from testkit.callbacks import CallbackStandIns
@@ -46,14 +48,21 @@ from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# The release whose calls are running when this code deploys: release 4, the last unversioned
-# one. Replace it with the next release's commit when that ships (its calls are then pinned,
-# and its own versioned worker finishes them the same way).
+# The releases whose calls may be running when this code deploys: release 4, the last
+# unversioned one (the bridge), and release 5, the first pinned one (a plain promote). Move
+# PINNED_RELEASE to each release's commit once it ships.
 PREVIOUS_RELEASE = "c3c8012"
+PINNED_RELEASE = "755b6d2"
 # What the old side runs (those of them a release has): see `standins_module`.
 PATHS = ["core", "workflows", "activities", "testkit", "tests/__init__.py",
          "tests/workflows/__init__.py", "tests/workflows/standins.py"]  # fmt: skip
 OLD_IDENTITY = "previous-release"
+# What a recording pipeline runs (RecordingWorkflow, auto-upgrade: it moves to the Current
+# Version wherever the call that started it runs).
+PIPELINE_ACTIVITIES = {
+    act.DOWNLOAD_AND_STORE_RECORDING, act.FIND_STAGED_RECORDING, act.DELETE_RECORDING_SEGMENTS,
+    act.RECORD_RECORDING, act.APPEND_CALL_EVENTS,
+}  # fmt: skip
 
 # Run by the previous release's code, as its unversioned worker: start calls and bring each
 # mid-call, print their ids; on "finish" (stdin) end them, print their results; keep polling
@@ -76,8 +85,19 @@ async def main(target, queue, n):
     client = await Client.connect(target)
     fakes = StandIns(stop_reports="EGRESS_ENDING")
     handles = []
+    config = None
+    if len(sys.argv) > 6:  # "deployment:build": a versioned worker, as a pinned release runs
+        from temporalio.common import WorkerDeploymentVersion
+        from temporalio.worker import WorkerDeploymentConfig
+        name, build = sys.argv[6].split(":")
+        config = WorkerDeploymentConfig(version=WorkerDeploymentVersion(name, build),
+                                        use_worker_versioning=True)
     async with Worker(client, task_queue=queue, workflows=[CallWorkflow, RecordingWorkflow],
-                      activities=fakes.activities(), identity=sys.argv[5]):
+                      activities=fakes.activities(), identity=sys.argv[5],
+                      deployment_config=config):
+        if config is not None:  # polling: wait until the deploy made this version current
+            print("polling", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         for i in range(n):
             call_id = m.new_call_id()
             cfg = m.CallConfig(livekit_url="ws://x", customer_join_timeout_s=3600, customer_rejoin_grace_s=0,
@@ -190,6 +210,75 @@ def a_zone_at_midday() -> str:
     return f"Etc/GMT{-offset:+d}" if offset else "Etc/UTC"
 
 
+async def run_old_side(
+    client: Any, tmp: Path, queue: str, version: WorkerDeploymentVersion | None = None
+) -> asyncio.subprocess.Process:
+    """The previous release's worker (OLD_SIDE) in its own process, on its own code."""
+    extra = [f"{version.deployment_name}:{version.build_id}"] if version else []
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OLD_SIDE, client.service_client.config.target_host, queue, "2",
+        standins_module(tmp), OLD_IDENTITY, *extra,
+        cwd=tmp, env={**os.environ, "PYTHONPATH": str(tmp)},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def finish_old_calls(old: asyncio.subprocess.Process) -> None:
+    """Tell the old side to end its calls; each completed with its lines and its recording."""
+    assert old.stdin is not None and old.stdout is not None
+    old.stdin.write(b"finish\n")
+    await old.stdin.drain()
+    results = json.loads(await asyncio.wait_for(old.stdout.readline(), 180))
+    for r in results:
+        assert r["status"] == "completed" and r["lines"] >= 37, r
+        assert r["recording"] in ("stored", "uploading"), r
+    assert await asyncio.wait_for(old.wait(), 30) == 0
+
+
+async def test_pinned_release_calls_finish_on_its_version_after_this_one_is_promoted(
+    temporal_dev_env: WorkflowEnvironment,
+) -> None:
+    """Release 5 onwards: the running release is a pinned Worker Deployment Version. This code
+    deploys as the next version and is promoted at once (no bridge): the running calls stay on
+    the previous release's workers to their end, new calls start on this code."""
+    client = temporal_dev_env.client
+    queue = f"redeploy-{uuid.uuid4().hex[:8]}"
+    deployment = f"redeploy-{uuid.uuid4().hex[:8]}"
+    previous = WorkerDeploymentVersion(deployment, "release-5")
+    new = WorkerDeploymentVersion(deployment, "new")
+    with tempfile.TemporaryDirectory() as tmp:
+        if not checkout(PINNED_RELEASE, Path(tmp)):
+            pytest.skip(f"release {PINNED_RELEASE} is not in this checkout's git history")
+        old = await run_old_side(client, Path(tmp), queue, previous)
+        assert old.stdin is not None and old.stdout is not None
+        try:
+            assert (await asyncio.wait_for(old.stdout.readline(), 120)).strip() == b"polling"
+            await promote(client, previous, task_queue=queue, wait_s=30)  # as it runs today
+            old.stdin.write(b"go\n")
+            await old.stdin.drain()
+            old_ids = json.loads(await asyncio.wait_for(old.stdout.readline(), 120))
+            old_calls = [client.get_workflow_handle(m.call_workflow_id(c)) for c in old_ids]
+            fakes = StandIns()
+            async with versioned_worker(client, queue, new, fakes, identity="new"):
+                await promote(client, new, task_queue=queue, wait_s=30)
+                fresh = await start_waiting_call(client, queue)
+                assert await runs_on(fresh) == ("pinned", "new")
+                await finish_old_calls(old)
+                await talk_then_hang_up(fresh, fakes)
+        finally:
+            if old.returncode is None:
+                old.kill()
+                await old.wait()
+    for handle in old_calls:  # a continued-as-new run among them
+        assert await runs_on(handle) == ("pinned", "release-5")
+        assert await task_workers(handle) == {OLD_IDENTITY}
+    # The old calls' own activities ran on the old side; only their recording pipelines (an
+    # auto-upgrade workflow) may have moved to this version since its promotion.
+    touched = {name for name, args in fakes.calls.items() if any(c in str(args) for c in old_ids)}
+    assert touched <= PIPELINE_ACTIVITIES, touched
+    assert await task_workers(fresh) == {"new"}
+
+
 async def test_previous_release_calls_finish_on_its_worker_new_calls_are_pinned(
     temporal_dev_env: WorkflowEnvironment,
 ) -> None:
@@ -204,12 +293,7 @@ async def test_previous_release_calls_finish_on_its_worker_new_calls_are_pinned(
     with tempfile.TemporaryDirectory() as tmp:
         if not checkout(PREVIOUS_RELEASE, Path(tmp)):
             pytest.skip(f"release {PREVIOUS_RELEASE} is not in this checkout's git history")
-        old = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", OLD_SIDE, client.service_client.config.target_host, queue, "2",
-            standins_module(Path(tmp)), OLD_IDENTITY,
-            cwd=tmp, env={**os.environ, "PYTHONPATH": tmp},
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        old = await run_old_side(client, Path(tmp), queue)
         assert old.stdin is not None and old.stdout is not None
         try:
             old_ids = json.loads(await asyncio.wait_for(old.stdout.readline(), 120))
@@ -220,13 +304,7 @@ async def test_previous_release_calls_finish_on_its_worker_new_calls_are_pinned(
                 # 1. Bridge: no Current Version; the API pins new calls to the new version.
                 bridged = await start_waiting_call(client, queue, pinned_to=new)
                 assert await runs_on(bridged) == ("pinned", "new")
-                old.stdin.write(b"finish\n")
-                await old.stdin.drain()
-                results = json.loads(await asyncio.wait_for(old.stdout.readline(), 180))
-                for r in results:
-                    assert r["status"] == "completed" and r["lines"] >= 37, r
-                    assert r["recording"] in ("stored", "uploading"), r
-                assert await asyncio.wait_for(old.wait(), 30) == 0
+                await finish_old_calls(old)
         finally:
             if old.returncode is None:
                 old.kill()
