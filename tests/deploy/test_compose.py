@@ -30,6 +30,11 @@ def _compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def _config_body(value: str) -> dict[str, Any]:
+    """A config body of compose's, its ${...} interpolations replaced by a placeholder."""
+    return yaml.safe_load(re.sub(r"\$\{[^}]+\}", "X", value))
+
+
 def _example_names() -> set[str]:
     names = set()
     for line in ENV_EXAMPLE.read_text().splitlines():
@@ -111,9 +116,9 @@ def test_no_secret_is_committed() -> None:
         for key, value in items:
             if SECRETISH.search(key) and key not in ("MINIO_SECURE",):
                 assert "${" in str(value), f"{name}.{key} must come from the environment"
-        for key in ("LIVEKIT_CONFIG", "EGRESS_CONFIG_BODY"):
+        for key in ("LIVEKIT_CONFIG", "EGRESS_CONFIG_BODY", "SIP_CONFIG_BODY"):
             if key in env:
-                body = yaml.safe_load(re.sub(r"\$\{[^}]+\}", "X", env[key]))
+                body = _config_body(env[key])
                 assert "keys" not in body  # keys come from LIVEKIT_KEYS
                 assert env[key].count("${LIVEKIT_API_KEY}") >= 1
     assert not (ROOT / "deploy").exists() or not any((ROOT / "deploy").rglob("*.yaml"))
@@ -125,6 +130,22 @@ def test_temporal_is_not_published_and_uis_only_on_loopback() -> None:
     for name in ("temporal-ui", "minio"):
         for port in services[name]["ports"]:
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_sip_bridge_runs_only_with_the_phone_profile_on_the_livekit_bus() -> None:
+    """livekit/sip (docs/deploy.md, "A phone line"): opt-in (`--profile phone`), host
+    networking as its README requires, the server's keys from .env, and the same Redis and
+    server as livekit-server, reached where compose publishes them on the host."""
+    services = _compose()["services"]
+    sip = services["sip"]
+    assert sip["profiles"] == ["phone"] and sip["network_mode"] == "host"
+    body = _config_body(sip["environment"]["SIP_CONFIG_BODY"])
+    assert {"api_key", "api_secret", "ws_url", "redis"} <= set(body)
+    assert body["ws_url"] == "ws://127.0.0.1:7880" and "7880:7880" in services["livekit"]["ports"]
+    assert body["redis"]["address"] == "127.0.0.1:6379"
+    assert services["redis"]["ports"] == ["127.0.0.1:6379:6379"]  # loopback only
+    server = _config_body(services["livekit"]["environment"]["LIVEKIT_CONFIG"])
+    assert server["redis"]["address"] == "redis:6379"  # the same Redis, by its service name
 
 
 def test_the_temporal_ui_is_read_only() -> None:
