@@ -122,6 +122,18 @@ class Harness:
         await handle.signal(CallWorkflow.transcript, m.TranscriptLine(line_id, speaker, text))
         return line_id
 
+    async def waiting_for_ops(self, call_id: str, timeout_s: float = 30.0) -> WorkflowHandle:
+        """The call's recording pipeline, once it says it waits for ops. Its `failed` row is
+        written by an activity before the run starts waiting (its next task): an ops update
+        sent in between is refused as "not waiting"."""
+        rec = self.client.get_workflow_handle(m.recording_workflow_id(call_id))
+        for _ in range(int(timeout_s / 0.02)):
+            with contextlib.suppress(RPCError):  # not started yet
+                if (await rec.query(RecordingWorkflow.get_status))["waiting_for_ops"]:
+                    return rec
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the pipeline of {call_id} never waited for ops")
+
     async def customer_leaves(self, handle: WorkflowHandle) -> None:
         call_id = handle.id.removeprefix("call-")
         await handle.signal(

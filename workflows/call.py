@@ -41,12 +41,13 @@ with workflow.unsafe.imports_passed_through():
 # Workflow code: runs inside the sandbox (a clock or I/O in these fails the workflow task).
 from workflows.common import (
     QUICK_RETRY,
+    QuietWatch,
     cause,
     customer_grant,
     iso,
-    quiet_for,
     rejoin_refused,
     wait_for,
+    watch_quiet,
 )
 from workflows.healing import Healing
 from workflows.ledger import CallLedger, now
@@ -114,13 +115,11 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
             return await self._close(flusher)
         if self.book.status == S.IN_PROGRESS:
             # Each of these returns once the call ends (an egress start in flight answers
-            # first, so its egress is stopped); the silence check is merely asleep.
-            silence = asyncio.create_task(self._silence_watch())
+            # first, so its egress is stopped).
             watches = [asyncio.create_task(w()) for w in (self._recorder, self._agent_watch,
                        self._customer_watch, self._consent_watch, self._customer_join_watch,
-                       self._silent_line_watch, self._room_watch, self._desk_watch)]  # fmt: skip
+                       self._quiet_watch, self._desk_watch)]  # fmt: skip
             await self._converse()
-            silence.cancel()
             await self._hang_up()
             await asyncio.gather(*watches)  # each returns once the call ends
         await self._store_recording()
@@ -401,39 +400,37 @@ class CallWorkflow(Healing, Recorder, Phone, RoomWatch):
 
     # --- background -----------------------------------------------------------------------
 
-    async def _silence_watch(self) -> None:
-        """Alerts once per quiet period of `silence_alert_s` without a line (durable timer,
-        moved as `quiet_for` says; an agent's report counts as the period's alert)."""
-        limit = self.cfg.silence_alert_s
-        while self.book.end is None:
-            if self.book.s.silence_alerted:
-                await workflow.wait_condition(
-                    lambda: not self.book.s.silence_alerted or self.book.end is not None
-                )
-                continue
-            if await quiet_for(lambda: self.book.s.last_heard_at, limit,
-                               lambda: self.book.end is not None or self.book.s.silence_alerted,
-                               "silence check"):  # fmt: skip
-                since = iso(self.book.s.last_heard_at)
-                self.book.silence_alert(ev.SilenceAlert(source="workflow", quiet_s=limit,
-                                                        since=since))  # fmt: skip
+    async def _quiet_watch(self) -> None:
+        """The call's quiet periods, on one durable timer (`watch_quiet`), until it ends:
+        - silence: an alert once per `silence_alert_s` without a line (an agent's report
+          counts as the period's alert);
+        - a silent line: hung up (`silent`) once the customer has said nothing for
+          `silent_hangup_s` (an open, silent line holds an agent and its paid speech services;
+          the agent's own lines do not count);
+        - the room: asked of LiveKit after `room_check_after_s` without news from it
+          (workflows/room.py)."""
+        s = self.book.s
 
-    async def _silent_line_watch(self) -> None:
-        """Hangs up (`silent`) once the customer has said nothing for `silent_hangup_s`: an open,
-        silent line holds an agent and its paid speech services. The agent's own lines do not
-        count."""
-        limit = self.cfg.silent_hangup_s
-        if limit <= 0:
-            return
+        async def alert() -> None:
+            quiet = ev.SilenceAlert(source="workflow", quiet_s=self.cfg.silence_alert_s,
+                                    since=iso(s.last_heard_at))  # fmt: skip
+            self.book.silence_alert(quiet)
 
-        def heard() -> float:
-            return self.book.s.customer_heard_at or self.book.s.last_heard_at
+        def customer_heard() -> float:
+            return s.customer_heard_at or s.last_heard_at
 
-        if await quiet_for(heard, limit, lambda: self.book.end is not None, "silent line"):
-            alert = ev.SilenceAlert(source="workflow", speaker="customer", quiet_s=limit,
-                                    since=iso(heard()))  # fmt: skip
-            self.book.silence_alert(alert)
+        async def hang_up() -> None:
+            quiet = ev.SilenceAlert(source="workflow", speaker="customer",
+                                    quiet_s=self.cfg.silent_hangup_s, since=iso(customer_heard()))  # fmt: skip
+            self.book.silence_alert(quiet)
             self.book.request_end("silent", "system")
+
+        await watch_quiet([
+            QuietWatch("silence check", lambda: s.last_heard_at, self.cfg.silence_alert_s, alert,
+                       armed=lambda: not s.silence_alerted),
+            QuietWatch("silent line", customer_heard, self.cfg.silent_hangup_s, hang_up),
+            self._room_quiet_watch(),
+        ], stop=lambda: self.book.end is not None)  # fmt: skip
 
     async def _customer_join_watch(self) -> None:
         """Ends the call `customer_never_joined` when no customer has joined (or spoken)

@@ -1,10 +1,12 @@
 """Pure helpers of the call workflows: deterministic, no I/O, no clock (callers pass times).
-`wait_for` is the one exception: the bounded wait every part of CallWorkflow uses."""
+`wait_for` and `watch_quiet` are the exceptions: the bounded waits of CallWorkflow."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -224,24 +226,55 @@ async def wait_for(
         return False
 
 
-async def quiet_for(last: Callable[[], float], limit_s: float, stop: Callable[[], bool],
-                    summary: str) -> bool:  # fmt: skip
-    """Wait until `limit_s` have passed since `last()` (the time of the latest news) with no
-    newer news; False as soon as `stop()` holds.
+@dataclass
+class QuietWatch:
+    """A quiet period to act on: `act` runs once `limit_s` have passed since `last()` (the time
+    of the latest news it counts) while `armed()` holds; once per quiet period (again only
+    after `last()` has moved). A limit of 0 or less turns the watch off."""
 
-    The durable timer is not reset per news (that is a cancel and a start, 2 history events, on
-    every line). News heard in the last third before the timer is due moves it, inside that
-    news's own workflow task; earlier news lets it fire and sleep the rest (5 events). On a call
-    that talks, the timer is moved about once per `limit_s` and never fires."""
+    summary: str  # the timer's summary in the Web UI
+    last: Callable[[], float]
+    limit_s: float
+    act: Callable[[], Awaitable[None]]
+    armed: Callable[[], bool] = lambda: True
+    acted_on: float | None = None  # the `last()` it last acted on
+
+
+async def watch_quiet(watches: Sequence[QuietWatch], stop: Callable[[], bool]) -> None:
+    """Until `stop()` holds: every watch of `watches` on one durable timer.
+
+    The timer runs to the earliest due time among the armed watches. It is not reset per
+    news (that is a cancel and a start, 2 history events, on every line): news of the watch it
+    runs for, heard in the last third before it is due, moves it inside that news's own
+    workflow task; earlier news lets it fire and sleep the rest (5 events). A watch armed or
+    disarmed meanwhile moves it too (its due time may now come first). On a call that talks,
+    only the shortest watch's timer ever moves (about once per its limit) and none fires."""
+    watches = [w for w in watches if w.limit_s > 0]
+
+    def armed() -> list[bool]:
+        return [w.armed() and w.last() != w.acted_on for w in watches]
+
+    def changed(on: list[bool]) -> bool:
+        return stop() or armed() != on
+
     while not stop():
-        heard = last()
-        due = heard + limit_s
+        on = armed()
+        if not any(on):
+            await workflow.wait_condition(partial(changed, on))
+            continue
+        w = min(
+            (w for w, a in zip(watches, on, strict=True) if a), key=lambda w: w.last() + w.limit_s
+        )
+        heard = w.last()
+        due = heard + w.limit_s
         if workflow.now().timestamp() >= due:
-            return True
+            w.acted_on = heard
+            await w.act()
+            continue
 
-        def moved(heard: float = heard, due: float = due) -> bool:
-            late = last() != heard and workflow.now().timestamp() >= due - limit_s / 3
-            return late or stop()
+        def moved(w: QuietWatch = w, heard: float = heard, due: float = due,
+                  on: list[bool] = on) -> bool:  # fmt: skip
+            late = w.last() != heard and workflow.now().timestamp() >= due - w.limit_s / 3
+            return late or changed(on)
 
-        await wait_for(moved, due - workflow.now().timestamp(), summary=summary)
-    return False
+        await wait_for(moved, due - workflow.now().timestamp(), summary=w.summary)

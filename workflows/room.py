@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     import core.models as m
 
 # Workflow code: runs inside the sandbox with the call workflow.
-from workflows.common import QUICK_RETRY, cause, iso, quiet_for
+from workflows.common import QUICK_RETRY, QuietWatch, cause, iso
 from workflows.healing import ROOM_GONE_END_REASON
 from workflows.ledger import now
 
@@ -52,19 +52,18 @@ class RoomWatch:
     def _room_heard_at(self) -> float:
         return max(self.book.s.last_heard_at, self._room_news_at)
 
-    async def _room_watch(self) -> None:
-        """Until the call ends: asks LiveKit about the room after each quiet period."""
-        quiet = self.cfg.room_check_after_s
+    def _room_quiet_watch(self) -> QuietWatch:
+        """Asks LiveKit about the room after each quiet period (on the call's one quiet timer:
+        `watch_quiet`). A check counts as news: the next comes a whole period later."""
         checked_at = now()
-        while self.book.end is None:
-            # (the timer moves with the room's news as `quiet_for` says: not on every line)
-            def last(checked_at: float = checked_at) -> float:
-                return max(self._room_heard_at(), checked_at)
 
-            if await quiet_for(last, quiet,
-                               lambda: self.book.end is not None, "room check"):  # fmt: skip
-                checked_at = now()
-                await self._check_room()
+        async def check() -> None:
+            nonlocal checked_at
+            checked_at = now()
+            await self._check_room()
+
+        return QuietWatch("room check", lambda: max(self._room_heard_at(), checked_at),
+                          self.cfg.room_check_after_s, check)  # fmt: skip
 
     def _expected_in_room(self) -> dict[str, str]:
         """Identity -> kind of whoever the call believes is in the room now."""

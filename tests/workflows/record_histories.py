@@ -267,9 +267,9 @@ async def livekit_down_across_the_hang_up(h: Harness) -> list[Run]:
     await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
     await h.customer_leaves(handle)
     await handle.result()
-    await until(lambda: any(r.status == m.RecordingStatus.FAILED for r in h.fakes.recording_rows))
+    rec = await h.waiting_for_ops(call_id)
     h.fakes.staged[m.recording_object_key(call_id, 1)] = 4321
-    await h.client.get_workflow_handle(m.recording_workflow_id(call_id)).execute_update(
+    await rec.execute_update(
         m.UPDATE_RECORDING_RETRY, m.RecordingOpsRequest(by="ops-1", reason="it is there now")
     )
     await recording_done(h, call_id)
@@ -306,7 +306,7 @@ async def _waiting_for_ops(h: Harness) -> tuple[WorkflowHandle, str]:
     await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
     await h.customer_leaves(handle)
     await handle.result()
-    await until(lambda: any(r.status == "failed" for r in h.fakes.recording_rows), 30)
+    await h.waiting_for_ops(call_id)
     return handle, call_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -264,6 +265,39 @@ async def test_silent_line_is_hung_up_with_its_reason(harness: Harness) -> None:
                             for a in f.of_kind("silence_alert")), what="the hang-up's alert")  # fmt: skip
     await until(lambda: [e.data.get("reason") for e in f.of_kind("status")
                          if e.data.get("status") == S.ENDING] == ["silent"], what="why it ended")  # fmt: skip
+
+
+async def test_one_quiet_timer_serves_silence_the_silent_line_and_the_room(
+    harness: Harness,
+) -> None:
+    """The call's quiet periods share one durable timer: while the call talks only the
+    shortest (the silence check) moves, the room check and the silent line start no timer of
+    their own; once quiet, each still acts at its own time: the alert at 30 s, the room asked
+    at 120 s, the line hung up at 300 s."""
+    h, f = harness, harness.fakes
+    handle, _ = await h.start(recording_consent="off", silence_alert_s=30, silent_hangup_s=300,
+                              room_check_after_s=120)  # fmt: skip
+    await h.agent_joins(handle)
+    for i in range(30):  # five minutes, a line every 10 s
+        await h.say(handle, "customer" if i % 2 else "assistant", f"line {i}")
+        await h.env.sleep(10)
+    history = await handle.fetch_history()
+    timers = Counter(
+        e.user_metadata.summary.data.decode()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.HasField("user_metadata")
+    )
+    assert '"silence check"' in timers, timers
+    assert '"room check"' not in timers and '"silent line"' not in timers, timers
+    assert f.count(act.GET_ROOM_PRESENCE) == 0
+    await h.env.sleep(25)  # 35 s after the last line (a customer's)
+    assert (await handle.query(CallWorkflow.get_state)).silence_alerts == 1
+    await h.env.sleep(90)  # 125 s
+    await until(lambda: f.count(act.GET_ROOM_PRESENCE) == 1, what="the room asked once")
+    await h.env.sleep(180)  # 305 s
+    result = await handle.result()
+    assert result.end_reason == "silent"
+    assert f.count(act.GET_ROOM_PRESENCE) == 2  # asked again 120 s after the first check
 
 
 async def test_silent_hangup_off_keeps_a_quiet_call(harness: Harness) -> None:

@@ -23,7 +23,6 @@ from temporalio.common import WorkflowIDReusePolicy
 from activities import types as act
 from core import models as m
 from testkit.harness import Harness
-from testkit.standins import until
 from workflows.client import RecordingRetryRefused, give_up_recording, retry_recording
 from workflows.recording import RecordingWorkflow
 
@@ -73,14 +72,8 @@ async def waiting_for_ops(h: Harness, failing_segment: int) -> tuple[str, Workfl
     key = m.recording_object_key(call_id, failing_segment)
     h.fakes.download_failing_keys = frozenset({key})
     rec = await start_two_segments(h, call_id)
-    await until(lambda: any(r.status == R.FAILED for r in h.fakes.recording_rows), 30)
-    # The row is written by an activity before the run starts waiting (its next task): an
-    # update sent in between is refused as "not waiting". Wait for the run to say it waits.
-    for _ in range(500):
-        if (await rec.query(RecordingWorkflow.get_status))["waiting_for_ops"]:
-            return call_id, rec
-        await asyncio.sleep(0.02)
-    raise AssertionError("the pipeline never waited for ops")
+    await h.waiting_for_ops(call_id)
+    return call_id, rec
 
 
 async def details(handle: WorkflowHandle) -> str:
