@@ -29,6 +29,7 @@ from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
 from agent.lines import FinalLines, send_orphans, signal_to_workflow
+from agent.opening import fetch_opening
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
 from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
@@ -167,6 +168,9 @@ async def entrypoint(ctx: JobContext) -> None:
             log.info("call_resumed", call_id=call_id, lines=len(lines))
         except Exception as exc:  # noqa: BLE001 - no context beats no agent: greet afresh
             log.error("resume_context_unavailable", call_id=call_id, error=repr(exc))
+    # A callback's call: why Sarah calls and what was said before (not for a replacement agent,
+    # who picks up the conversation under way instead).
+    opening = await fetch_opening(api) if api is not None and resume is None else None
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     if phone:
@@ -194,6 +198,7 @@ async def entrypoint(ctx: JobContext) -> None:
         finals=finals,
         resume=resume,
         callbacks=ApiCallbacks(api) if api is not None else None,
+        opening=opening,
     )
     SupervisorChannel(
         session,
