@@ -23,7 +23,7 @@ async def fetch_opening(api: AgentApi, *, timeout_s: float = 5.0) -> CallOpening
     """The call's opening; None when it is not a callback's call or the API did not answer."""
     try:
         status, body = await api.post("opening", {}, timeout_s=timeout_s)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: not JSON
         log.warning("opening_unavailable", call_id=api.call_id, error=type(exc).__name__)
         return None
     if status != 200 or not isinstance(body, dict) or not isinstance(body.get("opening"), dict):

@@ -169,8 +169,10 @@ async def entrypoint(ctx: JobContext) -> None:
         except Exception as exc:  # noqa: BLE001 - no context beats no agent: greet afresh
             log.error("resume_context_unavailable", call_id=call_id, error=repr(exc))
     # A callback's call: why Sarah calls and what was said before (not for a replacement agent,
-    # who picks up the conversation under way instead).
-    opening = await fetch_opening(api) if api is not None and resume is None else None
+    # who picks up the conversation under way instead). Asked while the room is joined.
+    opening_asked = (
+        asyncio.create_task(fetch_opening(api)) if api is not None and resume is None else None
+    )
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     if phone:
@@ -183,7 +185,10 @@ async def entrypoint(ctx: JobContext) -> None:
         # A dispatch answered late after another one was: one Sarah per call.
         log.warning("call_already_served", call_id=call_id, agent=already)
         ctx.shutdown(reason="another agent already serves this call")
+        if opening_asked is not None:
+            opening_asked.cancel()
         return
+    opening = await opening_asked if opening_asked is not None else None
     session = new_session(cfg, vad=ctx.proc.userdata["vad"])
     bridge.attach(session)
     bridge.on_metrics = turn_metrics.observe

@@ -13,8 +13,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from agent.api_client import AgentApi
+from agent.dealership import Dealership
+from agent.opening import fetch_opening
+from agent.sarah import Sarah
 from core.call_links import link_callback_call
 from core.models import new_call_id
+from core.settings import RecordingConsent
+from tests.agent.fake_llm import ScriptedLLM
+from tests.agent.test_sarah import TZ, RecordedSignals, text_session
 from tests.api.conftest import SUPERVISOR, RunningApi, database_only_api
 from tests.api.test_live import _agent_token, insert_call
 
@@ -160,3 +167,28 @@ async def test_the_opening_is_only_for_the_calls_own_agent(
                              json_body={})  # fmt: skip
     assert r.status == 401, r.body
     assert "Silverado" not in json.dumps(r.body)
+
+
+async def test_sarah_opens_a_callback_call_with_what_the_api_answers(
+    links_api: RunningApi, pool: asyncpg.Pool, pg_dsn: str
+) -> None:
+    """The agent's whole path up to the room: its client asks this API for the opening, and
+    Sarah (a scripted model, no keys) opens with the reason, the earlier call in her prompt."""
+    origin = new_call_id()
+    _, [call_id] = await a_callback(pool, origin, attempts=1)
+    api = AgentApi(links_api.url, lambda: _agent_token(call_id), call_id=call_id)
+    dealership = Dealership(pg_dsn)
+    try:
+        opening = await fetch_opening(api)
+        assert opening is not None and opening.origin_call_id == origin
+        sarah = Sarah(call_id=call_id, dealership=dealership, signals=RecordedSignals(),
+                      consent_policy=RecordingConsent.OFF, timezone=TZ, opening=opening)  # fmt: skip
+        async with text_session(ScriptedLLM()) as session:
+            run = await session.start(sarah, capture_run=True)
+            run.expect.skip_next_event_if(type="agent_handoff")
+            first = run.expect.next_event().is_message(role="assistant").event().item
+    finally:
+        await api.aclose()
+        await dealership.aclose()
+    assert "You asked us to call you back about the Silverado test drive." in first.text_content
+    assert "call me back tomorrow" in sarah.instructions
