@@ -9,8 +9,10 @@ starts. From the link:
   `core.analysis` over its lines) and its last lines, so Sarah opens with why she calls.
 
 The opening is read from PostgreSQL when the agent asks, not carried in dispatch metadata:
-LiveKit keeps metadata in clear (every agent worker of the deployment sees it), a replacement
-agent finds it the same way, and an erased earlier call (or callback) gives none.
+LiveKit keeps that in clear (each agent worker it offers the job to gets it in the
+AvailabilityRequest, and ListDispatch lists it), the room's own dispatch is made by CallWorkflow
+(pinned: no new input there), a replacement agent finds it the same way, and an erased earlier
+call (or callback) gives none.
 """
 
 from __future__ import annotations
