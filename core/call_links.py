@@ -51,7 +51,7 @@ class CallOpening:
 
 
 async def link_callback_call(
-    pool: asyncpg.Pool, call_id: str, origin_call_id: str, callback_id: str
+    pool: asyncpg.Pool | asyncpg.Connection, call_id: str, origin_call_id: str, callback_id: str
 ) -> None:
     """Record that `call_id` calls back on behalf of `origin_call_id` (idempotent)."""
     await pool.execute(

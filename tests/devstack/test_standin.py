@@ -3,13 +3,18 @@ the customer joins (webhook), lines arrive as signals, a keyword alert fires, th
 hangs up (webhook) and the recording is stored: the emulator uploaded the file to the staging
 bucket as Egress does, the worker read it from there with credentials, and removed it. And the
 desk end to end: the stand-in's hand-off reaches a rep who set themselves available, who gets
-the offer, accepts it, is on the call, and wraps up when the customer hangs up."""
+the offer, accepts it, is on the call, and wraps up when the customer hangs up. A callback's
+call opens as the agent's does."""
 
 from __future__ import annotations
 
 import asyncio
 from urllib.parse import urlsplit
 
+import asyncpg
+
+from agent.greetings import callback_greeting
+from core.call_links import link_callback_call
 from devstack.standin import HANDOFF, SCRIPT, converse
 from devstack.up import analysis_settings
 from tests.api.conftest import (  # noqa: F401
@@ -150,3 +155,39 @@ def test_make_dev_analyses_each_call_by_the_local_method_unless_a_model_is_set()
         == "auto"
     )
     assert analysis_settings({"ANALYSIS_METHOD": "llm"})["ANALYSIS_METHOD"] == "llm"
+
+
+async def test_the_stand_in_opens_a_callbacks_call_as_the_agent_does(
+    api_stack: ApiStack,  # noqa: F811
+    pg_dsn: str,
+) -> None:
+    """A call a callback placed: the stand-in asks the API for its opening and says who calls
+    and why, in the same words as Sarah (agent.greetings.callback_greeting)."""
+    started = await api_stack.api.http("POST", "/api/calls", json_body={"customer_name": "Cal"})
+    assert started.status == 201, started.body
+    call_id, room = started.body["call_id"], started.body["room_name"]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        callback_id = f"cb{call_id}"
+        await conn.execute(
+            "INSERT INTO callbacks (callback_id, phone, timezone, reason, status, at, due_at) "
+            "VALUES ($1, '+15550100001', 'UTC', 'the Silverado test drive', 'dialing', now(), "
+            "now())",
+            callback_id,
+        )
+        await link_callback_call(conn, call_id, "", callback_id)
+    finally:
+        await conn.close()
+    api = urlsplit(api_stack.api.url)
+    settings = api_stack.settings.model_copy(
+        update={"API_HOST": api.hostname, "API_PORT": api.port}
+    )
+    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=0.5)
+    for _ in range(150):
+        page = await api_stack.api.http("GET", f"/api/calls/{call_id}/transcript", token=SUPERVISOR)
+        if page.status == 200 and page.body["lines"]:
+            break
+        await asyncio.sleep(0.2)
+    first = page.body["lines"][0]["text"]
+    assert first == callback_greeting(settings.RECORDING_CONSENT, "the Silverado test drive")
+    assert "You asked us to call you back about the Silverado test drive." in first
