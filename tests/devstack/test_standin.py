@@ -15,6 +15,7 @@ import asyncpg
 
 from agent.greetings import callback_greeting
 from core.call_links import link_callback_call
+from core.settings import Settings
 from devstack.standin import HANDOFF, SCRIPT, converse
 from devstack.up import analysis_settings
 from tests.api.conftest import (  # noqa: F401
@@ -26,6 +27,12 @@ from tests.api.conftest import (  # noqa: F401
 )
 
 
+def standin_settings(stack: ApiStack) -> Settings:
+    """The stand-in stores its lines through the API, as the agent does: this test's API."""
+    api = urlsplit(stack.api.url)
+    return stack.settings.model_copy(update={"API_HOST": api.hostname, "API_PORT": api.port})
+
+
 async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recording(
     api_stack: ApiStack,  # noqa: F811
 ) -> None:
@@ -33,12 +40,8 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
     assert started.status == 201, started.body
     call_id, room = started.body["call_id"], started.body["room_name"]
 
-    # The stand-in stores its lines through the API, as the agent does: this test's API.
-    api = urlsplit(api_stack.api.url)
-    settings = api_stack.settings.model_copy(
-        update={"API_HOST": api.hostname, "API_PORT": api.port}
-    )
-    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=0.5)
+    await converse(standin_settings(api_stack), api_stack.livekit.control_url, room, pace_s=0.2,
+                   hold_s=0.5)  # fmt: skip
 
     for _ in range(150):
         call = await api_stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
@@ -103,10 +106,7 @@ async def test_the_stand_ins_hand_off_is_taken_by_a_rep_from_the_desk(
     assert r.status == 200 and r.body["state"] == "available", r.body
     started = await api.http("POST", "/api/calls", json_body={"customer_name": "Stan"})
     call_id, room = started.body["call_id"], started.body["room_name"]
-    url = urlsplit(api.url)
-    settings = api_stack.settings.model_copy(
-        update={"API_HOST": url.hostname, "API_PORT": url.port}
-    )
+    settings = standin_settings(api_stack)
     talk = asyncio.create_task(
         converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=20)
     )
@@ -178,10 +178,7 @@ async def test_the_stand_in_opens_a_callbacks_call_as_the_agent_does(
         await link_callback_call(conn, call_id, "", callback_id)
     finally:
         await conn.close()
-    api = urlsplit(api_stack.api.url)
-    settings = api_stack.settings.model_copy(
-        update={"API_HOST": api.hostname, "API_PORT": api.port}
-    )
+    settings = standin_settings(api_stack)
     await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=0.5)
     for _ in range(150):
         page = await api_stack.api.http("GET", f"/api/calls/{call_id}/transcript", token=SUPERVISOR)
