@@ -3,9 +3,11 @@ write the `callbacks` row.
 
 `start_callback_call` places the call as `POST /api/calls/outbound` does (an outbound phone
 call workflow that dials), with the attempt's call id fixed by the callback, so a retried start
-finds the call it started (never a second ring). The call reports its dial outcome back by
-signal (`DialRequest.report_to`). The number is never logged: log lines carry ids and the
-masked number.
+finds the call it started (never a second ring), and links that call to its callback and to
+the call the customer asked on (`call_links`: its agent opens with why it calls, the dashboard
+links the two calls). The call reports its dial outcome back by signal
+(`DialRequest.report_to`). The number is never logged: log lines carry ids and the masked
+number.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 import core.callbacks as cb
 from activities import types as act
+from core.call_links import link_callback_call
 from core.log import get_logger
 from core.telephony import claim_outbound, mask_number
 
@@ -55,8 +58,9 @@ class CallbackActivities:
                                     per_hour):  # fmt: skip
             log.info("callback_capped", callback_id=req.callback_id, call_id=req.call_id)
             return False
-        reason = await self.opening(req)
-        dial = DialRequest(req.phone, reason=reason, ringing_timeout_s=req.ringing_timeout_s,
+        # Before the call starts: its agent reads why it calls through this link.
+        await link_callback_call(self.pool, req.call_id, req.origin_call_id, req.callback_id)
+        dial = DialRequest(req.phone, reason=req.reason, ringing_timeout_s=req.ringing_timeout_s,
                            report_to=req.report_to)  # fmt: skip
         try:
             await wclient.start_outbound_phone_call(
@@ -70,19 +74,6 @@ class CallbackActivities:
         log.info("callback_call_started", callback_id=req.callback_id, call_id=req.call_id,
                  to=mask_number(req.phone))  # fmt: skip
         return True
-
-    async def opening(self, req: cb.StartCallbackCall) -> str:
-        """What the agent opens with: why we call, and the original call's summary when it has
-        an analysis (the local summariser's or the model's)."""
-        reason = req.reason or "the callback the customer asked for"
-        if not req.origin_call_id:
-            return reason
-        async with self.pool.acquire() as conn:
-            summary = await conn.fetchval(
-                "SELECT document->>'summary' FROM call_analyses WHERE call_id = $1",
-                req.origin_call_id,
-            )
-        return f"{reason}. Earlier call: {summary}" if summary else reason
 
     @activity.defn(name=act.ON_DO_NOT_CALL)
     async def on_do_not_call(self, phone: str) -> bool:

@@ -29,10 +29,12 @@ from livekit.agents.llm import ChatContext, ChatMessage
 import core.callbacks as cb
 from agent.callbacks import CallbackBooker, CallbackRefused
 from agent.dealership import Dealership, DealershipError
-from agent.greetings import PROMPTS, greeting_parts, prompt_texts
+from agent.greetings import PROMPTS, callback_greeting_parts, greeting_parts, prompt_texts
+from agent.opening import opening_instructions
 from agent.resume import RESUME_INSTRUCTIONS
 from agent.signals import SignalSink, new_signal_id, utc_now
 from agent.stt_confidence import FinalTranscripts
+from core.call_links import CallOpening
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_ALERT,
@@ -53,10 +55,12 @@ OPENING_HOURS = (time(9, 0), time(18, 0))  # Monday to Saturday, dealership time
 BOOKING_HORIZON = timedelta(days=60)
 
 
-def instructions(policy: RecordingConsent, today: date, *, consent: str = "") -> str:
+def instructions(
+    policy: RecordingConsent, today: date, *, consent: str = "", opening: CallOpening | None = None
+) -> str:
     """Sarah's instructions. The privacy line says the call is recorded only when it is:
     never under `off`, under `ask` only once the customer agreed (`consent`), under
-    `announce` until the customer objected."""
+    `announce` until the customer objected. A callback's call (`opening`) adds why she calls."""
     texts = prompt_texts()["instructions"]
     recorded = (policy is RecordingConsent.ANNOUNCE and consent != "refused") or (
         policy is RecordingConsent.ASK and consent == "granted"
@@ -69,7 +73,7 @@ def instructions(policy: RecordingConsent, today: date, *, consent: str = "") ->
     elif recorded:
         # Whatever the policy, a customer who asks not to be recorded is heard.
         text += "\n## Recording consent\n" + texts["withdraw"] + "\n"
-    return text
+    return text + (opening_instructions(opening) if opening else "")
 
 
 @function_tool
@@ -94,6 +98,7 @@ async def recording_consent(context: RunContext, granted: bool) -> str:
             agent.consent_policy,
             datetime.now(agent.timezone).date(),
             consent="granted" if granted else "refused",
+            opening=agent.opening,
         )
     )
     if agent.consent_policy is RecordingConsent.OFF:
@@ -117,8 +122,10 @@ class Sarah(Agent):
         finals: FinalTranscripts | None = None,
         resume: ChatContext | None = None,
         callbacks: CallbackBooker | None = None,
+        opening: CallOpening | None = None,
     ) -> None:
         self.call_id = call_id
+        self.opening = opening  # a callback's call: why Sarah calls, what was said before
         self.callbacks = callbacks
         self.dealership = dealership
         self.signals = signals
@@ -130,7 +137,9 @@ class Sarah(Agent):
         self.resuming = resume is not None
         self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
         super().__init__(
-            instructions=instructions(consent_policy, datetime.now(timezone).date()),
+            instructions=instructions(
+                consent_policy, datetime.now(timezone).date(), opening=opening
+            ),  # fmt: skip
             tools=[recording_consent],  # a customer may object under every policy
             chat_ctx=resume,
         )
@@ -140,7 +149,10 @@ class Sarah(Agent):
             # A replacement for a lost agent: one short sentence that picks up the thread.
             self.session.generate_reply(instructions=RESUME_INSTRUCTIONS)
             return
-        disclosure, rest = greeting_parts(self.consent_policy)
+        if self.opening is not None:
+            disclosure, rest = callback_greeting_parts(self.consent_policy, self.opening.reason)
+        else:
+            disclosure, rest = greeting_parts(self.consent_policy)
         if disclosure:
             # Not interruptible: the recording disclosure must be heard in full.
             self.session.say(disclosure, allow_interruptions=False)

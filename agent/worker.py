@@ -29,6 +29,7 @@ from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
 from agent.interim import InterimPoster
 from agent.lines import FinalLines, send_orphans, signal_to_workflow
+from agent.opening import fetch_opening
 from agent.plugins import build_llm, build_stt, build_tts, build_turn_handling, load_vad
 from agent.resilience import ProviderGuard, session_connect_options
 from agent.resume import chat_context, conversation_so_far, wants_resume
@@ -167,6 +168,11 @@ async def entrypoint(ctx: JobContext) -> None:
             log.info("call_resumed", call_id=call_id, lines=len(lines))
         except Exception as exc:  # noqa: BLE001 - no context beats no agent: greet afresh
             log.error("resume_context_unavailable", call_id=call_id, error=repr(exc))
+    # A callback's call: why Sarah calls and what was said before (not for a replacement agent,
+    # who picks up the conversation under way instead). Asked while the room is joined.
+    opening_asked = (
+        asyncio.create_task(fetch_opening(api)) if api is not None and resume is None else None
+    )
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     if phone:
@@ -179,7 +185,10 @@ async def entrypoint(ctx: JobContext) -> None:
         # A dispatch answered late after another one was: one Sarah per call.
         log.warning("call_already_served", call_id=call_id, agent=already)
         ctx.shutdown(reason="another agent already serves this call")
+        if opening_asked is not None:
+            opening_asked.cancel()
         return
+    opening = await opening_asked if opening_asked is not None else None
     session = new_session(cfg, vad=ctx.proc.userdata["vad"])
     bridge.attach(session)
     bridge.on_metrics = turn_metrics.observe
@@ -194,6 +203,7 @@ async def entrypoint(ctx: JobContext) -> None:
         finals=finals,
         resume=resume,
         callbacks=ApiCallbacks(api) if api is not None else None,
+        opening=opening,
     )
     SupervisorChannel(
         session,

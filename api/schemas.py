@@ -436,9 +436,43 @@ class FoundCalls(BaseModel):
     next_cursor: str | None
 
 
+class CallLink(BaseModel):
+    call_id: str | None = Field(
+        description="the other call; null when the callback was not asked for on a call, or "
+        "that call was erased"
+    )
+    callback_id: str
+
+
+class CallLinks(BaseModel):
+    """A callback's calls and the call that asked for the callback (`core.call_links`)."""
+
+    callback_of: CallLink | None = Field(
+        None, description="this call rings a customer back: the callback and the call it asked on"
+    )
+    called_back_in: list[CallLink] = Field(
+        default_factory=list, description="the callback calls placed for this call, oldest first"
+    )
+
+
 class CallDetail(CallSummary):
     source: Literal["workflow", "database"]
     state: dict[str, Any] | None = None
+    links: CallLinks = Field(default_factory=lambda: CallLinks(callback_of=None))
+
+
+class CallOpeningBody(BaseModel):
+    origin_call_id: str
+    callback_id: str
+    reason: str
+    summary: str
+    earlier: list[str]
+
+
+class CallOpeningResponse(BaseModel):
+    """`POST /internal/calls/{call_id}/opening`: why a callback's call happens, or null."""
+
+    opening: CallOpeningBody | None
 
 
 class TranscriptEvent(BaseModel):
@@ -515,6 +549,7 @@ class CallReport(BaseModel):
     analysis: dict[str, Any] | None = Field(
         description="as `GET /api/calls/{call_id}/analysis` answers it; null before one exists"
     )
+    links: CallLinks = Field(default_factory=lambda: CallLinks(callback_of=None))
     events: int
 
 

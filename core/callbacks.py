@@ -34,6 +34,8 @@ LATEST = time(21, 0)
 DEFAULT_HOURS = "09:00-20:00"
 # Outcomes of a dial that are worth another try later; any other ends the callback `failed`.
 RETRY_OUTCOMES = ("busy", "no_answer")
+# Every outcome an attempt can have ("" while its call still rings).
+ATTEMPT_OUTCOMES = ("answered", "busy", "no_answer", "rejected", "unavailable", "dial_failed")
 ERR_NOT_SCHEDULED = "CallbackNotScheduled"
 ERR_FINISHED = "CallbackFinished"
 

@@ -10,7 +10,8 @@ Sarah hands the call to the desk (skill sales) and the customer holds a minute (
 in with DEVSTACK_REP_TOKEN can take it from the Desk), then hangs up (webhook) so the recording
 is stored. A phone call is served the same way: the phone (a SIP participant the emulator joined for `/_emulator/sip/inbound` or a
 dial) is the customer, an inbound call's workflow is started here as the real agent's job
-starts it, and the phone hangs up at the end.
+starts it, and the phone hangs up at the end. A callback's call opens as the real agent's does,
+with who calls and why (`POST /internal/calls/{id}/opening`).
 
     python -m devstack.standin     # devstack up starts it when the agent is not started
 """
@@ -26,7 +27,9 @@ from pathlib import Path
 import aiohttp
 
 from agent.bridge import bridge_for_call
+from agent.greetings import callback_greeting
 from agent.greetings import greeting as sarah_greeting
+from agent.opening import fetch_opening
 from agent.signals import new_signal_id, utc_now
 from core.livekit import AGENT_IDENTITY_PREFIX, room_admin_token
 from core.log import get_logger, setup_logging
@@ -97,7 +100,10 @@ async def converse(
         spool_dir=SPOOL_DIR,
     )
     assert bridge.interim is not None
-    greeting = sarah_greeting(settings.RECORDING_CONSENT)
+    # A callback's call opens as the real agent's does: who calls and why (agent.opening).
+    opening = await fetch_opening(bridge.interim.api)
+    greeting = (callback_greeting(settings.RECORDING_CONSENT, opening.reason) if opening
+                else sarah_greeting(settings.RECORDING_CONSENT))  # fmt: skip
     ident = phone or customer_identity(call_id)
     async with aiohttp.ClientSession() as http:
         if phone is None:

@@ -11,6 +11,11 @@
   a desk has started): calls waiting, longest wait, service level, abandon rate, average wait
   and handle time, the hold-time estimate, outcomes so far, and reps by state.
 
+- The callbacks' (the `callbacks` rows CallbackWorkflow writes, refreshed with the rest):
+  callbacks by status (`scheduled`, `dialing`, `completed`, `failed`, `cancelled`), their dial
+  attempts by outcome (`ringing` while a call is still being placed), and callbacks overdue
+  (still `scheduled` more than `OVERDUE` past their dial time: no worker is dialling them).
+
 Webhook verification failures and WebSocket subscribers happen in the API process and are on
 the API's `/metrics` (`api_webhook_verification_failures_total`, `api_ws_subscribers`).
 """
@@ -31,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from core.callbacks import ATTEMPT_OUTCOMES, CallbackStatus
 from core.desk import Snapshot, Stats
 from core.log import get_logger
 from core.models import CallStatus, RecordingStatus
@@ -52,6 +58,17 @@ SELECT
   (SELECT coalesce(sum(keyword_alerts), 0) FROM calls WHERE status = ANY($2::text[])) AS live_keyword,
   (SELECT coalesce(sum(silence_alerts), 0) FROM calls) AS all_silence,
   (SELECT coalesce(sum(keyword_alerts), 0) FROM calls) AS all_keyword
+"""
+OVERDUE = "5 minutes"
+_CALLBACKS_SQL = f"""
+SELECT
+  (SELECT coalesce(jsonb_object_agg(status, n), '{{}}') FROM
+     (SELECT status, count(*) AS n FROM callbacks GROUP BY status) s) AS by_status,
+  (SELECT coalesce(jsonb_object_agg(outcome, n), '{{}}') FROM
+     (SELECT coalesce(a->>'outcome', '') AS outcome, count(*) AS n
+      FROM callbacks, jsonb_array_elements(attempts) a GROUP BY 1) o) AS attempts,
+  (SELECT count(*) FROM callbacks
+   WHERE status = 'scheduled' AND due_at < now() - interval '{OVERDUE}') AS overdue
 """
 _LAG_SQL = f"""
 SELECT extract(epoch FROM at - (data->>'ended_at')::timestamptz) AS lag
@@ -89,6 +106,7 @@ class ProductMetrics(Collector):
         self.port = 0  # where serve_metrics bound
         self.snapshot: dict[str, Any] = {}
         self.lags: list[float] = []
+        self.callbacks: dict[str, Any] = {}
         self.refreshed_at = 0.0
 
     async def refresh(self) -> None:
@@ -96,6 +114,7 @@ class ProductMetrics(Collector):
         lags = await self.pool.fetch(_LAG_SQL)
         self.snapshot = dict(row)
         self.lags = [max(0.0, float(r["lag"])) for r in lags if r["lag"] is not None]
+        self.callbacks = dict(await self.pool.fetchrow(_CALLBACKS_SQL))
         if self.desk is not None:
             self.desk_snapshot = await self.desk()
         self.refreshed_at = time.time()
@@ -104,11 +123,7 @@ class ProductMetrics(Collector):
         snap = self.snapshot
         if not snap:
             return
-        by_status = snap["by_status"]
-        if isinstance(by_status, str):
-            import json
-
-            by_status = json.loads(by_status)
+        by_status = _json(snap["by_status"])
         calls = GaugeMetricFamily("callcenter_calls", "Calls kept, by status", labels=["status"])
         for status in CallStatus:  # fixed label set: every status, 0 when none
             calls.add_metric([status.value], float(by_status.get(status.value, 0)))
@@ -147,8 +162,41 @@ class ProductMetrics(Collector):
             "When the product metrics were last read from PostgreSQL",
             value=self.refreshed_at,
         )
+        if self.callbacks:
+            yield from callback_metrics(self.callbacks)
         if self.desk_snapshot is not None:
             yield from desk_metrics(self.desk_snapshot.stats)
+
+
+def callback_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
+    """Callbacks by status and their attempts by outcome: fixed label sets, 0 when none."""
+    by_status, attempts = _json(snap["by_status"]), _json(snap["attempts"])
+    callbacks = GaugeMetricFamily("callcenter_callbacks", "Callbacks kept, by status",
+                                  labels=["status"])  # fmt: skip
+    for status in CallbackStatus:
+        callbacks.add_metric([status.value], float(by_status.get(status.value, 0)))
+    yield callbacks
+    tries = GaugeMetricFamily(
+        "callcenter_callback_attempts", "Callback dials, by outcome (ringing: not settled yet)",
+        labels=["outcome"],
+    )  # fmt: skip
+    known = {"ringing": attempts.get("", 0), **{o: attempts.get(o, 0) for o in ATTEMPT_OUTCOMES}}
+    known["other"] = sum(n for o, n in attempts.items() if o and o not in ATTEMPT_OUTCOMES)
+    for outcome, n in known.items():
+        tries.add_metric([outcome], float(n))
+    yield tries
+    yield GaugeMetricFamily(
+        "callcenter_callbacks_overdue",
+        f"Callbacks still scheduled more than {OVERDUE} past their dial time",
+        value=float(snap["overdue"]),
+    )
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A jsonb column as asyncpg gives it (text unless a codec is set on the pool)."""
+    import json
+
+    return json.loads(value) if isinstance(value, str) else dict(value)
 
 
 def desk_metrics(st: Stats) -> Iterator[Metric]:

@@ -96,6 +96,7 @@ def build_report(
     test_drives: list[dict[str, Any]],
     workflow: dict[str, Any],
     analysis: dict[str, Any] | None = None,
+    links: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report document (see `api.schemas.CallReport`). A line's `id` is what the analysis's
     evidence and turning points cite."""
@@ -180,5 +181,6 @@ def build_report(
             ],  # fmt: skip
         },
         "analysis": analysis,
+        "links": links or {"callback_of": None, "called_back_in": []},
         "events": len(events),
     }

@@ -3,6 +3,8 @@ granting `roomAdmin` on the call's room:
 
 - `POST /internal/calls/{call_id}/interim` fans an interim transcript out to the call's live
   WebSockets (never stored; `seq: null`);
+- `POST /internal/calls/{call_id}/opening` answers why a callback's call happens (the callback's
+  reason, the earlier call's summary and last lines: `core.call_links`), null for other calls;
 - `POST /internal/calls/{call_id}/lines` stores final lines (`core.eventlog.store_line`): the
   system of record for what was said. The agent keeps each line in its write-ahead spool until
   this answers 200 (agent/lines.py), so a line is stored once however often it is sent, and the
@@ -25,6 +27,7 @@ from api.domain.fanout import publish_interim
 from api.errors import Gone, Unauthorized, Unavailable, ValidationFailed
 from api.schemas import (
     AgentCallbackRequest,
+    CallOpeningResponse,
     Empty,
     FinalLine,
     FinalLinesRequest,
@@ -33,6 +36,7 @@ from api.schemas import (
 )
 from api.validation import call_id_path, parse_body, parse_query
 from core import eventlog
+from core.call_links import opening_of
 from core.events import InterimTranscript
 from core.log import get_logger
 from core.models import AgentMetrics, TranscriptLine, call_id_from_room
@@ -172,3 +176,24 @@ async def schedule_callback(request: Request, call_id: str) -> HTTPResponse:
     )  # fmt: skip
     log.info("callback_scheduled_by_agent", call_id=call_id, callback_id=st.callback_id)
     return json(callbacks.masked(callbacks.from_state(st), False), status=201)
+
+
+@bp.post("/<call_id:str>/opening")
+@endpoint(
+    "Why a callback's call happens, for the agent's first line",
+    tag="internal",
+    response=CallOpeningResponse,
+    errors=(401,),
+    description=(
+        "Authenticated with a LiveKit JWT granting roomAdmin on the call's room. The callback's "
+        "reason and the earlier call's summary and last lines; `opening` null for a call no "
+        "callback placed."
+    ),
+)
+@call_id_path
+async def opening(request: Request, call_id: str) -> HTTPResponse:
+    authenticate_agent(request, call_id)
+    parse_query(request, Empty)
+    found = await opening_of(request.app.ctx.res.db, call_id)
+    log.info("opening_read", call_id=call_id, callback=found is not None)
+    return json({"opening": found.to_json() if found else None})

@@ -42,6 +42,7 @@ from api.schemas import (
     WhisperRequest,
 )
 from api.validation import call_id_path, parse_body, parse_query
+from core.call_links import links_of
 from core.log import get_logger
 from core.models import (
     SIGNAL_SUPERVISOR_ACTION,
@@ -221,7 +222,9 @@ async def get_call(request: Request, call_id: str) -> HTTPResponse:
 async def _with_phone(
     request: Request, call_id: str, detail: dict[str, Any], full: str = ""
 ) -> HTTPResponse:
-    """The call's detail; an admin sees the phone number in full (supervisors: masked)."""
+    """The call's detail with its callback links; an admin sees the phone number in full
+    (supervisors: masked)."""
+    detail["links"] = await links_of(request.app.ctx.res.db, call_id)
     if detail.get("phone") and _principal(request).may(FULL_NUMBER):
         full = full or await request.app.ctx.res.db.fetchval(
             "SELECT phone FROM calls WHERE call_id = $1", call_id

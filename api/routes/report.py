@@ -14,6 +14,7 @@ from api.domain.report import build_report
 from api.errors import Unavailable
 from api.schemas import CallReport, Empty
 from api.validation import call_id_path, parse_query
+from core.call_links import links_of
 from core.log import get_logger
 
 log = get_logger("api.report")
@@ -39,6 +40,7 @@ async def report(request: Request, call_id: str) -> HTTPResponse:
     segments = await store.get_recording_segments(db, call_id)
     drives = await store.test_drives_of(db, call_id)
     analysis = await stored_analysis(db, call_id)
+    links = await links_of(db, call_id)
     try:
         calls = request.app.ctx.res.calls
     except Unavailable as exc:
@@ -47,4 +49,4 @@ async def report(request: Request, call_id: str) -> HTTPResponse:
     else:
         workflow = await calls.outcome(call_id)
     log.info("report_built", call_id=call_id, events=len(events), by=request.ctx.principal.id)
-    return json(build_report(call, events, segments, drives, workflow, analysis))
+    return json(build_report(call, events, segments, drives, workflow, analysis, links))

@@ -1,6 +1,7 @@
 """A callback end to end on the devstack parts (the API, the product's worker, the LiveKit
 emulator's SIP): one due a few seconds out dials the emulator (`GET /_emulator/sip/calls` shows
-the call to its number) and its call runs; a busy number is tried again after CALLBACK_RETRY_S
+the call to its number) and its call runs, linked to its callback (its agent's opening says
+why it calls); a busy number is tried again after CALLBACK_RETRY_S
 (2 s in this stack) and answered the second time."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.livekit import room_admin_token
 from tests.api.conftest import (  # noqa: F401
     ADMIN,
     SUPERVISOR,
@@ -56,6 +58,16 @@ async def test_a_callback_dials_the_emulator_and_its_call_runs(phone_line: ApiSt
     assert mine[0]["room"] == f"call-{attempt['call_id']}"
     call = await wait_call(stack, attempt["call_id"], status="in_progress")
     assert (call["channel"], call["direction"]) == ("phone", "outbound")
+    # The call knows which callback placed it (asked for outside a call: no earlier call)...
+    assert call["links"]["callback_of"] == {"call_id": None, "callback_id": cid}
+    # ...and its agent opens with the callback's reason.
+    s = stack.settings
+    token = room_admin_token(s.LIVEKIT_API_KEY.get_secret_value(),
+                             s.LIVEKIT_API_SECRET.get_secret_value(),
+                             room=mine[0]["room"], identity="agent-test")()  # fmt: skip
+    r = await stack.api.http("POST", f"/internal/calls/{attempt['call_id']}/opening",
+                             token=token, json_body={})  # fmt: skip
+    assert r.status == 200 and r.body["opening"]["reason"] == "the Silverado test drive", r.body
     await stack.api.http("POST", f"/api/calls/{attempt['call_id']}/end", token=ADMIN)
 
 

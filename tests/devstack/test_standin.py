@@ -3,13 +3,19 @@ the customer joins (webhook), lines arrive as signals, a keyword alert fires, th
 hangs up (webhook) and the recording is stored: the emulator uploaded the file to the staging
 bucket as Egress does, the worker read it from there with credentials, and removed it. And the
 desk end to end: the stand-in's hand-off reaches a rep who set themselves available, who gets
-the offer, accepts it, is on the call, and wraps up when the customer hangs up."""
+the offer, accepts it, is on the call, and wraps up when the customer hangs up. A callback's
+call opens as the agent's does."""
 
 from __future__ import annotations
 
 import asyncio
 from urllib.parse import urlsplit
 
+import asyncpg
+
+from agent.greetings import callback_greeting
+from core.call_links import link_callback_call
+from core.settings import Settings
 from devstack.standin import HANDOFF, SCRIPT, converse
 from devstack.up import analysis_settings
 from tests.api.conftest import (  # noqa: F401
@@ -21,6 +27,12 @@ from tests.api.conftest import (  # noqa: F401
 )
 
 
+def standin_settings(stack: ApiStack) -> Settings:
+    """The stand-in stores its lines through the API, as the agent does: this test's API."""
+    api = urlsplit(stack.api.url)
+    return stack.settings.model_copy(update={"API_HOST": api.hostname, "API_PORT": api.port})
+
+
 async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recording(
     api_stack: ApiStack,  # noqa: F811
 ) -> None:
@@ -28,12 +40,8 @@ async def test_a_scripted_call_ends_with_its_lines_an_alert_and_a_stored_recordi
     assert started.status == 201, started.body
     call_id, room = started.body["call_id"], started.body["room_name"]
 
-    # The stand-in stores its lines through the API, as the agent does: this test's API.
-    api = urlsplit(api_stack.api.url)
-    settings = api_stack.settings.model_copy(
-        update={"API_HOST": api.hostname, "API_PORT": api.port}
-    )
-    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=0.5)
+    await converse(standin_settings(api_stack), api_stack.livekit.control_url, room, pace_s=0.2,
+                   hold_s=0.5)  # fmt: skip
 
     for _ in range(150):
         call = await api_stack.api.http("GET", f"/api/calls/{call_id}", token=SUPERVISOR)
@@ -98,10 +106,7 @@ async def test_the_stand_ins_hand_off_is_taken_by_a_rep_from_the_desk(
     assert r.status == 200 and r.body["state"] == "available", r.body
     started = await api.http("POST", "/api/calls", json_body={"customer_name": "Stan"})
     call_id, room = started.body["call_id"], started.body["room_name"]
-    url = urlsplit(api.url)
-    settings = api_stack.settings.model_copy(
-        update={"API_HOST": url.hostname, "API_PORT": url.port}
-    )
+    settings = standin_settings(api_stack)
     talk = asyncio.create_task(
         converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=20)
     )
@@ -150,3 +155,36 @@ def test_make_dev_analyses_each_call_by_the_local_method_unless_a_model_is_set()
         == "auto"
     )
     assert analysis_settings({"ANALYSIS_METHOD": "llm"})["ANALYSIS_METHOD"] == "llm"
+
+
+async def test_the_stand_in_opens_a_callbacks_call_as_the_agent_does(
+    api_stack: ApiStack,  # noqa: F811
+    pg_dsn: str,
+) -> None:
+    """A call a callback placed: the stand-in asks the API for its opening and says who calls
+    and why, in the same words as Sarah (agent.greetings.callback_greeting)."""
+    started = await api_stack.api.http("POST", "/api/calls", json_body={"customer_name": "Cal"})
+    assert started.status == 201, started.body
+    call_id, room = started.body["call_id"], started.body["room_name"]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        callback_id = f"cb{call_id}"
+        await conn.execute(
+            "INSERT INTO callbacks (callback_id, phone, timezone, reason, status, at, due_at) "
+            "VALUES ($1, '+15550100001', 'UTC', 'the Silverado test drive', 'dialing', now(), "
+            "now())",
+            callback_id,
+        )
+        await link_callback_call(conn, call_id, "", callback_id)
+    finally:
+        await conn.close()
+    settings = standin_settings(api_stack)
+    await converse(settings, api_stack.livekit.control_url, room, pace_s=0.2, hold_s=0.5)
+    for _ in range(150):
+        page = await api_stack.api.http("GET", f"/api/calls/{call_id}/transcript", token=SUPERVISOR)
+        if page.status == 200 and page.body["lines"]:
+            break
+        await asyncio.sleep(0.2)
+    first = page.body["lines"][0]["text"]
+    assert first == callback_greeting(settings.RECORDING_CONSENT, "the Silverado test drive")
+    assert "You asked us to call you back about the Silverado test drive." in first

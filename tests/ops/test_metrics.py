@@ -5,6 +5,7 @@ Prometheus exporter) and the product's, read from PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import string
 import uuid
@@ -288,3 +289,61 @@ async def test_the_worker_port_carries_the_desks_figures(pg_dsn: str) -> None:
     assert value(page, "callcenter_desk_reps", state="busy") == 1.0
     assert value(page, "callcenter_desk_average_wait_seconds") == 8.0
     assert ("callcenter_desk_average_handle_seconds", ()) not in page  # none handled yet
+
+
+async def test_the_worker_port_carries_callbacks_by_status_and_attempts_by_outcome(
+    pg_dsn: str,
+) -> None:
+    """The `callbacks` rows CallbackWorkflow writes, as the worker's metrics port shows them."""
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
+
+    def tries(*outcomes: str) -> str:
+        return json.dumps([{"n": i + 1, "call_id": uuid.uuid4().hex[:20], "started_at": 0.0,
+                            "outcome": o, "sip_status": 0} for i, o in enumerate(outcomes)])  # fmt: skip
+
+    async def add(status: str, attempts: str = "[]", due_in: str = "1 hour") -> None:
+        await pool.execute(
+            "INSERT INTO callbacks (callback_id, phone, timezone, status, at, due_at, attempts) "
+            "VALUES ($1, '+15550100001', 'America/Chicago', $2, now(), now() + $3::text::interval, "
+            "$4::jsonb)",
+            f"cb{uuid.uuid4().hex[:20]}", status, due_in, attempts,
+        )  # fmt: skip
+
+    try:
+        async with (
+            serve_metrics("127.0.0.1", 0, pool, None) as product,
+            aiohttp.ClientSession() as http,
+        ):
+
+            async def page() -> dict[Any, float]:
+                await product.refresh()
+                async with http.get(f"http://127.0.0.1:{product.port}/metrics") as resp:
+                    return samples(await resp.text())
+
+            before = await page()
+            await add("scheduled")
+            await add("scheduled", due_in="-1 hour")  # nobody dialled it: overdue
+            await add("dialing", tries(""))
+            await add("completed", tries("busy", "answered"))
+            await add("failed", tries("no_answer", "no_answer", "no_answer"))
+            await add("failed", tries("rejected"))
+            await add("cancelled")
+            after = await page()
+    finally:
+        await pool.close()
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert {s: moved("callcenter_callbacks", status=s) for s in
+            ("scheduled", "dialing", "completed", "failed", "cancelled")} == {
+        "scheduled": 2, "dialing": 1, "completed": 1, "failed": 2, "cancelled": 1}  # fmt: skip
+    assert {o: moved("callcenter_callback_attempts", outcome=o) for o in
+            ("ringing", "answered", "busy", "no_answer", "rejected", "unavailable",
+             "dial_failed", "other")} == {
+        "ringing": 1, "answered": 1, "busy": 1, "no_answer": 3, "rejected": 1, "unavailable": 0,
+        "dial_failed": 0, "other": 0}  # fmt: skip
+    assert moved("callcenter_callbacks_overdue") == 1
+    # Every label is there from the start, 0 or not: a dashboard's query never meets a gap.
+    assert ("callcenter_callbacks", (("status", "cancelled"),)) in before
+    assert ("callcenter_callback_attempts", (("outcome", "dial_failed"),)) in before

@@ -1,6 +1,7 @@
 """The post-call report (`GET /api/calls/{id}/report`) and the latency panel, against the real
 API and PostgreSQL: the document gathers transcript, alerts, supervisor actions, tool calls,
-latency percentiles and recording; the dashboard shows it and the per-turn figures live.
+latency percentiles and recording; the dashboard shows it and the per-turn figures live. The
+call view links a callback's call and the call that asked for it, both ways.
 """
 
 from __future__ import annotations
@@ -149,3 +150,37 @@ async def test_dashboard_shows_latency_and_the_report(
     ).to_have_text(["5", "400 ms", "1500 ms", "1500 ms"])
     await expect(page.locator("#report-download")).to_have_attribute("href", re.compile("^blob:"))
     await screenshot(page, "dashboard-report")
+
+
+async def test_the_call_view_links_a_callbacks_call_and_the_call_that_asked_for_it(
+    page: Page, web_api: WebApi, tables: CallTables
+) -> None:
+    origin = await tables.add_call("Quinn Avery", status="completed", recording_status="none")
+    callback_id = f"cb{new_call_id()}"
+    back = []
+    for _ in range(2):  # busy, then answered: two calls placed for one callback
+        call_id = await tables.add_call(None, status="completed", recording_status="none")
+        await tables.conn.execute(
+            "INSERT INTO call_links (call_id, origin_call_id, callback_id) VALUES ($1, $2, $3)",
+            call_id, origin, callback_id,
+        )  # fmt: skip
+        back.append(call_id)
+    await sign_in(page, web_api.supervisor_token)
+    await page.goto(f"/dashboard#/calls/{back[1]}")
+    links = page.locator("#call-links")
+    await expect(links.locator("#callback-of")).to_contain_text(f"Callback of {origin}")
+    await expect(links.locator("#called-back-in")).to_have_count(0)
+    await links.get_by_role("link", name=origin).click()
+    await expect(page.locator("#detail-call-id")).to_have_text(origin)
+    called = page.locator("#call-links #called-back-in")
+    await expect(called).to_have_text(f"Called back in {back[0]}, {back[1]}")
+    await expect(page.locator("#call-links #callback-of")).to_have_count(0)
+    await called.get_by_role("link", name=back[0]).click()
+    await expect(page.locator("#detail-call-id")).to_have_text(back[0])
+    await expect(page.locator("#call-links #callback-of")).to_contain_text(origin)
+    await page.get_by_role("button", name="Report").click()
+    await expect(page.locator("#report-callback-of")).to_have_text(origin)
+    # A call no callback touches shows no links at all.
+    await page.goto(f"/dashboard#/calls/{await tables.add_call('Ann', status='completed')}")
+    await expect(page.locator(".detail-title")).to_have_text("Ann")
+    await expect(page.locator("#call-links")).to_be_hidden()

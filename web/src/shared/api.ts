@@ -124,9 +124,21 @@ export interface CallList {
   next_cursor: string | null;
 }
 
+/** A callback's call and the call the customer asked on (`GET /api/calls/{id}` `links`). */
+export interface CallLink {
+  call_id: string | null;
+  callback_id: string;
+}
+
+export interface CallLinks {
+  callback_of: CallLink | null;
+  called_back_in: CallLink[];
+}
+
 export interface CallDetail extends CallSummary {
   source?: "workflow" | "database";
   state?: Record<string, unknown> | null;
+  links?: CallLinks;
 }
 
 /** One stored call event as the WebSocket and `/transcript` deliver it. */

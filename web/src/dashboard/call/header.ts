@@ -4,7 +4,7 @@
  * the counters. End and whisper are plain REST calls whose effects come back through the socket.
  */
 
-import type { Accepted, LiveKitGrant } from "../../shared/api";
+import type { Accepted, CallLinks, LiveKitGrant } from "../../shared/api";
 import { clear, h, icon, ICONS } from "../../shared/dom";
 import { formatDuration, humanize, secondsBetween } from "../../shared/format";
 import type { LiveState } from "../../shared/live";
@@ -25,6 +25,8 @@ export class CallHeader {
   private readonly keywordCount = h("strong", { class: "stat-value", id: "keyword-count" }, "0");
   private readonly lineCount = h("strong", { class: "stat-value", id: "line-count" }, "0");
   private readonly banner = h("div", { class: "detail-banner", role: "alert", hidden: true });
+  /** "Callback of <call>" / "Called back in <call>, …": the calls a callback ties together. */
+  private readonly links = h("nav", { class: "detail-links", id: "call-links", "aria-label": "Linked calls", hidden: true });
   private readonly endButton: HTMLButtonElement;
   private readonly whisperButton: HTMLButtonElement;
   private readonly takeoverButton: HTMLButtonElement;
@@ -125,6 +127,7 @@ export class CallHeader {
           { class: "detail-id" },
           this.title,
           h("div", { class: "detail-sub" }, h("code", { id: "detail-call-id" }, ctx.callId), this.badges, this.live),
+          this.links,
         ),
         h(
           "div",
@@ -194,6 +197,31 @@ export class CallHeader {
     this.keywordCount.textContent = String(Math.max(c.keyword_alerts, counts.keyword));
     this.lineCount.textContent = String(counts.lines);
     this.tick();
+  }
+
+  /** The calls this one is linked to by a callback, each a link to its own view. */
+  setLinks(links: CallLinks | undefined): void {
+    clear(this.links);
+    const callLink = (id: string) => h("a", { href: `#/calls/${encodeURIComponent(id)}`, class: "mono" }, id);
+    const of = links?.callback_of;
+    if (of) {
+      this.links.append(
+        h(
+          "span",
+          { id: "callback-of" },
+          "Callback of ",
+          of.call_id ? callLink(of.call_id) : h("span", {}, "a callback scheduled outside a call"),
+          h("span", { class: "muted" }, ` (callback ${of.callback_id})`),
+        ),
+      );
+    }
+    const back = (links?.called_back_in ?? []).filter((l) => l.call_id);
+    if (back.length) {
+      const items: (HTMLElement | string)[] = [];
+      back.forEach((l, i) => items.push(...(i ? [", "] : []), callLink(l.call_id as string)));
+      this.links.append(h("span", { id: "called-back-in" }, "Called back in ", ...items));
+    }
+    this.links.hidden = !of && !back.length;
   }
 
   setLines(lines: number): void {

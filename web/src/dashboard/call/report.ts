@@ -4,7 +4,7 @@
  * the workflow's own result — and the same document to download as JSON.
  */
 
-import { isRecord } from "../../shared/api";
+import { isRecord, type CallLinks } from "../../shared/api";
 import { h, icon, ICONS } from "../../shared/dom";
 import { formatClock, formatDuration, humanize } from "../../shared/format";
 import { api } from "../session";
@@ -25,6 +25,7 @@ interface Report {
   latency: { turns: Row[]; summary: Record<string, { label: string; count: number; p50_s: number; p95_s: number; max_s: number }> };
   recording: { status: string; segments: Row[] };
   analysis: CallAnalysis | null;
+  links?: CallLinks;
   events: number;
 }
 
@@ -105,6 +106,8 @@ export class ReportPanel {
             ...fact("Events", String(r.events)),
             ...fact("Workflow", wf.source === "temporal" ? humanize(String(wf.status ?? "").toLowerCase()) : `not reachable (${str(wf.error) ?? "Temporal"})`, "report-workflow"),
             ...(result ? fact("Workflow result", `${humanize(String(result.status))}, ${String(result.line_count)} lines`) : []),
+            ...(r.links?.callback_of ? fact("Callback of", r.links.callback_of.call_id ?? `callback ${r.links.callback_of.callback_id}`, "report-callback-of") : []),
+            ...(r.links?.called_back_in.length ? fact("Called back in", r.links.called_back_in.map((l) => l.call_id).join(", "), "report-called-back-in") : []),
           ),
         ),
         h(

@@ -151,6 +151,7 @@ export class CallView {
   private async loadDetail(): Promise<void> {
     try {
       const detail = await api<CallDetail>("GET", `/api/calls/${encodeURIComponent(this.callId)}`);
+      this.header.setLinks(detail.links);
       this.updateCall(detail);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) this.header.showBanner(`No call ${this.callId}.`);
