@@ -3,6 +3,8 @@ cancel does what DELETE /api/callbacks/{id} does, and a second cancel is refused
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.api.conftest import SUPERVISOR, ApiStack
 from tests.api.test_callbacks_api import body, wait_status
 from tests.ops.conftest import ops
@@ -14,10 +16,16 @@ async def test_callbacks_list_and_cancel(api_stack: ApiStack) -> None:
     assert r.status == 201, r.body
     cid = r.body["id"]
     await wait_status(api_stack, cid, "scheduled")
-    listed = await ops(api_stack, "--json", "callbacks", "list", "--status", "scheduled",
-                       "--limit", "1000")  # fmt: skip
-    assert listed.code == 0, listed.err
-    mine = [c for c in listed.json if c["id"] == cid]
+    # The list reads the `callbacks` rows, which the workflow writes by an activity after the
+    # status the API's GET asks it for: a moment later under load.
+    for _ in range(50):
+        listed = await ops(api_stack, "--json", "callbacks", "list", "--status", "scheduled",
+                           "--limit", "1000")  # fmt: skip
+        assert listed.code == 0, listed.err
+        mine = [c for c in listed.json if c["id"] == cid]
+        if mine:
+            break
+        await asyncio.sleep(0.2)
     assert mine and mine[0]["phone"] == req["phone"][:2] + "•••••" + req["phone"][-4:]
     assert req["phone"] not in listed.out
     done = await ops(api_stack, "--json", "callbacks", "cancel", cid)
