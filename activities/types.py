@@ -27,6 +27,10 @@ TRANSFER_CALL = "transfer_call"
 START_CALLBACK_CALL = "start_callback_call"
 ON_DO_NOT_CALL = "on_do_not_call"
 RECORD_CALLBACK = "record_callback"
+# Campaigns (activities/campaigns.py)
+NEXT_CAMPAIGN_NUMBERS = "next_campaign_numbers"
+START_CAMPAIGN_CALLS = "start_campaign_calls"
+RECORD_CAMPAIGN = "record_campaign"
 # Storage (activities/storage.py)
 DOWNLOAD_AND_STORE_RECORDING = "download_and_store_recording"
 FIND_STAGED_RECORDING = "find_staged_recording"
