@@ -46,6 +46,7 @@ from ops.retention import retention_in_force
 from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
+from workflows.campaign import CampaignWorkflow
 from workflows.desk import DeskWorkflow
 from workflows.desk_client import DeskClient
 from workflows.erase import EraseCallWorkflow
@@ -60,6 +61,7 @@ WORKFLOWS = [
     AnalysisWorkflow,
     WebhookWorkflow,
     CallbackWorkflow,
+    CampaignWorkflow,
     DeskWorkflow,
 ]
 

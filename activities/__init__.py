@@ -124,7 +124,10 @@ def build_activities(
     acts += AnalysisActivities(pool, settings, client).activities()
     from activities.callbacks import CallbackActivities
 
-    acts += CallbackActivities(pool, settings, client).activities()
+    from activities.campaigns import CampaignActivities
+
+    dialer = CallbackActivities(pool, settings, client)
+    acts += dialer.activities() + CampaignActivities(pool, settings, dialer).activities()
     acts += StartActivities(settings).activities()
     if client is not None:
         from activities.erase import EraseActivities

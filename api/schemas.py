@@ -676,6 +676,7 @@ class PersonErasureResult(BaseModel):
     phone: str  # masked
     calls: list[str]  # each erased through EraseCallWorkflow (their ids)
     callbacks: int
+    campaign_numbers: int
     test_drives: int
     status: Literal["erased", "in_progress"]
 
@@ -687,3 +688,44 @@ class AgentCallbackRequest(Strict):
     at: str = Field(min_length=10, max_length=40)
     timezone: str = Field(min_length=1, max_length=64)
     reason: str | None = Field(None, min_length=1, max_length=500)
+
+
+class CampaignCreateRequest(Strict):
+    """Dial `numbers` (E.164, allowed prefixes; or a CSV upload, one number a row, first
+    column) `max_concurrent` at a time inside `window` in `timezone`, from `start_at` on."""
+
+    name: str = Field(min_length=1, max_length=200)
+    numbers: list[str] = Field(min_length=1, description="E.164 numbers, in dialling order")
+    window: str = Field("09:00-20:00", description="HH:MM-HH:MM, inside 08:00-21:00")
+    timezone: str = Field(min_length=1, max_length=64, description="IANA, e.g. America/Chicago")
+    max_concurrent: int = Field(5, ge=1, le=50, description="calls ringing at once")
+    start_at: str | None = Field(None, min_length=10, max_length=40, description="ISO 8601")
+    reason: str | None = Field(None, min_length=1, max_length=500, description="why we call")
+
+
+class CampaignProgress(BaseModel):
+    dialled: int
+    answered: int
+    busy: int
+    no_answer: int
+    failed: int
+    skipped: int
+    remaining: int
+    total: int
+
+
+class CampaignView(BaseModel):
+    id: str
+    name: str
+    status: str  # scheduled | running | paused | completed | cancelled
+    timezone: str
+    window: str
+    max_concurrent: int
+    start_at: str
+    reason: str
+    progress: CampaignProgress
+    on_do_not_call: int  # numbers on the list when it was created: skipped at dial time
+
+
+class CampaignList(BaseModel):
+    campaigns: list[CampaignView]

@@ -212,6 +212,10 @@ class Settings(BaseSettings):
     CALLBACK_HOURS: str = Field("09:00-20:00", description="HH:MM-HH:MM, inside 08:00-21:00")
     CALLBACK_RETRY_S: float = Field(1800, gt=0, description="busy / no answer: again after this")
     CALLBACK_MAX_ATTEMPTS: int = Field(3, ge=1, le=10)
+    RESERVED_INBOUND: int = Field(
+        10, ge=0, description="of MAX_LIVE_AI_CALLS, kept free of campaign calls for inbound ones"
+    )
+    CAMPAIGN_MAX_NUMBERS: int = Field(10_000, ge=1, description="numbers in one campaign")
     CALLBACK_MAX_DAYS: int = Field(14, ge=1, le=90, description="how far ahead a callback may be")
     # Call policy (seconds)
     AGENT_JOIN_TIMEOUT_S: float = Field(60, gt=0)

@@ -195,7 +195,8 @@ class CampaignWorkflow:
 
     @workflow.query(name=cp.QUERY_PROGRESS)
     def progress(self) -> cp.CampaignState:
-        status = S.PAUSED if self.carry.paused and self.status == S.RUNNING else self.status
+        paused = self.carry.paused and self.status in (S.SCHEDULED, S.RUNNING)
+        status = S.PAUSED if paused else self.status
         return cp.CampaignState(self.req.campaign_id, status, self.carry.progress,
                                 len(self.carry.ringing), self.carry.runs)  # fmt: skip
 

@@ -37,7 +37,7 @@ bp = Blueprint("erasures")
 
 
 @bp.post("/api/erasures")
-@endpoint("Erase a person by their number: calls, callbacks, bookings; admin only",
+@endpoint("Erase a person by their number: calls, callbacks, campaign numbers, bookings; admin only",
           tag="admin", response=PersonErasureResult, errors=(409, 422), secured=True)  # fmt: skip
 @require(ERASE)
 async def erase_person(request: Request) -> HTTPResponse:
@@ -65,6 +65,8 @@ async def erase_person(request: Request) -> HTTPResponse:
                for c in call_ids]  # fmt: skip
     async with res.db.acquire() as conn, conn.transaction():
         gone_callbacks = await conn.execute("DELETE FROM callbacks WHERE phone = $1", body.phone)
+        gone_numbers = await conn.execute(
+            "DELETE FROM campaign_numbers WHERE phone = $1", body.phone)  # fmt: skip
         gone_drives = await conn.execute(
             "DELETE FROM test_drives WHERE regexp_replace(customer_phone, '\\D', '', 'g') "
             "IN ($1, $2)", digits, digits[1:] if digits.startswith("1") else digits,
@@ -80,6 +82,7 @@ async def erase_person(request: Request) -> HTTPResponse:
     return json(
         {"phone": mask_number(body.phone), "calls": call_ids,
          "callbacks": int(gone_callbacks.split()[-1]), "test_drives": int(gone_drives.split()[-1]),
+         "campaign_numbers": int(gone_numbers.split()[-1]),
          "status": status},
         status=200 if status == "erased" else 202,
     )  # fmt: skip

@@ -103,8 +103,8 @@ async def test_starts_on_real_services_and_stops_on_sigterm(
                 lines.append(line)
         started = next(line for line in lines if b"worker_started" in line).decode()
         assert (
-            f"task_queue={queue}" in started and "activities=30" in started
-        )  # retention sweep, the phone's two, the room check, the desk's three, callbacks
+            f"task_queue={queue}" in started and "activities=33" in started
+        )  # retention sweep, the phone's two, the room check, the desk's three, callbacks, campaigns
         # The worker created its bucket with the retention rule.
         assert (
             s3.client.get_bucket_lifecycle(f"worker-{queue}").rules[0].expiration.days == 365 + 1
