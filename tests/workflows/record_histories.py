@@ -11,7 +11,7 @@ command refuses), so the histories of every release stay. The auto-upgrade workf
 CallWorkflow is pinned and replays only the corpora listed in tests/histories/CALL_WORKFLOW_CORPORA
 (test_replay.py). The files at the top of tests/histories/ are release 1. The `analysis_*`
 scenarios record AnalysisWorkflow and its WebhookWorkflows, the `callback_*` ones
-CallbackWorkflow (auto-upgrade: every corpus).
+CallbackWorkflow, the `campaign_*` ones CampaignWorkflow (auto-upgrade: every corpus).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from temporalio.worker import Worker
 
 from activities import types as act
 from core import callbacks as cb
+from core import campaigns as cp
 from core import models as m
 from testkit.callbacks import CallbackStandIns
+from testkit.campaigns import CampaignStandIns
 from testkit.harness import AGENT, Harness, running_harness
 from testkit.standins import egress_file, until
 from testkit.temporal import start_time_skipping
@@ -44,6 +46,7 @@ from workflows.analysis import (
 )
 from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
+from workflows.campaign import CampaignWorkflow
 from workflows.client import give_up_recording, retry_recording
 
 Run = tuple[str, str | None]  # workflow id, run id (None: the latest run)
@@ -587,6 +590,43 @@ async def callback_do_not_call(h: Harness) -> list[Run]:
     return await _callback(h, [], "do_not_call")
 
 
+# --- campaigns (CampaignWorkflow: auto-upgrade) ----------------------------------------------
+
+
+async def _campaign(h: Harness, act_on: str = "") -> list[Run]:
+    """30 numbers, 3 at a time, in Chicago's window (closed when it starts: it waits), one on
+    the do-not-call list, the first start held back, continued as new every ~60 events;
+    `act_on`: paused, resumed and cancelled while it waits for `start_at`."""
+    phones = [f"+1555{i:07d}" for i in range(30)]
+    fakes = CampaignStandIns(h.client, phones, outcome=lambda s: ("answered", "busy", "no_answer")[s % 3],
+                             dnc={phones[4]}, held_back=1)  # fmt: skip
+    queue = f"campaigns-{m.new_call_id()[:8]}"
+    campaign_id = "cp" + m.new_call_id()
+    now = await h.env.get_current_time()
+    start_at = (now + timedelta(hours=2)).timestamp() if act_on else 0.0
+    req = cp.CampaignRequest(campaign_id, "America/Chicago", len(phones), max_concurrent=3,
+                             batch_size=7, max_events=60, start_at=start_at, reason="service")  # fmt: skip
+    async with Worker(h.client, task_queue=queue, workflows=[CampaignWorkflow],
+                      activities=fakes.activities()):  # fmt: skip
+        handle = await h.client.start_workflow(CampaignWorkflow.run, req,
+                                               id=cp.campaign_workflow_id(campaign_id),
+                                               task_queue=queue)  # fmt: skip
+        if act_on == "pause_resume_cancel":
+            await handle.signal(CampaignWorkflow.pause)
+            await handle.signal(CampaignWorkflow.resume)
+            await handle.signal(CampaignWorkflow.cancel)
+        await handle.result()
+    return [(handle.id, handle.first_execution_run_id)]
+
+
+async def campaign_window_dnc_continue_as_new(h: Harness) -> list[Run]:
+    return await _campaign(h)
+
+
+async def campaign_paused_resumed_cancelled(h: Harness) -> list[Run]:
+    return await _campaign(h, "pause_resume_cancel")
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -618,6 +658,8 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "callback_three_no_answers": callback_three_no_answers,
     "callback_rescheduled_then_cancelled": callback_rescheduled_then_cancelled,
     "callback_do_not_call": callback_do_not_call,
+    "campaign_window_dnc_continue_as_new": campaign_window_dnc_continue_as_new,
+    "campaign_paused_resumed_cancelled": campaign_paused_resumed_cancelled,
 }
 
 
