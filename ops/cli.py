@@ -290,6 +290,48 @@ async def callbacks_cancel(ctx: Context) -> int:
     return EXIT_OK if all(r["outcome"] != "refused" for r in results) else EXIT_FAILED
 
 
+CAMPAIGN_COLUMNS = ("id", "name", "status", "total", "dialled", "answered", "remaining")
+
+
+async def campaigns_list(ctx: Context) -> int:
+    from api.domain.campaigns import rows
+
+    found = await rows(await ctx.pool())
+    ctx.out.emit([{"id": c["id"], "name": c["name"], "status": c["status"], **c["progress"]}
+                  for c in found if not ctx.args.status or c["status"] == ctx.args.status],
+                 columns=CAMPAIGN_COLUMNS)  # fmt: skip
+    return EXIT_OK
+
+
+async def _campaigns_signal(ctx: Context, what: str) -> int:
+    """Pause, resume or cancel as POST /api/campaigns/{id}/<what> does; exits 1 when any is
+    refused."""
+    from api.domain.campaigns import signal
+    from api.errors import ApiError
+
+    client, pool, results = await ctx.temporal(), await ctx.pool(), []
+    for campaign_id in dict.fromkeys(ctx.args.campaign_ids):
+        try:
+            view = await signal(client, pool, campaign_id, what)
+            results.append({"id": campaign_id, "outcome": view["status"], "detail": ""})
+        except ApiError as exc:
+            results.append({"id": campaign_id, "outcome": "refused", "detail": exc.message})
+    ctx.out.emit(results, columns=("id", "outcome", "detail"))
+    return EXIT_OK if all(r["outcome"] != "refused" for r in results) else EXIT_FAILED
+
+
+async def campaigns_pause(ctx: Context) -> int:
+    return await _campaigns_signal(ctx, "pause")
+
+
+async def campaigns_resume(ctx: Context) -> int:
+    return await _campaigns_signal(ctx, "resume")
+
+
+async def campaigns_cancel(ctx: Context) -> int:
+    return await _campaigns_signal(ctx, "cancel")
+
+
 async def telephony_setup(ctx: Context) -> int:
     import aiohttp
     from livekit.api import TwirpError
@@ -381,6 +423,10 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Awaitable[int]]] = {
     ("webhooks", "replay"): webhooks_replay,
     ("callbacks", "list"): callbacks_list,
     ("callbacks", "cancel"): callbacks_cancel,
+    ("campaigns", "list"): campaigns_list,
+    ("campaigns", "pause"): campaigns_pause,
+    ("campaigns", "resume"): campaigns_resume,
+    ("campaigns", "cancel"): campaigns_cancel,
     ("histories", "check"): histories_check,
     ("histories", "export"): histories_export,
     ("temporal", "setup"): temporal_setup,

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="machine output: JSON on stdout")  # fmt: skip
     groups = root.add_subparsers(
         dest="group",
-        metavar="{calls,recordings,analysis,webhooks,callbacks,histories,temporal,deploy}",
+        metavar="{calls,recordings,analysis,webhooks,callbacks,campaigns,histories,temporal,deploy}",
     )
     groups.required = True
 
@@ -132,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = cbc.add_parser("cancel", help="cancel callbacks (as DELETE /api/callbacks/{id}); exits 1 "
                        "when any is refused", parents=[common])  # fmt: skip
     p.add_argument("callback_ids", nargs="+", metavar="CALLBACK_ID")
+
+    cps = groups.add_parser("campaigns", help="outbound campaigns", parents=[common])
+    cpc = cps.add_subparsers(dest="command", required=True)
+    p = cpc.add_parser("list", help="campaigns, newest first, with their counts",
+                       parents=[common])  # fmt: skip
+    p.add_argument("--status", choices=["scheduled", "running", "paused", "completed", "cancelled"])
+    for what in ("pause", "resume", "cancel"):
+        p = cpc.add_parser(what, help=f"{what} campaigns (as POST /api/campaigns/{{id}}/{what}); "
+                           "exits 1 when any is refused", parents=[common])  # fmt: skip
+        p.add_argument("campaign_ids", nargs="+", metavar="CAMPAIGN_ID")
 
     hist = groups.add_parser("histories", help="workflow histories", parents=[common])
     hs = hist.add_subparsers(dest="command", required=True)
