@@ -16,6 +16,10 @@
   attempts by outcome (`ringing` while a call is still being placed), and callbacks overdue
   (still `scheduled` more than `OVERDUE` past their dial time: no worker is dialling them).
 
+- Campaigns' (campaign_numbers, refreshed with the rest): campaigns by state (`active`: not
+  ended), and the numbers of the active ones by progress: `remaining`, `ringing` (started, no
+  outcome written yet), `answered`, `busy`, `no_answer`, `failed`, `skipped` (do-not-call).
+
 Webhook verification failures and WebSocket subscribers happen in the API process and are on
 the API's `/metrics` (`api_webhook_verification_failures_total`, `api_ws_subscribers`).
 """
@@ -50,6 +54,14 @@ LIVE = [s.value for s in CallStatus if s.is_active]
 
 _SNAPSHOT_SQL = """
 SELECT
+  (SELECT coalesce(jsonb_object_agg(st, n), '{}') FROM
+     (SELECT CASE WHEN status IN ('completed', 'cancelled') THEN status ELSE 'active' END AS st,
+             count(*) AS n FROM campaigns GROUP BY 1) c) AS campaigns,
+  (SELECT coalesce(jsonb_object_agg(o, n), '{}') FROM
+     (SELECT CASE WHEN n.outcome <> '' THEN n.outcome WHEN n.call_id <> '' THEN 'ringing'
+                  ELSE 'remaining' END AS o, count(*) AS n
+        FROM campaign_numbers n JOIN campaigns c USING (campaign_id)
+       WHERE c.status NOT IN ('completed', 'cancelled') GROUP BY 1) x) AS campaign_numbers,
   (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
      (SELECT status, count(*) AS n FROM calls GROUP BY status) s) AS by_status,
   (SELECT count(*) FROM calls WHERE recording_status = ANY($1::text[])) AS rec_pending,
@@ -164,8 +176,12 @@ class ProductMetrics(Collector):
         )
         if self.callbacks:
             yield from callback_metrics(self.callbacks)
+        yield from campaign_metrics(_json(snap["campaigns"]), _json(snap["campaign_numbers"]))
         if self.desk_snapshot is not None:
             yield from desk_metrics(self.desk_snapshot.stats)
+
+
+CAMPAIGN_PROGRESS = ("remaining", "ringing", "answered", "busy", "no_answer", "failed", "skipped")
 
 
 def callback_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
@@ -197,6 +213,24 @@ def _json(value: Any) -> dict[str, Any]:
     import json
 
     return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def campaign_metrics(campaigns: dict[str, Any], numbers: dict[str, Any]) -> Iterator[Metric]:
+    """Campaigns by state, and the active ones' numbers by progress (fixed label sets)."""
+    by_state = GaugeMetricFamily("callcenter_campaigns", "Campaigns: active (not ended), "
+                                 "completed, cancelled", labels=["state"])  # fmt: skip
+    for state in ("active", "completed", "cancelled"):
+        by_state.add_metric([state], float(campaigns.get(state, 0)))
+    yield by_state
+    counts = dict.fromkeys(CAMPAIGN_PROGRESS, 0.0)
+    for outcome, n in numbers.items():
+        key = {"do_not_call": "skipped"}.get(outcome, outcome)
+        counts[key if key in counts else "failed"] += float(n)
+    progress = GaugeMetricFamily("callcenter_campaign_numbers", "Numbers of the active "
+                                 "campaigns, by progress", labels=["progress"])  # fmt: skip
+    for key, n in counts.items():
+        progress.add_metric([key], n)
+    yield progress
 
 
 def desk_metrics(st: Stats) -> Iterator[Metric]:

@@ -347,3 +347,45 @@ async def test_the_worker_port_carries_callbacks_by_status_and_attempts_by_outco
     # Every label is there from the start, 0 or not: a dashboard's query never meets a gap.
     assert ("callcenter_callbacks", (("status", "cancelled"),)) in before
     assert ("callcenter_callback_attempts", (("outcome", "dial_failed"),)) in before
+
+
+async def test_the_worker_port_carries_campaign_progress(pg_dsn: str) -> None:
+    """An active campaign's numbers by progress and campaigns by state (ops/metrics.py)."""
+    cid, ended = "cp" + uuid.uuid4().hex[:20], "cp" + uuid.uuid4().hex[:20]
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        async with serve_metrics("127.0.0.1", 0, pool, None) as product:
+            await product.refresh()
+            before = dict(product.snapshot)
+            for c, status in ((cid, "scheduled"), (ended, "completed")):
+                await pool.execute(
+                    "INSERT INTO campaigns (campaign_id, name, timezone, hours, max_concurrent,"
+                    " start_at, total, status) VALUES ($1, 'm', 'UTC', '09:00-20:00', 2, now(),"
+                    " 5, $2)", c, status,
+                )  # fmt: skip
+            rows = [(cid, 1, "answered", "c1"), (cid, 2, "busy", "c2"), (cid, 3, "", "c3"),
+                    (cid, 4, "do_not_call", ""), (cid, 5, "", ""), (ended, 1, "", "")]  # fmt: skip
+            await pool.executemany(
+                "INSERT INTO campaign_numbers (campaign_id, seq, outcome, call_id, phone)"
+                " VALUES ($1, $2, $3, $4, '+15550000000')", rows,
+            )  # fmt: skip
+            await product.refresh()
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{product.port}/metrics") as resp:
+                    page = samples(await resp.text())
+    finally:
+        await pool.execute("DELETE FROM campaigns WHERE campaign_id = ANY($1)", [cid, ended])
+        await pool.close()
+    old = {k: float(v) for k, v in _json_of(before["campaign_numbers"]).items()}
+    for progress, n in (("answered", 1), ("busy", 1), ("ringing", 1), ("skipped", 1),
+                        ("remaining", 1), ("no_answer", 0)):  # fmt: skip
+        got = value(page, "callcenter_campaign_numbers", progress=progress)
+        key = "do_not_call" if progress == "skipped" else progress
+        assert got == old.get(key, 0.0) + n, progress
+    assert value(page, "callcenter_campaigns", state="completed") >= 1.0
+
+
+def _json_of(v: object) -> dict[str, object]:
+    import json
+
+    return json.loads(v) if isinstance(v, str) else dict(v)  # type: ignore[arg-type]
