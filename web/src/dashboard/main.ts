@@ -12,6 +12,7 @@ import { LiveSocket } from "../shared/live";
 import { CallView } from "./call/view";
 import { DESK_ROUTE, DeskView } from "./desk";
 import { FAILED_ROUTE, FailedRecordingsView, mountFailedLink } from "./failed";
+import { CALLBACKS_ROUTE, CAMPAIGNS_ROUTE, CallbacksView, CampaignsView, mountOutboundLinks } from "./outbound";
 import { CallListView } from "./list";
 import { mountDialer } from "./phone";
 import { searchParams, SearchView } from "./search";
@@ -49,6 +50,7 @@ let view: CallView | null = null;
 let list: CallListView | null = null;
 let search: SearchView | null = null;
 let failed: FailedRecordingsView | null = null;
+let outbound: CallbacksView | CampaignsView | null = null;
 let desk: DeskView | null = null;
 /** A rep only (no supervisor, ops or admin role): the Desk is all they may see. */
 let deskOnly = false;
@@ -202,6 +204,7 @@ function startApp(session?: SessionInfo): void {
   });
   listSocket.start();
   void mountFailedLink(document.querySelector<HTMLElement>(".topbar-right") ?? app);
+  mountOutboundLinks(document.querySelector<HTMLElement>(".topbar-right") ?? app);
   route();
 }
 
@@ -214,6 +217,8 @@ function mountDeskLink(): void {
 function route(): void {
   failed?.destroy();
   failed = null;
+  outbound?.destroy();
+  outbound = null;
   if (window.location.hash === DESK_ROUTE || deskOnly) {
     view?.destroy();
     view = null;
@@ -230,6 +235,14 @@ function route(): void {
     list?.select(null);
     search = null;
     failed = new FailedRecordingsView(main);
+    return;
+  }
+  if (window.location.hash === CALLBACKS_ROUTE || window.location.hash === CAMPAIGNS_ROUTE) {
+    view?.destroy();
+    view = null;
+    list?.select(null);
+    search = null;
+    outbound = window.location.hash === CALLBACKS_ROUTE ? new CallbacksView(main) : new CampaignsView(main);
     return;
   }
   const params = searchParams(window.location.hash);
@@ -256,7 +269,7 @@ function route(): void {
 
 /** The landing panel when no call is open: live numbers for the floor. */
 function renderOverview(): void {
-  if (view || search || failed || desk || !list) return;
+  if (view || search || failed || outbound || desk || !list) return;
   const live = list.live();
   const count = (pred: (c: CallSummary) => boolean) => live.filter(pred).length;
   const card = (label: string, value: number, tone: string, id: string) =>
