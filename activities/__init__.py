@@ -123,7 +123,6 @@ def build_activities(
 
     acts += AnalysisActivities(pool, settings, client).activities()
     from activities.callbacks import CallbackActivities
-
     from activities.campaigns import CampaignActivities
 
     dialer = CallbackActivities(pool, settings, client)
