@@ -76,31 +76,49 @@ function table(id: string, heads: string[], rows: HTMLElement[]): HTMLElement {
   );
 }
 
-export class CallbacksView {
+/** A view that loads a list, then renders it (or says why it could not). */
+abstract class LoadedView<T> {
   private destroyed = false;
-  private filter = "";
 
-  constructor(private readonly root: HTMLElement) {
-    void this.load();
+  constructor(
+    protected readonly root: HTMLElement,
+    private readonly title: string,
+  ) {
+    queueMicrotask(() => void this.load());
   }
 
   destroy(): void {
     this.destroyed = true;
   }
 
-  private async load(): Promise<void> {
+  protected abstract fetch(): Promise<T>;
+  protected abstract render(items: T): void;
+
+  protected async load(): Promise<void> {
     clear(this.root);
-    const status = h("p", { class: "muted", id: "callbacks-status" }, "Loading…");
-    this.root.append(h("section", { class: "outbound-view" }, h("h1", {}, "Callbacks"), status));
-    let items: Callback[];
+    const status = h("p", { class: "muted", id: "outbound-status" }, "Loading…");
+    this.root.append(h("section", { class: "outbound-view" }, h("h1", {}, this.title), status));
+    let items: T;
     try {
-      items = (await api<{ callbacks: Callback[] }>("GET", "/api/callbacks")).callbacks;
+      items = await this.fetch();
     } catch (err) {
-      status.textContent = `Could not load callbacks: ${message(err)}`;
+      status.textContent = `Could not load ${this.title.toLowerCase()}: ${message(err)}`;
       status.classList.add("form-error");
       return;
     }
     if (!this.destroyed) this.render(items);
+  }
+}
+
+export class CallbacksView extends LoadedView<Callback[]> {
+  private filter = "";
+
+  constructor(root: HTMLElement) {
+    super(root, "Callbacks");
+  }
+
+  protected async fetch(): Promise<Callback[]> {
+    return (await api<{ callbacks: Callback[] }>("GET", "/api/callbacks")).callbacks;
   }
 
   private row(item: Callback): HTMLElement {
@@ -122,7 +140,7 @@ export class CallbacksView {
     );
   }
 
-  private render(items: Callback[]): void {
+  protected render(items: Callback[]): void {
     clear(this.root);
     const now = Date.now();
     const soon = items.filter((i) => i.status === "scheduled" && Date.parse(i.due_at) - now < DUE_SOON_MS);
@@ -162,35 +180,18 @@ export class CallbacksView {
   }
 }
 
-export class CampaignsView {
-  private destroyed = false;
-
-  constructor(private readonly root: HTMLElement) {
-    void this.load();
+export class CampaignsView extends LoadedView<Campaign[]> {
+  constructor(root: HTMLElement) {
+    super(root, "Campaigns");
   }
 
-  destroy(): void {
-    this.destroyed = true;
+  protected async fetch(): Promise<Campaign[]> {
+    const list = (await api<{ campaigns: Campaign[] }>("GET", "/api/campaigns")).campaigns;
+    // The live counts of the ones still running (the list has the last written ones).
+    return Promise.all(list.map((c) => (["completed", "cancelled"].includes(c.status) ? c : api<Campaign>("GET", `/api/campaigns/${c.id}`))));
   }
 
-  private async load(): Promise<void> {
-    clear(this.root);
-    const status = h("p", { class: "muted", id: "campaigns-status" }, "Loading…");
-    this.root.append(h("section", { class: "outbound-view" }, h("h1", {}, "Campaigns"), status));
-    let items: Campaign[];
-    try {
-      const list = (await api<{ campaigns: Campaign[] }>("GET", "/api/campaigns")).campaigns;
-      // The live counts of the ones still running (the list has the last written ones).
-      items = await Promise.all(list.map((c) => (["completed", "cancelled"].includes(c.status) ? c : api<Campaign>("GET", `/api/campaigns/${c.id}`))));
-    } catch (err) {
-      status.textContent = `Could not load campaigns: ${message(err)}`;
-      status.classList.add("form-error");
-      return;
-    }
-    if (!this.destroyed) this.render(items);
-  }
-
-  private render(items: Campaign[]): void {
+  protected render(items: Campaign[]): void {
     clear(this.root);
     const rows = items.map((c) => {
       const p = c.progress;
