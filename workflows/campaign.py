@@ -11,7 +11,8 @@
 A number's call id is fixed before its start (`number_call_id`), so an outcome that arrives
 before the start's result is still counted. A call that has not reported within its ringing
 time and a grace is counted `failed` and frees its place. Outcomes are written to the
-`campaign_numbers` rows with the next start (and at the end), never one activity each.
+`campaign_numbers` rows with the next start (and at the end), never one activity each; the
+`campaigns` row gets the status when it first runs and at the end.
 
 History stays bounded: after a start, a run whose history passed `max_events` (or that the
 server asks to) continues as new carrying the cursor, the counts, the batch not yet dialled
@@ -59,7 +60,9 @@ class CampaignWorkflow:
             await self._wait_until_open()
             if self.cancelled:
                 break
-            self.status = S.RUNNING
+            if self.status != S.RUNNING:
+                self.status = S.RUNNING
+                await self._record()  # the row says it runs (the lists read it)
             if not self.carry.pending:
                 if exhausted:
                     break

@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import core.callbacks as cb
 import core.campaigns as cp
 from api.domain.callbacks import check_phone, check_zone
-from api.errors import Conflict, NotFound, ValidationFailed
+from api.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from core.settings import Settings
 from workflows.campaign import CampaignWorkflow
 
@@ -92,9 +92,11 @@ async def create(client: Client, pool: asyncpg.Pool, settings: Settings, body: A
         await client.start_workflow(CampaignWorkflow.run, req,
                                     id=cp.campaign_workflow_id(campaign_id),
                                     task_queue=settings.TEMPORAL_TASK_QUEUE)  # fmt: skip
-    except BaseException:
-        async with pool.acquire() as conn:
+    except BaseException as exc:
+        async with pool.acquire() as conn:  # nothing half made: the list goes with it
             await conn.execute("DELETE FROM campaigns WHERE campaign_id = $1", campaign_id)
+        if isinstance(exc, RPCError):
+            raise Unavailable("temporal is not reachable", code="temporal_unavailable") from exc
         raise
     return await view(client, pool, campaign_id)
 
@@ -163,7 +165,7 @@ async def signal(client: Client, pool: asyncpg.Pool, campaign_id: str,
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("the campaign has ended", code="campaign_finished") from exc
-        raise
+        raise Unavailable("temporal is not reachable", code="temporal_unavailable") from exc
     current["status"] = {cp.SIGNAL_PAUSE: "paused", cp.SIGNAL_RESUME: "running",
                          cp.SIGNAL_CANCEL: "cancelled"}[what]  # fmt: skip
     return current
