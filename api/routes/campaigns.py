@@ -45,7 +45,8 @@ def _from_csv(request: Request) -> CampaignCreateRequest:
         upload = request.files.get("numbers") if request.files else None
         if upload is None:
             raise ValidationFailed("numbers: a CSV file is required", field="numbers")
-        raw, fields = upload.body, {k: request.form.get(k) for k in _FIELDS if request.form.get(k)}
+        form: Any = request.form or {}
+        raw, fields = upload.body, {k: form.get(k) for k in form}
     else:
         raw, fields = request.body or b"", {k: v[0] for k, v in request.args.items()}
     try:
