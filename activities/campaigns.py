@@ -4,7 +4,7 @@ outcomes and the campaign's row.
 `start_campaign_calls` dials each number the way a callback's attempt is dialled
 (`CallbackActivities.start_callback_call`: the hour's outbound cap, an outbound phone call
 workflow that reports its dial outcome by signal to `report_to`), after two checks made right
-then: the do-not-call list (skipped) and the capacity kept for inbound calls (held back while
+then: the do-not-call list (skipped; so is a number erased since its batch was read) and the capacity kept for inbound calls (held back while
 `MAX_LIVE_AI_CALLS - RESERVED_INBOUND` calls are live). Numbers are never logged.
 """
 
@@ -65,7 +65,12 @@ class CampaignActivities:
 
     async def _start(self, req: cp.StartCampaignCalls, n: cp.CampaignNumber) -> str:
         async with self.pool.acquire() as conn:
-            if await conn.fetchval("SELECT 1 FROM do_not_call WHERE phone = $1", n.phone):
+            # Listed now, or erased since the batch was read (its row is gone): never dialled.
+            if await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM do_not_call WHERE phone = $1) OR NOT EXISTS"
+                " (SELECT 1 FROM campaign_numbers WHERE campaign_id = $2 AND seq = $3)",
+                n.phone, req.campaign_id, n.seq,
+            ):  # fmt: skip
                 return cp.DO_NOT_CALL
             live = await conn.fetchval(
                 "SELECT count(*) FROM calls WHERE status = ANY($1::text[])", _ACTIVE

@@ -1,5 +1,6 @@
 """The campaign activities on a real PostgreSQL: the list read a batch at a time in upload order,
-a number on the do-not-call list skipped at its dial, numbers held back (never dialled) while the
+a number on the do-not-call list (or erased since its batch was read) skipped at its dial,
+numbers held back (never dialled) while the
 live calls leave only the inbound reserve free, outcomes and the end state written to the rows.
 (A started dial is `start_callback_call`'s, tested with callbacks.)"""
 
@@ -79,10 +80,15 @@ async def check(pool: asyncpg.Pool, cid: str, phones: list[str]) -> None:
         done=[cp.NumberOutcome(1, "answered", "c1")],
     ))  # fmt: skip
     assert got == [cp.DO_NOT_CALL, cp.HELD_BACK, cp.HELD_BACK]
+    # Erased (POST /api/erasures) after its batch was read: skipped, never dialled.
+    await pool.execute("DELETE FROM campaign_numbers WHERE campaign_id = $1 AND seq = 3", cid)
+    got = await env.run(acts.start_campaign_calls, cp.StartCampaignCalls(
+        cid, batch[1:2], "service", cp.campaign_workflow_id(cid), 30.0))  # fmt: skip
+    assert got == [cp.DO_NOT_CALL]
     rows = await pool.fetch("SELECT seq, outcome, call_id FROM campaign_numbers"
                             " WHERE campaign_id = $1 ORDER BY seq", cid)  # fmt: skip
-    assert [(r["seq"], r["outcome"], r["call_id"]) for r in rows][:3] == [
-        (1, "answered", ""), (2, "", ""), (3, "", "")]  # fmt: skip
+    assert [(r["seq"], r["outcome"], r["call_id"]) for r in rows][:2] == [
+        (1, "answered", ""), (2, "", "")]  # fmt: skip
 
     progress = cp.Progress(dialled=1, answered=1, skipped=1, total=5)
     await env.run(acts.record_campaign, cp.CampaignState(
