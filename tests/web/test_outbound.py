@@ -98,3 +98,60 @@ async def test_callbacks_and_campaigns_views(page: Page, web_api: WebApi) -> Non
     assert await running.locator("button").count() == 0
     assert sent[1:] == ["POST campaigns/cpaaaaaaaaaa1/pause", "POST campaigns/cpaaaaaaaaaa1/resume",
                         "POST campaigns/cpaaaaaaaaaa1/cancel"]  # fmt: skip
+
+
+async def test_a_callback_is_scheduled_from_the_dashboard_at_the_customers_local_time(
+    page: Page, web_api: WebApi
+) -> None:
+    """The Callbacks view's form sends `POST /api/callbacks` with `at` carrying the offset of
+    the customer's zone at that date (not the browser's): 3 pm in Chicago is -06:00 in January
+    and -05:00 in July. A bad number never leaves the page; the API's 422 is shown as said."""
+    posted: list[dict[str, Any]] = []
+
+    async def answer(route: Route) -> None:
+        req = route.request
+        if req.method == "POST":
+            body = json.loads(req.post_data or "{}")
+            if body["at"].startswith("2020"):
+                err = {"error": {"code": "invalid_input", "field": "at",
+                                 "message": "at: the time is in the past"}}  # fmt: skip
+                await route.fulfill(status=422, content_type="application/json",
+                                    body=json.dumps(err))  # fmt: skip
+                return
+            posted.append(body)
+            made = callback("cbnew0000001", "scheduled", 24) | {"at": body["at"]}
+            await route.fulfill(status=201, content_type="application/json", body=json.dumps(made))
+            return
+        await route.fulfill(status=200, content_type="application/json",
+                            body=json.dumps({"callbacks": []}))  # fmt: skip
+
+    await page.route("**/api/callbacks**", answer)
+    await sign_in(page, web_api.supervisor_token)
+    await page.locator("#callbacks-link").click()
+    form = page.locator("#callback-form")
+    await expect(form).to_be_visible()
+    assert not (v := await axe(page)), "callback form:\n" + _show(v)
+    await page.locator("#callback-phone").fill("5551230001")
+    await page.locator("#callback-submit").click()
+    await expect(page.locator("#callback-error")).to_contain_text("E.164")
+    assert posted == []
+    for wall, offset in (("2027-01-15T15:00", "-06:00"), ("2027-07-15T15:00", "-05:00")):
+        await page.locator("#callback-phone").fill("+15551230001")
+        await page.locator("#callback-at").fill(wall)
+        await page.locator("#callback-timezone").fill("America/Chicago")
+        await page.locator("#callback-reason").fill("the Silverado test drive")
+        await page.locator("#callback-submit").click()
+        await expect(page.locator("#callback-phone")).to_have_value("")
+        assert posted[-1] == {"phone": "+15551230001", "at": f"{wall}:00{offset}",
+                              "timezone": "America/Chicago",
+                              "reason": "the Silverado test drive"}  # fmt: skip
+    await page.locator("#callback-phone").fill("+15551230001")
+    await page.locator("#callback-at").fill("2027-01-15T15:00")
+    await page.locator("#callback-timezone").fill("Mars/Olympus")  # never leaves the page
+    await page.locator("#callback-submit").click()
+    await expect(page.locator("#callback-error")).to_contain_text("Unknown time zone")
+    await page.locator("#callback-timezone").fill("America/Chicago")
+    await page.locator("#callback-at").fill("2020-01-15T15:00")
+    await page.locator("#callback-submit").click()
+    await expect(page.locator("#callback-error")).to_contain_text("at: the time is in the past")
+    assert len(posted) == 2

@@ -1,7 +1,7 @@
 /**
  * Outbound work (supervisor, ops, admin read; supervisor and admin act): the Callbacks view
  * (`#/callbacks`: due soon, failed, and every callback by status, with Cancel on the ones still
- * waiting: `DELETE /api/callbacks/{id}`) and the Campaigns view (`#/campaigns`: each campaign's
+ * waiting: `DELETE /api/callbacks/{id}`; a form schedules one: `POST /api/callbacks`) and the Campaigns view (`#/campaigns`: each campaign's
  * progress, with Pause / Resume / Cancel: `POST /api/campaigns/{id}/pause|resume|cancel`).
  * Numbers come masked from the API (an admin's are whole). Self-contained: main.ts mounts the
  * topbar links and routes the two hashes here. A refused action shows the API's message.
@@ -110,6 +110,85 @@ abstract class LoadedView<T> {
   }
 }
 
+function pad(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+/** Minutes east of UTC that IANA `zone` is at `instant` (ms); a RangeError for an unknown zone. */
+function zoneOffsetMinutes(instant: number, zone: string): number {
+  const fmt = new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const p = Object.fromEntries(fmt.formatToParts(new Date(instant)).map((x) => [x.type, x.value]));
+  return Math.round((Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - instant) / 60000);
+}
+
+/**
+ * A wall time (a datetime-local value, `YYYY-MM-DDTHH:MM`) in the customer's IANA `zone` as
+ * ISO 8601 with that zone's offset then, as `POST /api/callbacks` wants `at`: "3 pm in
+ * Chicago" is `15:00:00-06:00` in winter and `-05:00` in summer, whatever the browser's zone.
+ */
+export function zonedIso(wall: string, zone: string): string {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(wall);
+  if (!m) throw new RangeError("Pick a date and a time.");
+  const asUtc = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+  const first = zoneOffsetMinutes(asUtc, zone);
+  const offset = zoneOffsetMinutes(asUtc - first * 60000, zone); // the offset at that instant itself
+  const abs = Math.abs(offset);
+  return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00${offset < 0 ? "-" : "+"}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+/** The "Schedule a callback" form: `POST /api/callbacks` (supervisor or admin). */
+function scheduleForm(onScheduled: () => void): HTMLElement {
+  const phone = h("input", { class: "input input-sm", id: "callback-phone", name: "phone", type: "tel", required: true, maxlength: 16, placeholder: "+15551230001", "aria-label": "Number to call back (E.164)" });
+  const when = h("input", { class: "input input-sm", id: "callback-at", name: "at", type: "datetime-local", required: true, "aria-label": "When, in the customer's time" });
+  const zone = h("input", { class: "input input-sm", id: "callback-timezone", name: "timezone", required: true, maxlength: 64, value: Intl.DateTimeFormat().resolvedOptions().timeZone, "aria-label": "The customer's time zone (IANA, e.g. America/Chicago)" });
+  const reason = h("input", { class: "input input-sm", id: "callback-reason", name: "reason", maxlength: 500, placeholder: "What about (Sarah opens with it)", "aria-label": "Reason" });
+  const error = h("p", { class: "form-error", id: "callback-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: "btn btn-primary btn-sm", id: "callback-submit" }, "Schedule");
+  const form = h(
+    "form",
+    { class: "action-form panel", id: "callback-form", novalidate: true },
+    h("h2", {}, "Schedule a callback"),
+    h("p", { class: "muted" }, "Sarah calls the customer at this time in their time zone, inside the calling window, and opens with the reason."),
+    phone,
+    when,
+    zone,
+    reason,
+    error,
+    h("div", { class: "action-row" }, submit),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void schedule();
+  });
+  async function schedule(): Promise<void> {
+    error.hidden = true;
+    let at: string;
+    try {
+      if (!/^\+[1-9][0-9]{6,14}$/.test(phone.value.trim())) throw new RangeError("Enter the number in E.164 form, e.g. +15551230001.");
+      at = zonedIso(when.value, zone.value.trim());
+    } catch (err) {
+      error.textContent = err instanceof RangeError && /time ?zone/i.test(err.message) ? `Unknown time zone: ${zone.value}` : message(err);
+      error.hidden = false;
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const body: Record<string, string> = { phone: phone.value.trim(), at, timezone: zone.value.trim() };
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      const made = await api<Callback>("POST", "/api/callbacks", body);
+      phone.value = reason.value = when.value = "";
+      toast(`Callback scheduled for ${formatDateTime(made.at)}`, "success");
+      onScheduled();
+    } catch (err) {
+      error.textContent = `Not scheduled: ${message(err)}`;
+      error.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  }
+  return form;
+}
+
 export class CallbacksView extends LoadedView<Callback[]> {
   private filter = "";
 
@@ -160,6 +239,7 @@ export class CallbacksView extends LoadedView<Callback[]> {
         "section",
         { class: "outbound-view" },
         h("h1", {}, "Callbacks"),
+        scheduleForm(() => void this.load()),
         section("Due in the next 24 hours", "callbacks-soon", soon, "None due soon."),
         section("Failed", "callbacks-failed", failed, "None failed."),
         h("div", { class: "outbound-section" }, h("div", { class: "panel-head" }, h("h2", {}, `By status (${shown.length})`), h("label", {}, "Show ", select)), table("callbacks-all", heads, shown.map((i) => this.row(i)))),
