@@ -27,6 +27,7 @@ from core.codec import EncryptionCodec
 from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
+from workflows.desk import DeskWorkflow
 from workflows.recording import RecordingWorkflow
 
 CORPUS = Path(__file__).resolve().parent.parent / "histories"
@@ -132,6 +133,7 @@ async def test_replays_without_nondeterminism(path: Path) -> None:
             AnalysisWorkflow,
             WebhookWorkflow,
             CallbackWorkflow,
+            DeskWorkflow,
         ]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
