@@ -7,6 +7,7 @@ caller hears their position and estimate when they change. The last tests hand a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -67,7 +69,13 @@ class Desk:
         return [n for n in self.fakes.calls[act.TELL_CALLER] if n.call_id == call_id]
 
     async def stop(self) -> None:
-        await self.client.handle().terminate("test over")
+        """Cancel the desk and wait for it to end (a request the workflow acts on in its own
+        task), not terminate it: a run terminated while its workflow task is in flight stops
+        the time-skipping server skipping time (tests/fixtures/services.py)."""
+        handle = self.client.handle()
+        await handle.cancel()
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
 
 
 @asynccontextmanager
