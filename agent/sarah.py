@@ -35,6 +35,7 @@ from agent.resume import RESUME_INSTRUCTIONS
 from agent.signals import SignalSink, new_signal_id, utc_now
 from agent.stt_confidence import FinalTranscripts
 from core.call_links import CallOpening
+from core.desk import Notice
 from core.log import get_logger
 from core.models import (
     SIGNAL_AGENT_ALERT,
@@ -133,6 +134,7 @@ class Sarah(Agent):
         self.timezone = timezone
         self.finals = finals
         self._handoff_requested = False
+        self._queue_offered_callback = False  # the desk's callback offer is open
         self.fillers = 0  # fillers said while a slow tool ran
         self.resuming = resume is not None
         self.taken_over = False  # a supervisor speaks: listen, keep context, do not reply
@@ -309,11 +311,13 @@ class Sarah(Agent):
             raise ToolError("Callbacks cannot be scheduled on this line; offer a colleague "
                             "(request_human) instead of a promise.")  # fmt: skip
         try:
-            await self._filled(self.callbacks.schedule(number, when, str(tz), reason[:500]))
+            via = "queue" if self._queue_offered_callback else ""
+            await self._filled(self.callbacks.schedule(number, when, str(tz), reason[:500], via))
         except CallbackRefused as exc:
             raise ToolError(f"The callback was not scheduled: {exc} Tell the customer and "
                             "offer another time or a colleague.") from exc  # fmt: skip
-        log.info("callback_scheduled", call_id=self.call_id)
+        log.info("callback_scheduled", call_id=self.call_id, via=via or "agent")
+        self._queue_offered_callback = False
         return f"Scheduled: we will call on {said}. Tell the customer, with that date."
 
     @function_tool
@@ -340,17 +344,22 @@ class Sarah(Agent):
             ),
         )
         log.info("handoff_requested", call_id=self.call_id)
+        later = (" If no one can come, the desk's message offers a call back: if the customer "
+                 "accepts, book it with schedule_callback (ask the number and the time)."
+                 if self.callbacks is not None else "")  # fmt: skip
         return (
             "The request for a colleague went to the desk. It is not yet known whether one is "
             "free or how long it will take: do not say that someone is coming. Tell the customer "
             "you have asked for a colleague and will tell them what the desk says (their place "
-            "in line and the wait, or that no one can come now), and offer to keep helping."
+            "in line and the wait, or that no one can come now), and offer to keep helping." + later
         )
 
-    def desk_said(self) -> None:
+    def desk_said(self, notice: str = "") -> None:
         """The desk settled the hand-off (no one can come, or who is joining): a later
-        request may ask again."""
+        request may ask again. When no one can come, the callback Sarah just offered (agent/
+        desk.py) is the desk's: one the customer accepts is scheduled `via="queue"`."""
         self._handoff_requested = False
+        self._queue_offered_callback = notice in (Notice.NO_REP, Notice.MAX_WAIT)
 
     async def _filled(self, work: Awaitable[T]) -> T:
         """`work`, with a short spoken filler if it takes longer than `FILLER_AFTER_S`."""

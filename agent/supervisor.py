@@ -255,13 +255,14 @@ class SupervisorChannel:
         """Sarah says what the desk told the caller (agent/desk.py); not while a person has
         the call. A notice that settles the hand-off lets her ask again later."""
         note = parse_notice(data)
-        text = notice_text(note) if note is not None else ""
+        can_call_back = getattr(self._agent, "callbacks", None) is not None
+        text = notice_text(note, can_call_back) if note is not None else ""
         if not text or note is None:
             log.warning("desk_notice_malformed", call_id=self.call_id)
             return
         # The hand-off is settled (no one, or someone joined): a later request may ask again.
         if note.get("notice") != Notice.POSITION and hasattr(self._agent, "desk_said"):
-            self._agent.desk_said()
+            self._agent.desk_said(str(note.get("notice")))
         if self.taken_over:
             return
         try:

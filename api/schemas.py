@@ -688,6 +688,11 @@ class AgentCallbackRequest(Strict):
     at: str = Field(min_length=10, max_length=40)
     timezone: str = Field(min_length=1, max_length=64)
     reason: str | None = Field(None, min_length=1, max_length=500)
+    via: Literal["queue"] | None = Field(
+        None,
+        description="queue: the customer accepted the callback the desk offered "
+        "(past the longest wait, or no one signed in); recorded as by=queue",
+    )
 
 
 class CampaignCreateRequest(Strict):

@@ -221,6 +221,9 @@ class CallConfig:
     agent_dispatch_attempts: int = 3
     # A customer whose connection dropped may come back within this into the same call.
     customer_rejoin_grace_s: float = 30
+    # A call whose agent was lost with no replacement waits this long in the desk's queue for
+    # a rep before it ends (`agent_lost_no_replacement`); 0: it ends at once.
+    agent_lost_queue_s: float = 300
     max_duration_s: float = 7200
     egress_end_timeout_s: float = 600
     # A call that has heard nothing from its room (no line, no participant webhook) this long
@@ -263,6 +266,7 @@ class CallConfig:
             agent_redispatch_after_s=settings.AGENT_REDISPATCH_AFTER_S,
             agent_dispatch_attempts=settings.AGENT_DISPATCH_ATTEMPTS,
             customer_rejoin_grace_s=settings.CUSTOMER_REJOIN_GRACE_S,
+            agent_lost_queue_s=settings.QUEUE_MAX_WAIT_S,
             max_duration_s=settings.MAX_CALL_DURATION_S,
             egress_end_timeout_s=settings.EGRESS_END_TIMEOUT_S,
             room_check_after_s=settings.ROOM_CHECK_AFTER_S,

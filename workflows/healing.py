@@ -9,7 +9,9 @@ drops mid-call is dispatched again, and a customer whose connection drops may co
   call is not ending -> a new agent is dispatched at once with `resume` in its
   metadata (it reads the transcript so far from `get_transcript` and picks up the thread),
   again every `agent_redispatch_after_s`, up to `agent_dispatch_attempts`; none joined ->
-  a `handoff_requested` event for a human and the call ends `agent_lost_no_replacement`.
+  a `handoff_requested` event, the call goes into the desk's queue (workflows/desk.py) and
+  stays open `agent_lost_queue_s` (QUEUE_MAX_WAIT_S) for a rep; none joined (or the rep who
+  did left, with still no agent) -> the call ends `agent_lost_no_replacement`.
 - A dispatch refused because the room is gone (`RoomGone`)
   ends the call as LiveKit's `room_finished` does (`room_finished`, by `livekit`): no further
   dispatch, no hand-off. Any other failure (LiveKit unreachable) counts as an attempt.
@@ -32,6 +34,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import activities.types as act
+    import core.desk as desk
     import core.events as ev
     import core.models as m
 
@@ -57,6 +60,8 @@ class Healing:
     book: CallLedger
     cfg: m.CallConfig
     call_id: str
+    room: str
+    _handoffs: list[desk.Enqueue]  # the desk's queue (CallWorkflow._desk_watch)
 
     # --- dispatch -------------------------------------------------------------------------
 
@@ -140,10 +145,30 @@ class Healing:
                     f"the agent left and no new agent joined after {self.book.s.dispatch_attempts} "
                     "dispatches: a person must take this call"
                 )
-                self.book.emit(ev.HandoffRequested(id=f"agent-lost-{self.book.s.dispatch_serial}",
+                handoff_id = f"agent-lost-{self.book.s.dispatch_serial}"
+                self.book.emit(ev.HandoffRequested(id=handoff_id,
                                                    kind=K.HANDOFF_REQUESTED.value, source="workflow",
                                                    detail=detail, at=iso(now())))  # fmt: skip
-                self.book.request_end(AGENT_LOST_END_REASON, "system")
+                if not await self._wait_for_a_rep(handoff_id, detail, back):
+                    self.book.request_end(AGENT_LOST_END_REASON, "system")
+
+    async def _wait_for_a_rep(self, handoff_id: str, detail: str, back: Callable[[], bool]) -> bool:
+        """The lost call goes to the desk's queue (as `request_human` does) and stays open for
+        `agent_lost_queue_s`: False when no rep joined by then (the call ends); True when an
+        agent came back or the call ended meanwhile, or a rep joined and left again once the
+        call ended or an agent is back (a rep who leaves an agentless call ends it)."""
+        if self.cfg.agent_lost_queue_s <= 0:
+            return False
+        self._handoffs.append(desk.Enqueue(handoff_id, self.call_id, desk.DEFAULT_SKILL, detail,
+                                           "workflow", self.room))  # fmt: skip
+        if not await wait_for(lambda: back() or self._rep_in(), self.cfg.agent_lost_queue_s,
+                              summary="a rep for the lost call"):  # fmt: skip
+            return False
+        await workflow.wait_condition(lambda: back() or not self._rep_in())
+        return back()
+
+    def _rep_in(self) -> bool:
+        return any(p.kind == "rep" and not p.left_at for p in self.book.s.participants)
 
     def _customer_present(self) -> bool:
         """The customer is in, reconnecting, or still expected (a token was issued and the

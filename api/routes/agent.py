@@ -172,9 +172,11 @@ async def schedule_callback(request: Request, call_id: str) -> HTTPResponse:
     res = request.app.ctx.res
     st = await callbacks.schedule(
         res.temporal, res.db, request.app.ctx.settings, phone=body.phone, at=body.at,
-        timezone=body.timezone, by=f"agent:{by}", reason=body.reason or "", call_id=call_id,
+        timezone=body.timezone, by="queue" if body.via == "queue" else f"agent:{by}",
+        reason=body.reason or "", call_id=call_id,
     )  # fmt: skip
-    log.info("callback_scheduled_by_agent", call_id=call_id, callback_id=st.callback_id)
+    log.info("callback_scheduled_by_agent", call_id=call_id, callback_id=st.callback_id,
+             via=body.via or "agent")  # fmt: skip
     return json(callbacks.masked(callbacks.from_state(st), False), status=201)
 
 

@@ -35,12 +35,15 @@ DENVER = ZoneInfo("America/Denver")
 class Booker:
     def __init__(self, refuse: str = "") -> None:
         self.booked: list[tuple[str, datetime, str, str]] = []
+        self.via: list[str] = []
         self.refuse = refuse
 
-    async def schedule(self, phone: str, at: datetime, timezone: str, reason: str) -> str:
+    async def schedule(self, phone: str, at: datetime, timezone: str, reason: str,
+                       via: str = "") -> str:  # fmt: skip
         if self.refuse:
             raise CallbackRefused(self.refuse)
         self.booked.append((phone, at, timezone, reason))
+        self.via.append(via)
         return "cb0123456789"
 
 
@@ -84,6 +87,22 @@ async def test_she_reads_the_date_back_and_schedules_only_once_confirmed(
     assert at == datetime(day.year, day.month, day.day, 15, 0, tzinfo=DENVER)
     assert (zone, reason) == ("America/Denver", "Silverado test drive")
     assert done.startswith("Scheduled") and "3:00 PM" in done
+    assert booker.via == [""], "her own offer, not the desk's"
+
+
+async def test_a_callback_accepted_after_the_desk_offered_one_is_the_queues(
+    dealership: Dealership,  # noqa: F811
+) -> None:
+    """The desk said no one can come and Sarah offered a callback (agent/desk.py): the one the
+    customer then accepts goes to the API `via="queue"`; the next is her own again."""
+    booker = Booker()
+    agent = sarah(dealership, booker)
+    agent.desk_said("max_wait")
+    await run(agent, args(confirmed=True), args(confirmed=True))
+    assert booker.via == ["queue", ""]
+    agent.desk_said("joining")
+    await run(agent, args(confirmed=True))
+    assert booker.via[-1] == ""
 
 
 async def test_without_a_way_to_schedule_she_promises_nothing(dealership: Dealership) -> None:  # noqa: F811

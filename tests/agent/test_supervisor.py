@@ -354,6 +354,16 @@ def test_each_notice_says_only_what_the_desk_knows(note: dict, says: str, never:
     assert says in text and never not in text
 
 
+@pytest.mark.parametrize("notice", ["no_rep", "max_wait"])
+def test_no_one_can_come_offers_a_callback_only_where_one_can_be_booked(notice: str) -> None:
+    from agent.desk import notice_text
+
+    offered = notice_text({"notice": notice}, can_call_back=True)
+    assert "call you back" in offered and "can't arrange" not in offered
+    plain = notice_text({"notice": notice}, can_call_back=False)
+    assert "can't arrange a call back" in plain and "call you back" not in plain
+
+
 async def test_a_settled_hand_off_lets_sarah_ask_again_and_a_place_in_line_does_not(
     call: Any,
 ) -> None:

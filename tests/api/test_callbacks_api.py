@@ -185,4 +185,16 @@ async def test_the_agent_schedules_one_callback_for_its_call(api_stack: ApiStack
     bad = await stack.api.http("POST", f"/internal/calls/{call_id}/callback", token=token(),
                                json_body={**req, "at": "2020-01-01T00:00:00Z"})  # fmt: skip
     assert bad.status == 422 and bad.body["error"]["field"] == "at"
+    odd = await stack.api.http("POST", f"/internal/calls/{call_id}/callback", token=token(),
+                               json_body={**req, "via": "desk"})  # fmt: skip
+    assert odd.status == 422 and odd.body["error"]["field"] == "via"
     await stack.api.http("DELETE", f"/api/callbacks/{first.body['id']}", token=SUPERVISOR)
+    queued_call = new_call_id()  # the customer accepted the desk's callback offer
+    queued = await stack.api.http(
+        "POST", f"/internal/calls/{queued_call}/callback", json_body={**req, "via": "queue"},
+        token=room_admin_token(stack.settings.LIVEKIT_API_KEY.get_secret_value(),
+                               stack.settings.LIVEKIT_API_SECRET.get_secret_value(),
+                               room=room_name_for(queued_call), identity="agent-test")(),
+    )  # fmt: skip
+    assert queued.status == 201 and queued.body["call_id"] == queued_call, queued.body
+    await stack.api.http("DELETE", f"/api/callbacks/{queued.body['id']}", token=SUPERVISOR)

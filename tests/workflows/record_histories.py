@@ -11,7 +11,9 @@ command refuses), so the histories of every release stay. The auto-upgrade workf
 CallWorkflow is pinned and replays only the corpora listed in tests/histories/CALL_WORKFLOW_CORPORA
 (test_replay.py). The files at the top of tests/histories/ are release 1. The `analysis_*`
 scenarios record AnalysisWorkflow and its WebhookWorkflows, the `callback_*` ones
-CallbackWorkflow, the `campaign_*` ones CampaignWorkflow (auto-upgrade: every corpus).
+CallbackWorkflow, the `campaign_*` ones CampaignWorkflow, the `desk_*` ones DeskWorkflow
+(auto-upgrade: every corpus; the desk never ends, so its history is recorded while it still
+runs).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, Work
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+import core.desk as d
 from activities import types as act
 from core import callbacks as cb
 from core import campaigns as cp
@@ -35,7 +38,7 @@ from core import models as m
 from testkit.callbacks import CallbackStandIns
 from testkit.campaigns import CampaignStandIns
 from testkit.harness import AGENT, Harness, running_harness
-from testkit.standins import egress_file, until
+from testkit.standins import StandIns, egress_file, until
 from testkit.temporal import start_time_skipping
 from workflows.analysis import (
     AnalysisWorkflow,
@@ -48,6 +51,8 @@ from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.client import give_up_recording, retry_recording
+from workflows.desk import DeskWorkflow
+from workflows.desk_client import DeskClient
 
 Run = tuple[str, str | None]  # workflow id, run id (None: the latest run)
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -627,6 +632,84 @@ async def campaign_paused_resumed_cancelled(h: Harness) -> list[Run]:
     return await _campaign(h, "pause_resume_cancel")
 
 
+# --- the desk (DeskWorkflow: auto-upgrade, long-lived) --------------------------------------------
+
+
+async def _desk(h: Harness, steps: Callable[[DeskClient, Harness], Awaitable[None]],
+                events: int = 4000) -> list[Run]:  # fmt: skip
+    """A desk of its own (its own id and queue) and `steps` played on it through the client
+    the API uses; `events`: continue as new after this many history events."""
+    queue = f"desk-{m.new_call_id()[:8]}"
+    fakes = StandIns()
+    cfg = d.DeskConfig(offer_timeout_s=20, wrap_up_s=30, max_wait_s=300,
+                       continue_as_new_after_events=events)  # fmt: skip
+    client = DeskClient(h.client, cfg, queue, workflow_id=queue)
+    async with Worker(h.client, task_queue=queue, workflows=[DeskWorkflow],
+                      activities=[fakes.tell_caller]):  # fmt: skip
+        first = await h.client.start_workflow(DeskWorkflow.run, d.DeskInput(cfg), id=queue,
+                                              task_queue=queue)  # fmt: skip
+        await steps(client, h)
+        await _desk_settled(client)
+    return [(queue, first.result_run_id)]  # the first run: save_runs follows continue-as-new
+
+
+async def _desk_settled(client: DeskClient) -> None:
+    """The desk's last task done (a query is answered after it), so the history ends settled."""
+    await client.snapshot()
+    await asyncio.sleep(0.5)
+    await client.snapshot()
+
+
+async def _offer_of(client: DeskClient, rep_id: str) -> d.Offer:
+    for _ in range(600):
+        offer = next((o for o in (await client.snapshot()).offers if o.rep_id == rep_id), None)
+        if offer is not None:
+            return offer
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no offer to {rep_id}")
+
+
+async def _rang_out_declined_answered_wrapped(client: DeskClient, h: Harness) -> None:
+    await client.set_rep(d.SetRep("ann", "Ann", "available", ["general"]))
+    await h.env.sleep(5)
+    await client.set_rep(d.SetRep("bob", "Bob", "available", ["general", "sales"]))
+    await client.enqueue(d.Enqueue("e1", "call1", "general", "wants a person"))
+    await _offer_of(client, "ann")
+    await h.env.sleep(21)  # ann's offer rings out: ann away, bob gets it
+    offer = await _offer_of(client, "bob")
+    await client.answer(d.AnswerOffer("bob", offer.id, False))  # declined: back to the queue
+    await client.set_rep(d.SetRep("ann", "Ann", "available", ["general"]))
+    offer = await _offer_of(client, "ann")
+    await client.answer(d.AnswerOffer("ann", offer.id, True))
+    await client.enqueue(d.Enqueue("e2", "call2", "sales", "trade-in"))
+    offer = await _offer_of(client, "bob")
+    await client.call_left(d.CallLeft("l2", "call2", "customer_left"))  # abandoned
+    await client.set_rep(d.SetRep("ann", "Ann", "wrap_up"))
+    await h.env.sleep(31)  # the wrap-up ends: ann available again
+
+
+async def _max_wait_and_no_rep(client: DeskClient, h: Harness) -> None:
+    await client.enqueue(d.Enqueue("e0", "call0", "general", "no one signed in"))
+    await client.set_rep(d.SetRep("ann", "Ann", "available", ["general"]))
+    await client.enqueue(d.Enqueue("e0b", "call0", "general", "asks again"))
+    offer = await _offer_of(client, "ann")
+    await client.answer(d.AnswerOffer("ann", offer.id, True))
+    await client.enqueue(d.Enqueue("e1", "call1", "general", "waits too long"))
+    await h.env.sleep(301)  # the longest wait: the caller is told, the call leaves the queue
+
+
+async def desk_rang_out_declined_answered_wrapped(h: Harness) -> list[Run]:
+    return await _desk(h, _rang_out_declined_answered_wrapped)
+
+
+async def desk_max_wait_and_no_rep(h: Harness) -> list[Run]:
+    return await _desk(h, _max_wait_and_no_rep)
+
+
+async def desk_continues_as_new(h: Harness) -> list[Run]:
+    return await _desk(h, _rang_out_declined_answered_wrapped, events=40)
+
+
 SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "happy_path": happy_path,
     "no_agent": no_agent,
@@ -660,6 +743,9 @@ SCENARIOS: dict[str, Callable[[Harness], Awaitable[list[Run]]]] = {
     "callback_do_not_call": callback_do_not_call,
     "campaign_window_dnc_continue_as_new": campaign_window_dnc_continue_as_new,
     "campaign_paused_resumed_cancelled": campaign_paused_resumed_cancelled,
+    "desk_rang_out_declined_answered_wrapped": desk_rang_out_declined_answered_wrapped,
+    "desk_max_wait_and_no_rep": desk_max_wait_and_no_rep,
+    "desk_continues_as_new": desk_continues_as_new,
 }
 
 

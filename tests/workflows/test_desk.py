@@ -7,13 +7,17 @@ caller hears their position and estimate when they change. The last tests hand a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -65,7 +69,13 @@ class Desk:
         return [n for n in self.fakes.calls[act.TELL_CALLER] if n.call_id == call_id]
 
     async def stop(self) -> None:
-        await self.client.handle().terminate("test over")
+        """Cancel the desk and wait for it to end (a request the workflow acts on in its own
+        task), not terminate it: a run terminated while its workflow task is in flight stops
+        the time-skipping server skipping time (tests/fixtures/services.py)."""
+        handle = self.client.handle()
+        await handle.cancel()
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
 
 
 @asynccontextmanager
@@ -299,3 +309,58 @@ async def test_a_call_never_handed_off_never_calls_the_desk(harness: Harness) ->
     assert (
         harness.fakes.count(act.ENQUEUE_HANDOFF) == 0 and harness.fakes.count(act.LEAVE_DESK) == 0
     )
+
+
+async def test_past_the_longest_wait_an_accepted_callback_offer_is_scheduled_by_the_queue(
+    desk: Desk, temporal_dev_env: WorkflowEnvironment, pg_dsn: str,
+    make_settings: Callable[..., Any],
+) -> None:  # fmt: skip
+    """Max wait → Sarah offers a callback (agent/desk.py) → the customer accepts → the API's
+    `schedule(..., by="queue")` starts a CallbackWorkflow for that number. The desk runs on the
+    time-skipping server; the callback on the dev server (update-with-start, which the
+    time-skipping server cannot take: docs/testing.md)."""
+    import asyncpg
+
+    import core.callbacks as cb
+    from agent.desk import notice_text
+    from api.domain import callbacks
+    from testkit.callbacks import CallbackStandIns
+    from workflows.callback import CallbackWorkflow
+
+    await desk.rep("ann")
+    await desk.enqueue("call1")
+    offer = await until(lambda: desk.offer_of("ann"), what="an offer")
+    await desk.client.answer(d.AnswerOffer("ann", offer.id, True))  # ann is busy from now on
+    call_id = m.new_call_id()
+    await desk.enqueue(call_id)
+    await desk.env.sleep(CFG.max_wait_s + 1)
+    await until(lambda: _empty(desk), what="the call out of the queue")
+    note = desk.told(call_id)[-1]
+    assert note.notice == d.Notice.MAX_WAIT
+    said = notice_text(dataclasses.asdict(note), can_call_back=True)
+    assert "call you back" in said and "joining" not in said
+
+    settings = make_settings(
+        TEMPORAL_TASK_QUEUE=f"cb-{uuid.uuid4().hex[:8]}", SIP_OUTBOUND_ALLOWED_PREFIXES="+1555"
+    )
+    phone = "+1555" + str(uuid.uuid4().int)[:7]
+    at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    dev = temporal_dev_env.client
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        async with Worker(dev, task_queue=settings.TEMPORAL_TASK_QUEUE,
+                          workflows=[CallbackWorkflow],
+                          activities=CallbackStandIns(dev).activities()):  # fmt: skip
+            st = await callbacks.schedule(dev, pool, settings, phone=phone, at=at,
+                                          timezone="America/Chicago", by="queue",
+                                          reason="call back from the queue", call_id=call_id)  # fmt: skip
+            assert st.phone == phone and st.call_id == call_id and st.status == "scheduled"
+            handle = dev.get_workflow_handle(cb.callback_workflow_id(st.callback_id))
+            started = (await handle.fetch_history()).events[0]
+            attrs = started.workflow_execution_started_event_attributes
+            assert attrs.workflow_type.name == "CallbackWorkflow"
+            req = (await dev.data_converter.decode(attrs.input.payloads, [cb.CallbackRequest]))[0]
+            assert req.by == "queue" and req.phone == phone
+            await callbacks.cancel(dev, st.callback_id, cb.CancelCallback("test"))
+    finally:
+        await pool.close()

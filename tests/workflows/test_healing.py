@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -99,6 +100,37 @@ async def test_lost_agent_never_replaced_asks_for_a_human(harness: Harness) -> N
     handoff = f.of_kind(K.HANDOFF_REQUESTED)
     assert len(handoff) == 1 and handoff[0].data["source"] == "workflow"
     assert "person" in handoff[0].data["detail"]
+    [queued] = f.calls[act.ENQUEUE_HANDOFF]  # into the desk's queue, not only an event
+    assert queued.call_id == handle.id.removeprefix("call-") and queued.by == "workflow"
+    assert queued.id == handoff[0].data["id"]
+
+
+async def test_lost_agent_never_replaced_waits_in_the_queue_for_a_rep_who_takes_it(
+    dev_harness: Harness,
+) -> None:
+    """The lost call stays open while it waits for a rep (`agent_lost_queue_s`); a rep who
+    joins keeps it open past that; when the rep leaves with still no agent, the call ends and
+    the desk hears it left. On the dev server (real time, short waits): the time-skipping
+    server sometimes stopped skipping time when this call ended after a long skip."""
+    h, f = dev_harness, dev_harness.fakes
+    handle, _ = await h.start(recording_consent="off", agent_redispatch_after_s=0.2,
+                              agent_lost_queue_s=1.0)  # fmt: skip
+    await customer_joins(h, handle)
+    await h.agent_joins(handle)
+    await agent_leaves(h, handle)
+    rep = "rep-ann-0123abcd"
+    await until(lambda: f.count(act.ENQUEUE_HANDOFF) == 1, what="the call in the desk's queue")
+    await handle.signal(
+        CallWorkflow.participant_joined, m.ParticipantJoined(h.sid("pj"), rep, "rep")
+    )
+    await asyncio.sleep(3)  # past agent_lost_queue_s; a call ended early would show below
+    state = await h.query(handle, CallWorkflow.get_state)
+    assert state.status == S.IN_PROGRESS, "a rep on the call keeps it open"
+    await handle.signal(CallWorkflow.participant_left, m.ParticipantLeft(h.sid("pl"), rep, "rep"))
+    result = await handle.result()
+    assert result.status == S.COMPLETED and result.end_reason == AGENT_LOST_END_REASON
+    await until(lambda: f.count(act.LEAVE_DESK) == 1, what="the desk told the call left")
+    assert f.calls[act.LEAVE_DESK][0].call_id == handle.id.removeprefix("call-")
 
 
 async def test_agent_lost_before_the_customer_joins_is_replaced(harness: Harness) -> None:

@@ -28,6 +28,7 @@ from workflows.analysis import AnalysisWorkflow, WebhookWorkflow
 from workflows.call import CallWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.campaign import CampaignWorkflow
+from workflows.desk import DeskWorkflow
 from workflows.recording import RecordingWorkflow
 
 CORPUS = Path(__file__).resolve().parent.parent / "histories"
@@ -134,6 +135,7 @@ async def test_replays_without_nondeterminism(path: Path) -> None:
             WebhookWorkflow,
             CallbackWorkflow,
             CampaignWorkflow,
+            DeskWorkflow,
         ]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
