@@ -32,6 +32,7 @@ from livekit.agents import Agent, AgentSession, stt
 
 from agent.bridge import CallBridge
 from agent.desk import NOTICE_TOPIC, notice_text, parse_notice
+from agent.hold_music import HoldMusic
 from agent.signals import new_signal_id, utc_now
 from core.desk import Notice
 from core.livekit import REP_IDENTITY_PREFIX, SUPERVISOR_IDENTITY_PREFIX
@@ -98,8 +99,10 @@ class SupervisorChannel:
         call_id: str,
         bridge: CallBridge | None = None,
         stt_: stt.STT | None = None,
+        hold: HoldMusic | None = None,
     ) -> None:
         self._session = session
+        self._hold = hold  # hold music while the call waits at the desk (agent/hold_music.py)
         self._stt = stt_  # transcribes a supervisor who speaks (None: not transcribed)
         self._agent = agent
         self._bridge = bridge
@@ -147,6 +150,8 @@ class SupervisorChannel:
         if hasattr(self._agent, "taken_over"):
             self._agent.taken_over = on  # she keeps listening but does not reply
         if on:
+            if self._hold is not None:
+                self._hold.stop("taken_over")
             # the supervisor speaks now: stop talking (and keep listening)
             try:
                 self._session.interrupt(force=True)
@@ -261,16 +266,36 @@ class SupervisorChannel:
             log.warning("desk_notice_malformed", call_id=self.call_id)
             return
         # The hand-off is settled (no one, or someone joined): a later request may ask again.
-        if note.get("notice") != Notice.POSITION and hasattr(self._agent, "desk_said"):
+        waiting = note.get("notice") == Notice.POSITION
+        if not waiting and hasattr(self._agent, "desk_said"):
             self._agent.desk_said(str(note.get("notice")))
+        if self._hold is not None and not waiting:
+            self._hold.stop(f"desk_{note.get('notice')}")
         if self.taken_over:
             return
         try:
-            self._session.say(text, allow_interruptions=True)
+            said = self._session.say(text, allow_interruptions=True)
         except RuntimeError:  # the session is closing
             log.info("desk_notice_not_said", call_id=self.call_id)
             return
         log.info("desk_notice_said", call_id=self.call_id, notice=note.get("notice"))
+        if self._hold is not None and waiting:
+            self._hold.wanted = (
+                True  # until the caller speaks, the desk settles or a person takes over
+            )
+            task = asyncio.create_task(self._hold_after(said))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_log_failure)
+
+    async def _hold_after(self, said: object) -> None:
+        """Hold music once Sarah has said the caller's place in line (not over her words)."""
+        assert self._hold is not None
+        wait = getattr(said, "wait_for_playout", None)
+        if wait is not None:
+            await wait()
+        if self._hold.wanted and not self.taken_over:
+            await self._hold.start()
 
     # a supervisor who barges in takes over; when their audio goes, the agent resumes
     def _on_track_published(

@@ -27,6 +27,7 @@ from agent.bridge import CallBridge
 from agent.callbacks import ApiCallbacks
 from agent.config import AgentConfig, process_config
 from agent.dealership import Dealership
+from agent.hold_music import HoldMusic
 from agent.interim import InterimPoster
 from agent.lines import FinalLines, send_orphans, signal_to_workflow
 from agent.opening import fetch_opening
@@ -211,6 +212,7 @@ async def entrypoint(ctx: JobContext) -> None:
         call_id=call_id,
         bridge=bridge,
         stt_=build_stt(cfg, ctx.proc.userdata["vad"]),
+        hold=HoldMusic(ctx.room, session, call_id=call_id).attach(),
     ).attach(ctx.room)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
 
