@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -43,8 +44,28 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+# Ports handed out below the kernel's ephemeral range: a port the OS gives to any outgoing
+# connection or to a server binding port 0 (the Temporal dev server's internal services do)
+# can be taken between `free_port` and the bind of the process it was chosen for.
+PORTS_FROM = 15000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port free now, chosen below the ephemeral range (see PORTS_FROM), so that only
+    another explicit choice can take it before its process binds it."""
+    top = _ephemeral_start()
+    if top - PORTS_FROM >= 1000:
+        for port in random.sample(range(PORTS_FROM, top), 200):
+            if port_is_free(port):
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no such range here
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
