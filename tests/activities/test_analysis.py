@@ -49,13 +49,6 @@ def settings(**extra: Any) -> Settings:
     return load_settings(_env_file=None, **BASE, **extra)
 
 
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
-    yield p
-    await p.close()
-
-
 async def stored_call(pool: asyncpg.Pool, lines: list[tuple[str, str]], *,
                       test_drive: bool = False) -> str:  # fmt: skip
     call_id = m.new_call_id()

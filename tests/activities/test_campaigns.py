@@ -8,35 +8,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
-import pytest
 from temporalio.testing import ActivityEnvironment
 
 import core.campaigns as cp
 from activities.callbacks import CallbackActivities
 from activities.campaigns import CampaignActivities
 from core import models as m
-from core.settings import Settings, load_settings
-
-BASE = dict(
-    DATABASE_URL="postgresql://x@h/db", MINIO_ENDPOINT="minio:9000", MINIO_ACCESS_KEY="a",
-    MINIO_SECRET_KEY="b", LIVEKIT_URL="ws://livekit:7880", LIVEKIT_API_KEY="k",
-    LIVEKIT_API_SECRET="s", API_TOKENS="t0123456789abcdef:admin", PAYLOAD_KEYS="",
-)  # fmt: skip
-
-
-def settings(**extra: Any) -> Settings:
-    return load_settings(_env_file=None, **BASE, **extra)
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
-    yield p
-    await p.close()
+from tests.activities.test_analysis import settings
 
 
 async def campaign(pool: asyncpg.Pool, phones: list[str]) -> str:

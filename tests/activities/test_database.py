@@ -23,13 +23,6 @@ T0 = "2030-01-01T10:00:00+00:00"
 
 
 @pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
 def dba(pool: asyncpg.Pool) -> DatabaseActivities:
     return DatabaseActivities(pool)
 
