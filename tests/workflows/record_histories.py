@@ -139,16 +139,23 @@ async def continue_as_new(h: Harness) -> list[Run]:
     return [(handle.id, handle.first_execution_run_id)]
 
 
-async def recording_fails_then_ops_retry(h: Harness) -> list[Run]:
-    h.fakes.download_failures = 10**6
-    h.fakes.stop_reports = "EGRESS_COMPLETE"
-    handle, _ = await h.start(recording_retry_for_s=600)
+async def recorded_call(h: Harness, **config: object) -> tuple[WorkflowHandle, str]:
+    """A call that greets (the recording starts) and ends when the customer leaves; its
+    handle and id, the call completed."""
+    handle, _ = await h.start(**config)
     call_id = handle.id.removeprefix("call-")
     await h.agent_joins(handle)
     await h.say(handle, "assistant", "This call is recorded.")
     await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
     await h.customer_leaves(handle)
     await handle.result()
+    return handle, call_id
+
+
+async def recording_fails_then_ops_retry(h: Harness) -> list[Run]:
+    h.fakes.download_failures = 10**6
+    h.fakes.stop_reports = "EGRESS_COMPLETE"
+    handle, call_id = await recorded_call(h, recording_retry_for_s=600)
     failed = h.client.get_workflow_handle(m.recording_workflow_id(call_id))
     with contextlib.suppress(WorkflowFailureError):  # the pipeline gives up; ops take over
         await failed.result()
@@ -268,13 +275,7 @@ async def livekit_down_across_the_hang_up(h: Harness) -> list[Run]:
     staging, not there, so the pipeline starts on the key and waits for ops; they retry once it
     is there."""
     h.fakes.stop_reports, h.fakes.get_failures = "EGRESS_ENDING", 10_000
-    handle, _ = await h.start(egress_end_timeout_s=60)
-    call_id = handle.id.removeprefix("call-")
-    await h.agent_joins(handle)
-    await h.say(handle, "assistant", "This call is recorded.")
-    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
-    await h.customer_leaves(handle)
-    await handle.result()
+    handle, call_id = await recorded_call(h, egress_end_timeout_s=60)
     rec = await h.waiting_for_ops(call_id)
     h.fakes.staged[m.recording_object_key(call_id, 1)] = 4321
     await rec.execute_update(
@@ -307,13 +308,7 @@ async def egress_clock_and_poll_retries(h: Harness) -> list[Run]:
 
 async def _waiting_for_ops(h: Harness) -> tuple[WorkflowHandle, str]:
     h.fakes.download_failures, h.fakes.stop_reports = 10**6, "EGRESS_COMPLETE"
-    handle, _ = await h.start(recording_retry_for_s=2)
-    call_id = handle.id.removeprefix("call-")
-    await h.agent_joins(handle)
-    await h.say(handle, "assistant", "This call is recorded.")
-    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
-    await h.customer_leaves(handle)
-    await handle.result()
+    handle, call_id = await recorded_call(h, recording_retry_for_s=2)
     await h.waiting_for_ops(call_id)
     return handle, call_id
 
@@ -388,13 +383,7 @@ async def dispatch_into_a_room_gone(h: Harness) -> list[Run]:
 async def _uploading(h: Harness) -> tuple[WorkflowHandle, str]:
     """A call over, its recording's upload in flight (held until cancelled)."""
     h.fakes.upload_gate, h.fakes.stop_reports = asyncio.Event(), "EGRESS_COMPLETE"
-    handle, _ = await h.start()
-    call_id = handle.id.removeprefix("call-")
-    await h.agent_joins(handle)
-    await h.say(handle, "assistant", "This call is recorded.")
-    await until(lambda: h.fakes.count(act.START_EGRESS) == 1)
-    await h.customer_leaves(handle)
-    await handle.result()
+    handle, call_id = await recorded_call(h)
     await until(lambda: h.fakes.count(act.DOWNLOAD_AND_STORE_RECORDING) == 1, 30)
     return handle, call_id
 
